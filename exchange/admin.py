@@ -1,0 +1,285 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db.models import Prefetch, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.translation import gettext_lazy as _
+from guardian.admin import GuardedModelAdmin
+
+from . import services
+from .exceptions import ApplicationError
+from .models import ApiKey, AuditEvent, Board, BoardGroupObjectPermission, MemberFirm, Membership, User
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    ordering = ["email"]
+    list_display = ["email", "full_name", "firm", "is_staff", "is_active", "last_login"]
+    list_filter = ["is_staff", "is_superuser", "is_active", "groups"]
+    list_select_related = ["membership__firm"]
+    search_fields = ["email", "full_name", "membership__firm__legal_name_en"]
+    readonly_fields = ["last_login", "date_joined"]
+    fieldsets = (
+        (None, {"fields": ("email", "password")}),
+        (_("Personal info"), {"fields": ("full_name",)}),
+        (_("Permissions"), {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
+        (_("Important dates"), {"fields": ("last_login", "date_joined")}),
+    )
+    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "full_name", "password1", "password2")}),)
+
+    @admin.display(description=_("firm"))
+    def firm(self, user: User) -> str:
+        membership = getattr(user, "membership", None)
+        return str(membership.firm) if membership else "—"
+
+
+@admin.register(Board)
+class BoardAdmin(GuardedModelAdmin):
+    list_display = ["code", "name_en", "name_zh", "fee_rate_bps", "currencies", "is_cross_border"]
+    search_fields = ["code", "name_en", "name_zh"]
+    readonly_fields = ["code"]
+
+    @admin.display(description=_("settlement currencies"))
+    def currencies(self, board: Board) -> str:
+        return ", ".join(board.settlement_currencies)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # The two boards are the exchange's structure, created by migration; not something to add ad hoc.
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    raw_id_fields = ["user"]
+    fields = ["user", "role", "created_at"]
+    readonly_fields = ["created_at"]
+
+
+def _admission_action(board_code: str, *, grant: bool) -> Any:
+    verb = _("Admit to the %s board") if grant else _("Revoke from the %s board")
+
+    def action(modeladmin: MemberFirmAdmin, request: HttpRequest, queryset: QuerySet[MemberFirm]) -> None:
+        board = Board.objects.get(code=board_code)
+        done = 0
+        for firm in queryset.order_by("pk"):
+            try:
+                (services.admit if grant else services.revoke)(firm=firm, board=board, by=request.user)
+                done += 1
+            except ApplicationError as exc:
+                modeladmin.message_user(request, exc.message, messages.ERROR)
+        if done:
+            modeladmin.message_user(
+                request,
+                (
+                    _("%(n)d firm(s) admitted to the %(board)s.")
+                    if grant
+                    else _("%(n)d firm(s) revoked from the %(board)s.")
+                )
+                % {"n": done, "board": board},
+                messages.SUCCESS,
+            )
+
+    action.__name__ = f"{'admit' if grant else 'revoke'}_{board_code}"
+    return admin.action(description=verb % board_code, permissions=["admit"])(action)
+
+
+@admin.register(MemberFirm)
+class MemberFirmAdmin(admin.ModelAdmin):
+    list_display = ["legal_name_en", "legal_name_zh", "country", "role", "kyc_status", "is_ciio", "ftz", "boards"]
+    list_filter = ["kyc_status", "role", "country", "is_ciio", "ftz"]
+    search_fields = ["legal_name_en", "legal_name_zh", "uscc", "lei"]
+    readonly_fields = ["group", "created_at", "updated_at", "boards"]
+    inlines = [MembershipInline]
+    actions = [
+        _admission_action("domestic", grant=True),
+        _admission_action("international", grant=True),
+        _admission_action("domestic", grant=False),
+        _admission_action("international", grant=False),
+    ]
+    fieldsets = (
+        (None, {"fields": ("legal_name_en", "legal_name_zh", "country", "uscc", "lei", "role")}),
+        (_("Status"), {"fields": ("kyc_status", "is_ciio", "ftz", "boards")}),
+        (_("Record"), {"fields": ("group", "created_at", "updated_at")}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[MemberFirm]:
+        board_perms = BoardGroupObjectPermission.objects.filter(permission__codename="view_board").select_related(
+            "content_object"
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("group")
+            .prefetch_related(
+                Prefetch("group__boardgroupobjectpermission_set", queryset=board_perms, to_attr="board_perms")
+            )
+        )
+
+    @admin.display(description=_("admitted to"))
+    def boards(self, firm: MemberFirm) -> str:
+        perms = getattr(firm.group, "board_perms", None)
+        if perms is None:
+            perms = firm.group.boardgroupobjectpermission_set.filter(permission__codename="view_board").select_related(
+                "content_object"
+            )
+        return ", ".join(sorted(p.content_object.code for p in perms)) or "—"
+
+    def has_admit_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("exchange.admit_memberfirm")
+
+    def save_model(self, request: HttpRequest, obj: MemberFirm, form: forms.ModelForm, change: bool) -> None:
+        fields = {name: form.cleaned_data[name] for name in form.changed_data if name in form.cleaned_data}
+        if change:
+            saved = services.firm_update(firm=obj, by=request.user, **fields)
+        else:
+            data = {name: form.cleaned_data[name] for name in form.cleaned_data}
+            saved = services.firm_create(by=request.user, **data)
+        obj.pk, obj.group = saved.pk, saved.group
+        obj._state.adding = False
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if formset.model is not Membership:
+            return super().save_formset(request, form, formset, change)
+        # Membership changes go through the services, which keep the firm's group and the audit trail
+        # in step with the memberships.
+        firm = form.instance
+        for inline_form in formset.forms:
+            if not inline_form.has_changed() and not formset._should_delete_form(inline_form):
+                continue
+            instance = inline_form.instance
+            if formset._should_delete_form(inline_form):
+                if instance.pk:
+                    services.membership_remove(membership=instance, by=request.user)
+            elif instance.pk:
+                services.membership_change_role(
+                    membership=instance, role=inline_form.cleaned_data["role"], by=request.user
+                )
+            else:
+                services.membership_add(
+                    user=inline_form.cleaned_data["user"],
+                    firm=firm,
+                    role=inline_form.cleaned_data["role"],
+                    by=request.user,
+                )
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        return None
+
+
+class ApiKeyAddForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(choices=ApiKey.Scope.choices, widget=forms.CheckboxSelectMultiple)
+
+    class Meta:
+        model = ApiKey
+        fields = ["firm", "user", "name", "scopes", "expires_at"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "firm", "user", "scope_list", "expires_at", "revoked_at", "last_used_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter), "expires_at"]
+    list_select_related = ["firm", "user"]
+    search_fields = ["name", "prefix", "firm__legal_name_en", "user__email"]
+    raw_id_fields = ["firm", "user"]
+    actions = ["revoke"]
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = ApiKeyAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return []
+        return [
+            "firm",
+            "user",
+            "name",
+            "prefix",
+            "scopes",
+            "created_by",
+            "created_at",
+            "expires_at",
+            "revoked_at",
+            "revoked_by",
+            "last_used_at",
+        ]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return ["firm", "user", "name", "scopes", "expires_at"]
+        return self.get_readonly_fields(request, obj)
+
+    @admin.display(description=_("scopes"))
+    def scope_list(self, api_key: ApiKey) -> str:
+        return ", ".join(api_key.scopes)
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            return  # every field is read-only once created
+        api_key, raw_key = services.api_key_create(
+            firm=form.cleaned_data["firm"],
+            user=form.cleaned_data["user"],
+            name=form.cleaned_data["name"],
+            scopes=form.cleaned_data["scopes"],
+            expires_at=form.cleaned_data["expires_at"],
+            by=request.user,
+        )
+        obj.pk, obj.prefix = api_key.pk, api_key.prefix
+        obj._state.adding = False
+        obj._raw_key = raw_key  # type: ignore[attr-defined]
+
+    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue: Any = None) -> HttpResponse:
+        # The raw key is shown on this one page and is never stored or put in a message cookie.
+        context = {
+            **self.admin_site.each_context(request),
+            "api_key": obj,
+            "raw_key": obj._raw_key,  # type: ignore[attr-defined]
+            "opts": self.opts,
+            "title": _("API key created"),
+        }
+        return TemplateResponse(request, "admin/exchange/apikey/created.html", context)
+
+    @admin.action(description=_("Revoke the selected keys"), permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        revoked = 0
+        for api_key in queryset.select_related("firm").order_by("pk"):
+            try:
+                services.api_key_revoke(api_key=api_key, by=request.user)
+                revoked += 1
+            except ApplicationError as exc:
+                self.message_user(request, exc.message, messages.WARNING)
+        if revoked:
+            self.message_user(request, _("%d key(s) revoked.") % revoked, messages.SUCCESS)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ["seq", "created_at", "actor_repr", "verb", "object_type", "object_repr", "request_id"]
+    list_filter = ["verb", "object_type", ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["actor_repr", "verb", "object_id", "object_repr", "request_id"]
+    date_hierarchy = "created_at"
+    list_select_related = ["actor"]
+    readonly_fields = [f.name for f in AuditEvent._meta.fields]
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+admin.site.site_url = "/"
+admin.site.enable_nav_sidebar = True

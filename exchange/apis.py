@@ -1,0 +1,73 @@
+"""The core's API: who am I, and which boards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .models import Board
+from .selectors import board_ids_tradable, board_ids_visible, user_membership
+
+
+class BoardOutputSerializer(serializers.ModelSerializer):
+    can_trade = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Board
+        fields = ["code", "name_en", "name_zh", "fee_rate_bps", "settlement_currencies", "is_cross_border", "can_trade"]
+
+    def get_can_trade(self, board: Board) -> bool:
+        return board.id in self.context["tradable_ids"]
+
+
+class MeApi(APIView):
+    class FirmSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        legal_name_en = serializers.CharField()
+        legal_name_zh = serializers.CharField()
+        country = serializers.CharField()
+        role = serializers.CharField()
+        kyc_status = serializers.CharField()
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        email = serializers.EmailField()
+        full_name = serializers.CharField()
+        is_staff = serializers.BooleanField()
+        firm = serializers.JSONField(allow_null=True)
+        membership_role = serializers.CharField(allow_null=True)
+        boards_visible = serializers.ListField(child=serializers.CharField())
+        boards_tradable = serializers.ListField(child=serializers.CharField())
+
+    @extend_schema(responses=OutputSerializer, summary="The caller: user, firm and boards")
+    def get(self, request: Request) -> Response:
+        user = request.user
+        membership = user_membership(user)
+        visible = board_ids_visible(user=user)
+        tradable = board_ids_tradable(user=user)
+        codes = dict(Board.objects.filter(id__in=visible | tradable).values_list("id", "code"))
+        data: dict[str, Any] = {
+            "id": user.pk,
+            "email": user.email,
+            "full_name": user.full_name,
+            "is_staff": user.is_staff,
+            "firm": self.FirmSerializer(membership.firm).data if membership else None,
+            "membership_role": membership.role if membership else None,
+            "boards_visible": sorted(codes[i] for i in visible),
+            "boards_tradable": sorted(codes[i] for i in tradable),
+        }
+        return Response(self.OutputSerializer(data).data)
+
+
+class BoardListApi(APIView):
+    @extend_schema(responses=BoardOutputSerializer(many=True), summary="Boards the caller may see")
+    def get(self, request: Request) -> Response:
+        visible = board_ids_visible(user=request.user)
+        tradable = board_ids_tradable(user=request.user)
+        boards = Board.objects.filter(id__in=visible).order_by("id")
+        return Response(BoardOutputSerializer(boards, many=True, context={"tradable_ids": tradable}).data)

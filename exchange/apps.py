@@ -1,0 +1,20 @@
+from django.apps import AppConfig
+from django.contrib.admin.apps import AdminConfig
+from django.db.models.signals import post_migrate
+from django.utils.translation import gettext_lazy as _
+
+
+class ExchangeAdminConfig(AdminConfig):
+    default_site = "exchange.admin_site.ExchangeAdminSite"
+
+
+class ExchangeConfig(AppConfig):
+    name = "exchange"
+    verbose_name = _("Exchange")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Wiring only: log-in auditing and the staff role groups. No business rules live in signals.
+        from . import roles, signals  # noqa: F401
+
+        post_migrate.connect(roles.sync_staff_roles_after_migrate, dispatch_uid="exchange.sync_staff_roles")

@@ -1,0 +1,94 @@
+"""Domain errors and the API's single error shape.
+
+Every API error answers `{"error": {"code": ..., "message": ..., "details": ...}}` where `code` is a
+stable machine-readable string. Services raise ApplicationError (or a subclass) with a code; the portal
+shows its message, the API turns it into a 4xx.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+
+class ApplicationError(Exception):
+    code = "invalid_request"
+    status_code = status.HTTP_400_BAD_REQUEST
+
+    def __init__(self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.details = details or {}
+
+
+class NotAllowed(ApplicationError):
+    """The actor may not do this (as opposed to: the request is malformed)."""
+
+    code = "not_allowed"
+    status_code = status.HTTP_403_FORBIDDEN
+
+
+class InvalidTransition(ApplicationError):
+    code = "invalid_transition"
+    status_code = status.HTTP_409_CONFLICT
+
+
+def _first_code(codes: Any) -> str | None:
+    if isinstance(codes, str):
+        return codes
+    if isinstance(codes, dict):
+        for value in codes.values():
+            found = _first_code(value)
+            if found:
+                return found
+    if isinstance(codes, list):
+        for value in codes:
+            found = _first_code(value)
+            if found:
+                return found
+    return None
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    # Imported here: rest_framework.views reads the API settings, which import this project's
+    # authentication classes, which use the services, which raise these exceptions.
+    from rest_framework.views import exception_handler
+
+    if isinstance(exc, ApplicationError):
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = exception_handler(exc, context)
+    if response is None:
+        return None  # a real bug: let Django's 500 handling and logging see it
+    assert isinstance(exc, exceptions.APIException)
+    if isinstance(exc, exceptions.ValidationError):
+        code = "validation_error"
+        message = "The request is not valid; see details."
+        details = response.data
+    else:
+        code = _first_code(exc.get_codes()) or "error"
+        message = str(exc.detail) if not isinstance(exc.detail, (dict, list)) else "Request failed."
+        details = {}
+        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+            details = {"retry_after_seconds": int(exc.wait)}
+    response.data = error_body(code, message, details)
+    return response

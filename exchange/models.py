@@ -1,0 +1,359 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.models import Group, PermissionsMixin
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django_countries.fields import CountryField
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+
+from .money import CURRENCIES
+from .validators import validate_lei, validate_uscc
+
+# Mainland China. Hong Kong (HK), Macau (MO) and Taiwan (TW) are outside the mainland for the
+# cross-border rules, so firms registered there are foreign here.
+MAINLAND_CHINA = "CN"
+
+
+class TimeStampedModel(models.Model):
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class UserManager(BaseUserManager["User"]):
+    use_in_migrations = True
+
+    @classmethod
+    def normalize_email(cls, email: str | None) -> str:
+        # Log-in is by e-mail address, and people do not remember their address's capitalisation.
+        return (email or "").strip().lower()
+
+    def get_by_natural_key(self, username: str | None) -> User:
+        return self.get(email=self.normalize_email(username))
+
+    def create_user(self, email: str, password: str | None = None, **extra: Any) -> User:
+        if not email:
+            raise ValueError("Users need an e-mail address.")
+        user = self.model(email=self.normalize_email(email), **extra)
+        user.set_password(password)
+        user.full_clean(exclude=["password"])
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email: str, password: str | None = None, **extra: Any) -> User:
+        extra.setdefault("is_staff", True)
+        extra.setdefault("is_superuser", True)
+        return self.create_user(email, password, **extra)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    email = models.EmailField(_("e-mail address"), unique=True)
+    full_name = models.CharField(_("full name"), max_length=150, blank=True)
+    is_staff = models.BooleanField(
+        _("staff status"), default=False, help_text=_("Exchange staff: may log in to the admin.")
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    date_joined = models.DateTimeField(_("date joined"), default=timezone.now)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
+        constraints = [models.UniqueConstraint(Lower("email"), name="user_email_ci_unique")]
+
+    def __str__(self) -> str:
+        return self.email
+
+    def clean(self) -> None:
+        super().clean()
+        self.email = UserManager.normalize_email(self.email)
+
+    def get_full_name(self) -> str:
+        return self.full_name or self.email
+
+    def get_short_name(self) -> str:
+        return self.full_name.split(" ")[0] if self.full_name else self.email
+
+
+class Board(models.Model):
+    class Code(models.TextChoices):
+        DOMESTIC = "domestic", _("Domestic board")
+        INTERNATIONAL = "international", _("International board")
+
+    code = models.CharField(_("code"), max_length=20, choices=Code.choices, unique=True)
+    name_en = models.CharField(_("name (English)"), max_length=100)
+    name_zh = models.CharField(_("name (Chinese)"), max_length=100)
+    fee_rate_bps = models.PositiveIntegerField(
+        _("fee rate (basis points)"),
+        validators=[MaxValueValidator(10_000)],
+        help_text=_("The exchange's fee on each trade, in hundredths of a percent."),
+    )
+    settlement_currencies = models.JSONField(
+        _("settlement currencies"), default=list, help_text=_('ISO 4217 codes, e.g. ["CNY", "USD"].')
+    )
+    is_cross_border = models.BooleanField(
+        _("cross-border"), default=False, help_text=_("Trades on this board may move data across the border.")
+    )
+
+    class Meta:
+        verbose_name = _("board")
+        verbose_name_plural = _("boards")
+        ordering = ["id"]
+        permissions = [("trade_on_board", _("Can trade on the board"))]
+        constraints = [
+            models.CheckConstraint(condition=Q(fee_rate_bps__lte=10_000), name="board_fee_rate_bps_lte_10000"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name_en
+
+    def clean(self) -> None:
+        currencies = self.settlement_currencies
+        if not isinstance(currencies, list) or not currencies:
+            raise ValidationError({"settlement_currencies": _("List at least one currency.")})
+        unknown = [c for c in currencies if c not in CURRENCIES]
+        if unknown:
+            raise ValidationError(
+                {"settlement_currencies": _("Unknown currency: %(codes)s.") % {"codes": ", ".join(map(str, unknown))}}
+            )
+        if len(set(currencies)) != len(currencies):
+            raise ValidationError({"settlement_currencies": _("A currency is listed twice.")})
+
+
+class BoardUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(Board, on_delete=models.CASCADE)
+
+
+class BoardGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Board, on_delete=models.CASCADE)
+
+
+class FreeTradeZone(models.TextChoices):
+    """Pilot free trade zones whose negative lists the compliance app knows (by code)."""
+
+    SHANGHAI_LINGANG = "shanghai_lingang", _("Shanghai FTZ, Lingang Special Area")
+    SHANGHAI = "shanghai", _("Shanghai FTZ")
+    BEIJING = "beijing", _("Beijing FTZ")
+    TIANJIN = "tianjin", _("Tianjin FTZ")
+    HAINAN = "hainan", _("Hainan Free Trade Port")
+
+
+class MemberFirm(TimeStampedModel):
+    class Role(models.TextChoices):
+        PROVIDER = "provider", _("Provider")
+        BUYER = "buyer", _("Buyer")
+        BOTH = "both", _("Provider and buyer")
+
+    class KycStatus(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        VERIFIED = "verified", _("Verified")
+        SUSPENDED = "suspended", _("Suspended")
+
+    legal_name_en = models.CharField(_("legal name (English)"), max_length=200)
+    legal_name_zh = models.CharField(_("legal name (Chinese)"), max_length=200, blank=True)
+    country = CountryField(_("country of registration"))
+    uscc = models.CharField(
+        _("Unified Social Credit Code"),
+        max_length=18,
+        blank=True,
+        validators=[validate_uscc],
+        help_text=_("Required for firms registered in mainland China (GB 32100-2015)."),
+    )
+    lei = models.CharField(_("Legal Entity Identifier"), max_length=20, blank=True, validators=[validate_lei])
+    role = models.CharField(_("role"), max_length=10, choices=Role.choices)
+    kyc_status = models.CharField(_("KYC status"), max_length=10, choices=KycStatus.choices, default=KycStatus.PENDING)
+    is_ciio = models.BooleanField(_("critical information infrastructure operator"), default=False)
+    ftz = models.CharField(
+        _("pilot free trade zone"),
+        max_length=30,
+        choices=FreeTradeZone.choices,
+        blank=True,
+        help_text=_("The zone the firm is registered in, if any."),
+    )
+    group = models.OneToOneField(Group, on_delete=models.PROTECT, related_name="firm", editable=False)
+
+    class Meta:
+        verbose_name = _("member firm")
+        verbose_name_plural = _("member firms")
+        ordering = ["legal_name_en"]
+        permissions = [("admit_memberfirm", _("Can admit member firms to boards and revoke them"))]
+        constraints = [
+            models.UniqueConstraint(fields=["uscc"], condition=~Q(uscc=""), name="firm_uscc_unique"),
+            models.UniqueConstraint(fields=["lei"], condition=~Q(lei=""), name="firm_lei_unique"),
+            # Mainland firms carry a USCC and foreign firms do not: the database holds the line too.
+            models.CheckConstraint(
+                condition=(Q(country=MAINLAND_CHINA) & ~Q(uscc="")) | (~Q(country=MAINLAND_CHINA) & Q(uscc="")),
+                name="firm_uscc_iff_mainland",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.legal_name_en
+
+    @property
+    def is_mainland(self) -> bool:
+        return self.country == MAINLAND_CHINA
+
+    @property
+    def is_kyc_verified(self) -> bool:
+        return self.kyc_status == self.KycStatus.VERIFIED
+
+    def clean(self) -> None:
+        super().clean()
+        self.uscc = (self.uscc or "").strip().upper()
+        self.lei = (self.lei or "").strip().upper()
+        if self.country == MAINLAND_CHINA and not self.uscc:
+            raise ValidationError({"uscc": _("A firm registered in mainland China needs its USCC.")})
+        if self.country and self.country != MAINLAND_CHINA and self.uscc:
+            raise ValidationError({"uscc": _("Only firms registered in mainland China have a USCC.")})
+
+
+class Membership(TimeStampedModel):
+    class Role(models.TextChoices):
+        FIRM_ADMIN = "firm_admin", _("Firm administrator")
+        TRADER = "trader", _("Trader")
+        ANALYST = "analyst", _("Analyst")
+
+    # One firm per user: a person acting for two firms has two log-ins.
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
+    firm = models.ForeignKey(MemberFirm, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(_("role"), max_length=12, choices=Role.choices)
+
+    class Meta:
+        verbose_name = _("membership")
+        verbose_name_plural = _("memberships")
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.firm} ({self.get_role_display()})"
+
+
+class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+    def update(self, **kwargs: Any) -> int:
+        raise PermissionError("The audit trail is append-only.")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise PermissionError("The audit trail is append-only.")
+
+    update.queryset_only = True  # type: ignore[attr-defined]
+    delete.queryset_only = True  # type: ignore[attr-defined]
+
+
+class AuditEvent(models.Model):
+    """One step of someone's work, chained to the previous row by its hash.
+
+    Rows are only ever inserted (exchange.services.audit_record); `verify_audit` recomputes the chain.
+    """
+
+    seq = models.PositiveBigIntegerField(_("sequence"), unique=True, editable=False)
+    created_at = models.DateTimeField(_("when"), default=timezone.now, editable=False, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("who"),
+    )
+    actor_repr = models.CharField(_("who (as recorded)"), max_length=254, blank=True)
+    verb = models.CharField(_("what"), max_length=64, db_index=True)
+    object_type = models.CharField(_("object type"), max_length=100, blank=True)
+    object_id = models.CharField(_("object id"), max_length=64, blank=True)
+    object_repr = models.CharField(_("object"), max_length=200, blank=True)
+    payload = models.JSONField(_("details"), default=dict, blank=True)
+    request_id = models.CharField(_("request id"), max_length=64, blank=True)
+    prev_hash = models.CharField(max_length=64, editable=False)
+    hash = models.CharField(max_length=64, unique=True, editable=False)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit events")
+        ordering = ["-seq"]
+        indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object_idx")]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.verb} {self.object_repr}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise PermissionError("The audit trail is append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise PermissionError("The audit trail is append-only.")
+
+
+class AuditChainHead(models.Model):
+    """The single row that serialises appends to the audit chain and remembers its end.
+
+    Locking this row (SELECT ... FOR UPDATE) makes concurrent writers take turns, so two events never
+    claim the same predecessor; keeping the last hash here lets verify_audit notice a deleted tail.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    last_seq = models.PositiveBigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="audit_chain_head_singleton")]
+
+    def __str__(self) -> str:
+        return f"audit chain at #{self.last_seq}"
+
+
+class ApiKey(models.Model):
+    class Scope(models.TextChoices):
+        READ = "read", _("Read")
+        TRADE = "trade", _("Trade")
+
+    firm = models.ForeignKey(MemberFirm, on_delete=models.CASCADE, related_name="api_keys")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="api_keys",
+        help_text=_("The member the key acts for; it stops working if they leave the firm."),
+    )
+    name = models.CharField(_("name"), max_length=100)
+    prefix = models.CharField(_("prefix"), max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    scopes = models.JSONField(_("scopes"), default=list)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(_("expires at"))
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True, editable=False)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", editable=False
+    )
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    def is_usable(self, at: Any = None) -> bool:
+        at = at or timezone.now()
+        return self.revoked_at is None and self.expires_at > at
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes

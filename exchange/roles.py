@@ -1,0 +1,71 @@
+"""Staff roles: one auth.Group each, with the model permissions the role needs.
+
+Declared as data so a reviewer can read who may do what in one screen. Object permissions (a reviewer
+covering one board only) are granted on top of these per person in the admin. Later apps add their
+permissions here by name; names whose models do not exist yet are skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import apps as global_apps
+from django.contrib.auth.models import Group, Permission
+from django.db.models import Q
+
+EXCHANGE_ADMINS = "Exchange administrators"
+LISTING_REVIEWERS = "Listing reviewers"
+COMPLIANCE_OFFICERS = "Compliance officers"
+SETTLEMENT_CLERKS = "Settlement clerks"
+
+_FIRM_READ = ["exchange.view_memberfirm", "exchange.view_membership", "exchange.view_board"]
+
+STAFF_ROLES: dict[str, list[str]] = {
+    EXCHANGE_ADMINS: [
+        "exchange.view_user",
+        "exchange.add_user",
+        "exchange.change_user",
+        "exchange.view_memberfirm",
+        "exchange.add_memberfirm",
+        "exchange.change_memberfirm",
+        "exchange.admit_memberfirm",
+        "exchange.view_membership",
+        "exchange.add_membership",
+        "exchange.change_membership",
+        "exchange.delete_membership",
+        "exchange.view_board",
+        "exchange.change_board",
+        "exchange.view_apikey",
+        "exchange.add_apikey",
+        "exchange.change_apikey",
+        "exchange.view_auditevent",
+        "django_celery_beat.view_periodictask",
+        "django_celery_beat.change_periodictask",
+        "axes.view_accessattempt",
+        "axes.delete_accessattempt",
+    ],
+    LISTING_REVIEWERS: [*_FIRM_READ],
+    COMPLIANCE_OFFICERS: [*_FIRM_READ, "exchange.view_auditevent"],
+    SETTLEMENT_CLERKS: [*_FIRM_READ],
+}
+
+
+def sync_staff_roles() -> dict[str, Group]:
+    groups = {}
+    for name, perm_names in STAFF_ROLES.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        condition = Q(pk__in=[])
+        for perm_name in perm_names:
+            app_label, codename = perm_name.split(".", 1)
+            condition |= Q(content_type__app_label=app_label, codename=codename)
+        group.permissions.set(Permission.objects.filter(condition))
+        groups[name] = group
+    return groups
+
+
+def sync_staff_roles_after_migrate(sender: Any, **kwargs: Any) -> None:
+    # post_migrate fires once per app and each app's permissions are created in its own turn, so wait
+    # for the last app: by then every permission named above exists.
+    if sender.label != list(global_apps.get_app_configs())[-1].label:
+        return
+    sync_staff_roles()

@@ -1,0 +1,367 @@
+"""Writes of the core: the audit trail, firms and their people, board admission, API keys.
+
+Every service here is atomic and writes its audit row in the same transaction as the change it records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models, transaction
+from django.utils import timezone
+from guardian.shortcuts import assign_perm, remove_perm
+
+from .exceptions import ApplicationError, NotAllowed
+from .middleware import current_request_id
+from .models import ApiKey, AuditChainHead, AuditEvent, Board, MemberFirm, Membership, User
+
+BOARD_PERMS = ("view_board", "trade_on_board")
+
+
+# --- Audit trail --------------------------------------------------------------------------------
+
+
+def audit_hash(
+    *,
+    seq: int,
+    prev_hash: str,
+    created_at: datetime,
+    actor_id: int | None,
+    actor_repr: str,
+    verb: str,
+    object_type: str,
+    object_id: str,
+    object_repr: str,
+    payload: Any,
+    request_id: str,
+) -> str:
+    """SHA-256 over a canonical JSON rendering of the row and its predecessor's hash."""
+    canonical = json.dumps(
+        {
+            "seq": seq,
+            "prev_hash": prev_hash,
+            "created_at": created_at.astimezone(UTC).isoformat(timespec="microseconds"),
+            "actor_id": actor_id,
+            "actor_repr": actor_repr,
+            "verb": verb,
+            "object_type": object_type,
+            "object_id": object_id,
+            "object_repr": object_repr,
+            "payload": payload,
+            "request_id": request_id,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def audit_event_hash(event: AuditEvent) -> str:
+    return audit_hash(
+        seq=event.seq,
+        prev_hash=event.prev_hash,
+        created_at=event.created_at,
+        actor_id=event.actor_id,
+        actor_repr=event.actor_repr,
+        verb=event.verb,
+        object_type=event.object_type,
+        object_id=event.object_id,
+        object_repr=event.object_repr,
+        payload=event.payload,
+        request_id=event.request_id,
+    )
+
+
+@transaction.atomic
+def audit_record(
+    *, actor: User | None, verb: str, target: models.Model | None = None, payload: dict[str, Any] | None = None
+) -> AuditEvent:
+    # The head row is the chain's lock: appends take turns, so no two events share a predecessor.
+    head, _ = AuditChainHead.objects.select_for_update().get_or_create(id=1)
+    # Store exactly what JSON gives back, so that the hash verify_audit recomputes from the stored row
+    # matches the one computed here (Decimals, dates and UUIDs become strings once, now).
+    clean_payload = json.loads(json.dumps(payload or {}, cls=DjangoJSONEncoder))
+    actor = actor if actor is not None and actor.is_authenticated else None
+    event = AuditEvent(
+        seq=head.last_seq + 1,
+        created_at=timezone.now(),
+        actor=actor,
+        actor_repr=actor.email if actor else "system",
+        verb=verb,
+        object_type=f"{target._meta.app_label}.{target._meta.model_name}" if target is not None else "",
+        object_id=str(target.pk) if target is not None else "",
+        object_repr=str(target)[:200] if target is not None else "",
+        payload=clean_payload,
+        request_id=current_request_id(),
+        prev_hash=head.last_hash,
+    )
+    event.hash = audit_event_hash(event)
+    event.save(force_insert=True)
+    AuditChainHead.objects.filter(id=1).update(last_seq=event.seq, last_hash=event.hash)
+    return event
+
+
+def audit_verify() -> list[str]:
+    """Recompute the chain; answer the problems found (empty when the trail is intact)."""
+    problems: list[str] = []
+    expected_prev = ""
+    expected_seq = 1
+    for event in AuditEvent.objects.order_by("seq").iterator(chunk_size=2000):
+        if event.seq != expected_seq:
+            problems.append(f"event #{expected_seq} is missing (next found is #{event.seq})")
+            expected_seq = event.seq
+        if event.prev_hash != expected_prev:
+            problems.append(f"event #{event.seq} does not follow its predecessor (chain broken)")
+        if audit_event_hash(event) != event.hash:
+            problems.append(f"event #{event.seq} was altered (its content does not match its hash)")
+        expected_prev = event.hash
+        expected_seq = event.seq + 1
+    head = AuditChainHead.objects.filter(id=1).first()
+    last_seq = expected_seq - 1
+    if head is not None and (head.last_seq != last_seq or head.last_hash != expected_prev):
+        problems.append(
+            f"the trail should end at event #{head.last_seq} but ends at #{last_seq} (events deleted or altered)"
+        )
+    return problems
+
+
+# --- Firms and their people -----------------------------------------------------------------------
+
+
+def _user_is_firm_admin(user: User, firm: MemberFirm) -> bool:
+    membership = getattr(user, "membership", None) if user.is_authenticated else None
+    return membership is not None and membership.firm_id == firm.pk and membership.role == Membership.Role.FIRM_ADMIN
+
+
+@transaction.atomic
+def firm_create(*, by: User | None, **fields: Any) -> MemberFirm:
+    firm = MemberFirm(**fields)
+    # The group is named after the firm's id, which exists only once saved: name it uniquely for now.
+    firm.group = Group.objects.create(name=f"firm:pending:{secrets.token_hex(8)}")
+    firm.full_clean()
+    firm.save()
+    firm.group.name = f"firm:{firm.pk}"
+    firm.group.save(update_fields=["name"])
+    audit_record(actor=by, verb="firm.create", target=firm, payload=_firm_snapshot(firm))
+    return firm
+
+
+def _firm_snapshot(firm: MemberFirm) -> dict[str, Any]:
+    return {
+        "legal_name_en": firm.legal_name_en,
+        "legal_name_zh": firm.legal_name_zh,
+        "country": str(firm.country),
+        "uscc": firm.uscc,
+        "lei": firm.lei,
+        "role": firm.role,
+        "kyc_status": firm.kyc_status,
+        "is_ciio": firm.is_ciio,
+        "ftz": firm.ftz,
+    }
+
+
+@transaction.atomic
+def firm_update(*, firm: MemberFirm, by: User | None, **fields: Any) -> MemberFirm:
+    locked = MemberFirm.objects.select_for_update().get(pk=firm.pk)
+    before = _firm_snapshot(locked)
+    for name, value in fields.items():
+        setattr(locked, name, value)
+    locked.full_clean()
+    locked.save()
+    after = _firm_snapshot(locked)
+    changes = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
+    if changes:
+        audit_record(actor=by, verb="firm.update", target=locked, payload={"changes": changes})
+    return locked
+
+
+@transaction.atomic
+def membership_add(*, user: User, firm: MemberFirm, role: str, by: User | None) -> Membership:
+    if Membership.objects.filter(user=user).exists():
+        raise ApplicationError(f"{user} already belongs to a firm.", code="already_member")
+    membership = Membership(user=user, firm=firm, role=role)
+    membership.full_clean()
+    membership.save()
+    user.groups.add(firm.group)
+    audit_record(actor=by, verb="membership.add", target=firm, payload={"user": user.email, "role": role})
+    return membership
+
+
+@transaction.atomic
+def membership_change_role(*, membership: Membership, role: str, by: User | None) -> Membership:
+    old = membership.role
+    membership.role = role
+    membership.full_clean()
+    membership.save(update_fields=["role", "updated_at"])
+    audit_record(
+        actor=by,
+        verb="membership.change_role",
+        target=membership.firm,
+        payload={"user": membership.user.email, "role": [old, role]},
+    )
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership, by: User | None) -> None:
+    user, firm = membership.user, membership.firm
+    user.groups.remove(firm.group)
+    membership.delete()
+    audit_record(actor=by, verb="membership.remove", target=firm, payload={"user": user.email})
+
+
+@transaction.atomic
+def member_user_create(
+    *, email: str, password: str | None, firm: MemberFirm, role: str, by: User | None, full_name: str = ""
+) -> User:
+    user = User.objects.create_user(email=email, password=password, full_name=full_name)
+    membership_add(user=user, firm=firm, role=role, by=by)
+    return user
+
+
+# --- Board admission ------------------------------------------------------------------------------
+
+
+def firm_board_codes(firm: MemberFirm) -> set[str]:
+    """Codes of the boards the firm is admitted to (holds view_board on)."""
+    from .selectors import board_list_for_group
+
+    return {b.code for b in board_list_for_group(group=firm.group, perm="view_board")}
+
+
+@transaction.atomic
+def admit(*, firm: MemberFirm, board: Board, by: User) -> None:
+    """Admit a firm to a board: its group gets view_board and trade_on_board on the board."""
+    if not by.has_perm("exchange.admit_memberfirm"):
+        raise NotAllowed("You may not admit firms to boards.")
+    # Lock the firm so that a KYC change cannot slip between the check and the grant.
+    firm = MemberFirm.objects.select_for_update().get(pk=firm.pk)
+    if not firm.is_kyc_verified:
+        raise ApplicationError(
+            f"{firm} cannot be admitted: its KYC status is {firm.get_kyc_status_display()}, not verified.",
+            code="firm_not_verified",
+        )
+    if not firm.is_mainland and board.code != Board.Code.INTERNATIONAL:
+        raise ApplicationError(
+            f"{firm} is registered outside mainland China and may be admitted to the international board only.",
+            code="foreign_firm_domestic_board",
+        )
+    if board.code in firm_board_codes(firm):
+        raise ApplicationError(f"{firm} is already admitted to the {board}.", code="already_admitted")
+    for perm in BOARD_PERMS:
+        assign_perm(perm, firm.group, board)
+    audit_record(actor=by, verb="board.admit", target=firm, payload={"board": board.code})
+
+
+@transaction.atomic
+def revoke(*, firm: MemberFirm, board: Board, by: User) -> None:
+    """Take a firm off a board: both permissions go, whatever else it holds."""
+    if not by.has_perm("exchange.admit_memberfirm"):
+        raise NotAllowed("You may not revoke firms' admissions.")
+    firm = MemberFirm.objects.select_for_update().get(pk=firm.pk)
+    if board.code not in firm_board_codes(firm):
+        raise ApplicationError(f"{firm} is not admitted to the {board}.", code="not_admitted")
+    for perm in BOARD_PERMS:
+        remove_perm(perm, firm.group, board)
+    audit_record(actor=by, verb="board.revoke", target=firm, payload={"board": board.code})
+
+
+# --- API keys -------------------------------------------------------------------------------------
+
+API_KEY_LABEL = "dxk"
+
+
+def api_key_hash(raw_key: str) -> str:
+    # Keys are 256 random bits, so a fast hash is enough: nothing to brute-force as with a password.
+    return hashlib.sha256(raw_key.encode("utf-8")).hexdigest()
+
+
+def api_key_split(raw_key: str) -> str | None:
+    """The prefix of a well-formed key `dxk_<prefix>_<secret>`, or None."""
+    parts = raw_key.split("_", 2)
+    if len(parts) != 3 or parts[0] != API_KEY_LABEL or len(parts[1]) != 8 or not parts[2]:
+        return None
+    return parts[1]
+
+
+def api_key_matches(api_key: ApiKey, raw_key: str) -> bool:
+    return hmac.compare_digest(api_key.key_hash, api_key_hash(raw_key))
+
+
+@transaction.atomic
+def api_key_create(
+    *,
+    firm: MemberFirm,
+    user: User,
+    name: str,
+    scopes: list[str],
+    by: User,
+    expires_at: datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key; answer it with the raw key, which is shown once and never stored."""
+    if not (_user_is_firm_admin(by, firm) or (by.is_staff and by.has_perm("exchange.add_apikey"))):
+        raise NotAllowed("Only the firm's administrators and exchange staff may create its API keys.")
+    membership = getattr(user, "membership", None)
+    if membership is None or membership.firm_id != firm.pk:
+        raise ApplicationError(f"{user} is not a member of {firm}.", code="not_a_member")
+    scopes = sorted(set(scopes))
+    if not scopes or any(s not in ApiKey.Scope.values for s in scopes):
+        raise ApplicationError("Choose the key's scopes among: read, trade.", code="invalid_scopes")
+    now = timezone.now()
+    expires_at = expires_at or now + timedelta(days=settings.API_KEY_DEFAULT_LIFETIME_DAYS)
+    if expires_at <= now:
+        raise ApplicationError("A key's expiry must be in the future.", code="invalid_expiry")
+    prefix = secrets.token_hex(4)
+    raw_key = f"{API_KEY_LABEL}_{prefix}_{secrets.token_urlsafe(32)}"
+    api_key = ApiKey(
+        firm=firm,
+        user=user,
+        name=name,
+        prefix=prefix,
+        key_hash=api_key_hash(raw_key),
+        scopes=scopes,
+        created_by=by,
+        expires_at=expires_at,
+    )
+    api_key.full_clean()
+    api_key.save()
+    audit_record(
+        actor=by,
+        verb="api_key.create",
+        target=api_key,
+        payload={"firm": firm.pk, "user": user.email, "scopes": scopes, "expires_at": expires_at},
+    )
+    return api_key, raw_key
+
+
+@transaction.atomic
+def api_key_revoke(*, api_key: ApiKey, by: User) -> ApiKey:
+    if not (_user_is_firm_admin(by, api_key.firm) or (by.is_staff and by.has_perm("exchange.change_apikey"))):
+        raise NotAllowed("Only the firm's administrators and exchange staff may revoke its API keys.")
+    now = timezone.now()
+    # Compare-and-swap: a key is revoked once, by whoever gets there first.
+    updated = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now, revoked_by=by)
+    if updated != 1:
+        raise ApplicationError(f"The key {api_key} is already revoked.", code="already_revoked")
+    api_key.refresh_from_db()
+    audit_record(actor=by, verb="api_key.revoke", target=api_key, payload={"firm": api_key.firm_id})
+    return api_key
+
+
+def api_key_touch(*, api_key: ApiKey) -> None:
+    """Record use, at most once per resolution interval, with a conditional update (no read-modify-save)."""
+    now = timezone.now()
+    threshold = now - settings.API_KEY_LAST_USED_RESOLUTION
+    if api_key.last_used_at is None or api_key.last_used_at < threshold:
+        ApiKey.objects.filter(pk=api_key.pk).filter(
+            models.Q(last_used_at__isnull=True) | models.Q(last_used_at__lt=threshold)
+        ).update(last_used_at=now)

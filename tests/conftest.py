@@ -1,0 +1,137 @@
+"""Personas and shared fixtures.
+
+The personas are the people of the access matrix: `anonymous`, `unadmitted` (a member of a verified
+firm admitted nowhere), `domestic` (a buyer on the domestic board), `international` (a foreign buyer
+on the international board), `provider` (a Chinese provider on both boards), and the staff roles
+`ops` (exchange administrators), `reviewer`, `officer`, `clerk`, plus `superuser`.
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Iterator
+
+import pytest
+from django.contrib.auth.models import Group
+from rest_framework.test import APIClient
+
+from exchange import roles
+from exchange.models import Board, MemberFirm, User
+from tests.factories import PASSWORD, MemberFirmFactory, UserFactory, admit, board, member
+
+
+@pytest.fixture(autouse=True)
+def _float_trap() -> Iterator[None]:
+    # Money is Decimal built from strings or ints; mixing in a float raises in every test.
+    context = decimal.getcontext()
+    old = context.traps[decimal.FloatOperation]
+    context.traps[decimal.FloatOperation] = True
+    yield
+    context.traps[decimal.FloatOperation] = old
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> Iterator[None]:
+    # Throttle counters live in the cache; a test must not inherit another's.
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def domestic_board(db) -> Board:
+    return board(Board.Code.DOMESTIC)
+
+
+@pytest.fixture
+def international_board(db) -> Board:
+    return board(Board.Code.INTERNATIONAL)
+
+
+@pytest.fixture
+def boards(domestic_board: Board, international_board: Board) -> dict[str, Board]:
+    return {"domestic": domestic_board, "international": international_board}
+
+
+def _staff(email: str, role: str | None) -> User:
+    user = UserFactory(email=email, is_staff=True, is_superuser=role is None)
+    if role:
+        groups = roles.sync_staff_roles()
+        user.groups.add(groups[role])
+    return user
+
+
+@pytest.fixture
+def superuser(db) -> User:
+    return _staff("root@exchange.example", None)
+
+
+@pytest.fixture
+def ops(db) -> User:
+    return _staff("ops@exchange.example", roles.EXCHANGE_ADMINS)
+
+
+@pytest.fixture
+def reviewer(db) -> User:
+    return _staff("reviewer@exchange.example", roles.LISTING_REVIEWERS)
+
+
+@pytest.fixture
+def officer(db) -> User:
+    return _staff("officer@exchange.example", roles.COMPLIANCE_OFFICERS)
+
+
+@pytest.fixture
+def clerk(db) -> User:
+    return _staff("clerk@exchange.example", roles.SETTLEMENT_CLERKS)
+
+
+@pytest.fixture
+def unadmitted(db, boards) -> User:
+    firm = MemberFirmFactory(legal_name_en="Unadmitted Data Co.", role=MemberFirm.Role.BUYER)
+    return member(firm, "firm_admin", "alice@unadmitted.example")
+
+
+@pytest.fixture
+def domestic(db, boards, superuser) -> User:
+    firm = admit(MemberFirmFactory(legal_name_en="Domestic Buyer Co.", role=MemberFirm.Role.BUYER), "domestic")
+    return member(firm, "firm_admin", "bob@domestic.example")
+
+
+@pytest.fixture
+def international(db, boards, superuser) -> User:
+    firm = admit(
+        MemberFirmFactory(legal_name_en="Overseas Buyer Pte. Ltd.", country="SG", role=MemberFirm.Role.BUYER),
+        "international",
+    )
+    return member(firm, "firm_admin", "carol@overseas.example")
+
+
+@pytest.fixture
+def provider(db, boards, superuser) -> User:
+    firm = admit(
+        MemberFirmFactory(legal_name_en="Provider Data Co.", role=MemberFirm.Role.PROVIDER), "domestic", "international"
+    )
+    return member(firm, "firm_admin", "dave@provider.example")
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def password() -> str:
+    return PASSWORD
+
+
+@pytest.fixture
+def staff_groups(db) -> dict[str, Group]:
+    return roles.sync_staff_roles()
