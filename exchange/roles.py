@@ -63,9 +63,13 @@ def sync_staff_roles() -> dict[str, Group]:
     return groups
 
 
+def is_last_migrated_app(sender: Any) -> bool:
+    """post_migrate fires once per app with models, each app's permissions created in its own turn; the
+    last such app's turn is the one moment when everything exists."""
+    with_models = [config for config in global_apps.get_app_configs() if config.models_module is not None]
+    return sender.label == with_models[-1].label
+
+
 def sync_staff_roles_after_migrate(sender: Any, **kwargs: Any) -> None:
-    # post_migrate fires once per app and each app's permissions are created in its own turn, so wait
-    # for the last app: by then every permission named above exists.
-    if sender.label != list(global_apps.get_app_configs())[-1].label:
-        return
-    sync_staff_roles()
+    if is_last_migrated_app(sender):
+        sync_staff_roles()

@@ -26,7 +26,11 @@ def make_lei(n: int) -> str:
 
 BOARD_DEFAULTS = {
     Board.Code.DOMESTIC: dict(
-        name_en="Domestic board", name_zh="国内板", fee_rate_bps=50, settlement_currencies=["CNY"], is_cross_border=False
+        name_en="Domestic board",
+        name_zh="国内板",
+        fee_rate_bps=50,
+        settlement_currencies=["CNY"],
+        is_cross_border=False,
     ),
     Board.Code.INTERNATIONAL: dict(
         name_en="International board",

@@ -1,0 +1,40 @@
+"""Every periodic task of the exchange, declared in one place.
+
+django-celery-beat keeps the schedule in the database so that staff can see, pause and re-time tasks in
+the admin; `sync_periodic_tasks` (run after every migrate) creates the missing ones and leaves staff's
+changes to existing ones alone. Later apps add their rows here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# name -> (task, crontab fields in Asia/Shanghai)
+PERIODIC_TASKS: dict[str, tuple[str, dict[str, str]]] = {
+    "Verify the audit trail's hash chain": ("exchange.audit_verify", {"minute": "30", "hour": "2"}),
+}
+
+
+def sync_periodic_tasks() -> None:
+    from django.conf import settings
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+    for name, (task, cron) in PERIODIC_TASKS.items():
+        if PeriodicTask.objects.filter(name=name).exists():
+            continue
+        schedule, _ = CrontabSchedule.objects.get_or_create(
+            minute=cron.get("minute", "*"),
+            hour=cron.get("hour", "*"),
+            day_of_week=cron.get("day_of_week", "*"),
+            day_of_month=cron.get("day_of_month", "*"),
+            month_of_year=cron.get("month_of_year", "*"),
+            timezone=settings.TIME_ZONE,
+        )
+        PeriodicTask.objects.create(name=name, task=task, crontab=schedule)
+
+
+def sync_periodic_tasks_after_migrate(sender: Any, **kwargs: Any) -> None:
+    from .roles import is_last_migrated_app
+
+    if is_last_migrated_app(sender):
+        sync_periodic_tasks()
