@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from . import apis
@@ -8,4 +8,6 @@ urlpatterns = [
     path("boards", apis.BoardListApi.as_view(), name="boards"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
+    # Last: an unknown API path answers in the API's error shape, not with an HTML page.
+    re_path(r"^.*$", apis.not_found, name="not-found"),
 ]

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import HttpRequest, JsonResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from .exceptions import error_body
 from .models import Board
-from .selectors import board_ids_tradable, board_ids_visible, user_membership
+from .selectors import board_access, user_membership
 
 
 class BoardOutputSerializer(serializers.ModelSerializer):
@@ -48,9 +50,8 @@ class MeApi(APIView):
     def get(self, request: Request) -> Response:
         user = request.user
         membership = user_membership(user)
-        visible = board_ids_visible(user=user)
-        tradable = board_ids_tradable(user=user)
-        codes = dict(Board.objects.filter(id__in=visible | tradable).values_list("id", "code"))
+        access = board_access(user=user)
+        codes = dict(Board.objects.filter(id__in=access.visible).values_list("id", "code"))
         data: dict[str, Any] = {
             "id": user.pk,
             "email": user.email,
@@ -58,8 +59,8 @@ class MeApi(APIView):
             "is_staff": user.is_staff,
             "firm": self.FirmSerializer(membership.firm).data if membership else None,
             "membership_role": membership.role if membership else None,
-            "boards_visible": sorted(codes[i] for i in visible),
-            "boards_tradable": sorted(codes[i] for i in tradable),
+            "boards_visible": sorted(codes[i] for i in access.visible),
+            "boards_tradable": sorted(codes[i] for i in access.tradable),
         }
         return Response(self.OutputSerializer(data).data)
 
@@ -67,7 +68,10 @@ class MeApi(APIView):
 class BoardListApi(APIView):
     @extend_schema(responses=BoardOutputSerializer(many=True), summary="Boards the caller may see")
     def get(self, request: Request) -> Response:
-        visible = board_ids_visible(user=request.user)
-        tradable = board_ids_tradable(user=request.user)
-        boards = Board.objects.filter(id__in=visible).order_by("id")
-        return Response(BoardOutputSerializer(boards, many=True, context={"tradable_ids": tradable}).data)
+        access = board_access(user=request.user)
+        boards = Board.objects.filter(id__in=access.visible).order_by("id")
+        return Response(BoardOutputSerializer(boards, many=True, context={"tradable_ids": access.tradable}).data)
+
+
+def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    return JsonResponse(error_body("not_found", "No such API endpoint."), status=404)

@@ -11,6 +11,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
 from .models import ApiKey
+from .selectors import user_membership
 from .services import api_key_matches, api_key_split, api_key_touch
 
 KEYWORD = "Api-Key"
@@ -29,7 +30,7 @@ class ApiKeyAuthentication(BaseAuthentication):
             raise exceptions.AuthenticationFailed(_("Invalid API key."), code="invalid_api_key") from None
         prefix = api_key_split(raw_key)
         api_key = (
-            ApiKey.objects.select_related("user__membership__firm__group", "firm").filter(prefix=prefix).first()
+            ApiKey.objects.select_related("user__membership__firm", "firm").filter(prefix=prefix).first()
             if prefix
             else None
         )
@@ -40,7 +41,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         if api_key.expires_at <= timezone.now():
             raise exceptions.AuthenticationFailed(_("This API key has expired."), code="api_key_expired")
         user = api_key.user
-        membership = getattr(user, "membership", None)
+        membership = user_membership(user)
         if not user.is_active or membership is None or membership.firm_id != api_key.firm_id:
             # The person the key acts for left the firm or was deactivated: the key dies with that.
             raise exceptions.AuthenticationFailed(_("This API key is no longer valid."), code="api_key_inactive")

@@ -80,6 +80,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if response is None:
         return None  # a real bug: let Django's 500 handling and logging see it
     assert isinstance(exc, exceptions.APIException)
+    if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed, exceptions.PermissionDenied)):
+        from .security import log_access_denied
+
+        log_access_denied(context.get("request"), _first_code(exc.get_codes()) or "denied")
     if isinstance(exc, exceptions.ValidationError):
         code = "validation_error"
         message = "The request is not valid; see details."

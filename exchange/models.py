@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 from django_countries.fields import CountryField
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
@@ -122,6 +123,11 @@ class Board(models.Model):
 
     def __str__(self) -> str:
         return self.name_en
+
+    @property
+    def name(self) -> str:
+        """The board's name in the language of the current request."""
+        return self.name_zh if (get_language() or "").startswith("zh") else self.name_en
 
     def clean(self) -> None:
         currencies = self.settlement_currencies

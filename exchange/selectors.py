@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import Group
 from django.db.models import QuerySet
-from guardian.shortcuts import get_objects_for_group, get_objects_for_user
+from guardian.shortcuts import get_objects_for_user
 
-from .models import Board, MemberFirm, Membership
+from .models import Board, BoardGroupObjectPermission, MemberFirm, Membership
 
-VIEW_BOARD = "exchange.view_board"
-TRADE_ON_BOARD = "exchange.trade_on_board"
+VIEW_BOARD = "view_board"
+TRADE_ON_BOARD = "trade_on_board"
 
 
 def user_membership(user: Any) -> Membership | None:
+    """The user's membership with its firm, fetched once and cached on the user object."""
     if not getattr(user, "is_authenticated", False):
         return None
-    try:
-        return user.membership
-    except Membership.DoesNotExist:
-        return None
+    cache = user._state.fields_cache
+    if "membership" not in cache:
+        membership = Membership.objects.select_related("firm").filter(user=user).first()
+        cache["membership"] = membership
+        if membership is not None:
+            membership._state.fields_cache["user"] = user
+    return cache["membership"]
 
 
 def user_firm(user: Any) -> MemberFirm | None:
@@ -28,46 +33,61 @@ def user_firm(user: Any) -> MemberFirm | None:
     return membership.firm if membership else None
 
 
-def board_list_for_group(*, group: Group, perm: str) -> QuerySet[Board]:
-    return get_objects_for_group(group, perm, klass=Board, accept_global_perms=False)
+@dataclass(frozen=True)
+class BoardAccess:
+    visible: frozenset[int]
+    tradable: frozenset[int]
 
 
-def _board_ids(user: Any, perm: str) -> frozenset[int]:
+NO_ACCESS = BoardAccess(frozenset(), frozenset())
+
+
+def group_board_access(*, group: Group | int) -> BoardAccess:
+    """What a firm's group holds on the boards, read from guardian's direct-FK table in one query."""
+    group_id = group if isinstance(group, int) else group.pk
+    rows = BoardGroupObjectPermission.objects.filter(
+        group_id=group_id, permission__codename__in=[VIEW_BOARD, TRADE_ON_BOARD]
+    ).values_list("content_object_id", "permission__codename")
+    visible = frozenset(board_id for board_id, codename in rows if codename == VIEW_BOARD)
+    # Trading without seeing makes no sense; a stray trade grant alone gives nothing.
+    tradable = frozenset(board_id for board_id, codename in rows if codename == TRADE_ON_BOARD) & visible
+    return BoardAccess(visible, tradable)
+
+
+def board_access(*, user: Any) -> BoardAccess:
+    """The one answer, for every app, to which boards a user may see and trade on.
+
+    Members act through their firm's group; a firm whose KYC lapsed keeps its admissions on record but
+    sees and trades nothing until verified again. Staff see the boards their role covers (all with the
+    model permission, one with an object permission) and trade on none.
+    """
     if not getattr(user, "is_authenticated", False) or not user.is_active:
-        return frozenset()
+        return NO_ACCESS
     membership = user_membership(user)
     if membership is not None:
-        # A firm whose KYC lapsed keeps its admissions on record but sees and trades nothing until
-        # it is verified again.
         if not membership.firm.is_kyc_verified:
-            return frozenset()
-        boards = board_list_for_group(group=membership.firm.group, perm=perm)
-    elif user.is_staff and perm == VIEW_BOARD:
-        # Staff see the boards their role covers: all of them with the model permission, one with an
-        # object permission (a reviewer for one board).
-        boards = get_objects_for_user(user, perm, klass=Board, accept_global_perms=True)
-    else:
-        # Staff do not trade.
-        return frozenset()
-    return frozenset(boards.values_list("id", flat=True))
+            return NO_ACCESS
+        return group_board_access(group=membership.firm.group_id)
+    if user.is_staff:
+        boards = get_objects_for_user(user, f"exchange.{VIEW_BOARD}", klass=Board, accept_global_perms=True)
+        return BoardAccess(frozenset(boards.values_list("id", flat=True)), frozenset())
+    return NO_ACCESS
 
 
 def board_ids_visible(*, user: Any) -> frozenset[int]:
-    """Ids of the boards whose products the user may see: a handful of rows, computed in one query.
-
-    Callers compute it once per request and filter with `board_id__in`.
-    """
-    return _board_ids(user, VIEW_BOARD)
+    """Ids of the boards whose products the user may see: filter products with `board_id__in`."""
+    return board_access(user=user).visible
 
 
 def board_ids_tradable(*, user: Any) -> frozenset[int]:
-    """Ids of the boards the user may buy or sell on."""
-    return _board_ids(user, TRADE_ON_BOARD)
+    return board_access(user=user).tradable
 
 
 def board_list_visible(*, user: Any) -> QuerySet[Board]:
     return Board.objects.filter(id__in=board_ids_visible(user=user)).order_by("id")
 
 
-def board_list_tradable(*, user: Any) -> QuerySet[Board]:
-    return Board.objects.filter(id__in=board_ids_tradable(user=user)).order_by("id")
+def board_codes_for_firm(*, firm: MemberFirm) -> set[str]:
+    """Codes of the boards a firm is admitted to."""
+    access = group_board_access(group=firm.group_id)
+    return set(Board.objects.filter(id__in=access.visible).values_list("code", flat=True))

@@ -138,7 +138,9 @@ def audit_verify() -> list[str]:
 
 
 def _user_is_firm_admin(user: User, firm: MemberFirm) -> bool:
-    membership = getattr(user, "membership", None) if user.is_authenticated else None
+    from .selectors import user_membership
+
+    membership = user_membership(user)
     return membership is not None and membership.firm_id == firm.pk and membership.role == Membership.Role.FIRM_ADMIN
 
 
@@ -232,10 +234,9 @@ def member_user_create(
 
 
 def firm_board_codes(firm: MemberFirm) -> set[str]:
-    """Codes of the boards the firm is admitted to (holds view_board on)."""
-    from .selectors import board_list_for_group
+    from .selectors import board_codes_for_firm
 
-    return {b.code for b in board_list_for_group(group=firm.group, perm="view_board")}
+    return board_codes_for_firm(firm=firm)
 
 
 @transaction.atomic
@@ -310,7 +311,9 @@ def api_key_create(
     """Create a key; answer it with the raw key, which is shown once and never stored."""
     if not (_user_is_firm_admin(by, firm) or (by.is_staff and by.has_perm("exchange.add_apikey"))):
         raise NotAllowed("Only the firm's administrators and exchange staff may create its API keys.")
-    membership = getattr(user, "membership", None)
+    from .selectors import user_membership
+
+    membership = user_membership(user)
     if membership is None or membership.firm_id != firm.pk:
         raise ApplicationError(f"{user} is not a member of {firm}.", code="not_a_member")
     scopes = sorted(set(scopes))

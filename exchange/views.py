@@ -13,7 +13,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from .models import Board
-from .selectors import board_ids_tradable, board_ids_visible, user_membership
+from .selectors import board_access, user_membership
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +28,10 @@ def landing(request: HttpRequest) -> HttpResponse:
 @require_GET
 def portal_home(request: HttpRequest) -> HttpResponse:
     membership = user_membership(request.user)
-    visible = board_ids_visible(user=request.user)
-    tradable = board_ids_tradable(user=request.user)
+    access = board_access(user=request.user)
     boards = [
-        {"board": board, "can_trade": board.id in tradable}
-        for board in Board.objects.filter(id__in=visible).order_by("id")
+        {"board": board, "can_trade": board.id in access.tradable}
+        for board in Board.objects.filter(id__in=access.visible).order_by("id")
     ]
     return render(
         request,

@@ -1,0 +1,13 @@
+"""Settings for `make bench`: the product's own, plus the baseline endpoints and no throttling.
+
+Everything else (DEBUG, the database, secrets, hosts) comes from the environment that bench/run.py sets,
+exactly as in production.
+"""
+
+from exchange.settings import *  # noqa: F403
+from exchange.settings import REST_FRAMEWORK as _PRODUCT_REST_FRAMEWORK
+
+ROOT_URLCONF = "bench.urls"
+
+# The load comes from one client at thousands of requests a second: throttling would turn it into 429s.
+REST_FRAMEWORK = {**_PRODUCT_REST_FRAMEWORK, "DEFAULT_THROTTLE_CLASSES": []}

@@ -1,0 +1,13 @@
+"""The product's URLs plus the bench's baselines (first, so that they pay the least for routing)."""
+
+from django.urls import path
+
+from exchange.urls import urlpatterns as product_urlpatterns
+
+from . import views
+
+urlpatterns = [
+    path("bench/plain", views.plain, name="bench-plain"),
+    path("bench/drf", views.DrfTrivialApi.as_view(), name="bench-drf"),
+    *product_urlpatterns,
+]
