@@ -8,6 +8,8 @@ from .forms import LoginForm
 portal_patterns = (
     [
         path("", views.portal_home, name="home"),
+        path("api-keys/", views.portal_api_keys, name="api-keys"),
+        path("api-keys/<int:pk>/revoke", views.portal_api_key_revoke, name="api-key-revoke"),
     ],
     "portal",
 )

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from .models import Board
+from . import services
+from .exceptions import ApplicationError
+from .forms import ApiKeyCreateForm
+from .models import ApiKey, Board, Membership
+from .security import log_access_denied
 from .selectors import board_access, user_membership
 
 log = logging.getLogger(__name__)
@@ -38,6 +47,62 @@ def portal_home(request: HttpRequest) -> HttpResponse:
         "exchange/portal_home.html",
         {"membership": membership, "firm": membership.firm if membership else None, "boards": boards},
     )
+
+
+def _firm_admin_membership(request: HttpRequest) -> Membership:
+    membership = user_membership(request.user)
+    if membership is None:
+        raise Http404
+    if membership.role != Membership.Role.FIRM_ADMIN:
+        log_access_denied(request, "not_firm_admin")
+        raise PermissionDenied(_("Only your firm's administrators manage its API keys."))
+    return membership
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def portal_api_keys(request: HttpRequest) -> HttpResponse:
+    membership = _firm_admin_membership(request)
+    firm = membership.firm
+    form = ApiKeyCreateForm(request.POST or None, firm=firm, initial={"user": request.user})
+    raw_key = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            api_key, raw_key = services.api_key_create(
+                firm=firm,
+                user=form.cleaned_data["user"],
+                name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
+                expires_at=timezone.now() + timedelta(days=form.cleaned_data["lifetime_days"]),
+                by=request.user,
+            )
+        except ApplicationError as exc:
+            form.add_error(None, exc.message)
+        else:
+            # Rendered in this response only: the raw key is never stored, redirected with, or put in a message.
+            form = ApiKeyCreateForm(firm=firm, initial={"user": request.user})
+    keys = ApiKey.objects.filter(firm=firm).select_related("user").order_by("-created_at")
+    return render(
+        request,
+        "exchange/portal_api_keys.html",
+        {"firm": firm, "keys": keys, "form": form, "raw_key": raw_key, "now": timezone.now()},
+        status=201 if raw_key else 200,
+    )
+
+
+@login_required
+@require_POST
+def portal_api_key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    membership = _firm_admin_membership(request)
+    # Another firm's key answers 404: its existence is not ours to reveal.
+    api_key = get_object_or_404(ApiKey, pk=pk, firm=membership.firm)
+    try:
+        services.api_key_revoke(api_key=api_key, by=request.user)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, _("The key %(prefix)s… is revoked.") % {"prefix": api_key.prefix})
+    return redirect("portal:api-keys")
 
 
 def _check_database() -> None:
