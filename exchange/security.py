@@ -39,6 +39,8 @@ class ExchangeAxesHandler(AxesDatabaseHandler):
 
 
 def log_access_denied(request: Any, reason: str) -> None:
+    if request is not None:
+        request._exchange_access_logged = True
     user = getattr(request, "user", None)
     security_log.warning(
         "access_denied reason=%s path=%s user_id=%s ip=%s",
@@ -47,3 +49,16 @@ def log_access_denied(request: Any, reason: str) -> None:
         getattr(user, "pk", None) if user is not None and user.is_authenticated else None,
         request.META.get("REMOTE_ADDR", "-") if hasattr(request, "META") else "-",
     )
+
+
+class AccessDeniedLogMiddleware:
+    """Log every 401 and 403 that no view logged with a more precise reason (e.g. the admin's own 403)."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: Any) -> Any:
+        response = self.get_response(request)
+        if response.status_code in (401, 403) and not getattr(request, "_exchange_access_logged", False):
+            log_access_denied(request, f"http_{response.status_code}")
+        return response

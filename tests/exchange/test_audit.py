@@ -34,8 +34,32 @@ def test_verify_audit_passes_on_an_intact_trail(trail, capsys):
 
 
 def _raw(sql, params):
+    """Tamper as someone with direct database access would, past the ORM's refusal.
+
+    On PostgreSQL that someone must first switch triggers off (session_replication_role, a superuser's
+    right), past the append-only trigger; the hash chain still shows what they did.
+    """
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        if connection.vendor == "postgresql":
+            cursor.execute("SET session_replication_role = replica")
+        try:
+            cursor.execute(sql, params)
+        finally:
+            if connection.vendor == "postgresql":
+                cursor.execute("SET session_replication_role = DEFAULT")
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the append-only trigger exists on PostgreSQL only")
+@pytest.mark.parametrize(
+    "sql",
+    ["UPDATE exchange_auditevent SET verb = 'forged' WHERE id = %s", "DELETE FROM exchange_auditevent WHERE id = %s"],
+)
+def test_postgresql_refuses_raw_updates_and_deletes(trail, sql):
+    from django.db import DatabaseError, transaction
+
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, [trail[0].pk])
+    assert services.audit_verify() == []
 
 
 def test_verify_audit_fails_after_a_row_is_altered_in_the_database(trail):

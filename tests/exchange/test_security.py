@@ -84,6 +84,16 @@ def test_api_key_failures_are_logged_without_the_key(api_client, caplog):
     assert "supersecretvalue" not in caplog.text
 
 
+def test_admin_refusals_are_logged(client, reviewer, caplog):
+    from tests.factories import login_as
+
+    login_as(client, reviewer)
+    with caplog.at_level("WARNING", logger="exchange.security"):
+        assert client.get("/admin/exchange/apikey/").status_code == 403
+    assert "access_denied reason=http_403 path=/admin/exchange/apikey/" in caplog.text
+    assert f"user_id={reviewer.pk}" in caplog.text
+
+
 def test_pages_carry_a_strict_content_security_policy(client):
     response = client.get("/")
     csp = response["Content-Security-Policy"]
