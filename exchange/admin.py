@@ -9,6 +9,7 @@ from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from guardian.admin import GuardedModelAdmin
 
 from . import services
@@ -64,9 +65,15 @@ class MembershipInline(admin.TabularInline):
     readonly_fields = ["created_at"]
 
 
-def _admission_action(board_code: str, *, grant: bool) -> Any:
-    verb = _("Admit to the %s board") if grant else _("Revoke from the %s board")
+ADMISSION_ACTION_LABELS = {
+    ("domestic", True): _("Admit to the domestic board"),
+    ("international", True): _("Admit to the international board"),
+    ("domestic", False): _("Revoke from the domestic board"),
+    ("international", False): _("Revoke from the international board"),
+}
 
+
+def _admission_action(board_code: str, *, grant: bool) -> Any:
     def action(modeladmin: MemberFirmAdmin, request: HttpRequest, queryset: QuerySet[MemberFirm]) -> None:
         board = Board.objects.get(code=board_code)
         done = 0
@@ -77,19 +84,15 @@ def _admission_action(board_code: str, *, grant: bool) -> Any:
             except ApplicationError as exc:
                 modeladmin.message_user(request, exc.message, messages.ERROR)
         if done:
-            modeladmin.message_user(
-                request,
-                (
-                    _("%(n)d firm(s) admitted to the %(board)s.")
-                    if grant
-                    else _("%(n)d firm(s) revoked from the %(board)s.")
-                )
-                % {"n": done, "board": board},
-                messages.SUCCESS,
+            template = (
+                ngettext("%(n)d firm admitted to the %(board)s.", "%(n)d firms admitted to the %(board)s.", done)
+                if grant
+                else ngettext("%(n)d firm revoked from the %(board)s.", "%(n)d firms revoked from the %(board)s.", done)
             )
+            modeladmin.message_user(request, template % {"n": done, "board": board.name}, messages.SUCCESS)
 
     action.__name__ = f"{'admit' if grant else 'revoke'}_{board_code}"
-    return admin.action(description=verb % board_code, permissions=["admit"])(action)
+    return admin.action(description=ADMISSION_ACTION_LABELS[(board_code, grant)], permissions=["admit"])(action)
 
 
 @admin.register(MemberFirm)
@@ -258,7 +261,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
             except ApplicationError as exc:
                 self.message_user(request, exc.message, messages.WARNING)
         if revoked:
-            self.message_user(request, _("%d key(s) revoked.") % revoked, messages.SUCCESS)
+            self.message_user(
+                request,
+                ngettext("%(n)d key revoked.", "%(n)d keys revoked.", revoked) % {"n": revoked},
+                messages.SUCCESS,
+            )
 
 
 @admin.register(AuditEvent)

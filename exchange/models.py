@@ -122,7 +122,7 @@ class Board(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.name_en
+        return self.name
 
     @property
     def name(self) -> str:
@@ -363,3 +363,8 @@ class ApiKey(models.Model):
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
+
+    @property
+    def scope_labels(self) -> list[str]:
+        labels = dict(self.Scope.choices)
+        return [str(labels.get(scope, scope)) for scope in self.scopes]

@@ -17,6 +17,7 @@ from django.contrib.auth.models import Group
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from guardian.shortcuts import assign_perm, remove_perm
 
 from .exceptions import ApplicationError, NotAllowed
@@ -189,7 +190,7 @@ def firm_update(*, firm: MemberFirm, by: User | None, **fields: Any) -> MemberFi
 @transaction.atomic
 def membership_add(*, user: User, firm: MemberFirm, role: str, by: User | None) -> Membership:
     if Membership.objects.filter(user=user).exists():
-        raise ApplicationError(f"{user} already belongs to a firm.", code="already_member")
+        raise ApplicationError(_("%(user)s already belongs to a firm.") % {"user": user}, code="already_member")
     membership = Membership(user=user, firm=firm, role=role)
     membership.full_clean()
     membership.save()
@@ -243,21 +244,26 @@ def firm_board_codes(firm: MemberFirm) -> set[str]:
 def admit(*, firm: MemberFirm, board: Board, by: User) -> None:
     """Admit a firm to a board: its group gets view_board and trade_on_board on the board."""
     if not by.has_perm("exchange.admit_memberfirm"):
-        raise NotAllowed("You may not admit firms to boards.")
+        raise NotAllowed(_("You may not admit firms to boards."))
     # Lock the firm so that a KYC change cannot slip between the check and the grant.
     firm = MemberFirm.objects.select_for_update().get(pk=firm.pk)
     if not firm.is_kyc_verified:
         raise ApplicationError(
-            f"{firm} cannot be admitted: its KYC status is {firm.get_kyc_status_display()}, not verified.",
+            _("%(firm)s cannot be admitted: its KYC status is %(status)s, not verified.")
+            % {"firm": firm, "status": firm.get_kyc_status_display()},
             code="firm_not_verified",
         )
     if not firm.is_mainland and board.code != Board.Code.INTERNATIONAL:
         raise ApplicationError(
-            f"{firm} is registered outside mainland China and may be admitted to the international board only.",
+            _("%(firm)s is registered outside mainland China and may be admitted to the international board only.")
+            % {"firm": firm},
             code="foreign_firm_domestic_board",
         )
     if board.code in firm_board_codes(firm):
-        raise ApplicationError(f"{firm} is already admitted to the {board}.", code="already_admitted")
+        raise ApplicationError(
+            _("%(firm)s is already admitted to the %(board)s.") % {"firm": firm, "board": board.name},
+            code="already_admitted",
+        )
     for perm in BOARD_PERMS:
         assign_perm(perm, firm.group, board)
     audit_record(actor=by, verb="board.admit", target=firm, payload={"board": board.code})
@@ -267,10 +273,12 @@ def admit(*, firm: MemberFirm, board: Board, by: User) -> None:
 def revoke(*, firm: MemberFirm, board: Board, by: User) -> None:
     """Take a firm off a board: both permissions go, whatever else it holds."""
     if not by.has_perm("exchange.admit_memberfirm"):
-        raise NotAllowed("You may not revoke firms' admissions.")
+        raise NotAllowed(_("You may not revoke firms' admissions."))
     firm = MemberFirm.objects.select_for_update().get(pk=firm.pk)
     if board.code not in firm_board_codes(firm):
-        raise ApplicationError(f"{firm} is not admitted to the {board}.", code="not_admitted")
+        raise ApplicationError(
+            _("%(firm)s is not admitted to the %(board)s.") % {"firm": firm, "board": board.name}, code="not_admitted"
+        )
     for perm in BOARD_PERMS:
         remove_perm(perm, firm.group, board)
     audit_record(actor=by, verb="board.revoke", target=firm, payload={"board": board.code})
@@ -310,19 +318,21 @@ def api_key_create(
 ) -> tuple[ApiKey, str]:
     """Create a key; answer it with the raw key, which is shown once and never stored."""
     if not (_user_is_firm_admin(by, firm) or (by.is_staff and by.has_perm("exchange.add_apikey"))):
-        raise NotAllowed("Only the firm's administrators and exchange staff may create its API keys.")
+        raise NotAllowed(_("Only the firm's administrators and exchange staff may create its API keys."))
     from .selectors import user_membership
 
     membership = user_membership(user)
     if membership is None or membership.firm_id != firm.pk:
-        raise ApplicationError(f"{user} is not a member of {firm}.", code="not_a_member")
+        raise ApplicationError(
+            _("%(user)s is not a member of %(firm)s.") % {"user": user, "firm": firm}, code="not_a_member"
+        )
     scopes = sorted(set(scopes))
     if not scopes or any(s not in ApiKey.Scope.values for s in scopes):
-        raise ApplicationError("Choose the key's scopes among: read, trade.", code="invalid_scopes")
+        raise ApplicationError(_("Choose the key's scopes among: read, trade."), code="invalid_scopes")
     now = timezone.now()
     expires_at = expires_at or now + timedelta(days=settings.API_KEY_DEFAULT_LIFETIME_DAYS)
     if expires_at <= now:
-        raise ApplicationError("A key's expiry must be in the future.", code="invalid_expiry")
+        raise ApplicationError(_("A key's expiry must be in the future."), code="invalid_expiry")
     prefix = secrets.token_hex(4)
     raw_key = f"{API_KEY_LABEL}_{prefix}_{secrets.token_urlsafe(32)}"
     api_key = ApiKey(
@@ -349,12 +359,12 @@ def api_key_create(
 @transaction.atomic
 def api_key_revoke(*, api_key: ApiKey, by: User) -> ApiKey:
     if not (_user_is_firm_admin(by, api_key.firm) or (by.is_staff and by.has_perm("exchange.change_apikey"))):
-        raise NotAllowed("Only the firm's administrators and exchange staff may revoke its API keys.")
+        raise NotAllowed(_("Only the firm's administrators and exchange staff may revoke its API keys."))
     now = timezone.now()
     # Compare-and-swap: a key is revoked once, by whoever gets there first.
     updated = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now, revoked_by=by)
     if updated != 1:
-        raise ApplicationError(f"The key {api_key} is already revoked.", code="already_revoked")
+        raise ApplicationError(_("The key %(key)s is already revoked.") % {"key": api_key}, code="already_revoked")
     api_key.refresh_from_db()
     audit_record(actor=by, verb="api_key.revoke", target=api_key, payload={"firm": api_key.firm_id})
     return api_key

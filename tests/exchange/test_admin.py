@@ -26,7 +26,7 @@ def test_admit_and_revoke_actions_call_the_services(client, ops, boards):
     firm = MemberFirmFactory()
     login_as(client, ops)
     response = _action(client, "admit_international", [firm])
-    assert "1 firm(s) admitted to the International board." in response.content.decode()
+    assert "1 firm admitted to the International board." in response.content.decode()
     assert services.firm_board_codes(firm) == {"international"}
     _action(client, "revoke_international", [firm])
     assert services.firm_board_codes(firm) == set()
@@ -44,7 +44,7 @@ def test_admission_refusals_are_shown_and_others_still_admitted(client, ops, boa
     text = response.content.decode()
     assert "KYC status is Pending" in text
     assert "may be admitted to the international board only" in text
-    assert "1 firm(s) admitted" in text
+    assert "1 firm admitted" in text
     assert services.firm_board_codes(ready) == {"domestic"}
     assert services.firm_board_codes(pending) == services.firm_board_codes(foreign) == set()
 
