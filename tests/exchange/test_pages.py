@@ -69,3 +69,10 @@ def test_the_api_docs_need_nothing_from_the_internet(client):
     html = client.get("/api/v1/docs/").content.decode()
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in html
     assert "cdn." not in html and "unpkg" not in html
+
+
+def test_only_the_api_docs_relax_the_style_policy_and_none_relax_scripts(client):
+    docs = client.get("/api/v1/docs/")["Content-Security-Policy"]
+    assert "style-src 'self' 'unsafe-inline'" in docs
+    assert "script-src 'self';" in docs + ";"
+    assert "unsafe-inline" not in client.get("/")["Content-Security-Policy"]
