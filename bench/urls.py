@@ -8,6 +8,7 @@ from . import views
 
 urlpatterns = [
     path("bench/plain", views.plain, name="bench-plain"),
+    path("bench/drf-anon", views.DrfAnonymousApi.as_view(), name="bench-drf-anon"),
     path("bench/drf", views.DrfTrivialApi.as_view(), name="bench-drf"),
     *product_urlpatterns,
 ]

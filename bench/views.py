@@ -15,6 +15,16 @@ def plain(request: HttpRequest) -> JsonResponse:
     return JsonResponse(PAYLOAD)
 
 
+class DrfAnonymousApi(APIView):
+    """The same DRF view with no authentication and no permission: DRF's own cost, without the API key's."""
+
+    authentication_classes: list[type] = []
+    permission_classes: list[type] = []
+
+    def get(self, request: Request) -> Response:
+        return Response(PAYLOAD)
+
+
 class DrfTrivialApi(APIView):
     """A DRF view with the API's default authentication and permissions (an API key), and nothing else."""
 

@@ -11,7 +11,6 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
 from .models import ApiKey
-from .selectors import user_membership
 from .services import api_key_matches, api_key_split, api_key_touch
 
 KEYWORD = "Api-Key"
@@ -29,11 +28,12 @@ class ApiKeyAuthentication(BaseAuthentication):
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed(_("Invalid API key."), code="invalid_api_key") from None
         prefix = api_key_split(raw_key)
-        api_key = (
-            ApiKey.objects.select_related("user__membership__firm", "firm").filter(prefix=prefix).first()
-            if prefix
-            else None
-        )
+        try:
+            # One small join per request: the key and its user. The firm is not re-checked here because a
+            # member leaving the firm revokes their keys (exchange.services.membership_remove).
+            api_key = ApiKey.objects.select_related("user").get(prefix=prefix) if prefix else None
+        except ApiKey.DoesNotExist:
+            api_key = None
         if api_key is None or not api_key_matches(api_key, raw_key):
             raise exceptions.AuthenticationFailed(_("Invalid API key."), code="invalid_api_key")
         if api_key.revoked_at is not None:
@@ -41,9 +41,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         if api_key.expires_at <= timezone.now():
             raise exceptions.AuthenticationFailed(_("This API key has expired."), code="api_key_expired")
         user = api_key.user
-        membership = user_membership(user)
-        if not user.is_active or membership is None or membership.firm_id != api_key.firm_id:
-            # The person the key acts for left the firm or was deactivated: the key dies with that.
+        if not user.is_active:
             raise exceptions.AuthenticationFailed(_("This API key is no longer valid."), code="api_key_inactive")
         api_key_touch(api_key=api_key)
         return user, api_key

@@ -216,10 +216,22 @@ def membership_change_role(*, membership: Membership, role: str, by: User | None
 
 @transaction.atomic
 def membership_remove(*, membership: Membership, by: User | None) -> None:
+    """Take a person out of a firm; the API keys acting for them die with the membership."""
     user, firm = membership.user, membership.firm
     user.groups.remove(firm.group)
+    revoked = list(
+        ApiKey.objects.filter(user=user, firm=firm, revoked_at__isnull=True)
+        .order_by("pk")
+        .values_list("prefix", flat=True)
+    )
+    ApiKey.objects.filter(user=user, firm=firm, revoked_at__isnull=True).update(
+        revoked_at=timezone.now(), revoked_by=by
+    )
     membership.delete()
-    audit_record(actor=by, verb="membership.remove", target=firm, payload={"user": user.email})
+    user._state.fields_cache.pop("membership", None)
+    audit_record(
+        actor=by, verb="membership.remove", target=firm, payload={"user": user.email, "api_keys_revoked": revoked}
+    )
 
 
 @transaction.atomic

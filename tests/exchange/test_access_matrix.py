@@ -148,7 +148,7 @@ def test_a_valid_key_sees_what_its_member_sees(api_client, persona, key_for, req
         ("wrong_secret", "invalid_api_key"),
         ("unknown_prefix", "invalid_api_key"),
         ("garbage", "invalid_api_key"),
-        ("member_left", "api_key_inactive"),
+        ("member_left", "api_key_revoked"),
         ("user_deactivated", "api_key_inactive"),
     ],
 )

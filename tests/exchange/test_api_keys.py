@@ -89,3 +89,19 @@ def test_another_firms_admin_cannot_revoke(provider):
     outsider = member(MemberFirmFactory(), "firm_admin")
     with pytest.raises(NotAllowed):
         services.api_key_revoke(api_key=api_key, by=outsider)
+
+
+def test_leaving_the_firm_revokes_the_members_keys(provider, ops):
+    firm = provider.membership.firm
+    colleague = member(firm, "trader")
+    mine, _ = services.api_key_create(firm=firm, user=provider, name="mine", scopes=["read"], by=provider)
+    theirs, _ = services.api_key_create(firm=firm, user=colleague, name="theirs", scopes=["read"], by=provider)
+    # when
+    services.membership_remove(membership=colleague.membership, by=ops)
+    # then
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert theirs.revoked_at is not None and theirs.revoked_by == ops
+    assert mine.revoked_at is None
+    event = AuditEvent.objects.get(verb="membership.remove")
+    assert event.payload == {"user": colleague.email, "api_keys_revoked": [theirs.prefix]}
