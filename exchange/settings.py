@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
@@ -331,3 +332,12 @@ API_KEY_DEFAULT_LIFETIME_DAYS = env_int("API_KEY_DEFAULT_LIFETIME_DAYS", 365)
 # Writing last_used_at on every request would turn every API read into a write; once a minute is enough.
 API_KEY_LAST_USED_RESOLUTION = timedelta(seconds=60)
 HEALTHZ_BROKER_TIMEOUT = 2.0
+
+# Listings: the public notice before listing, samples, prices.
+LISTING_NOTICE_DAYS = env_int("LISTING_NOTICE_DAYS", 3)
+# When a dismissed objection resumes a notice whose end has passed, members get at least this long again.
+LISTING_NOTICE_RESUME_HOURS = env_int("LISTING_NOTICE_RESUME_HOURS", 24)
+LISTING_SAMPLE_MAX_BYTES = env_int("LISTING_SAMPLE_MAX_BYTES", 1024 * 1024)
+LISTING_SAMPLE_MAX_ROWS = env_int("LISTING_SAMPLE_MAX_ROWS", 1000)
+LISTING_SAMPLE_PREVIEW_ROWS = 10
+LISTING_MAX_PRICE = Decimal(os.environ.get("LISTING_MAX_PRICE", "100000000"))  # per plan, in its currency

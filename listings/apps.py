@@ -1,6 +1,12 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class ListingsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "listings"
+    verbose_name = _("Listings")
+
+    def ready(self) -> None:
+        # The listings workflow's own pre-listing check registers itself on import.
+        from . import checks  # noqa: F401

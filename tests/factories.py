@@ -101,3 +101,111 @@ def admit(firm: MemberFirm, *codes: str) -> MemberFirm:
 
 def login_as(client: Any, user: User) -> None:
     client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
+
+
+# --- Listings ---------------------------------------------------------------------------------------
+
+DICTIONARY = [
+    {"name": "hs_code", "type": "string", "description": "HS code", "unit": "", "personal": False, "sensitive": False},
+    {"name": "month", "type": "date", "description": "Month", "unit": "", "personal": False, "sensitive": False},
+    {
+        "name": "value_usd",
+        "type": "decimal",
+        "description": "Trade value",
+        "unit": "USD",
+        "personal": False,
+        "sensitive": False,
+    },
+    {
+        "name": "origin",
+        "type": "country",
+        "description": "Origin country",
+        "unit": "",
+        "personal": False,
+        "sensitive": False,
+    },
+]
+SAMPLE_CSV = b"hs_code,month,value_usd,origin\n8471,2026-01-01,1250000.50,CN\n8517,2026-01-01,98000,DE\n"
+LICENCE_TERMS = {
+    "purposes": ["market research", "internal analytics"],
+    "territories": ["worldwide"],
+    "duration_months": 12,
+    "onward_transfer": False,
+    "resale": False,
+}
+
+
+def product_content(**overrides: Any) -> dict[str, Any]:
+    from listings.models import Category
+
+    content = {
+        "title_en": "China export flows by HS code",
+        "title_zh": "中国按海关编码出口流向数据",
+        "summary_en": "Monthly export values by HS code and destination.",
+        "summary_zh": "按海关编码和目的地统计的月度出口额。",
+        "description_en": "Customs-derived monthly aggregates of export trade values.",
+        "description_zh": "基于海关数据的月度出口贸易额汇总。",
+        "category": Category.objects.get(code="trade"),
+        "tags": ["customs", "exports", "海关"],
+        "classification": "general",
+        "origin_countries": ["CN"],
+        "origin_region": "Shanghai",
+        "coverage_geography": "Worldwide destinations",
+        "update_frequency": "monthly",
+        "volume": "2 million rows",
+        "delivery_modes": ["file", "api"],
+        "dictionary": DICTIONARY,
+        "licence_en": "For the buyer's internal analytics only.",
+        "licence_zh": "仅限买方内部分析使用。",
+        "licence_terms": LICENCE_TERMS,
+    }
+    content.update(overrides)
+    return content
+
+
+def ensure_categories() -> None:
+    """Transactional tests flush the migration's categories: put them back."""
+    from importlib import import_module
+
+    from django.apps import apps as django_apps
+
+    migration = import_module("listings.migrations.0002_categories")
+    migration.create(django_apps, None)
+
+
+def draft_product(
+    provider: User, board_code: str = "international", plan: bool = True, sample: bool = True, **content: Any
+):
+    from decimal import Decimal
+
+    from listings import services as listing_services
+
+    ensure_categories()
+    product = listing_services.product_create(actor=provider, board=board(board_code), **product_content(**content))
+    if sample:
+        listing_services.revision_set_sample(product=product, actor=provider, name="sample.csv", content=SAMPLE_CSV)
+    if plan:
+        listing_services.plan_create(
+            product=product, actor=provider, name_en="Annual", kind="subscription", period="year",
+            currency="CNY", amount=Decimal("12000.00"),
+        )  # fmt: skip
+    return product
+
+
+def listed_product(provider: User, reviewer: User, board_code: str = "international", **content: Any):
+    """A product taken through the whole workflow to listed."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from listings import services as listing_services
+    from listings.models import Revision
+
+    product = draft_product(provider, board_code, **content)
+    listing_services.product_submit(product=product, actor=provider)
+    listing_services.review_start(product=product, actor=reviewer)
+    revision = listing_services.review_approve(product=product, actor=reviewer)
+    Revision.objects.filter(pk=revision.pk).update(notice_ends_at=timezone.now() - timedelta(seconds=1))
+    listing_services.notice_conclude(revision_id=revision.pk)
+    product.refresh_from_db()
+    return product

@@ -1,0 +1,60 @@
+"""The single place where other apps add checks that must pass before a product is listed.
+
+A check takes the revision about to be approved or listed and answers the reasons it may not be (an empty
+list when it may). The listing workflow runs every registered check when a reviewer approves a revision
+for public notice and again when the notice ends, and refuses with all the reasons together. Apps
+register their checks in their AppConfig.ready(), e.g. compliance:
+
+    register_pre_listing_check("compliance.assessment", compliance_listing_check)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from django.utils.translation import gettext as _
+
+if TYPE_CHECKING:
+    from .models import Revision
+
+PreListingCheck = Callable[["Revision"], list[str]]
+
+_checks: dict[str, PreListingCheck] = {}
+
+
+def register_pre_listing_check(name: str, check: PreListingCheck) -> None:
+    """Register (or replace, by name) a check. Names keep registration idempotent across reloads."""
+    _checks[name] = check
+
+
+def unregister_pre_listing_check(name: str) -> None:
+    _checks.pop(name, None)
+
+
+def pre_listing_checks() -> dict[str, PreListingCheck]:
+    return dict(_checks)
+
+
+def run_pre_listing_checks(revision: Revision) -> list[str]:
+    reasons: list[str] = []
+    for check in _checks.values():
+        reasons.extend(check(revision))
+    return reasons
+
+
+def provider_may_sell_on_board(revision: Revision) -> list[str]:
+    from exchange.selectors import group_board_access
+
+    product = revision.product
+    firm = product.provider
+    if not firm.is_kyc_verified:
+        return [_("The provider's KYC status is not verified.")]
+    if firm.role not in (firm.Role.PROVIDER, firm.Role.BOTH):
+        return [_("The firm is not registered as a provider.")]
+    if product.board_id not in group_board_access(group=firm.group_id).tradable:
+        return [_("The provider is not admitted to the %(board)s.") % {"board": product.board.name}]
+    return []
+
+
+register_pre_listing_check("listings.provider_admitted", provider_may_sell_on_board)

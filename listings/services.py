@@ -1,0 +1,616 @@
+"""Writes of the catalogue: products, their revisions through registration review, public notice and
+listing, price plans and objections.
+
+Every transition is one function here: it checks who may do it, moves the status with a conditional
+UPDATE (so that two people acting at once cannot both succeed), writes an AuditEvent in the same
+transaction, and raises a clear ApplicationError when the move is not allowed.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from guardian.shortcuts import assign_perm
+
+from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed
+from exchange.models import Board, MemberFirm, Membership, User
+from exchange.selectors import board_access, group_board_access, user_membership
+from exchange.services import audit_record
+
+from . import validation
+from .checks import run_pre_listing_checks
+from .models import Category, DataProduct, ImportantSource, ListingStatus, Objection, PricePlan, Revision
+from .search import revision_index
+
+Status = Revision.Status
+
+EDITABLE_FIELDS = tuple(f for f in Revision.CONTENT_FIELDS if f != "sample")
+EDITOR_ROLES = (Membership.Role.FIRM_ADMIN, Membership.Role.TRADER)
+
+
+# --- Who may do what --------------------------------------------------------------------------------
+
+
+def can_edit_product(user: User, product: DataProduct) -> bool:
+    """A provider's firm administrators and traders edit its products (analysts only read them)."""
+    membership = user_membership(user)
+    return (
+        membership is not None
+        and membership.firm_id == product.provider_id
+        and membership.role in EDITOR_ROLES
+        and membership.firm.is_kyc_verified
+    )
+
+
+def can_review_product(user: User, product: DataProduct) -> bool:
+    """Staff with the review permission, for the boards their role covers."""
+    return (
+        user.is_authenticated
+        and user.is_staff
+        and user.has_perm("listings.review_dataproduct")
+        and product.board_id in board_access(user=user).visible
+    )
+
+
+def _require_editor(user: User, product: DataProduct) -> None:
+    if not can_edit_product(user, product):
+        raise NotAllowed(_("Only the provider's administrators and traders may change this product."))
+
+
+def _require_reviewer(user: User, product: DataProduct) -> None:
+    if not can_review_product(user, product):
+        raise NotAllowed(
+            _("Only listing reviewers covering the %(board)s may do this.") % {"board": product.board.name}
+        )
+
+
+# --- Transitions ------------------------------------------------------------------------------------
+
+
+def _move(revision: Revision, new: str, **fields: Any) -> Revision:
+    """Compare-and-swap the revision's status along an allowed edge; raise if someone moved it first."""
+    old = revision.status
+    if new not in Revision.ALLOWED.get(old, set()):
+        raise InvalidTransition(
+            _("A revision that is %(old)s cannot become %(new)s.")
+            % {"old": Status(old).label, "new": Status(new).label},
+            details={"from": old, "to": new},
+        )
+    updated = Revision.objects.filter(pk=revision.pk, status=old).update(status=new, **fields)
+    if updated != 1:
+        raise InvalidTransition(_("This revision was changed by someone else meanwhile; reload and try again."))
+    revision.status = new
+    for name, value in fields.items():
+        setattr(revision, name, value)
+    return revision
+
+
+def _audit(actor: User | None, verb: str, product: DataProduct, **payload: Any) -> None:
+    audit_record(actor=actor, verb=f"listing.{verb}", target=product, payload=payload)
+
+
+def open_revision(product: DataProduct) -> Revision | None:
+    return product.revisions.filter(status__in=Revision.OPEN).select_related("category").first()
+
+
+def _open_revision_or_error(product: DataProduct, *statuses: str) -> Revision:
+    revision = open_revision(product)
+    if revision is None or revision.status not in statuses:
+        raise InvalidTransition(
+            _("This product has no revision that is %(states)s.")
+            % {"states": " / ".join(str(Status(s).label) for s in statuses)}
+        )
+    return revision
+
+
+# --- Content ---------------------------------------------------------------------------------------
+
+
+def _clean_content(fields: dict[str, Any]) -> dict[str, Any]:
+    cleaned = dict(fields)
+    errors: dict[str, list[str]] = {}
+    cleaners = {
+        "dictionary": validation.clean_dictionary,
+        "licence_terms": validation.clean_licence_terms,
+        "delivery_modes": validation.clean_delivery_modes,
+        "tags": validation.clean_tags,
+        "origin_countries": validation.clean_origin_countries,
+    }
+    for name, cleaner in cleaners.items():
+        if name in cleaned:
+            try:
+                cleaned[name] = cleaner(cleaned[name])
+            except ValidationError as exc:
+                for key, messages in exc.message_dict.items():
+                    errors.setdefault(key, []).extend(messages)
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
+def _validate_revision(revision: Revision) -> None:
+    """Rules across fields, checked on every save of a draft and again at submission."""
+    errors: dict[str, list[str]] = {}
+
+    def add(field: str, message: str) -> None:
+        errors.setdefault(field, []).append(message)
+
+    if revision.coverage_start and revision.coverage_end and revision.coverage_start > revision.coverage_end:
+        add("coverage_end", _("The coverage ends before it starts."))
+    personal = any(f.get("personal") for f in revision.dictionary)
+    sensitive = any(f.get("sensitive") for f in revision.dictionary)
+    if personal and not revision.contains_personal_info:
+        add(
+            "contains_personal_info",
+            _("The dictionary has personal fields: the product contains personal information."),
+        )
+    if revision.contains_personal_info:
+        if revision.personal_info_subjects + revision.sensitive_personal_info_subjects == 0:
+            add("personal_info_subjects", _("Say how many individuals the personal information covers."))
+        if sensitive and revision.sensitive_personal_info_subjects == 0:
+            add(
+                "sensitive_personal_info_subjects",
+                _("The dictionary has sensitive fields: say how many individuals they cover."),
+            )
+        if revision.sensitive_personal_info_subjects and not sensitive:
+            add("dictionary", _("Mark which fields hold the sensitive personal information."))
+    elif revision.personal_info_subjects or revision.sensitive_personal_info_subjects:
+        add("contains_personal_info", _("Individuals are counted, so the product contains personal information."))
+    if revision.classification == "important" and revision.important_source == ImportantSource.NONE:
+        add("important_source", _("Say why the data is important."))
+    if revision.classification != "important" and revision.important_source != ImportantSource.NONE:
+        add("important_source", _("Only important data has a reason for being important."))
+    if revision.category_id and not Category.objects.filter(pk=revision.category_id, is_active=True).exists():
+        add("category", _("This category is no longer in use."))
+    if errors:
+        raise ValidationError(errors)
+
+
+def _save_draft(revision: Revision) -> Revision:
+    revision.full_clean(exclude=["sample", "product", "created_by"])
+    _validate_revision(revision)
+    revision.save()
+    return revision
+
+
+@transaction.atomic
+def product_create(*, actor: User, board: Board, **content: Any) -> DataProduct:
+    """A new product and its first draft revision, owned by the actor's firm."""
+    membership = user_membership(actor)
+    if membership is None or membership.role not in EDITOR_ROLES or not membership.firm.is_kyc_verified:
+        raise NotAllowed(_("Only administrators and traders of a verified provider firm create products."))
+    firm = membership.firm
+    if firm.role not in (MemberFirm.Role.PROVIDER, MemberFirm.Role.BOTH):
+        raise NotAllowed(_("Your firm is not registered as a provider."))
+    if board.id not in group_board_access(group=firm.group_id).tradable:
+        raise NotAllowed(_("Your firm is not admitted to the %(board)s.") % {"board": board.name})
+    unknown = set(content) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise ApplicationError(_("Unknown fields: %(fields)s.") % {"fields": ", ".join(sorted(unknown))})
+    product = DataProduct.objects.create(provider=firm, board=board)
+    revision = Revision(product=product, number=1, created_by=actor, **_clean_content(content))
+    _save_draft(revision)
+    # The provider's firm holds change_dataproduct on its own products (guardian, direct-FK table).
+    assign_perm("listings.change_dataproduct", firm.group, product)
+    _audit(actor, "create", product, revision=1, board=board.code)
+    return product
+
+
+@transaction.atomic
+def revision_update(*, product: DataProduct, actor: User, **content: Any) -> Revision:
+    """Edit the product's draft revision."""
+    _require_editor(actor, product)
+    unknown = set(content) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise ApplicationError(_("Unknown fields: %(fields)s.") % {"fields": ", ".join(sorted(unknown))})
+    revision = _open_revision_or_error(product, Status.DRAFT)
+    before = revision.content()
+    for name, value in _clean_content(content).items():
+        setattr(revision, name, value)
+    if "dictionary" in content and revision.sample and before["dictionary"] != revision.dictionary:
+        # The sample was checked against the old dictionary; it must be checked again.
+        revision.sample = ""
+        revision.sample_preview = []
+    _save_draft(revision)
+    changed = sorted(k for k, v in revision.content().items() if before[k] != v)
+    if changed:
+        _audit(actor, "edit", product, revision=revision.number, fields=changed)
+    return revision
+
+
+@transaction.atomic
+def revision_set_sample(*, product: DataProduct, actor: User, name: str, content: bytes) -> Revision:
+    _require_editor(actor, product)
+    revision = _open_revision_or_error(product, Status.DRAFT)
+    rows = validation.parse_sample(name=name, content=content, dictionary=revision.dictionary)
+    revision.sample.save(name, ContentFile(content), save=False)
+    revision.sample_preview = rows[: settings.LISTING_SAMPLE_PREVIEW_ROWS]
+    revision.save()
+    _audit(actor, "sample", product, revision=revision.number, file=revision.sample.name, rows=len(rows))
+    return revision
+
+
+@transaction.atomic
+def revision_create_draft(*, product: DataProduct, actor: User) -> Revision:
+    """Start a new draft from the latest revision: to change a listed product, or after a rejection."""
+    _require_editor(actor, product)
+    product = DataProduct.objects.select_for_update().get(pk=product.pk)
+    if product.listing_status == ListingStatus.DELISTED:
+        raise InvalidTransition(_("A delisted product cannot be changed."))
+    if open_revision(product) is not None:
+        raise InvalidTransition(_("This product already has a revision in progress."))
+    latest = product.revisions.order_by("-number").first()
+    assert latest is not None  # a product is created with its first revision
+    draft = Revision(product=product, number=latest.number + 1, created_by=actor)
+    for name in (*Revision.CONTENT_FIELDS, "sample_preview"):
+        setattr(draft, name, getattr(latest, name))
+    draft.save()
+    _audit(actor, "new_draft", product, revision=draft.number, copied_from=latest.number)
+    return draft
+
+
+# --- The review pipeline -----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def product_submit(*, product: DataProduct, actor: User) -> Revision:
+    """Draft -> submitted: the revision freezes and joins the reviewers' queue."""
+    _require_editor(actor, product)
+    revision = _open_revision_or_error(product, Status.DRAFT)
+    revision.full_clean(exclude=["sample", "product", "created_by"])
+    _validate_revision(revision)
+    missing = []
+    if not revision.sample:
+        missing.append(_("a sample file"))
+    if not product.plans.filter(is_active=True).exists():
+        missing.append(_("an active price plan"))
+    if missing:
+        raise ApplicationError(
+            _("Before submitting, add %(missing)s.") % {"missing": _(" and ").join(map(str, missing))},
+            code="incomplete",
+            details={"missing": [str(m) for m in missing]},
+        )
+    _move(revision, Status.SUBMITTED, submitted_at=timezone.now())
+    revision_index(revision)
+    _audit(actor, "submit", product, revision=revision.number)
+    return revision
+
+
+@transaction.atomic
+def product_withdraw(*, product: DataProduct, actor: User) -> Revision:
+    """Submitted -> withdrawn, before a reviewer has taken it up."""
+    _require_editor(actor, product)
+    revision = _open_revision_or_error(product, Status.SUBMITTED)
+    _move(revision, Status.WITHDRAWN, decided_at=timezone.now())
+    _audit(actor, "withdraw", product, revision=revision.number)
+    return revision
+
+
+@transaction.atomic
+def review_start(*, product: DataProduct, actor: User) -> Revision:
+    _require_reviewer(actor, product)
+    revision = _open_revision_or_error(product, Status.SUBMITTED)
+    _move(revision, Status.IN_REVIEW, reviewer=actor)
+    _audit(actor, "review_start", product, revision=revision.number)
+    return revision
+
+
+@transaction.atomic
+def review_approve(
+    *, product: DataProduct, actor: User, confirmed_classification: str | None = None, notes: str = ""
+) -> Revision:
+    """In review -> in public notice, once every pre-listing check passes."""
+    _require_reviewer(actor, product)
+    revision = _open_revision_or_error(product, Status.IN_REVIEW)
+    confirmed = confirmed_classification or revision.classification
+    if confirmed not in ("general", "important", "core"):
+        raise ApplicationError(_("Unknown classification."), code="invalid_classification")
+    # The checks see the classification the reviewer confirms, not only the one the provider declared.
+    revision.confirmed_classification = confirmed
+    reasons = run_pre_listing_checks(revision)
+    if reasons:
+        raise ApplicationError(
+            _("This product cannot be listed: %(reasons)s") % {"reasons": " ".join(reasons)},
+            code="pre_listing_check_failed",
+            details={"reasons": reasons},
+        )
+    now = timezone.now()
+    _move(
+        revision,
+        Status.IN_NOTICE,
+        confirmed_classification=confirmed,
+        review_notes=notes,
+        decided_at=now,
+        notice_ends_at=now + timedelta(days=settings.LISTING_NOTICE_DAYS),
+    )
+    _audit(
+        actor,
+        "approve",
+        product,
+        revision=revision.number,
+        classification=confirmed,
+        notice_ends_at=revision.notice_ends_at,
+    )
+    return revision
+
+
+@transaction.atomic
+def review_reject(*, product: DataProduct, actor: User, reasons: str) -> Revision:
+    """In review (or objected) -> rejected; the provider gets a new draft carrying the same content."""
+    _require_reviewer(actor, product)
+    if not reasons.strip():
+        raise ApplicationError(_("Give the provider your reasons."), code="reasons_required")
+    revision = _open_revision_or_error(product, Status.IN_REVIEW, Status.OBJECTED)
+    _move(revision, Status.REJECTED, review_notes=reasons.strip(), decided_at=timezone.now(), reviewer=actor)
+    Objection.objects.filter(revision=revision, status=Objection.Status.OPEN).update(
+        status=Objection.Status.UPHELD, resolution=reasons.strip(), resolved_by=actor, resolved_at=timezone.now()
+    )
+    draft = Revision(product=product, number=revision.number + 1, created_by=actor)
+    for name in (*Revision.CONTENT_FIELDS, "sample_preview"):
+        setattr(draft, name, getattr(revision, name))
+    draft.save()
+    _audit(actor, "reject", product, revision=revision.number, reasons=reasons.strip(), new_draft=draft.number)
+    return revision
+
+
+@transaction.atomic
+def objection_lodge(*, product: DataProduct, actor: User, reason: str) -> Objection:
+    """A member objects during the public notice: the notice pauses for a reviewer to decide."""
+    membership = user_membership(actor)
+    if membership is None or not membership.firm.is_kyc_verified:
+        raise NotAllowed(_("Only members of verified firms may object."))
+    if membership.firm_id == product.provider_id:
+        raise NotAllowed(_("A provider cannot object to its own product."))
+    if product.board_id not in board_access(user=actor).visible:
+        raise NotAllowed(_("Your firm is not admitted to the %(board)s.") % {"board": product.board.name})
+    if not reason.strip():
+        raise ApplicationError(_("Say what you object to."), code="reason_required")
+    revision = _open_revision_or_error(product, Status.IN_NOTICE, Status.OBJECTED)
+    if revision.status == Status.IN_NOTICE:
+        _move(revision, Status.OBJECTED)
+    objection = Objection.objects.create(
+        revision=revision, firm=membership.firm, raised_by=actor, reason=reason.strip()
+    )
+    _audit(actor, "objection", product, revision=revision.number, objection=objection.pk)
+    return objection
+
+
+@transaction.atomic
+def objection_resolve(*, objection: Objection, actor: User, uphold: bool, resolution: str) -> Objection:
+    """Uphold (the revision is rejected) or dismiss (the notice resumes once no objection is open)."""
+    product = objection.revision.product
+    _require_reviewer(actor, product)
+    if not resolution.strip():
+        raise ApplicationError(_("Explain the decision."), code="resolution_required")
+    if uphold:
+        review_reject(product=product, actor=actor, reasons=resolution)
+        objection.refresh_from_db()
+        return objection
+    now = timezone.now()
+    updated = Objection.objects.filter(pk=objection.pk, status=Objection.Status.OPEN).update(
+        status=Objection.Status.DISMISSED, resolution=resolution.strip(), resolved_by=actor, resolved_at=now
+    )
+    if updated != 1:
+        raise InvalidTransition(_("This objection is already resolved."))
+    objection.refresh_from_db()
+    revision = objection.revision
+    if not revision.objections.filter(status=Objection.Status.OPEN).exists():
+        # Members get at least a little time again if the notice would otherwise have ended meanwhile.
+        resume_until = now + timedelta(hours=settings.LISTING_NOTICE_RESUME_HOURS)
+        ends = max(revision.notice_ends_at or resume_until, resume_until)
+        _move(revision, Status.IN_NOTICE, notice_ends_at=ends)
+    _audit(actor, "objection_dismissed", product, revision=revision.number, objection=objection.pk)
+    return objection
+
+
+def certificate_number_for(product: DataProduct, year: int) -> str:
+    """DPR-<D|I>-<year of issue>-<product id, 7 digits>: unique because the product id is."""
+    letter = "I" if product.board.code == Board.Code.INTERNATIONAL else "D"
+    return f"DPR-{letter}-{year}-{product.pk:07d}"
+
+
+@transaction.atomic
+def notice_conclude(*, revision_id: int) -> Revision | None:
+    """End a revision's public notice: list it, or leave it waiting if a pre-listing check now fails.
+
+    Idempotent: a revision that is no longer in notice, or whose notice has not ended, is left alone.
+    """
+    revision = (
+        Revision.objects.select_for_update()
+        .select_related("product__board", "product__provider", "category")
+        .filter(pk=revision_id)
+        .first()
+    )
+    now = timezone.now()
+    if (
+        revision is None
+        or revision.status != Status.IN_NOTICE
+        or not revision.notice_ends_at
+        or revision.notice_ends_at > now
+    ):
+        return None
+    product = DataProduct.objects.select_for_update().get(pk=revision.product_id)
+    reasons = run_pre_listing_checks(revision)
+    if reasons:
+        _audit(None, "listing_blocked", product, revision=revision.number, reasons=reasons)
+        return None
+    previous = product.listed_revision
+    if previous is not None:
+        _move(previous, Status.SUPERSEDED)
+    _move(revision, Status.LISTED, listed_at=now)
+    product.listed_revision = revision
+    if product.listing_status == ListingStatus.UNLISTED:
+        product.listing_status = ListingStatus.LISTED
+        product.listed_at = now
+    if not product.certificate_number:
+        product.certificate_number = certificate_number_for(product, timezone.localtime(now).year)
+    product.save(update_fields=["listed_revision", "listing_status", "listed_at", "certificate_number", "updated_at"])
+    _audit(
+        None,
+        "listed",
+        product,
+        revision=revision.number,
+        certificate=product.certificate_number,
+        superseded=previous.number if previous else None,
+    )
+    return revision
+
+
+def notices_due() -> list[int]:
+    return list(
+        Revision.objects.filter(status=Status.IN_NOTICE, notice_ends_at__lte=timezone.now())
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+# --- Listing status (staff) ---------------------------------------------------------------------------
+
+
+def _set_listing_status(
+    product: DataProduct, actor: User, old: tuple[str, ...], new: str, verb: str, reason: str
+) -> DataProduct:
+    updated = DataProduct.objects.filter(pk=product.pk, listing_status__in=old).update(
+        listing_status=new, updated_at=timezone.now()
+    )
+    if updated != 1:
+        raise InvalidTransition(
+            _("A product that is %(status)s cannot be %(verb)s.")
+            % {"status": ListingStatus(product.listing_status).label, "verb": verb}
+        )
+    before = product.listing_status
+    product.listing_status = new
+    _audit(actor, verb, product, listing_status=[before, new], reason=reason)
+    return product
+
+
+@transaction.atomic
+def product_suspend(*, product: DataProduct, actor: User, reason: str) -> DataProduct:
+    _require_reviewer(actor, product)
+    if not reason.strip():
+        raise ApplicationError(_("Say why the product is suspended."), code="reason_required")
+    return _set_listing_status(product, actor, (ListingStatus.LISTED,), ListingStatus.SUSPENDED, "suspended", reason)
+
+
+@transaction.atomic
+def product_reinstate(*, product: DataProduct, actor: User, reason: str = "") -> DataProduct:
+    _require_reviewer(actor, product)
+    return _set_listing_status(product, actor, (ListingStatus.SUSPENDED,), ListingStatus.LISTED, "reinstated", reason)
+
+
+@transaction.atomic
+def product_delist(*, product: DataProduct, actor: User, reason: str) -> DataProduct:
+    """Listed or suspended -> delisted, for good: by a reviewer, or by the provider's administrators."""
+    membership = user_membership(actor)
+    is_provider_admin = (
+        membership is not None
+        and membership.firm_id == product.provider_id
+        and membership.role == Membership.Role.FIRM_ADMIN
+    )
+    if not (is_provider_admin or can_review_product(actor, product)):
+        raise NotAllowed(_("Only listing reviewers and the provider's administrators may delist a product."))
+    if not reason.strip():
+        raise ApplicationError(_("Say why the product is delisted."), code="reason_required")
+    product = _set_listing_status(
+        product, actor, (ListingStatus.LISTED, ListingStatus.SUSPENDED), ListingStatus.DELISTED, "delisted", reason
+    )
+    # Whatever was in progress will never be listed now.
+    revision = open_revision(product)
+    if revision is not None and revision.status in (Status.SUBMITTED,):
+        _move(revision, Status.WITHDRAWN, decided_at=timezone.now())
+    return product
+
+
+# --- Price plans -------------------------------------------------------------------------------------
+
+
+def _clean_plan(product: DataProduct, plan: PricePlan) -> None:
+    errors: dict[str, list[str]] = {}
+
+    def add(field: str, message: str) -> None:
+        errors.setdefault(field, []).append(message)
+
+    if plan.currency not in product.board.settlement_currencies:
+        add(
+            "currency",
+            _("The %(board)s settles in %(currencies)s only.")
+            % {"board": product.board.name, "currencies": ", ".join(product.board.settlement_currencies)},
+        )
+    for field in ("amount", "unit_price"):
+        value = getattr(plan, field)
+        if value is None:
+            continue
+        if not isinstance(value, Decimal) or not value.is_finite():
+            add(field, _("Enter a number."))
+        elif value < 0:
+            add(field, _("A price cannot be negative."))
+        elif value > settings.LISTING_MAX_PRICE:
+            add(field, _("A price above %(max)s is not accepted.") % {"max": settings.LISTING_MAX_PRICE})
+    if plan.kind != PricePlan.Kind.METERED and plan.amount is not None and plan.amount == 0:
+        add("amount", _("Free data is not sold here: a plan has a price above zero."))
+    if plan.kind == PricePlan.Kind.ONE_OFF:
+        if plan.period:
+            add("period", _("A one-off plan has no billing period."))
+        if plan.included_calls is not None or plan.unit_price is not None:
+            add("kind", _("Only metered plans have included calls and a unit price."))
+    else:
+        if not plan.period:
+            add("period", _("Choose monthly or annual billing."))
+    if plan.kind == PricePlan.Kind.SUBSCRIPTION and (plan.included_calls is not None or plan.unit_price is not None):
+        add("kind", _("Only metered plans have included calls and a unit price."))
+    if plan.kind == PricePlan.Kind.METERED:
+        if plan.included_calls is None:
+            add("included_calls", _("Say how many calls a period includes (0 for none)."))
+        if plan.unit_price is None:
+            add("unit_price", _("Set the price per call beyond those included."))
+    if plan.buyer_firm_id is not None:
+        buyer = plan.buyer_firm
+        if buyer.pk == product.provider_id:
+            add("buyer_firm", _("A private offer is for another firm."))
+        elif not buyer.is_kyc_verified or product.board_id not in group_board_access(group=buyer.group_id).tradable:
+            add("buyer_firm", _("That firm may not trade on the %(board)s.") % {"board": product.board.name})
+    if errors:
+        raise ValidationError(errors)
+
+
+@transaction.atomic
+def plan_create(*, product: DataProduct, actor: User, **fields: Any) -> PricePlan:
+    _require_editor(actor, product)
+    if product.listing_status == ListingStatus.DELISTED:
+        raise InvalidTransition(_("A delisted product takes no new price plans."))
+    plan = PricePlan(product=product, **fields)
+    plan.clean_fields(exclude=["product"])
+    # Our messages first (they name the field); the database constraints are the backstop.
+    _clean_plan(product, plan)
+    plan.validate_constraints()
+    plan.save()
+    _audit(
+        actor,
+        "plan_create",
+        product,
+        plan=plan.pk,
+        kind=plan.kind,
+        currency=plan.currency,
+        amount=plan.amount,
+        private_for=plan.buyer_firm_id,
+    )
+    return plan
+
+
+@transaction.atomic
+def plan_retire(*, plan: PricePlan, actor: User) -> PricePlan:
+    _require_editor(actor, plan.product)
+    updated = PricePlan.objects.filter(pk=plan.pk, is_active=True).update(is_active=False, retired_at=timezone.now())
+    if updated != 1:
+        raise InvalidTransition(_("This plan is already retired."))
+    plan.refresh_from_db()
+    _audit(actor, "plan_retire", plan.product, plan=plan.pk)
+    return plan

@@ -1,0 +1,290 @@
+"""Validation of a product's content: the data dictionary, the licence terms, the sample file.
+
+Each validator raises django.core.exceptions.ValidationError keyed by field, so that forms, the API and
+the services all report the same message in the same place.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
+from django_countries import countries
+
+from .models import DeliveryMode, FieldType
+
+FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+MAX_FIELDS = 500
+MAX_TAGS = 20
+MAX_TAG_LENGTH = 40
+SAMPLE_FORMATS = ("csv", "json")
+WORLDWIDE = "worldwide"
+
+
+def field_error(field: str, messages: str | list[str], code: str) -> ValidationError:
+    """A ValidationError for one field whose messages keep a machine-readable code."""
+    items = messages if isinstance(messages, list) else [messages]
+    return ValidationError({field: [ValidationError(str(m), code=code) for m in items]})
+
+
+def clean_dictionary(value: Any) -> list[dict[str, Any]]:
+    """A list of fields {name, type, description, unit, personal, sensitive}; names unique, types known."""
+    if not isinstance(value, list) or not value:
+        raise field_error("dictionary", _("Describe at least one field."), "dictionary_empty")
+    if len(value) > MAX_FIELDS:
+        raise field_error("dictionary", _("At most %(n)d fields.") % {"n": MAX_FIELDS}, "dictionary_size")
+    errors: list[str] = []
+    cleaned: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for position, field in enumerate(value, start=1):
+        if not isinstance(field, dict):
+            errors.append(_("Field %(i)d is not an object.") % {"i": position})
+            continue
+        name = str(field.get("name", "")).strip()
+        field_type = str(field.get("type", "")).strip()
+        if not FIELD_NAME.match(name):
+            errors.append(
+                _("Field %(i)d: “%(name)s” is not a valid name (letters, digits and _, starting with a letter).")
+                % {"i": position, "name": name[:80]}
+            )
+        elif name.lower() in seen:
+            errors.append(_("Field %(i)d: the name “%(name)s” is used twice.") % {"i": position, "name": name})
+        seen.add(name.lower())
+        if field_type not in FieldType.values:
+            errors.append(
+                _("Field %(i)d: unknown type “%(type)s” (one of %(types)s).")
+                % {"i": position, "type": field_type[:40], "types": ", ".join(FieldType.values)}
+            )
+        personal = field.get("personal", False)
+        sensitive = field.get("sensitive", False)
+        if not isinstance(personal, bool) or not isinstance(sensitive, bool):
+            errors.append(_("Field %(i)d: “personal” and “sensitive” are true or false.") % {"i": position})
+            continue
+        if sensitive and not personal:
+            errors.append(_("Field %(i)d: sensitive personal information is personal information.") % {"i": position})
+        cleaned.append(
+            {
+                "name": name,
+                "type": field_type,
+                "description": str(field.get("description", "")).strip()[:500],
+                "unit": str(field.get("unit", "")).strip()[:50],
+                "personal": personal,
+                "sensitive": sensitive,
+            }
+        )
+    if errors:
+        raise field_error("dictionary", errors, "dictionary_invalid")
+    return cleaned
+
+
+def clean_licence_terms(value: Any) -> dict[str, Any]:
+    """{purposes: [..], territories: ["worldwide"|ISO codes], duration_months: int|null, onward_transfer, resale}."""
+    if not isinstance(value, dict):
+        raise field_error("licence_terms", _("The licence terms are an object."), "licence_invalid")
+    errors: list[str] = []
+    purposes = value.get("purposes")
+    if not isinstance(purposes, list) or not purposes or not all(isinstance(p, str) and p.strip() for p in purposes):
+        errors.append(_("List the permitted purposes."))
+        purposes = []
+    territories = value.get("territories")
+    if not isinstance(territories, list) or not territories:
+        errors.append(_("List the territories where the data may be used (or “worldwide”)."))
+        territories = []
+    else:
+        territories = [
+            str(t).strip().upper() if str(t).strip().lower() != WORLDWIDE else WORLDWIDE for t in territories
+        ]
+        unknown = [t for t in territories if t != WORLDWIDE and t not in countries]
+        if unknown:
+            errors.append(_("Unknown territory: %(codes)s.") % {"codes": ", ".join(unknown[:5])})
+    duration = value.get("duration_months")
+    if duration is not None and (
+        not isinstance(duration, int) or isinstance(duration, bool) or not 1 <= duration <= 120
+    ):
+        errors.append(_("The licence lasts 1 to 120 months, or has no end (null)."))
+    flags = {}
+    for flag in ("onward_transfer", "resale"):
+        flag_value = value.get(flag, False)
+        if not isinstance(flag_value, bool):
+            errors.append(_("“%(flag)s” is true or false.") % {"flag": flag})
+        flags[flag] = bool(flag_value)
+    if errors:
+        raise field_error("licence_terms", errors, "licence_invalid")
+    return {
+        "purposes": [p.strip()[:200] for p in purposes],
+        "territories": sorted(set(territories)),
+        "duration_months": duration,
+        **flags,
+    }
+
+
+def clean_delivery_modes(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise field_error("delivery_modes", _("Offer at least one delivery mode."), "delivery_empty")
+    unknown = [m for m in value if m not in DeliveryMode.values]
+    if unknown:
+        raise field_error(
+            "delivery_modes",
+            _("Unknown delivery mode: %(modes)s.") % {"modes": ", ".join(map(str, unknown))[:100]},
+            "delivery_invalid",
+        )
+    return [m for m in DeliveryMode.values if m in value]
+
+
+def clean_tags(value: Any) -> list[str]:
+    if not isinstance(value, list) or len(value) > MAX_TAGS:
+        raise field_error("tags", _("At most %(n)d tags.") % {"n": MAX_TAGS}, "tags_invalid")
+    tags = []
+    for tag in value:
+        tag = str(tag).strip()
+        if not tag or len(tag) > MAX_TAG_LENGTH:
+            raise field_error("tags", _("Tags have 1 to %(n)d characters.") % {"n": MAX_TAG_LENGTH}, "tags_invalid")
+        if tag.lower() not in {t.lower() for t in tags}:
+            tags.append(tag)
+    return tags
+
+
+def clean_origin_countries(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise field_error("origin_countries", _("Say where the data was collected."), "origin_empty")
+    codes = sorted({str(c).strip().upper() for c in value})
+    unknown = [c for c in codes if c not in countries]
+    if unknown:
+        raise field_error(
+            "origin_countries", _("Unknown country: %(codes)s.") % {"codes": ", ".join(unknown[:5])}, "origin_invalid"
+        )
+    return codes
+
+
+# --- Samples ------------------------------------------------------------------------------------------
+
+
+def _check_value(value: Any, field_type: str) -> bool:
+    if value is None or value == "":
+        return True
+    text = str(value).strip()
+    try:
+        if field_type == FieldType.INTEGER:
+            if isinstance(value, bool):
+                return False
+            int(text)
+        elif field_type == FieldType.DECIMAL:
+            if isinstance(value, bool):
+                return False
+            number = Decimal(text)
+            return number.is_finite()
+        elif field_type == FieldType.BOOLEAN:
+            return isinstance(value, bool) or text.lower() in {"true", "false", "1", "0", "yes", "no"}
+        elif field_type == FieldType.DATE:
+            date.fromisoformat(text)
+        elif field_type == FieldType.DATETIME:
+            datetime.fromisoformat(text)
+        elif field_type == FieldType.COUNTRY:
+            return text.upper() in countries
+        elif field_type == FieldType.CURRENCY:
+            return bool(re.fullmatch(r"[A-Z]{3}", text))
+    except (ValueError, InvalidOperation):
+        return False
+    return True
+
+
+def parse_sample(*, name: str, content: bytes, dictionary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Check a sample against the dictionary; answer its rows. Raises ValidationError({"sample": ...})."""
+    extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    if extension not in SAMPLE_FORMATS:
+        raise field_error("sample", _("A sample is a .csv or .json file."), "sample_type")
+    if len(content) > settings.LISTING_SAMPLE_MAX_BYTES:
+        raise field_error(
+            "sample",
+            _("A sample is at most %(kib)d KiB.") % {"kib": settings.LISTING_SAMPLE_MAX_BYTES // 1024},
+            "sample_size",
+        )
+    if not dictionary:
+        raise field_error("sample", _("Describe the fields in the dictionary before uploading a sample."), "invalid")
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise field_error("sample", _("The sample must be UTF-8 text."), "sample_encoding") from None
+    names = [f["name"] for f in dictionary]
+    if extension == "csv":
+        reader = csv.reader(io.StringIO(text))
+        try:
+            header = next(reader)
+        except (StopIteration, csv.Error):
+            raise field_error("sample", _("The CSV sample is empty."), "sample_empty") from None
+        header = [h.strip() for h in header]
+        if sorted(header) != sorted(names):
+            raise field_error(
+                "sample",
+                _("The CSV header must name exactly the dictionary's fields. Missing: %(missing)s; unknown: %(extra)s.")
+                % {
+                    "missing": ", ".join(n for n in names if n not in header) or "—",
+                    "extra": ", ".join(h for h in header if h not in names)[:200] or "—",
+                },
+                "sample_columns",
+            )
+        try:
+            rows = []
+            for line_number, values in enumerate(reader, start=2):
+                if not values:
+                    continue
+                if len(values) != len(header):
+                    raise field_error(
+                        "sample",
+                        _("Line %(line)d has %(got)d values, not %(want)d.")
+                        % {"line": line_number, "got": len(values), "want": len(header)},
+                        "sample_row",
+                    )
+                rows.append(dict(zip(header, values, strict=True)))
+                if len(rows) > settings.LISTING_SAMPLE_MAX_ROWS:
+                    break
+        except csv.Error as exc:
+            raise field_error(
+                "sample", _("The CSV sample is malformed: %(error)s") % {"error": exc}, "invalid"
+            ) from None
+    else:
+        try:
+            data = json.loads(text, parse_float=Decimal)
+        except ValueError:
+            raise field_error("sample", _("The JSON sample is not valid JSON."), "sample_json") from None
+        if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
+            raise field_error("sample", _("A JSON sample is a list of objects, one per row."), "sample_json")
+        rows = data
+        for index, row in enumerate(rows, start=1):
+            if sorted(row) != sorted(names):
+                raise field_error(
+                    "sample",
+                    _("Row %(row)d does not have exactly the dictionary's fields.") % {"row": index},
+                    "sample_columns",
+                )
+    if not rows:
+        raise field_error("sample", _("The sample has no rows."), "sample_empty")
+    if len(rows) > settings.LISTING_SAMPLE_MAX_ROWS:
+        raise field_error(
+            "sample", _("A sample has at most %(n)d rows.") % {"n": settings.LISTING_SAMPLE_MAX_ROWS}, "sample_rows"
+        )
+    types = {f["name"]: f["type"] for f in dictionary}
+    problems = []
+    for index, row in enumerate(rows, start=1):
+        for key, value in row.items():
+            if not _check_value(value, types[key]):
+                problems.append(
+                    _("Row %(row)d, field %(field)s: “%(value)s” is not a valid %(type)s.")
+                    % {"row": index, "field": key, "value": str(value)[:40], "type": types[key]}
+                )
+                if len(problems) >= 10:
+                    break
+        if len(problems) >= 10:
+            break
+    if problems:
+        raise field_error("sample", problems, "sample_values")
+    # Previews are JSON: Decimals from JSON samples become strings, as CSV values already are.
+    return [{k: (str(v) if isinstance(v, Decimal) else v) for k, v in row.items()} for row in rows]
