@@ -273,7 +273,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "exchange.schema.ExchangeAutoSchema",
     "EXCEPTION_HANDLER": "exchange.exceptions.api_exception_handler",
     "COERCE_DECIMAL_TO_STRING": True,
 }

@@ -8,6 +8,7 @@ from .forms import LoginForm
 portal_patterns = (
     [
         path("", views.portal_home, name="home"),
+        path("", include("listings.urls")),
         path("api-keys/", views.portal_api_keys, name="api-keys"),
         path("api-keys/<int:pk>/revoke", views.portal_api_key_revoke, name="api-key-revoke"),
     ],
@@ -26,5 +27,6 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("portal/", include(portal_patterns)),
     path("admin/", admin.site.urls),
+    path("api/v1/", include(("listings.api_urls", "listings-api"))),
     path("api/v1/", include(("exchange.api_urls", "api"))),
 ]

@@ -76,3 +76,9 @@ def test_only_the_api_docs_relax_the_style_policy_and_none_relax_scripts(client)
     assert "style-src 'self' 'unsafe-inline'" in docs
     assert "script-src 'self';" in docs + ";"
     assert "unsafe-inline" not in client.get("/")["Content-Security-Policy"]
+
+
+def test_the_openapi_schema_is_valid_and_warning_free(tmp_path):
+    # Nested Input/OutputSerializers of different APIs must not collide as schema components.
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
+    assert "MeApiOutput" in (tmp_path / "schema.yaml").read_text()
