@@ -7,7 +7,9 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from guardian.admin import GuardedModelAdmin
@@ -33,6 +35,45 @@ class UserAdmin(DjangoUserAdmin):
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "full_name", "password1", "password2")}),)
 
+    # Who may grant privileges: only superusers. Exchange administrators manage people, not power.
+    PRIVILEGE_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        readonly = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            readonly += list(self.PRIVILEGE_FIELDS)
+        return readonly
+
+    def save_model(self, request: HttpRequest, obj: User, form: forms.ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        changed = [name for name in form.changed_data if name in ("is_active", "is_staff", "is_superuser", "email")]
+        if changed or not change:
+            services.audit_record(
+                actor=request.user,
+                verb="user.update" if change else "user.create",
+                target=obj,
+                payload={name: form.cleaned_data.get(name) for name in changed},
+            )
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        before = set(form.instance.groups.values_list("name", flat=True)) if change else set()
+        before_perms = set(form.instance.user_permissions.values_list("codename", flat=True)) if change else set()
+        super().save_related(request, form, formsets, change)
+        after = set(form.instance.groups.values_list("name", flat=True))
+        after_perms = set(form.instance.user_permissions.values_list("codename", flat=True))
+        if before != after or before_perms != after_perms:
+            services.audit_record(
+                actor=request.user,
+                verb="user.privileges",
+                target=form.instance,
+                payload={
+                    "groups_added": sorted(after - before),
+                    "groups_removed": sorted(before - after),
+                    "permissions_added": sorted(after_perms - before_perms),
+                    "permissions_removed": sorted(before_perms - after_perms),
+                },
+            )
+
     @admin.display(description=_("firm"))
     def firm(self, user: User) -> str:
         membership = getattr(user, "membership", None)
@@ -41,9 +82,71 @@ class UserAdmin(DjangoUserAdmin):
 
 @admin.register(Board)
 class BoardAdmin(GuardedModelAdmin):
+    """Boards, with guardian's object-permission screens for staff (e.g. a reviewer covering one board).
+
+    Firms' admissions are not managed there: a firm's group gets its board permissions only through
+    exchange.services.admit / revoke (the member firm actions), which check the admission rules and
+    audit. Only superusers use the object-permission screens, and every change there is audited too.
+    """
+
     list_display = ["code", "name_en", "name_zh", "fee_rate_bps", "currencies", "is_cross_border"]
     search_fields = ["code", "name_en", "name_zh"]
     readonly_fields = ["code"]
+
+    def save_model(self, request: HttpRequest, obj: Board, form: forms.ModelForm, change: bool) -> None:
+        services.board_update(
+            board=obj, by=request.user, **{name: form.cleaned_data[name] for name in form.changed_data}
+        )
+
+    def _object_permissions_allowed(self, request: HttpRequest) -> bool:
+        if not request.user.is_superuser:
+            self.message_user(request, _("Only superusers manage object permissions on boards."), messages.ERROR)
+            return False
+        return True
+
+    def obj_perms_manage_view(self, request: HttpRequest, object_pk: str) -> HttpResponse:
+        if not self._object_permissions_allowed(request):
+            return redirect("admin:exchange_board_changelist")
+        return super().obj_perms_manage_view(request, object_pk)
+
+    def obj_perms_manage_user_view(self, request: HttpRequest, object_pk: str, user_id: str) -> HttpResponse:
+        if not self._object_permissions_allowed(request):
+            return redirect("admin:exchange_board_changelist")
+        response = super().obj_perms_manage_user_view(request, object_pk, user_id)
+        if request.method == "POST" and response.status_code == 302:
+            target = User.objects.filter(pk=user_id).first()
+            services.audit_record(
+                actor=request.user,
+                verb="board.object_permissions",
+                target=Board.objects.get(pk=object_pk),
+                payload={
+                    "user": target.email if target else user_id,
+                    "permissions": request.POST.getlist("permissions"),
+                },
+            )
+        return response
+
+    def obj_perms_manage_group_view(self, request: HttpRequest, object_pk: str, group_id: str) -> HttpResponse:
+        if not self._object_permissions_allowed(request):
+            return redirect("admin:exchange_board_changelist")
+        if MemberFirm.objects.filter(group_id=group_id).exists():
+            self.message_user(
+                request,
+                _(
+                    "A firm's access to a board is granted by admission: use the member firms' admit and revoke actions."
+                ),
+                messages.ERROR,
+            )
+            return redirect("admin:exchange_board_permissions", object_pk)
+        response = super().obj_perms_manage_group_view(request, object_pk, group_id)
+        if request.method == "POST" and response.status_code == 302:
+            services.audit_record(
+                actor=request.user,
+                verb="board.object_permissions",
+                target=Board.objects.get(pk=object_pk),
+                payload={"group": group_id, "permissions": request.POST.getlist("permissions")},
+            )
+        return response
 
     @admin.display(description=_("settlement currencies"))
     def currencies(self, board: Board) -> str:
@@ -162,6 +265,17 @@ class MemberFirmAdmin(admin.ModelAdmin):
             if formset._should_delete_form(inline_form):
                 if instance.pk:
                     services.membership_remove(membership=instance, by=request.user)
+            elif instance.pk and "user" in inline_form.changed_data:
+                # Another person on an existing row: the first leaves the firm (and loses its keys), the
+                # second joins it.
+                previous = Membership.objects.select_related("user", "firm").get(pk=instance.pk)
+                services.membership_remove(membership=previous, by=request.user)
+                services.membership_add(
+                    user=inline_form.cleaned_data["user"],
+                    firm=firm,
+                    role=inline_form.cleaned_data["role"],
+                    by=request.user,
+                )
             elif instance.pk:
                 services.membership_change_role(
                     membership=instance, role=inline_form.cleaned_data["role"], by=request.user
@@ -183,6 +297,16 @@ class ApiKeyAddForm(forms.ModelForm):
     class Meta:
         model = ApiKey
         fields = ["firm", "user", "name", "scopes", "expires_at"]
+
+    def clean(self) -> dict[str, Any]:
+        # The service checks these too; checking here turns them into form errors instead of a failed save.
+        data = super().clean()
+        firm, user, expires_at = data.get("firm"), data.get("user"), data.get("expires_at")
+        if firm and user and not Membership.objects.filter(user=user, firm=firm).exists():
+            self.add_error("user", _("This person is not a member of that firm."))
+        if expires_at and expires_at <= timezone.now():
+            self.add_error("expires_at", _("A key's expiry must be in the future."))
+        return data
 
 
 @admin.register(ApiKey)

@@ -27,21 +27,22 @@ class BoardOutputSerializer(serializers.ModelSerializer):
         return board.id in self.context["tradable_ids"]
 
 
-class MeApi(APIView):
-    class FirmSerializer(serializers.Serializer):
-        id = serializers.IntegerField()
-        legal_name_en = serializers.CharField()
-        legal_name_zh = serializers.CharField()
-        country = serializers.CharField()
-        role = serializers.CharField()
-        kyc_status = serializers.CharField()
+class FirmOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    legal_name_en = serializers.CharField()
+    legal_name_zh = serializers.CharField()
+    country = serializers.CharField()
+    role = serializers.CharField()
+    kyc_status = serializers.CharField()
 
+
+class MeApi(APIView):
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         email = serializers.EmailField()
         full_name = serializers.CharField()
         is_staff = serializers.BooleanField()
-        firm = serializers.JSONField(allow_null=True)
+        firm = FirmOutputSerializer(allow_null=True)
         membership_role = serializers.CharField(allow_null=True)
         boards_visible = serializers.ListField(child=serializers.CharField())
         boards_tradable = serializers.ListField(child=serializers.CharField())
@@ -57,7 +58,7 @@ class MeApi(APIView):
             "email": user.email,
             "full_name": user.full_name,
             "is_staff": user.is_staff,
-            "firm": self.FirmSerializer(membership.firm).data if membership else None,
+            "firm": membership.firm if membership else None,
             "membership_role": membership.role if membership else None,
             "boards_visible": sorted(codes[i] for i in access.visible),
             "boards_tradable": sorted(codes[i] for i in access.tradable),

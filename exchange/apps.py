@@ -15,7 +15,7 @@ class ExchangeConfig(AppConfig):
 
     def ready(self) -> None:
         # Wiring only: log-in auditing and the staff role groups. No business rules live in signals.
-        from . import periodic, roles, signals  # noqa: F401
+        from . import checks, periodic, roles, signals  # noqa: F401
 
         post_migrate.connect(roles.sync_staff_roles_after_migrate, dispatch_uid="exchange.sync_staff_roles")
         post_migrate.connect(periodic.sync_periodic_tasks_after_migrate, dispatch_uid="exchange.sync_periodic_tasks")

@@ -8,7 +8,9 @@ from .models import ApiKey, MemberFirm, User
 
 
 class LoginForm(AuthenticationForm):
-    username = forms.EmailField(label=_("E-mail address"), widget=forms.EmailInput(attrs={"autofocus": True}))
+    username = forms.EmailField(
+        label=_("E-mail address"), max_length=254, widget=forms.EmailInput(attrs={"autofocus": True})
+    )
 
 
 class ApiKeyCreateForm(forms.Form):

@@ -15,6 +15,18 @@ from django.db.models import Sum
 security_log = logging.getLogger("exchange.security")
 
 
+def axes_username(request: Any, credentials: dict | None) -> str:
+    """The name axes counts failures under: the e-mail as log-in normalises it (case and spaces folded),
+    and cut to what its table holds, so that `Victim@Firm.example` and `victim@firm.example` share one
+    lock and an over-long name is an ordinary failure, not a database error."""
+    from .models import UserManager
+
+    raw = (credentials or {}).get("username")
+    if raw is None and request is not None:
+        raw = request.POST.get("username", "")
+    return UserManager.normalize_email(str(raw))[:254]
+
+
 class ExchangeAxesHandler(AxesDatabaseHandler):
     """django-axes' database handler with a second ceiling per account.
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
@@ -23,6 +25,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 from .exceptions import ApplicationError, NotAllowed
 from .middleware import current_request_id
 from .models import ApiKey, AuditChainHead, AuditEvent, Board, MemberFirm, Membership, User
+from .selectors import board_codes_for_firm, user_membership
 
 BOARD_PERMS = ("view_board", "trade_on_board")
 
@@ -128,7 +131,10 @@ def audit_verify() -> list[str]:
         expected_seq = event.seq + 1
     head = AuditChainHead.objects.filter(id=1).first()
     last_seq = expected_seq - 1
-    if head is not None and (head.last_seq != last_seq or head.last_hash != expected_prev):
+    if head is None:
+        if last_seq:
+            problems.append("the chain's head row is missing (the trail's end cannot be checked)")
+    elif head.last_seq != last_seq or head.last_hash != expected_prev:
         problems.append(
             f"the trail should end at event #{head.last_seq} but ends at #{last_seq} (events deleted or altered)"
         )
@@ -139,8 +145,6 @@ def audit_verify() -> list[str]:
 
 
 def _user_is_firm_admin(user: User, firm: MemberFirm) -> bool:
-    from .selectors import user_membership
-
     membership = user_membership(user)
     return membership is not None and membership.firm_id == firm.pk and membership.role == Membership.Role.FIRM_ADMIN
 
@@ -179,6 +183,10 @@ def firm_update(*, firm: MemberFirm, by: User | None, **fields: Any) -> MemberFi
     for name, value in fields.items():
         setattr(locked, name, value)
     locked.full_clean()
+    if not locked.is_mainland and Board.Code.DOMESTIC in board_codes_for_firm(firm=locked):
+        raise ValidationError(
+            {"country": _("Revoke the firm's domestic board admission before registering it outside mainland China.")}
+        )
     locked.save()
     after = _firm_snapshot(locked)
     changes = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
@@ -218,6 +226,9 @@ def membership_change_role(*, membership: Membership, role: str, by: User | None
 def membership_remove(*, membership: Membership, by: User | None) -> None:
     """Take a person out of a firm; the API keys acting for them die with the membership."""
     user, firm = membership.user, membership.firm
+    # Lock the membership first: a key being created for this member at the same moment either commits
+    # before we revoke (and is revoked) or finds no membership (and is refused).
+    Membership.objects.select_for_update().filter(pk=membership.pk).first()
     user.groups.remove(firm.group)
     revoked = list(
         ApiKey.objects.filter(user=user, firm=firm, revoked_at__isnull=True)
@@ -243,13 +254,29 @@ def member_user_create(
     return user
 
 
-# --- Board admission ------------------------------------------------------------------------------
+# --- Boards and admission ---------------------------------------------------------------------------
+
+BOARD_EDITABLE = ("name_en", "name_zh", "fee_rate_bps", "settlement_currencies", "is_cross_border")
 
 
-def firm_board_codes(firm: MemberFirm) -> set[str]:
-    from .selectors import board_codes_for_firm
-
-    return board_codes_for_firm(firm=firm)
+@transaction.atomic
+def board_update(*, board: Board, by: User, **fields: Any) -> Board:
+    """Change a board's names, fee rate or currencies: money terms, so always audited."""
+    unknown = set(fields) - set(BOARD_EDITABLE)
+    if unknown:
+        raise ApplicationError(_("These board fields cannot be changed: %(f)s.") % {"f": ", ".join(sorted(unknown))})
+    locked = Board.objects.select_for_update().get(pk=board.pk)
+    before = {name: getattr(locked, name) for name in BOARD_EDITABLE}
+    for name, value in fields.items():
+        setattr(locked, name, value)
+    locked.full_clean()
+    locked.save()
+    changes = {
+        name: [before[name], getattr(locked, name)] for name in BOARD_EDITABLE if before[name] != getattr(locked, name)
+    }
+    if changes:
+        audit_record(actor=by, verb="board.update", target=locked, payload={"changes": changes})
+    return locked
 
 
 @transaction.atomic
@@ -271,7 +298,7 @@ def admit(*, firm: MemberFirm, board: Board, by: User) -> None:
             % {"firm": firm},
             code="foreign_firm_domestic_board",
         )
-    if board.code in firm_board_codes(firm):
+    if board.code in board_codes_for_firm(firm=firm):
         raise ApplicationError(
             _("%(firm)s is already admitted to the %(board)s.") % {"firm": firm, "board": board.name},
             code="already_admitted",
@@ -287,7 +314,7 @@ def revoke(*, firm: MemberFirm, board: Board, by: User) -> None:
     if not by.has_perm("exchange.admit_memberfirm"):
         raise NotAllowed(_("You may not revoke firms' admissions."))
     firm = MemberFirm.objects.select_for_update().get(pk=firm.pk)
-    if board.code not in firm_board_codes(firm):
+    if board.code not in board_codes_for_firm(firm=firm):
         raise ApplicationError(
             _("%(firm)s is not admitted to the %(board)s.") % {"firm": firm, "board": board.name}, code="not_admitted"
         )
@@ -306,12 +333,15 @@ def api_key_hash(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode("utf-8")).hexdigest()
 
 
+# 48 bits of prefix: collisions stay negligible for millions of keys (the prefix is unique in the table).
+API_KEY_PREFIX_BYTES = 6
+_API_KEY_SHAPE = re.compile(rf"^{API_KEY_LABEL}_([0-9a-f]{{{API_KEY_PREFIX_BYTES * 2}}})_[A-Za-z0-9_-]{{43}}$")
+
+
 def api_key_split(raw_key: str) -> str | None:
-    """The prefix of a well-formed key `dxk_<prefix>_<secret>`, or None."""
-    parts = raw_key.split("_", 2)
-    if len(parts) != 3 or parts[0] != API_KEY_LABEL or len(parts[1]) != 8 or not parts[2]:
-        return None
-    return parts[1]
+    """The prefix of a well-formed key `dxk_<prefix>_<secret>`, or None for anything else."""
+    match = _API_KEY_SHAPE.match(raw_key)
+    return match.group(1) if match else None
 
 
 def api_key_matches(api_key: ApiKey, raw_key: str) -> bool:
@@ -331,10 +361,10 @@ def api_key_create(
     """Create a key; answer it with the raw key, which is shown once and never stored."""
     if not (_user_is_firm_admin(by, firm) or (by.is_staff and by.has_perm("exchange.add_apikey"))):
         raise NotAllowed(_("Only the firm's administrators and exchange staff may create its API keys."))
-    from .selectors import user_membership
-
-    membership = user_membership(user)
-    if membership is None or membership.firm_id != firm.pk:
+    # Locked so that the member cannot leave the firm (membership_remove revokes their keys) while this key
+    # is being made for them: one of the two transactions waits for the other.
+    membership = Membership.objects.select_for_update().filter(user=user, firm=firm).first()
+    if membership is None:
         raise ApplicationError(
             _("%(user)s is not a member of %(firm)s.") % {"user": user, "firm": firm}, code="not_a_member"
         )
@@ -345,7 +375,7 @@ def api_key_create(
     expires_at = expires_at or now + timedelta(days=settings.API_KEY_DEFAULT_LIFETIME_DAYS)
     if expires_at <= now:
         raise ApplicationError(_("A key's expiry must be in the future."), code="invalid_expiry")
-    prefix = secrets.token_hex(4)
+    prefix = secrets.token_hex(API_KEY_PREFIX_BYTES)
     raw_key = f"{API_KEY_LABEL}_{prefix}_{secrets.token_urlsafe(32)}"
     api_key = ApiKey(
         firm=firm,

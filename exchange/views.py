@@ -59,6 +59,7 @@ def _firm_admin_membership(request: HttpRequest) -> Membership:
     return membership
 
 
+@never_cache  # the page may carry a raw key: no cache may keep it
 @login_required
 @require_http_methods(["GET", "POST"])
 def portal_api_keys(request: HttpRequest) -> HttpResponse:
@@ -114,7 +115,7 @@ def _check_database() -> None:
 def _check_broker() -> None:
     from .celery import app
 
-    with app.connection_for_write() as conn:
+    with app.connection_for_write(url=settings.CELERY_BROKER_URL) as conn:
         conn.ensure_connection(max_retries=1, timeout=settings.HEALTHZ_BROKER_TIMEOUT)
 
 

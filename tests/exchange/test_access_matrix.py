@@ -161,7 +161,7 @@ def test_keys_that_must_not_work(api_client, provider, key_for, spoil, code, tim
     elif spoil == "wrong_secret":
         raw_key = raw_key[:-4] + ("AAAA" if not raw_key.endswith("AAAA") else "BBBB")
     elif spoil == "unknown_prefix":
-        raw_key = "dxk_00000000_" + raw_key.split("_", 2)[2]
+        raw_key = "dxk_000000000000_" + raw_key.split("_", 2)[2]
     elif spoil == "garbage":
         raw_key = "not-a-key"
     elif spoil == "member_left":

@@ -9,6 +9,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from exchange import services
 from exchange.models import ApiKey, AuditEvent, MemberFirm, Membership
+from exchange.selectors import board_codes_for_firm
 from tests.factories import PASSWORD, MemberFirmFactory, UserFactory, login_as, member
 
 pytestmark = pytest.mark.django_db
@@ -27,9 +28,9 @@ def test_admit_and_revoke_actions_call_the_services(client, ops, boards):
     login_as(client, ops)
     response = _action(client, "admit_international", [firm])
     assert "1 firm admitted to the International board." in response.content.decode()
-    assert services.firm_board_codes(firm) == {"international"}
+    assert board_codes_for_firm(firm=firm) == {"international"}
     _action(client, "revoke_international", [firm])
-    assert services.firm_board_codes(firm) == set()
+    assert board_codes_for_firm(firm=firm) == set()
     assert list(AuditEvent.objects.filter(object_id=str(firm.pk)).values_list("verb", flat=True).order_by("seq"))[
         -2:
     ] == ["board.admit", "board.revoke"]
@@ -45,8 +46,8 @@ def test_admission_refusals_are_shown_and_others_still_admitted(client, ops, boa
     assert "KYC status is Pending" in text
     assert "may be admitted to the international board only" in text
     assert "1 firm admitted" in text
-    assert services.firm_board_codes(ready) == {"domestic"}
-    assert services.firm_board_codes(pending) == services.firm_board_codes(foreign) == set()
+    assert board_codes_for_firm(firm=ready) == {"domestic"}
+    assert board_codes_for_firm(firm=pending) == board_codes_for_firm(firm=foreign) == set()
 
 
 def test_staff_without_the_permission_do_not_get_the_actions(client, reviewer, boards):
@@ -56,7 +57,7 @@ def test_staff_without_the_permission_do_not_get_the_actions(client, reviewer, b
     assert "admit_domestic" not in response.content.decode()
     firm = MemberFirmFactory()
     response = _action(client, "admit_domestic", [firm])
-    assert services.firm_board_codes(firm) == set()
+    assert board_codes_for_firm(firm=firm) == set()
 
 
 def test_creating_a_firm_in_admin_goes_through_the_service(client, ops):
@@ -141,7 +142,7 @@ def test_api_key_created_in_admin_is_shown_once(client, ops, provider):
         },
     )
     assert response.status_code == 200, response.content.decode()[:3000]
-    raw_key = re.search(r"dxk_[0-9a-f]{8}_[A-Za-z0-9_-]+", response.content.decode()).group(0)
+    raw_key = re.search(r"dxk_[0-9a-f]{12}_[A-Za-z0-9_-]+", response.content.decode()).group(0)
     api_key = ApiKey.objects.get()
     assert raw_key.startswith(f"dxk_{api_key.prefix}_") and api_key.scopes == ["read", "trade"]
     change_page = client.get(reverse("admin:exchange_apikey_change", args=[api_key.pk])).content.decode()

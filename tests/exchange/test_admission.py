@@ -5,7 +5,7 @@ import pytest
 from exchange import services
 from exchange.exceptions import ApplicationError, NotAllowed
 from exchange.models import AuditEvent, MemberFirm
-from exchange.selectors import board_ids_tradable, board_ids_visible, board_list_visible
+from exchange.selectors import board_codes_for_firm, board_ids_tradable, board_ids_visible, board_list_visible
 from tests.factories import MemberFirmFactory, member
 
 pytestmark = pytest.mark.django_db
@@ -48,7 +48,7 @@ def test_only_verified_firms_are_admitted(ops, boards, status):
     with pytest.raises(ApplicationError) as exc:
         services.admit(firm=firm, board=boards["domestic"], by=ops)
     assert exc.value.code == "firm_not_verified"
-    assert services.firm_board_codes(firm) == set()
+    assert board_codes_for_firm(firm=firm) == set()
     assert not AuditEvent.objects.filter(verb="board.admit").exists()
 
 
@@ -59,7 +59,7 @@ def test_firms_outside_the_mainland_only_reach_the_international_board(ops, boar
         services.admit(firm=firm, board=boards["domestic"], by=ops)
     assert exc.value.code == "foreign_firm_domestic_board"
     services.admit(firm=firm, board=boards["international"], by=ops)
-    assert services.firm_board_codes(firm) == {"international"}
+    assert board_codes_for_firm(firm=firm) == {"international"}
 
 
 def test_admitting_twice_or_revoking_what_was_never_granted_is_refused(ops, boards):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -17,6 +18,9 @@ class Command(BaseCommand):
         parser.add_argument("email")
 
     def handle(self, *args: Any, email: str, **options: Any) -> None:
+        if not settings.DEBUG:
+            # It reads secrets out of the database: a demo convenience, never a production tool.
+            raise CommandError("demo_totp works only with DJANGO_DEBUG on; in production use totp_enroll.")
         device = TOTPDevice.objects.filter(user__email=email.lower(), confirmed=True).first()
         if device is None:
             raise CommandError(f"{email} has no confirmed TOTP device.")

@@ -10,6 +10,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from exchange import roles, services
 from exchange.models import Board, MemberFirm, Membership, User
+from exchange.selectors import board_codes_for_firm
 
 MEMBER_PASSWORD = "demo-member-2026"
 STAFF_PASSWORD = "demo-staff-2026"
@@ -182,7 +183,7 @@ class Command(BaseCommand):
                         role=role,
                         by=superuser,
                     )
-            admitted = services.firm_board_codes(firm)
+            admitted = board_codes_for_firm(firm=firm)
             for code in board_codes:
                 if code not in admitted:
                     services.admit(firm=firm, board=boards[code], by=superuser)
@@ -212,7 +213,7 @@ class Command(BaseCommand):
         for membership in Membership.objects.select_related("user", "firm").order_by(
             "firm__legal_name_en", "user__email"
         ):
-            boards = ", ".join(sorted(services.firm_board_codes(membership.firm))) or "no board"
+            boards = ", ".join(sorted(board_codes_for_firm(firm=membership.firm))) or "no board"
             out.write(
                 f"    {membership.user.email:<28} {membership.get_role_display():<20} {membership.firm} ({boards})"
             )

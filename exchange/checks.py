@@ -1,0 +1,21 @@
+"""System checks of the exchange's own settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Tags, register
+
+
+@register(Tags.security, deploy=True)
+def admin_second_factor(app_configs: Any, **kwargs: Any) -> list[Error]:
+    if not settings.DEBUG and not settings.ADMIN_REQUIRE_OTP:
+        return [
+            Error(
+                "The staff admin does not ask for a second factor (ADMIN_REQUIRE_OTP is off) in production.",
+                hint="Unset ADMIN_REQUIRE_OTP; enrol staff with `manage.py totp_enroll EMAIL`.",
+                id="exchange.E001",
+            )
+        ]
+    return []
