@@ -32,7 +32,10 @@ def test_seed_demo_is_idempotent(db, capsys):
     call_command("seed_demo")
     out = capsys.readouterr().out
     assert "admin@lingang.example" in out and "demo_totp" in out
-    counts = {m: m.objects.count() for m in (User, MemberFirm, Membership, AuditEvent, ApiKey)}
+    from listings.models import DataProduct, PricePlan, Revision
+
+    models = (User, MemberFirm, Membership, AuditEvent, ApiKey, DataProduct, Revision, PricePlan)
+    counts = {m: m.objects.count() for m in models}
     assert counts[MemberFirm] >= 8
     call_command("seed_demo", "--quiet")
     assert {m: m.objects.count() for m in counts} == counts
@@ -51,6 +54,12 @@ def test_the_demo_covers_what_the_foundation_promises(db):
     assert User.objects.filter(is_staff=True).count() >= 5
     assert Board.objects.count() == 2
     assert services.audit_verify() == []
+    from listings.models import DataProduct, Revision
+
+    listed = DataProduct.objects.filter(listing_status="listed")
+    assert listed.count() >= 60 and listed.filter(board__code="international").count() >= 30
+    assert all(p.plans.exists() and p.listed_revision.sample for p in listed)
+    assert Revision.objects.filter(status="draft").exists() and Revision.objects.filter(status="in_review").count() == 1
 
 
 def test_unknown_api_paths_answer_in_the_error_shape(api_client, provider):

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
+from django.apps import apps
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils.module_loading import module_has_submodule
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from exchange import roles, services
 from exchange.models import Board, MemberFirm, Membership, User
 from exchange.selectors import board_codes_for_firm
 
+LOCAL_APPS = ("listings", "compliance", "settlements", "reporting")
 MEMBER_PASSWORD = "demo-member-2026"
 STAFF_PASSWORD = "demo-staff-2026"
 
@@ -187,6 +191,11 @@ class Command(BaseCommand):
             for code in board_codes:
                 if code not in admitted:
                     services.admit(firm=firm, board=boards[code], by=superuser)
+        # Each app seeds its own part of the demo (`<app>/demo.py` with `seed(stdout=...)`), so that the core
+        # does not import the apps built on it.
+        for app_config in apps.get_app_configs():
+            if app_config.name.split(".")[0] in LOCAL_APPS and module_has_submodule(app_config.module, "demo"):
+                import_module(f"{app_config.name}.demo").seed(stdout=None if quiet else self.stdout)
         if not quiet:
             self._print_logins()
 
