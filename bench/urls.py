@@ -10,5 +10,6 @@ urlpatterns = [
     path("bench/plain", views.plain, name="bench-plain"),
     path("bench/drf-anon", views.DrfAnonymousApi.as_view(), name="bench-drf-anon"),
     path("bench/drf", views.DrfTrivialApi.as_view(), name="bench-drf"),
+    path("bench/catalogue-values", views.catalogue_values, name="bench-catalogue-values"),
     *product_urlpatterns,
 ]

@@ -30,3 +30,27 @@ class DrfTrivialApi(APIView):
 
     def get(self, request: Request) -> Response:
         return Response(PAYLOAD)
+
+
+def catalogue_values(request: HttpRequest) -> JsonResponse:
+    """P2's baseline: the catalogue rows the API lists for the same filters and search, by `values()`.
+
+    Same authentication (the API key), same visibility selector, same filters; no DRF and no serializer.
+    """
+    from exchange.authentication import ApiKeyAuthentication
+    from exchange.selectors import user_membership
+    from listings.filters import CatalogueFilter
+    from listings.selectors import product_list_catalogue
+
+    user, _ = ApiKeyAuthentication().authenticate(Request(request)) or (None, None)
+    membership = user_membership(user)
+    filtered = CatalogueFilter(
+        request.GET, queryset=product_list_catalogue(user=user), firm_id=membership.firm_id if membership else None
+    ).qs
+    rows = list(
+        filtered.values(
+            "id", "listed_revision__title_en", "listed_revision__title_zh", "listed_revision__summary_en",
+            "listed_revision__category__code", "board__code", "provider__legal_name_en", "certificate_number",
+        )[:50]
+    )  # fmt: skip
+    return JsonResponse({"results": rows})
