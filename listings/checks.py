@@ -57,4 +57,12 @@ def provider_may_sell_on_board(revision: Revision) -> list[str]:
     return []
 
 
+def no_core_data(revision: Revision) -> list[str]:
+    # Data Security Law art. 21: core data is under the strictest regime and is traded by no one here.
+    if revision.effective_classification == "core" or revision.classification == "core":
+        return [_("Core data is never listed on the exchange.")]
+    return []
+
+
 register_pre_listing_check("listings.provider_admitted", provider_may_sell_on_board)
+register_pre_listing_check("listings.no_core_data", no_core_data)

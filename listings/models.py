@@ -171,11 +171,13 @@ class Revision(models.Model):
 
     # The review pipeline as data: who may move where is checked by the services.
     ALLOWED: dict[str, set[str]] = {
-        Status.DRAFT: {Status.SUBMITTED},
+        # WITHDRAWN from every open state: the provider withdraws before review; delisting a product
+        # withdraws whatever revision of it was still on its way.
+        Status.DRAFT: {Status.SUBMITTED, Status.WITHDRAWN},
         Status.SUBMITTED: {Status.IN_REVIEW, Status.WITHDRAWN},
-        Status.IN_REVIEW: {Status.IN_NOTICE, Status.REJECTED},
-        Status.IN_NOTICE: {Status.LISTED, Status.OBJECTED},
-        Status.OBJECTED: {Status.IN_NOTICE, Status.REJECTED},
+        Status.IN_REVIEW: {Status.IN_NOTICE, Status.REJECTED, Status.WITHDRAWN},
+        Status.IN_NOTICE: {Status.LISTED, Status.OBJECTED, Status.WITHDRAWN},
+        Status.OBJECTED: {Status.IN_NOTICE, Status.REJECTED, Status.WITHDRAWN},
         Status.LISTED: {Status.SUPERSEDED},
         Status.REJECTED: set(),
         Status.WITHDRAWN: set(),

@@ -101,8 +101,15 @@ def open_revision(product: DataProduct) -> Revision | None:
     return product.revisions.filter(status__in=Revision.OPEN).select_related("category").first()
 
 
-def _open_revision_or_error(product: DataProduct, *statuses: str) -> Revision:
+def _open_revision_or_error(product: DataProduct, *statuses: str, number: int | None = None) -> Revision:
+    """The product's open revision if it is in one of `statuses` (and is revision `number`, when the caller
+    acted on a particular one: a reviewer's decision never lands on a revision they did not see)."""
     revision = open_revision(product)
+    if revision is not None and number is not None and revision.number != number:
+        raise InvalidTransition(
+            _("Revision %(n)d is no longer the one in progress (revision %(m)d is); reload and look again.")
+            % {"n": number, "m": revision.number}
+        )
     if revision is None or revision.status not in statuses:
         raise InvalidTransition(
             _("This product has no revision that is %(states)s.")
@@ -295,9 +302,9 @@ def product_withdraw(*, product: DataProduct, actor: User) -> Revision:
 
 
 @transaction.atomic
-def review_start(*, product: DataProduct, actor: User) -> Revision:
+def review_start(*, product: DataProduct, actor: User, number: int | None = None) -> Revision:
     _require_reviewer(actor, product)
-    revision = _open_revision_or_error(product, Status.SUBMITTED)
+    revision = _open_revision_or_error(product, Status.SUBMITTED, number=number)
     _move(revision, Status.IN_REVIEW, reviewer=actor)
     _audit(actor, "review_start", product, revision=revision.number)
     return revision
@@ -305,11 +312,16 @@ def review_start(*, product: DataProduct, actor: User) -> Revision:
 
 @transaction.atomic
 def review_approve(
-    *, product: DataProduct, actor: User, confirmed_classification: str | None = None, notes: str = ""
+    *,
+    product: DataProduct,
+    actor: User,
+    confirmed_classification: str | None = None,
+    notes: str = "",
+    number: int | None = None,
 ) -> Revision:
     """In review -> in public notice, once every pre-listing check passes."""
     _require_reviewer(actor, product)
-    revision = _open_revision_or_error(product, Status.IN_REVIEW)
+    revision = _open_revision_or_error(product, Status.IN_REVIEW, number=number)
     confirmed = confirmed_classification or revision.classification
     if confirmed not in ("general", "important", "core"):
         raise ApplicationError(_("Unknown classification."), code="invalid_classification")
@@ -343,12 +355,12 @@ def review_approve(
 
 
 @transaction.atomic
-def review_reject(*, product: DataProduct, actor: User, reasons: str) -> Revision:
+def review_reject(*, product: DataProduct, actor: User, reasons: str, number: int | None = None) -> Revision:
     """In review (or objected) -> rejected; the provider gets a new draft carrying the same content."""
     _require_reviewer(actor, product)
     if not reasons.strip():
         raise ApplicationError(_("Give the provider your reasons."), code="reasons_required")
-    revision = _open_revision_or_error(product, Status.IN_REVIEW, Status.OBJECTED)
+    revision = _open_revision_or_error(product, Status.IN_REVIEW, Status.OBJECTED, number=number)
     _move(revision, Status.REJECTED, review_notes=reasons.strip(), decided_at=timezone.now(), reviewer=actor)
     Objection.objects.filter(revision=revision, status=Objection.Status.OPEN).update(
         status=Objection.Status.UPHELD, resolution=reasons.strip(), resolved_by=actor, resolved_at=timezone.now()
@@ -390,8 +402,12 @@ def objection_resolve(*, objection: Objection, actor: User, uphold: bool, resolu
     _require_reviewer(actor, product)
     if not resolution.strip():
         raise ApplicationError(_("Explain the decision."), code="resolution_required")
+    objection = Objection.objects.select_for_update().select_related("revision").get(pk=objection.pk)
+    if objection.status != Objection.Status.OPEN:
+        raise InvalidTransition(_("This objection is already resolved."))
     if uphold:
-        review_reject(product=product, actor=actor, reasons=resolution)
+        # Rejects the very revision objected to (and closes its open objections, this one included).
+        review_reject(product=product, actor=actor, reasons=resolution, number=objection.revision.number)
         objection.refresh_from_db()
         return objection
     now = timezone.now()
@@ -438,6 +454,8 @@ def notice_conclude(*, revision_id: int) -> Revision | None:
     ):
         return None
     product = DataProduct.objects.select_for_update().get(pk=revision.product_id)
+    if product.listing_status == ListingStatus.DELISTED:
+        return None  # delisting withdrew it; nothing more is ever listed for this product
     reasons = run_pre_listing_checks(revision)
     if reasons:
         _audit(None, "listing_blocked", product, revision=revision.number, reasons=reasons)
@@ -524,9 +542,40 @@ def product_delist(*, product: DataProduct, actor: User, reason: str) -> DataPro
     )
     # Whatever was in progress will never be listed now.
     revision = open_revision(product)
-    if revision is not None and revision.status in (Status.SUBMITTED,):
+    if revision is not None:
         _move(revision, Status.WITHDRAWN, decided_at=timezone.now())
+        Objection.objects.filter(revision=revision, status=Objection.Status.OPEN).update(
+            status=Objection.Status.DISMISSED, resolution=_("The product was delisted."), resolved_by=actor,
+            resolved_at=timezone.now(),
+        )  # fmt: skip
     return product
+
+
+# --- Categories (staff) -------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def category_save(*, category: Category, actor: User) -> Category:
+    """Create or change a category of the taxonomy (deactivate rather than delete: products point at it)."""
+    adding = category._state.adding
+    before = (
+        {}
+        if adding
+        else dict(
+            Category.objects.filter(pk=category.pk).values("code", "name_en", "name_zh", "position", "is_active").get()
+        )
+    )
+    if not adding and before["code"] != category.code:
+        raise ApplicationError(_("A category's code never changes; create another instead."), code="code_immutable")
+    category.full_clean()
+    category.save()
+    after = {name: getattr(category, name) for name in ("code", "name_en", "name_zh", "position", "is_active")}
+    changes = {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v}
+    if changes:
+        audit_record(
+            actor=actor, verb="category.create" if adding else "category.update", target=category, payload=changes
+        )
+    return category
 
 
 # --- Price plans -------------------------------------------------------------------------------------

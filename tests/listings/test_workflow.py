@@ -225,19 +225,76 @@ def test_a_provider_lists_only_on_boards_it_is_admitted_to(provider, boards):
     assert not DataProduct.objects.exists()
 
 
-def test_a_failing_pre_listing_check_refuses_approval_with_its_reasons(provider, reviewer):
+def test_core_data_is_never_approved(provider, reviewer):
     product = draft_product(provider)
     services.product_submit(product=product, actor=provider)
     services.review_start(product=product, actor=reviewer)
-    checks.register_pre_listing_check("test.no_core", lambda revision: ["Core data is never listed."])
+    with pytest.raises(ApplicationError) as exc:
+        services.review_approve(product=product, actor=reviewer, confirmed_classification="core")
+    assert exc.value.code == "pre_listing_check_failed"
+    assert exc.value.details["reasons"] == ["Core data is never listed on the exchange."]
+    assert services.open_revision(product).status == Status.IN_REVIEW
+
+
+def test_a_registered_check_adds_its_reasons(provider, reviewer):
+    product = draft_product(provider)
+    services.product_submit(product=product, actor=provider)
+    services.review_start(product=product, actor=reviewer)
+    checks.register_pre_listing_check("test.extra", lambda revision: ["No assessment on file."])
     try:
         with pytest.raises(ApplicationError) as exc:
-            services.review_approve(product=product, actor=reviewer, confirmed_classification="core")
-        assert exc.value.code == "pre_listing_check_failed"
-        assert exc.value.details["reasons"] == ["Core data is never listed."]
-        assert services.open_revision(product).status == Status.IN_REVIEW
+            services.review_approve(product=product, actor=reviewer)
+        assert exc.value.details["reasons"] == ["No assessment on file."]
     finally:
-        checks.unregister_pre_listing_check("test.no_core")
+        checks.unregister_pre_listing_check("test.extra")
+
+
+def test_a_decision_lands_only_on_the_revision_the_reviewer_saw(provider, reviewer):
+    product = draft_product(provider)
+    services.product_submit(product=product, actor=provider)
+    with pytest.raises(InvalidTransition, match="no longer the one"):
+        services.review_start(product=product, actor=reviewer, number=7)
+    services.review_start(product=product, actor=reviewer, number=1)
+
+
+def test_delisting_withdraws_the_revision_on_its_way(provider, reviewer, international):
+    product = listed_product(provider, reviewer)
+    services.revision_create_draft(product=product, actor=provider)
+    services.product_submit(product=product, actor=provider)
+    services.review_start(product=product, actor=reviewer)
+    revision = services.review_approve(product=product, actor=reviewer)
+    objection = services.objection_lodge(product=product, actor=international, reason="Stale data.")
+    services.product_delist(product=product, actor=reviewer, reason="Provider exits.")
+    revision.refresh_from_db()
+    objection.refresh_from_db()
+    assert revision.status == Status.WITHDRAWN
+    assert objection.status == Objection.Status.DISMISSED
+    assert services.notice_conclude(revision_id=revision.pk) is None
+    assert DataProduct.objects.get(pk=product.pk).listed_revision.number == 1
+
+
+def test_a_resolved_objection_cannot_be_upheld_later(provider, reviewer, international):
+    product = draft_product(provider)
+    services.product_submit(product=product, actor=provider)
+    services.review_start(product=product, actor=reviewer)
+    services.review_approve(product=product, actor=reviewer)
+    objection = services.objection_lodge(product=product, actor=international, reason="x")
+    services.objection_resolve(objection=objection, actor=reviewer, uphold=False, resolution="Unfounded.")
+    with pytest.raises(InvalidTransition):
+        services.objection_resolve(objection=objection, actor=reviewer, uphold=True, resolution="Changed my mind.")
+    assert services.open_revision(product).status == Status.IN_NOTICE
+
+
+def test_categories_are_saved_and_audited_through_the_service(ops):
+    from listings.models import Category
+
+    category = services.category_save(category=Category(code="health", name_en="Health", name_zh="健康"), actor=ops)
+    category.is_active = False
+    services.category_save(category=category, actor=ops)
+    category.code = "medical"
+    with pytest.raises(ApplicationError):
+        services.category_save(category=category, actor=ops)
+    assert AuditEvent.objects.filter(verb__startswith="category.").count() == 2
 
 
 def test_the_checks_run_again_when_the_notice_ends(provider, reviewer):

@@ -1,0 +1,1123 @@
+"""The listing reviewers' admin: the review queue, products, objections and the category taxonomy.
+
+Everything here is read-only; every change goes through listings.services, one object at a time, and a
+refusal is shown as a message (never a 500). Reviewers see the boards their role covers only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.db.models import Count, Model, Prefetch, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.formats import date_format
+from django.utils.html import format_html
+from django.utils.timezone import localtime
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
+
+from exchange.exceptions import ApplicationError
+from exchange.models import AuditEvent
+from exchange.selectors import board_access
+
+from . import services
+from .models import Category, Classification, DataProduct, ListingStatus, Objection, PricePlan, Revision
+from .selectors import dictionary_diff, revision_diff
+
+Status = Revision.Status
+
+# The states a reviewer works on: what the queue shows unless asked for something else.
+PIPELINE = (Status.SUBMITTED, Status.IN_REVIEW, Status.IN_NOTICE, Status.OBJECTED)
+AUDIT_TRAIL_LIMIT = 100  # a product's trail is short; the full one is a click away in the audit admin
+REVIEW_CSS = "admin/listings/review.css"
+
+
+# --- Shared ------------------------------------------------------------------------------------------
+
+
+def _visible_board_ids(request: HttpRequest) -> frozenset[int]:
+    # Computed once per request: the queue, the product list and the objections all filter by it.
+    if not hasattr(request, "_listings_visible_boards"):
+        request._listings_visible_boards = board_access(user=request.user).visible  # type: ignore[attr-defined]
+    return request._listings_visible_boards  # type: ignore[attr-defined]
+
+
+def _has_review_permission(request: HttpRequest) -> bool:
+    return request.user.has_perm("listings.review_dataproduct")
+
+
+class ReadOnlyAdminMixin:
+    """Staff read here; they act through the actions, which call the services."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(label=_("Reasons"), widget=forms.Textarea(attrs={"rows": 5, "cols": 80}), strip=True)
+
+
+class ResolutionForm(forms.Form):
+    resolution = forms.CharField(
+        label=_("Resolution"), widget=forms.Textarea(attrs={"rows": 5, "cols": 80}), strip=True
+    )
+
+
+class ApproveForm(forms.Form):
+    """The reviewer confirms each revision's classification (declared by the provider) and may add notes."""
+
+    notes = forms.CharField(
+        label=_("Notes to the provider"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
+        strip=True,
+    )
+
+    def __init__(self, *args: Any, revisions: Iterable[Revision], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        notes = self.fields.pop("notes")
+        for revision in revisions:
+            self.fields[f"classification_{revision.pk}"] = forms.ChoiceField(
+                label=_("Classification of “%(title)s” (declared: %(declared)s)")
+                % {"title": revision.title, "declared": revision.get_classification_display()},
+                choices=Classification.choices,
+                initial=revision.confirmed_classification or revision.classification,
+            )
+        self.fields["notes"] = notes
+
+    def classification_for(self, revision: Revision) -> str:
+        return self.cleaned_data[f"classification_{revision.pk}"]
+
+
+def _intermediate_page(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet[Any],
+    *,
+    form: forms.Form,
+    title: str,
+    intro: str,
+    submit: str,
+    danger: bool = False,
+) -> TemplateResponse:
+    """The standard admin confirmation page: a form posted back with the action's name and `apply`."""
+    opts = modeladmin.model._meta
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": title,
+        "intro": intro,
+        "submit_label": submit,
+        "danger": danger,
+        "form": form,
+        "objects": list(queryset),
+        "action": request.POST.get("action", ""),
+        "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        "from_change": request.POST.get("_from_change", ""),
+        "opts": opts,
+        "app_label": opts.app_label,
+        "media": modeladmin.media,
+    }
+    return TemplateResponse(request, "admin/listings/action_form.html", context)
+
+
+def _report(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    objects: Iterable[Model],
+    call: Callable[[Any], Any],
+    done_message: Callable[[int], str],
+) -> HttpResponse | None:
+    """Call the service for each object on its own; show each refusal, then what was done."""
+    done = 0
+    objects = list(objects)
+    for obj in objects:
+        try:
+            call(obj)
+            done += 1
+        except ApplicationError as exc:
+            modeladmin.message_user(request, f"{obj}: {exc.message}", messages.ERROR)
+    if done:
+        modeladmin.message_user(request, done_message(done), messages.SUCCESS)
+    # From a change page's button, go back to that page rather than to the list.
+    if request.POST.get("_from_change") and len(objects) == 1:
+        opts = objects[0]._meta
+        return HttpResponseRedirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[objects[0].pk]))
+    return None
+
+
+def _short_datetime(value: Any) -> str:
+    # The queue is wide already: dates as 2026-03-01 14:05, in the exchange's time zone.
+    return date_format(localtime(value), "Y-m-d H:i") if value else "—"
+
+
+def _audit_trail(product: DataProduct) -> list[AuditEvent]:
+    events = list(
+        AuditEvent.objects.filter(object_type="listings.dataproduct", object_id=str(product.pk))
+        .order_by("-seq")
+        .only("seq", "created_at", "actor_repr", "verb", "payload")[:AUDIT_TRAIL_LIMIT]
+    )
+    for event in events:
+        event.details = [(key, _term_display(value)) for key, value in event.payload.items()]  # type: ignore[attr-defined]
+    return events
+
+
+def _audit_trail_url(product: DataProduct) -> str:
+    return reverse("admin:exchange_auditevent_changelist") + f"?object_type=listings.dataproduct&object_id={product.pk}"
+
+
+# --- Listing-status actions (products), shared by the product list and the review queue -----------------
+
+
+def _product_status_action(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    products: list[DataProduct],
+    *,
+    service: Callable[..., DataProduct],
+    title: str,
+    intro: str,
+    submit: str,
+    done: Callable[[int], str],
+    objects: Iterable[Model],
+    danger: bool = False,
+) -> HttpResponse | None:
+    form = ReasonForm(request.POST if "apply" in request.POST else None)
+    if "apply" not in request.POST or not form.is_valid():
+        return _intermediate_page(
+            modeladmin, request, objects, form=form, title=title, intro=intro, submit=submit, danger=danger
+        )
+    reason = form.cleaned_data["reason"]
+    by_product = dict(zip(objects, products, strict=True))
+    return _report(
+        modeladmin,
+        request,
+        by_product,
+        lambda obj: service(product=by_product[obj], actor=request.user, reason=reason),
+        done,
+    )
+
+
+def _suspend(modeladmin: admin.ModelAdmin, request: HttpRequest, objects: list[Any], products: list[DataProduct]):
+    return _product_status_action(
+        modeladmin,
+        request,
+        products,
+        objects=objects,
+        service=services.product_suspend,
+        title=gettext("Suspend trading"),
+        intro=gettext("The products go off sale until reinstated. Their providers see your reasons."),
+        submit=gettext("Suspend"),
+        done=lambda n: ngettext("%(n)d product suspended.", "%(n)d products suspended.", n) % {"n": n},
+        danger=True,
+    )
+
+
+def _reinstate(modeladmin: admin.ModelAdmin, request: HttpRequest, objects: list[Any], products: list[DataProduct]):
+    return _product_status_action(
+        modeladmin,
+        request,
+        products,
+        objects=objects,
+        service=services.product_reinstate,
+        title=gettext("Reinstate trading"),
+        intro=gettext("The suspended products go back on sale."),
+        submit=gettext("Reinstate"),
+        done=lambda n: ngettext("%(n)d product reinstated.", "%(n)d products reinstated.", n) % {"n": n},
+    )
+
+
+def _delist(modeladmin: admin.ModelAdmin, request: HttpRequest, objects: list[Any], products: list[DataProduct]):
+    return _product_status_action(
+        modeladmin,
+        request,
+        products,
+        objects=objects,
+        service=services.product_delist,
+        title=gettext("Delist"),
+        intro=gettext(
+            "Delisting is permanent: the products can never be sold again. Their providers see your reasons."
+        ),
+        submit=gettext("Delist"),
+        done=lambda n: ngettext("%(n)d product delisted.", "%(n)d products delisted.", n) % {"n": n},
+        danger=True,
+    )
+
+
+# --- Categories ----------------------------------------------------------------------------------------
+
+
+@admin.register(Category)
+class CategoryAdmin(admin.ModelAdmin):
+    """The taxonomy. Categories are deactivated, never deleted: revisions keep pointing at them."""
+
+    list_display = ["code", "name_en", "name_zh", "position", "is_active", "revision_count"]
+    list_editable = ["position", "is_active"]
+    list_filter = ["is_active"]
+    list_select_related: list[str] = []  # no relations to follow
+    raw_id_fields: list[str] = []  # no relations to pick
+    search_fields = ["code", "name_en", "name_zh"]
+    ordering = ["position", "code"]
+    actions = ["activate", "deactivate"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Category]:
+        # Revision.category has no reverse accessor (related_name="+"), so count with a subquery.
+        from django.db.models import OuterRef, Subquery
+        from django.db.models.functions import Coalesce
+
+        counts = (
+            Revision.objects.filter(category=OuterRef("pk"))
+            .order_by()
+            .values("category")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        return super().get_queryset(request).annotate(revisions_n=Coalesce(Subquery(counts), 0))
+
+    @admin.display(description=_("revisions"), ordering="revisions_n")
+    def revision_count(self, category: Category) -> int:
+        return category.revisions_n  # type: ignore[attr-defined]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # The code appears in URLs, facets and the API: it does not change once created.
+        return ["code"] if obj is not None else []
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Category, form: forms.ModelForm, change: bool) -> None:
+        services.category_save(category=obj, actor=request.user)
+
+    def _set_active(self, request: HttpRequest, queryset: QuerySet[Category], active: bool) -> None:
+        changed = 0
+        for category in queryset.order_by("pk"):
+            if category.is_active == active:
+                continue
+            category.is_active = active
+            services.category_save(category=category, actor=request.user)
+            changed += 1
+        template = (
+            ngettext("%(n)d category activated.", "%(n)d categories activated.", changed)
+            if active
+            else ngettext("%(n)d category deactivated.", "%(n)d categories deactivated.", changed)
+        )
+        self.message_user(request, template % {"n": changed}, messages.SUCCESS)
+
+    @admin.action(description=_("Activate the selected categories"), permissions=["change"])
+    def activate(self, request: HttpRequest, queryset: QuerySet[Category]) -> None:
+        self._set_active(request, queryset, True)
+
+    @admin.action(description=_("Deactivate the selected categories"), permissions=["change"])
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[Category]) -> None:
+        self._set_active(request, queryset, False)
+
+
+# --- The review queue -------------------------------------------------------------------------------------
+
+
+class PipelineStatusFilter(admin.SimpleListFilter):
+    """Status, defaulting to the open review pipeline (submitted, in review, in notice, objected)."""
+
+    title = _("status")
+    parameter_name = "status"
+    PIPELINE = "pipeline"
+    ALL = "all"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [(self.PIPELINE, _("Open for review")), *Status.choices, (self.ALL, _("All"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Revision]) -> QuerySet[Revision]:
+        value = self.value()
+        if value in (None, self.PIPELINE):
+            return queryset.filter(status__in=PIPELINE)
+        if value == self.ALL:
+            return queryset
+        if value in Status.values:
+            return queryset.filter(status=value)
+        return queryset.none()
+
+    def choices(self, changelist: Any) -> Iterable[dict[str, Any]]:
+        facet_counts = self.get_facet_queryset(changelist) if changelist.add_facets else None
+        current = self.value() or self.PIPELINE
+        for i, (lookup, title) in enumerate(self.lookup_choices):
+            if facet_counts is not None:
+                count = facet_counts.get(f"{i}__c", -1)
+                title = f"{title} ({count if count != -1 else '-'})"
+            yield {
+                "selected": current == str(lookup),
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+
+class BoardListFilter(admin.SimpleListFilter):
+    """The boards the reviewer covers (and no others)."""
+
+    title = _("board")
+    parameter_name = "board"
+    field_path = "product__board_id"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        from exchange.models import Board
+
+        return [(str(b.pk), b.name) for b in Board.objects.filter(pk__in=_visible_board_ids(request)).order_by("pk")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value is None:
+            return queryset
+        if not value.isdigit():
+            return queryset.none()
+        return queryset.filter(**{self.field_path: int(value)})
+
+
+class ObjectionBoardListFilter(BoardListFilter):
+    field_path = "revision__product__board_id"
+
+
+class ConfirmedClassificationFilter(admin.SimpleListFilter):
+    title = _("classification (confirmed by the reviewer)")
+    parameter_name = "confirmed"
+    NONE = "none"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [*Classification.choices, (self.NONE, _("Not confirmed yet"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Revision]) -> QuerySet[Revision]:
+        value = self.value()
+        if value is None:
+            return queryset
+        if value == self.NONE:
+            return queryset.filter(confirmed_classification="")
+        return queryset.filter(confirmed_classification=value)
+
+
+def _display(value: Any, field_name: str, categories: dict[str, str]) -> str:
+    """A content value as a reviewer reads it."""
+    if value is None or value == "" or value == []:
+        return "—"
+    if field_name == "category":
+        return categories.get(value, value)
+    if isinstance(value, bool):
+        return gettext("Yes") if value else gettext("No")
+    field = Revision._meta.get_field(field_name)
+    if getattr(field, "choices", None):
+        return str(dict(field.flatchoices).get(value, value))
+    if field_name == "delivery_modes":
+        from .models import DeliveryMode
+
+        return ", ".join(str(DeliveryMode(v).label) if v in DeliveryMode.values else str(v) for v in value)
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def _term_display(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return gettext("Yes") if value else gettext("No")
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "—"
+    return str(value)
+
+
+def _licence_terms_changes(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, str]]:
+    return [
+        {"term": key.replace("_", " "), "old": _term_display(old.get(key)), "new": _term_display(new.get(key))}
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    ]
+
+
+DICTIONARY_ATTRIBUTES = ("type", "description", "unit", "personal", "sensitive")
+# Shown in their own sections of the comparison rather than as one cell each.
+_SEPARATE_IN_DIFF = ("dictionary", "licence_terms")
+
+
+def revision_comparison(revision: Revision) -> dict[str, Any]:
+    """What the reviewer compares: this revision beside the listed one (or beside nothing, at first)."""
+    listed = revision.product.listed_revision
+    if listed is not None and listed.pk == revision.pk:
+        return {"is_listed": True}
+    changes = revision_diff(old=listed, new=revision)
+    codes = {v for name, pair in changes.items() if name == "category" for v in pair if v}
+    categories = {c.code: c.name for c in Category.objects.filter(code__in=codes)}
+    fields = [
+        {
+            "label": Revision._meta.get_field(name).verbose_name,
+            "name": name,
+            "old": _display(old, name, categories) if listed is not None else "—",
+            "new": _display(new, name, categories),
+            "long": name.startswith(("description", "licence", "summary")),
+        }
+        for name, (old, new) in changes.items()
+        if name not in _SEPARATE_IN_DIFF
+    ]
+    dictionary = dictionary_diff(old=listed, new=revision)
+    changed_fields = [
+        {
+            "name": after["name"],
+            "changes": [
+                {"attribute": key, "old": _term_display(before.get(key)), "new": _term_display(after.get(key))}
+                for key in DICTIONARY_ATTRIBUTES
+                if before.get(key) != after.get(key)
+            ],
+        }
+        for before, after in dictionary["changed"]
+    ]
+    return {
+        "is_listed": False,
+        "listed": listed,
+        "fields": fields,
+        "dictionary_added": dictionary["added"],
+        "dictionary_removed": dictionary["removed"],
+        "dictionary_changed": changed_fields,
+        "dictionary_any": any(dictionary.values()),
+        "licence_terms": _licence_terms_changes(listed.licence_terms if listed else {}, revision.licence_terms),
+        "nothing_changed": not changes,
+    }
+
+
+def _sample_table(revision: Revision) -> dict[str, Any]:
+    rows = revision.sample_preview or []
+    columns = [f["name"] for f in revision.dictionary] or (list(rows[0]) if rows else [])
+    return {"columns": columns, "rows": [[row.get(c, "") for c in columns] for row in rows]}
+
+
+def _revision_buttons(revision: Revision) -> list[tuple[str, str]]:
+    """The actions that make sense for this revision now (the services still decide)."""
+    product = revision.product
+    buttons: list[tuple[str, str]] = []
+    if revision.status == Status.SUBMITTED:
+        buttons.append(("start_review", gettext("Start review")))
+    if revision.status == Status.IN_REVIEW:
+        buttons.append(("approve", gettext("Approve for public notice")))
+    if revision.status in (Status.IN_REVIEW, Status.OBJECTED):
+        buttons.append(("reject", gettext("Reject")))
+    if product.listing_status == ListingStatus.LISTED:
+        buttons.append(("suspend", gettext("Suspend")))
+    if product.listing_status == ListingStatus.SUSPENDED:
+        buttons.append(("reinstate", gettext("Reinstate")))
+    if product.listing_status in (ListingStatus.LISTED, ListingStatus.SUSPENDED):
+        buttons.append(("delist", gettext("Delist")))
+    return buttons
+
+
+@admin.register(Revision)
+class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The review queue: revisions in the pipeline on the boards the reviewer covers."""
+
+    list_display = [
+        "title_link",
+        "number",
+        "provider",
+        "board",
+        "status",
+        "classifications",
+        "submitted",
+        "notice_ends",
+        "open_objections",
+    ]
+    list_display_links = None
+    list_filter = [
+        PipelineStatusFilter,
+        BoardListFilter,
+        "classification",
+        ConfirmedClassificationFilter,
+        ("submitted_at", admin.DateFieldListFilter),
+        ("notice_ends_at", admin.DateFieldListFilter),
+    ]
+    list_select_related = ["product__provider", "product__board"]
+    raw_id_fields = ["product", "category", "created_by", "reviewer"]
+    search_fields = [
+        "title_en",
+        "title_zh",
+        "product__provider__legal_name_en",
+        "product__provider__legal_name_zh",
+        "product__certificate_number",
+    ]
+    search_help_text = _("Title (English or Chinese), provider name or registration certificate number.")
+    ordering = ["submitted_at", "pk"]  # oldest first: the queue is worked in order of arrival
+    show_full_result_count = False
+    actions = ["start_review", "approve", "reject", "suspend", "reinstate", "delist"]
+    change_form_template = "admin/listings/revision/change_form.html"
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "product_link",
+                    "number",
+                    "status",
+                    "board",
+                    "provider",
+                    "listing_status",
+                    "certificate_number",
+                )
+            },
+        ),
+        (
+            _("Review"),
+            {
+                "fields": (
+                    "classification",
+                    "important_source",
+                    "confirmed_classification",
+                    "created_by",
+                    "submitted_at",
+                    "reviewer",
+                    "review_notes",
+                    "decided_at",
+                    "notice_ends_at",
+                    "listed_at",
+                )
+            },
+        ),
+        (
+            _("Content of this revision"),
+            {
+                "classes": ("collapse",),
+                "fields": (
+                    "title_en",
+                    "title_zh",
+                    "summary_en",
+                    "summary_zh",
+                    "description_en",
+                    "description_zh",
+                    "category",
+                    "tags",
+                    "contains_personal_info",
+                    "personal_info_subjects",
+                    "sensitive_personal_info_subjects",
+                    "origin_countries",
+                    "origin_region",
+                    "coverage_start",
+                    "coverage_end",
+                    "coverage_geography",
+                    "update_frequency",
+                    "volume",
+                    "delivery_modes",
+                    "sample_name",
+                    "licence_en",
+                    "licence_zh",
+                    "licence_terms",
+                    "requires_approval",
+                ),
+            },
+        ),
+    )
+
+    class Media:
+        css = {"all": [REVIEW_CSS]}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Revision]:
+        return (
+            super()
+            .get_queryset(request)
+            .filter(product__board_id__in=_visible_board_ids(request))
+            .annotate(open_objections_n=Count("objections", filter=Q(objections__status=Objection.Status.OPEN)))
+        )
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: Any = None) -> Revision | None:
+        # The change page shows the product beside its listed revision; fetch them with the revision.
+        queryset = self.get_queryset(request).select_related(
+            "product__provider",
+            "product__board",
+            "product__listed_revision",
+            "category",
+            "created_by",
+            "reviewer",
+        )
+        try:
+            return queryset.get(pk=int(object_id))
+        except (ValueError, Revision.DoesNotExist):
+            return None
+
+    def has_review_permission(self, request: HttpRequest) -> bool:
+        return _has_review_permission(request)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        return super().changelist_view(request, {"title": gettext("Review queue"), **(extra_context or {})})
+
+    # -- columns --
+
+    @admin.display(description=_("product"), ordering="title_en")
+    def title_link(self, revision: Revision) -> str:
+        url = reverse("admin:listings_revision_change", args=[revision.pk])
+        return format_html('<a href="{}">{}</a>', url, revision.title)
+
+    @admin.display(description=_("provider"), ordering="product__provider__legal_name_en")
+    def provider(self, revision: Revision) -> str:
+        return str(revision.product.provider)
+
+    @admin.display(description=_("board"), ordering="product__board__code")
+    def board(self, revision: Revision) -> str:
+        return revision.product.board.name
+
+    @admin.display(description=_("classification"))
+    def classifications(self, revision: Revision) -> str:
+        declared = revision.get_classification_display()
+        if revision.confirmed_classification and revision.confirmed_classification != revision.classification:
+            return gettext("%(declared)s → confirmed %(confirmed)s") % {
+                "declared": declared,
+                "confirmed": revision.get_confirmed_classification_display(),
+            }
+        return str(declared)
+
+    @admin.display(description=_("submitted at"), ordering="submitted_at")
+    def submitted(self, revision: Revision) -> str:
+        return _short_datetime(revision.submitted_at)
+
+    @admin.display(description=_("public notice ends at"), ordering="notice_ends_at")
+    def notice_ends(self, revision: Revision) -> str:
+        return _short_datetime(revision.notice_ends_at)
+
+    @admin.display(description=_("open objections"), ordering="open_objections_n")
+    def open_objections(self, revision: Revision) -> int:
+        return revision.open_objections_n  # type: ignore[attr-defined]
+
+    # -- change page fields --
+
+    @admin.display(description=_("data product"))
+    def product_link(self, revision: Revision) -> str:
+        url = reverse("admin:listings_dataproduct_change", args=[revision.product_id])
+        return format_html('<a href="{}">{}</a>', url, revision.product)
+
+    @admin.display(description=_("listing status"))
+    def listing_status(self, revision: Revision) -> str:
+        return revision.product.get_listing_status_display()
+
+    @admin.display(description=_("registration certificate number"))
+    def certificate_number(self, revision: Revision) -> str:
+        return revision.product.certificate_number or "—"
+
+    @admin.display(description=_("sample"))
+    def sample_name(self, revision: Revision) -> str:
+        return revision.sample.name if revision.sample else "—"
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # The product page links to ?product__id__exact=<id>: all revisions of one product.
+        return lookup == "product__id__exact" or super().lookup_allowed(lookup, value, request)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        revision = self.get_object(request, object_id)
+        extra: dict[str, Any] = dict(extra_context or {})
+        if revision is not None:
+            product = revision.product
+            objections = list(
+                revision.objections.select_related("firm", "raised_by", "resolved_by").order_by("-created_at")
+            )
+            extra.update(
+                comparison=revision_comparison(revision),
+                sample=_sample_table(revision),
+                objections=objections,
+                audit_trail=_audit_trail(product),
+                audit_trail_url=_audit_trail_url(product),
+                audit_trail_limit=AUDIT_TRAIL_LIMIT,
+                review_buttons=_revision_buttons(revision) if self.has_review_permission(request) else [],
+                action_url=reverse("admin:listings_revision_changelist") + "?status=all",
+                revisions_url=reverse("admin:listings_revision_changelist")
+                + f"?status=all&product__id__exact={product.pk}",
+            )
+        return super().change_view(request, object_id, form_url, extra)
+
+    # -- actions --
+
+    def _open_only(self, request: HttpRequest, queryset: QuerySet[Revision]) -> list[Revision]:
+        """The services act on a product's open revision; refuse a revision that is not that one any more."""
+        revisions = []
+        for revision in queryset.select_related("product__board", "product__provider").order_by("pk"):
+            if revision.status in Revision.OPEN:
+                revisions.append(revision)
+            else:
+                self.message_user(
+                    request,
+                    gettext("%(revision)s: this revision is %(status)s; it is no longer under review.")
+                    % {"revision": revision, "status": revision.get_status_display()},
+                    messages.ERROR,
+                )
+        return revisions
+
+    @admin.action(description=_("Start review"), permissions=["review"])
+    def start_review(self, request: HttpRequest, queryset: QuerySet[Revision]) -> HttpResponse | None:
+        return _report(
+            self,
+            request,
+            self._open_only(request, queryset),
+            lambda revision: services.review_start(
+                product=revision.product, actor=request.user, number=revision.number
+            ),
+            lambda n: (
+                ngettext("Review started for %(n)d revision.", "Review started for %(n)d revisions.", n) % {"n": n}
+            ),
+        )
+
+    @admin.action(description=_("Approve for public notice"), permissions=["review"])
+    def approve(self, request: HttpRequest, queryset: QuerySet[Revision]) -> HttpResponse | None:
+        revisions = list(queryset.select_related("product__board", "product__provider").order_by("pk"))
+        form = ApproveForm(request.POST if "apply" in request.POST else None, revisions=revisions)
+        if "apply" not in request.POST or not form.is_valid():
+            return _intermediate_page(
+                self,
+                request,
+                revisions,
+                form=form,
+                title=gettext("Approve for public notice"),
+                intro=gettext(
+                    "Confirm each product's data classification. Approved products go into public notice, "
+                    "during which members may object; they are listed when it ends without objection."
+                ),
+                submit=gettext("Approve"),
+            )
+        notes = form.cleaned_data["notes"]
+        return _report(
+            self,
+            request,
+            self._open_only(request, queryset),
+            lambda revision: services.review_approve(
+                product=revision.product,
+                actor=request.user,
+                confirmed_classification=form.classification_for(revision),
+                notes=notes,
+                number=revision.number,
+            ),
+            lambda n: (
+                ngettext("%(n)d revision approved for public notice.", "%(n)d revisions approved for public notice.", n)
+                % {"n": n}
+            ),
+        )
+
+    @admin.action(description=_("Reject"), permissions=["review"])
+    def reject(self, request: HttpRequest, queryset: QuerySet[Revision]) -> HttpResponse | None:
+        form = ReasonForm(request.POST if "apply" in request.POST else None)
+        if "apply" not in request.POST or not form.is_valid():
+            return _intermediate_page(
+                self,
+                request,
+                queryset.select_related("product").order_by("pk"),
+                form=form,
+                title=gettext("Reject"),
+                intro=gettext(
+                    "The providers get your reasons and a new draft carrying the same content, to correct "
+                    "and submit again. Open objections are upheld with the same reasons."
+                ),
+                submit=gettext("Reject"),
+                danger=True,
+            )
+        reasons = form.cleaned_data["reason"]
+        return _report(
+            self,
+            request,
+            self._open_only(request, queryset),
+            lambda revision: services.review_reject(
+                product=revision.product, actor=request.user, reasons=reasons, number=revision.number
+            ),
+            lambda n: ngettext("%(n)d revision rejected.", "%(n)d revisions rejected.", n) % {"n": n},
+        )
+
+    def _products(self, queryset: QuerySet[Revision]) -> tuple[list[Revision], list[DataProduct]]:
+        # One revision per product: two selected revisions of one product are one product to act on.
+        seen: dict[int, Revision] = {}
+        for revision in queryset.select_related("product__board", "product__provider").order_by("pk"):
+            seen.setdefault(revision.product_id, revision)
+        revisions = list(seen.values())
+        return revisions, [r.product for r in revisions]
+
+    @admin.action(description=_("Suspend trading in the product"), permissions=["review"])
+    def suspend(self, request: HttpRequest, queryset: QuerySet[Revision]) -> HttpResponse | None:
+        return _suspend(self, request, *self._products(queryset))
+
+    @admin.action(description=_("Reinstate trading in the product"), permissions=["review"])
+    def reinstate(self, request: HttpRequest, queryset: QuerySet[Revision]) -> HttpResponse | None:
+        return _reinstate(self, request, *self._products(queryset))
+
+    @admin.action(description=_("Delist the product"), permissions=["review"])
+    def delist(self, request: HttpRequest, queryset: QuerySet[Revision]) -> HttpResponse | None:
+        return _delist(self, request, *self._products(queryset))
+
+
+# --- Products ------------------------------------------------------------------------------------------
+
+
+class RevisionInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Revision
+    extra = 0
+    fields = ["number", "status", "title_en", "classification", "confirmed_classification", "submitted_at"]
+    readonly_fields = fields
+    show_change_link = True
+    ordering = ["-number"]
+    verbose_name_plural = _("revisions")
+
+
+class PricePlanInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = PricePlan
+    extra = 0
+    fields = [
+        "name_en",
+        "kind",
+        "period",
+        "currency",
+        "amount",
+        "included_calls",
+        "unit_price",
+        "buyer_firm",
+        "is_active",
+        "retired_at",
+    ]
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PricePlan]:
+        return super().get_queryset(request).select_related("buyer_firm")
+
+
+def _product_buttons(product: DataProduct) -> list[tuple[str, str]]:
+    buttons = []
+    if product.listing_status == ListingStatus.LISTED:
+        buttons.append(("suspend", gettext("Suspend")))
+    if product.listing_status == ListingStatus.SUSPENDED:
+        buttons.append(("reinstate", gettext("Reinstate")))
+    if product.listing_status in (ListingStatus.LISTED, ListingStatus.SUSPENDED):
+        buttons.append(("delist", gettext("Delist")))
+    return buttons
+
+
+@admin.register(DataProduct)
+class DataProductAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "listing_status",
+        "board",
+        "provider",
+        "certificate_number",
+        "open_revision",
+        "listed_at",
+    ]
+    list_filter = [
+        "listing_status",
+        BoardListFilter,
+        "listed_revision__confirmed_classification",
+        "listed_revision__category",
+        ("listed_at", admin.DateFieldListFilter),
+    ]
+    list_select_related = ["board", "provider", "listed_revision"]
+    raw_id_fields = ["provider", "board"]
+    search_fields = [
+        "revisions__title_en",
+        "revisions__title_zh",
+        "provider__legal_name_en",
+        "provider__legal_name_zh",
+        "certificate_number",
+    ]
+    search_help_text = _("Title (English or Chinese, any revision), provider name or certificate number.")
+    show_full_result_count = False
+    actions = ["suspend", "reinstate", "delist"]
+    inlines = [RevisionInline, PricePlanInline]
+    change_form_template = "admin/listings/dataproduct/change_form.html"
+    fields = [
+        "provider",
+        "board",
+        "listing_status",
+        "certificate_number",
+        "listed_revision_link",
+        "revisions_link",
+        "listed_at",
+        "created_at",
+        "updated_at",
+    ]
+    readonly_fields = fields
+
+    class Media:
+        css = {"all": [REVIEW_CSS]}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[DataProduct]:
+        return (
+            super()
+            .get_queryset(request)
+            .filter(board_id__in=_visible_board_ids(request))
+            .prefetch_related(
+                Prefetch(
+                    "revisions",
+                    queryset=Revision.objects.filter(status__in=Revision.OPEN).only("pk", "product", "status"),
+                    to_attr="open_revisions",
+                )
+            )
+        )
+
+    def has_review_permission(self, request: HttpRequest) -> bool:
+        return _has_review_permission(request)
+
+    @admin.display(description=_("in progress"))
+    def open_revision(self, product: DataProduct) -> str:
+        revisions = getattr(product, "open_revisions", None)
+        if revisions is None:
+            revisions = list(product.revisions.filter(status__in=Revision.OPEN))
+        if not revisions:
+            return "—"
+        revision = revisions[0]
+        url = reverse("admin:listings_revision_change", args=[revision.pk])
+        return format_html('<a href="{}">{}</a>', url, revision.get_status_display())
+
+    @admin.display(description=_("listed revision"))
+    def listed_revision_link(self, product: DataProduct) -> str:
+        revision = product.listed_revision
+        if revision is None:
+            return "—"
+        url = reverse("admin:listings_revision_change", args=[revision.pk])
+        return format_html('<a href="{}">{} (r{})</a>', url, revision.title, revision.number)
+
+    @admin.display(description=_("revisions"))
+    def revisions_link(self, product: DataProduct) -> str:
+        url = reverse("admin:listings_revision_changelist") + f"?status=all&product__id__exact={product.pk}"
+        return format_html('<a href="{}">{}</a>', url, gettext("All revisions of this product"))
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        product = self.get_object(request, object_id)
+        extra: dict[str, Any] = dict(extra_context or {})
+        if product is not None:
+            extra.update(
+                audit_trail=_audit_trail(product),
+                audit_trail_url=_audit_trail_url(product),
+                audit_trail_limit=AUDIT_TRAIL_LIMIT,
+                review_buttons=_product_buttons(product) if self.has_review_permission(request) else [],
+                action_url=reverse("admin:listings_dataproduct_changelist"),
+            )
+        return super().change_view(request, object_id, form_url, extra)
+
+    def _products(self, queryset: QuerySet[DataProduct]) -> tuple[list[DataProduct], list[DataProduct]]:
+        products = list(queryset.select_related("board", "provider", "listed_revision").order_by("pk"))
+        return products, products
+
+    @admin.action(description=_("Suspend trading"), permissions=["review"])
+    def suspend(self, request: HttpRequest, queryset: QuerySet[DataProduct]) -> HttpResponse | None:
+        return _suspend(self, request, *self._products(queryset))
+
+    @admin.action(description=_("Reinstate trading"), permissions=["review"])
+    def reinstate(self, request: HttpRequest, queryset: QuerySet[DataProduct]) -> HttpResponse | None:
+        return _reinstate(self, request, *self._products(queryset))
+
+    @admin.action(description=_("Delist"), permissions=["review"])
+    def delist(self, request: HttpRequest, queryset: QuerySet[DataProduct]) -> HttpResponse | None:
+        return _delist(self, request, *self._products(queryset))
+
+
+# --- Objections -----------------------------------------------------------------------------------------
+
+
+@admin.register(Objection)
+class ObjectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "revision_link",
+        "board",
+        "firm",
+        "raised_by",
+        "status",
+        "created_at",
+        "resolved_by",
+        "resolved_at",
+    ]
+    list_filter = ["status", ObjectionBoardListFilter, ("created_at", admin.DateFieldListFilter)]
+    list_select_related = ["revision__product__board", "firm", "raised_by", "resolved_by"]
+    raw_id_fields = ["revision", "firm", "raised_by", "resolved_by"]
+    search_fields = [
+        "reason",
+        "firm__legal_name_en",
+        "firm__legal_name_zh",
+        "revision__title_en",
+        "revision__title_zh",
+    ]
+    ordering = ["-created_at"]
+    actions = ["dismiss", "uphold"]
+    fields = [
+        "revision_link",
+        "board",
+        "firm",
+        "raised_by",
+        "reason",
+        "status",
+        "created_at",
+        "resolution",
+        "resolved_by",
+        "resolved_at",
+    ]
+    readonly_fields = fields
+
+    class Media:
+        css = {"all": [REVIEW_CSS]}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Objection]:
+        return super().get_queryset(request).filter(revision__product__board_id__in=_visible_board_ids(request))
+
+    def has_review_permission(self, request: HttpRequest) -> bool:
+        return _has_review_permission(request)
+
+    @admin.display(description=_("revision"))
+    def revision_link(self, objection: Objection) -> str:
+        url = reverse("admin:listings_revision_change", args=[objection.revision_id])
+        return format_html('<a href="{}">{}</a>', url, objection.revision)
+
+    @admin.display(description=_("board"), ordering="revision__product__board__code")
+    def board(self, objection: Objection) -> str:
+        return objection.revision.product.board.name
+
+    def _resolve(self, request: HttpRequest, queryset: QuerySet[Objection], *, uphold: bool) -> HttpResponse | None:
+        objections = list(queryset.select_related("revision__product__board", "firm").order_by("pk"))
+        form = ResolutionForm(request.POST if "apply" in request.POST else None)
+        if "apply" not in request.POST or not form.is_valid():
+            return _intermediate_page(
+                self,
+                request,
+                objections,
+                form=form,
+                title=gettext("Uphold objections") if uphold else gettext("Dismiss objections"),
+                intro=gettext(
+                    "Upholding an objection rejects the revision: the provider gets your resolution as the "
+                    "reasons, and every other open objection on it is upheld with it."
+                )
+                if uphold
+                else gettext("Dismissed objections are closed; the public notice resumes once no objection is open."),
+                submit=gettext("Uphold") if uphold else gettext("Dismiss"),
+                danger=uphold,
+            )
+        resolution = form.cleaned_data["resolution"]
+
+        def resolve(objection: Objection) -> None:
+            # Another objection's upholding may have closed this one since the page was shown.
+            objection.refresh_from_db(fields=["status"])
+            if objection.status != Objection.Status.OPEN:
+                raise ApplicationError(gettext("This objection is already resolved."))
+            services.objection_resolve(objection=objection, actor=request.user, uphold=uphold, resolution=resolution)
+
+        return _report(
+            self,
+            request,
+            objections,
+            resolve,
+            (lambda n: ngettext("%(n)d objection upheld.", "%(n)d objections upheld.", n) % {"n": n})
+            if uphold
+            else (lambda n: ngettext("%(n)d objection dismissed.", "%(n)d objections dismissed.", n) % {"n": n}),
+        )
+
+    @admin.action(description=_("Dismiss"), permissions=["review"])
+    def dismiss(self, request: HttpRequest, queryset: QuerySet[Objection]) -> HttpResponse | None:
+        return self._resolve(request, queryset, uphold=False)
+
+    @admin.action(description=_("Uphold (rejects the revision)"), permissions=["review"])
+    def uphold(self, request: HttpRequest, queryset: QuerySet[Objection]) -> HttpResponse | None:
+        return self._resolve(request, queryset, uphold=True)
