@@ -86,7 +86,14 @@ def test_exchange_admins_cannot_grant_themselves_power(client, ops):
     assert 'name="is_superuser"' not in page and 'name="groups"' not in page
     client.post(
         reverse("admin:exchange_user_change", args=[ops.pk]),
-        {"email": ops.email, "full_name": "Ops", "is_active": "on", "is_superuser": "on", "last_login_0": "", "last_login_1": ""},
+        {
+            "email": ops.email,
+            "full_name": "Ops",
+            "is_active": "on",
+            "is_superuser": "on",
+            "last_login_0": "",
+            "last_login_1": "",
+        },
     )
     ops.refresh_from_db()
     assert not ops.is_superuser
