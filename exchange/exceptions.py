@@ -68,9 +68,12 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
     if isinstance(exc, DjangoValidationError):
-        exc = exceptions.ValidationError(
-            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
-        )
+        if hasattr(exc, "error_dict"):
+            # Django's key for errors of no one field is "__all__"; DRF's (and so the API's) is non_field_errors.
+            details = {("non_field_errors" if k == "__all__" else k): v for k, v in exc.message_dict.items()}
+        else:
+            details = {"non_field_errors": exc.messages}
+        exc = exceptions.ValidationError(details)
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

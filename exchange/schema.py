@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.openapi import AutoSchema
+from rest_framework import serializers
 
 
 class ExchangeAutoSchema(AutoSchema):
@@ -17,3 +18,15 @@ class ExchangeAutoSchema(AutoSchema):
     def get_serializer_name(self, serializer: Any, direction: str) -> str:
         qualname = serializer.__class__.__qualname__
         return qualname.replace(".", "") if "." in qualname else super().get_serializer_name(serializer, direction)
+
+
+class ApiErrorBodySerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable, machine-readable: validation_error, not_found, not_allowed…")
+    message = serializers.CharField()
+    details = serializers.DictField(help_text="For validation errors: the messages per field.")
+
+
+class ApiErrorSerializer(serializers.Serializer):
+    """The one error shape of every API response that is not a success (exchange.exceptions)."""
+
+    error = ApiErrorBodySerializer()

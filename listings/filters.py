@@ -56,8 +56,11 @@ class CatalogueFilter(django_filters.FilterSet):
     provider_country = django_filters.ChoiceFilter(
         label=_("Provider's country"), field_name="provider__country", choices=list(countries)
     )
-    contains_personal_info = django_filters.BooleanFilter(
-        label=_("Contains personal information"), field_name="listed_revision__contains_personal_info"
+    contains_personal_info = django_filters.TypedChoiceFilter(
+        label=_("Contains personal information"),
+        field_name="listed_revision__contains_personal_info",
+        choices=[("true", _("Yes")), ("false", _("No"))],
+        coerce=lambda value: value == "true",
     )
     sort = django_filters.ChoiceFilter(
         label=_("Sort"), choices=list(SORTS.items()), method="filter_sort", empty_label=None
@@ -101,11 +104,13 @@ class CatalogueFilter(django_filters.FilterSet):
                 plans = plans.filter(amount__lte=high)
             queryset = queryset.filter(Exists(plans))
         sort = data.get("sort") or ("relevance" if data.get("q") else "newest")
-        if sort == "relevance" and data.get("q") and connection.vendor == "postgresql":
-            return queryset.order_by("-rank", "-listed_revision__listed_at", "-pk")
+        if sort == "relevance" and "rank" in queryset.query.annotations:
+            return queryset.order_by("-rank", "-listed_at", "-pk")
         if sort in ("price_asc", "price_desc"):
             queryset = annotate_price_from(queryset, firm_id=self.firm_id, currency=currency)
             price = F("price_from")
             order = price.asc(nulls_last=True) if sort == "price_asc" else price.desc(nulls_last=True)
             return queryset.order_by(order, "-pk")
-        return queryset.order_by("-listed_revision__listed_at", "-pk")
+        # Newest first by first listing: stable for a product however often it is revised (the API's cursor
+        # pages on the same key).
+        return queryset.order_by("-listed_at", "-pk")

@@ -149,10 +149,25 @@ def category_list() -> QuerySet[Category]:
 
 
 def plans_for_user(*, user: Any, product: DataProduct) -> list[PricePlan]:
+    """The provider sees all its plans, retired and private ones included; others what they may buy."""
     firm_id = _firm_id(user)
     if product_is_own(user=user, product=product):
         return list(product.plans.select_related("buyer_firm").order_by("-is_active", "amount", "id"))
+    if hasattr(product, "visible_plans"):  # prefetched for this user by the selectors above
+        return list(product.visible_plans)
     return list(product.plans.filter(plans_visible_q(firm_id)).order_by("amount", "id"))
+
+
+def product_get_own(*, user: Any, pk: Any) -> DataProduct:
+    """A product of the user's own firm (any state), else 404: the door for providers' writes."""
+    try:
+        pk = int(pk)
+    except (TypeError, ValueError):
+        raise Http404 from None
+    product = product_list_for_provider(user=user).filter(pk=pk).first()
+    if product is None:
+        raise Http404
+    return product
 
 
 # --- Facets ------------------------------------------------------------------------------------------

@@ -181,9 +181,16 @@ def _validate_revision(revision: Revision) -> None:
         raise ValidationError(errors)
 
 
-def _save_draft(revision: Revision) -> Revision:
-    revision.full_clean(exclude=["sample", "product", "created_by"])
+def _full_validate(revision: Revision) -> None:
+    # Field checks, then our rules (their messages name the field), then the database constraints as backstop.
+    revision.clean_fields(exclude=["sample", "product", "created_by"])
     _validate_revision(revision)
+    revision.validate_unique()
+    revision.validate_constraints()
+
+
+def _save_draft(revision: Revision) -> Revision:
+    _full_validate(revision)
     revision.save()
     return revision
 
@@ -272,8 +279,7 @@ def product_submit(*, product: DataProduct, actor: User) -> Revision:
     """Draft -> submitted: the revision freezes and joins the reviewers' queue."""
     _require_editor(actor, product)
     revision = _open_revision_or_error(product, Status.DRAFT)
-    revision.full_clean(exclude=["sample", "product", "created_by"])
-    _validate_revision(revision)
+    _full_validate(revision)
     missing = []
     if not revision.sample:
         missing.append(_("a sample file"))
