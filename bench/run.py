@@ -57,6 +57,9 @@ class Scenario:
     note: str = ""
 
 
+# 出口 = "export": matches both Chinese bigram search and the trigram fallback.
+CATALOGUE_QUERY = "q=%E5%87%BA%E5%8F%A3&board=international&category=trade"
+
 # Run in this order; a baseline must come before the scenarios measured against it.
 SCENARIOS: list[Scenario] = [
     Scenario("plain", "/bench/plain", auth=False, note="plain Django JsonResponse, no auth, no database"),
@@ -65,6 +68,21 @@ SCENARIOS: list[Scenario] = [
     Scenario("drf-anon", "/bench/drf-anon", baseline="plain", target=0.75, auth=False, note="P1: DRF APIView, no auth"),
     Scenario("drf-trivial", "/bench/drf", baseline="plain", note="DRF APIView with API-key authentication"),
     Scenario("api-me", "/api/v1/me", baseline="drf-trivial", note="GET /api/v1/me"),
+    # The catalogue over the generated products (--products, 100,000 by default): a Chinese search term and
+    # two facets, as the international buyer whose key the load uses sees it.
+    Scenario(
+        "catalogue-values",
+        f"/bench/catalogue-values?{CATALOGUE_QUERY}",
+        baseline="drf-trivial",
+        note="P2 baseline: the same 50 rows by values() + JsonResponse",
+    ),
+    Scenario(
+        "api-products",
+        f"/api/v1/products?{CATALOGUE_QUERY}",
+        baseline="catalogue-values",
+        target=0.7,
+        note="P2: GET /api/v1/products, search + board + category",
+    ),
 ]
 
 
@@ -177,11 +195,14 @@ def analyze(server_url: str, name: str) -> None:
     log(f"database {name} analysed")
 
 
-def prepare(env: dict[str, str], fresh: bool) -> str:
+def prepare(env: dict[str, str], fresh: bool, products: int) -> str:
     py = sys.executable
     if fresh:
         run([py, "manage.py", "migrate", "--noinput"], env, "migrate")
         run([py, "manage.py", "seed_demo", "--quiet"], env, "seed_demo")
+        if products:
+            out = run([py, str(BENCH_DIR / "catalogue_data.py"), str(products)], env, "catalogue", capture=True)
+            log(f"catalogue generated: {out.strip().splitlines()[-1]}")
     run([py, "manage.py", "collectstatic", "--noinput"], env, "collectstatic")
     out = run([py, str(BENCH_DIR / "prepare.py")], env, "api key", capture=True)
     data = json.loads(out.strip().splitlines()[-1])
@@ -457,6 +478,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--rounds", type=int, default=1, help="measure every scenario this many times, interleaved; report the median"
     )
     parser.add_argument("--workers", type=int, default=3, help="gunicorn sync workers (default 3)")
+    parser.add_argument(
+        "--products", type=int, default=100_000, help="catalogue products generated in bulk (default 100000; 0: none)"
+    )
     parser.add_argument("--timeout", type=int, default=10, help="wrk per-request timeout in seconds (default 10)")
     parser.add_argument(
         "--only", action="append", metavar="NAME", help="run this scenario (and its baselines); repeatable"
@@ -521,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
         started_at = datetime.now(UTC)
         if not args.reuse_db:
             recreate_database(args.pg, args.db_name)
-        authorization = prepare(env, fresh=not args.reuse_db)
+        authorization = prepare(env, fresh=not args.reuse_db, products=args.products)
         analyze(args.pg, args.db_name)
         port = free_port()
         log_path = RESULTS_DIR / "gunicorn.log"

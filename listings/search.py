@@ -2,9 +2,9 @@
 
 PostgreSQL: each revision carries a tsvector of its English text (the `english` configuration, stemmed)
 and of its Chinese text cut into overlapping two-character tokens (the `simple` configuration), since
-PostgreSQL has no Chinese word segmentation built in; a query is cut the same way. For Chinese text that
-bigrams miss (a single character, odd segmentation) a trigram-indexed substring match on the revision's
-search text is the fallback. SQLite (the embedded set-up) matches every term as a plain substring.
+PostgreSQL has no Chinese word segmentation built in; a query is cut the same way, and all its tokens
+must match (GIN-indexed). A lone Chinese character has no bigram: it falls back to a substring match on
+the revision's search text (trigram-indexed for longer patterns). SQLite (the embedded set-up) matches every term as a plain substring.
 """
 
 from __future__ import annotations
@@ -97,21 +97,24 @@ def search_products(queryset: QuerySet[DataProduct], query: str) -> QuerySet[Dat
         return queryset.filter(condition)
 
     vector = F("listed_revision__search_vector")
+    # A run of two or more Chinese characters is found through its bigrams, all of which a matching text
+    # contains; a lone character has no bigram, so it is looked for as a substring instead (the fallback).
+    long_runs = [run for run in runs if len(run) > 1]
+    single_chars = [run for run in runs if len(run) == 1]
     ts_query = None
     if words:
         ts_query = SearchQuery(" ".join(words), config="english", search_type="plain")
-    bigrams = cjk_tokens(" ".join(runs))
+    bigrams = cjk_tokens(" ".join(long_runs))
     if bigrams:
         zh_query = SearchQuery(" ".join(bigrams), config="simple", search_type="plain")
         ts_query = zh_query if ts_query is None else ts_query & zh_query
-    assert ts_query is not None
-    match = Q(listed_revision__search_vector=ts_query)
-    if runs:
-        # Trigram-indexed substring fallback for the Chinese part (the English words must still match).
-        fallback = Q()
-        for run in runs:
-            fallback &= Q(listed_revision__search_text__contains=run)
-        for word in words:
-            fallback &= Q(listed_revision__search_text__contains=word)
-        match |= fallback
-    return queryset.filter(match).annotate(rank=SearchRank(vector, ts_query))
+    condition = Q()
+    if ts_query is not None:
+        # ANDed, never ORed with the fallback: the GIN index then narrows the rows before anything else.
+        condition &= Q(listed_revision__search_vector=ts_query)
+    for char in single_chars:
+        condition &= Q(listed_revision__search_text__contains=char)
+    queryset = queryset.filter(condition)
+    if ts_query is not None:
+        queryset = queryset.annotate(rank=SearchRank(vector, ts_query))
+    return queryset

@@ -95,10 +95,31 @@ def product_get_for_user(*, user: Any, pk: Any) -> DataProduct:
         condition |= Q(provider_id=firm_id)
     if _is_reviewer(user):
         condition |= Q(board_id__in=access.visible)
+    # A product in public notice is shown to the board's members so that they can object; that is the
+    # point of the notice, and it holds for a first listing as much as for a new revision.
+    condition |= Q(board_id__in=access.visible) & Exists(
+        Revision.objects.filter(product=OuterRef("pk"), status__in=PUBLIC_NOTICE_STATES)
+    )
     product = _with_display(DataProduct.objects.filter(condition), firm_id).filter(pk=pk).first()
     if product is None:
         raise Http404
     return product
+
+
+PUBLIC_NOTICE_STATES = (Revision.Status.IN_NOTICE, Revision.Status.OBJECTED)
+
+
+def product_list_in_notice(*, user: Any) -> QuerySet[DataProduct]:
+    """Products with a revision in public notice on the boards the user sees: what members may object to."""
+    visible = board_access(user=user).visible
+    in_notice = Revision.objects.filter(status__in=PUBLIC_NOTICE_STATES).select_related("category")
+    return (
+        _with_display(DataProduct.objects.filter(board_id__in=visible), _firm_id(user))
+        .filter(revisions__status__in=PUBLIC_NOTICE_STATES)
+        .prefetch_related(Prefetch("revisions", queryset=in_notice, to_attr="notice_revisions"))
+        .order_by("-id")
+        .distinct()
+    )
 
 
 def product_is_own(*, user: Any, product: DataProduct) -> bool:
@@ -108,12 +129,23 @@ def product_is_own(*, user: Any, product: DataProduct) -> bool:
 def revision_for_display(*, user: Any, product: DataProduct, number: int | None = None) -> Revision:
     """The revision a user reads: the listed one for buyers; providers and reviewers may ask for any."""
     privileged = product_is_own(user=user, product=product) or _is_reviewer(user)
-    if number is not None and privileged:
-        revision = product.revisions.select_related("category").filter(number=number).first()
+    in_notice = product.revisions.select_related("category").filter(status__in=PUBLIC_NOTICE_STATES).first()
+    if number is not None:
+        if privileged:
+            revision = product.revisions.select_related("category").filter(number=number).first()
+        else:
+            # Members may read the listed revision and the one in public notice, nothing else.
+            revision = next(
+                (r for r in (product.listed_revision, in_notice) if r is not None and r.number == number), None
+            )
         if revision is None:
             raise Http404
         return revision
-    if product.listed_revision is not None:
+    if product.listed_revision is not None and product.listing_status == ListingStatus.LISTED:
+        return product.listed_revision
+    if in_notice is not None and product.board_id in board_access(user=user).visible:
+        return in_notice
+    if product.listed_revision is not None and privileged:
         return product.listed_revision
     if privileged:
         latest = product.revisions.select_related("category").order_by("-number").first()

@@ -371,7 +371,8 @@ def review_reject(*, product: DataProduct, actor: User, reasons: str, number: in
     Objection.objects.filter(revision=revision, status=Objection.Status.OPEN).update(
         status=Objection.Status.UPHELD, resolution=reasons.strip(), resolved_by=actor, resolved_at=timezone.now()
     )
-    draft = Revision(product=product, number=revision.number + 1, created_by=actor)
+    # The new draft is the provider's to correct: it is made in the name of whoever wrote the rejected one.
+    draft = Revision(product=product, number=revision.number + 1, created_by=revision.created_by)
     for name in (*Revision.CONTENT_FIELDS, "sample_preview"):
         setattr(draft, name, getattr(revision, name))
     draft.save()

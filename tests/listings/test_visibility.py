@@ -99,7 +99,9 @@ def test_a_buyer_cannot_read_a_drafts_revision_of_a_listed_product(catalogue, pr
     product = catalogue["international"]
     services.revision_create_draft(product=product, actor=provider)
     services.revision_update(product=product, actor=provider, title_en="Secret new title")
-    assert selectors.revision_for_display(user=international, product=product, number=2).number == 1
+    with pytest.raises(Http404):
+        selectors.revision_for_display(user=international, product=product, number=2)
+    assert selectors.revision_for_display(user=international, product=product).number == 1
     assert selectors.revision_for_display(user=provider, product=product, number=2).title_en == "Secret new title"
 
 

@@ -1,0 +1,340 @@
+"""Portal forms of the catalogue. They check the shape of what a member typed and turn it into the plain
+values the services take; the rules themselves (dictionary, licence, plans, samples) live in
+listings.validation and listings.services, which every door shares.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db.models import QuerySet
+from django.utils.translation import gettext_lazy as _
+
+from exchange.models import Board
+
+from . import validation
+from .models import (
+    Category,
+    Classification,
+    DeliveryMode,
+    FieldType,
+    ImportantSource,
+    PricePlan,
+    Revision,
+    UpdateFrequency,
+)
+
+TEXTAREA_SHORT = forms.Textarea(attrs={"rows": 2})
+TEXTAREA = forms.Textarea(attrs={"rows": 5})
+
+
+def _split(value: str, separators: str = ",") -> list[str]:
+    for separator in separators[1:]:
+        value = value.replace(separator, separators[0])
+    return [part.strip() for part in value.split(separators[0]) if part.strip()]
+
+
+def _reuse(cleaner: Any, value: Any) -> Any:
+    """Run a listings.validation cleaner; its errors (keyed by model field) become this form field's."""
+    try:
+        return cleaner(value)
+    except ValidationError as exc:
+        raise ValidationError(exc.messages) from None
+
+
+class DictionaryRowForm(forms.Form):
+    """One field of the data dictionary. A row left entirely blank is ignored (the extra rows of the table)."""
+
+    name = forms.CharField(label=_("Name"), max_length=64, required=False)
+    type = forms.ChoiceField(label=_("Type"), choices=[("", "—"), *FieldType.choices], required=False)
+    description = forms.CharField(label=_("Description"), max_length=500, required=False)
+    unit = forms.CharField(label=_("Unit"), max_length=50, required=False)
+    personal = forms.BooleanField(label=_("Personal"), required=False)
+    sensitive = forms.BooleanField(label=_("Sensitive"), required=False)
+
+    def is_blank(self) -> bool:
+        data = getattr(self, "cleaned_data", {})
+        return not any(data.get(k) for k in ("name", "type", "description", "unit", "personal", "sensitive"))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.is_blank():
+            return data
+        name = data.get("name", "")
+        if not name:
+            self.add_error("name", _("Give the field a name."))
+        elif not validation.FIELD_NAME.match(name):
+            self.add_error("name", _("Letters, digits and _, starting with a letter or _."))
+        if not data.get("type") and "type" not in self.errors:
+            self.add_error("type", _("Choose a type."))
+        if data.get("sensitive") and not data.get("personal"):
+            self.add_error("sensitive", _("Sensitive personal information is personal information."))
+        return data
+
+
+class BaseDictionaryFormSet(forms.BaseFormSet):
+    def clean(self) -> None:
+        seen: set[str] = set()
+        duplicates: list[str] = []
+        rows = 0
+        for form in self.forms:
+            if not hasattr(form, "cleaned_data") or form.is_blank():
+                continue
+            rows += 1
+            name = (form.cleaned_data.get("name") or "").lower()
+            if not name or "name" in form.errors:
+                continue
+            if name in seen:
+                form.add_error("name", _("This name is used twice."))
+                duplicates.append(name)
+            seen.add(name)
+        if duplicates:
+            raise ValidationError(
+                _("Field names must be unique: %(names)s used twice.")
+                % {"names": ", ".join(f"“{n}”" for n in dict.fromkeys(duplicates))}
+            )
+        if not rows and not any(self.errors):
+            raise ValidationError(_("Describe at least one field."))
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [
+            {k: form.cleaned_data[k] for k in ("name", "type", "description", "unit", "personal", "sensitive")}
+            for form in self.forms
+            if not form.is_blank()
+        ]
+
+
+def dictionary_formset(
+    data: Any = None, *, initial: list[dict[str, Any]] | None = None, extra: int = 3
+) -> BaseDictionaryFormSet:
+    formset_class = forms.formset_factory(
+        DictionaryRowForm,
+        formset=BaseDictionaryFormSet,
+        extra=extra,
+        max_num=validation.MAX_FIELDS,
+        validate_max=True,
+        absolute_max=validation.MAX_FIELDS,
+    )
+    return formset_class(data, initial=initial, prefix="dictionary")
+
+
+class ProductContentForm(forms.Form):
+    """A revision's content, except the data dictionary (a formset beside it) and the sample (uploaded apart)."""
+
+    title_en = forms.CharField(label=_("Title (English)"), max_length=200)
+    title_zh = forms.CharField(label=_("Title (Chinese)"), max_length=200)
+    summary_en = forms.CharField(label=_("Summary (English)"), max_length=500, widget=TEXTAREA_SHORT)
+    summary_zh = forms.CharField(label=_("Summary (Chinese)"), max_length=500, widget=TEXTAREA_SHORT)
+    description_en = forms.CharField(label=_("Description (English)"), required=False, widget=TEXTAREA)
+    description_zh = forms.CharField(label=_("Description (Chinese)"), required=False, widget=TEXTAREA)
+    category = forms.ModelChoiceField(label=_("Category"), queryset=Category.objects.none())
+    tags = forms.CharField(label=_("Tags"), required=False, max_length=1000, help_text=_("Separated by commas."))
+    classification = forms.ChoiceField(label=_("Classification"), choices=Classification.choices)
+    important_source = forms.ChoiceField(
+        label=_("Why important"), choices=ImportantSource.choices, initial=ImportantSource.NONE
+    )
+    contains_personal_info = forms.BooleanField(label=_("Contains personal information"), required=False)
+    personal_info_subjects = forms.IntegerField(
+        label=_("Individuals covered"), min_value=0, max_value=10**13, initial=0
+    )
+    sensitive_personal_info_subjects = forms.IntegerField(
+        label=_("Individuals with sensitive personal information"), min_value=0, max_value=10**13, initial=0
+    )
+    origin_countries = forms.CharField(
+        label=_("Countries where the data was collected"),
+        max_length=1000,
+        help_text=_("ISO 3166-1 alpha-2 codes separated by commas, e.g. CN, SG."),
+    )
+    origin_region = forms.CharField(label=_("Region of collection"), max_length=200, required=False)
+    coverage_start = forms.DateField(
+        label=_("Coverage from"), required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    coverage_end = forms.DateField(
+        label=_("Coverage to"), required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    coverage_geography = forms.CharField(label=_("Geographic coverage"), max_length=200, required=False)
+    update_frequency = forms.ChoiceField(label=_("Update frequency"), choices=UpdateFrequency.choices)
+    volume = forms.CharField(
+        label=_("Volume"), max_length=200, required=False, help_text=_("E.g. “12 million rows, 4 GB”.")
+    )
+    delivery_modes = forms.MultipleChoiceField(
+        label=_("Delivery modes"), choices=DeliveryMode.choices, widget=forms.CheckboxSelectMultiple
+    )
+    licence_en = forms.CharField(label=_("Licence (English)"), widget=TEXTAREA)
+    licence_zh = forms.CharField(label=_("Licence (Chinese)"), widget=TEXTAREA)
+    purposes = forms.CharField(
+        label=_("Permitted purposes"), widget=forms.Textarea(attrs={"rows": 3}), help_text=_("One per line.")
+    )
+    territories = forms.CharField(
+        label=_("Territories"),
+        max_length=1000,
+        initial=validation.WORLDWIDE,
+        help_text=_("ISO country codes separated by commas, or “worldwide”."),
+    )
+    duration_months = forms.IntegerField(
+        label=_("Licence duration (months)"),
+        required=False,
+        min_value=1,
+        max_value=120,
+        help_text=_("Leave empty for no end."),
+    )
+    onward_transfer = forms.BooleanField(label=_("Onward transfer allowed"), required=False)
+    resale = forms.BooleanField(label=_("Resale allowed"), required=False)
+    requires_approval = forms.BooleanField(
+        label=_("Buyers need the provider's approval"),
+        required=False,
+        help_text=_("Buyers then state their intended use before buying."),
+    )
+
+    def __init__(self, *args: Any, categories: QuerySet[Category], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["category"].queryset = categories  # type: ignore[attr-defined]
+
+    @classmethod
+    def initial_from(cls, revision: Revision) -> dict[str, Any]:
+        initial = {name: getattr(revision, name) for name in cls.base_fields if hasattr(revision, name)}
+        terms = revision.licence_terms or {}
+        initial.update(
+            category=revision.category_id,
+            tags=", ".join(revision.tags),
+            origin_countries=", ".join(revision.origin_countries),
+            purposes="\n".join(terms.get("purposes", [])),
+            territories=", ".join(terms.get("territories", [])),
+            duration_months=terms.get("duration_months"),
+            onward_transfer=terms.get("onward_transfer", False),
+            resale=terms.get("resale", False),
+        )
+        return initial
+
+    def clean_tags(self) -> list[str]:
+        return _reuse(validation.clean_tags, _split(self.cleaned_data["tags"], ",，"))
+
+    def clean_origin_countries(self) -> list[str]:
+        return _reuse(validation.clean_origin_countries, _split(self.cleaned_data["origin_countries"], ",， "))
+
+    def clean_purposes(self) -> list[str]:
+        return [line.strip() for line in self.cleaned_data["purposes"].splitlines() if line.strip()]
+
+    def clean_territories(self) -> list[str]:
+        return _split(self.cleaned_data["territories"], ",， ")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if {"purposes", "territories", "duration_months"} <= set(data):
+            terms = {
+                "purposes": data["purposes"],
+                "territories": data["territories"],
+                "duration_months": data["duration_months"],
+                "onward_transfer": data.get("onward_transfer", False),
+                "resale": data.get("resale", False),
+            }
+            try:
+                data["licence_terms"] = validation.clean_licence_terms(terms)
+            except ValidationError as exc:
+                self.add_error("territories", exc.messages)
+        return data
+
+    def content(self, dictionary: list[dict[str, Any]]) -> dict[str, Any]:
+        """The keyword arguments of product_create / revision_update."""
+        data = self.cleaned_data
+        content = {name: data[name] for name in CONTENT_FROM_FORM}
+        content["licence_terms"] = data["licence_terms"]
+        content["dictionary"] = dictionary
+        return content
+
+    def add_service_errors(self, exc: ValidationError, formset: BaseDictionaryFormSet) -> None:
+        """Put a service's ValidationError next to the field it names (the dictionary's above the table)."""
+        errors = exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD_ERRORS: exc.messages}
+        for name, messages in errors.items():
+            if name == "dictionary":
+                formset._non_form_errors = formset.error_class(  # type: ignore[attr-defined]
+                    [*formset.non_form_errors(), *messages], error_class="nonform"
+                )
+            elif name == "licence_terms":
+                self.add_error("territories", messages)
+            elif name in self.fields:
+                self.add_error(name, messages)
+            else:
+                self.add_error(None, messages)
+
+
+CONTENT_FROM_FORM = (
+    "title_en", "title_zh", "summary_en", "summary_zh", "description_en", "description_zh",
+    "category", "tags", "classification", "important_source",
+    "contains_personal_info", "personal_info_subjects", "sensitive_personal_info_subjects",
+    "origin_countries", "origin_region", "coverage_start", "coverage_end", "coverage_geography",
+    "update_frequency", "volume", "delivery_modes", "licence_en", "licence_zh", "requires_approval",
+)  # fmt: skip
+
+
+class ProductCreateForm(ProductContentForm):
+    board = forms.ModelChoiceField(label=_("Board"), queryset=Board.objects.none(), empty_label=None)
+    field_order = ["board"]
+
+    def __init__(self, *args: Any, boards: QuerySet[Board], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["board"].queryset = boards  # type: ignore[attr-defined]
+
+
+class SampleUploadForm(forms.Form):
+    sample = forms.FileField(
+        label=_("Sample file"), help_text=_("CSV with a header row, or JSON: a list of objects, one per row.")
+    )
+
+    def __init__(self, *args: Any, max_bytes: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_bytes = max_bytes
+
+    def clean_sample(self) -> Any:
+        upload = self.cleaned_data["sample"]
+        extension = upload.name.rsplit(".", 1)[-1].lower() if "." in upload.name else ""
+        if extension not in validation.SAMPLE_FORMATS:
+            raise ValidationError(_("A sample is a .csv or .json file."))
+        # The size the client declared is checked before anything is read; the read is capped too.
+        if upload.size is not None and upload.size > self.max_bytes:
+            raise ValidationError(_("A sample is at most %(kib)d KiB.") % {"kib": self.max_bytes // 1024})
+        return upload
+
+
+class PricePlanForm(forms.Form):
+    name_en = forms.CharField(label=_("Name (English)"), max_length=100)
+    name_zh = forms.CharField(label=_("Name (Chinese)"), max_length=100, required=False)
+    kind = forms.ChoiceField(label=_("Kind"), choices=PricePlan.Kind.choices)
+    period = forms.ChoiceField(
+        label=_("Billing period"),
+        choices=[("", _("None (one-off)")), *PricePlan.Period.choices],
+        required=False,
+    )
+    currency = forms.ChoiceField(label=_("Currency"), choices=[])
+    # Parsed as Decimal here; the limits (not negative, not absurd) are the service's, shared with the API.
+    amount = forms.DecimalField(label=_("Price"), max_digits=14, decimal_places=2)
+    included_calls = forms.IntegerField(
+        label=_("Calls included per period"), required=False, min_value=0, max_value=2**31 - 1
+    )
+    unit_price = forms.DecimalField(
+        label=_("Price per call beyond those included"), required=False, max_digits=14, decimal_places=6
+    )
+
+    def __init__(self, *args: Any, currencies: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["currency"].choices = [(c, c) for c in currencies]  # type: ignore[attr-defined]
+
+    def add_service_errors(self, exc: ValidationError) -> None:
+        errors = exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD_ERRORS: exc.messages}
+        for name, messages in errors.items():
+            self.add_error(name if name in self.fields else None, messages)
+
+
+class ObjectionForm(forms.Form):
+    reason = forms.CharField(
+        label=_("What do you object to?"),
+        max_length=5000,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=_("The public notice pauses until a listing reviewer decides on it."),
+    )
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(label=_("Reason"), max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
