@@ -507,10 +507,12 @@ def _set_listing_status(
         listing_status=new, updated_at=timezone.now()
     )
     if updated != 1:
-        raise InvalidTransition(
-            _("A product that is %(status)s cannot be %(verb)s.")
-            % {"status": ListingStatus(product.listing_status).label, "verb": verb}
-        )
+        refusals = {
+            "suspended": _("Only a listed product can be suspended (this one is %(status)s)."),
+            "reinstated": _("Only a suspended product can be reinstated (this one is %(status)s)."),
+            "delisted": _("Only a listed or suspended product can be delisted (this one is %(status)s)."),
+        }
+        raise InvalidTransition(refusals[verb] % {"status": ListingStatus(product.listing_status).label})
     before = product.listing_status
     product.listing_status = new
     _audit(actor, verb, product, listing_status=[before, new], reason=reason)

@@ -278,7 +278,7 @@ def parse_sample(*, name: str, content: bytes, dictionary: list[dict[str, Any]])
             if not _check_value(value, types[key]):
                 problems.append(
                     _("Row %(row)d, field %(field)s: “%(value)s” is not a valid %(type)s.")
-                    % {"row": index, "field": key, "value": str(value)[:40], "type": types[key]}
+                    % {"row": index, "field": key, "value": str(value)[:40], "type": FieldType(types[key]).label}
                 )
                 if len(problems) >= 10:
                     break

@@ -756,12 +756,16 @@ def _display_value(name: str, value: Any) -> str:
     if name == "sample":
         return _("a file")  # the storage path means nothing to anyone reading the page
     if name == "licence_terms" and isinstance(value, dict):
+        yes, no = _("yes"), _("no")
+        # Labels outside the f-strings: makemessages does not look inside f-string expressions.
+        purposes, territories, duration = _("purposes"), _("territories"), _("duration")
+        no_end, onward, resale = _("no end"), _("onward transfer"), _("resale")
         parts = [
-            f"{_('purposes')}: {'; '.join(value.get('purposes', []))}",
-            f"{_('territories')}: {', '.join(value.get('territories', []))}",
-            f"{_('duration')}: {value.get('duration_months') or _('no end')}",
-            f"{_('onward transfer')}: {_('yes') if value.get('onward_transfer') else _('no')}",
-            f"{_('resale')}: {_('yes') if value.get('resale') else _('no')}",
+            f"{purposes}: {'; '.join(value.get('purposes', []))}",
+            f"{territories}: {', '.join(value.get('territories', []))}",
+            f"{duration}: {value.get('duration_months') or no_end}",
+            f"{onward}: {yes if value.get('onward_transfer') else no}",
+            f"{resale}: {yes if value.get('resale') else no}",
         ]
         return " · ".join(parts)
     if isinstance(value, bool):
