@@ -9,10 +9,10 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils.translation import gettext_lazy as _
 
-from exchange.models import Board
+from exchange.models import Board, MemberFirm
 
 from . import validation
 from .models import (
@@ -317,9 +317,26 @@ class PricePlanForm(forms.Form):
         label=_("Price per call beyond those included"), required=False, max_digits=14, decimal_places=6
     )
 
+    buyer_code = forms.CharField(
+        label=_("Private offer for"),
+        required=False,
+        max_length=20,
+        help_text=_("The buyer firm's Unified Social Credit Code or LEI; only that firm will see the plan."),
+    )
+
     def __init__(self, *args: Any, currencies: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["currency"].choices = [(c, c) for c in currencies]  # type: ignore[attr-defined]
+
+    def clean_buyer_code(self) -> MemberFirm | None:
+        code = self.cleaned_data["buyer_code"].strip().upper()
+        if not code:
+            return None
+        # Firms are found by the public identifier the provider knows, never picked from a list of members.
+        firm = MemberFirm.objects.filter(Q(uscc=code) | Q(lei=code)).first()
+        if firm is None:
+            raise ValidationError(_("No member firm has this code."), code="unknown_firm")
+        return firm
 
     def add_service_errors(self, exc: ValidationError) -> None:
         errors = exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD_ERRORS: exc.messages}

@@ -640,3 +640,31 @@ def test_a_delisted_products_leftover_draft_cannot_be_edited_or_submitted(client
     assert edited.status_code == 302 and uploaded.status_code == 302
     assert "A delisted product cannot be changed." in submitted.content.decode()
     assert _snapshot() == before
+
+
+class TestPrivateOffers:
+    def _post(self, client, product, **fields):
+        data = {"name_en": "Just for you", "kind": "one_off", "currency": "CNY", "amount": "900.00", **fields}
+        return client.post(f"/portal/my-products/{product.pk}/plans", data)
+
+    def test_a_private_offer_by_the_buyers_code(self, client, provider, international):
+        from tests.factories import draft_product, login_as
+
+        product = draft_product(provider, plan=False)
+        login_as(client, provider)
+        buyer = international.membership.firm
+        response = self._post(client, product, buyer_code=buyer.lei.lower())
+        assert response.status_code == 302
+        plan = product.plans.get()
+        assert plan.buyer_firm == buyer and plan.is_private
+
+    def test_an_unknown_code_or_a_firm_off_the_board_is_a_form_error(self, client, provider, domestic):
+        from tests.factories import draft_product, login_as
+
+        product = draft_product(provider, plan=False)
+        login_as(client, provider)
+        unknown = self._post(client, product, buyer_code="529900T8BM49AURSDO55")
+        assert "No member firm has this code." in unknown.content.decode()
+        off_board = self._post(client, product, buyer_code=domestic.membership.firm.uscc)
+        assert "may not trade on the" in off_board.content.decode()
+        assert not product.plans.exists()
