@@ -49,12 +49,23 @@ def _with_display(queryset: QuerySet[DataProduct], firm_id: int | None) -> Query
     )
 
 
+# What a catalogue list never shows: left in the table, so that a search matching thousands of products
+# does not carry their dictionaries and licences through the join and the sort.
+LIST_DEFERRED = tuple(
+    f"listed_revision__{name}"
+    for name in (
+        "dictionary", "description_en", "description_zh", "licence_en", "licence_zh", "licence_terms",
+        "sample_preview", "search_text", "search_vector",
+    )
+)  # fmt: skip
+
+
 def product_list_catalogue(*, user: Any) -> QuerySet[DataProduct]:
     """Listed products the user may see, with their listed revision, provider, board and visible plans."""
     visible = board_access(user=user).visible
     firm_id = _firm_id(user)
     queryset = DataProduct.objects.filter(listing_status=ListingStatus.LISTED, board_id__in=visible)
-    return _with_display(queryset, firm_id)
+    return _with_display(queryset, firm_id).defer(*LIST_DEFERRED)
 
 
 def product_list_for_provider(*, user: Any) -> QuerySet[DataProduct]:

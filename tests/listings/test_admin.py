@@ -361,7 +361,7 @@ def test_suspend_reinstate_and_delist_products(client, provider, reviewer):
     assert product.listing_status == ListingStatus.LISTED
 
     response = post_action(client, "dataproduct", "reinstate", [product], apply="1", reason="Why not.")
-    assert any("cannot be reinstated" in m for m in messages_of(response))
+    assert any("Only a suspended product can be reinstated" in m for m in messages_of(response))
 
     response = post_action(client, "dataproduct", "suspend", [product], apply="1", reason="Licence dispute.")
     assert "1 product suspended." in messages_of(response)
