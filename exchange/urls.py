@@ -28,5 +28,6 @@ urlpatterns = [
     path("portal/", include(portal_patterns)),
     path("admin/", admin.site.urls),
     path("api/v1/", include(("listings.api_urls", "listings-api"))),
+    path("api/v1/compliance/", include(("compliance.api_urls", "compliance-api"))),
     path("api/v1/", include(("exchange.api_urls", "api"))),
 ]
