@@ -506,13 +506,7 @@ def _revision_buttons(revision: Revision) -> list[tuple[str, str]]:
         buttons.append(("approve", gettext("Approve for public notice")))
     if revision.status in (Status.IN_REVIEW, Status.OBJECTED):
         buttons.append(("reject", gettext("Reject")))
-    if product.listing_status == ListingStatus.LISTED:
-        buttons.append(("suspend", gettext("Suspend")))
-    if product.listing_status == ListingStatus.SUSPENDED:
-        buttons.append(("reinstate", gettext("Reinstate")))
-    if product.listing_status in (ListingStatus.LISTED, ListingStatus.SUSPENDED):
-        buttons.append(("delist", gettext("Delist")))
-    return buttons
+    return buttons + _product_buttons(product)
 
 
 @admin.register(Revision)
