@@ -18,6 +18,20 @@ from typing import Any
 RULE_VERSION = "2026.1"
 
 MAINLAND = "CN"
+# ISO 3166-1 alpha-2 (the 249 officially assigned codes), so that a typo can never make a Chinese exporter
+# "foreign" and relax the decision.
+ISO_COUNTRIES = frozenset(
+    """
+    AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS
+    BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE
+    EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM
+    HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC
+    LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA
+    NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW
+    SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO
+    TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW
+    """.split()  # noqa: SIM905 (a block of codes reads better than 249 quoted strings)
+)
 # The US DOJ bulk-data rule (28 CFR 202) treats China, Hong Kong and Macau as one country of concern.
 CHINA_LINKED_COUNTRIES = frozenset({"CN", "HK", "MO"})
 EU_REGIME = "EU"
@@ -125,7 +139,7 @@ GROUPS = {"product": Product, "exporter": Exporter, "trade": Trade}
 
 
 def _country(value: Any) -> str | None:
-    if isinstance(value, str) and len(value) == 2 and value.isalpha():
+    if isinstance(value, str) and value.upper() in ISO_COUNTRIES:
         return value.upper()
     return None
 
@@ -146,6 +160,8 @@ def parse_input(raw: Any) -> Inputs:
         errors["as_of"] = "required: the decision's date as YYYY-MM-DD"
     else:
         try:
+            if len(as_of) != 10 or as_of[4] != "-" or as_of[7] != "-":
+                raise ValueError(as_of)
             parsed_date = dt.date.fromisoformat(as_of)
         except ValueError:
             errors["as_of"] = "not a date (YYYY-MM-DD)"
@@ -184,6 +200,14 @@ def parse_input(raw: Any) -> Inputs:
                 value = tuple(sorted({str(v).upper() for v in value}))
             values[name] = value
         groups[group_name] = values
+    product = groups.get("product", {})
+    if product.get("classification") == "important" and product.get("important_source", "none") == "none":
+        # Provisions Art 2: data counts as important when the authorities notified or published it (or a zone's
+        # list names it, or the provider identified it for review): "important" without a source is incomplete.
+        errors.setdefault(
+            "product.important_source",
+            "important data needs its source (notified, published, ftz_list, self_identified)",
+        )
     if errors:
         raise InvalidInput(errors)
     assert parsed_date is not None
@@ -216,7 +240,9 @@ def _check(group: str, name: str, annotation: str, value: Any) -> str | None:
     if name == "ftz_list_item":
         if value is None:
             return None
-        if not isinstance(value, dict) or not value.get("id") or value.get("mechanism") not in DECISIONS:
+        if not isinstance(value, dict) or not isinstance(value.get("id"), str) or not value["id"]:
+            return 'null or {"id": "<item code>", "mechanism": "<a decision value>"}'
+        if value.get("mechanism") not in DECISIONS:
             return 'null or {"id": "<item code>", "mechanism": "<a decision value>"}'
         return None
     return None
@@ -349,7 +375,8 @@ OUTBOUND_RULES: tuple[Rule, ...] = (
     Rule("R5", lambda f: not f.abroad, _const("no_transfer"),
          "The buyer is in mainland China: no cross-border transfer; records are still kept.",
          "数据需求方在中国境内：不涉及数据出境；仍须留存交易记录。", "DSL Art 33"),
-    Rule("R6", lambda f: f.inputs.trade.delivery == "sandbox_results_only" and f.inputs.product.classification == "general",
+    Rule("R6", lambda f: f.inputs.trade.delivery == "sandbox_results_only" and f.inputs.product.anonymised_output
+         and f.inputs.product.classification == "general",
          _const("exempt"),
          "Only anonymised results leave the in-country sandbox.", "仅匿名化结果离开境内数据沙箱。", "Results only leave the sandbox"),
     Rule("R7", lambda f: f.inputs.product.important_source == "self_identified", _const("hold_for_review"),
@@ -395,7 +422,7 @@ INBOUND_RULES: tuple[Rule, ...] = (
     OUTBOUND_RULES[0],  # R1: core data is traded by no one here
     OUTBOUND_RULES[2],  # R3: restricted parties
     OUTBOUND_RULES[3],  # R4: US-origin data, China-linked buyer
-    Rule("I1", lambda f: f.has_pi and EU_REGIME in f.inputs.product.origin_regimes and not f.abroad, _const("no_transfer"),
+    Rule("I1", lambda f: f.has_pi and EU_REGIME in f.inputs.product.origin_regimes and not f.abroad, _const("hold_for_review"),
          "EU-origin personal information sold to a buyer in China: GDPR Chapter V safeguards must be on file.",
          "欧盟来源个人信息出售给中国境内买方：须备有《通用数据保护条例》第五章规定的保障措施。",
          "GDPR Art 46; Commission Decision 2021/914",
@@ -439,14 +466,19 @@ def decide(inputs: Inputs, policy: Policy | None = None) -> Decision:
     decision = rule.decision(facts)
     reasons = [{"rule": rule.id, "text_en": rule.text_en, "text_zh": rule.text_zh, "source": rule.source}]
     fired = [rule.id]
-    if facts.outbound and facts.abroad and facts.has_pi and decision not in ("prohibited", "no_transfer"):
+    evidence = rule.evidence(facts)
+    # Art 10 whenever personal information may leave: exempt, under a mechanism, or held for review (if the
+    # review clears it). Not when nothing leaves (R5, and R6's anonymised results) nor when it is prohibited.
+    if facts.outbound and facts.abroad and facts.has_pi and decision != "prohibited" and rule.id not in ("R5", "R6"):
         reasons.append(dict(ART10))
         fired.append("A10")
+        kinds = {e["kind"] for e in evidence}
+        evidence += [e for e in _pi_basics(facts) if e["kind"] not in kinds]
     return Decision(
         decision=decision,
         rules=fired,
         reasons=reasons,
-        evidence=rule.evidence(facts),
+        evidence=evidence,
         rule_version=RULE_VERSION,
         direction=direction,
     )

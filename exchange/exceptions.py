@@ -11,6 +11,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -67,6 +68,12 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+    if isinstance(exc, RecursionError):
+        # A body nested thousands deep exhausts the JSON parser: malformed input, not a server fault.
+        exc = exceptions.ParseError("The request body is nested too deeply.")
+    elif isinstance(exc, DataError):
+        # A value the database refuses (a NUL character, a number out of range) that no field caught first.
+        exc = exceptions.ValidationError({"non_field_errors": ["A value in the request cannot be stored."]})
     if isinstance(exc, DjangoValidationError):
         if hasattr(exc, "error_dict"):
             # Django's key for errors of no one field is "__all__"; DRF's (and so the API's) is non_field_errors.

@@ -6,6 +6,7 @@ refusal is shown as a message (never a 500). Reviewers see the boards their role
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -377,8 +378,8 @@ class BoardListFilter(admin.SimpleListFilter):
         value = self.value()
         if value is None:
             return queryset
-        if not value.isdigit():
-            return queryset.none()
+        if not re.fullmatch(r"[0-9]{1,18}", value):
+            return queryset.none()  # "²" and friends are digits to str.isdigit() but not to int()
         return queryset.filter(**{self.field_path: int(value)})
 
 
@@ -617,11 +618,12 @@ class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         css = {"all": [REVIEW_CSS]}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Revision]:
-        return (
-            super()
-            .get_queryset(request)
-            .filter(product__board_id__in=_visible_board_ids(request))
-            .annotate(open_objections_n=Count("objections", filter=Q(objections__status=Objection.Status.OPEN)))
+        queryset = super().get_queryset(request).filter(product__board_id__in=_visible_board_ids(request))
+        if not request.user.has_perm("listings.review_dataproduct"):
+            # Drafts are the provider's own until submitted; only reviewers (and the provider) read them.
+            queryset = queryset.exclude(status=Revision.Status.DRAFT)
+        return queryset.annotate(
+            open_objections_n=Count("objections", filter=Q(objections__status=Objection.Status.OPEN))
         )
 
     def get_object(self, request: HttpRequest, object_id: str, from_field: Any = None) -> Revision | None:
@@ -855,6 +857,12 @@ class RevisionInline(ReadOnlyAdminMixin, admin.TabularInline):
     show_change_link = True
     ordering = ["-number"]
     verbose_name_plural = _("revisions")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Revision]:
+        queryset = super().get_queryset(request)
+        if not request.user.has_perm("listings.review_dataproduct"):
+            queryset = queryset.exclude(status=Revision.Status.DRAFT)  # as in the review queue
+        return queryset
 
 
 class PricePlanInline(ReadOnlyAdminMixin, admin.TabularInline):

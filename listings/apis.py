@@ -10,6 +10,7 @@ field, their NotAllowed as 403, and a product the caller may not see as 404, exa
 from __future__ import annotations
 
 import binascii
+import re
 from typing import Any
 
 from django.conf import settings
@@ -236,7 +237,10 @@ class CataloguePagination(_StrictCursorPagination):
     max_page = 200  # numbered pages are offsets: past this, narrow the search instead
 
     def position_is_valid(self, position: str) -> bool:
-        return parse_datetime(position) is not None
+        try:
+            return parse_datetime(position) is not None
+        except ValueError:  # well-formed but impossible, e.g. month 13 or a +99:00 offset
+            return False
 
     def uses_cursor(self, request: Request) -> bool:
         # Filter values are already validated (an invalid sort is a 400 before pagination).
@@ -305,7 +309,7 @@ class MyProductsPagination(_StrictCursorPagination):
     ordering = ("-id",)
 
     def position_is_valid(self, position: str) -> bool:
-        return position.isdigit() and len(position) < 19
+        return re.fullmatch(r"[0-9]{1,18}", position) is not None
 
 
 class CatalogueFilterBackend(DjangoFilterBackend):
@@ -497,8 +501,12 @@ class ProductSampleApi(APIView):
         if not revision.sample:
             raise Http404
         extension = revision.sample.name.rsplit(".", 1)[-1].lower()
+        try:
+            handle = revision.sample.open("rb")
+        except FileNotFoundError:
+            raise Http404 from None
         return FileResponse(
-            revision.sample.open("rb"),
+            handle,
             as_attachment=True,
             filename=f"product-{product.pk}-r{revision.number}.{extension}",
         )
@@ -723,6 +731,8 @@ class PlanCreateApi(APIView):
             allow_null=True,
             required=False,
             help_text="For a private offer: the id of the only firm that sees the plan.",
+            # One answer whether the id is unknown or the firm may not trade here: no membership oracle.
+            error_messages={"does_not_exist": services.PRIVATE_OFFER_REFUSAL},
         )
 
     @extend_schema(

@@ -51,8 +51,12 @@ class CatalogueFilter(django_filters.FilterSet):
     currency = django_filters.ChoiceFilter(
         label=_("Currency"), choices=[(c, c) for c in CURRENCIES], method="filter_price"
     )
-    price_min = PriceFilter(label=_("Price from"), method="filter_price", min_value=Decimal(0))
-    price_max = PriceFilter(label=_("Price to"), method="filter_price", min_value=Decimal(0))
+    price_min = PriceFilter(
+        label=_("Price from"), method="filter_price", min_value=Decimal(0), max_digits=14, decimal_places=2
+    )
+    price_max = PriceFilter(
+        label=_("Price to"), method="filter_price", min_value=Decimal(0), max_digits=14, decimal_places=2
+    )
     provider_country = django_filters.ChoiceFilter(
         label=_("Provider's country"), field_name="provider__country", choices=list(countries)
     )

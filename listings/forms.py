@@ -335,7 +335,9 @@ class PricePlanForm(forms.Form):
         # Firms are found by the public identifier the provider knows, never picked from a list of members.
         firm = MemberFirm.objects.filter(Q(uscc=code) | Q(lei=code)).first()
         if firm is None:
-            raise ValidationError(_("No member firm has this code."), code="unknown_firm")
+            from .services import PRIVATE_OFFER_REFUSAL
+
+            raise ValidationError(str(PRIVATE_OFFER_REFUSAL), code="unknown_firm")
         return firm
 
     def add_service_errors(self, exc: ValidationError) -> None:

@@ -145,10 +145,9 @@ def revision_for_display(*, user: Any, product: DataProduct, number: int | None 
         if privileged:
             revision = product.revisions.select_related("category").filter(number=number).first()
         else:
-            # Members may read the listed revision and the one in public notice, nothing else.
-            revision = next(
-                (r for r in (product.listed_revision, in_notice) if r is not None and r.number == number), None
-            )
+            # Members may read the revision on sale (not a suspended one) and the one in public notice.
+            on_sale = product.listed_revision if product.listing_status == ListingStatus.LISTED else None
+            revision = next((r for r in (on_sale, in_notice) if r is not None and r.number == number), None)
         if revision is None:
             raise Http404
         return revision

@@ -18,6 +18,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from guardian.shortcuts import assign_perm
 
 from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed
@@ -101,10 +102,18 @@ def open_revision(product: DataProduct) -> Revision | None:
     return product.revisions.filter(status__in=Revision.OPEN).select_related("category").first()
 
 
-def _open_revision_or_error(product: DataProduct, *statuses: str, number: int | None = None) -> Revision:
+def _open_revision_or_error(
+    product: DataProduct, *statuses: str, number: int | None = None, lock: bool = False
+) -> Revision:
     """The product's open revision if it is in one of `statuses` (and is revision `number`, when the caller
-    acted on a particular one: a reviewer's decision never lands on a revision they did not see)."""
-    revision = open_revision(product)
+    acted on a particular one: a reviewer's decision never lands on a revision they did not see).
+
+    With `lock`, the row is locked until the transaction ends, so that a draft being edited cannot be
+    submitted underneath the edit (the submit waits, and the edit then finds it is no longer a draft)."""
+    candidates = product.revisions.filter(status__in=Revision.OPEN)
+    if lock:
+        candidates = candidates.select_for_update(of=("self",))
+    revision = candidates.select_related("category").first()
     if revision is not None and number is not None and revision.number != number:
         raise InvalidTransition(
             _("Revision %(n)d is no longer the one in progress (revision %(m)d is); reload and look again.")
@@ -225,7 +234,7 @@ def revision_update(*, product: DataProduct, actor: User, **content: Any) -> Rev
     unknown = set(content) - set(EDITABLE_FIELDS)
     if unknown:
         raise ApplicationError(_("Unknown fields: %(fields)s.") % {"fields": ", ".join(sorted(unknown))})
-    revision = _open_revision_or_error(product, Status.DRAFT)
+    revision = _open_revision_or_error(product, Status.DRAFT, lock=True)
     before = revision.content()
     for name, value in _clean_content(content).items():
         setattr(revision, name, value)
@@ -243,7 +252,7 @@ def revision_update(*, product: DataProduct, actor: User, **content: Any) -> Rev
 @transaction.atomic
 def revision_set_sample(*, product: DataProduct, actor: User, name: str, content: bytes) -> Revision:
     _require_editor(actor, product)
-    revision = _open_revision_or_error(product, Status.DRAFT)
+    revision = _open_revision_or_error(product, Status.DRAFT, lock=True)
     rows = validation.parse_sample(name=name, content=content, dictionary=revision.dictionary)
     revision.sample.save(name, ContentFile(content), save=False)
     revision.sample_preview = rows[: settings.LISTING_SAMPLE_PREVIEW_ROWS]
@@ -278,7 +287,7 @@ def revision_create_draft(*, product: DataProduct, actor: User) -> Revision:
 def product_submit(*, product: DataProduct, actor: User) -> Revision:
     """Draft -> submitted: the revision freezes and joins the reviewers' queue."""
     _require_editor(actor, product)
-    revision = _open_revision_or_error(product, Status.DRAFT)
+    revision = _open_revision_or_error(product, Status.DRAFT, lock=True)
     _full_validate(revision)
     missing = []
     if not revision.sample:
@@ -392,7 +401,11 @@ def objection_lodge(*, product: DataProduct, actor: User, reason: str) -> Object
         raise NotAllowed(_("Your firm is not admitted to the %(board)s.") % {"board": product.board.name})
     if not reason.strip():
         raise ApplicationError(_("Say what you object to."), code="reason_required")
-    revision = _open_revision_or_error(product, Status.IN_NOTICE, Status.OBJECTED)
+    # Locked: a reviewer dismissing the last objection (back to IN_NOTICE) or the notice being concluded
+    # waits for this objection, or this objection sees their outcome.
+    revision = _open_revision_or_error(product, Status.IN_NOTICE, Status.OBJECTED, lock=True)
+    if revision.status == Status.IN_NOTICE and revision.notice_ends_at and revision.notice_ends_at <= timezone.now():
+        raise InvalidTransition(_("The public notice of this product has ended."), code="notice_ended")
     if revision.status == Status.IN_NOTICE:
         _move(revision, Status.OBJECTED)
     objection = Objection.objects.create(
@@ -463,9 +476,23 @@ def notice_conclude(*, revision_id: int) -> Revision | None:
     product = DataProduct.objects.select_for_update().get(pk=revision.product_id)
     if product.listing_status == ListingStatus.DELISTED:
         return None  # delisting withdrew it; nothing more is ever listed for this product
+    if revision.objections.filter(status=Objection.Status.OPEN).exists():
+        return None  # an objection is waiting for a reviewer (the revision should then be OBJECTED)
     reasons = run_pre_listing_checks(revision)
     if reasons:
-        _audit(None, "listing_blocked", product, revision=revision.number, reasons=reasons)
+        # Once per revision and set of reasons: the task runs every ten minutes and the trail is for people.
+        from exchange.models import AuditEvent
+
+        already = (
+            AuditEvent.objects.filter(
+                verb="listing.listing_blocked", object_type="listings.dataproduct", object_id=str(product.pk)
+            )
+            .order_by("-seq")
+            .values_list("payload", flat=True)
+            .first()
+        )
+        if already != {"revision": revision.number, "reasons": reasons}:
+            _audit(None, "listing_blocked", product, revision=revision.number, reasons=reasons)
         return None
     previous = product.listed_revision
     if previous is not None:
@@ -549,15 +576,19 @@ def product_delist(*, product: DataProduct, actor: User, reason: str) -> DataPro
     product = _set_listing_status(
         product, actor, (ListingStatus.LISTED, ListingStatus.SUSPENDED), ListingStatus.DELISTED, "delisted", reason
     )
-    # Whatever was in progress will never be listed now.
+    # Whatever was in progress will never be listed now (recorded in the delisting's own audit row below).
     revision = open_revision(product)
     if revision is not None:
+        _audit(actor, "withdrawn_by_delisting", product, revision=revision.number, status=revision.status)
         _move(revision, Status.WITHDRAWN, decided_at=timezone.now())
         Objection.objects.filter(revision=revision, status=Objection.Status.OPEN).update(
             status=Objection.Status.DISMISSED, resolution=_("The product was delisted."), resolved_by=actor,
             resolved_at=timezone.now(),
         )  # fmt: skip
     return product
+
+
+PRIVATE_OFFER_REFUSAL = gettext_lazy("No firm that may trade on this board has this code.")
 
 
 # --- Categories (staff) -------------------------------------------------------------------------------
@@ -634,7 +665,8 @@ def _clean_plan(product: DataProduct, plan: PricePlan) -> None:
         if buyer.pk == product.provider_id:
             add("buyer_firm", _("A private offer is for another firm."))
         elif not buyer.is_kyc_verified or product.board_id not in group_board_access(group=buyer.group_id).tradable:
-            add("buyer_firm", _("That firm may not trade on the %(board)s.") % {"board": product.board.name})
+            # The same words as for a code no firm has: a provider learns nothing about who is a member where.
+            add("buyer_firm", PRIVATE_OFFER_REFUSAL)
     if errors:
         raise ValidationError(errors)
 

@@ -211,6 +211,8 @@ def parse_sample(*, name: str, content: bytes, dictionary: list[dict[str, Any]])
         raise field_error("sample", _("Describe the fields in the dictionary before uploading a sample."), "invalid")
     try:
         text = content.decode("utf-8-sig")
+        if "\x00" in text:
+            raise UnicodeDecodeError("utf-8", content, 0, 1, "NUL character")  # text has none; PostgreSQL stores none
     except UnicodeDecodeError:
         raise field_error("sample", _("The sample must be UTF-8 text."), "sample_encoding") from None
     names = [f["name"] for f in dictionary]
@@ -253,7 +255,7 @@ def parse_sample(*, name: str, content: bytes, dictionary: list[dict[str, Any]])
     else:
         try:
             data = json.loads(text, parse_float=Decimal)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             raise field_error("sample", _("The JSON sample is not valid JSON."), "sample_json") from None
         if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
             raise field_error("sample", _("A JSON sample is a list of objects, one per row."), "sample_json")

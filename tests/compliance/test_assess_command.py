@@ -46,3 +46,18 @@ def test_a_real_process_exits_2_without_a_traceback():
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "product: must be an object" in result.stderr
+
+
+@pytest.mark.parametrize("text", ["[" * 50_000, "1" * 5_000, '{"as_of": ' + "9" * 5000 + "}"])
+def test_pathological_json_exits_2(text):
+    with pytest.raises(CommandError) as exc:
+        call_command("assess", "--json", text)
+    assert exc.value.returncode == 2
+
+
+def test_a_file_that_is_not_utf8_exits_2(tmp_path):
+    path = tmp_path / "input.json"
+    path.write_bytes(b"\xff\xfe{")
+    with pytest.raises(CommandError) as exc:
+        call_command("assess", "--file", str(path))
+    assert exc.value.returncode == 2

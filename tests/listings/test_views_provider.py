@@ -663,8 +663,9 @@ class TestPrivateOffers:
 
         product = draft_product(provider, plan=False)
         login_as(client, provider)
+        # the same answer for a code no firm has and for a firm off the board: no membership oracle
         unknown = self._post(client, product, buyer_code="529900T8BM49AURSDO55")
-        assert "No member firm has this code." in unknown.content.decode()
+        assert "No firm that may trade on this board has this code." in unknown.content.decode()
         off_board = self._post(client, product, buyer_code=domestic.membership.firm.uscc)
-        assert "may not trade on the" in off_board.content.decode()
+        assert "No firm that may trade on this board has this code." in off_board.content.decode()
         assert not product.plans.exists()

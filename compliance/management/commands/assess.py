@@ -31,9 +31,9 @@ class Command(BaseCommand):
 
                 text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
             raw = json.loads(text or "")
-        except OSError as exc:
-            raise CommandError(f"cannot read the input: {exc}", returncode=2) from None
-        except json.JSONDecodeError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"cannot read the input (a UTF-8 JSON file): {exc}", returncode=2) from None
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError; so are 5,000-digit numbers
             raise CommandError(f"the input is not valid JSON: {exc}", returncode=2) from None
         try:
             decision = assess(raw, policy_from_settings())
