@@ -261,6 +261,16 @@ def revision_set_sample(*, product: DataProduct, actor: User, name: str, content
     return revision
 
 
+def _copy_to_new_draft(source: Revision, *, created_by: User) -> Revision:
+    """The next revision number, as a draft carrying the source's content (its sample file is shared: files
+    are never overwritten, each upload gets a new name)."""
+    draft = Revision(product=source.product, number=source.number + 1, created_by=created_by)
+    for name in (*Revision.CONTENT_FIELDS, "sample_preview"):
+        setattr(draft, name, getattr(source, name))
+    draft.save()
+    return draft
+
+
 @transaction.atomic
 def revision_create_draft(*, product: DataProduct, actor: User) -> Revision:
     """Start a new draft from the latest revision: to change a listed product, or after a rejection."""
@@ -272,10 +282,7 @@ def revision_create_draft(*, product: DataProduct, actor: User) -> Revision:
         raise InvalidTransition(_("This product already has a revision in progress."))
     latest = product.revisions.order_by("-number").first()
     assert latest is not None  # a product is created with its first revision
-    draft = Revision(product=product, number=latest.number + 1, created_by=actor)
-    for name in (*Revision.CONTENT_FIELDS, "sample_preview"):
-        setattr(draft, name, getattr(latest, name))
-    draft.save()
+    draft = _copy_to_new_draft(latest, created_by=actor)
     _audit(actor, "new_draft", product, revision=draft.number, copied_from=latest.number)
     return draft
 
@@ -381,10 +388,7 @@ def review_reject(*, product: DataProduct, actor: User, reasons: str, number: in
         status=Objection.Status.UPHELD, resolution=reasons.strip(), resolved_by=actor, resolved_at=timezone.now()
     )
     # The new draft is the provider's to correct: it is made in the name of whoever wrote the rejected one.
-    draft = Revision(product=product, number=revision.number + 1, created_by=revision.created_by)
-    for name in (*Revision.CONTENT_FIELDS, "sample_preview"):
-        setattr(draft, name, getattr(revision, name))
-    draft.save()
+    draft = _copy_to_new_draft(revision, created_by=revision.created_by)
     _audit(actor, "reject", product, revision=revision.number, reasons=reasons.strip(), new_draft=draft.number)
     return revision
 

@@ -555,8 +555,8 @@ def _manage_page(
 
 
 def _delisted(request: HttpRequest, product: DataProduct) -> HttpResponse | None:
-    """Workaround: product_delist leaves a draft open and the content services do not check the listing
-    status, so the portal refuses to edit or submit what is delisted for good."""
+    """A friendly refusal before the forms: delisting withdrew any open revision, so the services would refuse
+    these steps anyway (with a less specific message)."""
     if product.listing_status != ListingStatus.DELISTED:
         return None
     messages.error(request, _("A delisted product cannot be changed."))
