@@ -441,7 +441,9 @@ def objection_resolve(*, objection: Objection, actor: User, uphold: bool, resolu
     if updated != 1:
         raise InvalidTransition(_("This objection is already resolved."))
     objection.refresh_from_db()
-    revision = objection.revision
+    # Lock the revision before counting the open objections: an objection being lodged right now holds this
+    # lock while it inserts, so the count below sees it (or it sees our move back into notice).
+    revision = Revision.objects.select_for_update(of=("self",)).get(pk=objection.revision_id)
     if not revision.objections.filter(status=Objection.Status.OPEN).exists():
         # Members get at least a little time again if the notice would otherwise have ended meanwhile.
         resume_until = now + timedelta(hours=settings.LISTING_NOTICE_RESUME_HOURS)
