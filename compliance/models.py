@@ -61,3 +61,77 @@ class CalendarDay(models.Model):
         if self.kind == self.Kind.WORKDAY and not weekend:
             message = _("%(date)s is a weekday, a working day anyway: only weekend make-up days are recorded.")
             raise ValidationError({"date": ValidationError(message, params={"date": self.date.isoformat()})})
+
+
+class ExportCounter(models.Model):
+    """Individuals whose personal information an exporter sent abroad since 1 January (Asia/Shanghai).
+
+    The thresholds of the Provisions (Arts 5(4), 7, 8) are cumulative per exporter and calendar year, so
+    this row is locked by every decision and record for its exporter and year (compliance.services): two
+    trades decided at once take turns, and the second is decided on a counter that includes the first.
+    """
+
+    exporter = models.ForeignKey("exchange.MemberFirm", on_delete=models.PROTECT, related_name="export_counters")
+    year = models.PositiveSmallIntegerField(_("year (Asia/Shanghai)"))
+    personal_info_subjects = models.PositiveBigIntegerField(_("individuals"), default=0)
+    sensitive_personal_info_subjects = models.PositiveBigIntegerField(_("individuals, sensitive"), default=0)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("export counter")
+        verbose_name_plural = _("export counters")
+        ordering = ["-year", "exporter"]
+        constraints = [models.UniqueConstraint(fields=["exporter", "year"], name="exportcounter_exporter_year")]
+
+    def __str__(self) -> str:
+        return f"{self.exporter} {self.year}: {self.personal_info_subjects} / {self.sensitive_personal_info_subjects}"
+
+
+class ProductExport(models.Model):
+    """How many of a product's individuals an exporter has already counted this year.
+
+    The same people sold to many buyers are one set of people: a product counts once per exporter and year,
+    and again only by the increase when a new revision covers more (unless COMPLIANCE_COUNT_EVERY_TRADE).
+    """
+
+    exporter = models.ForeignKey("exchange.MemberFirm", on_delete=models.PROTECT, related_name="+")
+    year = models.PositiveSmallIntegerField(_("year (Asia/Shanghai)"))
+    product = models.ForeignKey("listings.DataProduct", on_delete=models.PROTECT, related_name="+")
+    personal_info_subjects = models.PositiveBigIntegerField(default=0)
+    sensitive_personal_info_subjects = models.PositiveBigIntegerField(default=0)
+    trades = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["exporter", "year", "product"], name="productexport_exporter_year_product")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.exporter} {self.year} product {self.product_id}"
+
+
+class Assessment(models.Model):
+    """One decision of the rules engine, stored with everything it was decided on."""
+
+    product = models.ForeignKey("listings.DataProduct", on_delete=models.PROTECT, related_name="+", null=True)
+    revision_number = models.PositiveIntegerField(null=True)
+    buyer_firm = models.ForeignKey("exchange.MemberFirm", on_delete=models.PROTECT, related_name="+", null=True)
+    destination = models.CharField(_("destination country"), max_length=2)
+    delivery = models.CharField(_("delivery"), max_length=24)
+    as_of = models.DateField(_("as of"))
+    inputs = models.JSONField(_("inputs"))
+    decision = models.CharField(_("decision"), max_length=32)
+    rules = models.JSONField(_("rules"))
+    reasons = models.JSONField(_("reasons"))
+    evidence = models.JSONField(_("evidence"))
+    rule_version = models.CharField(_("rule version"), max_length=20)
+    created_at = models.DateTimeField(_("decided at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("assessment")
+        verbose_name_plural = _("assessments")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.decision} ({', '.join(self.rules)}) {self.as_of}"

@@ -352,3 +352,7 @@ COMPLIANCE_ASSESSMENT_VALIDITY_YEARS = 3
 COMPLIANCE_CERTIFICATE_VALIDITY_YEARS = 3
 COMPLIANCE_EXTENSION_WINDOW_WORKING_DAYS = 60
 COMPLIANCE_CONTRACT_FILING_WORKING_DAYS = 10
+# Counsel's open questions, as settings (compliance-rules.md): count every trade's individuals again (the most
+# conservative reading) instead of a product's people once a year; count exempt exports toward thresholds.
+COMPLIANCE_COUNT_EVERY_TRADE = env_bool("COMPLIANCE_COUNT_EVERY_TRADE", False)
+COMPLIANCE_EXEMPT_EXPORTS_COUNT = env_bool("COMPLIANCE_EXEMPT_EXPORTS_COUNT", True)

@@ -1,0 +1,198 @@
+"""Writes of the compliance app: decisions on prospective trades, and the yearly export counters.
+
+The counters are why this is not a pure lookup: the thresholds are cumulative per exporter and calendar
+year (Asia/Shanghai), so a decision reads the exporter's counter under a row lock and the record of the
+export that follows updates it in the same transaction. Settlements will call `trade_assess` and
+`export_record` for every order, one after the other inside the order's transaction; nothing else writes
+the counters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from exchange.models import MemberFirm
+from exchange.services import audit_record
+from listings.models import DataProduct, Revision
+
+from . import rules
+from .models import Assessment, ExportCounter, ProductExport
+from .policy import policy_from_settings
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+# The EU's member states: personal information collected there carries the GDPR with it (the "EU" regime).
+EU_MEMBER_STATES = frozenset(
+    "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE".split()  # noqa: SIM905
+)
+# The exchange's delivery modes as the engine's delivery values. The sandbox is taken as "results only"
+# but not anonymised unless a product says so, so it never reaches the sandbox exemption (R6) by default.
+DELIVERY = {"file": "file", "api": "api", "sandbox": "sandbox_results_only"}
+
+
+def shanghai_year(at: datetime | date) -> int:
+    """The calendar year a moment falls in, in Asia/Shanghai (1 January there, not in UTC)."""
+    if isinstance(at, datetime):
+        return timezone.localtime(at, SHANGHAI).year
+    return at.year
+
+
+def export_counter_lock(*, exporter: MemberFirm, year: int) -> ExportCounter:
+    """The exporter's counter for the year, locked until the transaction ends (created if new)."""
+    ExportCounter.objects.get_or_create(exporter=exporter, year=year)
+    return ExportCounter.objects.select_for_update().get(exporter=exporter, year=year)
+
+
+def export_increment(*, exporter: MemberFirm, year: int, product: DataProduct, revision: Revision) -> tuple[int, int]:
+    """Individuals this export adds to the exporter's year: the product's people once, then only more of them."""
+    pi, sensitive = revision.personal_info_subjects, revision.sensitive_personal_info_subjects
+    if settings.COMPLIANCE_COUNT_EVERY_TRADE:
+        return pi, sensitive
+    seen = ProductExport.objects.filter(exporter=exporter, year=year, product=product).first()
+    if seen is None:
+        return pi, sensitive
+    return max(0, pi - seen.personal_info_subjects), max(0, sensitive - seen.sensitive_personal_info_subjects)
+
+
+def origin_regimes(countries: list[str]) -> list[str]:
+    regimes = set()
+    if any(c in EU_MEMBER_STATES for c in countries):
+        regimes.add("EU")
+    if "US" in countries:
+        regimes.add("US")
+    return sorted(regimes)
+
+
+def engine_input(
+    *,
+    revision: Revision,
+    exporter: MemberFirm,
+    buyer_country: str,
+    delivery: str,
+    as_of: date,
+    counter: ExportCounter,
+    increment: tuple[int, int],
+) -> dict[str, Any]:
+    """The specification's input object, gathered from the exchange's records.
+
+    The product's counts are what this export adds (its people once a year), the exporter's are the year so
+    far: N and S of the specification are then exactly the year's individuals including this trade.
+    """
+    if delivery not in DELIVERY:
+        raise ValueError(f"unknown delivery mode {delivery!r}")
+    classification = revision.effective_classification
+    return {
+        "product": {
+            "classification": classification,
+            "important_source": revision.important_source if classification == "important" else "none",
+            "personal_info_subjects": increment[0],
+            "sensitive_personal_info_subjects": increment[1],
+            "origin": revision.origin,
+            "origin_regimes": origin_regimes(revision.origin_countries),
+            "anonymised_output": False,
+        },
+        "exporter": {
+            "country": str(exporter.country),
+            "is_ciio": exporter.is_ciio,
+            "ytd_personal_info_subjects": counter.personal_info_subjects,
+            "ytd_sensitive_personal_info_subjects": counter.sensitive_personal_info_subjects,
+            "ftz": exporter.ftz or None,
+        },
+        "trade": {"buyer_country": buyer_country, "delivery": DELIVERY[delivery]},
+        "as_of": as_of.isoformat(),
+    }
+
+
+@dataclass(frozen=True)
+class TradeDecision:
+    assessment: Assessment
+    counter: ExportCounter
+    increment: tuple[int, int]
+
+
+@transaction.atomic
+def trade_assess(
+    *, product: DataProduct, buyer_firm: MemberFirm, delivery: str, as_of: date | None = None
+) -> TradeDecision:
+    """Decide a prospective trade of the product's listed revision, on the exporter's counter including it.
+
+    The counter stays locked until the caller's transaction ends: call `export_record` in the same
+    transaction when the trade goes ahead, so that a concurrent trade of the same exporter is decided only
+    after this one is counted.
+    """
+    revision = product.listed_revision
+    if revision is None:
+        raise ValueError("only a listed product is traded")
+    as_of = as_of or timezone.localdate(timezone=SHANGHAI)
+    exporter = product.provider
+    counter = export_counter_lock(exporter=exporter, year=shanghai_year(as_of))
+    increment = export_increment(exporter=exporter, year=counter.year, product=product, revision=revision)
+    raw = engine_input(
+        revision=revision,
+        exporter=exporter,
+        buyer_country=str(buyer_firm.country),
+        delivery=delivery,
+        as_of=as_of,
+        counter=counter,
+        increment=increment,
+    )
+    decision = rules.assess(raw, policy_from_settings())
+    assessment = Assessment.objects.create(
+        product=product,
+        revision_number=revision.number,
+        buyer_firm=buyer_firm,
+        destination=str(buyer_firm.country),
+        delivery=delivery,
+        as_of=as_of,
+        inputs=raw,
+        decision=decision["decision"],
+        rules=decision["rules"],
+        reasons=decision["reasons"],
+        evidence=decision["evidence"],
+        rule_version=decision["rule_version"],
+    )
+    return TradeDecision(assessment=assessment, counter=counter, increment=increment)
+
+
+@transaction.atomic
+def export_record(*, decided: TradeDecision, actor: Any = None) -> ExportCounter:
+    """Count a completed export on the exporter's yearly counter (in the trade's transaction)."""
+    assessment = decided.assessment
+    if assessment.decision in ("prohibited", "no_transfer", "hold_for_review"):
+        raise ValueError(f"a {assessment.decision} trade is not an export to record")
+    if assessment.decision == "exempt" and not settings.COMPLIANCE_EXEMPT_EXPORTS_COUNT:
+        return decided.counter
+    counter = ExportCounter.objects.select_for_update().get(pk=decided.counter.pk)
+    pi, sensitive = decided.increment
+    counter.personal_info_subjects += pi
+    counter.sensitive_personal_info_subjects += sensitive
+    counter.save(update_fields=["personal_info_subjects", "sensitive_personal_info_subjects", "updated_at"])
+    product = assessment.product
+    revision = product.listed_revision
+    seen, _ = ProductExport.objects.get_or_create(exporter=counter.exporter, year=counter.year, product=product)
+    seen.personal_info_subjects = max(seen.personal_info_subjects, revision.personal_info_subjects)
+    seen.sensitive_personal_info_subjects = max(
+        seen.sensitive_personal_info_subjects, revision.sensitive_personal_info_subjects
+    )
+    seen.trades += 1
+    seen.save()
+    audit_record(
+        actor=actor,
+        verb="compliance.export_recorded",
+        target=product,
+        payload={
+            "assessment": assessment.pk,
+            "exporter": counter.exporter_id,
+            "year": counter.year,
+            "added": [pi, sensitive],
+            "counter": [counter.personal_info_subjects, counter.sensitive_personal_info_subjects],
+        },
+    )
+    return counter
