@@ -648,6 +648,15 @@ class ProductSampleUploadApi(APIView):
         return Response(ProductDetailApi.OutputSerializer(_detail_data(request, product, revision.number)).data)
 
 
+def _transition(request: Request, pk: int, service: Any, status_code: int = status.HTTP_200_OK) -> Response:
+    """A provider's workflow step on its own product, answered with the product as it now stands."""
+    product = _own_product(request.user, pk)
+    revision = service(product=product, actor=request.user)
+    product = product_get_for_user(user=request.user, pk=pk)
+    data = ProductDetailApi.OutputSerializer(_detail_data(request, product, revision.number)).data
+    return Response(data, status=status_code)
+
+
 class ProductSubmitApi(APIView):
     @extend_schema(
         summary="Submit the draft for review (provider)",
@@ -657,10 +666,7 @@ class ProductSubmitApi(APIView):
         responses={200: ProductDetailApi.OutputSerializer, **_errors(400, 401, 403, 404, 409)},
     )
     def post(self, request: Request, pk: int) -> Response:
-        product = _own_product(request.user, pk)
-        revision = services.product_submit(product=product, actor=request.user)
-        product = product_get_for_user(user=request.user, pk=pk)
-        return Response(ProductDetailApi.OutputSerializer(_detail_data(request, product, revision.number)).data)
+        return _transition(request, pk, services.product_submit)
 
 
 class ProductWithdrawApi(APIView):
@@ -671,10 +677,7 @@ class ProductWithdrawApi(APIView):
         responses={200: ProductDetailApi.OutputSerializer, **_errors(401, 403, 404, 409)},
     )
     def post(self, request: Request, pk: int) -> Response:
-        product = _own_product(request.user, pk)
-        revision = services.product_withdraw(product=product, actor=request.user)
-        product = product_get_for_user(user=request.user, pk=pk)
-        return Response(ProductDetailApi.OutputSerializer(_detail_data(request, product, revision.number)).data)
+        return _transition(request, pk, services.product_withdraw)
 
 
 class ProductDraftCreateApi(APIView):
@@ -686,11 +689,7 @@ class ProductDraftCreateApi(APIView):
         responses={201: ProductDetailApi.OutputSerializer, **_errors(401, 403, 404, 409)},
     )
     def post(self, request: Request, pk: int) -> Response:
-        product = _own_product(request.user, pk)
-        revision = services.revision_create_draft(product=product, actor=request.user)
-        product = product_get_for_user(user=request.user, pk=pk)
-        data = ProductDetailApi.OutputSerializer(_detail_data(request, product, revision.number)).data
-        return Response(data, status=status.HTTP_201_CREATED)
+        return _transition(request, pk, services.revision_create_draft, status_code=status.HTTP_201_CREATED)
 
 
 class MoneyField(serializers.DecimalField):
