@@ -28,6 +28,11 @@ def user_membership(user: Any) -> Membership | None:
     return cache["membership"]
 
 
+def user_firm_id(user: Any) -> int | None:
+    membership = user_membership(user)
+    return membership.firm_id if membership else None
+
+
 def user_firm(user: Any) -> MemberFirm | None:
     membership = user_membership(user)
     return membership.firm if membership else None

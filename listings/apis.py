@@ -33,7 +33,7 @@ from rest_framework.views import APIView
 from exchange.models import Board, MemberFirm
 from exchange.money import CURRENCIES
 from exchange.schema import ApiErrorSerializer
-from exchange.selectors import user_membership
+from exchange.selectors import user_firm_id
 
 from . import services, validation
 from .filters import CatalogueFilter
@@ -62,11 +62,6 @@ from .selectors import (
 )
 
 # --- Shared pieces ------------------------------------------------------------------------------------
-
-
-def _firm_id(user: Any) -> int | None:
-    membership = user_membership(user)
-    return membership.firm_id if membership else None
 
 
 def _own_product(user: Any, pk: int) -> DataProduct:
@@ -316,7 +311,7 @@ class CatalogueFilterBackend(DjangoFilterBackend):
     """django-filter's backend, telling the filter whose private offers count for the price filters."""
 
     def get_filterset_kwargs(self, request: Request, queryset: Any, view: Any) -> dict[str, Any]:
-        return {**super().get_filterset_kwargs(request, queryset, view), "firm_id": _firm_id(request.user)}
+        return {**super().get_filterset_kwargs(request, queryset, view), "firm_id": user_firm_id(request.user)}
 
 
 PRICE_PARAMETERS = [
@@ -424,7 +419,7 @@ class ProductFacetsApi(APIView):
     def get(self, request: Request) -> Response:
         backend = CatalogueFilterBackend()
         queryset = backend.filter_queryset(request, self.get_queryset(), self)
-        facets = catalogue_facets(queryset=queryset, firm_id=_firm_id(request.user))
+        facets = catalogue_facets(queryset=queryset, firm_id=user_firm_id(request.user))
         return Response(ProductFacetsApi.OutputSerializer(facets).data)
 
 

@@ -23,7 +23,8 @@ from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 from exchange.models import Board, MemberFirm
 
 
-def _bilingual(en: str, zh: str) -> str:
+def bilingual(en: str, zh: str) -> str:
+    """The Chinese text when the request is in Chinese and there is one, else the English."""
     return zh if (get_language() or "").startswith("zh") and zh else en
 
 
@@ -44,7 +45,7 @@ class Category(models.Model):
 
     @property
     def name(self) -> str:
-        return _bilingual(self.name_en, self.name_zh)
+        return bilingual(self.name_en, self.name_zh)
 
 
 class Classification(models.TextChoices):
@@ -297,19 +298,19 @@ class Revision(models.Model):
 
     @property
     def title(self) -> str:
-        return _bilingual(self.title_en, self.title_zh)
+        return bilingual(self.title_en, self.title_zh)
 
     @property
     def summary(self) -> str:
-        return _bilingual(self.summary_en, self.summary_zh)
+        return bilingual(self.summary_en, self.summary_zh)
 
     @property
     def description(self) -> str:
-        return _bilingual(self.description_en, self.description_zh)
+        return bilingual(self.description_en, self.description_zh)
 
     @property
     def licence(self) -> str:
-        return _bilingual(self.licence_en, self.licence_zh)
+        return bilingual(self.licence_en, self.licence_zh)
 
     @property
     def is_editable(self) -> bool:
@@ -420,7 +421,7 @@ class PricePlan(models.Model):
 
     @property
     def name(self) -> str:
-        return _bilingual(self.name_en, self.name_zh)
+        return bilingual(self.name_en, self.name_zh)
 
     @property
     def is_private(self) -> bool:

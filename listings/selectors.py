@@ -15,7 +15,7 @@ from typing import Any
 from django.db.models import Count, Exists, Min, OuterRef, Prefetch, Q, QuerySet
 from django.http import Http404
 
-from exchange.selectors import board_access, user_membership
+from exchange.selectors import board_access, user_firm_id
 
 from .models import Category, DataProduct, ListingStatus, PricePlan, Revision
 
@@ -26,11 +26,6 @@ def plans_visible_q(firm_id: int | None) -> Q:
     if firm_id is not None:
         visible |= Q(buyer_firm_id=firm_id)
     return Q(is_active=True) & visible
-
-
-def _firm_id(user: Any) -> int | None:
-    membership = user_membership(user)
-    return membership.firm_id if membership else None
 
 
 def _is_reviewer(user: Any) -> bool:
@@ -63,14 +58,14 @@ LIST_DEFERRED = tuple(
 def product_list_catalogue(*, user: Any) -> QuerySet[DataProduct]:
     """Listed products the user may see, with their listed revision, provider, board and visible plans."""
     visible = board_access(user=user).visible
-    firm_id = _firm_id(user)
+    firm_id = user_firm_id(user)
     queryset = DataProduct.objects.filter(listing_status=ListingStatus.LISTED, board_id__in=visible)
     return _with_display(queryset, firm_id).defer(*LIST_DEFERRED)
 
 
 def product_list_for_provider(*, user: Any) -> QuerySet[DataProduct]:
     """Every product of the user's firm, in every state (none for non-members)."""
-    firm_id = _firm_id(user)
+    firm_id = user_firm_id(user)
     if firm_id is None:
         return DataProduct.objects.none()
     return (
@@ -99,7 +94,7 @@ def product_get_for_user(*, user: Any, pk: Any) -> DataProduct:
         pk = int(pk)
     except (TypeError, ValueError):
         raise Http404 from None
-    firm_id = _firm_id(user)
+    firm_id = user_firm_id(user)
     access = board_access(user=user)
     condition = Q(listing_status=ListingStatus.LISTED, board_id__in=access.visible)
     if firm_id is not None:
@@ -125,7 +120,7 @@ def product_list_in_notice(*, user: Any) -> QuerySet[DataProduct]:
     visible = board_access(user=user).visible
     in_notice = Revision.objects.filter(status__in=PUBLIC_NOTICE_STATES).select_related("category")
     return (
-        _with_display(DataProduct.objects.filter(board_id__in=visible), _firm_id(user))
+        _with_display(DataProduct.objects.filter(board_id__in=visible), user_firm_id(user))
         .filter(revisions__status__in=PUBLIC_NOTICE_STATES)
         .prefetch_related(Prefetch("revisions", queryset=in_notice, to_attr="notice_revisions"))
         .order_by("-id")
@@ -134,7 +129,7 @@ def product_list_in_notice(*, user: Any) -> QuerySet[DataProduct]:
 
 
 def product_is_own(*, user: Any, product: DataProduct) -> bool:
-    return _firm_id(user) == product.provider_id
+    return user_firm_id(user) == product.provider_id
 
 
 def revision_for_display(*, user: Any, product: DataProduct, number: int | None = None) -> Revision:
@@ -192,7 +187,7 @@ def category_list() -> QuerySet[Category]:
 
 def plans_for_user(*, user: Any, product: DataProduct) -> list[PricePlan]:
     """The provider sees all its plans, retired and private ones included; others what they may buy."""
-    firm_id = _firm_id(user)
+    firm_id = user_firm_id(user)
     if product_is_own(user=user, product=product):
         return list(product.plans.select_related("buyer_firm").order_by("-is_active", "amount", "id"))
     if hasattr(product, "visible_plans"):  # prefetched for this user by the selectors above

@@ -21,7 +21,6 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, QueryD
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.text import capfirst
-from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -29,7 +28,7 @@ from django_countries import countries
 
 from exchange.exceptions import ApplicationError, NotAllowed
 from exchange.models import Board, Membership
-from exchange.selectors import board_access, user_membership
+from exchange.selectors import board_access, user_firm_id, user_membership
 
 from . import services
 from .filters import SORTS, CatalogueFilter
@@ -42,7 +41,16 @@ from .forms import (
     SampleUploadForm,
     dictionary_formset,
 )
-from .models import Classification, DataProduct, DeliveryMode, FieldType, ListingStatus, PricePlan, Revision
+from .models import (
+    Classification,
+    DataProduct,
+    DeliveryMode,
+    FieldType,
+    ListingStatus,
+    PricePlan,
+    Revision,
+    bilingual,
+)
 from .selectors import (
     catalogue_facets,
     category_list,
@@ -67,11 +75,6 @@ FILTER_PARAMS = (
 )  # fmt: skip
 
 
-def _firm_id(request: HttpRequest) -> int | None:
-    membership = user_membership(request.user)
-    return membership.firm_id if membership else None
-
-
 # --- Display helpers ---------------------------------------------------------------------------------
 
 
@@ -80,10 +83,6 @@ def _label(choices: Any, value: Any) -> str:
         return str(choices(value).label)
     except ValueError:
         return str(value)
-
-
-def _in_language(en: str, zh: str) -> str:
-    return zh if (get_language() or "").startswith("zh") and zh else en
 
 
 def _prices_from(plans: list[PricePlan]) -> list[tuple[str, Any]]:
@@ -130,7 +129,7 @@ def _card(product: DataProduct) -> Card:
     return Card(
         product=product,
         revision=revision,
-        provider_name=_in_language(provider.legal_name_en, provider.legal_name_zh),
+        provider_name=bilingual(provider.legal_name_en, provider.legal_name_zh),
         prices_from=_prices_from(getattr(product, "visible_plans", [])),
         delivery_modes=[_label(DeliveryMode, m) for m in revision.delivery_modes],
     )
@@ -207,7 +206,7 @@ def _facets(request: HttpRequest, counts: dict[str, dict[str, int]]) -> list[Fac
 @login_required
 @require_GET
 def catalogue(request: HttpRequest) -> HttpResponse:
-    firm_id = _firm_id(request)
+    firm_id = user_firm_id(request.user)
     visible = product_list_catalogue(user=request.user)
     catalogue_filter = CatalogueFilter(request.GET, queryset=visible, firm_id=firm_id)
     # A filter we cannot read narrows nothing: the page says so and shows the catalogue unfiltered.
