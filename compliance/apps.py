@@ -4,3 +4,16 @@ from django.apps import AppConfig
 class ComplianceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "compliance"
+
+    def ready(self) -> None:
+        # Register the compliance gate in the named places the lower apps keep for it (they import nothing
+        # of compliance): the pre-listing check and submission hook of listings, the admission screening.
+        from exchange.admission import register_admission_check
+        from listings.checks import register_pre_listing_check, register_submission_hook
+
+        from .services.listing import compliance_listing_check, listing_submitted
+        from .services.parties import admission_screening
+
+        register_pre_listing_check("compliance.listing_assessment", compliance_listing_check)
+        register_submission_hook("compliance.listing_assess", listing_submitted)
+        register_admission_check("compliance.restricted_parties", admission_screening)

@@ -213,7 +213,7 @@ class MemberFirmAdmin(admin.ModelAdmin):
     ]
     fieldsets = (
         (None, {"fields": ("legal_name_en", "legal_name_zh", "country", "uscc", "lei", "role")}),
-        (_("Status"), {"fields": ("kyc_status", "is_ciio", "ftz", "boards")}),
+        (_("Status"), {"fields": ("kyc_status", "is_ciio", "is_judicial_authority", "ftz", "boards")}),
         (_("Record"), {"fields": ("group", "created_at", "updated_at")}),
     )
 

@@ -185,6 +185,11 @@ class MemberFirm(TimeStampedModel):
     role = models.CharField(_("role"), max_length=10, choices=Role.choices)
     kyc_status = models.CharField(_("KYC status"), max_length=10, choices=KycStatus.choices, default=KycStatus.PENDING)
     is_ciio = models.BooleanField(_("critical information infrastructure operator"), default=False)
+    is_judicial_authority = models.BooleanField(
+        _("judicial or law-enforcement body"),
+        default=False,
+        help_text=_("Data for such a body abroad needs the approval of the competent PRC authority (DSL Art 36)."),
+    )
     ftz = models.CharField(
         _("pilot free trade zone"),
         max_length=30,

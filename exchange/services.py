@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from guardian.shortcuts import assign_perm, remove_perm
 
+from .admission import run_admission_checks
 from .exceptions import ApplicationError, NotAllowed
 from .middleware import current_request_id
 from .models import ApiKey, AuditChainHead, AuditEvent, Board, MemberFirm, Membership, User
@@ -172,6 +173,7 @@ def _firm_snapshot(firm: MemberFirm) -> dict[str, Any]:
         "role": firm.role,
         "kyc_status": firm.kyc_status,
         "is_ciio": firm.is_ciio,
+        "is_judicial_authority": firm.is_judicial_authority,
         "ftz": firm.ftz,
     }
 
@@ -302,6 +304,13 @@ def admit(*, firm: MemberFirm, board: Board, by: User) -> None:
         raise ApplicationError(
             _("%(firm)s is already admitted to the %(board)s.") % {"firm": firm, "board": board.name},
             code="already_admitted",
+        )
+    reasons = run_admission_checks(firm)
+    if reasons:
+        raise ApplicationError(
+            _("%(firm)s cannot be admitted: %(reasons)s") % {"firm": firm, "reasons": " ".join(reasons)},
+            code="admission_check_failed",
+            details={"reasons": reasons},
         )
     for perm in BOARD_PERMS:
         assign_perm(perm, firm.group, board)

@@ -306,6 +306,15 @@ CELERY_TASK_ACKS_LATE = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
+# --- E-mail (filing reminders) -----------------------------------------------------------------
+EMAIL_BACKEND = os.environ.get(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "compliance@exchange.example")
+
 # --- Logging ----------------------------------------------------------------------------------
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 LOGGING = {
@@ -356,3 +365,11 @@ COMPLIANCE_CONTRACT_FILING_WORKING_DAYS = 10
 # conservative reading) instead of a product's people once a year; count exempt exports toward thresholds.
 COMPLIANCE_COUNT_EVERY_TRADE = env_bool("COMPLIANCE_COUNT_EVERY_TRADE", False)
 COMPLIANCE_EXEMPT_EXPORTS_COUNT = env_bool("COMPLIANCE_EXEMPT_EXPORTS_COUNT", True)
+# Counsel's policy: a third-party compliance report is valid this many months (or until the product changes).
+COMPLIANCE_REPORT_VALIDITY_MONTHS = env_int("COMPLIANCE_REPORT_VALIDITY_MONTHS", 12)
+# Reminders before a filing lapses, in calendar days; security assessments are also reminded when their
+# extension window (60 PRC working days before expiry) opens, certificates 6 months before (re-apply).
+COMPLIANCE_REMINDER_DAYS = [int(d) for d in os.environ.get("COMPLIANCE_REMINDER_DAYS", "90,30,7").split(",") if d]
+COMPLIANCE_CERTIFICATE_REAPPLY_MONTHS = 6
+COMPLIANCE_FILING_MAX_BYTES = env_int("COMPLIANCE_FILING_MAX_BYTES", 10 * 1024 * 1024)
+COMPLIANCE_FILING_EXTENSIONS = ("pdf", "png", "jpg", "jpeg")

@@ -20,7 +20,21 @@ if TYPE_CHECKING:
 
 PreListingCheck = Callable[["Revision"], list[str]]
 
+SubmissionHook = Callable[["Revision"], None]
+
 _checks: dict[str, PreListingCheck] = {}
+_submission_hooks: dict[str, SubmissionHook] = {}
+
+
+def register_submission_hook(name: str, hook: SubmissionHook) -> None:
+    """Register (or replace, by name) a hook run inside the submission's transaction, e.g. to assess the
+    revision once it commits. A hook must not refuse: refusals belong in pre-listing checks."""
+    _submission_hooks[name] = hook
+
+
+def run_submission_hooks(revision: Revision) -> None:
+    for hook in _submission_hooks.values():
+        hook(revision)
 
 
 def register_pre_listing_check(name: str, check: PreListingCheck) -> None:

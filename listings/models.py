@@ -190,7 +190,7 @@ class Revision(models.Model):
         "title_en", "title_zh", "summary_en", "summary_zh", "description_en", "description_zh",
         "category", "tags", "classification", "important_source",
         "contains_personal_info", "personal_info_subjects", "sensitive_personal_info_subjects",
-        "origin_countries", "origin_region", "coverage_start", "coverage_end", "coverage_geography",
+        "origin_countries", "origin_region", "export_destinations", "coverage_start", "coverage_end", "coverage_geography",
         "update_frequency", "volume", "delivery_modes", "dictionary", "sample",
         "licence_en", "licence_zh", "licence_terms", "requires_approval",
     )  # fmt: skip
@@ -227,6 +227,12 @@ class Revision(models.Model):
         _("countries where the data was collected"), default=list, help_text=_("ISO 3166-1 alpha-2 codes.")
     )
     origin_region = models.CharField(_("region of collection"), max_length=200, blank=True)
+    export_destinations = models.JSONField(
+        _("destination countries"),
+        default=list,
+        blank=True,
+        help_text=_("Where buyers may receive it (ISO 3166-1 alpha-2 codes); empty means every country."),
+    )
     coverage_start = models.DateField(_("coverage from"), null=True, blank=True)
     coverage_end = models.DateField(_("coverage to"), null=True, blank=True)
     coverage_geography = models.CharField(_("geographic coverage"), max_length=200, blank=True)

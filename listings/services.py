@@ -27,7 +27,7 @@ from exchange.selectors import board_access, group_board_access, user_membership
 from exchange.services import audit_record
 
 from . import validation
-from .checks import run_pre_listing_checks
+from .checks import run_pre_listing_checks, run_submission_hooks
 from .models import Category, DataProduct, ImportantSource, ListingStatus, Objection, PricePlan, Revision
 from .search import revision_index
 
@@ -310,6 +310,7 @@ def product_submit(*, product: DataProduct, actor: User) -> Revision:
     _move(revision, Status.SUBMITTED, submitted_at=timezone.now())
     revision_index(revision)
     _audit(actor, "submit", product, revision=revision.number)
+    run_submission_hooks(revision)
     return revision
 
 

@@ -1,4 +1,4 @@
-"""Writes of the compliance app: decisions on prospective trades, and the yearly export counters.
+"""Decisions on prospective trades, and the yearly export counters.
 
 The counters are why this is not a pure lookup: the thresholds are cumulative per exporter and calendar
 year (Asia/Shanghai), so a decision reads the exporter's counter under a row lock and the record of the
@@ -22,9 +22,11 @@ from exchange.models import MemberFirm
 from exchange.services import audit_record
 from listings.models import DataProduct, Revision
 
-from . import rules
-from .models import Assessment, ExportCounter, ProductExport
-from .policy import policy_from_settings
+from .. import rules
+from ..models import Assessment, ExportCounter, ProductExport
+from ..policy import policy_from_settings
+from .ftz import FtzInputs, ftz_inputs
+from .parties import buyer_type_of, firm_is_restricted
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -79,6 +81,9 @@ def engine_input(
     as_of: date,
     counter: ExportCounter,
     increment: tuple[int, int],
+    buyer_type: str = "commercial",
+    buyer_restricted: bool = False,
+    ftz: FtzInputs | None = None,
 ) -> dict[str, Any]:
     """The specification's input object, gathered from the exchange's records.
 
@@ -88,10 +93,15 @@ def engine_input(
     if delivery not in DELIVERY:
         raise ValueError(f"unknown delivery mode {delivery!r}")
     classification = revision.effective_classification
+    important_source = revision.important_source if classification == "important" else "none"
+    if classification == "important" and important_source == "none":
+        # A reviewer confirmed as important what the provider declared general: no authority named it, so it
+        # is "identified" by the exchange, and an officer reviews it (R7) rather than the engine guessing.
+        important_source = "self_identified"
     return {
         "product": {
             "classification": classification,
-            "important_source": revision.important_source if classification == "important" else "none",
+            "important_source": important_source,
             "personal_info_subjects": increment[0],
             "sensitive_personal_info_subjects": increment[1],
             "origin": revision.origin,
@@ -104,36 +114,40 @@ def engine_input(
             "ytd_personal_info_subjects": counter.personal_info_subjects,
             "ytd_sensitive_personal_info_subjects": counter.sensitive_personal_info_subjects,
             "ftz": exporter.ftz or None,
+            "ftz_scenario_covered": ftz.covered if ftz else False,
+            "ftz_list_item": ftz.item if ftz else None,
         },
-        "trade": {"buyer_country": buyer_country, "delivery": DELIVERY[delivery]},
+        "trade": {
+            "buyer_country": buyer_country,
+            "delivery": DELIVERY[delivery],
+            "buyer_type": buyer_type,
+            "buyer_restricted": buyer_restricted,
+        },
         "as_of": as_of.isoformat(),
     }
 
 
-@dataclass(frozen=True)
-class TradeDecision:
-    assessment: Assessment
-    counter: ExportCounter
-    increment: tuple[int, int]
+def trade_inputs(
+    *, product: DataProduct, buyer_firm: MemberFirm, delivery: str, as_of: date, lock: bool
+) -> tuple[dict[str, Any], Revision, ExportCounter, tuple[int, int], FtzInputs | None]:
+    """The engine's input for a trade of the product's listed revision, from the records.
 
-
-@transaction.atomic
-def trade_assess(
-    *, product: DataProduct, buyer_firm: MemberFirm, delivery: str, as_of: date | None = None
-) -> TradeDecision:
-    """Decide a prospective trade of the product's listed revision, on the exporter's counter including it.
-
-    The counter stays locked until the caller's transaction ends: call `export_record` in the same
-    transaction when the trade goes ahead, so that a concurrent trade of the same exporter is decided only
-    after this one is counted.
+    With `lock`, the exporter's counter is locked until the transaction ends (a decision that will be
+    recorded); without it, the counter is read as it stands (a pre-check, which records nothing).
     """
     revision = product.listed_revision
     if revision is None:
         raise ValueError("only a listed product is traded")
-    as_of = as_of or timezone.localdate(timezone=SHANGHAI)
     exporter = product.provider
-    counter = export_counter_lock(exporter=exporter, year=shanghai_year(as_of))
-    increment = export_increment(exporter=exporter, year=counter.year, product=product, revision=revision)
+    year = shanghai_year(as_of)
+    if lock:
+        counter = export_counter_lock(exporter=exporter, year=year)
+    else:
+        counter = ExportCounter.objects.filter(exporter=exporter, year=year).first() or ExportCounter(
+            exporter=exporter, year=year
+        )
+    increment = export_increment(exporter=exporter, year=year, product=product, revision=revision)
+    ftz = ftz_inputs(exporter=exporter, revision=revision, day=as_of)
     raw = engine_input(
         revision=revision,
         exporter=exporter,
@@ -142,7 +156,44 @@ def trade_assess(
         as_of=as_of,
         counter=counter,
         increment=increment,
+        buyer_type=buyer_type_of(buyer_firm),
+        buyer_restricted=firm_is_restricted(buyer_firm),
+        ftz=ftz,
     )
+    return raw, revision, counter, increment, ftz
+
+
+@dataclass(frozen=True)
+class TradeDecision:
+    assessment: Assessment
+    counter: ExportCounter
+    increment: tuple[int, int]
+    # Set by the gate (compliance.services.gate.trade_clear): whether the trade may go ahead now. None when
+    # only decided (trade_assess alone); export_record refuses a trade the gate held.
+    released: bool | None = None
+
+
+@transaction.atomic
+def trade_assess(
+    *,
+    product: DataProduct,
+    buyer_firm: MemberFirm,
+    delivery: str,
+    as_of: date | None = None,
+    lift_r2: bool = False,
+) -> TradeDecision:
+    """Decide a prospective trade of the product's listed revision, on the exporter's counter including it.
+
+    The counter stays locked until the caller's transaction ends: call `export_record` in the same
+    transaction when the trade goes ahead, so that a concurrent trade of the same exporter is decided only
+    after this one is counted. `lift_r2` decides the trade as if the buyer were commercial: only for the
+    gate, once a PRC approval (DSL Art 36) is on file.
+    """
+    as_of = as_of or timezone.localdate(timezone=SHANGHAI)
+    gathered = trade_inputs(product=product, buyer_firm=buyer_firm, delivery=delivery, as_of=as_of, lock=True)
+    raw, revision, counter, increment, ftz = gathered
+    if lift_r2:
+        raw["trade"]["buyer_type"] = "commercial"
     decision = rules.assess(raw, policy_from_settings())
     assessment = Assessment.objects.create(
         product=product,
@@ -157,6 +208,8 @@ def trade_assess(
         reasons=decision["reasons"],
         evidence=decision["evidence"],
         rule_version=decision["rule_version"],
+        ftz_list_version=ftz.list_label if ftz else "",
+        purpose=Assessment.Purpose.TRADE,
     )
     return TradeDecision(assessment=assessment, counter=counter, increment=increment)
 
@@ -165,8 +218,10 @@ def trade_assess(
 def export_record(*, decided: TradeDecision, actor: Any = None) -> ExportCounter:
     """Count a completed export on the exporter's yearly counter (in the trade's transaction)."""
     assessment = decided.assessment
-    if assessment.decision in ("prohibited", "no_transfer", "hold_for_review"):
+    if assessment.decision in ("prohibited", "no_transfer"):
         raise ValueError(f"a {assessment.decision} trade is not an export to record")
+    if decided.released is False or (assessment.decision == "hold_for_review" and not decided.released):
+        raise ValueError("the gate held this trade: it is not an export to record")
     if assessment.decision == "exempt" and not settings.COMPLIANCE_EXEMPT_EXPORTS_COUNT:
         return decided.counter
     counter = ExportCounter.objects.select_for_update().get(pk=decided.counter.pk)

@@ -1,0 +1,179 @@
+"""Compliance cases: what the gate held, the officer's decisions, and the case's trail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed
+from exchange.models import MemberFirm, User
+from exchange.services import audit_record
+from listings.models import DataProduct
+
+from ..models import Assessment, ComplianceCase, ComplianceCaseEvent
+
+DECIDE_PERM = "compliance.decide_compliancecase"
+
+
+def listing_subject(product: DataProduct, revision_number: int) -> str:
+    return f"listing:{product.pk}:r{revision_number}"
+
+
+def trade_subject(product: DataProduct, revision_number: int, buyer: MemberFirm, destination: str) -> str:
+    return f"trade:{product.pk}:r{revision_number}:{buyer.pk}:{destination}"
+
+
+def _event(case: ComplianceCase, kind: str, actor: User | None, **data: Any) -> None:
+    ComplianceCaseEvent.objects.create(case=case, kind=kind, actor=actor, data=data)
+
+
+@transaction.atomic
+def case_open(
+    *,
+    kind: str,
+    subject: str,
+    product: DataProduct,
+    revision_number: int,
+    assessment: Assessment,
+    missing: list[dict[str, Any]],
+    buyer_firm: MemberFirm | None = None,
+    destination: str = "",
+) -> ComplianceCase:
+    """The open case for the subject, opened now or brought up to date (one open case per subject)."""
+    case = ComplianceCase.objects.select_for_update().filter(subject=subject, status=ComplianceCase.Status.OPEN).first()
+    if case is None:
+        try:
+            with transaction.atomic():
+                case = ComplianceCase.objects.create(
+                    kind=kind,
+                    subject=subject,
+                    product=product,
+                    revision_number=revision_number,
+                    buyer_firm=buyer_firm,
+                    destination=destination,
+                    assessment=assessment,
+                    decision=assessment.decision,
+                    rules=assessment.rules,
+                    missing=missing,
+                )
+        except IntegrityError:
+            # Opened by a concurrent decision on the same subject between our read and our insert.
+            case = ComplianceCase.objects.select_for_update().get(subject=subject, status=ComplianceCase.Status.OPEN)
+        else:
+            _event(case, ComplianceCaseEvent.Kind.OPENED, None, assessment=assessment.pk, missing=missing)
+            audit_record(
+                actor=None,
+                verb="compliance.case_opened",
+                target=case,
+                payload={"subject": subject, "decision": assessment.decision, "rules": assessment.rules},
+            )
+            return case
+    if case.missing != missing or case.decision != assessment.decision:
+        case.missing, case.decision, case.rules, case.assessment = (
+            missing,
+            assessment.decision,
+            assessment.rules,
+            assessment,
+        )
+        case.save(update_fields=["missing", "decision", "rules", "assessment"])
+        _event(case, ComplianceCaseEvent.Kind.REOPENED, None, assessment=assessment.pk, missing=missing)
+    return case
+
+
+def _require_officer(user: User) -> None:
+    if not (user.is_authenticated and user.is_staff and user.has_perm(DECIDE_PERM)):
+        raise NotAllowed(_("Only compliance officers decide compliance cases."))
+
+
+def _close(case: ComplianceCase, new: str, *, actor: User | None, resolution: str) -> ComplianceCase:
+    if new not in ComplianceCase.ALLOWED[ComplianceCase.Status(case.status)]:
+        raise InvalidTransition(_("This case is already closed."))
+    now = timezone.now()
+    changed = ComplianceCase.objects.filter(pk=case.pk, status=ComplianceCase.Status.OPEN).update(
+        status=new, closed_at=now, closed_by=actor, resolution=resolution
+    )
+    if changed != 1:
+        raise InvalidTransition(_("Someone else closed this case first; reload it."), code="stale_state")
+    case.refresh_from_db()
+    _event(case, new, actor, resolution=resolution)
+    audit_record(
+        actor=actor,
+        verb=f"compliance.case_{new}",
+        target=case,
+        payload={"subject": case.subject, "resolution": resolution},
+    )
+    return case
+
+
+@transaction.atomic
+def case_clear(*, case: ComplianceCase, actor: User, resolution: str) -> ComplianceCase:
+    """The officer releases what the case held (a listing, or this buyer's trade of this revision)."""
+    _require_officer(actor)
+    if not resolution.strip():
+        raise ApplicationError(_("Write the reasons for the decision: they are the record."), code="reason_required")
+    if case.missing:
+        raise ApplicationError(
+            _("Evidence is still missing (%(kinds)s): accept the filings; the case then clears itself.")
+            % {"kinds": ", ".join(m["kind"] for m in case.missing)},
+            code="evidence_missing",
+        )
+    return _close(case, ComplianceCase.Status.CLEARED, actor=actor, resolution=resolution.strip())
+
+
+@transaction.atomic
+def case_refuse(*, case: ComplianceCase, actor: User, resolution: str) -> ComplianceCase:
+    _require_officer(actor)
+    if not resolution.strip():
+        raise ApplicationError(_("Write the reasons for the decision: they are the record."), code="reason_required")
+    return _close(case, ComplianceCase.Status.REFUSED, actor=actor, resolution=resolution.strip())
+
+
+@transaction.atomic
+def case_assign(*, case: ComplianceCase, actor: User, officer: User | None) -> ComplianceCase:
+    _require_officer(actor)
+    if officer is not None and not (officer.is_staff and officer.has_perm(DECIDE_PERM)):
+        raise ApplicationError(_("Cases are assigned to compliance officers."), code="not_an_officer")
+    if case.status != ComplianceCase.Status.OPEN:
+        raise InvalidTransition(_("This case is already closed."))
+    ComplianceCase.objects.filter(pk=case.pk).update(assigned_to=officer)
+    case.refresh_from_db()
+    _event(case, ComplianceCaseEvent.Kind.ASSIGNED, actor, officer=officer.email if officer else None)
+    return case
+
+
+@transaction.atomic
+def case_note(*, case: ComplianceCase, actor: User, text: str) -> ComplianceCase:
+    _require_officer(actor)
+    if not text.strip():
+        raise ApplicationError(_("The note is empty."), code="note_empty")
+    _event(case, ComplianceCaseEvent.Kind.NOTE, actor, text=text.strip())
+    return case
+
+
+def cases_recheck_for_exporter(*, exporter: MemberFirm) -> list[int]:
+    """Close the exporter's open trade cases that waited only for evidence, now on file (a filing was
+    accepted or completed). Returns the cleared case ids."""
+    from .gate import trade_precheck
+
+    cleared = []
+    open_cases = ComplianceCase.objects.filter(
+        status=ComplianceCase.Status.OPEN, kind=ComplianceCase.Kind.TRADE, product__provider=exporter
+    ).select_related("product__listed_revision", "product__provider", "buyer_firm", "assessment")
+    for case in open_cases:
+        if not case.missing or case.product.listed_revision is None:
+            continue
+        if case.product.listed_revision.number != case.revision_number:
+            continue  # a new revision is traded now: the old subject's case stays for the record
+        check = trade_precheck(
+            product=case.product, buyer_firm=case.buyer_firm, delivery=case.assessment.delivery, as_of=None
+        )
+        if check.status == "cleared":
+            _close(case, ComplianceCase.Status.CLEARED, actor=None, resolution="evidence on file")
+            cleared.append(case.pk)
+        elif check.missing != case.missing:
+            ComplianceCase.objects.filter(pk=case.pk).update(missing=check.missing)
+            _event(case, ComplianceCaseEvent.Kind.REOPENED, None, missing=check.missing)
+    return cleared

@@ -1,0 +1,322 @@
+"""Filings: the evidence an exporter puts on file, its validity, and the compliance officer's decisions.
+
+A filing covers a trade when it is accepted (or has since expired, for a delivery before its expiry), its
+scope takes in the product and the destination, and the delivery date falls inside its validity:
+
+- security assessment approvals and PI protection certificates: 3 years from issue (settings);
+- third-party compliance reports: COMPLIANCE_REPORT_VALIDITY_MONTHS from issue;
+- a standard contract: from its effective date, but after the 10th PRC working day only with its filing
+  receipt (Standard Contract Measures Art 7: no new trades without it);
+- items describing a product revision (PIPIA, consent record, lineage proof, compliance report) cover a
+  revision only if filed after that revision was submitted: a changed product needs them again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from dateutil.relativedelta import relativedelta
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed
+from exchange.models import MemberFirm, Membership, User
+from exchange.selectors import user_membership
+from exchange.services import audit_record
+from listings.models import DataProduct, Revision
+
+from ..calendar import contract_filing_due
+from ..models import PER_REVISION_KINDS, EvidenceKind, Filing
+from ..rules import ISO_COUNTRIES
+
+FILER_ROLES = (Membership.Role.FIRM_ADMIN, Membership.Role.TRADER)
+DECIDE_PERM = "compliance.review_filing"
+# Magic bytes of the document formats accepted (COMPLIANCE_FILING_EXTENSIONS): a renamed file is refused.
+SIGNATURES = {"pdf": (b"%PDF-",), "png": (b"\x89PNG\r\n\x1a\n",), "jpg": (b"\xff\xd8\xff",), "jpeg": (b"\xff\xd8\xff",)}
+
+
+def filing_expiry(*, kind: str, issued_on: date, given: date | None) -> date | None:
+    """When a filing of this kind lapses: fixed by law or policy for some kinds, as stated for the others."""
+    if kind == EvidenceKind.SECURITY_ASSESSMENT:
+        return issued_on + relativedelta(years=settings.COMPLIANCE_ASSESSMENT_VALIDITY_YEARS)
+    if kind == EvidenceKind.CERTIFICATION:
+        return issued_on + relativedelta(years=settings.COMPLIANCE_CERTIFICATE_VALIDITY_YEARS)
+    if kind == EvidenceKind.COMPLIANCE_REPORT:
+        return issued_on + relativedelta(months=settings.COMPLIANCE_REPORT_VALIDITY_MONTHS)
+    return given
+
+
+def filing_valid_on(filing: Filing, day: date) -> bool:
+    if filing.status not in (Filing.Status.ACCEPTED, Filing.Status.EXPIRED):
+        return False
+    if day < filing.issued_on or (filing.expires_on is not None and day >= filing.expires_on):
+        return False
+    if filing.kind == EvidenceKind.STANDARD_CONTRACT and not filing.receipt_filed_on:
+        return filing.receipt_due_on is not None and day <= filing.receipt_due_on
+    return True
+
+
+def filing_covers(filing: Filing, *, product: DataProduct, revision: Revision | None, destination: str) -> bool:
+    """Whether the filing's scope takes in the product (and revision) and the destination."""
+    if not filing.covers_destination(destination):
+        return False
+    if not filing.all_products and product.pk not in {p.pk for p in filing.products.all()}:
+        return False
+    if filing.kind in PER_REVISION_KINDS and revision is not None and revision.submitted_at is not None:
+        return filing.submitted_at >= revision.submitted_at
+    return True
+
+
+def _require_filer(user: User, firm: MemberFirm) -> None:
+    membership = user_membership(user)
+    if membership is None or membership.firm_id != firm.pk or membership.role not in FILER_ROLES:
+        raise NotAllowed(_("Only the firm's administrators and traders may file evidence for it."))
+
+
+def _require_officer(user: User) -> None:
+    if not (user.is_authenticated and user.is_staff and user.has_perm(DECIDE_PERM)):
+        raise NotAllowed(_("Only compliance officers decide on filings."))
+
+
+def _clean_document(name: str, content: bytes) -> str:
+    extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    allowed = settings.COMPLIANCE_FILING_EXTENSIONS
+    if extension not in allowed:
+        raise ValidationError(
+            {"document": _("Upload the document as %(formats)s.") % {"formats": ", ".join(allowed).upper()}},
+            code="document_format",
+        )
+    if not content:
+        raise ValidationError({"document": _("The document is empty.")}, code="document_empty")
+    if len(content) > settings.COMPLIANCE_FILING_MAX_BYTES:
+        raise ValidationError(
+            {
+                "document": _("The document is larger than %(mb)d MB.")
+                % {"mb": settings.COMPLIANCE_FILING_MAX_BYTES // 2**20}
+            },
+            code="document_too_large",
+        )
+    if not content.startswith(SIGNATURES[extension]):
+        raise ValidationError(
+            {"document": _("The file is not a %(format)s document.") % {"format": extension.upper()}},
+            code="document_format",
+        )
+    return extension
+
+
+def _clean_destinations(values: list[str]) -> list[str]:
+    codes = sorted({str(v).strip().upper() for v in values if str(v).strip()})
+    unknown = [c for c in codes if c not in ISO_COUNTRIES]
+    if unknown:
+        raise ValidationError(
+            {"destinations": _("Unknown country: %(codes)s.") % {"codes": ", ".join(unknown[:5])}},
+            code="destination_invalid",
+        )
+    return codes
+
+
+@transaction.atomic
+def filing_submit(
+    *,
+    exporter: MemberFirm,
+    actor: User,
+    kind: str,
+    reference: str,
+    issued_on: date,
+    document_name: str,
+    document: bytes,
+    products: list[DataProduct] | None = None,
+    all_products: bool = False,
+    destinations: list[str] | None = None,
+    expires_on: date | None = None,
+    receipt_reference: str = "",
+    receipt_filed_on: date | None = None,
+    renews: Filing | None = None,
+) -> Filing:
+    """File an evidence item for the exporter; it waits for a compliance officer's decision."""
+    _require_filer(actor, exporter)
+    errors: dict[str, Any] = {}
+    if kind not in EvidenceKind.values:
+        errors["kind"] = _("Unknown kind of evidence.")
+    products = list(products or [])
+    if any(p.provider_id != exporter.pk for p in products):
+        errors["products"] = _("A filing covers only the firm's own products.")
+    if not all_products and not products:
+        errors["products"] = _("Name the products it covers, or say it covers all of them.")
+    if all_products and products:
+        errors["products"] = _("Either all products or a list, not both.")
+    if renews is not None and (renews.exporter_id != exporter.pk or renews.kind != kind):
+        errors["renews"] = _("A filing renews an earlier filing of the same firm and kind.")
+    if receipt_filed_on and not receipt_reference.strip():
+        errors["receipt_reference"] = _("Give the filing receipt's number with its date.")
+    if errors:
+        raise ValidationError(errors)
+    extension = _clean_document(document_name, document)
+    clean_destinations = _clean_destinations(destinations or [])
+    filing = Filing(
+        exporter=exporter,
+        kind=kind,
+        reference=reference.strip(),
+        all_products=all_products,
+        destinations=clean_destinations,
+        issued_on=issued_on,
+        expires_on=filing_expiry(kind=kind, issued_on=issued_on, given=expires_on),
+        receipt_reference=receipt_reference.strip(),
+        receipt_filed_on=receipt_filed_on,
+        receipt_due_on=contract_filing_due(issued_on) if kind == EvidenceKind.STANDARD_CONTRACT else None,
+        document_name=document_name[-200:],
+        renews=renews,
+        submitted_by=actor,
+    )
+    filing.document.save(f"upload.{extension}", ContentFile(document), save=False)
+    filing.full_clean()
+    filing.save()
+    filing.products.set(products)
+    audit_record(
+        actor=actor,
+        verb="compliance.filing_submitted",
+        target=filing,
+        payload={
+            "exporter": exporter.pk,
+            "kind": kind,
+            "reference": filing.reference,
+            "issued_on": issued_on.isoformat(),
+            "expires_on": filing.expires_on.isoformat() if filing.expires_on else None,
+            "products": "all" if all_products else sorted(p.pk for p in products),
+            "destinations": clean_destinations or "all",
+        },
+    )
+    return filing
+
+
+def _move(filing: Filing, new: str, *, actor: User | None, reason: str = "", **fields: Any) -> Filing:
+    """Compare-and-swap the status: a decision taken twice at once happens once."""
+    old = filing.status
+    if new not in Filing.ALLOWED[Filing.Status(old)]:
+        raise InvalidTransition(
+            _("A filing that is %(old)s cannot become %(new)s.")
+            % {"old": Filing.Status(old).label, "new": Filing.Status(new).label}
+        )
+    now = timezone.now()
+    updates = {"status": new, **fields}
+    if actor is not None:
+        updates.update(decided_by=actor, decided_at=now, decision_reason=reason)
+    if Filing.objects.filter(pk=filing.pk, status=old).update(**updates) != 1:
+        raise InvalidTransition(_("Someone else decided this filing first; reload it."), code="stale_state")
+    filing.refresh_from_db()
+    audit_record(
+        actor=actor,
+        verb=f"compliance.filing_{new}",
+        target=filing,
+        payload={"from": old, "to": new, "reason": reason, "kind": filing.kind, "reference": filing.reference},
+    )
+    return filing
+
+
+@transaction.atomic
+def filing_accept(*, filing: Filing, actor: User, reason: str = "") -> Filing:
+    """Accept a filing; trades held only for want of it are cleared at once (their cases close)."""
+    _require_officer(actor)
+    filing = _move(filing, Filing.Status.ACCEPTED, actor=actor, reason=reason)
+    from .cases import cases_recheck_for_exporter
+
+    cases_recheck_for_exporter(exporter=filing.exporter)
+    return filing
+
+
+@transaction.atomic
+def filing_reject(*, filing: Filing, actor: User, reason: str) -> Filing:
+    _require_officer(actor)
+    if not reason.strip():
+        raise ApplicationError(_("Say why the filing is rejected: the provider reads it."), code="reason_required")
+    return _move(filing, Filing.Status.REJECTED, actor=actor, reason=reason.strip())
+
+
+@transaction.atomic
+def filing_revoke(*, filing: Filing, actor: User, reason: str) -> Filing:
+    _require_officer(actor)
+    if not reason.strip():
+        raise ApplicationError(_("Say why the filing is revoked."), code="reason_required")
+    return _move(filing, Filing.Status.REVOKED, actor=actor, reason=reason.strip())
+
+
+@transaction.atomic
+def filing_add_receipt(*, filing: Filing, actor: User, receipt_reference: str, receipt_filed_on: date) -> Filing:
+    """The provincial CAC's filing receipt for a standard contract, added once the provider has it."""
+    _require_filer(actor, filing.exporter)
+    if filing.kind != EvidenceKind.STANDARD_CONTRACT:
+        raise ApplicationError(_("Only a standard contract has a filing receipt."), code="not_a_contract")
+    if filing.status not in (Filing.Status.SUBMITTED, Filing.Status.ACCEPTED):
+        raise InvalidTransition(_("This filing is closed."))
+    if not receipt_reference.strip():
+        raise ValidationError({"receipt_reference": _("Give the filing receipt's number.")})
+    if receipt_filed_on < filing.issued_on:
+        raise ValidationError({"receipt_filed_on": _("The receipt cannot predate the contract.")})
+    Filing.objects.filter(pk=filing.pk).update(
+        receipt_reference=receipt_reference.strip(), receipt_filed_on=receipt_filed_on
+    )
+    filing.refresh_from_db()
+    audit_record(
+        actor=actor,
+        verb="compliance.filing_receipt",
+        target=filing,
+        payload={"receipt_reference": filing.receipt_reference, "receipt_filed_on": receipt_filed_on.isoformat()},
+    )
+    from .cases import cases_recheck_for_exporter
+
+    cases_recheck_for_exporter(exporter=filing.exporter)
+    return filing
+
+
+def filings_expire(*, today: date) -> list[int]:
+    """Move accepted filings whose validity ended before `today` to expired (idempotent)."""
+    expired = []
+    for filing in Filing.objects.filter(status=Filing.Status.ACCEPTED, expires_on__lte=today):
+        with transaction.atomic():
+            try:
+                _move(filing, Filing.Status.EXPIRED, actor=None)
+            except InvalidTransition:
+                continue  # decided meanwhile (revoked): nothing to expire
+            expired.append(filing.pk)
+    return expired
+
+
+@dataclass(frozen=True)
+class Reminder:
+    filing: Filing
+    lead: str
+    due_on: date
+
+
+def reminders_due(*, today: date) -> list[Reminder]:
+    """The reminders the daily task owes today: lead times before expiry, the opening of a security
+    assessment's extension window, a certificate's re-application date, and a contract's receipt date."""
+    from ..calendar import extension_window_opens
+
+    due = []
+    leads = sorted(settings.COMPLIANCE_REMINDER_DAYS, reverse=True)
+    for filing in Filing.objects.filter(status=Filing.Status.ACCEPTED).select_related("exporter"):
+        if filing.expires_on:
+            days_left = (filing.expires_on - today).days
+            # Only the nearest lead passed: a filing accepted 5 days before expiry gets the 7-day reminder.
+            passed = [lead for lead in leads if 0 < days_left <= lead]
+            if passed:
+                due.append(Reminder(filing, f"expiry-{min(passed)}", filing.expires_on))
+            if filing.kind == EvidenceKind.SECURITY_ASSESSMENT:
+                opens = extension_window_opens(filing.expires_on, settings.COMPLIANCE_EXTENSION_WINDOW_WORKING_DAYS)
+                if opens <= today < filing.expires_on:
+                    due.append(Reminder(filing, "extension-window", opens))
+            if filing.kind == EvidenceKind.CERTIFICATION:
+                reapply = filing.expires_on - relativedelta(months=settings.COMPLIANCE_CERTIFICATE_REAPPLY_MONTHS)
+                if reapply <= today < filing.expires_on:
+                    due.append(Reminder(filing, "reapply", reapply))
+        receipt_pending = filing.kind == EvidenceKind.STANDARD_CONTRACT and not filing.receipt_filed_on
+        if receipt_pending and filing.receipt_due_on and today <= filing.receipt_due_on:
+            due.append(Reminder(filing, "receipt", filing.receipt_due_on))
+    return due

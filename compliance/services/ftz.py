@@ -1,0 +1,165 @@
+"""Free trade zone negative lists (Provisions Art 6): which list is in force, and what it says of a product."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils.translation import gettext as _
+
+from exchange.exceptions import ApplicationError
+from exchange.models import MemberFirm
+from exchange.services import audit_record
+from listings.models import Category, Revision
+
+from ..models import FtzList, FtzListItem
+
+# A firm registered in the Lingang Special Area is inside the Shanghai FTZ: the zone's own list applies
+# first, then the Shanghai FTZ's (the 2024 list is issued for both).
+ZONE_LISTS = {"shanghai_lingang": ("shanghai_lingang", "shanghai")}
+
+CSV_COLUMNS = ("code", "sector", "scenario", "category", "tags", "personal_info_only", "mechanism", "description_en", "description_zh")  # fmt: skip
+TRUE_VALUES = {"1", "true", "yes", "y", "是"}
+FALSE_VALUES = {"", "0", "false", "no", "n", "否"}
+
+
+@dataclass(frozen=True)
+class FtzInputs:
+    covered: bool
+    item: dict[str, str] | None
+    list_label: str
+
+
+def ftz_list_in_force(*, zone: str, day: date) -> FtzList | None:
+    """The latest edition of the zone's lists (or of the lists that apply in it) in force on `day`."""
+    zones = ZONE_LISTS.get(zone, (zone,))
+    candidates = (
+        FtzList.objects.filter(zone__in=zones, effective_from__lte=day)
+        .filter(Q(effective_to__isnull=True) | Q(effective_to__gt=day))
+        .order_by("-effective_from", "-pk")
+    )
+    by_zone = {}
+    for ftz_list in candidates:
+        by_zone.setdefault(ftz_list.zone, ftz_list)
+    return next((by_zone[z] for z in zones if z in by_zone), None)
+
+
+def ftz_inputs(*, exporter: MemberFirm, revision: Revision, day: date) -> FtzInputs | None:
+    """The engine's `ftz_scenario_covered` and `ftz_list_item` for the exporter's zone on `day` (None: no zone).
+
+    A list covers a product when the product's category is among those its sectors and scenarios take in;
+    an item matches when its category is the product's, it carries one of the item's tags (or the item has
+    none), and the product holds personal information where the item names it. The first item by code wins.
+    """
+    if not exporter.ftz:
+        return None
+    ftz_list = ftz_list_in_force(zone=exporter.ftz, day=day)
+    if ftz_list is None:
+        return FtzInputs(covered=False, item=None, list_label="")
+    covered = ftz_list.covered_categories.filter(pk=revision.category_id).exists()
+    item = None
+    if covered:
+        tags = {str(t).casefold() for t in revision.tags}
+        has_pi = revision.personal_info_subjects > 0 or revision.sensitive_personal_info_subjects > 0
+        for candidate in ftz_list.items.filter(category_id=revision.category_id).order_by("code"):
+            if candidate.personal_info_only and not has_pi:
+                continue
+            if candidate.tags and not tags & {str(t).casefold() for t in candidate.tags}:
+                continue
+            item = {"id": candidate.code, "mechanism": candidate.mechanism}
+            break
+    return FtzInputs(covered=covered, item=item, list_label=ftz_list.label)
+
+
+def _bool(value: str) -> bool | None:
+    value = value.strip().casefold()
+    if value in TRUE_VALUES:
+        return True
+    if value in FALSE_VALUES:
+        return False
+    return None
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    created: int
+    updated: int
+
+
+@transaction.atomic
+def ftz_items_import(*, ftz_list: FtzList, content: bytes, actor: Any) -> ImportResult:
+    """Load a list's items from CSV (columns CSV_COLUMNS; `tags` separated by `;`), all or nothing.
+
+    A row with the code of an existing item updates it. Any bad row refuses the whole file, naming every
+    bad line, so a list is never half-loaded.
+    """
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ApplicationError(_("The file is not UTF-8 text."), code="csv_invalid") from None
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ApplicationError(
+            _("The CSV lacks the columns: %(columns)s.") % {"columns": ", ".join(missing)}, code="csv_invalid"
+        )
+    categories = {c.code: c for c in Category.objects.all()}
+    mechanisms = set(FtzListItem.Mechanism.values)
+    errors: list[str] = []
+    rows = []
+    for line, row in enumerate(reader, start=2):
+        problems = []
+        code = (row["code"] or "").strip()
+        if not code:
+            problems.append(_("no code"))
+        category = categories.get((row["category"] or "").strip())
+        if category is None:
+            problems.append(_("unknown category %(value)r") % {"value": row["category"]})
+        mechanism = (row["mechanism"] or "").strip()
+        if mechanism not in mechanisms:
+            problems.append(_("mechanism must be one of %(values)s") % {"values": ", ".join(sorted(mechanisms))})
+        pi_only = _bool(row["personal_info_only"] or "")
+        if pi_only is None:
+            problems.append(_("personal_info_only must be true or false"))
+        if not (row["description_en"] or "").strip() or not (row["description_zh"] or "").strip():
+            problems.append(_("both descriptions are required"))
+        if problems:
+            errors.append(_("line %(line)d: %(problems)s") % {"line": line, "problems": "; ".join(problems)})
+            continue
+        tags = [t.strip() for t in (row["tags"] or "").split(";") if t.strip()]
+        rows.append(
+            dict(
+                code=code,
+                sector=row["sector"].strip(),
+                scenario=row["scenario"].strip(),
+                category=category,
+                tags=tags,
+                personal_info_only=pi_only,
+                mechanism=mechanism,
+                description_en=row["description_en"].strip(),
+                description_zh=row["description_zh"].strip(),
+            )
+        )
+    if errors:
+        raise ApplicationError(" ".join(errors), code="csv_invalid", details={"lines": errors})
+    if not rows:
+        raise ApplicationError(_("The CSV has no rows."), code="csv_invalid")
+    created = updated = 0
+    for values in rows:
+        _item, was_created = FtzListItem.objects.update_or_create(
+            ftz_list=ftz_list, code=values.pop("code"), defaults=values
+        )
+        created += was_created
+        updated += not was_created
+    audit_record(
+        actor=actor,
+        verb="compliance.ftz_import",
+        target=ftz_list,
+        payload={"list": ftz_list.label, "created": created, "updated": updated},
+    )
+    return ImportResult(created=created, updated=updated)

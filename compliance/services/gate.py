@@ -1,0 +1,271 @@
+"""The gate on trades: cleared, held (with the case and what is missing), or prohibited.
+
+`trade_clear` is the one door for a trade: settlements call it for every order inside the order's
+transaction, then `export_record` when the order goes ahead. It stores the decision (an Assessment) and
+opens or updates a ComplianceCase when it holds. `trade_precheck` answers the same question without writing
+anything (the member's pre-check, the product page's verdict, the rechecks of held cases).
+
+A trade is released only when every evidence item the decision requires is on file, accepted by a compliance
+officer and valid on the delivery date (compliance.services.filings). Decisions that hold for an officer's
+review (R4, R7, R9) are released by the officer clearing the case, for that buyer and revision (R7, a
+question about the product, by the listing's case). R2 is lifted by a PRC approval on file; the EU pack (I1)
+releases itself once on file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from exchange.models import MemberFirm
+from listings.models import DataProduct, Revision
+
+from .. import rules
+from ..models import ComplianceCase, EvidenceKind, Filing
+from ..policy import policy_from_settings
+from .cases import case_open, listing_subject, trade_subject
+from .counters import SHANGHAI, TradeDecision, trade_assess, trade_inputs
+from .filings import filing_covers, filing_valid_on
+
+CLEARED, HELD, PROHIBITED = "cleared", "held", "prohibited"
+OFFICER_REVIEW_RULES = frozenset({"R4", "R7", "R9"})
+# R7 is about the product (its classification), so a listing case cleared for the revision answers it.
+PRODUCT_REVIEW_RULES = frozenset({"R7"})
+
+
+@dataclass
+class Clearance:
+    status: str
+    decision: dict[str, Any]
+    inputs: dict[str, Any]
+    on_file: list[dict[str, Any]] = field(default_factory=list)
+    missing: list[dict[str, Any]] = field(default_factory=list)
+    case: ComplianceCase | None = None
+    decided: TradeDecision | None = None
+
+    @property
+    def cleared(self) -> bool:
+        return self.status == CLEARED
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "cleared": self.cleared,
+            "on_file": self.on_file,
+            "missing": self.missing,
+            "case": self.case.pk if self.case else None,
+        }
+
+
+def _filing_row(filing: Filing, kind: str) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "filing": filing.pk,
+        "filed_as": filing.kind,
+        "reference": filing.reference,
+        "expires_on": filing.expires_on.isoformat() if filing.expires_on else None,
+        "receipt_due_on": (
+            filing.receipt_due_on.isoformat() if filing.receipt_due_on and not filing.receipt_filed_on else None
+        ),
+    }
+
+
+def evidence_check(
+    *,
+    evidence: list[dict[str, Any]],
+    exporter: MemberFirm,
+    product: DataProduct,
+    revision: Revision | None,
+    destination: str,
+    day: date,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Which required items are on file and valid on `day` (with the filing that covers each), which missing."""
+    kinds = {k for item in evidence for k in [item["kind"], *item.get("alternatives", [])]}
+    if not kinds:
+        return [], []
+    filings = list(
+        Filing.objects.filter(
+            exporter=exporter, kind__in=kinds, status__in=[Filing.Status.ACCEPTED, Filing.Status.EXPIRED]
+        )
+        .prefetch_related("products")
+        .order_by("-expires_on", "-issued_on", "-pk")
+    )
+    on_file, missing = [], []
+    for item in evidence:
+        wanted = [item["kind"], *item.get("alternatives", [])]
+        match = next(
+            (
+                f
+                for f in filings
+                if f.kind in wanted
+                and filing_valid_on(f, day)
+                and filing_covers(f, product=product, revision=revision, destination=destination)
+            ),
+            None,
+        )
+        if match is None:
+            missing.append({"kind": item["kind"], "alternatives": item.get("alternatives", [])})
+        else:
+            on_file.append(_filing_row(match, item["kind"]))
+    return on_file, missing
+
+
+def _review_case(product: DataProduct, revision: Revision, buyer: MemberFirm, destination: str, rule: str):
+    subjects = [trade_subject(product, revision.number, buyer, destination)]
+    if rule in PRODUCT_REVIEW_RULES:
+        subjects.append(listing_subject(product, revision.number))
+    return (
+        ComplianceCase.objects.filter(subject__in=subjects)
+        .exclude(status=ComplianceCase.Status.OPEN)
+        .order_by("-closed_at")
+        .first()
+    )
+
+
+def _evaluate(
+    *,
+    decision: dict[str, Any],
+    product: DataProduct,
+    revision: Revision,
+    buyer: MemberFirm,
+    destination: str,
+    day: date,
+) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]], ComplianceCase | None]:
+    """status, on_file, missing, and the closed case that decided an officer-review hold (if any)."""
+    exporter = product.provider
+    outcome = decision["decision"]
+    if outcome == "prohibited":
+        return PROHIBITED, [], [], None
+    if outcome == "no_transfer":
+        return CLEARED, [], [], None
+    first_rule = decision["rules"][0]
+    if outcome == "hold_for_review" and first_rule in OFFICER_REVIEW_RULES:
+        review = _review_case(product, revision, buyer, destination, first_rule)
+        if review is None:
+            return HELD, [], [{"kind": "officer_review", "alternatives": []}], None
+        if review.status == ComplianceCase.Status.REFUSED:
+            return PROHIBITED, [], [], review
+    on_file, missing = evidence_check(
+        evidence=decision["evidence"],
+        exporter=exporter,
+        product=product,
+        revision=revision,
+        destination=destination,
+        day=day,
+    )
+    if outcome == "hold_for_review" and first_rule in OFFICER_REVIEW_RULES:
+        on_file = [{"kind": "officer_review", "case": review.pk}, *on_file]  # type: ignore[union-attr]
+    return (HELD if missing else CLEARED), on_file, missing, None
+
+
+def _approval_on_file(product: DataProduct, revision: Revision, destination: str, day: date) -> list[dict[str, Any]]:
+    on_file, missing = evidence_check(
+        evidence=[{"kind": EvidenceKind.PRC_APPROVAL.value}],
+        exporter=product.provider,
+        product=product,
+        revision=revision,
+        destination=destination,
+        day=day,
+    )
+    return [] if missing else on_file
+
+
+def _is_r2(decision: dict[str, Any]) -> bool:
+    return decision["decision"] == "prohibited" and decision["rules"][:1] == ["R2"]
+
+
+def trade_precheck(
+    *, product: DataProduct, buyer_firm: MemberFirm, delivery: str, as_of: date | None = None
+) -> Clearance:
+    """Would this trade be cleared on `as_of` (today in Shanghai by default)? Writes nothing."""
+    day = as_of or timezone.localdate(timezone=SHANGHAI)
+    raw, revision, _counter, _increment, _ftz = trade_inputs(
+        product=product, buyer_firm=buyer_firm, delivery=delivery, as_of=day, lock=False
+    )
+    destination = str(buyer_firm.country)
+    decision = rules.assess(raw, policy_from_settings())
+    approval: list[dict[str, Any]] = []
+    if _is_r2(decision):
+        approval = _approval_on_file(product, revision, destination, day)
+        if approval:
+            raw["trade"]["buyer_type"] = "commercial"
+            decision = rules.assess(raw, policy_from_settings())
+        else:
+            return Clearance(PROHIBITED, decision, raw, missing=[{"kind": "prc_approval", "alternatives": []}])
+    status, on_file, missing, _review = _evaluate(
+        decision=decision, product=product, revision=revision, buyer=buyer_firm, destination=destination, day=day
+    )
+    case = None
+    if status == HELD:
+        subject = trade_subject(product, revision.number, buyer_firm, destination)
+        case = ComplianceCase.objects.filter(subject=subject, status=ComplianceCase.Status.OPEN).first()
+    return Clearance(status, decision, raw, on_file=[*approval, *on_file], missing=missing, case=case)
+
+
+@transaction.atomic
+def trade_clear(*, product: DataProduct, buyer_firm: MemberFirm, delivery: str, as_of: date | None = None) -> Clearance:
+    """Decide a prospective trade and store the decision; hold it with a case when something is missing.
+
+    The exporter's counter stays locked until the caller's transaction ends, so the caller records the
+    export (`export_record(decided=clearance.decided)`) in the same transaction when the trade goes ahead.
+    """
+    day = as_of or timezone.localdate(timezone=SHANGHAI)
+    destination = str(buyer_firm.country)
+    decided = trade_assess(product=product, buyer_firm=buyer_firm, delivery=delivery, as_of=day)
+    revision = product.listed_revision
+    assert revision is not None  # trade_assess refuses unlisted products
+    approval: list[dict[str, Any]] = []
+    decision = _decision_of(decided)
+    if _is_r2(decision):
+        approval = _approval_on_file(product, revision, destination, day)
+        if not approval:
+            missing = [{"kind": "prc_approval", "alternatives": []}]
+            return Clearance(
+                PROHIBITED,
+                decision,
+                decided.assessment.inputs,
+                missing=missing,
+                decided=replace(decided, released=False),
+            )
+        decided = trade_assess(product=product, buyer_firm=buyer_firm, delivery=delivery, as_of=day, lift_r2=True)
+        decision = _decision_of(decided)
+    status, on_file, missing, review = _evaluate(
+        decision=decision, product=product, revision=revision, buyer=buyer_firm, destination=destination, day=day
+    )
+    case = review
+    if status == HELD:
+        case = case_open(
+            kind=ComplianceCase.Kind.TRADE,
+            subject=trade_subject(product, revision.number, buyer_firm, destination),
+            product=product,
+            revision_number=revision.number,
+            assessment=decided.assessment,
+            missing=missing,
+            buyer_firm=buyer_firm,
+            destination=destination,
+        )
+    decided = replace(decided, released=status == CLEARED)
+    return Clearance(
+        status,
+        decision,
+        decided.assessment.inputs,
+        on_file=[*approval, *on_file],
+        missing=missing,
+        case=case,
+        decided=decided,
+    )
+
+
+def _decision_of(decided: TradeDecision) -> dict[str, Any]:
+    a = decided.assessment
+    return {
+        "decision": a.decision,
+        "rules": a.rules,
+        "reasons": a.reasons,
+        "evidence": a.evidence,
+        "rule_version": a.rule_version,
+    }

@@ -1,0 +1,202 @@
+"""Restricted parties: the list, its CSV import, and screening (a normalised name or an identifier matches).
+
+Screening runs when a firm is admitted to a board (a registered admission check refuses it) and for the
+buyer of every trade (the engine's `buyer_restricted`, rule R3). Names are compared after normalisation
+(Unicode NFKC, case, punctuation, spacing and legal-form words removed), identifiers exactly after
+upper-casing and removing separators: a deliberate, explainable match, not a fuzzy score.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils.translation import gettext as _
+
+from exchange.exceptions import ApplicationError
+from exchange.models import MemberFirm
+from exchange.services import audit_record
+
+from ..models import RestrictedParty, RestrictedPartyIdentifier, RestrictedPartyName
+from ..rules import ISO_COUNTRIES
+
+# Legal-form words that do not tell two firms apart; removed from the end (and anywhere for Chinese).
+LEGAL_FORMS_LATIN = {
+    "co", "company", "corp", "corporation", "inc", "incorporated", "ltd", "limited", "llc", "llp", "plc", "pte",
+    "pty", "gmbh", "ag", "sa", "sas", "srl", "bv", "nv", "kk", "group", "holdings", "holding",
+}  # fmt: skip
+LEGAL_FORMS_CJK = ("股份有限公司", "有限责任公司", "有限公司", "集团", "公司")
+_PUNCTUATION = re.compile(r"[\W_]+", re.UNICODE)
+_CJK = re.compile(r"[\u3400-\u9fff]")
+
+CSV_COLUMNS = ("name", "country", "source_list")
+CSV_OPTIONAL = ("aliases", "identifiers", "listed_on", "notes")
+
+
+def normalise_name(name: str) -> str:
+    text = unicodedata.normalize("NFKC", name or "").casefold()
+    for form in LEGAL_FORMS_CJK:
+        text = text.replace(form, " ")
+    words = [w for w in _PUNCTUATION.split(text) if w]
+    while words and words[-1] in LEGAL_FORMS_LATIN:
+        words.pop()
+    joined = " ".join(words)
+    # Chinese names are written without spaces: compare them without any.
+    return joined.replace(" ", "") if _CJK.search(joined) else joined
+
+
+def normalise_identifier(value: str) -> str:
+    return re.sub(r"[^0-9A-Z]", "", unicodedata.normalize("NFKC", value or "").upper())
+
+
+def firm_screen(firm: MemberFirm) -> list[RestrictedParty]:
+    """The active restricted parties the firm matches, by any of its names or its USCC/LEI."""
+    names = {normalise_name(n) for n in (firm.legal_name_en, firm.legal_name_zh) if n}
+    names.discard("")
+    identifiers = {normalise_identifier(i) for i in (firm.uscc, firm.lei) if i}
+    condition = Q(pk__in=[])
+    if names:
+        condition |= Q(names__value__in=names)
+    if identifiers:
+        condition |= Q(identifiers__value__in=identifiers)
+    return list(RestrictedParty.objects.filter(condition, active=True).distinct().order_by("name"))
+
+
+def firm_is_restricted(firm: MemberFirm) -> bool:
+    return bool(firm_screen(firm))
+
+
+def buyer_type_of(firm: MemberFirm) -> str:
+    return "foreign_authority" if firm.is_judicial_authority else "commercial"
+
+
+def admission_screening(firm: MemberFirm) -> list[str]:
+    """The admission check compliance registers with the core (exchange.admission)."""
+    matches = firm_screen(firm)
+    if not matches:
+        return []
+    return [
+        _("%(firm)s matches the restricted party %(party)s (%(source)s).")
+        % {"firm": firm, "party": party.name, "source": party.source_list}
+        for party in matches
+    ]
+
+
+def _index(party: RestrictedParty, identifiers: list[tuple[str, str]]) -> None:
+    party.names.all().delete()
+    names = {normalise_name(n) for n in [party.name, *party.aliases]} - {""}
+    RestrictedPartyName.objects.bulk_create([RestrictedPartyName(party=party, value=n) for n in sorted(names)])
+    party.identifiers.all().delete()
+    RestrictedPartyIdentifier.objects.bulk_create(
+        [
+            RestrictedPartyIdentifier(party=party, scheme=scheme, value=value)
+            for scheme, value in sorted(set(identifiers))
+        ]
+    )
+
+
+@transaction.atomic
+def party_save(
+    *, party: RestrictedParty, identifiers: list[tuple[str, str]] | None = None, actor: Any
+) -> RestrictedParty:
+    """Create or change a party and re-index its names (and identifiers, when given)."""
+    party.name_normalised = normalise_name(party.name)
+    party.full_clean()
+    creating = party._state.adding
+    party.save()
+    if identifiers is None:
+        identifiers = list(party.identifiers.values_list("scheme", "value"))
+    _index(party, [(s, normalise_identifier(v)) for s, v in identifiers if normalise_identifier(v)])
+    audit_record(
+        actor=actor,
+        verb="compliance.party_created" if creating else "compliance.party_changed",
+        target=party,
+        payload={"name": party.name, "source_list": party.source_list, "active": party.active},
+    )
+    return party
+
+
+def parse_identifiers(text: str) -> list[tuple[str, str]]:
+    """`LEI:5493...; USCC:9131...; OFAC-123` -> [(scheme, value)]; an unprefixed value is `other`."""
+    result = []
+    for chunk in re.split(r"[;|]", text or ""):
+        chunk = chunk.strip()
+        if not chunk:
+            continue
+        scheme, _sep, value = chunk.partition(":")
+        scheme = scheme.strip().lower()
+        if value and scheme in RestrictedPartyIdentifier.Scheme.values:
+            result.append((scheme, value.strip()))
+        else:
+            result.append((RestrictedPartyIdentifier.Scheme.OTHER, chunk))
+    return result
+
+
+@dataclass(frozen=True)
+class PartyImportResult:
+    created: int
+    updated: int
+
+
+@transaction.atomic
+def parties_import(*, content: bytes, actor: Any) -> PartyImportResult:
+    """Load restricted parties from CSV, all or nothing; a row whose source list and normalised name exist
+    updates that party. Columns: name, country, source_list, and optionally aliases (`;`-separated),
+    identifiers (`LEI:...; USCC:...`), listed_on (YYYY-MM-DD), notes."""
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ApplicationError(_("The file is not UTF-8 text."), code="csv_invalid") from None
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ApplicationError(
+            _("The CSV lacks the columns: %(columns)s.") % {"columns": ", ".join(missing)}, code="csv_invalid"
+        )
+    errors, rows = [], []
+    for line, row in enumerate(reader, start=2):
+        problems = []
+        name = (row.get("name") or "").strip()
+        if not normalise_name(name):
+            problems.append(_("no name"))
+        country = (row.get("country") or "").strip().upper()
+        if country and country not in ISO_COUNTRIES:
+            problems.append(_("unknown country %(value)r") % {"value": country})
+        source = (row.get("source_list") or "").strip()
+        if not source:
+            problems.append(_("no source list"))
+        listed_on = None
+        if (row.get("listed_on") or "").strip():
+            try:
+                listed_on = date.fromisoformat(row["listed_on"].strip())
+            except ValueError:
+                problems.append(_("listed_on is not a date (YYYY-MM-DD)"))
+        if problems:
+            errors.append(_("line %(line)d: %(problems)s") % {"line": line, "problems": "; ".join(problems)})
+            continue
+        aliases = [a.strip() for a in (row.get("aliases") or "").split(";") if a.strip()]
+        rows.append((name, country, source, aliases, parse_identifiers(row.get("identifiers") or ""), listed_on, row))
+    if errors:
+        raise ApplicationError(" ".join(errors), code="csv_invalid", details={"lines": errors})
+    if not rows:
+        raise ApplicationError(_("The CSV has no rows."), code="csv_invalid")
+    created = updated = 0
+    for name, country, source, aliases, identifiers, listed_on, row in rows:
+        party = RestrictedParty.objects.filter(source_list=source, name_normalised=normalise_name(name)).first()
+        if party is None:
+            party = RestrictedParty(source_list=source)
+            created += 1
+        else:
+            updated += 1
+        party.name, party.country, party.aliases, party.listed_on = name, country, aliases, listed_on
+        party.notes = (row.get("notes") or "").strip()
+        party.active = True
+        party_save(party=party, identifiers=identifiers, actor=actor)
+    return PartyImportResult(created=created, updated=updated)

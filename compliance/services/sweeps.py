@@ -1,0 +1,144 @@
+"""The daily compliance sweep: expire filings, send reminders, re-assess listings when the rules or a zone's
+list change, and catch up on revisions whose assessment task was lost. Every step is idempotent."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from typing import Any
+
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
+
+from exchange.models import Board, Membership
+from exchange.services import audit_record
+from listings.models import DataProduct, ListingStatus, Revision
+
+from .. import rules
+from ..models import Assessment, ComplianceCase, FilingReminder
+from .cases import case_open, cases_recheck_for_exporter, listing_subject
+from .filings import Reminder, filings_expire, reminders_due
+from .ftz import ftz_inputs
+from .listing import _holds, _record, listing_assess
+
+log = logging.getLogger(__name__)
+
+REMINDER_TEXT = {
+    "extension-window": "The extension window of %(filing)s is open: request the extension before %(date)s.",
+    "reapply": "Re-apply for %(filing)s now: it lapses on %(date)s.",
+    "receipt": "File the standard contract %(filing)s with the provincial CAC and upload the receipt by %(date)s.",
+}
+
+
+def _reminder_send(reminder: Reminder) -> bool:
+    """Send one reminder once (a unique row per filing and lead); False when it was already sent."""
+    filing = reminder.filing
+    try:
+        with transaction.atomic():
+            FilingReminder.objects.create(filing=filing, lead=reminder.lead, due_on=reminder.due_on)
+            audit_record(
+                actor=None,
+                verb="compliance.filing_reminder",
+                target=filing,
+                payload={"lead": reminder.lead, "due_on": reminder.due_on.isoformat()},
+            )
+    except IntegrityError:
+        return False
+    label = f"{filing.get_kind_display()} {filing.reference}"
+    template = REMINDER_TEXT.get(reminder.lead, "%(filing)s lapses on %(date)s: file its renewal in time.")
+    recipients = list(
+        Membership.objects.filter(firm=filing.exporter_id, role=Membership.Role.FIRM_ADMIN).values_list(
+            "user__email", flat=True
+        )
+    )
+    if recipients:
+        send_mail(
+            subject=_("Compliance reminder: %(filing)s") % {"filing": label},
+            message=template % {"filing": label, "date": reminder.due_on.isoformat()},
+            from_email=None,
+            recipient_list=recipients,
+            fail_silently=True,  # the reminder is on record and on the compliance page either way
+        )
+    return True
+
+
+def listings_reassess(*, today: date) -> list[int]:
+    """Re-decide listed international products whose latest listing assessment was made under another rule
+    version or zone list; flag (open the listing case of) those now prohibited or held. Returns flagged ids."""
+    flagged = []
+    products = DataProduct.objects.filter(
+        board__code=Board.Code.INTERNATIONAL,
+        listing_status__in=[ListingStatus.LISTED, ListingStatus.SUSPENDED],
+        listed_revision__isnull=False,
+    ).select_related("listed_revision__category", "provider", "board")
+    for product in products:
+        revision = product.listed_revision
+        latest = (
+            Assessment.objects.filter(
+                product=product, purpose=Assessment.Purpose.LISTING, revision_number=revision.number
+            )
+            .order_by("-created_at", "-pk")
+            .first()
+        )
+        ftz = ftz_inputs(exporter=product.provider, revision=revision, day=today)
+        current_ftz = ftz.list_label if ftz else ""
+        if latest is not None and latest.rule_version == rules.RULE_VERSION and latest.ftz_list_version == current_ftz:
+            continue
+        with transaction.atomic():
+            revision.product = product
+            recorded = _record(revision)
+            bad = [a for d, a in recorded if d.decision["decision"] == "prohibited"] or _holds(recorded)
+            if bad:
+                case = case_open(
+                    kind=ComplianceCase.Kind.LISTING,
+                    subject=listing_subject(product, revision.number) + ":reassessed",
+                    product=product,
+                    revision_number=revision.number,
+                    assessment=bad[0],
+                    missing=[{"kind": "officer_review", "alternatives": []}],
+                    destination=bad[0].destination,
+                )
+                flagged.append(product.pk)
+                log.info("listing_flagged product=%s case=%s", product.pk, case.pk)
+    return flagged
+
+
+def submitted_revisions_assess() -> int:
+    """Assess submitted international revisions with nothing on file (their task may have been lost)."""
+    done = 0
+    pending = Revision.objects.filter(
+        product__board__code=Board.Code.INTERNATIONAL,
+        status__in=[Revision.Status.SUBMITTED, Revision.Status.IN_REVIEW],
+    )
+    for revision in pending:
+        exists = Assessment.objects.filter(
+            product=revision.product_id, purpose=Assessment.Purpose.LISTING, revision_number=revision.number
+        ).exists()
+        if not exists:
+            listing_assess(revision=revision)
+            done += 1
+    return done
+
+
+def compliance_daily(*, today: date) -> dict[str, Any]:
+    expired = filings_expire(today=today)
+    sent = sum(_reminder_send(r) for r in reminders_due(today=today))
+    assessed = submitted_revisions_assess()
+    flagged = listings_reassess(today=today)
+    exporters = {
+        c.product.provider
+        for c in ComplianceCase.objects.filter(status=ComplianceCase.Status.OPEN, kind=ComplianceCase.Kind.TRADE)
+        .select_related("product__provider")
+        .only("product__provider")
+    }
+    rechecked = sum(len(cases_recheck_for_exporter(exporter=e)) for e in exporters)
+    result = {
+        "expired": len(expired),
+        "reminders": sent,
+        "assessed": assessed,
+        "flagged": len(flagged),
+        "cleared_cases": rechecked,
+    }
+    log.info("compliance_daily %s", " ".join(f"{k}={v}" for k, v in result.items()))
+    return result
