@@ -335,6 +335,9 @@ LOGGING = {
         "axes": {"level": "WARNING"},
     },
 }
+if CELERY_TASK_ALWAYS_EAGER:
+    # In-process tasks (the embedded default): a line per task and kombu's missing-broker notice are noise.
+    LOGGING["loggers"].update({"celery.app.trace": {"level": "WARNING"}, "kombu": {"level": "ERROR"}})
 
 # --- The exchange's own settings ---------------------------------------------------------------
 # API keys expire after this many days unless their creator picks another date.

@@ -598,6 +598,7 @@ class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     "sensitive_personal_info_subjects",
                     "origin_countries",
                     "origin_region",
+                    "export_destinations",
                     "coverage_start",
                     "coverage_end",
                     "coverage_geography",

@@ -149,6 +149,9 @@ class RevisionOutputSerializer(serializers.Serializer):
     origin = serializers.CharField(help_text="`cn`, `foreign_only` or `mixed`, as the compliance rules take it.")
     origin_countries = serializers.ListField(child=serializers.CharField())
     origin_region = serializers.CharField()
+    export_destinations = serializers.ListField(
+        child=serializers.CharField(), help_text="Where buyers may receive it; empty means every country."
+    )
     coverage_start = serializers.DateField(allow_null=True)
     coverage_end = serializers.DateField(allow_null=True)
     coverage_geography = serializers.CharField()
@@ -544,6 +547,9 @@ class ContentInputSerializer(serializers.Serializer):
     sensitive_personal_info_subjects = serializers.IntegerField(min_value=0, max_value=10**15, required=False)
     origin_countries = serializers.ListField(child=serializers.CharField(max_length=2), max_length=300)
     origin_region = serializers.CharField(max_length=200, allow_blank=True, required=False)
+    export_destinations = serializers.ListField(
+        child=serializers.CharField(max_length=2), max_length=300, required=False
+    )
     coverage_start = serializers.DateField(allow_null=True, required=False)
     coverage_end = serializers.DateField(allow_null=True, required=False)
     coverage_geography = serializers.CharField(max_length=200, allow_blank=True, required=False)

@@ -148,6 +148,12 @@ class ProductContentForm(forms.Form):
         help_text=_("ISO 3166-1 alpha-2 codes separated by commas, e.g. CN, SG."),
     )
     origin_region = forms.CharField(label=_("Region of collection"), max_length=200, required=False)
+    export_destinations = forms.CharField(
+        label=_("Destination countries"),
+        max_length=1000,
+        required=False,
+        help_text=_("Where buyers may receive it: ISO codes separated by commas; empty for every country."),
+    )
     coverage_start = forms.DateField(
         label=_("Coverage from"), required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
@@ -200,6 +206,7 @@ class ProductContentForm(forms.Form):
             category=revision.category_id,
             tags=", ".join(revision.tags),
             origin_countries=", ".join(revision.origin_countries),
+            export_destinations=", ".join(revision.export_destinations),
             purposes="\n".join(terms.get("purposes", [])),
             territories=", ".join(terms.get("territories", [])),
             duration_months=terms.get("duration_months"),
@@ -213,6 +220,9 @@ class ProductContentForm(forms.Form):
 
     def clean_origin_countries(self) -> list[str]:
         return _reuse(validation.clean_origin_countries, _split(self.cleaned_data["origin_countries"], ",， "))
+
+    def clean_export_destinations(self) -> list[str]:
+        return _reuse(validation.clean_export_destinations, _split(self.cleaned_data["export_destinations"], ",， "))
 
     def clean_purposes(self) -> list[str]:
         return [line.strip() for line in self.cleaned_data["purposes"].splitlines() if line.strip()]
@@ -264,8 +274,8 @@ CONTENT_FROM_FORM = (
     "title_en", "title_zh", "summary_en", "summary_zh", "description_en", "description_zh",
     "category", "tags", "classification", "important_source",
     "contains_personal_info", "personal_info_subjects", "sensitive_personal_info_subjects",
-    "origin_countries", "origin_region", "coverage_start", "coverage_end", "coverage_geography",
-    "update_frequency", "volume", "delivery_modes", "licence_en", "licence_zh", "requires_approval",
+    "origin_countries", "origin_region", "export_destinations", "coverage_start", "coverage_end",
+    "coverage_geography", "update_frequency", "volume", "delivery_modes", "licence_en", "licence_zh", "requires_approval",
 )  # fmt: skip
 
 

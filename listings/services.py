@@ -139,6 +139,7 @@ def _clean_content(fields: dict[str, Any]) -> dict[str, Any]:
         "delivery_modes": validation.clean_delivery_modes,
         "tags": validation.clean_tags,
         "origin_countries": validation.clean_origin_countries,
+        "export_destinations": validation.clean_export_destinations,
     }
     for name, cleaner in cleaners.items():
         if name in cleaned:

@@ -164,6 +164,23 @@ def clean_origin_countries(value: Any) -> list[str]:
     return codes
 
 
+def clean_export_destinations(value: Any) -> list[str]:
+    """Where buyers may receive the product; an empty list means every country."""
+    if value in (None, ""):
+        return []
+    if not isinstance(value, list):
+        raise field_error("export_destinations", _("A list of country codes."), "destinations_invalid")
+    codes = sorted({str(c).strip().upper() for c in value if str(c).strip()})
+    unknown = [c for c in codes if c not in countries]
+    if unknown:
+        raise field_error(
+            "export_destinations",
+            _("Unknown country: %(codes)s.") % {"codes": ", ".join(unknown[:5])},
+            "destinations_invalid",
+        )
+    return codes
+
+
 # --- Samples ------------------------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from listings.models import DataProduct
 from ..models import Assessment, ComplianceCase, ComplianceCaseEvent
 
 DECIDE_PERM = "compliance.decide_compliancecase"
+OFFICER_REVIEW = "officer_review"  # the `missing` item of a hold that an officer's decision releases
 
 
 def listing_subject(product: DataProduct, revision_number: int) -> str:
@@ -114,10 +115,14 @@ def case_clear(*, case: ComplianceCase, actor: User, resolution: str) -> Complia
     _require_officer(actor)
     if not resolution.strip():
         raise ApplicationError(_("Write the reasons for the decision: they are the record."), code="reason_required")
-    if case.missing:
+    if case.status != ComplianceCase.Status.OPEN:
+        raise InvalidTransition(_("This case is already closed."))
+    evidence = [m["kind"] for m in case.missing if m["kind"] != OFFICER_REVIEW]
+    if evidence:
+        # A trade held for want of documents is released by the documents, accepted, not by a decision.
         raise ApplicationError(
             _("Evidence is still missing (%(kinds)s): accept the filings; the case then clears itself.")
-            % {"kinds": ", ".join(m["kind"] for m in case.missing)},
+            % {"kinds": ", ".join(evidence)},
             code="evidence_missing",
         )
     return _close(case, ComplianceCase.Status.CLEARED, actor=actor, resolution=resolution.strip())

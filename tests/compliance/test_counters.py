@@ -86,8 +86,11 @@ class TestCounting:
         stored = Assessment.objects.get(pk=decided.assessment.pk)
         assert stored.decision == "contract_or_certification" and stored.rules == ["R15", "A10"]
         assert stored.inputs["trade"] == {
-        "buyer_country": "SG", "delivery": "file", "buyer_type": "commercial", "buyer_restricted": False
-    }
+            "buyer_country": "SG",
+            "delivery": "file",
+            "buyer_type": "commercial",
+            "buyer_restricted": False,
+        }
         assert stored.rule_version and stored.product == product and stored.revision_number == 1
 
     def test_a_domestic_buyer_exports_nothing(self, provider, reviewer, domestic):

@@ -1,0 +1,91 @@
+"""The daily compliance sweep: expiry, reminders (each once), re-assessment when the rules or lists change."""
+
+from datetime import date
+
+import pytest
+from django.core import mail
+
+from compliance import rules, services
+from compliance.calendar import add_working_days, extension_window_opens
+from compliance.models import Assessment, ComplianceCase, EvidenceKind, FilingReminder
+from compliance.tasks import compliance_daily_task, listing_assess_task
+from listings import services as listing_services
+from listings.models import Revision
+from tests.compliance.factories import filing
+from tests.factories import draft_product, listed_product
+
+pytestmark = pytest.mark.django_db
+
+
+def test_reminders_go_once_per_lead_to_the_firms_administrators(provider, officer, settings):
+    settings.COMPLIANCE_REMINDER_DAYS = [90, 30, 7]
+    certificate = filing(provider, EvidenceKind.CERTIFICATION, issued_on=date(2023, 12, 1), accepted_by=officer)
+    assert certificate.expires_on == date(2026, 12, 1)
+    # 25 days before expiry: the 30-day reminder, and the certificate's re-application window (6 months)
+    services.compliance_daily(today=date(2026, 11, 6))
+    assert sorted(FilingReminder.objects.values_list("lead", flat=True)) == ["expiry-30", "reapply"]
+    assert len(mail.outbox) == 2 and mail.outbox[0].to == [provider.email]
+    # the next day nothing new; a week before, the 7-day one
+    services.compliance_daily(today=date(2026, 11, 7))
+    assert len(mail.outbox) == 2
+    services.compliance_daily(today=date(2026, 11, 25))
+    assert sorted(FilingReminder.objects.values_list("lead", flat=True)) == ["expiry-30", "expiry-7", "reapply"]
+
+
+def test_a_security_assessment_is_reminded_when_its_extension_window_opens(provider, officer):
+    approval = filing(provider, EvidenceKind.SECURITY_ASSESSMENT, issued_on=date(2024, 3, 1), accepted_by=officer)
+    window = extension_window_opens(approval.expires_on)
+    services.compliance_daily(today=add_working_days(window, -1))
+    assert not FilingReminder.objects.filter(filing=approval, lead="extension-window").exists()
+    services.compliance_daily(today=window)
+    leads = set(FilingReminder.objects.filter(filing=approval).values_list("lead", flat=True))
+    assert "extension-window" in leads
+    assert "extension window" in mail.outbox[-1].body
+
+
+def test_a_contract_is_reminded_of_its_receipt(provider, officer):
+    contract = filing(provider, EvidenceKind.STANDARD_CONTRACT, issued_on=date(2026, 11, 2), accepted_by=officer)
+    services.compliance_daily(today=date(2026, 11, 5))
+    reminder = FilingReminder.objects.get(filing=contract, lead="receipt")
+    assert reminder.due_on == contract.receipt_due_on
+
+
+def test_the_task_is_idempotent(provider, officer):
+    filing(provider, EvidenceKind.CERTIFICATION, issued_on=date(2020, 1, 1), accepted_by=officer)
+    first = compliance_daily_task.apply().get()
+    second = compliance_daily_task.apply().get()
+    assert first["expired"] == 1 and second["expired"] == 0 and second["reminders"] == 0
+
+
+def test_a_rule_change_re_assesses_listed_products_and_flags_the_ones_now_held(provider, reviewer, monkeypatch):
+    product = listed_product(provider, reviewer)
+    before = Assessment.objects.filter(product=product, purpose="listing").count()
+    # nothing changed: nothing is decided again
+    assert services.compliance_daily(today=date(2026, 6, 1))["flagged"] == 0
+    assert Assessment.objects.filter(product=product, purpose="listing").count() == before
+    # when a new rule version holds this kind of product for review (here: US-origin data, R4)
+    monkeypatch.setattr(rules, "RULE_VERSION", "2027.1")
+    Revision.objects.filter(pk=product.listed_revision_id).update(origin_countries=["US"])
+    result = services.compliance_daily(today=date(2026, 6, 1))
+    # then the product is decided again under the new version and flagged with a listing case
+    assert result["flagged"] == 1
+    assert Assessment.objects.filter(product=product, purpose="listing", rule_version="2027.1").count() == 3
+    case = ComplianceCase.objects.get(product=product)
+    assert case.kind == "listing" and case.subject.endswith(":reassessed") and case.rules[0] == "R4"
+    # and running again changes nothing more
+    assert services.compliance_daily(today=date(2026, 6, 1))["flagged"] == 0
+    assert ComplianceCase.objects.count() == 1
+
+
+def test_a_revision_whose_assessment_task_was_lost_is_assessed(provider, reviewer):
+    product = draft_product(provider)
+    listing_services.product_submit(product=product, actor=provider)  # its on_commit task never ran here
+    assert services.compliance_daily(today=date(2026, 6, 1))["assessed"] == 1
+    assert services.compliance_daily(today=date(2026, 6, 1))["assessed"] == 0
+
+
+def test_the_assessment_task_takes_an_id_and_tolerates_a_missing_one(provider):
+    product = draft_product(provider)
+    listing_services.product_submit(product=product, actor=provider)
+    assert listing_assess_task.apply(args=[product.revisions.get().pk]).get() == 3
+    assert listing_assess_task.apply(args=[10**9]).get() == 0

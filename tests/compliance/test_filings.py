@@ -1,0 +1,132 @@
+"""Filings through the services: who files, what is checked, validity by kind, officer decisions."""
+
+from datetime import date
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from compliance import services
+from compliance.models import EvidenceKind, Filing
+from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed
+from exchange.models import AuditEvent
+from tests.compliance.factories import PDF, filing
+from tests.factories import MemberFirmFactory, admit, listed_product, member
+
+pytestmark = pytest.mark.django_db
+
+
+def test_validity_by_kind(provider, settings):
+    settings.COMPLIANCE_REPORT_VALIDITY_MONTHS = 12
+    issued = date(2026, 2, 28)
+    assert filing(provider, EvidenceKind.SECURITY_ASSESSMENT, issued_on=issued).expires_on == date(2029, 2, 28)
+    assert filing(provider, EvidenceKind.CERTIFICATION, issued_on=issued).expires_on == date(2029, 2, 28)
+    assert filing(provider, EvidenceKind.COMPLIANCE_REPORT, issued_on=issued).expires_on == date(2027, 2, 28)
+    assert filing(provider, EvidenceKind.PIPIA_REPORT, issued_on=issued).expires_on is None
+    # a stated expiry for a kind the law fixes is ignored; for the others it is kept
+    assert filing(
+        provider, EvidenceKind.SECURITY_ASSESSMENT, issued_on=issued, expires_on=date(2040, 1, 1)
+    ).expires_on == date(2029, 2, 28)
+    assert filing(provider, EvidenceKind.EU_SCC, issued_on=issued, expires_on=date(2028, 1, 1)).expires_on == date(
+        2028, 1, 1
+    )
+
+
+def test_a_leap_day_issue_lapses_on_28_february(provider):
+    assert filing(provider, EvidenceKind.SECURITY_ASSESSMENT, issued_on=date(2028, 2, 29)).expires_on == date(
+        2031, 2, 28
+    )
+
+
+def test_submission_is_audited_and_waits_for_an_officer(provider):
+    result = filing(provider, EvidenceKind.PIPIA_REPORT)
+    assert result.status == Filing.Status.SUBMITTED and result.decided_by is None
+    assert result.document.name.startswith(f"filings/{result.exporter_id}/pipia_report-")
+    event = AuditEvent.objects.filter(verb="compliance.filing_submitted").get()
+    assert event.payload["kind"] == "pipia_report" and event.payload["products"] == "all"
+
+
+@pytest.mark.parametrize(
+    "name, content, field",
+    [
+        ("contract.exe", PDF, "document"),
+        ("contract.pdf", b"MZ\x90\x00 not a pdf", "document"),
+        ("contract.pdf", b"", "document"),
+    ],
+)
+def test_bad_documents_are_refused(provider, name, content, field):
+    with pytest.raises(ValidationError) as exc:
+        filing(provider, EvidenceKind.PIPIA_REPORT, document_name=name, document=content)
+    assert field in exc.value.message_dict
+    assert not Filing.objects.exists()
+
+
+def test_a_document_over_the_limit_is_refused(provider, settings):
+    settings.COMPLIANCE_FILING_MAX_BYTES = 100
+    with pytest.raises(ValidationError):
+        filing(provider, EvidenceKind.PIPIA_REPORT, document=PDF + b"x" * 200)
+
+
+def test_scope_must_be_the_firms_own_products_and_real_countries(provider, reviewer, superuser):
+    other_provider = member(admit(MemberFirmFactory(role="provider"), "international"), "firm_admin")
+    theirs = listed_product(other_provider, reviewer)
+    with pytest.raises(ValidationError) as exc:
+        filing(provider, EvidenceKind.PIPIA_REPORT, products=[theirs])
+    assert "products" in exc.value.message_dict
+    with pytest.raises(ValidationError) as exc:
+        filing(provider, EvidenceKind.PIPIA_REPORT, destinations=["SG", "XX"])
+    assert "destinations" in exc.value.message_dict
+    assert not Filing.objects.exists()
+
+
+def test_only_the_firms_admins_and_traders_file(provider, international, superuser):
+    analyst = member(provider.membership.firm, "analyst")
+    with pytest.raises(NotAllowed):
+        filing(analyst, EvidenceKind.PIPIA_REPORT)
+    with pytest.raises(NotAllowed):
+        services.filing_submit(
+            exporter=provider.membership.firm, actor=international, kind="pipia_report", reference="X",
+            issued_on=date(2026, 1, 1), document_name="a.pdf", document=PDF, all_products=True,
+        )  # fmt: skip
+
+
+def test_officer_decisions_and_their_transitions(provider, officer, reviewer):
+    item = filing(provider, EvidenceKind.CERTIFICATION)
+    with pytest.raises(NotAllowed):
+        services.filing_accept(filing=item, actor=reviewer)
+    with pytest.raises(ApplicationError):
+        services.filing_reject(filing=item, actor=officer, reason=" ")
+    rejected = services.filing_reject(filing=item, actor=officer, reason="The certificate number does not verify.")
+    assert rejected.status == "rejected" and rejected.decided_by == officer
+    assert rejected.decision_reason == "The certificate number does not verify."
+    with pytest.raises(InvalidTransition):
+        services.filing_accept(filing=rejected, actor=officer)
+
+
+def test_a_stale_decision_is_refused(provider, officer):
+    item = filing(provider, EvidenceKind.CERTIFICATION)
+    stale = Filing.objects.get(pk=item.pk)
+    services.filing_accept(filing=item, actor=officer)
+    with pytest.raises(InvalidTransition):
+        services.filing_reject(filing=stale, actor=officer, reason="Too late.")
+    assert Filing.objects.get(pk=item.pk).status == "accepted"
+
+
+def test_the_receipt_belongs_to_standard_contracts_only(provider, officer):
+    report = filing(provider, EvidenceKind.PIPIA_REPORT)
+    with pytest.raises(ApplicationError):
+        services.filing_add_receipt(
+            filing=report, actor=provider, receipt_reference="R", receipt_filed_on=date(2026, 2, 1)
+        )
+    contract = filing(provider, EvidenceKind.STANDARD_CONTRACT, issued_on=date(2026, 3, 2))
+    with pytest.raises(ValidationError):
+        services.filing_add_receipt(
+            filing=contract, actor=provider, receipt_reference="R", receipt_filed_on=date(2026, 3, 1)
+        )
+
+
+def test_filings_expire_once(provider, officer):
+    item = filing(provider, EvidenceKind.CERTIFICATION, issued_on=date(2023, 5, 1), accepted_by=officer)
+    assert services.filings_expire(today=date(2026, 4, 30)) == []
+    assert services.filings_expire(today=date(2026, 5, 1)) == [item.pk]
+    assert services.filings_expire(today=date(2026, 5, 2)) == []
+    assert Filing.objects.get(pk=item.pk).status == "expired"
