@@ -159,7 +159,7 @@ class EvidenceKind(models.TextChoices):
     """The evidence items of the specification; the values are the engine's `evidence[].kind`."""
 
     SECURITY_ASSESSMENT = "security_assessment", _("CAC security assessment approval")
-    STANDARD_CONTRACT = "standard_contract", _("standard contract (with its filing receipt)")
+    STANDARD_CONTRACT = "standard_contract", _("standard contract")
     CERTIFICATION = "certification", _("PI protection certificate")
     PIPIA_REPORT = "pipia_report", _("PI protection impact assessment (PIPIA) report")
     CONSENT_RECORD = "consent_record", _("notice and separate-consent record")
@@ -284,6 +284,7 @@ class Filing(models.Model):
             models.CheckConstraint(
                 condition=models.Q(expires_on__isnull=True) | models.Q(expires_on__gt=models.F("issued_on")),
                 name="filing_expires_after_issue",
+                violation_error_message=_("It must expire after the day it was issued."),
             ),
             models.CheckConstraint(
                 condition=models.Q(status__in=["submitted", "accepted", "rejected", "expired", "revoked"]),
@@ -440,7 +441,9 @@ class FtzList(models.Model):
 
     @property
     def label(self) -> str:
-        return f"{self.zone}:{self.version}"
+        """The list as a decision used it: its edition, and when its content last changed (items included),
+        so that an edit in the admin or an import re-assesses the products it concerns (the daily sweep)."""
+        return f"{self.zone}:{self.version}@{self.updated_at:%Y-%m-%dT%H:%M:%S.%f}"
 
 
 class FtzListItem(models.Model):

@@ -17,7 +17,7 @@ from listings.models import DataProduct, ListingStatus
 
 from .models import ComplianceCase, ExportCounter, Filing
 from .services.counters import SHANGHAI, shanghai_year
-from .services.gate import Clearance, evidence_check, trade_precheck
+from .services.gate import Clearance, evidence_check, filings_on_record, trade_precheck
 from .services.listing import listing_decide
 
 
@@ -96,9 +96,18 @@ def products_affected(*, firm_id: int, day: date | None = None) -> list[Affected
         listed_revision__isnull=False,
     ).select_related("listed_revision__category", "provider", "board")
     affected = []
+    products = list(products)
+    if not products:
+        return affected
+    exporter = products[0].provider
+    year = shanghai_year(day)
+    counter = ExportCounter.objects.filter(exporter=exporter, year=year).first() or ExportCounter(
+        exporter=exporter, year=year
+    )
+    filings = filings_on_record(exporter=exporter)
     for product in products:
         revision = product.listed_revision
-        for decided in listing_decide(revision=revision, day=day):
+        for decided in listing_decide(revision=revision, day=day, counter=counter):
             outcome = decided.decision["decision"]
             if outcome in ("no_transfer", "prohibited"):
                 continue
@@ -109,6 +118,7 @@ def products_affected(*, firm_id: int, day: date | None = None) -> list[Affected
                 revision=revision,
                 destination=decided.destination,
                 day=day,
+                filings=filings,
             )
             if missing:
                 affected.append(AffectedProduct(product, decided.destination, outcome, missing))
@@ -119,7 +129,7 @@ def product_verdict_for_user(*, user: Any, product: DataProduct) -> Clearance | 
     """The verdict a member's firm would get buying the product today (None when there is none to give:
     not logged in as a member, not an international product, not listed, or the firm's own product)."""
     firm: MemberFirm | None = user_firm(user)
-    if firm is None or product.listed_revision_id is None or product.provider_id == firm.pk:
+    if firm is None or product.listing_status != ListingStatus.LISTED or product.provider_id == firm.pk:
         return None
     if product.board.code != Board.Code.INTERNATIONAL:
         return None

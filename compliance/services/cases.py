@@ -146,6 +146,9 @@ def case_assign(*, case: ComplianceCase, actor: User, officer: User | None) -> C
     ComplianceCase.objects.filter(pk=case.pk).update(assigned_to=officer)
     case.refresh_from_db()
     _event(case, ComplianceCaseEvent.Kind.ASSIGNED, actor, officer=officer.email if officer else None)
+    audit_record(
+        actor=actor, verb="compliance.case_assigned", target=case, payload={"officer": officer.pk if officer else None}
+    )
     return case
 
 
@@ -168,8 +171,8 @@ def cases_recheck_for_exporter(*, exporter: MemberFirm) -> list[int]:
         status=ComplianceCase.Status.OPEN, kind=ComplianceCase.Kind.TRADE, product__provider=exporter
     ).select_related("product__listed_revision", "product__provider", "buyer_firm", "assessment")
     for case in open_cases:
-        if not case.missing or case.product.listed_revision is None:
-            continue
+        if not any(m["kind"] != OFFICER_REVIEW for m in case.missing) or case.product.listed_revision is None:
+            continue  # nothing to file: an officer decides it
         if case.product.listed_revision.number != case.revision_number:
             continue  # a new revision is traded now: the old subject's case stays for the record
         check = trade_precheck(

@@ -17,7 +17,9 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
+from exchange.exceptions import ApplicationError
 from exchange.models import MemberFirm
 from exchange.services import audit_record
 from listings.models import DataProduct, Revision
@@ -136,8 +138,16 @@ def trade_inputs(
     recorded); without it, the counter is read as it stands (a pre-check, which records nothing).
     """
     revision = product.listed_revision
-    if revision is None:
-        raise ValueError("only a listed product is traded")
+    if revision is None or product.listing_status != "listed":
+        raise ApplicationError(_("Only a listed product can be traded."), code="not_listed")
+    if delivery not in DELIVERY:
+        raise ApplicationError(_("Unknown delivery mode."), code="delivery_invalid")
+    if revision.delivery_modes and delivery not in revision.delivery_modes:
+        raise ApplicationError(
+            _("This product is not delivered that way (offered: %(modes)s).")
+            % {"modes": ", ".join(revision.delivery_modes)},
+            code="delivery_not_offered",
+        )
     exporter = product.provider
     year = shanghai_year(as_of)
     if lock:

@@ -36,6 +36,7 @@ from ..models import PER_REVISION_KINDS, EvidenceKind, Filing
 from ..rules import ISO_COUNTRIES
 
 FILER_ROLES = (Membership.Role.FIRM_ADMIN, Membership.Role.TRADER)
+EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)
 DECIDE_PERM = "compliance.review_filing"
 # Magic bytes of the document formats accepted (COMPLIANCE_FILING_EXTENSIONS): a renamed file is refused.
 SIGNATURES = {"pdf": (b"%PDF-",), "png": (b"\x89PNG\r\n\x1a\n",), "jpg": (b"\xff\xd8\xff",), "jpeg": (b"\xff\xd8\xff",)}
@@ -77,6 +78,9 @@ def _require_filer(user: User, firm: MemberFirm) -> None:
     membership = user_membership(user)
     if membership is None or membership.firm_id != firm.pk or membership.role not in FILER_ROLES:
         raise NotAllowed(_("Only the firm's administrators and traders may file evidence for it."))
+    if firm.role not in (MemberFirm.Role.PROVIDER, MemberFirm.Role.BOTH):
+        # Evidence is the exporter's: a firm that only buys has nothing to file.
+        raise NotAllowed(_("Only providers file compliance evidence."))
 
 
 def _require_officer(user: User) -> None:
@@ -84,29 +88,25 @@ def _require_officer(user: User) -> None:
         raise NotAllowed(_("Only compliance officers decide on filings."))
 
 
+def _field_error(field: str, message: str, code: str) -> ValidationError:
+    # A nested ValidationError keeps its code (a dict's top-level `code=` is dropped by Django).
+    return ValidationError({field: ValidationError(message, code=code)})
+
+
 def _clean_document(name: str, content: bytes) -> str:
     extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     allowed = settings.COMPLIANCE_FILING_EXTENSIONS
     if extension not in allowed:
-        raise ValidationError(
-            {"document": _("Upload the document as %(formats)s.") % {"formats": ", ".join(allowed).upper()}},
-            code="document_format",
-        )
+        message = _("Upload the document as %(formats)s.") % {"formats": ", ".join(allowed).upper()}
+        raise _field_error("document", message, "document_format")
     if not content:
-        raise ValidationError({"document": _("The document is empty.")}, code="document_empty")
+        raise _field_error("document", _("The document is empty."), "document_empty")
     if len(content) > settings.COMPLIANCE_FILING_MAX_BYTES:
-        raise ValidationError(
-            {
-                "document": _("The document is larger than %(mb)d MB.")
-                % {"mb": settings.COMPLIANCE_FILING_MAX_BYTES // 2**20}
-            },
-            code="document_too_large",
-        )
+        message = _("The document is larger than %(mb)d MB.") % {"mb": settings.COMPLIANCE_FILING_MAX_BYTES // 2**20}
+        raise _field_error("document", message, "document_too_large")
     if not content.startswith(SIGNATURES[extension]):
-        raise ValidationError(
-            {"document": _("The file is not a %(format)s document.") % {"format": extension.upper()}},
-            code="document_format",
-        )
+        message = _("The file is not a %(format)s document.") % {"format": extension.upper()}
+        raise _field_error("document", message, "document_format")
     return extension
 
 
@@ -114,11 +114,19 @@ def _clean_destinations(values: list[str]) -> list[str]:
     codes = sorted({str(v).strip().upper() for v in values if str(v).strip()})
     unknown = [c for c in codes if c not in ISO_COUNTRIES]
     if unknown:
-        raise ValidationError(
-            {"destinations": _("Unknown country: %(codes)s.") % {"codes": ", ".join(unknown[:5])}},
-            code="destination_invalid",
-        )
+        message = _("Unknown country: %(codes)s.") % {"codes": ", ".join(unknown[:5])}
+        raise _field_error("destinations", message, "destination_invalid")
     return codes
+
+
+def _clean_dates(issued_on: date, expires_on: date | None, receipt_filed_on: date | None) -> None:
+    # Far-off dates are typos, and the validity arithmetic (years, working days) cannot run past year 9999.
+    for field, value in (("issued_on", issued_on), ("expires_on", expires_on), ("receipt_filed_on", receipt_filed_on)):
+        if value is not None and not (EARLIEST <= value <= LATEST):
+            message = _("Give a date between %(first)s and %(last)s.") % {"first": EARLIEST, "last": LATEST}
+            raise _field_error(field, message, "date_out_of_range")
+    if expires_on is not None and expires_on <= issued_on:
+        raise _field_error("expires_on", _("It must expire after the day it was issued."), "expires_before_issue")
 
 
 @transaction.atomic
@@ -157,6 +165,7 @@ def filing_submit(
         errors["receipt_reference"] = _("Give the filing receipt's number with its date.")
     if errors:
         raise ValidationError(errors)
+    _clean_dates(issued_on, expires_on, receipt_filed_on)
     extension = _clean_document(document_name, document)
     clean_destinations = _clean_destinations(destinations or [])
     filing = Filing(
@@ -174,8 +183,9 @@ def filing_submit(
         renews=renews,
         submitted_by=actor,
     )
+    # Everything is checked before the document is stored, so a refused filing leaves no file behind.
+    filing.full_clean(exclude=["document"])
     filing.document.save(f"upload.{extension}", ContentFile(document), save=False)
-    filing.full_clean()
     filing.save()
     filing.products.set(products)
     audit_record(
@@ -258,9 +268,11 @@ def filing_add_receipt(*, filing: Filing, actor: User, receipt_reference: str, r
         raise ValidationError({"receipt_reference": _("Give the filing receipt's number.")})
     if receipt_filed_on < filing.issued_on:
         raise ValidationError({"receipt_filed_on": _("The receipt cannot predate the contract.")})
-    Filing.objects.filter(pk=filing.pk).update(
+    changed = Filing.objects.filter(pk=filing.pk, status__in=[Filing.Status.SUBMITTED, Filing.Status.ACCEPTED]).update(
         receipt_reference=receipt_reference.strip(), receipt_filed_on=receipt_filed_on
     )
+    if changed != 1:
+        raise InvalidTransition(_("This filing was closed meanwhile; reload it."), code="stale_state")
     filing.refresh_from_db()
     audit_record(
         actor=actor,

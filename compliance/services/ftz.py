@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from exchange.exceptions import ApplicationError
@@ -111,7 +113,9 @@ def ftz_items_import(*, ftz_list: FtzList, content: bytes, actor: Any) -> Import
     categories = {c.code: c for c in Category.objects.all()}
     mechanisms = set(FtzListItem.Mechanism.values)
     errors: list[str] = []
-    rows = []
+    rows: list[FtzListItem] = []
+    seen: set[str] = set()
+    existing = {item.code: item for item in ftz_list.items.all()}
     for line, row in enumerate(reader, start=2):
         problems = []
         code = (row["code"] or "").strip()
@@ -132,30 +136,31 @@ def ftz_items_import(*, ftz_list: FtzList, content: bytes, actor: Any) -> Import
             errors.append(_("line %(line)d: %(problems)s") % {"line": line, "problems": "; ".join(problems)})
             continue
         tags = [t.strip() for t in (row["tags"] or "").split(";") if t.strip()]
-        rows.append(
-            dict(
-                code=code,
-                sector=row["sector"].strip(),
-                scenario=row["scenario"].strip(),
-                category=category,
-                tags=tags,
-                personal_info_only=pi_only,
-                mechanism=mechanism,
-                description_en=row["description_en"].strip(),
-                description_zh=row["description_zh"].strip(),
-            )
-        )
+        item = existing.get(code) or FtzListItem(ftz_list=ftz_list, code=code)
+        item.sector, item.scenario = (row["sector"] or "").strip(), (row["scenario"] or "").strip()
+        item.category, item.tags, item.personal_info_only, item.mechanism = category, tags, pi_only, mechanism
+        item.description_en, item.description_zh = row["description_en"].strip(), row["description_zh"].strip()
+        try:
+            # The model's own rules (required fields, lengths) before anything is written.
+            item.full_clean(validate_unique=False, validate_constraints=False)
+        except ValidationError as exc:
+            details = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())
+            errors.append(_("line %(line)d: %(problems)s") % {"line": line, "problems": details})
+            continue
+        if code in seen:
+            errors.append(_("line %(line)d: the code %(code)s appears twice") % {"line": line, "code": code})
+            continue
+        seen.add(code)
+        rows.append(item)
     if errors:
         raise ApplicationError(" ".join(errors), code="csv_invalid", details={"lines": errors})
     if not rows:
         raise ApplicationError(_("The CSV has no rows."), code="csv_invalid")
-    created = updated = 0
-    for values in rows:
-        _item, was_created = FtzListItem.objects.update_or_create(
-            ftz_list=ftz_list, code=values.pop("code"), defaults=values
-        )
-        created += was_created
-        updated += not was_created
+    created = sum(item._state.adding for item in rows)
+    updated = len(rows) - created
+    for item in rows:
+        item.save()
+    FtzList.objects.filter(pk=ftz_list.pk).update(updated_at=timezone.now())
     audit_record(
         actor=actor,
         verb="compliance.ftz_import",

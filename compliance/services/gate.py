@@ -82,18 +82,16 @@ def evidence_check(
     revision: Revision | None,
     destination: str,
     day: date,
+    filings: list[Filing] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Which required items are on file and valid on `day` (with the filing that covers each), which missing."""
+    """Which required items are on file and valid on `day` (with the filing that covers each), which missing.
+
+    `filings` may pass the exporter's candidate filings (`filings_on_record`) when many checks share them."""
     kinds = {k for item in evidence for k in [item["kind"], *item.get("alternatives", [])]}
     if not kinds:
         return [], []
-    filings = list(
-        Filing.objects.filter(
-            exporter=exporter, kind__in=kinds, status__in=[Filing.Status.ACCEPTED, Filing.Status.EXPIRED]
-        )
-        .prefetch_related("products")
-        .order_by("-expires_on", "-issued_on", "-pk")
-    )
+    if filings is None:
+        filings = filings_on_record(exporter=exporter, kinds=kinds)
     on_file, missing = [], []
     for item in evidence:
         wanted = [item["kind"], *item.get("alternatives", [])]
@@ -112,6 +110,14 @@ def evidence_check(
         else:
             on_file.append(_filing_row(match, item["kind"]))
     return on_file, missing
+
+
+def filings_on_record(*, exporter: MemberFirm, kinds: set[str] | None = None) -> list[Filing]:
+    """The exporter's filings that may cover something (accepted, or expired for past deliveries), best first."""
+    filings = Filing.objects.filter(exporter=exporter, status__in=[Filing.Status.ACCEPTED, Filing.Status.EXPIRED])
+    if kinds is not None:
+        filings = filings.filter(kind__in=kinds)
+    return list(filings.prefetch_related("products").order_by("-expires_on", "-issued_on", "-pk"))
 
 
 def _review_case(product: DataProduct, revision: Revision, buyer: MemberFirm, destination: str, rule: str):

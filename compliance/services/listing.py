@@ -54,15 +54,19 @@ class ListingDecision:
     ftz_list_version: str
 
 
-def listing_decide(*, revision: Revision, day: date | None = None) -> list[ListingDecision]:
-    """The engine's decision for each destination, on the exporter's counter as it stands. Writes nothing."""
+def listing_decide(
+    *, revision: Revision, day: date | None = None, counter: ExportCounter | None = None
+) -> list[ListingDecision]:
+    """The engine's decision for each destination, on the exporter's counter as it stands (or as given, when
+    one page decides many products of the same exporter). Writes nothing."""
     day = day or timezone.localdate(timezone=SHANGHAI)
     product = revision.product
     exporter = product.provider
     year = shanghai_year(day)
-    counter = ExportCounter.objects.filter(exporter=exporter, year=year).first() or ExportCounter(
-        exporter=exporter, year=year
-    )
+    if counter is None:
+        counter = ExportCounter.objects.filter(exporter=exporter, year=year).first() or ExportCounter(
+            exporter=exporter, year=year
+        )
     increment = export_increment(exporter=exporter, year=year, product=product, revision=revision)
     ftz = ftz_inputs(exporter=exporter, revision=revision, day=day)
     results = []
@@ -120,11 +124,11 @@ def _same(stored: Assessment | None, decided: ListingDecision) -> bool:
     )
 
 
-def _record(revision: Revision) -> list[tuple[ListingDecision, Assessment]]:
+def _record(revision: Revision, day: date | None = None) -> list[tuple[ListingDecision, Assessment]]:
     """Decide every destination, storing a new assessment where the decision changed (or none is on file)."""
     on_file = listing_assessments_on_file(revision)
     recorded = []
-    for decided in listing_decide(revision=revision):
+    for decided in listing_decide(revision=revision, day=day):
         stored = on_file.get(decided.destination)
         if not _same(stored, decided):
             stored = _store(revision, decided)

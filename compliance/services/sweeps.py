@@ -87,7 +87,7 @@ def listings_reassess(*, today: date) -> list[int]:
             continue
         with transaction.atomic():
             revision.product = product
-            recorded = _record(revision)
+            recorded = _record(revision, day=today)
             bad = [a for d, a in recorded if d.decision["decision"] == "prohibited"] or _holds(recorded)
             if bad:
                 case = case_open(

@@ -89,3 +89,34 @@ def test_the_assessment_task_takes_an_id_and_tolerates_a_missing_one(provider):
     listing_services.product_submit(product=product, actor=provider)
     assert listing_assess_task.apply(args=[product.revisions.get().pk]).get() == 3
     assert listing_assess_task.apply(args=[10**9]).get() == 0
+
+
+def test_a_zone_list_change_re_assesses_the_zones_products(provider, reviewer, superuser):
+    from compliance.models import FtzList
+    from listings.models import Category
+
+    firm = provider.membership.firm
+    firm.ftz = "shanghai"
+    firm.save(update_fields=["ftz"])
+    product = listed_product(
+        provider, reviewer, category=Category.objects.get(code="finance-credit"), tags=["reinsurance"]
+    )
+    before = Assessment.objects.filter(product=product, purpose="listing", destination="US").latest("created_at")
+    assert before.rules == ["R12"] and before.decision == "exempt"
+    # when staff import a changed item: reinsurance data now needs a security assessment
+    ftz_list = FtzList.objects.get(zone="shanghai", version="2024")
+    services.ftz_items_import(
+        ftz_list=ftz_list,
+        content=(
+            "code,sector,scenario,category,tags,personal_info_only,mechanism,description_en,description_zh\n"
+            "SH-RE-01,reinsurance,cessions,finance-credit,reinsurance,no,security_assessment,Changed,已修改\n"
+        ).encode(),
+        actor=superuser,
+    )
+    services.compliance_daily(today=date(2026, 6, 1))
+    # then the product is decided again on the list as it now stands
+    latest = Assessment.objects.filter(product=product, purpose="listing", destination="US").latest("created_at")
+    assert (
+        latest.decision == "security_assessment"
+        and latest.ftz_list_version == FtzList.objects.get(pk=ftz_list.pk).label
+    )

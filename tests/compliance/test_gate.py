@@ -1,8 +1,11 @@
 """The trade gate: every decision path through trade_clear and trade_precheck, and what they write."""
 
+import threading
 from datetime import date
 
 import pytest
+from django.conf import settings
+from django.db import connections
 
 from compliance import services
 from compliance.models import Assessment, ComplianceCase, ComplianceCaseEvent, EvidenceKind, Filing, RestrictedParty
@@ -14,6 +17,7 @@ from tests.factories import MemberFirmFactory, admit, listed_product, member
 pytestmark = pytest.mark.django_db
 
 DAY = date(2026, 6, 1)
+ON_POSTGRES = "postgresql" in settings.DATABASES["default"]["ENGINE"]
 CONTRACT_PACK = (EvidenceKind.STANDARD_CONTRACT, EvidenceKind.PIPIA_REPORT, EvidenceKind.CONSENT_RECORD)
 
 
@@ -306,3 +310,32 @@ class TestPrecheck:
             cleared.decision["decision"],
             cleared.on_file,
         )
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="real concurrent connections need PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_decisions_on_one_subject_open_one_case(provider, reviewer, international):
+    # given a trade that will be held (150,000 individuals, nothing on file)
+    product = with_pi(listed_product(provider, reviewer), 150_000)
+    barrier = threading.Barrier(6)
+    statuses: list[str] = []
+    errors: list[Exception] = []
+
+    def decide():
+        try:
+            barrier.wait(timeout=10)
+            statuses.append(clear(product, international).status)
+        except Exception as exc:  # collected and asserted on
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    # when six decisions on the same buyer and product run at once
+    threads = [threading.Thread(target=decide) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    # then all are held, and exactly one case is open for them
+    assert errors == [] and statuses == ["held"] * 6
+    assert ComplianceCase.objects.filter(status="open").count() == 1
