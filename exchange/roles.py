@@ -19,6 +19,18 @@ COMPLIANCE_OFFICERS = "Compliance officers"
 SETTLEMENT_CLERKS = "Settlement clerks"
 
 _FIRM_READ = ["exchange.view_memberfirm", "exchange.view_membership", "exchange.view_board"]
+# The compliance records exchange administrators read (and compliance officers work on).
+_COMPLIANCE_READ = [
+    "compliance.view_compliancecase",
+    "compliance.view_compliancecaseevent",
+    "compliance.view_filing",
+    "compliance.view_ftzlist",
+    "compliance.view_ftzlistitem",
+    "compliance.view_restrictedparty",
+    "compliance.view_restrictedpartyidentifier",
+    "compliance.view_assessment",
+    "compliance.view_exportcounter",
+]
 
 STAFF_ROLES: dict[str, list[str]] = {
     EXCHANGE_ADMINS: [
@@ -50,6 +62,7 @@ STAFF_ROLES: dict[str, list[str]] = {
         "compliance.view_calendarday",
         "compliance.add_calendarday",
         "compliance.change_calendarday",
+        *_COMPLIANCE_READ,
         "axes.view_accessattempt",
         "axes.delete_accessattempt",
     ],
@@ -63,6 +76,9 @@ STAFF_ROLES: dict[str, list[str]] = {
         "listings.change_objection",
         "listings.view_category",
         "exchange.view_auditevent",
+        # Why a listing is held: the case and the assessment behind it.
+        "compliance.view_compliancecase",
+        "compliance.view_assessment",
     ],
     COMPLIANCE_OFFICERS: [
         *_FIRM_READ,
@@ -71,6 +87,22 @@ STAFF_ROLES: dict[str, list[str]] = {
         "compliance.add_calendarday",
         "compliance.change_calendarday",
         "compliance.delete_calendarday",
+        *_COMPLIANCE_READ,
+        "compliance.change_compliancecase",
+        "compliance.decide_compliancecase",
+        "compliance.change_filing",
+        "compliance.review_filing",
+        "compliance.add_ftzlist",
+        "compliance.change_ftzlist",
+        "compliance.delete_ftzlist",
+        "compliance.add_ftzlistitem",
+        "compliance.change_ftzlistitem",
+        "compliance.delete_ftzlistitem",
+        "compliance.add_restrictedparty",
+        "compliance.change_restrictedparty",
+        "compliance.add_restrictedpartyidentifier",
+        "compliance.change_restrictedpartyidentifier",
+        "compliance.delete_restrictedpartyidentifier",
         "listings.view_dataproduct",
         "listings.view_revision",
         "listings.view_priceplan",

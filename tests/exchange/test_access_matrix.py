@@ -36,6 +36,12 @@ ADMIN_DOORS = {
     "/admin/exchange/auditevent/": {"ops", "officer", "reviewer", "superuser"},
     "/admin/exchange/apikey/": {"ops", "superuser"},
     "/admin/exchange/user/": {"ops", "superuser"},
+    "/admin/compliance/compliancecase/": {"ops", "officer", "reviewer", "superuser"},
+    "/admin/compliance/filing/": {"ops", "officer", "superuser"},
+    "/admin/compliance/ftzlist/": {"ops", "officer", "superuser"},
+    "/admin/compliance/restrictedparty/": {"ops", "officer", "superuser"},
+    "/admin/compliance/assessment/": {"ops", "officer", "reviewer", "superuser"},
+    "/admin/compliance/exportcounter/": {"ops", "officer", "superuser"},
 }
 
 
