@@ -9,6 +9,7 @@ portal_patterns = (
     [
         path("", views.portal_home, name="home"),
         path("", include("listings.urls")),
+        path("compliance/", include("compliance.urls")),
         path("api-keys/", views.portal_api_keys, name="api-keys"),
         path("api-keys/<int:pk>/revoke", views.portal_api_key_revoke, name="api-key-revoke"),
     ],
