@@ -1,0 +1,439 @@
+"""The firm's evidence on file and its export counters through the API: /api/v1/compliance/filings…, /counters.
+
+A firm sees and files its own filings only; another firm's are "not found", exactly like missing ones, and
+never appear in its list. Uploads need a `trade` key (or a session) and a filer's role; bad uploads save
+nothing.
+"""
+
+from datetime import date, timedelta
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from compliance import services
+from compliance.models import EvidenceKind, Filing
+from exchange import services as exchange_services
+from tests.compliance.factories import PDF, filing, with_pi
+from tests.factories import MemberFirmFactory, admit, listed_product, login_as, member
+
+pytestmark = pytest.mark.django_db
+
+FILINGS = "/api/v1/compliance/filings"
+COUNTERS = "/api/v1/compliance/counters"
+STAFF = ["reviewer", "officer", "ops", "clerk", "superuser"]
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+
+
+@pytest.fixture(autouse=True)
+def _media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+
+
+def client_for(user, auth="session", scopes=("read", "trade")) -> APIClient:
+    client = APIClient()
+    if user is None:
+        return client
+    if auth == "session":
+        login_as(client, user)
+    else:
+        firm = user.membership.firm
+        admin = firm.memberships.filter(role="firm_admin").first().user
+        _, raw_key = exchange_services.api_key_create(firm=firm, user=user, name="t", scopes=list(scopes), by=admin)
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
+    return client
+
+
+def error(response):
+    body = response.json()
+    assert set(body) == {"error"}, body
+    return body["error"]
+
+
+def upload(name="contract.pdf", content=PDF, **fields):
+    body = {
+        "kind": "standard_contract",
+        "reference": "SC-2026-001",
+        "issued_on": "2026-01-05",
+        "all_products": "true",
+        "receipt_reference": "SH-RCPT-9",
+        "receipt_filed_on": "2026-01-09",
+        "document": SimpleUploadedFile(name, content),
+    }
+    body.update(fields)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def ids(response):
+    assert response.status_code == 200, response.content
+    return [row["id"] for row in response.json()["results"]]
+
+
+@pytest.fixture
+def other_provider(boards, superuser):
+    firm = admit(MemberFirmFactory(legal_name_en="Rival Data Co.", role="provider"), "domestic", "international")
+    return member(firm, "firm_admin", "frank@rival.example")
+
+
+@pytest.fixture
+def product(provider, reviewer):
+    return listed_product(provider, reviewer)
+
+
+# --- Who may do what -----------------------------------------------------------------------------------
+
+
+def test_anonymous_callers_get_401_everywhere(api_client, provider):
+    pk = filing(provider, EvidenceKind.PIPIA_REPORT).pk
+    for method, path in [
+        ("get", FILINGS),
+        ("post", FILINGS),
+        ("get", f"{FILINGS}/{pk}"),
+        ("get", f"{FILINGS}/{pk}/document"),
+        ("post", f"{FILINGS}/{pk}/receipt"),
+        ("get", COUNTERS),
+    ]:
+        response = getattr(api_client, method)(path)
+        assert response.status_code == 401 and error(response)["code"] == "not_authenticated", path
+
+
+@pytest.mark.parametrize("persona", STAFF)
+def test_staff_have_no_firm_here_and_see_no_firms_filings(request, provider, persona):
+    # given a filing of a member firm, and a staff member (they decide filings in the admin, not here)
+    pk = filing(provider, EvidenceKind.PIPIA_REPORT).pk
+    client = client_for(request.getfixturevalue(persona))
+    # when they list, file or read counters: there is no firm of theirs
+    for response in (client.get(FILINGS), client.post(FILINGS, upload(), format="multipart"), client.get(COUNTERS)):
+        assert response.status_code == 403 and error(response)["code"] == "no_firm"
+    # and a given filing is not found, as for anyone outside the firm
+    for response in (
+        client.get(f"{FILINGS}/{pk}"),
+        client.get(f"{FILINGS}/{pk}/document"),
+        client.post(f"{FILINGS}/{pk}/receipt", {"receipt_reference": "X", "receipt_filed_on": "2026-01-09"}),
+    ):
+        assert response.status_code == 404 and error(response)["code"] == "not_found"
+    assert Filing.objects.count() == 1
+
+
+@pytest.mark.parametrize("auth", ["session", "key"])
+def test_a_provider_files_reads_and_downloads_its_evidence(provider, product, auth):
+    client = client_for(provider, auth)
+    # when
+    response = client.post(
+        FILINGS,
+        upload(all_products=None, products=[product.pk], destinations=["sg", "JP"], expires_on="2029-01-05"),
+        format="multipart",
+    )
+    # then
+    assert response.status_code == 201, response.content
+    body = response.json()
+    saved = Filing.objects.get()
+    assert body["id"] == saved.pk and saved.exporter == provider.membership.firm and saved.submitted_by == provider
+    assert body["kind"] == "standard_contract" and body["status"] == "submitted" and body["reference"] == "SC-2026-001"
+    assert body["all_products"] is False
+    assert body["products"] == [{"id": product.pk, "title_en": product.listed_revision.title_en,
+                                 "title_zh": product.listed_revision.title_zh}]  # fmt: skip
+    assert body["destinations"] == ["JP", "SG"]
+    assert body["issued_on"] == "2026-01-05" and body["expires_on"] == "2029-01-05"
+    assert body["receipt_reference"] == "SH-RCPT-9" and body["receipt_filed_on"] == "2026-01-09"
+    assert body["receipt_due_on"] and body["decided_at"] is None and body["decision_reason"] == ""
+    assert body["valid_today"] is False  # not yet accepted
+    assert body["document_name"] == "contract.pdf"
+    assert body["document_url"] == f"http://testserver{FILINGS}/{saved.pk}/document"
+    # and it reads back, in the list and alone
+    assert ids(client.get(FILINGS)) == [saved.pk]
+    assert client.get(f"{FILINGS}/{saved.pk}").json() == body
+    # and the document downloads as an attachment, whatever the client accepts
+    for accept in ("*/*", "application/json", "text/html"):
+        document = client.get(body["document_url"], HTTP_ACCEPT=accept)
+        assert document.status_code == 200
+        assert b"".join(document.streaming_content) == PDF
+        assert document["Content-Disposition"] == f'attachment; filename="filing-{saved.pk}-standard_contract.pdf"'
+        assert document["Content-Type"] == "application/pdf"
+
+
+def test_a_read_key_reads_but_cannot_file(provider):
+    mine = filing(provider, EvidenceKind.PIPIA_REPORT)
+    client = client_for(provider, "key", scopes=("read",))
+    assert ids(client.get(FILINGS)) == [mine.pk]
+    assert client.get(f"{FILINGS}/{mine.pk}/document").status_code == 200
+    # when
+    responses = [
+        client.post(FILINGS, upload(), format="multipart"),
+        client.post(f"{FILINGS}/{mine.pk}/receipt", {"receipt_reference": "R", "receipt_filed_on": "2026-01-09"}),
+    ]
+    # then
+    for response in responses:
+        assert response.status_code == 403 and error(response)["code"] == "insufficient_scope"
+    assert Filing.objects.count() == 1
+
+
+def test_an_analyst_reads_but_cannot_file(provider):
+    mine = filing(provider, EvidenceKind.PIPIA_REPORT)
+    analyst = client_for(member(provider.membership.firm, "analyst"))
+    assert ids(analyst.get(FILINGS)) == [mine.pk]
+    response = analyst.post(FILINGS, upload(), format="multipart")
+    assert response.status_code == 403 and error(response)["code"] == "not_allowed"
+    assert Filing.objects.count() == 1
+
+
+# --- One firm never sees another's ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("auth", ["session", "key"])
+def test_another_firms_filings_are_not_found_and_never_listed(provider, other_provider, international, product, auth):
+    # given firm A's filings, one of them a standard contract awaiting its receipt
+    contract = filing(provider, EvidenceKind.STANDARD_CONTRACT)
+    theirs = [contract, filing(provider, EvidenceKind.PIPIA_REPORT)]
+    for user in (other_provider, international):
+        client = client_for(user, auth)
+        # when firm B lists, reads, downloads and adds a receipt
+        listed = client.get(FILINGS)
+        missing = client.get(f"{FILINGS}/{10**9}")
+        # then none of A's appear, nor does their number
+        assert listed.status_code == 200 and listed.json()["results"] == []
+        assert listed.json()["next"] is None and "count" not in listed.json()
+        for pk in (f.pk for f in theirs):
+            assert client.get(f"{FILINGS}/{pk}").json() == missing.json()
+            assert client.get(f"{FILINGS}/{pk}/document").status_code == 404
+            receipt = client.post(
+                f"{FILINGS}/{pk}/receipt", {"receipt_reference": "MINE", "receipt_filed_on": "2026-01-09"}
+            )
+            assert receipt.status_code == 404
+    # and nothing of A's changed
+    contract.refresh_from_db()
+    assert contract.receipt_reference == "" and contract.receipt_filed_on is None
+
+
+def test_a_filing_cannot_cover_or_renew_another_firms_records(provider, other_provider, product):
+    # given firm A's product and filing
+    theirs = filing(provider, EvidenceKind.PIPIA_REPORT)
+    client = client_for(other_provider)
+    # when firm B names them in its own filing
+    covers = client.post(FILINGS, upload(all_products=None, products=[product.pk]), format="multipart")
+    renews = client.post(FILINGS, upload(kind="pipia_report", renews=theirs.pk), format="multipart")
+    unknown = client.post(FILINGS, upload(all_products=None, products=[10**9]), format="multipart")
+    # then they are unknown to B, with the same answer as ids that exist nowhere
+    assert covers.status_code == 400 and "products" in error(covers)["details"]
+    assert error(covers)["details"]["products"] != []
+    assert unknown.status_code == 400 and "products" in error(unknown)["details"]
+    assert renews.status_code == 400 and "renews" in error(renews)["details"]
+    assert Filing.objects.count() == 1
+
+
+def test_a_renewal_of_the_firms_own_filing(provider):
+    earlier = filing(provider, EvidenceKind.PIPIA_REPORT)
+    client = client_for(provider)
+    response = client.post(FILINGS, upload(kind="pipia_report", renews=earlier.pk), format="multipart")
+    assert response.status_code == 201, response.content
+    assert response.json()["renews"] == earlier.pk
+    # of another kind, it is no renewal
+    response = client.post(FILINGS, upload(kind="consent_record", renews=earlier.pk), format="multipart")
+    assert response.status_code == 400 and "renews" in error(response)["details"]
+
+
+# --- Bad uploads save nothing --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"name": "contract.txt"}, "document"),  # not an accepted format
+        ({"name": "contract.exe"}, "document"),
+        ({"name": "contract.pdf", "content": b"MZ\x90\x00 not a pdf"}, "document"),  # a renamed file
+        ({"name": "scan.png", "content": PDF}, "document"),
+        ({"name": "contract.pdf", "content": b""}, "document"),
+        ({"document": None}, "document"),
+        ({"document": "not a file"}, "document"),
+        ({"kind": "birth_certificate"}, "kind"),
+        ({"kind": ""}, "kind"),
+        ({"reference": ""}, "reference"),
+        ({"reference": "x" * 101}, "reference"),
+        ({"issued_on": "garbage"}, "issued_on"),
+        ({"issued_on": "2026-02-30"}, "issued_on"),
+        ({"issued_on": None}, "issued_on"),
+        ({"issued_on": "9999-12-31"}, "issued_on"),  # its receipt's working-day deadline overflows
+        ({"kind": "security_assessment", "issued_on": "9999-12-31"}, "issued_on"),  # so would 3 years' validity
+        ({"issued_on": "0001-01-01"}, "issued_on"),
+        ({"kind": "pipia_report", "expires_on": "9999-12-31"}, "expires_on"),
+        ({"kind": "pipia_report", "expires_on": "2026-01-01"}, "expires_on"),  # before issue
+        ({"destinations": ["XX"]}, "destinations"),
+        ({"destinations": ["Singapore"]}, "destinations"),
+        ({"all_products": None}, "products"),  # neither all products nor a list
+        ({"all_products": "maybe"}, "all_products"),
+        ({"all_products": None, "products": ["-1"]}, "products"),
+        ({"all_products": None, "products": ["NaN"]}, "products"),
+        ({"all_products": None, "products": ["1.5"]}, "products"),
+        ({"all_products": None, "products": ["one"]}, "products"),
+        ({"all_products": None, "products": [str(10**20)]}, "products"),
+        ({"products": ["<own>"]}, "products"),  # both all products and a list
+        ({"receipt_reference": "", "receipt_filed_on": "2026-01-09"}, "receipt_reference"),
+        ({"receipt_filed_on": "yesterday"}, "receipt_filed_on"),
+        ({"renews": "abc"}, "renews"),
+        ({"renews": "-3"}, "renews"),
+    ],
+)
+def test_bad_uploads_are_400_and_save_nothing(provider, product, fields, field):
+    name, content = fields.pop("name", "contract.pdf"), fields.pop("content", PDF)
+    if fields.get("products") == ["<own>"]:
+        fields["products"] = [product.pk]
+    response = client_for(provider).post(FILINGS, upload(name, content, **fields), format="multipart")
+    assert response.status_code == 400, response.content
+    assert error(response)["code"] == "validation_error"
+    assert field in error(response)["details"], error(response)
+    assert not Filing.objects.exists()
+
+
+def test_an_oversize_document_is_refused(provider, settings):
+    settings.COMPLIANCE_FILING_MAX_BYTES = 1024
+    response = client_for(provider).post(FILINGS, upload(content=PDF + b"0" * 2048), format="multipart")
+    assert response.status_code == 400 and "document" in error(response)["details"]
+    assert "MB" in error(response)["details"]["document"][0]
+    assert not Filing.objects.exists()
+
+
+def test_a_png_is_accepted_and_a_json_body_is_not(provider):
+    client = client_for(provider)
+    assert client.post(FILINGS, upload("scan.png", PNG), format="multipart").status_code == 201
+    response = client.post(FILINGS, {"kind": "pipia_report"}, format="json")
+    assert response.status_code == 415 and Filing.objects.count() == 1
+
+
+# --- The receipt and the officer's decision ------------------------------------------------------------
+
+
+def test_a_contracts_receipt_is_added_once_the_firm_has_it(provider, officer):
+    # given a standard contract filed without its receipt
+    contract = filing(provider, EvidenceKind.STANDARD_CONTRACT, accepted_by=officer)
+    client = client_for(provider, "key")
+    url = f"{FILINGS}/{contract.pk}/receipt"
+    assert client.get(f"{FILINGS}/{contract.pk}").json()["receipt_due_on"] is not None
+    # when
+    bad = [
+        client.post(url, {"receipt_reference": "R", "receipt_filed_on": "2025-12-31"}, format="json"),  # predates
+        client.post(url, {"receipt_reference": "", "receipt_filed_on": "2026-01-09"}, format="json"),
+        client.post(url, {"receipt_reference": "R", "receipt_filed_on": "soon"}, format="json"),
+        client.post(url, {"receipt_reference": "R", "receipt_filed_on": "9999-12-31"}, format="json"),
+        client.post(url, {"receipt_reference": "R" * 101, "receipt_filed_on": "2026-01-09"}, format="json"),
+    ]
+    response = client.post(url, {"receipt_reference": "SH-2026-77", "receipt_filed_on": "2026-01-09"}, format="json")
+    # then
+    for refused in bad:
+        assert refused.status_code == 400 and error(refused)["code"] == "validation_error"
+    assert response.status_code == 200, response.content
+    assert response.json()["receipt_reference"] == "SH-2026-77" and response.json()["receipt_filed_on"] == "2026-01-09"
+    assert response.json()["status"] == "accepted"
+    contract.refresh_from_db()
+    assert contract.receipt_reference == "SH-2026-77"
+
+
+def test_only_a_contract_has_a_receipt_and_a_closed_filing_takes_none(provider, officer):
+    report = filing(provider, EvidenceKind.PIPIA_REPORT)
+    contract = filing(provider, EvidenceKind.STANDARD_CONTRACT)
+    services.filing_reject(filing=contract, actor=officer, reason="The signatures are missing.")
+    client = client_for(provider)
+    body = {"receipt_reference": "R-1", "receipt_filed_on": "2026-01-09"}
+    response = client.post(f"{FILINGS}/{report.pk}/receipt", body, format="json")
+    assert response.status_code == 400 and error(response)["code"] == "not_a_contract"
+    response = client.post(f"{FILINGS}/{contract.pk}/receipt", body, format="json")
+    assert response.status_code == 409 and error(response)["code"] == "invalid_transition"
+    # and the provider reads the officer's reason
+    detail = client.get(f"{FILINGS}/{contract.pk}").json()
+    assert detail["status"] == "rejected" and detail["decision_reason"] == "The signatures are missing."
+    assert detail["decided_at"] is not None and detail["valid_today"] is False
+
+
+def test_an_accepted_filing_reads_as_valid_today(provider, officer):
+    accepted = filing(
+        provider, EvidenceKind.PIPIA_REPORT, issued_on=timezone.localdate() - timedelta(days=3), accepted_by=officer
+    )
+    body = client_for(provider).get(f"{FILINGS}/{accepted.pk}").json()
+    assert body["status"] == "accepted" and body["valid_today"] is True and body["decided_at"]
+
+
+# --- The list: pages and queries -----------------------------------------------------------------------
+
+
+def test_the_list_pages_newest_first(provider):
+    made = [filing(provider, EvidenceKind.PIPIA_REPORT, reference=f"P-{n}") for n in range(5)]
+    client = client_for(provider)
+    seen, page = [], client.get(FILINGS, {"page_size": 2})
+    while True:
+        seen += ids(page)
+        if not page.json()["next"]:
+            break
+        page = client.get(page.json()["next"])
+    assert seen == [f.pk for f in reversed(made)]
+    for cursor in ("garbage", "cD1hYmM="):
+        response = client.get(FILINGS, {"cursor": cursor})
+        assert response.status_code == 400 and "cursor" in error(response)["details"]
+
+
+@pytest.mark.parametrize("auth", ["session", "key"])
+def test_list_queries_do_not_grow_with_the_filings(provider, reviewer, officer, auth, django_assert_max_num_queries):
+    # given one filing, then many more covering several products, decided and renewed
+    products = [listed_product(provider, reviewer, title_en=f"Series {n}") for n in range(3)]
+    first = filing(provider, EvidenceKind.PIPIA_REPORT, products=products[:1])
+    client = client_for(provider, auth)
+    with django_assert_max_num_queries(6) as few:
+        assert len(ids(client.get(FILINGS))) == 1
+    for n in range(8):
+        filing(
+            provider, EvidenceKind.PIPIA_REPORT, products=products, reference=f"P-{n}",
+            accepted_by=officer if n % 2 else None, renews=first if n == 0 else None,
+        )  # fmt: skip
+    # when
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        response = client.get(FILINGS)
+    # then
+    assert len(ids(response)) == 9
+    assert all(len(row["products"]) == 3 for row in response.json()["results"][:8])
+
+
+# --- Counters ------------------------------------------------------------------------------------------
+
+
+def _export(product, buyer, day=date(2026, 6, 1)):
+    with transaction.atomic():
+        decided = services.trade_assess(product=product, buyer_firm=buyer.membership.firm, delivery="file", as_of=day)
+        services.export_record(decided=decided)
+
+
+@pytest.mark.parametrize("auth", ["session", "key"])
+def test_the_counters_of_the_firm_against_the_thresholds(provider, reviewer, international, other_provider, auth):
+    # given 60,000 individuals exported by the provider in 2026
+    _export(with_pi(listed_product(provider, reviewer), 60_000, sensitive=2_500), international)
+    client = client_for(provider, auth, scopes=("read",))
+    # when
+    body = client.get(COUNTERS, {"year": 2026}).json()
+    # then
+    assert body == {
+        "year": 2026,
+        "personal_info_subjects": 60_000,
+        "sensitive_personal_info_subjects": 2_500,
+        "thresholds": {
+            "personal_info_exempt_below": 100_000,
+            "personal_info_security_assessment_from": 1_000_000,
+            "sensitive_personal_info_security_assessment_from": 10_000,
+        },
+        "percent": {
+            "personal_info_exempt_below": 60,
+            "personal_info_security_assessment_from": 6,
+            "sensitive_personal_info_security_assessment_from": 25,
+        },
+    }
+    # another year is empty; so is another firm's counter, and the default year is this year in Shanghai
+    assert client.get(COUNTERS, {"year": 2025}).json()["personal_info_subjects"] == 0
+    theirs = client_for(other_provider, auth).get(COUNTERS, {"year": 2026}).json()
+    assert theirs["personal_info_subjects"] == 0 and theirs["sensitive_personal_info_subjects"] == 0
+    this_year = client.get(COUNTERS).json()
+    assert this_year["year"] == services.shanghai_year(timezone.now())
+
+
+@pytest.mark.parametrize("year", ["abc", "1999", "2101", "-2026", "2026.5", "NaN", "99999999999999999999"])
+def test_a_bad_year_is_400(provider, year):
+    response = client_for(provider).get(COUNTERS, {"year": year})
+    assert response.status_code == 400, (year, response.content)
+    assert error(response)["code"] == "validation_error" and "year" in error(response)["details"]
