@@ -35,12 +35,12 @@ from exchange.exceptions import ApplicationError
 from exchange.services import audit_record
 
 from . import services
+from .display import evidence_label
 from .models import (
     Assessment,
     CalendarDay,
     ComplianceCase,
     ComplianceCaseEvent,
-    EvidenceKind,
     ExportCounter,
     Filing,
     FtzList,
@@ -197,14 +197,10 @@ def _short_datetime(value: Any) -> str:
     return date_format(localtime(value), "Y-m-d H:i") if value else "—"
 
 
-def _evidence_label(kind: str) -> str:
-    return str(EvidenceKind(kind).label) if kind in EvidenceKind.values else kind
-
-
 def _missing_summary(missing: list[dict[str, Any]]) -> str:
     parts = []
     for item in missing or []:
-        kinds = [item.get("kind", "?"), *item.get("alternatives", [])]
+        kinds = [evidence_label(k) for k in [item.get("kind", "?"), *item.get("alternatives", [])]]
         parts.append(gettext(" or ").join(kinds))
     return "; ".join(parts) or "—"
 
@@ -432,13 +428,13 @@ class ComplianceCaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 assessment=assessment,
                 assessment_inputs=json.dumps(assessment.inputs, indent=2, ensure_ascii=False),
                 evidence=[
-                    {**item, "label": _evidence_label(item.get("kind", "")), "extra": _evidence_extra(item)}
+                    {**item, "label": evidence_label(item.get("kind", "")), "extra": _evidence_extra(item)}
                     for item in assessment.evidence
                 ],
                 missing=[
                     {
-                        "label": _evidence_label(m.get("kind", "")),
-                        "alternatives": [_evidence_label(a) for a in m.get("alternatives", [])],
+                        "label": evidence_label(m.get("kind", "")),
+                        "alternatives": [evidence_label(a) for a in m.get("alternatives", [])],
                     }
                     for m in case.missing
                 ],
@@ -1036,7 +1032,7 @@ class RestrictedPartyAdmin(admin.ModelAdmin):
                 "“;”, identifiers written as LEI:…; USCC:…, listed_on as YYYY-MM-DD. Any bad row refuses the "
                 "whole file, naming each bad line."
             ),
-            columns=[*CSV_COLUMNS, *(f"{c} ({gettext('optional')})" for c in CSV_OPTIONAL)],
+            columns=[*CSV_COLUMNS, *(gettext("%(column)s (optional)") % {"column": c} for c in CSV_OPTIONAL)],
         )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 
 from exchange.models import Board, Membership
 from exchange.services import audit_record
@@ -25,10 +26,13 @@ from .listing import _holds, _record, listing_assess
 log = logging.getLogger(__name__)
 
 REMINDER_TEXT = {
-    "extension-window": "The extension window of %(filing)s is open: request the extension before %(date)s.",
-    "reapply": "Re-apply for %(filing)s now: it lapses on %(date)s.",
-    "receipt": "File the standard contract %(filing)s with the provincial CAC and upload the receipt by %(date)s.",
+    "extension-window": _lazy("The extension window of %(filing)s is open: request the extension before %(date)s."),
+    "reapply": _lazy("Re-apply for %(filing)s now: it lapses on %(date)s."),
+    "receipt": _lazy(
+        "File the standard contract %(filing)s with the provincial CAC and upload the receipt by %(date)s."
+    ),
 }
+REMINDER_DEFAULT = _lazy("%(filing)s lapses on %(date)s: file its renewal in time.")
 
 
 def _reminder_send(reminder: Reminder) -> bool:
@@ -46,7 +50,7 @@ def _reminder_send(reminder: Reminder) -> bool:
     except IntegrityError:
         return False
     label = f"{filing.get_kind_display()} {filing.reference}"
-    template = REMINDER_TEXT.get(reminder.lead, "%(filing)s lapses on %(date)s: file its renewal in time.")
+    template = str(REMINDER_TEXT.get(reminder.lead, REMINDER_DEFAULT))
     recipients = list(
         Membership.objects.filter(firm=filing.exporter_id, role=Membership.Role.FIRM_ADMIN).values_list(
             "user__email", flat=True

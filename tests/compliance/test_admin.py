@@ -87,7 +87,7 @@ def test_the_queue_shows_open_cases_with_what_is_missing(client, provider, revie
     assert response.status_code == 200
     assert [c.pk for c in response.context["cl"].result_list] == [case.pk]
     page = text(response)
-    assert "standard_contract or certification; pipia_report; consent_record" in page
+    assert "standard contract or PI protection certificate; PI protection impact assessment (PIPIA) report;" in page
     for action in ("clear", "refuse", "assign_to_me", "add_note"):
         assert f'<option value="{action}">' in page
     # and a search by the buyer's name finds it, by another name not
