@@ -549,7 +549,7 @@ class FilingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_help_text = _("Reference or receipt number, or exporter name.")
     ordering = ["submitted_at", "pk"]  # oldest first, as the queue is worked
     show_full_result_count = False
-    actions = ["accept", "reject", "revoke"]
+    actions = ["accept", "reject", "revoke", "verify_receipt"]
     change_form_template = "admin/compliance/filing/change_form.html"
     fieldsets = (
         (None, {"fields": ("exporter", "kind", "reference", "status", "renews")}),
@@ -558,7 +558,7 @@ class FilingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             _("Dates"),
             {"fields": ("issued_on", "expires_on", "receipt_reference", "receipt_filed_on", "receipt_due_on")},
         ),
-        (_("Document"), {"fields": ("document_link",)}),
+        (_("Document"), {"fields": ("document_link", "receipt_link", "receipt_verified_by", "receipt_verified_at")}),
         (_("Decision"), {"fields": ("submitted_by", "submitted_at", "decided_by", "decided_at", "decision_reason")}),
     )
     readonly_fields = [
@@ -576,6 +576,9 @@ class FilingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "receipt_filed_on",
         "receipt_due_on",
         "document_link",
+        "receipt_link",
+        "receipt_verified_by",
+        "receipt_verified_at",
         "submitted_by",
         "submitted_at",
         "decided_by",
@@ -596,6 +599,11 @@ class FilingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         document = self.admin_site.admin_view(self.document_view)
         return [
             path("<path:object_id>/document/", document, name="compliance_filing_document"),
+            path(
+                "<path:object_id>/receipt/",
+                self.admin_site.admin_view(self.receipt_view),
+                name="compliance_filing_receipt",
+            ),
             *super().get_urls(),
         ]
 
@@ -612,6 +620,8 @@ class FilingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("filing receipt"))
     def receipt(self, filing: Filing) -> str:
+        if filing.receipt_filed_on and not filing.receipt_verified_at:
+            return gettext("filed %(date)s, to check") % {"date": filing.receipt_filed_on.isoformat()}
         if filing.receipt_filed_on:
             return gettext("filed %(date)s") % {"date": filing.receipt_filed_on.isoformat()}
         if filing.receipt_due_on:
@@ -638,6 +648,13 @@ class FilingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             '<a href="{}" target="_blank" rel="noopener">{}</a>', url, filing.document_name or gettext("Open")
         )
 
+    @admin.display(description=_("filing receipt"))
+    def receipt_link(self, filing: Filing) -> str:
+        if not filing.receipt_document:
+            return "—"
+        url = reverse("admin:compliance_filing_receipt", args=[filing.pk])
+        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', url, gettext("Open the receipt"))
+
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
@@ -659,31 +676,44 @@ class FilingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return []
         if filing.status == Filing.Status.SUBMITTED:
             return [("accept", gettext("Accept")), ("reject", gettext("Reject"))]
+        buttons = []
         if filing.status == Filing.Status.ACCEPTED:
-            return [("revoke", gettext("Revoke"))]
-        return []
+            buttons.append(("revoke", gettext("Revoke")))
+        if filing.status == Filing.Status.ACCEPTED and filing.receipt_filed_on and not filing.receipt_verified_at:
+            buttons.append(("verify_receipt", gettext("Check the filing receipt")))
+        return buttons
 
     # The document is framed by the change page (same origin only) and otherwise opened in its own tab.
     @xframe_options_sameorigin
     @csp_replace({"frame-ancestors": ["'self'"]})
     def document_view(self, request: HttpRequest, object_id: str) -> FileResponse:
+        return self._serve(request, object_id, "document")
+
+    @xframe_options_sameorigin
+    @csp_replace({"frame-ancestors": ["'self'"]})
+    def receipt_view(self, request: HttpRequest, object_id: str) -> FileResponse:
+        return self._serve(request, object_id, "receipt_document")
+
+    def _serve(self, request: HttpRequest, object_id: str, field: str) -> FileResponse:
         filing = self.get_object(request, object_id)
         if filing is None:
             raise Http404
         if not self.has_view_permission(request, filing):
             raise PermissionDenied
-        if not filing.document:
+        stored = getattr(filing, field)
+        if not stored:
             raise Http404
-        extension = filing.document.name.rsplit(".", 1)[-1].lower()
+        extension = stored.name.rsplit(".", 1)[-1].lower()
         content_type = DOCUMENT_TYPES.get(extension)
         if content_type is None:
             raise Http404  # filing_submit stores nothing else; never serve an unknown type inline
         try:
-            handle = filing.document.open("rb")
+            handle = stored.open("rb")
         except FileNotFoundError:
             raise Http404 from None
+        name = "filing" if field == "document" else "receipt"
         response = FileResponse(
-            handle, as_attachment=False, filename=f"filing-{filing.pk}.{extension}", content_type=content_type
+            handle, as_attachment=False, filename=f"{name}-{filing.pk}.{extension}", content_type=content_type
         )
         response["X-Content-Type-Options"] = "nosniff"
         response["Cache-Control"] = "private, no-store"
@@ -725,6 +755,20 @@ class FilingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             done=lambda n: ngettext("%(n)d filing rejected.", "%(n)d filings rejected.", n) % {"n": n},
             danger=True,
         )
+
+    @admin.action(description=_("Check the filing receipt"), permissions=["review"])
+    def verify_receipt(self, request: HttpRequest, queryset: QuerySet[Filing]) -> None:
+        done = 0
+        for filing in self._selected(queryset):
+            try:
+                services.filing_verify_receipt(filing=filing, actor=request.user)
+            except ApplicationError as exc:
+                self.message_user(request, f"{filing}: {exc.message}", messages.ERROR)
+            else:
+                done += 1
+        if done:
+            message = ngettext("%(n)d filing receipt checked.", "%(n)d filing receipts checked.", done) % {"n": done}
+            self.message_user(request, message, messages.SUCCESS)
 
     @admin.action(description=_("Revoke"), permissions=["review"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[Filing]) -> HttpResponse | None:

@@ -282,10 +282,13 @@ class FilingDetailApi(APIView):
             child=serializers.CharField(), help_text="ISO 3166-1 alpha-2 codes; empty means every destination."
         )
         issued_on = serializers.DateField()
-        expires_on = serializers.DateField(allow_null=True, help_text="The first day it no longer covers a delivery.")
+        expires_on = serializers.DateField(allow_null=True, help_text="The last day it covers a delivery.")
         receipt_reference = serializers.CharField(help_text="A standard contract's filing receipt number.")
         receipt_filed_on = serializers.DateField(allow_null=True)
         receipt_due_on = serializers.DateField(allow_null=True, help_text="Standard contracts: 10 PRC working days.")
+        receipt_checked = serializers.SerializerMethodField(
+            help_text="Whether a compliance officer has checked the filing receipt."
+        )
         renews = serializers.IntegerField(source="renews_id", allow_null=True)
         document_name = serializers.CharField()
         document_url = serializers.SerializerMethodField()
@@ -293,6 +296,9 @@ class FilingDetailApi(APIView):
         decided_at = serializers.DateTimeField(allow_null=True)
         decision_reason = serializers.CharField(help_text="The compliance officer's reason, e.g. for a rejection.")
         valid_today = serializers.SerializerMethodField(help_text="Whether it covers a delivery today (Shanghai).")
+
+        def get_receipt_checked(self, filing: Filing) -> bool:
+            return filing.receipt_verified_at is not None
 
         def get_document_url(self, filing: Filing) -> str:
             path = reverse("compliance-api:filing-document", args=[filing.pk])
@@ -426,14 +432,18 @@ class FilingCreateApi(APIView):
 
 
 class FilingReceiptAddApi(APIView):
+    parser_classes = [MultiPartParser]
+
     class InputSerializer(serializers.Serializer):
         receipt_reference = serializers.CharField(max_length=100)
         receipt_filed_on = DayField()
+        document = serializers.FileField(help_text="The receipt itself: PDF, PNG or JPG.")
 
     @extend_schema(
         summary="Add a standard contract's filing receipt",
-        description="The provincial CAC's receipt, once the firm has it: without it a standard contract covers "
-        "no delivery after its 10th PRC working day.",
+        description="The provincial CAC's receipt, once the firm has it (multipart, with the receipt as `document`): "
+        "without it a standard contract covers no delivery after its 10th PRC working day. It counts once a "
+        "compliance officer has checked it.",
         request=InputSerializer,
         responses={200: FilingDetailApi.OutputSerializer, **_errors(400, 401, 403, 404, 409)},
     )
@@ -441,7 +451,16 @@ class FilingReceiptAddApi(APIView):
         filing = filing_get_for_user(user=request.user, pk=pk)
         serializer = FilingReceiptAddApi.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        services.filing_add_receipt(filing=filing, actor=request.user, **serializer.validated_data)
+        data = serializer.validated_data
+        upload = data["document"]
+        services.filing_add_receipt(
+            filing=filing,
+            actor=request.user,
+            receipt_reference=data["receipt_reference"],
+            receipt_filed_on=data["receipt_filed_on"],
+            document_name=upload.name,
+            document=upload.read(settings.COMPLIANCE_FILING_MAX_BYTES + 1),
+        )
         filing = filing_get_for_user(user=request.user, pk=pk)
         return Response(FilingDetailApi.OutputSerializer(filing, context={"request": request}).data)
 

@@ -109,6 +109,7 @@ class FilingForm(forms.Form):
 class ReceiptForm(forms.Form):
     receipt_reference = forms.CharField(label=_("Filing receipt number"), max_length=100)
     receipt_filed_on = forms.DateField(label=_("Filing receipt dated"), widget=DATE)
+    receipt_document = forms.FileField(label=_("The receipt (PDF, PNG or JPG)"))
 
 
 class ProductChoice(forms.ModelChoiceField):

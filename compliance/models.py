@@ -185,14 +185,6 @@ def filing_upload_to(filing: Filing, filename: str) -> str:
     return f"filings/{filing.exporter_id}/{filing.kind}-{secrets.token_hex(8)}.{extension}"
 
 
-class FilingQuerySet(models.QuerySet["Filing"]):
-    def accepted(self) -> FilingQuerySet:
-        return self.filter(status=Filing.Status.ACCEPTED)
-
-    def for_exporter(self, firm_id: int) -> FilingQuerySet:
-        return self.filter(exporter_id=firm_id)
-
-
 class Filing(models.Model):
     """One evidence item on file for an exporter: its scope, dates, document, and the officer's decision.
 
@@ -235,16 +227,28 @@ class Filing(models.Model):
     )
     issued_on = models.DateField(_("issued or effective on"))
     expires_on = models.DateField(
-        _("expires on"),
+        _("valid until"),
         null=True,
         blank=True,
-        help_text=_("The first day it no longer covers a delivery; empty when it does not lapse by date."),
+        help_text=_("The last day it covers a delivery; empty when it does not lapse by date."),
     )
     receipt_reference = models.CharField(_("filing receipt number"), max_length=100, blank=True)
     receipt_filed_on = models.DateField(_("filing receipt dated"), null=True, blank=True)
     receipt_due_on = models.DateField(
         _("filing receipt due"), null=True, blank=True, help_text=_("Standard contracts: 10 PRC working days.")
     )
+    receipt_document = models.FileField(_("filing receipt"), upload_to=filing_upload_to, max_length=255, blank=True)
+    # A receipt covers trades only once an officer has checked it: when accepting the filing it came with, or
+    # afterwards (filing_verify_receipt) when the provider added it later.
+    receipt_verified_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("receipt checked by"),
+    )
+    receipt_verified_at = models.DateTimeField(_("receipt checked at"), null=True, blank=True)
     document = models.FileField(_("document"), upload_to=filing_upload_to, max_length=255)
     document_name = models.CharField(_("document name"), max_length=200, blank=True)
     renews = models.ForeignKey(
@@ -272,8 +276,6 @@ class Filing(models.Model):
     decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
     decision_reason = models.TextField(_("reason"), blank=True)
 
-    objects = FilingQuerySet.as_manager()
-
     class Meta:
         verbose_name = _("filing")
         verbose_name_plural = _("filings")
@@ -297,6 +299,11 @@ class Filing(models.Model):
 
     def covers_destination(self, country: str) -> bool:
         return not self.destinations or country in self.destinations
+
+    @property
+    def receipt_pending(self) -> bool:
+        """A standard contract whose CAC filing receipt is missing or not yet checked by an officer."""
+        return self.kind == EvidenceKind.STANDARD_CONTRACT and not self.receipt_verified_at
 
 
 class FilingReminder(models.Model):
@@ -386,7 +393,7 @@ class ComplianceCaseEvent(models.Model):
         OPENED = "opened", _("opened")
         ASSIGNED = "assigned", _("assigned")
         NOTE = "note", _("note")
-        REOPENED = "flagged", _("flagged again")
+        FLAGGED = "flagged", _("flagged again")
         CLEARED = "cleared", _("cleared")
         REFUSED = "refused", _("refused")
 

@@ -91,7 +91,7 @@ def _filing_rows(filings: list[Filing], *, may_file: bool) -> list[dict[str, Any
             filing.kind == EvidenceKind.STANDARD_CONTRACT
             and not filing.receipt_filed_on
             and filing.status in (Filing.Status.SUBMITTED, Filing.Status.ACCEPTED)
-        )
+        )  # a receipt added but not yet checked shows as "waiting for an officer", without the form
         rows.append(
             {
                 "filing": filing,
@@ -193,21 +193,31 @@ def filing_create(request: HttpRequest) -> HttpResponse:
 @require_POST
 def filing_receipt(request: HttpRequest, pk: int) -> HttpResponse:
     filing = selectors.filing_get_for_user(user=request.user, pk=pk)
-    form = ReceiptForm(request.POST)
+    form = ReceiptForm(request.POST, request.FILES)
     if not form.is_valid():
         for errors in form.errors.values():
             for message in errors:
                 messages.error(request, message)
     else:
         try:
-            services.filing_add_receipt(filing=filing, actor=request.user, **form.cleaned_data)
+            upload = form.cleaned_data["receipt_document"]
+            services.filing_add_receipt(
+                filing=filing,
+                actor=request.user,
+                receipt_reference=form.cleaned_data["receipt_reference"],
+                receipt_filed_on=form.cleaned_data["receipt_filed_on"],
+                document_name=upload.name,
+                document=upload.read(settings.COMPLIANCE_FILING_MAX_BYTES + 1),
+            )
         except ApplicationError as exc:  # NotAllowed and InvalidTransition included
             messages.error(request, exc.message)
         except ValidationError as exc:
             for message in exc.messages:
                 messages.error(request, message)
         else:
-            messages.success(request, _("The filing receipt is added."))
+            messages.success(
+                request, _("The filing receipt is added: it counts once a compliance officer has checked it.")
+            )
     return redirect(reverse("portal:compliance:home") + f"#filing-{filing.pk}")
 
 

@@ -32,6 +32,7 @@ from .filings import (
     filing_revoke,
     filing_submit,
     filing_valid_on,
+    filing_verify_receipt,
     filings_expire,
     reminders_due,
 )
@@ -46,7 +47,7 @@ __all__ = [
     "case_clear", "case_note", "case_open", "case_refuse", "cases_recheck_for_exporter", "compliance_daily",
     "compliance_listing_check", "engine_input", "evidence_check", "export_counter_lock", "export_increment",
     "export_record", "filing_accept", "filing_add_receipt", "filing_covers", "filing_expiry", "filing_reject",
-    "filing_revoke", "filing_submit", "filing_valid_on", "filings_expire", "firm_screen", "ftz_inputs",
+    "filing_revoke", "filing_submit", "filing_valid_on", "filing_verify_receipt", "filings_expire", "firm_screen", "ftz_inputs",
     "ftz_items_import", "ftz_list_in_force", "listing_assess", "listing_decide", "normalise_identifier",
     "normalise_name", "origin_regimes", "parties_import", "party_save", "reminders_due", "shanghai_year",
     "trade_assess", "trade_clear", "trade_inputs", "trade_precheck",

@@ -80,7 +80,7 @@ def case_open(
             assessment,
         )
         case.save(update_fields=["missing", "decision", "rules", "assessment"])
-        _event(case, ComplianceCaseEvent.Kind.REOPENED, None, assessment=assessment.pk, missing=missing)
+        _event(case, ComplianceCaseEvent.Kind.FLAGGED, None, assessment=assessment.pk, missing=missing)
     return case
 
 
@@ -183,5 +183,5 @@ def cases_recheck_for_exporter(*, exporter: MemberFirm) -> list[int]:
             cleared.append(case.pk)
         elif check.missing != case.missing:
             ComplianceCase.objects.filter(pk=case.pk).update(missing=check.missing)
-            _event(case, ComplianceCaseEvent.Kind.REOPENED, None, missing=check.missing)
+            _event(case, ComplianceCaseEvent.Kind.FLAGGED, None, missing=check.missing)
     return cleared

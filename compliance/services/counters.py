@@ -89,8 +89,10 @@ def engine_input(
 ) -> dict[str, Any]:
     """The specification's input object, gathered from the exchange's records.
 
-    The product's counts are what this export adds (its people once a year), the exporter's are the year so
-    far: N and S of the specification are then exactly the year's individuals including this trade.
+    The product's counts are the revision's own (the engine must see that personal information leaves, even
+    when these people were already counted this year: R13 is "no PI", not "no new PI"). The exporter's are
+    the year so far less what this product already added of the same people, so that N and S of the
+    specification are exactly the year's individuals including this trade: counter + increment.
     """
     if delivery not in DELIVERY:
         raise ValueError(f"unknown delivery mode {delivery!r}")
@@ -104,8 +106,8 @@ def engine_input(
         "product": {
             "classification": classification,
             "important_source": important_source,
-            "personal_info_subjects": increment[0],
-            "sensitive_personal_info_subjects": increment[1],
+            "personal_info_subjects": revision.personal_info_subjects,
+            "sensitive_personal_info_subjects": revision.sensitive_personal_info_subjects,
             "origin": revision.origin,
             "origin_regimes": origin_regimes(revision.origin_countries),
             "anonymised_output": False,
@@ -113,8 +115,14 @@ def engine_input(
         "exporter": {
             "country": str(exporter.country),
             "is_ciio": exporter.is_ciio,
-            "ytd_personal_info_subjects": counter.personal_info_subjects,
-            "ytd_sensitive_personal_info_subjects": counter.sensitive_personal_info_subjects,
+            # The people of this product already in the counter (full counts minus what this trade adds).
+            "ytd_personal_info_subjects": max(
+                0, counter.personal_info_subjects - (revision.personal_info_subjects - increment[0])
+            ),
+            "ytd_sensitive_personal_info_subjects": max(
+                0,
+                counter.sensitive_personal_info_subjects - (revision.sensitive_personal_info_subjects - increment[1]),
+            ),
             "ftz": exporter.ftz or None,
             "ftz_scenario_covered": ftz.covered if ftz else False,
             "ftz_list_item": ftz.item if ftz else None,
@@ -226,15 +234,23 @@ def trade_assess(
 
 @transaction.atomic
 def export_record(*, decided: TradeDecision, actor: Any = None) -> ExportCounter:
-    """Count a completed export on the exporter's yearly counter (in the trade's transaction)."""
+    """Count a completed export on the exporter's yearly counter, in the transaction that cleared the trade.
+
+    Only a trade the gate released (compliance.services.gate.trade_clear) is recorded, and only while the
+    counter still reads what the decision read: the counter's lock is held from the decision to here, so a
+    different value means the decision was made in another transaction and may be stale.
+    """
     assessment = decided.assessment
     if assessment.decision in ("prohibited", "no_transfer"):
         raise ValueError(f"a {assessment.decision} trade is not an export to record")
-    if decided.released is False or (assessment.decision == "hold_for_review" and not decided.released):
-        raise ValueError("the gate held this trade: it is not an export to record")
-    if assessment.decision == "exempt" and not settings.COMPLIANCE_EXEMPT_EXPORTS_COUNT:
-        return decided.counter
+    if decided.released is not True:
+        raise ValueError("only a trade the gate released (trade_clear) is an export to record")
     counter = ExportCounter.objects.select_for_update().get(pk=decided.counter.pk)
+    read = (decided.counter.personal_info_subjects, decided.counter.sensitive_personal_info_subjects)
+    if (counter.personal_info_subjects, counter.sensitive_personal_info_subjects) != read:
+        raise ValueError("the counter moved since the decision: decide the trade again in this transaction")
+    if assessment.decision == "exempt" and not settings.COMPLIANCE_EXEMPT_EXPORTS_COUNT:
+        return counter
     pi, sensitive = decided.increment
     counter.personal_info_subjects += pi
     counter.sensitive_personal_info_subjects += sensitive

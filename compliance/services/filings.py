@@ -21,6 +21,7 @@ from dateutil.relativedelta import relativedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -32,7 +33,7 @@ from exchange.services import audit_record
 from listings.models import DataProduct, Revision
 
 from ..calendar import contract_filing_due
-from ..models import PER_REVISION_KINDS, EvidenceKind, Filing
+from ..models import PER_REVISION_KINDS, EvidenceKind, Filing, filing_upload_to
 from ..rules import ISO_COUNTRIES
 
 FILER_ROLES = (Membership.Role.FIRM_ADMIN, Membership.Role.TRADER)
@@ -42,23 +43,35 @@ DECIDE_PERM = "compliance.review_filing"
 SIGNATURES = {"pdf": (b"%PDF-",), "png": (b"\x89PNG\r\n\x1a\n",), "jpg": (b"\xff\xd8\xff",), "jpeg": (b"\xff\xd8\xff",)}
 
 
-def filing_expiry(*, kind: str, issued_on: date, given: date | None) -> date | None:
-    """When a filing of this kind lapses: fixed by law or policy for some kinds, as stated for the others."""
-    if kind == EvidenceKind.SECURITY_ASSESSMENT:
-        return issued_on + relativedelta(years=settings.COMPLIANCE_ASSESSMENT_VALIDITY_YEARS)
-    if kind == EvidenceKind.CERTIFICATION:
-        return issued_on + relativedelta(years=settings.COMPLIANCE_CERTIFICATE_VALIDITY_YEARS)
-    if kind == EvidenceKind.COMPLIANCE_REPORT:
-        return issued_on + relativedelta(months=settings.COMPLIANCE_REPORT_VALIDITY_MONTHS)
-    return given
+def filing_expiry(*, kind: str, issued_on: date, given: date | None, renews: Filing | None = None) -> date | None:
+    """The last day a filing of this kind covers (inclusive): fixed by law or policy for some kinds, as stated
+    for the others; a stated day earlier than the law's (the document's own term) wins.
+
+    Periods count as the Civil Code counts them (Arts 201-203): the day of issue is not counted and a period
+    of years ends on the corresponding day, or the month's last day when there is none (29 February). An
+    extension of a security assessment (Provisions Art 9) runs 3 years on from the approval it renews.
+    """
+    start = issued_on
+    if renews is not None and renews.expires_on and kind == EvidenceKind.SECURITY_ASSESSMENT:
+        start = max(issued_on, renews.expires_on)
+    term = {
+        EvidenceKind.SECURITY_ASSESSMENT: relativedelta(years=settings.COMPLIANCE_ASSESSMENT_VALIDITY_YEARS),
+        EvidenceKind.CERTIFICATION: relativedelta(years=settings.COMPLIANCE_CERTIFICATE_VALIDITY_YEARS),
+        EvidenceKind.COMPLIANCE_REPORT: relativedelta(months=settings.COMPLIANCE_REPORT_VALIDITY_MONTHS),
+    }.get(EvidenceKind(kind))
+    if term is None:
+        return given
+    fixed = start + term
+    return min(given, fixed) if given else fixed
 
 
 def filing_valid_on(filing: Filing, day: date) -> bool:
     if filing.status not in (Filing.Status.ACCEPTED, Filing.Status.EXPIRED):
         return False
-    if day < filing.issued_on or (filing.expires_on is not None and day >= filing.expires_on):
+    if day < filing.issued_on or (filing.expires_on is not None and day > filing.expires_on):
         return False
-    if filing.kind == EvidenceKind.STANDARD_CONTRACT and not filing.receipt_filed_on:
+    if filing.receipt_pending:
+        # Standard Contract Measures Art 7: no new trades after the 10th working day without the receipt.
         return filing.receipt_due_on is not None and day <= filing.receipt_due_on
     return True
 
@@ -161,8 +174,10 @@ def filing_submit(
         errors["products"] = _("Either all products or a list, not both.")
     if renews is not None and (renews.exporter_id != exporter.pk or renews.kind != kind):
         errors["renews"] = _("A filing renews an earlier filing of the same firm and kind.")
-    if receipt_filed_on and not receipt_reference.strip():
-        errors["receipt_reference"] = _("Give the filing receipt's number with its date.")
+    if bool(receipt_filed_on) != bool(receipt_reference.strip()):
+        errors["receipt_reference"] = _("Give the filing receipt's number and its date together.")
+    if receipt_filed_on and (receipt_filed_on < issued_on or receipt_filed_on > timezone.localdate()):
+        errors["receipt_filed_on"] = _("The receipt is dated between the contract's date and today.")
     if errors:
         raise ValidationError(errors)
     _clean_dates(issued_on, expires_on, receipt_filed_on)
@@ -175,10 +190,14 @@ def filing_submit(
         all_products=all_products,
         destinations=clean_destinations,
         issued_on=issued_on,
-        expires_on=filing_expiry(kind=kind, issued_on=issued_on, given=expires_on),
+        expires_on=filing_expiry(kind=kind, issued_on=issued_on, given=expires_on, renews=renews),
         receipt_reference=receipt_reference.strip(),
         receipt_filed_on=receipt_filed_on,
-        receipt_due_on=contract_filing_due(issued_on) if kind == EvidenceKind.STANDARD_CONTRACT else None,
+        receipt_due_on=(
+            contract_filing_due(issued_on, settings.COMPLIANCE_CONTRACT_FILING_WORKING_DAYS)
+            if kind == EvidenceKind.STANDARD_CONTRACT
+            else None
+        ),
         document_name=document_name[-200:],
         renews=renews,
         submitted_by=actor,
@@ -186,8 +205,12 @@ def filing_submit(
     # Everything is checked before the document is stored, so a refused filing leaves no file behind.
     filing.full_clean(exclude=["document"])
     filing.document.save(f"upload.{extension}", ContentFile(document), save=False)
-    filing.save()
-    filing.products.set(products)
+    try:
+        filing.save()
+        filing.products.set(products)
+    except Exception:
+        filing.document.delete(save=False)  # no file without its row
+        raise
     audit_record(
         actor=actor,
         verb="compliance.filing_submitted",
@@ -233,7 +256,11 @@ def _move(filing: Filing, new: str, *, actor: User | None, reason: str = "", **f
 def filing_accept(*, filing: Filing, actor: User, reason: str = "") -> Filing:
     """Accept a filing; trades held only for want of it are cleared at once (their cases close)."""
     _require_officer(actor)
-    filing = _move(filing, Filing.Status.ACCEPTED, actor=actor, reason=reason)
+    receipt = {}
+    if filing.receipt_reference and filing.receipt_filed_on:
+        # The officer accepting a contract filed with its receipt checks both at once.
+        receipt = {"receipt_verified_by": actor, "receipt_verified_at": timezone.now()}
+    filing = _move(filing, Filing.Status.ACCEPTED, actor=actor, reason=reason, **receipt)
     from .cases import cases_recheck_for_exporter
 
     cases_recheck_for_exporter(exporter=filing.exporter)
@@ -257,21 +284,35 @@ def filing_revoke(*, filing: Filing, actor: User, reason: str) -> Filing:
 
 
 @transaction.atomic
-def filing_add_receipt(*, filing: Filing, actor: User, receipt_reference: str, receipt_filed_on: date) -> Filing:
-    """The provincial CAC's filing receipt for a standard contract, added once the provider has it."""
+def filing_add_receipt(
+    *,
+    filing: Filing,
+    actor: User,
+    receipt_reference: str,
+    receipt_filed_on: date,
+    document_name: str,
+    document: bytes,
+) -> Filing:
+    """The provincial CAC's filing receipt for a standard contract, added once the provider has it. It covers
+    trades only after a compliance officer has checked it (filing_verify_receipt)."""
     _require_filer(actor, filing.exporter)
     if filing.kind != EvidenceKind.STANDARD_CONTRACT:
         raise ApplicationError(_("Only a standard contract has a filing receipt."), code="not_a_contract")
     if filing.status not in (Filing.Status.SUBMITTED, Filing.Status.ACCEPTED):
         raise InvalidTransition(_("This filing is closed."))
+    if filing.receipt_verified_at:
+        raise InvalidTransition(_("The receipt is already on file."), code="receipt_on_file")
     if not receipt_reference.strip():
         raise ValidationError({"receipt_reference": _("Give the filing receipt's number.")})
-    if receipt_filed_on < filing.issued_on:
-        raise ValidationError({"receipt_filed_on": _("The receipt cannot predate the contract.")})
-    changed = Filing.objects.filter(pk=filing.pk, status__in=[Filing.Status.SUBMITTED, Filing.Status.ACCEPTED]).update(
-        receipt_reference=receipt_reference.strip(), receipt_filed_on=receipt_filed_on
-    )
+    if receipt_filed_on < filing.issued_on or receipt_filed_on > timezone.localdate():
+        raise ValidationError({"receipt_filed_on": _("The receipt is dated between the contract's date and today.")})
+    extension = _clean_document(document_name, document)
+    stored = default_storage.save(filing_upload_to(filing, f"receipt.{extension}"), ContentFile(document))
+    changed = Filing.objects.filter(
+        pk=filing.pk, status__in=[Filing.Status.SUBMITTED, Filing.Status.ACCEPTED], receipt_verified_at__isnull=True
+    ).update(receipt_reference=receipt_reference.strip(), receipt_filed_on=receipt_filed_on, receipt_document=stored)
     if changed != 1:
+        default_storage.delete(stored)
         raise InvalidTransition(_("This filing was closed meanwhile; reload it."), code="stale_state")
     filing.refresh_from_db()
     audit_record(
@@ -280,6 +321,28 @@ def filing_add_receipt(*, filing: Filing, actor: User, receipt_reference: str, r
         target=filing,
         payload={"receipt_reference": filing.receipt_reference, "receipt_filed_on": receipt_filed_on.isoformat()},
     )
+    return filing
+
+
+@transaction.atomic
+def filing_verify_receipt(*, filing: Filing, actor: User) -> Filing:
+    """An officer checks a contract's filing receipt: from now on the contract covers trades past its 10th
+    working day. Trades held only for want of it are released (their cases close)."""
+    _require_officer(actor)
+    if not (filing.receipt_reference and filing.receipt_filed_on):
+        raise ApplicationError(_("There is no filing receipt to check."), code="no_receipt")
+    changed = Filing.objects.filter(
+        pk=filing.pk, status__in=[Filing.Status.SUBMITTED, Filing.Status.ACCEPTED], receipt_verified_at__isnull=True
+    ).update(receipt_verified_by=actor, receipt_verified_at=timezone.now())
+    if changed != 1:
+        raise InvalidTransition(_("The receipt was checked already, or the filing is closed."), code="stale_state")
+    filing.refresh_from_db()
+    audit_record(
+        actor=actor,
+        verb="compliance.filing_receipt_verified",
+        target=filing,
+        payload={"receipt_reference": filing.receipt_reference},
+    )
     from .cases import cases_recheck_for_exporter
 
     cases_recheck_for_exporter(exporter=filing.exporter)
@@ -287,9 +350,9 @@ def filing_add_receipt(*, filing: Filing, actor: User, receipt_reference: str, r
 
 
 def filings_expire(*, today: date) -> list[int]:
-    """Move accepted filings whose validity ended before `today` to expired (idempotent)."""
+    """Move accepted filings whose last valid day is past to expired (idempotent)."""
     expired = []
-    for filing in Filing.objects.filter(status=Filing.Status.ACCEPTED, expires_on__lte=today):
+    for filing in Filing.objects.filter(status=Filing.Status.ACCEPTED, expires_on__lt=today):
         with transaction.atomic():
             try:
                 _move(filing, Filing.Status.EXPIRED, actor=None)
@@ -303,7 +366,7 @@ def filings_expire(*, today: date) -> list[int]:
 class Reminder:
     filing: Filing
     lead: str
-    due_on: date
+    due_on: date  # the day the message names: the last valid day, or the receipt's due date
 
 
 def reminders_due(*, today: date) -> list[Reminder]:
@@ -317,18 +380,17 @@ def reminders_due(*, today: date) -> list[Reminder]:
         if filing.expires_on:
             days_left = (filing.expires_on - today).days
             # Only the nearest lead passed: a filing accepted 5 days before expiry gets the 7-day reminder.
-            passed = [lead for lead in leads if 0 < days_left <= lead]
+            passed = [lead for lead in leads if 0 <= days_left <= lead]
             if passed:
                 due.append(Reminder(filing, f"expiry-{min(passed)}", filing.expires_on))
             if filing.kind == EvidenceKind.SECURITY_ASSESSMENT:
                 opens = extension_window_opens(filing.expires_on, settings.COMPLIANCE_EXTENSION_WINDOW_WORKING_DAYS)
-                if opens <= today < filing.expires_on:
-                    due.append(Reminder(filing, "extension-window", opens))
+                if opens <= today <= filing.expires_on:
+                    due.append(Reminder(filing, "extension-window", filing.expires_on))
             if filing.kind == EvidenceKind.CERTIFICATION:
                 reapply = filing.expires_on - relativedelta(months=settings.COMPLIANCE_CERTIFICATE_REAPPLY_MONTHS)
-                if reapply <= today < filing.expires_on:
-                    due.append(Reminder(filing, "reapply", reapply))
-        receipt_pending = filing.kind == EvidenceKind.STANDARD_CONTRACT and not filing.receipt_filed_on
-        if receipt_pending and filing.receipt_due_on and today <= filing.receipt_due_on:
+                if reapply <= today <= filing.expires_on:
+                    due.append(Reminder(filing, "reapply", filing.expires_on))
+        if filing.receipt_pending and filing.receipt_due_on and today <= filing.receipt_due_on:
             due.append(Reminder(filing, "receipt", filing.receipt_due_on))
     return due

@@ -68,9 +68,9 @@ def _filing_row(filing: Filing, kind: str) -> dict[str, Any]:
         "filed_as": filing.kind,
         "reference": filing.reference,
         "expires_on": filing.expires_on.isoformat() if filing.expires_on else None,
-        "receipt_due_on": (
-            filing.receipt_due_on.isoformat() if filing.receipt_due_on and not filing.receipt_filed_on else None
-        ),
+        "receipt_due_on": filing.receipt_due_on.isoformat()
+        if filing.receipt_pending and filing.receipt_due_on
+        else None,
     }
 
 

@@ -9,7 +9,6 @@ from datetime import date, timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -310,23 +309,31 @@ def test_a_contracts_receipt_is_added_once_the_firm_has_it(provider, officer):
     client = client_for(provider, "key")
     url = f"{FILINGS}/{contract.pk}/receipt"
     assert client.get(f"{FILINGS}/{contract.pk}").json()["receipt_due_on"] is not None
+
     # when
+    def post(**fields):
+        return client.post(url, {"document": SimpleUploadedFile("receipt.pdf", PDF), **fields}, format="multipart")
+
     bad = [
-        client.post(url, {"receipt_reference": "R", "receipt_filed_on": "2025-12-31"}, format="json"),  # predates
-        client.post(url, {"receipt_reference": "", "receipt_filed_on": "2026-01-09"}, format="json"),
-        client.post(url, {"receipt_reference": "R", "receipt_filed_on": "soon"}, format="json"),
-        client.post(url, {"receipt_reference": "R", "receipt_filed_on": "9999-12-31"}, format="json"),
-        client.post(url, {"receipt_reference": "R" * 101, "receipt_filed_on": "2026-01-09"}, format="json"),
+        post(receipt_reference="R", receipt_filed_on="2025-12-31"),  # predates the contract
+        post(receipt_reference="", receipt_filed_on="2026-01-09"),
+        post(receipt_reference="R", receipt_filed_on="soon"),
+        post(receipt_reference="R", receipt_filed_on="9999-12-31"),
+        post(receipt_reference="R" * 101, receipt_filed_on="2026-01-09"),
+        client.post(url, {"receipt_reference": "R", "receipt_filed_on": "2026-01-09"}, format="multipart"),  # no file
     ]
-    response = client.post(url, {"receipt_reference": "SH-2026-77", "receipt_filed_on": "2026-01-09"}, format="json")
+    response = post(receipt_reference="SH-2026-77", receipt_filed_on="2026-01-09")
     # then
     for refused in bad:
-        assert refused.status_code == 400 and error(refused)["code"] == "validation_error"
+        assert refused.status_code == 400 and error(refused)["code"] == "validation_error", refused.content
     assert response.status_code == 200, response.content
     assert response.json()["receipt_reference"] == "SH-2026-77" and response.json()["receipt_filed_on"] == "2026-01-09"
-    assert response.json()["status"] == "accepted"
+    assert response.json()["status"] == "accepted" and response.json()["receipt_checked"] is False
     contract.refresh_from_db()
-    assert contract.receipt_reference == "SH-2026-77"
+    assert contract.receipt_reference == "SH-2026-77" and contract.receipt_document
+    # and it counts once an officer has checked it
+    services.filing_verify_receipt(filing=contract, actor=officer)
+    assert client.get(f"{FILINGS}/{contract.pk}").json()["receipt_checked"] is True
 
 
 def test_only_a_contract_has_a_receipt_and_a_closed_filing_takes_none(provider, officer):
@@ -334,10 +341,17 @@ def test_only_a_contract_has_a_receipt_and_a_closed_filing_takes_none(provider, 
     contract = filing(provider, EvidenceKind.STANDARD_CONTRACT)
     services.filing_reject(filing=contract, actor=officer, reason="The signatures are missing.")
     client = client_for(provider)
-    body = {"receipt_reference": "R-1", "receipt_filed_on": "2026-01-09"}
-    response = client.post(f"{FILINGS}/{report.pk}/receipt", body, format="json")
+
+    def body():
+        return {
+            "receipt_reference": "R-1",
+            "receipt_filed_on": "2026-01-09",
+            "document": SimpleUploadedFile("r.pdf", PDF),
+        }
+
+    response = client.post(f"{FILINGS}/{report.pk}/receipt", body(), format="multipart")
     assert response.status_code == 400 and error(response)["code"] == "not_a_contract"
-    response = client.post(f"{FILINGS}/{contract.pk}/receipt", body, format="json")
+    response = client.post(f"{FILINGS}/{contract.pk}/receipt", body(), format="multipart")
     assert response.status_code == 409 and error(response)["code"] == "invalid_transition"
     # and the provider reads the officer's reason
     detail = client.get(f"{FILINGS}/{contract.pk}").json()
@@ -396,9 +410,15 @@ def test_list_queries_do_not_grow_with_the_filings(provider, reviewer, officer, 
 
 
 def _export(product, buyer, day=date(2026, 6, 1)):
-    with transaction.atomic():
-        decided = services.trade_assess(product=product, buyer_firm=buyer.membership.firm, delivery="file", as_of=day)
-        services.export_record(decided=decided)
+    # Set-up only: the counter as an export of the product's people would leave it (the gate and
+    # export_record are tested in test_gate.py and test_counters.py).
+    from compliance.models import ExportCounter
+
+    revision = product.listed_revision
+    counter, _created = ExportCounter.objects.get_or_create(exporter=product.provider, year=day.year)
+    counter.personal_info_subjects += revision.personal_info_subjects
+    counter.sensitive_personal_info_subjects += revision.sensitive_personal_info_subjects
+    counter.save()
 
 
 @pytest.mark.parametrize("auth", ["session", "key"])

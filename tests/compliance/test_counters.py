@@ -8,28 +8,43 @@ import pytest
 from django.db import connections, transaction
 
 from compliance import services
-from compliance.models import Assessment, ExportCounter
+from compliance.models import Assessment, ExportCounter, Filing
+from exchange.models import User
 from listings.models import Revision
+from tests.compliance.factories import filing
 from tests.factories import listed_product
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
+EVIDENCE = ("security_assessment", "standard_contract", "pipia_report", "consent_record")
+
+
 def _with_pi(product, pi, sensitive=0):
-    # Test set-up only: the listed revision's counts (a revision is immutable through the services).
+    """Test set-up only: the listed revision's counts (a revision is immutable through the services), and
+    every evidence item on file for the product, so that the gate releases each trade and it is counted."""
     Revision.objects.filter(pk=product.listed_revision_id).update(
         contains_personal_info=True, personal_info_subjects=pi, sensitive_personal_info_subjects=sensitive
     )
     product.refresh_from_db()
+    officer = User.objects.filter(is_superuser=True).first()
+    filer = User.objects.filter(membership__firm=product.provider, membership__role="firm_admin").first()
+    for kind in EVIDENCE:
+        if not Filing.objects.filter(reference=f"{kind}-{product.pk}").exists():
+            filing(
+                filer, kind, products=[product], issued_on=date(2024, 1, 2), accepted_by=officer,
+                reference=f"{kind}-{product.pk}", receipt_reference="R-1", receipt_filed_on=date(2024, 1, 5),
+            )  # fmt: skip
     return product
 
 
 def _trade(product, buyer, when=date(2026, 6, 1)):
     with transaction.atomic():
-        decided = services.trade_assess(product=product, buyer_firm=buyer.membership.firm, delivery="file", as_of=when)
-        if decided.assessment.decision in ("exempt", "contract_or_certification", "security_assessment"):
-            services.export_record(decided=decided)
-        return decided
+        cleared = services.trade_clear(product=product, buyer_firm=buyer.membership.firm, delivery="file", as_of=when)
+        assert cleared.status == "cleared", cleared.missing
+        if cleared.decision["decision"] != "no_transfer":
+            services.export_record(decided=cleared.decided)
+        return cleared.decided
 
 
 @pytest.mark.django_db
@@ -43,6 +58,29 @@ class TestCounting:
         _trade(product, second_buyer)
         counter = ExportCounter.objects.get(exporter=product.provider, year=2026)
         assert counter.personal_info_subjects == 40_000
+
+    def test_a_second_buyer_is_decided_on_the_products_people_already_counted(self, provider, reviewer, international):
+        # given a product of 150,000 individuals, sold once this year
+        from tests.factories import MemberFirmFactory, admit, member
+
+        product = _with_pi(listed_product(provider, reviewer), 150_000)
+        _trade(product, international)
+        second_buyer = member(admit(MemberFirmFactory(country="JP", role="buyer"), "international"))
+        # when a second buyer buys it
+        decided = _trade(product, second_buyer)
+        # then personal information still leaves (never "no PI: exempt"), and N is the same 150,000 people
+        assert decided.assessment.decision == "contract_or_certification"
+        assert decided.assessment.inputs["product"]["personal_info_subjects"] == 150_000
+        assert decided.assessment.inputs["exporter"]["ytd_personal_info_subjects"] == 0
+        assert decided.increment == (0, 0)
+
+    def test_export_record_refuses_a_decision_the_gate_did_not_release(self, provider, reviewer, international):
+        product = _with_pi(listed_product(provider, reviewer), 150_000)
+        decided = services.trade_assess(
+            product=product, buyer_firm=international.membership.firm, delivery="file", as_of=date(2026, 6, 1)
+        )
+        with pytest.raises(ValueError, match="released"):
+            services.export_record(decided=decided)
 
     def test_only_the_increase_of_a_larger_revision_counts(self, provider, reviewer, international):
         product = _with_pi(listed_product(provider, reviewer), 40_000)

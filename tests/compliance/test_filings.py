@@ -115,18 +115,66 @@ def test_the_receipt_belongs_to_standard_contracts_only(provider, officer):
     report = filing(provider, EvidenceKind.PIPIA_REPORT)
     with pytest.raises(ApplicationError):
         services.filing_add_receipt(
-            filing=report, actor=provider, receipt_reference="R", receipt_filed_on=date(2026, 2, 1)
-        )
+            filing=report, actor=provider, receipt_reference="R", receipt_filed_on=date(2026, 2, 1),
+            document_name="r.pdf", document=PDF,
+        )  # fmt: skip
     contract = filing(provider, EvidenceKind.STANDARD_CONTRACT, issued_on=date(2026, 3, 2))
     with pytest.raises(ValidationError):
         services.filing_add_receipt(
-            filing=contract, actor=provider, receipt_reference="R", receipt_filed_on=date(2026, 3, 1)
-        )
+            filing=contract, actor=provider, receipt_reference="R", receipt_filed_on=date(2026, 3, 1),
+            document_name="r.pdf", document=PDF,
+        )  # fmt: skip
+
+
+def test_a_receipt_added_later_counts_only_once_an_officer_checked_it(provider, officer):
+    contract = filing(provider, EvidenceKind.STANDARD_CONTRACT, issued_on=date(2026, 3, 2), accepted_by=officer)
+    assert contract.receipt_pending
+    services.filing_add_receipt(
+        filing=contract, actor=provider, receipt_reference="沪网信备-9", receipt_filed_on=date(2026, 3, 9),
+        document_name="receipt.pdf", document=PDF,
+    )  # fmt: skip
+    contract.refresh_from_db()
+    assert contract.receipt_pending and contract.receipt_document.name.endswith(".pdf")
+    assert not services.filing_valid_on(contract, date(2026, 6, 1))
+    with pytest.raises(NotAllowed):
+        services.filing_verify_receipt(filing=contract, actor=provider)
+    services.filing_verify_receipt(filing=contract, actor=officer)
+    contract.refresh_from_db()
+    assert not contract.receipt_pending and contract.receipt_verified_by == officer
+    assert services.filing_valid_on(contract, date(2026, 6, 1))
+    with pytest.raises(InvalidTransition):
+        services.filing_verify_receipt(filing=contract, actor=officer)
+
+
+def test_a_receipt_given_with_the_contract_is_checked_by_the_accepting_officer(provider, officer):
+    contract = filing(
+        provider, EvidenceKind.STANDARD_CONTRACT, issued_on=date(2026, 3, 2),
+        receipt_reference="沪网信备-10", receipt_filed_on=date(2026, 3, 9), accepted_by=officer,
+    )  # fmt: skip
+    assert contract.receipt_verified_by == officer and not contract.receipt_pending
+
+
+def test_a_receipt_cannot_be_dated_in_the_future(provider):
+    with pytest.raises(ValidationError) as exc:
+        filing(provider, EvidenceKind.STANDARD_CONTRACT, issued_on=date(2026, 3, 2),
+               receipt_reference="R", receipt_filed_on=date(2099, 1, 1))  # fmt: skip
+    assert "receipt_filed_on" in exc.value.message_dict
+
+
+def test_an_extension_runs_on_from_the_approval_it_renews(provider, officer):
+    first = filing(provider, EvidenceKind.SECURITY_ASSESSMENT, issued_on=date(2024, 3, 1), accepted_by=officer)
+    assert first.expires_on == date(2027, 3, 1)
+    extension = filing(
+        provider, EvidenceKind.SECURITY_ASSESSMENT, issued_on=date(2026, 12, 20), renews=first, reference="EXT"
+    )
+    assert extension.expires_on == date(2030, 3, 1)
 
 
 def test_filings_expire_once(provider, officer):
+    # issued 2023-05-01: valid through 2026-05-01 (Civil Code Art 202), expired from the next day
     item = filing(provider, EvidenceKind.CERTIFICATION, issued_on=date(2023, 5, 1), accepted_by=officer)
-    assert services.filings_expire(today=date(2026, 4, 30)) == []
-    assert services.filings_expire(today=date(2026, 5, 1)) == [item.pk]
-    assert services.filings_expire(today=date(2026, 5, 2)) == []
+    assert item.expires_on == date(2026, 5, 1)
+    assert services.filings_expire(today=date(2026, 5, 1)) == []
+    assert services.filings_expire(today=date(2026, 5, 2)) == [item.pk]
+    assert services.filings_expire(today=date(2026, 5, 3)) == []
     assert Filing.objects.get(pk=item.pk).status == "expired"

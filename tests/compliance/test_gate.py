@@ -11,7 +11,7 @@ from compliance import services
 from compliance.models import Assessment, ComplianceCase, ComplianceCaseEvent, EvidenceKind, Filing, RestrictedParty
 from exchange.models import MemberFirm
 from listings.models import Revision
-from tests.compliance.factories import filing, with_pi
+from tests.compliance.factories import PDF, filing, with_pi
 from tests.factories import MemberFirmFactory, admit, listed_product, member
 
 pytestmark = pytest.mark.django_db
@@ -65,7 +65,7 @@ class TestHeldThenCleared:
         assert case.buyer_firm == buyer_firm(international) and case.destination == "SG"
         assert case.missing == result.missing
         assert list(case.events.values_list("kind", flat=True)) == ["opened"]
-        with pytest.raises(ValueError, match="held"):
+        with pytest.raises(ValueError, match="released"):
             services.export_record(decided=result.decided)
 
     def test_accepting_the_filings_clears_the_case_and_the_trade(self, provider, reviewer, international, officer):
@@ -122,10 +122,13 @@ class TestValidity:
         assert precheck(product, international, day=date(2026, 10, 15)).status == "cleared"
         late = precheck(product, international, day=date(2026, 10, 16))
         assert late.status == "held" and [m["kind"] for m in late.missing] == ["standard_contract"]
-        # the receipt, once added, covers the trade again
+        # the receipt, once added, covers the trade again when an officer has checked it
         services.filing_add_receipt(
-            filing=contract, actor=provider, receipt_reference="沪网信备2026-88", receipt_filed_on=date(2026, 10, 12)
-        )
+            filing=contract, actor=provider, receipt_reference="沪网信备2026-88", receipt_filed_on=date(2026, 10, 12),
+            document_name="receipt.pdf", document=PDF,
+        )  # fmt: skip
+        assert precheck(product, international, day=date(2026, 10, 16)).status == "held"
+        services.filing_verify_receipt(filing=contract, actor=officer)
         assert precheck(product, international, day=date(2026, 10, 16)).status == "cleared"
 
     def test_a_security_assessment_lasts_three_years_and_its_lapse_holds_new_trades(

@@ -383,20 +383,26 @@ def test_a_receipt_is_added_to_a_standard_contract(client, provider):
 
     # when
     response = client.post(
-        f"{HOME}filings/{contract.pk}/receipt", {"receipt_reference": "SH-CAC-77", "receipt_filed_on": "2026-01-15"}
+        f"{HOME}filings/{contract.pk}/receipt",
+        {
+            "receipt_reference": "SH-CAC-77",
+            "receipt_filed_on": "2026-01-15",
+            "receipt_document": SimpleUploadedFile("receipt.pdf", PDF),
+        },
     )
 
     # then
     assert response.status_code == 302 and response.url == f"{HOME}#filing-{contract.pk}"
     contract.refresh_from_db()
     assert contract.receipt_reference == "SH-CAC-77" and contract.receipt_filed_on == date(2026, 1, 15)
-    assert "The filing receipt is added." in client.get(HOME).content.decode()
+    page = client.get(HOME).content.decode()
+    assert "The filing receipt is added" in page and "waiting for a compliance officer" in page
 
 
 @pytest.mark.parametrize(
     "data, message",
     [
-        ({"receipt_reference": "SH-1", "receipt_filed_on": "2025-12-01"}, "The receipt cannot predate the contract."),
+        ({"receipt_reference": "SH-1", "receipt_filed_on": "2025-12-01"}, "between the contract&#x27;s date and today"),
         ({"receipt_reference": "", "receipt_filed_on": "2026-01-15"}, "This field is required."),
     ],
 )
@@ -404,6 +410,7 @@ def test_a_bad_receipt_is_a_message(client, provider, data, message):
     contract = filing(provider, "standard_contract")
     login_as(client, provider)
 
+    data = {**data, "receipt_document": SimpleUploadedFile("receipt.pdf", PDF)}
     response = client.post(f"{HOME}filings/{contract.pk}/receipt", data, follow=True)
 
     assert response.status_code == 200 and message in response.content.decode()
@@ -414,18 +421,24 @@ def test_a_bad_receipt_is_a_message(client, provider, data, message):
 def test_only_a_contract_has_a_receipt_and_only_the_firm_adds_it(client, provider, analyst, rival):
     report = filing(provider, "pipia_report")
     contract = filing(provider, "standard_contract")
-    data = {"receipt_reference": "SH-1", "receipt_filed_on": "2026-01-15"}
+
+    def data():
+        return {
+            "receipt_reference": "SH-1",
+            "receipt_filed_on": "2026-01-15",
+            "receipt_document": SimpleUploadedFile("receipt.pdf", PDF),
+        }
 
     login_as(client, provider)
-    response = client.post(f"{HOME}filings/{report.pk}/receipt", data, follow=True)
+    response = client.post(f"{HOME}filings/{report.pk}/receipt", data(), follow=True)
     assert "Only a standard contract has a filing receipt." in response.content.decode()
 
     login_as(client, analyst)
-    response = client.post(f"{HOME}filings/{contract.pk}/receipt", data, follow=True)
+    response = client.post(f"{HOME}filings/{contract.pk}/receipt", data(), follow=True)
     assert response.status_code == 200 and "may file evidence" in response.content.decode()
 
     login_as(client, rival)
-    assert client.post(f"{HOME}filings/{contract.pk}/receipt", data).status_code == 404
+    assert client.post(f"{HOME}filings/{contract.pk}/receipt", data()).status_code == 404
     assert not Filing.objects.exclude(receipt_reference="").exists()
 
 
