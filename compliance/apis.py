@@ -242,7 +242,7 @@ class AssessmentCreateApi(APIView):
             )
         clearance = services.trade_precheck(
             product=product, buyer_firm=firm, delivery=data["delivery"], as_of=data.get("as_of")
-        )
+        ).for_buyer()
         answer = {
             **clearance.decision,
             **clearance.as_dict(),

@@ -16,7 +16,12 @@ from django.utils.translation import gettext_lazy as _
 from .models import EvidenceKind
 from .services import CLEARED, HELD, PROHIBITED, Clearance
 
-STATUS_LABELS = {CLEARED: _("Cleared"), HELD: _("Held"), PROHIBITED: _("Prohibited")}
+STATUS_LABELS = {
+    CLEARED: _("Cleared"),
+    HELD: _("Held"),
+    PROHIBITED: _("Prohibited"),
+    "not_offered": _("Not offered"),
+}
 DECISION_LABELS = {
     "prohibited": _("prohibited"),
     "hold_for_review": _("held for a compliance officer's review"),

@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
 
+from exchange.exceptions import ApplicationError
 from exchange.models import Board, MemberFirm
 from exchange.selectors import user_firm, user_firm_id
 from listings.models import DataProduct, ListingStatus
@@ -135,7 +136,12 @@ def product_verdict_for_user(*, user: Any, product: DataProduct) -> Clearance | 
         return None
     modes = product.listed_revision.delivery_modes or ["file"]
     delivery = next((m for m in ("file", "api", "sandbox") if m in modes), "file")
-    return trade_precheck(product=product, buyer_firm=firm, delivery=delivery)
+    try:
+        return trade_precheck(product=product, buyer_firm=firm, delivery=delivery).for_buyer()
+    except ApplicationError as exc:
+        if exc.code == "destination_not_offered":
+            return Clearance("not_offered", {"decision": "", "rules": [], "reasons": [], "evidence": []}, {})
+        raise
 
 
 def case_list_open() -> QuerySet[ComplianceCase]:

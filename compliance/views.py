@@ -266,7 +266,7 @@ def precheck(request: HttpRequest) -> HttpResponse:
                 product=form.cleaned_data["product"],
                 buyer_firm=membership.firm,
                 delivery=form.cleaned_data["delivery"],
-            )
+            ).for_buyer()
         except ApplicationError as exc:  # e.g. a delivery mode the product does not offer
             form.add_error("delivery" if exc.code.startswith("delivery") else None, str(exc))
         else:

@@ -115,6 +115,7 @@ def case_clear(*, case: ComplianceCase, actor: User, resolution: str) -> Complia
     _require_officer(actor)
     if not resolution.strip():
         raise ApplicationError(_("Write the reasons for the decision: they are the record."), code="reason_required")
+    case = ComplianceCase.objects.select_for_update().get(pk=case.pk)  # decide on what is stored now
     if case.status != ComplianceCase.Status.OPEN:
         raise InvalidTransition(_("This case is already closed."))
     evidence = [m["kind"] for m in case.missing if m["kind"] != OFFICER_REVIEW]
@@ -162,26 +163,46 @@ def case_note(*, case: ComplianceCase, actor: User, text: str) -> ComplianceCase
 
 
 def cases_recheck_for_exporter(*, exporter: MemberFirm) -> list[int]:
-    """Close the exporter's open trade cases that waited only for evidence, now on file (a filing was
-    accepted or completed). Returns the cleared case ids."""
-    from .gate import trade_precheck
+    """Decide again the exporter's open trade cases that wait for evidence (a filing was accepted, a receipt
+    checked, or the daily sweep runs): close those now cleared, refuse those now prohibited (e.g. the buyer was
+    listed meanwhile), and bring the others' missing evidence up to date. Returns the cleared case ids."""
+    from listings.models import ListingStatus
+
+    from .gate import CLEARED, PROHIBITED, trade_precheck
 
     cleared = []
     open_cases = ComplianceCase.objects.filter(
         status=ComplianceCase.Status.OPEN, kind=ComplianceCase.Kind.TRADE, product__provider=exporter
     ).select_related("product__listed_revision", "product__provider", "buyer_firm", "assessment")
     for case in open_cases:
-        if not any(m["kind"] != OFFICER_REVIEW for m in case.missing) or case.product.listed_revision is None:
+        product = case.product
+        if not any(m["kind"] != OFFICER_REVIEW for m in case.missing):
             continue  # nothing to file: an officer decides it
-        if case.product.listed_revision.number != case.revision_number:
+        if product.listing_status != ListingStatus.LISTED or product.listed_revision is None:
+            continue  # not on sale now: decided again if it comes back
+        if product.listed_revision.number != case.revision_number:
             continue  # a new revision is traded now: the old subject's case stays for the record
-        check = trade_precheck(
-            product=case.product, buyer_firm=case.buyer_firm, delivery=case.assessment.delivery, as_of=None
-        )
-        if check.status == "cleared":
-            _close(case, ComplianceCase.Status.CLEARED, actor=None, resolution="evidence on file")
-            cleared.append(case.pk)
-        elif check.missing != case.missing:
-            ComplianceCase.objects.filter(pk=case.pk).update(missing=check.missing)
-            _event(case, ComplianceCaseEvent.Kind.FLAGGED, None, missing=check.missing)
+        try:
+            check = trade_precheck(
+                product=product, buyer_firm=case.buyer_firm, delivery=case.assessment.delivery, as_of=None
+            )
+        except ApplicationError:
+            continue  # e.g. the delivery mode is no longer offered: the next trade decides afresh
+        try:
+            if check.status == CLEARED:
+                _close(case, ComplianceCase.Status.CLEARED, actor=None, resolution="evidence on file")
+                cleared.append(case.pk)
+                continue
+            if check.status == PROHIBITED:
+                reasons = "; ".join(r["text_en"] for r in check.decision["reasons"][:1])
+                _close(case, ComplianceCase.Status.REFUSED, actor=None, resolution=f"now prohibited: {reasons}")
+                continue
+        except InvalidTransition:
+            continue  # an officer closed it meanwhile
+        if check.missing != case.missing:
+            changed = ComplianceCase.objects.filter(pk=case.pk, status=ComplianceCase.Status.OPEN).update(
+                missing=check.missing
+            )
+            if changed:
+                _event(case, ComplianceCaseEvent.Kind.FLAGGED, None, missing=check.missing)
     return cleared

@@ -156,6 +156,13 @@ def trade_inputs(
             % {"modes": ", ".join(revision.delivery_modes)},
             code="delivery_not_offered",
         )
+    destination = str(buyer_firm.country)
+    if revision.export_destinations and destination not in revision.export_destinations:
+        # The listing was assessed for these destinations only (compliance.services.listing).
+        raise ApplicationError(
+            _("This product is not offered for delivery to %(country)s.") % {"country": destination},
+            code="destination_not_offered",
+        )
     exporter = product.provider
     year = shanghai_year(as_of)
     if lock:

@@ -33,6 +33,7 @@ from .filings import filing_covers, filing_valid_on
 
 CLEARED, HELD, PROHIBITED = "cleared", "held", "prohibited"
 OFFICER_REVIEW_RULES = frozenset({"R4", "R7", "R9"})
+PROVIDER_PRIVATE_INPUTS = frozenset({"is_ciio", "ytd_personal_info_subjects", "ytd_sensitive_personal_info_subjects"})
 # R7 is about the product (its classification), so a listing case cleared for the revision answers it.
 PRODUCT_REVIEW_RULES = frozenset({"R7"})
 
@@ -50,6 +51,13 @@ class Clearance:
     @property
     def cleared(self) -> bool:
         return self.status == CLEARED
+
+    def for_buyer(self) -> Clearance:
+        """What a buyer may read: the verdict and which kinds of evidence are on file until when, without the
+        provider's own business (its yearly counts, whether it is a CIIO, its filings' ids and numbers)."""
+        exporter = {k: v for k, v in self.inputs.get("exporter", {}).items() if k not in PROVIDER_PRIVATE_INPUTS}
+        on_file = [{k: v for k, v in row.items() if k not in ("filing", "reference")} for row in self.on_file]
+        return replace(self, inputs={**self.inputs, "exporter": exporter}, on_file=on_file)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -120,16 +128,16 @@ def filings_on_record(*, exporter: MemberFirm, kinds: set[str] | None = None) ->
     return list(filings.prefetch_related("products").order_by("-expires_on", "-issued_on", "-pk"))
 
 
-def _review_case(product: DataProduct, revision: Revision, buyer: MemberFirm, destination: str, rule: str):
+def _latest_review(
+    product: DataProduct, revision: Revision, buyer: MemberFirm, destination: str, rule: str
+) -> ComplianceCase | None:
+    """The newest case that reviewed this hold: for this buyer's trade of the revision, or (R7, a question
+    about the product) for the revision's listing; only cases opened for the same rule count."""
     subjects = [trade_subject(product, revision.number, buyer, destination)]
     if rule in PRODUCT_REVIEW_RULES:
         subjects.append(listing_subject(product, revision.number))
-    return (
-        ComplianceCase.objects.filter(subject__in=subjects)
-        .exclude(status=ComplianceCase.Status.OPEN)
-        .order_by("-closed_at")
-        .first()
-    )
+    cases = ComplianceCase.objects.filter(subject__in=subjects).order_by("-opened_at", "-pk")
+    return next((case for case in cases if case.rules[:1] == [rule]), None)
 
 
 def _evaluate(
@@ -149,12 +157,15 @@ def _evaluate(
     if outcome == "no_transfer":
         return CLEARED, [], [], None
     first_rule = decision["rules"][0]
+    review = None
     if outcome == "hold_for_review" and first_rule in OFFICER_REVIEW_RULES:
-        review = _review_case(product, revision, buyer, destination, first_rule)
-        if review is None:
-            return HELD, [], [{"kind": "officer_review", "alternatives": []}], None
-        if review.status == ComplianceCase.Status.REFUSED:
+        review = _latest_review(product, revision, buyer, destination, first_rule)
+        if review is not None and review.status == ComplianceCase.Status.REFUSED:
             return PROHIBITED, [], [], review
+        # Released only by an officer's decision on the newest review (not an open one, nor a case that closed
+        # itself when evidence came in).
+        if review is None or review.status == ComplianceCase.Status.OPEN or review.closed_by_id is None:
+            return HELD, [], [{"kind": "officer_review", "alternatives": []}], None
     on_file, missing = evidence_check(
         evidence=decision["evidence"],
         exporter=exporter,
@@ -163,8 +174,8 @@ def _evaluate(
         destination=destination,
         day=day,
     )
-    if outcome == "hold_for_review" and first_rule in OFFICER_REVIEW_RULES:
-        on_file = [{"kind": "officer_review", "case": review.pk}, *on_file]  # type: ignore[union-attr]
+    if review is not None:
+        on_file = [{"kind": "officer_review", "case": review.pk}, *on_file]
     return (HELD if missing else CLEARED), on_file, missing, None
 
 

@@ -96,7 +96,7 @@ def listings_reassess(*, today: date) -> list[int]:
             if bad:
                 case = case_open(
                     kind=ComplianceCase.Kind.LISTING,
-                    subject=listing_subject(product, revision.number) + ":reassessed",
+                    subject=listing_subject(product, revision.number),
                     product=product,
                     revision_number=revision.number,
                     assessment=bad[0],

@@ -150,7 +150,11 @@ def test_held_names_what_is_missing_and_gathers_the_inputs(pi_product, internati
     assert body["case"] is None and body["delivery"] == "file"
     inputs = body["inputs"]
     assert inputs["product"]["personal_info_subjects"] == 150_000
-    assert inputs["exporter"] == {**inputs["exporter"], "country": "CN", "ytd_personal_info_subjects": 0}
+    # the provider's own business (its yearly counts, whether it is a CIIO) is not the buyer's to read
+    assert inputs["exporter"]["country"] == "CN"
+    assert not {"ytd_personal_info_subjects", "ytd_sensitive_personal_info_subjects", "is_ciio"} & set(
+        inputs["exporter"]
+    )
     assert inputs["trade"] == {
         "buyer_country": "SG", "delivery": "file", "buyer_type": "commercial", "buyer_restricted": False
     }  # fmt: skip
@@ -184,7 +188,10 @@ def test_cleared_once_the_officer_accepted_the_evidence(pi_product, provider, of
     body = ask(client, pi_product).json()
     # then
     assert body["status"] == "cleared" and body["cleared"] is True and body["missing"] == []
-    assert {(row["kind"], row["filing"]) for row in body["on_file"]} == {(k, f.pk) for k, f in filed.items()}
+    assert {(row["kind"], row["expires_on"]) for row in body["on_file"]} == {
+        (k, f.expires_on.isoformat() if f.expires_on else None) for k, f in filed.items()
+    }
+    assert not any("filing" in row or "reference" in row for row in body["on_file"])  # the provider's own records
     assert written() == before
     # and the delivery date counts: before the filings were issued, nothing covered the trade
     early = ask(client, pi_product, as_of="2026-01-02").json()

@@ -71,7 +71,7 @@ def test_a_rule_change_re_assesses_listed_products_and_flags_the_ones_now_held(p
     assert result["flagged"] == 1
     assert Assessment.objects.filter(product=product, purpose="listing", rule_version="2027.1").count() == 3
     case = ComplianceCase.objects.get(product=product)
-    assert case.kind == "listing" and case.subject.endswith(":reassessed") and case.rules[0] == "R4"
+    assert case.kind == "listing" and case.subject == f"listing:{product.pk}:r1" and case.rules[0] == "R4"
     # and running again changes nothing more
     assert services.compliance_daily(today=date(2026, 6, 1))["flagged"] == 0
     assert ComplianceCase.objects.count() == 1

@@ -342,3 +342,76 @@ def test_concurrent_decisions_on_one_subject_open_one_case(provider, reviewer, i
     # then all are held, and exactly one case is open for them
     assert errors == [] and statuses == ["held"] * 6
     assert ComplianceCase.objects.filter(status="open").count() == 1
+
+
+class TestReviewsAndRechecks:
+    def _us_origin(self, provider, reviewer):
+        product = listed_product(provider, reviewer)
+        Revision.objects.filter(pk=product.listed_revision_id).update(origin_countries=["US"])
+        product.refresh_from_db()
+        return product
+
+    def test_the_newest_review_decides_and_only_an_officers(self, provider, reviewer, officer, superuser):
+        product = self._us_origin(provider, reviewer)
+        hk = member(admit(MemberFirmFactory(country="HK", role="buyer"), "international"))
+        first = clear(product, hk).case
+        services.case_clear(case=first, actor=officer, resolution="Reviewed.")
+        assert clear(product, hk).status == "cleared"
+        # when the hold is flagged again (a new case for the same subject) and the officer refuses it
+        from compliance.services.cases import trade_subject
+
+        again = services.case_open(
+            kind="trade", subject=trade_subject(product, 1, hk.membership.firm, "HK"), product=product,
+            revision_number=1, assessment=first.assessment, missing=[{"kind": "officer_review", "alternatives": []}],
+            buyer_firm=hk.membership.firm, destination="HK",
+        )  # fmt: skip
+        assert clear(product, hk).status == "held"  # an open review holds, whatever was decided before
+        services.case_refuse(case=again, actor=officer, resolution="Not any more.")
+        assert clear(product, hk).status == "prohibited"
+
+    def test_a_case_that_closed_itself_is_no_officers_review(self, provider, reviewer, superuser):
+        product = self._us_origin(provider, reviewer)
+        hk = member(admit(MemberFirmFactory(country="HK", role="buyer"), "international"))
+        case = clear(product, hk).case
+        ComplianceCase.objects.filter(pk=case.pk).update(status="cleared", resolution="evidence on file")
+        assert clear(product, hk).status == "held"
+
+    def test_a_held_trade_whose_buyer_is_listed_meanwhile_is_refused_by_the_recheck(
+        self, provider, reviewer, international, officer, superuser
+    ):
+        product = with_pi(listed_product(provider, reviewer), 150_000)
+        case = clear(product, international).case
+        services.party_save(
+            party=RestrictedParty(name="Overseas Buyer Pte. Ltd.", source_list="Test list"), actor=superuser
+        )
+        filing(provider, EvidenceKind.PIPIA_REPORT, accepted_by=officer)  # any acceptance re-checks the cases
+        case.refresh_from_db()
+        assert case.status == "refused" and case.resolution.startswith("now prohibited")
+        from exchange.exceptions import InvalidTransition
+
+        with pytest.raises(InvalidTransition):  # an officer cannot clear it afterwards
+            services.case_clear(case=case, actor=officer, resolution="ok")
+
+    def test_a_suspended_product_with_an_open_case_does_not_block_the_exporters_filings(
+        self, provider, reviewer, international, officer, superuser
+    ):
+        from listings import services as listing_services
+
+        product = with_pi(listed_product(provider, reviewer), 150_000)
+        case = clear(product, international).case
+        listing_services.product_suspend(product=product, actor=reviewer, reason="Under review.")
+        accepted = filing(provider, EvidenceKind.PIPIA_REPORT, accepted_by=officer)
+        assert accepted.status == "accepted"
+        case.refresh_from_db()
+        assert case.status == "open"
+        services.compliance_daily(today=date(2026, 6, 1))  # and the sweep runs through
+
+    def test_a_destination_the_product_is_not_offered_to_is_refused(self, provider, reviewer, international):
+        from exchange.exceptions import ApplicationError
+
+        product = listed_product(provider, reviewer, export_destinations=["JP"])
+        with pytest.raises(ApplicationError) as exc:
+            precheck(product, international)
+        assert exc.value.code == "destination_not_offered"
+        with pytest.raises(ApplicationError):
+            clear(product, international)
