@@ -544,7 +544,7 @@ class FilingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display_links = ["reference"]
     list_filter = ["status", "kind"]
     list_select_related = ["exporter", "decided_by"]
-    raw_id_fields = ["exporter", "products", "renews", "submitted_by", "decided_by"]
+    raw_id_fields = ["exporter", "products", "renews", "buyer_firm", "submitted_by", "decided_by"]
     search_fields = ["reference", "receipt_reference", "exporter__legal_name_en", "exporter__legal_name_zh"]
     search_help_text = _("Reference or receipt number, or exporter name.")
     ordering = ["submitted_at", "pk"]  # oldest first, as the queue is worked
@@ -552,7 +552,7 @@ class FilingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     actions = ["accept", "reject", "revoke", "verify_receipt"]
     change_form_template = "admin/compliance/filing/change_form.html"
     fieldsets = (
-        (None, {"fields": ("exporter", "kind", "reference", "status", "renews")}),
+        (None, {"fields": ("exporter", "kind", "reference", "status", "renews", "buyer_firm")}),
         (_("Scope"), {"fields": ("scope", "product_list", "destination_list")}),
         (
             _("Dates"),
@@ -567,6 +567,7 @@ class FilingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "reference",
         "status",
         "renews",
+        "buyer_firm",
         "scope",
         "product_list",
         "destination_list",
@@ -877,6 +878,7 @@ class FtzListAdmin(admin.ModelAdmin):
         "effective_to",
         "sectors",
         "covered_categories",
+        "scenario_tags",
         "source",
         "updated_at",
         "import_link",

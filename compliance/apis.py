@@ -45,7 +45,7 @@ from . import services
 from .models import EvidenceKind, Filing
 from .policy import policy_from_settings
 from .rules import InvalidInput, assess
-from .selectors import counter_for_firm, filing_get_for_user, filing_list_for_firm
+from .selectors import counter_for_firm, filing_get_for_user, filing_list_for_firm, firm_by_code
 
 # The largest id a database integer column holds: past it an id is malformed, not merely unknown.
 MAX_ID = 2**63 - 1
@@ -358,6 +358,15 @@ def _own_filing(request: Request, pk: int | None) -> Filing | None:
         raise exceptions.ValidationError({"renews": [_("Not a filing of the firm.")]}, code="filing_unknown") from None
 
 
+def _firm_by_code(code: str) -> MemberFirm | None:
+    if not code.strip():
+        return None
+    firm = firm_by_code(code)
+    if firm is None:
+        raise exceptions.ValidationError({"buyer_code": [_("No member firm has this code.")]}, code="firm_unknown")
+    return firm
+
+
 class FilingCreateApi(APIView):
     parser_classes = [MultiPartParser]
 
@@ -383,6 +392,13 @@ class FilingCreateApi(APIView):
         receipt_reference = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
         receipt_filed_on = DayField(required=False, allow_null=True)
         renews = IdField(required=False, allow_null=True, help_text="An earlier filing of the firm, of the same kind.")
+        buyer_code = serializers.CharField(
+            max_length=20,
+            required=False,
+            allow_blank=True,
+            default="",
+            help_text="PRC approvals only: the USCC or LEI of the foreign authority whose request it answers.",
+        )
         document = serializers.FileField(
             max_length=200,
             help_text=f"{', '.join(settings.COMPLIANCE_FILING_EXTENSIONS).upper()}, at most "
@@ -423,6 +439,7 @@ class FilingCreateApi(APIView):
             receipt_reference=data["receipt_reference"],
             receipt_filed_on=data.get("receipt_filed_on"),
             renews=_own_filing(request, data.get("renews")),
+            buyer_firm=_firm_by_code(data["buyer_code"]),
             document_name=upload.name,
             document=content,
         )

@@ -12,9 +12,11 @@ from django.db.models import QuerySet
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
+from exchange.models import MemberFirm
 from listings.models import DataProduct
 
 from .models import EvidenceKind
+from .selectors import firm_by_code
 
 DATE = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 DELIVERY_CHOICES = [("file", _("File")), ("api", _("API")), ("sandbox", _("In-country sandbox"))]
@@ -77,6 +79,21 @@ class FilingForm(forms.Form):
         help_text=_("Standard contracts: the provincial CAC's filing receipt, if you have it already."),
     )
     receipt_filed_on = forms.DateField(label=_("Filing receipt dated"), required=False, widget=DATE)
+    buyer_code = forms.CharField(
+        label=_("For the authority (USCC or LEI)"),
+        max_length=20,
+        required=False,
+        help_text=_("PRC approvals only: the foreign judicial or law-enforcement body whose request it answers."),
+    )
+
+    def clean_buyer_code(self) -> MemberFirm | None:
+        code = self.cleaned_data["buyer_code"].strip().upper()
+        if not code:
+            return None
+        firm = firm_by_code(code)
+        if firm is None:
+            raise ValidationError(_("No member firm has this code."))
+        return firm
 
     def __init__(self, *args: Any, products: QuerySet[DataProduct], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

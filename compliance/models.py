@@ -251,6 +251,15 @@ class Filing(models.Model):
     receipt_verified_at = models.DateTimeField(_("receipt checked at"), null=True, blank=True)
     document = models.FileField(_("document"), upload_to=filing_upload_to, max_length=255)
     document_name = models.CharField(_("document name"), max_length=200, blank=True)
+    buyer_firm = models.ForeignKey(
+        "exchange.MemberFirm",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("for the buyer"),
+        help_text=_("A PRC approval (DSL Art 36) answers one request: the foreign authority it was given for."),
+    )
     renews = models.ForeignKey(
         "self",
         on_delete=models.PROTECT,
@@ -419,8 +428,10 @@ class FtzList(models.Model):
     """One edition of a zone's negative list (Provisions Art 6), with the sectors and scenarios it covers.
 
     The list in force on a date is the latest edition effective by then (and not ended). Which products a
-    list covers is data too: `covered_categories` are the exchange's categories its sectors and scenarios
-    take in; outside them the national rules apply.
+    list covers is data too: a product is in the list's scenarios when its category is among
+    `covered_categories` and it carries one of `scenario_tags` (the sector's own scenarios, e.g. reinsurance
+    cessions, crew management); outside them the national rules apply. A list covers narrowly on purpose: R12
+    exempts what is covered and not on the list, so coverage too broad would wave through large exports.
     """
 
     zone = models.CharField(_("zone"), max_length=30, choices=FreeTradeZoneChoices.choices)
@@ -433,6 +444,15 @@ class FtzList(models.Model):
     sectors = models.JSONField(_("sectors"), default=list, help_text=_("e.g. reinsurance, international shipping"))
     covered_categories = models.ManyToManyField(
         "listings.Category", blank=True, related_name="+", verbose_name=_("categories its scenarios cover")
+    )
+    scenario_tags = models.JSONField(
+        _("scenario tags"),
+        default=list,
+        blank=True,
+        help_text=_(
+            "A product in a covered category is in the list's scenarios only when it carries one of these tags "
+            "(e.g. reinsurance); empty: the whole categories."
+        ),
     )
     source = models.CharField(_("source"), max_length=300, blank=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)

@@ -7,7 +7,7 @@ from datetime import date
 from typing import Any
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
@@ -20,6 +20,14 @@ from .models import ComplianceCase, ExportCounter, Filing
 from .services.counters import SHANGHAI, shanghai_year
 from .services.gate import Clearance, evidence_check, filings_on_record, trade_precheck
 from .services.listing import listing_decide
+
+
+def firm_by_code(code: str) -> MemberFirm | None:
+    """A member firm by its USCC or LEI (how a provider names the authority a PRC approval answers)."""
+    code = code.strip().upper()
+    if not code:
+        return None
+    return MemberFirm.objects.filter(Q(uscc=code) | Q(lei=code)).first()
 
 
 def filing_list_for_firm(*, firm_id: int) -> QuerySet[Filing]:

@@ -171,6 +171,7 @@ def filing_create(request: HttpRequest) -> HttpResponse:
             destinations=data["destinations"],
             receipt_reference=data["receipt_reference"],
             receipt_filed_on=data["receipt_filed_on"],
+            buyer_firm=data["buyer_code"],
         )
     except NotAllowed as exc:
         form.add_error(None, exc.message)

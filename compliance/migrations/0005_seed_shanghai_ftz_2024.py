@@ -17,6 +17,11 @@ LIST = dict(
     issued_on=date(2025, 2, 8),
     effective_from=date(2025, 2, 8),
     sectors=["reinsurance", "international shipping", "commerce"],
+    # Only products in these scenarios are covered (R12); everything else follows the national rules.
+    scenario_tags=[
+        "reinsurance", "再保险", "catastrophe", "巨灾", "international-shipping", "国际航运", "crew", "船员",
+        "port-operations", "港口作业", "e-commerce", "跨境电商",
+    ],
     source="Shanghai Municipal Cyberspace Administration, 2025-02-08 (illustrative subset)",
 )
 COVERED = ["finance-credit", "supply-chain", "trade", "consumer"]

@@ -159,8 +159,10 @@ def filing_submit(
     receipt_reference: str = "",
     receipt_filed_on: date | None = None,
     renews: Filing | None = None,
+    buyer_firm: MemberFirm | None = None,
 ) -> Filing:
-    """File an evidence item for the exporter; it waits for a compliance officer's decision."""
+    """File an evidence item for the exporter; it waits for a compliance officer's decision. A PRC approval
+    (DSL Art 36) names the foreign authority it answers (`buyer_firm`): it lifts R2 for that buyer only."""
     _require_filer(actor, exporter)
     errors: dict[str, Any] = {}
     if kind not in EvidenceKind.values:
@@ -172,6 +174,12 @@ def filing_submit(
         errors["products"] = _("Name the products it covers, or say it covers all of them.")
     if all_products and products:
         errors["products"] = _("Either all products or a list, not both.")
+    if kind == EvidenceKind.PRC_APPROVAL and buyer_firm is None:
+        errors["buyer_firm"] = _("A PRC approval answers one request: name the authority it was given for.")
+    if buyer_firm is not None and kind != EvidenceKind.PRC_APPROVAL:
+        errors["buyer_firm"] = _("Only a PRC approval names a buyer.")
+    if buyer_firm is not None and buyer_firm.pk == exporter.pk:
+        errors["buyer_firm"] = _("The approval is for another firm.")
     if renews is not None and (renews.exporter_id != exporter.pk or renews.kind != kind):
         errors["renews"] = _("A filing renews an earlier filing of the same firm and kind.")
     if bool(receipt_filed_on) != bool(receipt_reference.strip()):
@@ -200,6 +208,7 @@ def filing_submit(
         ),
         document_name=document_name[-200:],
         renews=renews,
+        buyer_firm=buyer_firm,
         submitted_by=actor,
     )
     # Everything is checked before the document is stored, so a refused filing leaves no file behind.
@@ -223,6 +232,7 @@ def filing_submit(
             "expires_on": filing.expires_on.isoformat() if filing.expires_on else None,
             "products": "all" if all_products else sorted(p.pk for p in products),
             "destinations": clean_destinations or "all",
+            "buyer_firm": buyer_firm.pk if buyer_firm else None,
         },
     )
     return filing

@@ -54,8 +54,8 @@ def ftz_list_in_force(*, zone: str, day: date) -> FtzList | None:
 def ftz_inputs(*, exporter: MemberFirm, revision: Revision, day: date) -> FtzInputs | None:
     """The engine's `ftz_scenario_covered` and `ftz_list_item` for the exporter's zone on `day` (None: no zone).
 
-    A list covers a product when the product's category is among those its sectors and scenarios take in;
-    an item matches when its category is the product's, it carries one of the item's tags (or the item has
+    A list covers a product when the product's category is among those its sectors and scenarios take in and
+    the product carries one of the list's scenario tags (if it names any); an item matches when its category is the product's, it carries one of the item's tags (or the item has
     none), and the product holds personal information where the item names it. The first item by code wins.
     """
     if not exporter.ftz:
@@ -63,10 +63,13 @@ def ftz_inputs(*, exporter: MemberFirm, revision: Revision, day: date) -> FtzInp
     ftz_list = ftz_list_in_force(zone=exporter.ftz, day=day)
     if ftz_list is None:
         return FtzInputs(covered=False, item=None, list_label="")
-    covered = ftz_list.covered_categories.filter(pk=revision.category_id).exists()
+    tags = {str(t).casefold() for t in revision.tags}
+    scenarios = {str(t).casefold() for t in ftz_list.scenario_tags}
+    covered = ftz_list.covered_categories.filter(pk=revision.category_id).exists() and (
+        not scenarios or bool(tags & scenarios)
+    )
     item = None
     if covered:
-        tags = {str(t).casefold() for t in revision.tags}
         has_pi = revision.personal_info_subjects > 0 or revision.sensitive_personal_info_subjects > 0
         for candidate in ftz_list.items.filter(category_id=revision.category_id).order_by("code"):
             if candidate.personal_info_only and not has_pi:

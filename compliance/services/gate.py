@@ -179,7 +179,15 @@ def _evaluate(
     return (HELD if missing else CLEARED), on_file, missing, None
 
 
-def _approval_on_file(product: DataProduct, revision: Revision, destination: str, day: date) -> list[dict[str, Any]]:
+def _approval_on_file(
+    product: DataProduct, revision: Revision, buyer: MemberFirm, destination: str, day: date
+) -> list[dict[str, Any]]:
+    """A PRC approval for this buyer (the authority whose request it answers), product and destination."""
+    approvals = [
+        f
+        for f in filings_on_record(exporter=product.provider, kinds={EvidenceKind.PRC_APPROVAL.value})
+        if f.buyer_firm_id == buyer.pk
+    ]
     on_file, missing = evidence_check(
         evidence=[{"kind": EvidenceKind.PRC_APPROVAL.value}],
         exporter=product.provider,
@@ -187,6 +195,7 @@ def _approval_on_file(product: DataProduct, revision: Revision, destination: str
         revision=revision,
         destination=destination,
         day=day,
+        filings=approvals,
     )
     return [] if missing else on_file
 
@@ -207,7 +216,7 @@ def trade_precheck(
     decision = rules.assess(raw, policy_from_settings())
     approval: list[dict[str, Any]] = []
     if _is_r2(decision):
-        approval = _approval_on_file(product, revision, destination, day)
+        approval = _approval_on_file(product, revision, buyer_firm, destination, day)
         if approval:
             raw["trade"]["buyer_type"] = "commercial"
             decision = rules.assess(raw, policy_from_settings())
@@ -238,7 +247,7 @@ def trade_clear(*, product: DataProduct, buyer_firm: MemberFirm, delivery: str, 
     approval: list[dict[str, Any]] = []
     decision = _decision_of(decided)
     if _is_r2(decision):
-        approval = _approval_on_file(product, revision, destination, day)
+        approval = _approval_on_file(product, revision, buyer_firm, destination, day)
         if not approval:
             missing = [{"kind": "prc_approval", "alternatives": []}]
             return Clearance(

@@ -4,6 +4,7 @@ from datetime import date
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from compliance import services
 from compliance.models import EvidenceKind, Filing
@@ -178,3 +179,31 @@ def test_filings_expire_once(provider, officer):
     assert services.filings_expire(today=date(2026, 5, 2)) == [item.pk]
     assert services.filings_expire(today=date(2026, 5, 3)) == []
     assert Filing.objects.get(pk=item.pk).status == "expired"
+
+
+def test_a_prc_approval_names_the_authority_it_answers(provider, international):
+    with pytest.raises(ValidationError) as exc:
+        filing(provider, EvidenceKind.PRC_APPROVAL)
+    assert "buyer_firm" in exc.value.message_dict
+    with pytest.raises(ValidationError):
+        filing(provider, EvidenceKind.PIPIA_REPORT, buyer_firm=international.membership.firm)
+    approval = filing(provider, EvidenceKind.PRC_APPROVAL, buyer_firm=international.membership.firm)
+    assert approval.buyer_firm == international.membership.firm
+
+
+def test_the_api_takes_the_authority_by_its_code(provider, international, client):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(provider)
+    body = {
+        "kind": "prc_approval", "reference": "MPS-2026-1", "issued_on": "2026-03-01", "all_products": "true",
+        "document": SimpleUploadedFile("approval.pdf", PDF),
+    }  # fmt: skip
+    assert api.post("/api/v1/compliance/filings", {**body, "buyer_code": "NOPE"}, format="multipart").status_code == 400
+    body["document"] = SimpleUploadedFile("approval.pdf", PDF)
+    response = api.post(
+        "/api/v1/compliance/filings", {**body, "buyer_code": international.membership.firm.lei}, format="multipart"
+    )
+    assert response.status_code == 201, response.content
+    assert Filing.objects.get(reference="MPS-2026-1").buyer_firm == international.membership.firm

@@ -237,12 +237,20 @@ class TestProhibited:
         assert result.status == "prohibited" and result.decision["rules"] == ["R2"]
         assert result.missing == [{"kind": "prc_approval", "alternatives": []}]
         # when the approval of the competent PRC authority is on file for this product and destination
-        filing(provider, EvidenceKind.PRC_APPROVAL, products=[product], destinations=["DE"], accepted_by=officer)
+        filing(
+            provider, EvidenceKind.PRC_APPROVAL, products=[product], destinations=["DE"], accepted_by=officer,
+            buyer_firm=authority.membership.firm,
+        )  # fmt: skip
         # then R2 is lifted and the trade is decided as for any buyer
         result = clear(product, authority)
         assert result.status == "cleared" and result.decision["rules"] == ["R13"]
         assert result.on_file[0]["kind"] == "prc_approval"
         assert Assessment.objects.filter(buyer_firm=authority.membership.firm).count() == 3
+        # and only for that authority: another foreign authority in the same country is still refused
+        other = member(
+            admit(MemberFirmFactory(country="DE", role="buyer", is_judicial_authority=True), "international")
+        )
+        assert clear(product, other).status == "prohibited"
 
 
 class TestOfficerReview:

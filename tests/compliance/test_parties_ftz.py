@@ -131,11 +131,22 @@ class TestFtz:
 
     def test_a_covered_product_not_on_the_list_is_exempt(self, provider, reviewer, international):
         self._in_zone(provider)
-        product = with_pi(
-            listed_product(provider, reviewer, category=category("finance-credit"), tags=["credit"]), 500_000
-        )
+        product = listed_product(provider, reviewer, category=category("consumer"), tags=["e-commerce"])
         result = services.trade_precheck(product=product, buyer_firm=international.membership.firm, delivery="file")
         assert result.decision["rules"][0] == "R12" and result.decision["decision"] == "exempt"
+
+    def test_a_covered_category_outside_the_lists_scenarios_follows_the_national_rules(
+        self, provider, reviewer, international
+    ):
+        # given a large export of trade data with personal information, not tagged with any of the list's scenarios
+        self._in_zone(provider)
+        product = with_pi(
+            listed_product(provider, reviewer, category=category("trade"), tags=["customs"]), 2_000_000, 50_000
+        )
+        result = services.trade_precheck(product=product, buyer_firm=international.membership.firm, delivery="file")
+        # then the zone's list does not exempt it: a security assessment is needed
+        assert result.inputs["exporter"]["ftz_scenario_covered"] is False
+        assert result.decision["rules"][0] == "R14" and result.decision["decision"] == "security_assessment"
 
     def test_outside_the_lists_scenarios_the_national_rules_apply(self, provider, reviewer, international):
         self._in_zone(provider)
