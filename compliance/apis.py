@@ -517,7 +517,10 @@ class FilingDocumentApi(APIView):
             handle = filing.document.open("rb")
         except FileNotFoundError:
             raise Http404 from None
-        return FileResponse(handle, as_attachment=True, filename=f"filing-{filing.pk}-{filing.kind}.{extension}")
+        response = FileResponse(handle, as_attachment=True, filename=f"filing-{filing.pk}-{filing.kind}.{extension}")
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Cache-Control"] = "private, no-store"
+        return response
 
 
 # --- Counters ------------------------------------------------------------------------------------------

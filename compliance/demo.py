@@ -25,6 +25,13 @@ CREDIT = "admin@credit.example"
 LINGANG = "admin@lingang.example"
 BUYER_ABROAD = "admin@pacific.example"
 HELD_TITLE = "US-listed issuers' investor contacts"
+REPORTS = [
+    ("admin@credit.example", "TPR-2026-CREDIT"),
+    ("admin@lingang.example", "TPR-2026-LINGANG"),
+    ("admin@supply.example", "TPR-2026-SUPPLY"),
+    ("admin@rhein.example", "TPR-2026-RHEIN"),
+    ("admin@grid.example", "TPR-2026-GRID"),
+]
 PI_TITLE = "Consumer credit panel, Yangtze River Delta"
 
 # A demo PDF: enough for the document checks and for a browser to open.
@@ -155,6 +162,13 @@ def seed(*, stdout: Any = None) -> None:
     if revoked.status == "accepted":
         services.filing_revoke(filing=revoked, actor=officer, reason="Superseded by the 2026 clauses.")
     accepted(_filing(lingang, EvidenceKind.FTZ_REGISTRATION, "LG-DATA-2025-013", today - timedelta(days=300)))
+
+    # Every listed product has a third-party compliance report on file (COMPLIANCE_REPORT_REQUIRED): one for
+    # all of each provider's products, filed after they were listed (a report describes the revision it saw).
+    for email, number in REPORTS:
+        accepted(
+            _filing(User.objects.get(email=email), EvidenceKind.COMPLIANCE_REPORT, number, today - timedelta(days=14))
+        )
 
     # Credit Insight's counter this year: 92,000 individuals already exported (the Art 5(4) threshold is 100,000).
     ExportCounter.objects.update_or_create(

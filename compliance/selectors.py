@@ -18,7 +18,7 @@ from listings.models import DataProduct, ListingStatus
 
 from .models import ComplianceCase, ExportCounter, Filing
 from .services.counters import SHANGHAI, shanghai_year
-from .services.gate import Clearance, evidence_check, filings_on_record, trade_precheck
+from .services.gate import Clearance, evidence_check, filings_on_record, required_evidence, trade_precheck
 from .services.listing import listing_decide
 
 
@@ -118,10 +118,10 @@ def products_affected(*, firm_id: int, day: date | None = None) -> list[Affected
         revision = product.listed_revision
         for decided in listing_decide(revision=revision, day=day, counter=counter):
             outcome = decided.decision["decision"]
-            if outcome in ("no_transfer", "prohibited"):
+            if outcome == "prohibited":
                 continue
             _on_file, missing = evidence_check(
-                evidence=decided.decision["evidence"],
+                evidence=required_evidence(decided.decision),
                 exporter=product.provider,
                 product=product,
                 revision=revision,

@@ -368,7 +368,9 @@ COMPLIANCE_CONTRACT_FILING_WORKING_DAYS = 10
 # conservative reading) instead of a product's people once a year; count exempt exports toward thresholds.
 COMPLIANCE_COUNT_EVERY_TRADE = env_bool("COMPLIANCE_COUNT_EVERY_TRADE", False)
 COMPLIANCE_EXEMPT_EXPORTS_COUNT = env_bool("COMPLIANCE_EXEMPT_EXPORTS_COUNT", True)
-# Counsel's policy: a third-party compliance report is valid this many months (or until the product changes).
+# Counsel's policy: every listed product has a third-party compliance report on file, valid this many months
+# (or until the product changes); a trade of a product without one is held.
+COMPLIANCE_REPORT_REQUIRED = env_bool("COMPLIANCE_REPORT_REQUIRED", True)
 COMPLIANCE_REPORT_VALIDITY_MONTHS = env_int("COMPLIANCE_REPORT_VALIDITY_MONTHS", 12)
 # Reminders before a filing lapses, in calendar days; security assessments are also reminded when their
 # extension window (60 PRC working days before expiry) opens, certificates 6 months before (re-apply).

@@ -31,6 +31,14 @@ def _float_trap() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _compliance_report_policy_off(settings) -> None:
+    # The policy that every listed product has a third-party compliance report on file is tested where it
+    # is the subject (tests/compliance/test_gate.py::TestComplianceReportPolicy); elsewhere it would only add
+    # one filing to every set-up.
+    settings.COMPLIANCE_REPORT_REQUIRED = False
+
+
+@pytest.fixture(autouse=True)
 def _fast_passwords(settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -290,6 +290,11 @@ def filing_revoke(*, filing: Filing, actor: User, reason: str) -> Filing:
     _require_officer(actor)
     if not reason.strip():
         raise ApplicationError(_("Say why the filing is revoked."), code="reason_required")
+    # Take the exporter's counter lock, as every trade decision does (trade_clear): a trade being decided on
+    # this filing finishes first, and any later one sees it revoked. Never both.
+    from .counters import SHANGHAI, export_counter_lock, shanghai_year
+
+    export_counter_lock(exporter=filing.exporter, year=shanghai_year(timezone.localdate(timezone=SHANGHAI)))
     return _move(filing, Filing.Status.REVOKED, actor=actor, reason=reason.strip())
 
 

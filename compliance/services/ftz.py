@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -20,6 +18,7 @@ from exchange.services import audit_record
 from listings.models import Category, Revision
 
 from ..models import FtzList, FtzListItem
+from .csvfile import csv_rows
 
 # A firm registered in the Lingang Special Area is inside the Shanghai FTZ: the zone's own list applies
 # first, then the Shanghai FTZ's (the 2024 list is issued for both).
@@ -94,32 +93,25 @@ def _bool(value: str) -> bool | None:
 class ImportResult:
     created: int
     updated: int
+    removed: int = 0
 
 
 @transaction.atomic
-def ftz_items_import(*, ftz_list: FtzList, content: bytes, actor: Any) -> ImportResult:
+def ftz_items_import(*, ftz_list: FtzList, content: bytes, actor: Any, replace: bool = False) -> ImportResult:
     """Load a list's items from CSV (columns CSV_COLUMNS; `tags` separated by `;`), all or nothing.
 
-    A row with the code of an existing item updates it. Any bad row refuses the whole file, naming every
-    bad line, so a list is never half-loaded.
+    A row with the code of an existing item updates it; with `replace`, items whose codes the file does not
+    name are removed (the file is the whole list). Any bad row refuses the whole file, naming every bad line,
+    so a list is never half-loaded.
     """
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ApplicationError(_("The file is not UTF-8 text."), code="csv_invalid") from None
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise ApplicationError(
-            _("The CSV lacks the columns: %(columns)s.") % {"columns": ", ".join(missing)}, code="csv_invalid"
-        )
+    lines = csv_rows(content, CSV_COLUMNS)
     categories = {c.code: c for c in Category.objects.all()}
     mechanisms = set(FtzListItem.Mechanism.values)
     errors: list[str] = []
     rows: list[FtzListItem] = []
     seen: set[str] = set()
     existing = {item.code: item for item in ftz_list.items.all()}
-    for line, row in enumerate(reader, start=2):
+    for line, row in lines:
         problems = []
         code = (row["code"] or "").strip()
         if not code:
@@ -163,11 +155,14 @@ def ftz_items_import(*, ftz_list: FtzList, content: bytes, actor: Any) -> Import
     updated = len(rows) - created
     for item in rows:
         item.save()
+    removed = 0
+    if replace:
+        removed, _by_model = ftz_list.items.exclude(code__in=[item.code for item in rows]).delete()
     FtzList.objects.filter(pk=ftz_list.pk).update(updated_at=timezone.now())
     audit_record(
         actor=actor,
         verb="compliance.ftz_import",
         target=ftz_list,
-        payload={"list": ftz_list.label, "created": created, "updated": updated},
+        payload={"list": ftz_list.label, "created": created, "updated": updated, "removed": removed},
     )
-    return ImportResult(created=created, updated=updated)
+    return ImportResult(created=created, updated=updated, removed=removed)

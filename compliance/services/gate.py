@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -140,6 +141,16 @@ def _latest_review(
     return next((case for case in cases if case.rules[:1] == [rule]), None)
 
 
+def required_evidence(decision: dict[str, Any]) -> list[dict[str, Any]]:
+    """What must be on file for a trade: the engine's evidence, and, as platform policy (the specification's
+    "every listed product"), a third-party compliance report for the product's revision. The engine knows
+    nothing of the report; COMPLIANCE_REPORT_REQUIRED switches the policy."""
+    evidence = list(decision["evidence"])
+    if settings.COMPLIANCE_REPORT_REQUIRED and decision["decision"] != "prohibited":
+        evidence.append({"kind": EvidenceKind.COMPLIANCE_REPORT.value, "validity": "policy"})
+    return evidence
+
+
 def _evaluate(
     *,
     decision: dict[str, Any],
@@ -154,8 +165,7 @@ def _evaluate(
     outcome = decision["decision"]
     if outcome == "prohibited":
         return PROHIBITED, [], [], None
-    if outcome == "no_transfer":
-        return CLEARED, [], [], None
+    evidence = required_evidence(decision)
     first_rule = decision["rules"][0]
     review = None
     if outcome == "hold_for_review" and first_rule in OFFICER_REVIEW_RULES:
@@ -167,7 +177,7 @@ def _evaluate(
         if review is None or review.status == ComplianceCase.Status.OPEN or review.closed_by_id is None:
             return HELD, [], [{"kind": "officer_review", "alternatives": []}], None
     on_file, missing = evidence_check(
-        evidence=decision["evidence"],
+        evidence=evidence,
         exporter=exporter,
         product=product,
         revision=revision,

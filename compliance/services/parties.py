@@ -8,8 +8,6 @@ upper-casing and removing separators: a deliberate, explainable match, not a fuz
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from exchange.services import audit_record
 
 from ..models import RestrictedParty, RestrictedPartyIdentifier, RestrictedPartyName
 from ..rules import ISO_COUNTRIES
+from .csvfile import csv_rows
 
 # Legal-form words that do not tell two firms apart; removed from the end (and anywhere for Chinese).
 LEGAL_FORMS_LATIN = {
@@ -150,18 +149,9 @@ def parties_import(*, content: bytes, actor: Any) -> PartyImportResult:
     """Load restricted parties from CSV, all or nothing; a row whose source list and normalised name exist
     updates that party. Columns: name, country, source_list, and optionally aliases (`;`-separated),
     identifiers (`LEI:...; USCC:...`), listed_on (YYYY-MM-DD), notes."""
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ApplicationError(_("The file is not UTF-8 text."), code="csv_invalid") from None
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise ApplicationError(
-            _("The CSV lacks the columns: %(columns)s.") % {"columns": ", ".join(missing)}, code="csv_invalid"
-        )
+    lines = csv_rows(content, CSV_COLUMNS)
     errors, rows = [], []
-    for line, row in enumerate(reader, start=2):
+    for line, row in lines:
         problems = []
         name = (row.get("name") or "").strip()
         if not normalise_name(name):

@@ -4,6 +4,7 @@ list change, and catch up on revisions whose assessment task was lost. Every ste
 from __future__ import annotations
 
 import logging
+import smtplib
 from datetime import date
 from typing import Any
 
@@ -36,19 +37,9 @@ REMINDER_DEFAULT = _lazy("%(filing)s lapses on %(date)s: file its renewal in tim
 
 
 def _reminder_send(reminder: Reminder) -> bool:
-    """Send one reminder once (a unique row per filing and lead); False when it was already sent."""
+    """Send one reminder once: its row (unique per filing and lead) commits only with a sent e-mail, so a
+    failed send is tried again the next day, and a sent one is never repeated. False when nothing was sent."""
     filing = reminder.filing
-    try:
-        with transaction.atomic():
-            FilingReminder.objects.create(filing=filing, lead=reminder.lead, due_on=reminder.due_on)
-            audit_record(
-                actor=None,
-                verb="compliance.filing_reminder",
-                target=filing,
-                payload={"lead": reminder.lead, "due_on": reminder.due_on.isoformat()},
-            )
-    except IntegrityError:
-        return False
     label = f"{filing.get_kind_display()} {filing.reference}"
     template = str(REMINDER_TEXT.get(reminder.lead, REMINDER_DEFAULT))
     recipients = list(
@@ -56,15 +47,55 @@ def _reminder_send(reminder: Reminder) -> bool:
             "user__email", flat=True
         )
     )
-    if recipients:
-        send_mail(
-            subject=_("Compliance reminder: %(filing)s") % {"filing": label},
-            message=template % {"filing": label, "date": reminder.due_on.isoformat()},
-            from_email=None,
-            recipient_list=recipients,
-            fail_silently=True,  # the reminder is on record and on the compliance page either way
-        )
+    try:
+        with transaction.atomic():
+            FilingReminder.objects.create(filing=filing, lead=reminder.lead, due_on=reminder.due_on)
+            audit_record(
+                actor=None,
+                verb="compliance.filing_reminder",
+                target=filing,
+                payload={"lead": reminder.lead, "due_on": reminder.due_on.isoformat(), "to": len(recipients)},
+            )
+            if recipients:
+                send_mail(
+                    subject=_("Compliance reminder: %(filing)s") % {"filing": label},
+                    message=template % {"filing": label, "date": reminder.due_on.isoformat()},
+                    from_email=None,
+                    recipient_list=recipients,
+                )
+    except IntegrityError:
+        return False  # sent before
+    except (OSError, smtplib.SMTPException) as exc:
+        log.warning("filing_reminder_failed filing=%s lead=%s error=%s", filing.pk, reminder.lead, exc)
+        return False
     return True
+
+
+def parties_rescreen() -> int:
+    """Screen every admitted firm against the restricted-party list as it stands (it changes by import and in
+    the admin): each new match is put on record once for the compliance officers; trades with a listed buyer
+    are refused by the gate (R3) from the moment the party is saved."""
+    from exchange.models import AuditEvent, MemberFirm
+
+    from .parties import firm_screen
+
+    hits = 0
+    for firm in MemberFirm.objects.filter(group__boardgroupobjectpermission__isnull=False).distinct():
+        for party in firm_screen(firm):
+            seen = AuditEvent.objects.filter(
+                verb="compliance.screening_hit", object_type="exchange.memberfirm", object_id=str(firm.pk)
+            ).filter(payload__party=party.pk)
+            if seen.exists():
+                continue
+            audit_record(
+                actor=None,
+                verb="compliance.screening_hit",
+                target=firm,
+                payload={"party": party.pk, "name": party.name, "source_list": party.source_list},
+            )
+            log.warning("screening_hit firm=%s party=%s", firm.pk, party.pk)
+            hits += 1
+    return hits
 
 
 def listings_reassess(*, today: date) -> list[int]:
@@ -137,12 +168,14 @@ def compliance_daily(*, today: date) -> dict[str, Any]:
         .only("product__provider")
     }
     rechecked = sum(len(cases_recheck_for_exporter(exporter=e)) for e in exporters)
+    screened = parties_rescreen()
     result = {
         "expired": len(expired),
         "reminders": sent,
         "assessed": assessed,
         "flagged": len(flagged),
         "cleared_cases": rechecked,
+        "screening_hits": screened,
     }
     log.info("compliance_daily %s", " ".join(f"{k}={v}" for k, v in result.items()))
     return result

@@ -46,3 +46,15 @@ def test_compliance_daily(capsys):
     assert "expired=0" in capsys.readouterr().out
     with pytest.raises(CommandError):
         call_command("compliance_daily", "--today", "June")
+
+
+def test_ftz_import_can_replace_the_whole_list(tmp_path, capsys):
+    path = tmp_path / "items.csv"
+    path.write_text(
+        "code,sector,scenario,category,tags,personal_info_only,mechanism,description_en,description_zh\n"
+        "SH-RE-01,reinsurance,cessions,finance-credit,reinsurance,yes,contract_or_certification,Kept,保留\n",
+        encoding="utf-8",
+    )
+    call_command("ftz_import", "shanghai", "2024", str(path), "--replace")
+    assert "4 removed" in capsys.readouterr().out
+    assert list(FtzListItem.objects.filter(ftz_list__zone="shanghai").values_list("code", flat=True)) == ["SH-RE-01"]

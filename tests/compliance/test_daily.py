@@ -120,3 +120,33 @@ def test_a_zone_list_change_re_assesses_the_zones_products(provider, reviewer, s
         latest.decision == "security_assessment"
         and latest.ftz_list_version == FtzList.objects.get(pk=ftz_list.pk).label
     )
+
+
+def test_admitted_firms_are_screened_again_and_each_hit_is_recorded_once(international, superuser):
+    from compliance.models import RestrictedParty
+    from exchange.models import AuditEvent
+
+    # given a party listed after the firm was admitted
+    services.party_save(party=RestrictedParty(name="Overseas Buyer Pte Ltd", source_list="New list"), actor=superuser)
+    # when the sweep runs twice
+    first = services.compliance_daily(today=date(2026, 6, 1))["screening_hits"]
+    second = services.compliance_daily(today=date(2026, 6, 2))["screening_hits"]
+    # then the hit is on record once, naming the firm and the party
+    assert (first, second) == (1, 0)
+    event = AuditEvent.objects.get(verb="compliance.screening_hit")
+    assert event.object_id == str(international.membership.firm_id) and event.payload["source_list"] == "New list"
+
+
+def test_a_reminder_that_could_not_be_sent_is_tried_again(provider, officer, monkeypatch):
+    import smtplib
+
+    filing(provider, EvidenceKind.CERTIFICATION, issued_on=date(2023, 12, 1), accepted_by=officer)
+
+    def broken(*args, **kwargs):
+        raise smtplib.SMTPServerDisconnected("down")
+
+    monkeypatch.setattr("compliance.services.sweeps.send_mail", broken)
+    assert services.compliance_daily(today=date(2026, 11, 6))["reminders"] == 0
+    assert not FilingReminder.objects.exists()
+    monkeypatch.undo()
+    assert services.compliance_daily(today=date(2026, 11, 7))["reminders"] == 2

@@ -423,3 +423,34 @@ class TestReviewsAndRechecks:
         assert exc.value.code == "destination_not_offered"
         with pytest.raises(ApplicationError):
             clear(product, international)
+
+
+class TestComplianceReportPolicy:
+    """Every listed product has a third-party compliance report on file (the specification's policy row)."""
+
+    @pytest.fixture(autouse=True)
+    def _policy_on(self, settings):
+        settings.COMPLIANCE_REPORT_REQUIRED = True
+
+    def test_even_a_trade_with_nothing_to_export_waits_for_the_report(self, provider, reviewer, international, officer):
+        product = listed_product(provider, reviewer)
+        result = clear(product, international)
+        assert result.status == "held" and result.missing == [{"kind": "compliance_report", "alternatives": []}]
+        filing(provider, EvidenceKind.COMPLIANCE_REPORT, products=[product], accepted_by=officer)
+        assert result.case.__class__.objects.get(pk=result.case.pk).status == "cleared"
+        assert clear(product, international).status == "cleared"
+
+    def test_the_report_lapses_after_its_policy_months(self, provider, reviewer, international, officer, settings):
+        settings.COMPLIANCE_REPORT_VALIDITY_MONTHS = 12
+        product = listed_product(provider, reviewer)
+        report = filing(provider, EvidenceKind.COMPLIANCE_REPORT, accepted_by=officer, issued_on=date(2026, 1, 5))
+        assert report.expires_on == date(2027, 1, 5)
+        assert precheck(product, international, day=date(2027, 1, 5)).status == "cleared"
+        assert precheck(product, international, day=date(2027, 1, 6)).status == "held"
+
+    def test_a_prohibited_trade_asks_for_nothing(self, provider, reviewer, superuser):
+        product = listed_product(provider, reviewer)
+        authority = member(
+            admit(MemberFirmFactory(country="DE", role="buyer", is_judicial_authority=True), "international")
+        )
+        assert clear(product, authority).missing == [{"kind": "prc_approval", "alternatives": []}]

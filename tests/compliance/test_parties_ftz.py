@@ -182,3 +182,10 @@ class TestFtz:
             services.ftz_items_import(ftz_list=ftz_list, content=content, actor=superuser)
         assert "line 3" in exc.value.details["lines"][0]
         assert not FtzListItem.objects.filter(code__startswith="SH-NEW").exists()
+
+
+def test_a_field_too_long_for_csv_is_a_clear_error_not_a_crash(superuser):
+    content = b"name,country,source_list\n" + b'"' + b"x" * 200_000 + b'",DE,List\n'
+    with pytest.raises(ApplicationError) as exc:
+        services.parties_import(content=content, actor=superuser)
+    assert exc.value.code == "csv_invalid" and "not readable CSV" in str(exc.value)

@@ -23,13 +23,16 @@ class Command(BaseCommand):
         parser.add_argument("zone")
         parser.add_argument("version")
         parser.add_argument("path", type=Path)
+        parser.add_argument("--replace", action="store_true", help="remove the items the file does not name")
 
-    def handle(self, *args: Any, zone: str, version: str, path: Path, **options: Any) -> None:
+    def handle(self, *args: Any, zone: str, version: str, path: Path, replace: bool = False, **options: Any) -> None:
         ftz_list = FtzList.objects.filter(zone=zone, version=version).first()
         if ftz_list is None:
             raise CommandError(f"No list {zone} {version}: create it in the admin first.", returncode=2)
         try:
-            result = ftz_items_import(ftz_list=ftz_list, content=path.read_bytes(), actor=None)
+            result = ftz_items_import(ftz_list=ftz_list, content=path.read_bytes(), actor=None, replace=replace)
         except (OSError, ApplicationError) as exc:
             raise CommandError(str(exc), returncode=2) from None
-        self.stdout.write(f"{ftz_list}: {result.created} items added, {result.updated} updated.")
+        self.stdout.write(
+            f"{ftz_list}: {result.created} items added, {result.updated} updated, {result.removed} removed."
+        )
