@@ -33,6 +33,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 
 from exchange.exceptions import ApplicationError
 from exchange.services import audit_record
+from listings.admin import ReadOnlyAdminMixin, ReasonForm
 
 from . import services
 from .display import evidence_label
@@ -61,23 +62,6 @@ Status = ComplianceCase.Status
 
 
 # --- Shared ------------------------------------------------------------------------------------------
-
-
-class ReadOnlyAdminMixin:
-    """Staff read here; they act through the actions, which call the services."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class ReasonForm(forms.Form):
-    reason = forms.CharField(label=_("Reasons"), widget=forms.Textarea(attrs={"rows": 5, "cols": 80}), strip=True)
 
 
 class OptionalReasonForm(forms.Form):

@@ -103,6 +103,30 @@ def login_as(client: Any, user: User) -> None:
     client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
 
 
+def api_client_for(user: User | None, auth: str = "session", scopes: tuple[str, ...] = ("read", "trade")) -> Any:
+    """An API client acting as the user: by session, or (auth="key") with a new API key of the user's firm."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    if user is None:
+        return client
+    if auth == "session":
+        login_as(client, user)
+    else:
+        firm = user.membership.firm
+        admin = firm.memberships.filter(role="firm_admin").first().user
+        _, raw_key = services.api_key_create(firm=firm, user=user, name="t", scopes=list(scopes), by=admin)
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
+    return client
+
+
+def api_error(response: Any) -> dict[str, Any]:
+    """The body's error object, asserting the API's one error shape."""
+    body = response.json()
+    assert set(body) == {"error"}, body
+    return body["error"]
+
+
 # --- Listings ---------------------------------------------------------------------------------------
 
 DICTIONARY = [

@@ -9,15 +9,15 @@ from datetime import date
 
 import pytest
 from django.urls import get_resolver
-from rest_framework.test import APIClient
 
 from compliance import services
 from compliance.models import Assessment, ComplianceCase, EvidenceKind, ExportCounter, RestrictedParty
-from exchange import services as exchange_services
 from exchange.models import AuditEvent
 from listings import services as listing_services
 from tests.compliance.factories import filing, with_pi
-from tests.factories import MemberFirmFactory, admit, draft_product, listed_product, login_as, member
+from tests.factories import MemberFirmFactory, admit, draft_product, listed_product, member
+from tests.factories import api_client_for as client_for
+from tests.factories import api_error as error
 
 pytestmark = pytest.mark.django_db
 
@@ -30,26 +30,6 @@ STAFF = ["reviewer", "officer", "ops", "clerk", "superuser"]
 @pytest.fixture(autouse=True)
 def _media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
-
-
-def client_for(user, auth="session", scopes=("read", "trade")) -> APIClient:
-    client = APIClient()
-    if user is None:
-        return client
-    if auth == "session":
-        login_as(client, user)
-    else:
-        firm = user.membership.firm
-        admin = firm.memberships.filter(role="firm_admin").first().user
-        _, raw_key = exchange_services.api_key_create(firm=firm, user=user, name="t", scopes=list(scopes), by=admin)
-        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
-    return client
-
-
-def error(response):
-    body = response.json()
-    assert set(body) == {"error"}, body
-    return body["error"]
 
 
 def ask(client, product, delivery="file", as_of=DAY, **extra):

@@ -10,9 +10,7 @@ import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import get_resolver
-from rest_framework.test import APIClient
 
-from exchange import services as exchange_services
 from listings import services
 from listings.models import DataProduct, PricePlan, Revision
 from tests.factories import (
@@ -24,9 +22,10 @@ from tests.factories import (
     draft_product,
     ensure_categories,
     listed_product,
-    login_as,
     member,
 )
+from tests.factories import api_client_for as client_for
+from tests.factories import api_error as error
 
 pytestmark = pytest.mark.django_db
 
@@ -38,26 +37,6 @@ AUTHS = ["session", "key"]
 @pytest.fixture(autouse=True)
 def _media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
-
-
-def client_for(user, auth="session", scopes=("read", "trade")) -> APIClient:
-    client = APIClient()
-    if user is None:
-        return client
-    if auth == "session":
-        login_as(client, user)
-    else:
-        firm = user.membership.firm
-        admin = firm.memberships.filter(role="firm_admin").first().user
-        _, raw_key = exchange_services.api_key_create(firm=firm, user=user, name="t", scopes=list(scopes), by=admin)
-        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
-    return client
-
-
-def error(response):
-    body = response.json()
-    assert set(body) == {"error"}, body
-    return body["error"]
 
 
 @pytest.fixture
