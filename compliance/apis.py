@@ -45,7 +45,7 @@ from . import services
 from .models import EvidenceKind, Filing
 from .policy import policy_from_settings
 from .rules import InvalidInput, assess
-from .selectors import counter_for_firm, filing_get_for_user, filing_list_for_firm, firm_by_code
+from .selectors import counter_for_firm, filing_get_for_user, filing_list_for_firm, judicial_authorities
 
 # The largest id a database integer column holds: past it an id is malformed, not merely unknown.
 MAX_ID = 2**63 - 1
@@ -358,15 +358,6 @@ def _own_filing(request: Request, pk: int | None) -> Filing | None:
         raise exceptions.ValidationError({"renews": [_("Not a filing of the firm.")]}, code="filing_unknown") from None
 
 
-def _firm_by_code(code: str) -> MemberFirm | None:
-    if not code.strip():
-        return None
-    firm = firm_by_code(code)
-    if firm is None:
-        raise exceptions.ValidationError({"buyer_code": [_("No member firm has this code.")]}, code="firm_unknown")
-    return firm
-
-
 class FilingCreateApi(APIView):
     parser_classes = [MultiPartParser]
 
@@ -392,13 +383,22 @@ class FilingCreateApi(APIView):
         receipt_reference = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
         receipt_filed_on = DayField(required=False, allow_null=True)
         renews = IdField(required=False, allow_null=True, help_text="An earlier filing of the firm, of the same kind.")
-        buyer_code = serializers.CharField(
-            max_length=20,
+        buyer_firm = serializers.PrimaryKeyRelatedField(
+            queryset=MemberFirm.objects.none(),
             required=False,
-            allow_blank=True,
-            default="",
-            help_text="PRC approvals only: the USCC or LEI of the foreign authority whose request it answers.",
+            allow_null=True,
+            default=None,
+            help_text="PRC approvals only: the member firm id of the foreign judicial or law-enforcement body whose "
+            "request it answers.",
         )
+        receipt_document = serializers.FileField(
+            required=False, allow_null=True, default=None, help_text="The filing receipt, with its number and date."
+        )
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.fields["buyer_firm"].queryset = judicial_authorities()
+
         document = serializers.FileField(
             max_length=200,
             help_text=f"{', '.join(settings.COMPLIANCE_FILING_EXTENSIONS).upper()}, at most "
@@ -439,7 +439,13 @@ class FilingCreateApi(APIView):
             receipt_reference=data["receipt_reference"],
             receipt_filed_on=data.get("receipt_filed_on"),
             renews=_own_filing(request, data.get("renews")),
-            buyer_firm=_firm_by_code(data["buyer_code"]),
+            buyer_firm=data["buyer_firm"],
+            receipt_document_name=data["receipt_document"].name if data["receipt_document"] else "",
+            receipt_document=(
+                data["receipt_document"].read(settings.COMPLIANCE_FILING_MAX_BYTES + 1)
+                if data["receipt_document"]
+                else b""
+            ),
             document_name=upload.name,
             document=content,
         )

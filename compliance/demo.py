@@ -142,6 +142,8 @@ def seed(*, stdout: Any = None) -> None:
             today - timedelta(days=60),
             receipt_reference="沪网信备〔2026〕88号",
             receipt_filed_on=today - timedelta(days=55),
+            receipt_document_name="SC-2026-88-receipt.pdf",
+            receipt_document=PDF,
         )
     )
     _filing(credit, EvidenceKind.CERTIFICATION, "PIPC-2026-0042", today - timedelta(days=10))  # waits for review

@@ -16,7 +16,7 @@ from exchange.models import MemberFirm
 from listings.models import DataProduct
 
 from .models import EvidenceKind
-from .selectors import firm_by_code
+from .selectors import judicial_authorities
 
 DATE = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 DELIVERY_CHOICES = [("file", _("File")), ("api", _("API")), ("sandbox", _("In-country sandbox"))]
@@ -67,7 +67,7 @@ class FilingForm(forms.Form):
     )
     issued_on = forms.DateField(label=_("Issued or effective on"), widget=DATE)
     expires_on = forms.DateField(
-        label=_("Expires on"),
+        label=_("Valid until (its last day)"),
         required=False,
         widget=DATE,
         help_text=_("Leave empty when it does not lapse by date, or when the law fixes its validity."),
@@ -79,25 +79,20 @@ class FilingForm(forms.Form):
         help_text=_("Standard contracts: the provincial CAC's filing receipt, if you have it already."),
     )
     receipt_filed_on = forms.DateField(label=_("Filing receipt dated"), required=False, widget=DATE)
-    buyer_code = forms.CharField(
-        label=_("For the authority (USCC or LEI)"),
-        max_length=20,
+    receipt_document = forms.FileField(
+        label=_("The receipt (PDF, PNG or JPG)"), required=False, help_text=_("With its number and date.")
+    )
+    buyer_firm = forms.ModelChoiceField(
+        label=_("For the authority"),
+        queryset=MemberFirm.objects.none(),
         required=False,
         help_text=_("PRC approvals only: the foreign judicial or law-enforcement body whose request it answers."),
     )
 
-    def clean_buyer_code(self) -> MemberFirm | None:
-        code = self.cleaned_data["buyer_code"].strip().upper()
-        if not code:
-            return None
-        firm = firm_by_code(code)
-        if firm is None:
-            raise ValidationError(_("No member firm has this code."))
-        return firm
-
     def __init__(self, *args: Any, products: QuerySet[DataProduct], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["products"].queryset = products  # type: ignore[attr-defined]
+        self.fields["buyer_firm"].queryset = judicial_authorities()  # type: ignore[attr-defined]
         limit = settings.COMPLIANCE_FILING_MAX_BYTES // 2**20
         formats = ", ".join(settings.COMPLIANCE_FILING_EXTENSIONS).upper()
         self.fields["document"].help_text = _("%(formats)s, at most %(mb)d MB.") % {"formats": formats, "mb": limit}
@@ -114,8 +109,8 @@ class FilingForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         issued, expires = data.get("issued_on"), data.get("expires_on")
-        if issued and expires and expires <= issued:
-            self.add_error("expires_on", _("It must expire after the day it was issued."))
+        if issued and expires and expires < issued:
+            self.add_error("expires_on", _("Its last valid day cannot come before the day it was issued."))
         return data
 
     def clean_destinations(self) -> list[str]:

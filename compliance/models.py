@@ -293,9 +293,9 @@ class Filing(models.Model):
         indexes = [models.Index(fields=["exporter", "kind", "status"], name="filing_exporter_kind_status")]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(expires_on__isnull=True) | models.Q(expires_on__gt=models.F("issued_on")),
+                condition=models.Q(expires_on__isnull=True) | models.Q(expires_on__gte=models.F("issued_on")),
                 name="filing_expires_after_issue",
-                violation_error_message=_("It must expire after the day it was issued."),
+                violation_error_message=_("Its last valid day cannot come before the day it was issued."),
             ),
             models.CheckConstraint(
                 condition=models.Q(status__in=["submitted", "accepted", "rejected", "expired", "revoked"]),
@@ -363,6 +363,9 @@ class ComplianceCase(models.Model):
     decision = models.CharField(_("decision"), max_length=32)
     rules = models.JSONField(_("rules"), default=list)
     missing = models.JSONField(_("missing evidence"), default=list, blank=True)
+    # Held for an officer's review (R4, R7, R9): the officer's clearance of such a case is what releases the
+    # hold; a case held only for evidence closes itself when the evidence is accepted.
+    needs_review = models.BooleanField(_("needs an officer's review"), default=False)
     status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.OPEN)
     assigned_to = models.ForeignKey(
         settings.AUTH_USER_MODEL,

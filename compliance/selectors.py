@@ -7,7 +7,7 @@ from datetime import date
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
 
@@ -22,12 +22,9 @@ from .services.gate import Clearance, evidence_check, filings_on_record, require
 from .services.listing import listing_decide
 
 
-def firm_by_code(code: str) -> MemberFirm | None:
-    """A member firm by its USCC or LEI (how a provider names the authority a PRC approval answers)."""
-    code = code.strip().upper()
-    if not code:
-        return None
-    return MemberFirm.objects.filter(Q(uscc=code) | Q(lei=code)).first()
+def judicial_authorities() -> QuerySet[MemberFirm]:
+    """The member firms that are foreign judicial or law-enforcement bodies: those a PRC approval can name."""
+    return MemberFirm.objects.filter(is_judicial_authority=True).exclude(country="CN").order_by("legal_name_en")
 
 
 def filing_list_for_firm(*, firm_id: int) -> QuerySet[Filing]:

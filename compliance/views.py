@@ -171,7 +171,13 @@ def filing_create(request: HttpRequest) -> HttpResponse:
             destinations=data["destinations"],
             receipt_reference=data["receipt_reference"],
             receipt_filed_on=data["receipt_filed_on"],
-            buyer_firm=data["buyer_code"],
+            buyer_firm=data["buyer_firm"],
+            receipt_document_name=data["receipt_document"].name if data["receipt_document"] else "",
+            receipt_document=(
+                data["receipt_document"].read(settings.COMPLIANCE_FILING_MAX_BYTES + 1)
+                if data["receipt_document"]
+                else b""
+            ),
         )
     except NotAllowed as exc:
         form.add_error(None, exc.message)

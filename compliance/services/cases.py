@@ -43,7 +43,9 @@ def case_open(
     buyer_firm: MemberFirm | None = None,
     destination: str = "",
 ) -> ComplianceCase:
-    """The open case for the subject, opened now or brought up to date (one open case per subject)."""
+    """The open case for the subject, opened now or brought up to date (one open case per subject). It needs an
+    officer's review when `missing` names one."""
+    needs_review = any(m["kind"] == OFFICER_REVIEW for m in missing)
     case = ComplianceCase.objects.select_for_update().filter(subject=subject, status=ComplianceCase.Status.OPEN).first()
     if case is None:
         try:
@@ -59,6 +61,7 @@ def case_open(
                     decision=assessment.decision,
                     rules=assessment.rules,
                     missing=missing,
+                    needs_review=needs_review,
                 )
         except IntegrityError:
             # Opened by a concurrent decision on the same subject between our read and our insert.
@@ -79,7 +82,8 @@ def case_open(
             assessment.rules,
             assessment,
         )
-        case.save(update_fields=["missing", "decision", "rules", "assessment"])
+        case.needs_review = case.needs_review or needs_review
+        case.save(update_fields=["missing", "decision", "rules", "assessment", "needs_review"])
         _event(case, ComplianceCaseEvent.Kind.FLAGGED, None, assessment=assessment.pk, missing=missing)
     return case
 
@@ -119,8 +123,10 @@ def case_clear(*, case: ComplianceCase, actor: User, resolution: str) -> Complia
     if case.status != ComplianceCase.Status.OPEN:
         raise InvalidTransition(_("This case is already closed."))
     evidence = [m["kind"] for m in case.missing if m["kind"] != OFFICER_REVIEW]
-    if evidence:
-        # A trade held for want of documents is released by the documents, accepted, not by a decision.
+    if evidence and not case.needs_review:
+        # A trade held for want of documents is released by the documents, accepted, not by a decision. (A
+        # review case can be cleared with documents still missing: the review is done, the documents are not,
+        # and the gate still asks for them.)
         raise ApplicationError(
             _("Evidence is still missing (%(kinds)s): accept the filings; the case then clears itself.")
             % {"kinds": ", ".join(evidence)},
@@ -176,8 +182,8 @@ def cases_recheck_for_exporter(*, exporter: MemberFirm) -> list[int]:
     ).select_related("product__listed_revision", "product__provider", "buyer_firm", "assessment")
     for case in open_cases:
         product = case.product
-        if not any(m["kind"] != OFFICER_REVIEW for m in case.missing):
-            continue  # nothing to file: an officer decides it
+        if case.needs_review or not case.missing:
+            continue  # an officer decides it
         if product.listing_status != ListingStatus.LISTED or product.listed_revision is None:
             continue  # not on sale now: decided again if it comes back
         if product.listed_revision.number != case.revision_number:

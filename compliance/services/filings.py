@@ -52,8 +52,15 @@ def filing_expiry(*, kind: str, issued_on: date, given: date | None, renews: Fil
     extension of a security assessment (Provisions Art 9) runs 3 years on from the approval it renews.
     """
     start = issued_on
-    if renews is not None and renews.expires_on and kind == EvidenceKind.SECURITY_ASSESSMENT:
-        start = max(issued_on, renews.expires_on)
+    extends = (
+        renews is not None
+        and kind == EvidenceKind.SECURITY_ASSESSMENT
+        and renews.status in (Filing.Status.ACCEPTED, Filing.Status.EXPIRED)
+        and renews.expires_on is not None
+        and issued_on <= renews.expires_on  # granted while the approval it extends was still in force
+    )
+    if extends:
+        start = renews.expires_on
     term = {
         EvidenceKind.SECURITY_ASSESSMENT: relativedelta(years=settings.COMPLIANCE_ASSESSMENT_VALIDITY_YEARS),
         EvidenceKind.CERTIFICATION: relativedelta(years=settings.COMPLIANCE_CERTIFICATE_VALIDITY_YEARS),
@@ -138,8 +145,9 @@ def _clean_dates(issued_on: date, expires_on: date | None, receipt_filed_on: dat
         if value is not None and not (EARLIEST <= value <= LATEST):
             message = _("Give a date between %(first)s and %(last)s.") % {"first": EARLIEST, "last": LATEST}
             raise _field_error(field, message, "date_out_of_range")
-    if expires_on is not None and expires_on <= issued_on:
-        raise _field_error("expires_on", _("It must expire after the day it was issued."), "expires_before_issue")
+    if expires_on is not None and expires_on < issued_on:
+        message = _("Its last valid day cannot come before the day it was issued.")
+        raise _field_error("expires_on", message, "expires_before_issue")
 
 
 @transaction.atomic
@@ -160,6 +168,8 @@ def filing_submit(
     receipt_filed_on: date | None = None,
     renews: Filing | None = None,
     buyer_firm: MemberFirm | None = None,
+    receipt_document_name: str = "",
+    receipt_document: bytes = b"",
 ) -> Filing:
     """File an evidence item for the exporter; it waits for a compliance officer's decision. A PRC approval
     (DSL Art 36) names the foreign authority it answers (`buyer_firm`): it lifts R2 for that buyer only."""
@@ -176,6 +186,8 @@ def filing_submit(
         errors["products"] = _("Either all products or a list, not both.")
     if kind == EvidenceKind.PRC_APPROVAL and buyer_firm is None:
         errors["buyer_firm"] = _("A PRC approval answers one request: name the authority it was given for.")
+    if buyer_firm is not None and not buyer_firm.is_judicial_authority:
+        errors["buyer_firm"] = _("Choose the foreign judicial or law-enforcement body the approval was given for.")
     if buyer_firm is not None and kind != EvidenceKind.PRC_APPROVAL:
         errors["buyer_firm"] = _("Only a PRC approval names a buyer.")
     if buyer_firm is not None and buyer_firm.pk == exporter.pk:
@@ -184,12 +196,17 @@ def filing_submit(
         errors["renews"] = _("A filing renews an earlier filing of the same firm and kind.")
     if bool(receipt_filed_on) != bool(receipt_reference.strip()):
         errors["receipt_reference"] = _("Give the filing receipt's number and its date together.")
+    elif receipt_filed_on and not receipt_document:
+        errors["receipt_document"] = _("Upload the filing receipt with its number and date.")
+    if receipt_filed_on and kind != EvidenceKind.STANDARD_CONTRACT:
+        errors["receipt_reference"] = _("Only a standard contract has a filing receipt.")
     if receipt_filed_on and (receipt_filed_on < issued_on or receipt_filed_on > timezone.localdate()):
         errors["receipt_filed_on"] = _("The receipt is dated between the contract's date and today.")
     if errors:
         raise ValidationError(errors)
     _clean_dates(issued_on, expires_on, receipt_filed_on)
     extension = _clean_document(document_name, document)
+    receipt_extension = _clean_document(receipt_document_name, receipt_document) if receipt_document else ""
     clean_destinations = _clean_destinations(destinations or [])
     filing = Filing(
         exporter=exporter,
@@ -214,11 +231,15 @@ def filing_submit(
     # Everything is checked before the document is stored, so a refused filing leaves no file behind.
     filing.full_clean(exclude=["document"])
     filing.document.save(f"upload.{extension}", ContentFile(document), save=False)
+    if receipt_document:
+        filing.receipt_document.save(f"receipt.{receipt_extension}", ContentFile(receipt_document), save=False)
     try:
         filing.save()
         filing.products.set(products)
     except Exception:
         filing.document.delete(save=False)  # no file without its row
+        if filing.receipt_document:
+            filing.receipt_document.delete(save=False)
         raise
     audit_record(
         actor=actor,
@@ -267,8 +288,8 @@ def filing_accept(*, filing: Filing, actor: User, reason: str = "") -> Filing:
     """Accept a filing; trades held only for want of it are cleared at once (their cases close)."""
     _require_officer(actor)
     receipt = {}
-    if filing.receipt_reference and filing.receipt_filed_on:
-        # The officer accepting a contract filed with its receipt checks both at once.
+    if filing.receipt_reference and filing.receipt_filed_on and filing.receipt_document:
+        # The officer accepting a contract filed with its receipt document checks both at once.
         receipt = {"receipt_verified_by": actor, "receipt_verified_at": timezone.now()}
     filing = _move(filing, Filing.Status.ACCEPTED, actor=actor, reason=reason, **receipt)
     from .cases import cases_recheck_for_exporter
@@ -290,11 +311,8 @@ def filing_revoke(*, filing: Filing, actor: User, reason: str) -> Filing:
     _require_officer(actor)
     if not reason.strip():
         raise ApplicationError(_("Say why the filing is revoked."), code="reason_required")
-    # Take the exporter's counter lock, as every trade decision does (trade_clear): a trade being decided on
-    # this filing finishes first, and any later one sees it revoked. Never both.
-    from .counters import SHANGHAI, export_counter_lock, shanghai_year
-
-    export_counter_lock(exporter=filing.exporter, year=shanghai_year(timezone.localdate(timezone=SHANGHAI)))
+    # trade_clear holds the exporter's filings locked while it decides: the revocation waits for a trade being
+    # decided on this filing, and any later trade sees it revoked. Never both.
     return _move(filing, Filing.Status.REVOKED, actor=actor, reason=reason.strip())
 
 
@@ -315,7 +333,8 @@ def filing_add_receipt(
         raise ApplicationError(_("Only a standard contract has a filing receipt."), code="not_a_contract")
     if filing.status not in (Filing.Status.SUBMITTED, Filing.Status.ACCEPTED):
         raise InvalidTransition(_("This filing is closed."))
-    if filing.receipt_verified_at:
+    if filing.receipt_filed_on:
+        # One receipt per contract: a receipt waiting for the officer's check is never swapped under them.
         raise InvalidTransition(_("The receipt is already on file."), code="receipt_on_file")
     if not receipt_reference.strip():
         raise ValidationError({"receipt_reference": _("Give the filing receipt's number.")})
@@ -324,7 +343,7 @@ def filing_add_receipt(
     extension = _clean_document(document_name, document)
     stored = default_storage.save(filing_upload_to(filing, f"receipt.{extension}"), ContentFile(document))
     changed = Filing.objects.filter(
-        pk=filing.pk, status__in=[Filing.Status.SUBMITTED, Filing.Status.ACCEPTED], receipt_verified_at__isnull=True
+        pk=filing.pk, status__in=[Filing.Status.SUBMITTED, Filing.Status.ACCEPTED], receipt_filed_on__isnull=True
     ).update(receipt_reference=receipt_reference.strip(), receipt_filed_on=receipt_filed_on, receipt_document=stored)
     if changed != 1:
         default_storage.delete(stored)
@@ -344,10 +363,15 @@ def filing_verify_receipt(*, filing: Filing, actor: User) -> Filing:
     """An officer checks a contract's filing receipt: from now on the contract covers trades past its 10th
     working day. Trades held only for want of it are released (their cases close)."""
     _require_officer(actor)
-    if not (filing.receipt_reference and filing.receipt_filed_on):
+    if not (filing.receipt_reference and filing.receipt_filed_on and filing.receipt_document):
         raise ApplicationError(_("There is no filing receipt to check."), code="no_receipt")
     changed = Filing.objects.filter(
-        pk=filing.pk, status__in=[Filing.Status.SUBMITTED, Filing.Status.ACCEPTED], receipt_verified_at__isnull=True
+        pk=filing.pk,
+        status__in=[Filing.Status.SUBMITTED, Filing.Status.ACCEPTED],
+        receipt_verified_at__isnull=True,
+        # the receipt the officer saw, not one put there since
+        receipt_reference=filing.receipt_reference,
+        receipt_document=filing.receipt_document.name,
     ).update(receipt_verified_by=actor, receipt_verified_at=timezone.now())
     if changed != 1:
         raise InvalidTransition(_("The receipt was checked already, or the filing is closed."), code="stale_state")
@@ -406,6 +430,7 @@ def reminders_due(*, today: date) -> list[Reminder]:
                 reapply = filing.expires_on - relativedelta(months=settings.COMPLIANCE_CERTIFICATE_REAPPLY_MONTHS)
                 if reapply <= today <= filing.expires_on:
                     due.append(Reminder(filing, "reapply", filing.expires_on))
-        if filing.receipt_pending and filing.receipt_due_on and today <= filing.receipt_due_on:
+        awaited = filing.receipt_pending and not filing.receipt_filed_on  # not yet uploaded (else: the officer's)
+        if awaited and filing.receipt_due_on and today <= filing.receipt_due_on:
             due.append(Reminder(filing, "receipt", filing.receipt_due_on))
     return due

@@ -129,16 +129,33 @@ def filings_on_record(*, exporter: MemberFirm, kinds: set[str] | None = None) ->
     return list(filings.prefetch_related("products").order_by("-expires_on", "-issued_on", "-pk"))
 
 
-def _latest_review(
+def _officer_decisions(
+    product: DataProduct, revision: Revision, buyer: MemberFirm, destination: str
+) -> list[ComplianceCase]:
+    """The cases on this buyer's trade of the revision, and on the revision's listing, that an officer closed
+    (never those the system closed itself), newest first."""
+    subjects = [trade_subject(product, revision.number, buyer, destination), listing_subject(product, revision.number)]
+    return list(
+        ComplianceCase.objects.filter(subject__in=subjects, closed_by__isnull=False).order_by("-closed_at", "-pk")
+    )
+
+
+def _review_pending(
     product: DataProduct, revision: Revision, buyer: MemberFirm, destination: str, rule: str
-) -> ComplianceCase | None:
-    """The newest case that reviewed this hold: for this buyer's trade of the revision, or (R7, a question
-    about the product) for the revision's listing; only cases opened for the same rule count."""
+) -> tuple[bool, ComplianceCase | None]:
+    """Whether the hold for `rule` still waits for an officer, and the review that released it if not.
+
+    Only review cases count (not cases held for evidence), opened for the same rule, on this buyer's trade
+    or, for R7 (a question about the product), on the revision's listing; the newest decides, and an open
+    one means a review is under way again (e.g. after a re-assessment)."""
     subjects = [trade_subject(product, revision.number, buyer, destination)]
     if rule in PRODUCT_REVIEW_RULES:
         subjects.append(listing_subject(product, revision.number))
-    cases = ComplianceCase.objects.filter(subject__in=subjects).order_by("-opened_at", "-pk")
-    return next((case for case in cases if case.rules[:1] == [rule]), None)
+    cases = ComplianceCase.objects.filter(subject__in=subjects, needs_review=True).order_by("-opened_at", "-pk")
+    newest = next((case for case in cases if case.rules[:1] == [rule]), None)
+    if newest is None or newest.status != ComplianceCase.Status.CLEARED or newest.closed_by_id is None:
+        return True, None
+    return False, newest
 
 
 def required_evidence(decision: dict[str, Any]) -> list[dict[str, Any]]:
@@ -167,15 +184,24 @@ def _evaluate(
         return PROHIBITED, [], [], None
     evidence = required_evidence(decision)
     first_rule = decision["rules"][0]
-    review = None
+    # An officer's refusal of this buyer's trade stands, whatever held it and whatever is filed since; so does
+    # a refusal of the listing's review for the same rule.
+    decided = _officer_decisions(product, revision, buyer, destination)
+    refused = next(
+        (
+            c
+            for c in decided
+            if c.status == ComplianceCase.Status.REFUSED
+            and (c.kind == ComplianceCase.Kind.TRADE or c.rules[:1] == [first_rule])
+        ),
+        None,
+    )
+    if refused is not None:
+        return PROHIBITED, [], [], refused
+    pending, review = False, None
     if outcome == "hold_for_review" and first_rule in OFFICER_REVIEW_RULES:
-        review = _latest_review(product, revision, buyer, destination, first_rule)
-        if review is not None and review.status == ComplianceCase.Status.REFUSED:
-            return PROHIBITED, [], [], review
-        # Released only by an officer's decision on the newest review (not an open one, nor a case that closed
-        # itself when evidence came in).
-        if review is None or review.status == ComplianceCase.Status.OPEN or review.closed_by_id is None:
-            return HELD, [], [{"kind": "officer_review", "alternatives": []}], None
+        pending, review = _review_pending(product, revision, buyer, destination, first_rule)
+    # The evidence is checked while a review is pending too, so that the case lists everything at once.
     on_file, missing = evidence_check(
         evidence=evidence,
         exporter=exporter,
@@ -184,6 +210,8 @@ def _evaluate(
         destination=destination,
         day=day,
     )
+    if pending:
+        missing = [{"kind": "officer_review", "alternatives": []}, *missing]
     if review is not None:
         on_file = [{"kind": "officer_review", "case": review.pk}, *on_file]
     return (HELD if missing else CLEARED), on_file, missing, None
@@ -252,6 +280,9 @@ def trade_clear(*, product: DataProduct, buyer_firm: MemberFirm, delivery: str, 
     day = as_of or timezone.localdate(timezone=SHANGHAI)
     destination = str(buyer_firm.country)
     decided = trade_assess(product=product, buyer_firm=buyer_firm, delivery=delivery, as_of=day)
+    # Hold the exporter's filings until the transaction ends: a revocation (filing_revoke) waits for this
+    # decision, and this decision never reads a filing being revoked as in force.
+    list(Filing.objects.select_for_update().filter(exporter=product.provider_id).values_list("pk", flat=True))
     revision = product.listed_revision
     assert revision is not None  # trade_assess refuses unlisted products
     approval: list[dict[str, Any]] = []

@@ -11,7 +11,7 @@ from typing import Any
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_lazy
 
 from exchange.models import Board, Membership
 from exchange.services import audit_record
@@ -27,13 +27,15 @@ from .listing import _holds, _record, listing_assess
 log = logging.getLogger(__name__)
 
 REMINDER_TEXT = {
-    "extension-window": _lazy("The extension window of %(filing)s is open: request the extension before %(date)s."),
-    "reapply": _lazy("Re-apply for %(filing)s now: it lapses on %(date)s."),
-    "receipt": _lazy(
+    "extension-window": gettext_lazy(
+        "The extension window of %(filing)s is open: request the extension; it is valid until %(date)s."
+    ),
+    "reapply": gettext_lazy("Re-apply for %(filing)s now: it is valid until %(date)s."),
+    "receipt": gettext_lazy(
         "File the standard contract %(filing)s with the provincial CAC and upload the receipt by %(date)s."
     ),
 }
-REMINDER_DEFAULT = _lazy("%(filing)s lapses on %(date)s: file its renewal in time.")
+REMINDER_DEFAULT = gettext_lazy("%(filing)s is valid until %(date)s: file its renewal in time.")
 
 
 def _reminder_send(reminder: Reminder) -> bool:

@@ -83,6 +83,7 @@ def test_a_buyer_abroad_sees_the_standard_contract_on_file(launch_browser, peopl
         form.locator("[name=all_products]").check()
         form.locator("[name=receipt_reference]").fill("浙网信备〔2026〕17号")
         form.locator("[name=receipt_filed_on]").fill("2026-04-08")
+        form.locator("[name=receipt_document]").set_input_files(str(document))
         form.locator("button[type=submit]").click()
         expect(page.locator("main")).to_contain_text("SC-2026-HZ-17")
         page.screenshot(path=tmp_path / "1-provider-filed.png", full_page=True)

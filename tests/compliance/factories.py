@@ -33,6 +33,11 @@ def filing(
 ) -> Filing:
     """A filing by a member of the exporter (all its products unless `products`), accepted if `accepted_by`."""
     firm = filer.membership.firm
+    if kind != "standard_contract":
+        # Packs of evidence are filed with the same keywords; only a contract has a receipt.
+        fields.pop("receipt_reference", None), fields.pop("receipt_filed_on", None)
+    elif fields.get("receipt_reference") and "receipt_document" not in fields:
+        fields.update(receipt_document_name="receipt.pdf", receipt_document=PDF)
     result = services.filing_submit(
         exporter=firm,
         actor=filer,

@@ -40,8 +40,14 @@ def upload(name="contract.pdf", content=PDF, **fields):
         "receipt_reference": "SH-RCPT-9",
         "receipt_filed_on": "2026-01-09",
         "document": SimpleUploadedFile(name, content),
+        "receipt_document": SimpleUploadedFile("receipt.pdf", PDF),
     }
     body.update(fields)
+    if body["kind"] != "standard_contract" and "receipt_reference" not in fields:
+        for key in ("receipt_reference", "receipt_filed_on", "receipt_document"):
+            body.pop(key, None)  # only a contract has a receipt
+    if not body.get("receipt_reference") and not body.get("receipt_filed_on"):
+        body.pop("receipt_document", None)
     return {k: v for k, v in body.items() if v is not None}
 
 

@@ -181,29 +181,70 @@ def test_filings_expire_once(provider, officer):
     assert Filing.objects.get(pk=item.pk).status == "expired"
 
 
-def test_a_prc_approval_names_the_authority_it_answers(provider, international):
+def test_a_prc_approval_names_the_authority_it_answers(provider, international, superuser):
+    authority = admit(MemberFirmFactory(country="DE", role="buyer", is_judicial_authority=True), "international")
     with pytest.raises(ValidationError) as exc:
         filing(provider, EvidenceKind.PRC_APPROVAL)
     assert "buyer_firm" in exc.value.message_dict
     with pytest.raises(ValidationError):
-        filing(provider, EvidenceKind.PIPIA_REPORT, buyer_firm=international.membership.firm)
-    approval = filing(provider, EvidenceKind.PRC_APPROVAL, buyer_firm=international.membership.firm)
-    assert approval.buyer_firm == international.membership.firm
+        filing(provider, EvidenceKind.PIPIA_REPORT, buyer_firm=authority)
+    with pytest.raises(ValidationError):  # a commercial buyer is no authority
+        filing(provider, EvidenceKind.PRC_APPROVAL, buyer_firm=international.membership.firm)
+    approval = filing(provider, EvidenceKind.PRC_APPROVAL, buyer_firm=authority)
+    assert approval.buyer_firm == authority
 
 
-def test_the_api_takes_the_authority_by_its_code(provider, international, client):
-    from rest_framework.test import APIClient
+def test_the_api_takes_the_authority_by_its_member_id(provider, international, superuser):
+    from tests.factories import api_client_for, api_error
 
-    api = APIClient()
-    api.force_authenticate(provider)
-    body = {
-        "kind": "prc_approval", "reference": "MPS-2026-1", "issued_on": "2026-03-01", "all_products": "true",
-        "document": SimpleUploadedFile("approval.pdf", PDF),
-    }  # fmt: skip
-    assert api.post("/api/v1/compliance/filings", {**body, "buyer_code": "NOPE"}, format="multipart").status_code == 400
-    body["document"] = SimpleUploadedFile("approval.pdf", PDF)
-    response = api.post(
-        "/api/v1/compliance/filings", {**body, "buyer_code": international.membership.firm.lei}, format="multipart"
+    authority = admit(MemberFirmFactory(country="DE", role="buyer", is_judicial_authority=True), "international")
+    api = api_client_for(provider)
+
+    def body(**extra):
+        return {
+            "kind": "prc_approval", "reference": "MPS-2026-1", "issued_on": "2026-03-01", "all_products": "true",
+            "document": SimpleUploadedFile("approval.pdf", PDF), **extra,
+        }  # fmt: skip
+
+    refused = api.post(
+        "/api/v1/compliance/filings", body(buyer_firm=international.membership.firm_id), format="multipart"
     )
+    assert refused.status_code == 400 and "buyer_firm" in api_error(refused)["details"]
+    response = api.post("/api/v1/compliance/filings", body(buyer_firm=authority.pk), format="multipart")
     assert response.status_code == 201, response.content
-    assert Filing.objects.get(reference="MPS-2026-1").buyer_firm == international.membership.firm
+    assert Filing.objects.get(reference="MPS-2026-1").buyer_firm == authority
+
+
+def test_a_receipt_is_never_swapped_under_the_officer(provider, officer):
+    contract = filing(provider, EvidenceKind.STANDARD_CONTRACT, issued_on=date(2026, 3, 2), accepted_by=officer)
+    services.filing_add_receipt(
+        filing=contract, actor=provider, receipt_reference="GOOD-1", receipt_filed_on=date(2026, 3, 9),
+        document_name="r.pdf", document=PDF,
+    )  # fmt: skip
+    seen = Filing.objects.get(pk=contract.pk)  # what the officer has on screen
+    with pytest.raises(InvalidTransition):
+        services.filing_add_receipt(
+            filing=seen, actor=provider, receipt_reference="FAKE-2", receipt_filed_on=date(2026, 3, 9),
+            document_name="r.pdf", document=PDF,
+        )  # fmt: skip
+    Filing.objects.filter(pk=contract.pk).update(receipt_reference="FAKE-2")  # as if swapped behind the service
+    with pytest.raises(InvalidTransition):
+        services.filing_verify_receipt(filing=seen, actor=officer)
+    assert Filing.objects.get(pk=contract.pk).receipt_verified_at is None
+
+
+def test_a_receipt_given_with_the_contract_needs_its_document(provider):
+    with pytest.raises(ValidationError) as exc:
+        services.filing_submit(
+            exporter=provider.membership.firm, actor=provider, kind="standard_contract", reference="SC",
+            issued_on=date(2026, 3, 2), document_name="c.pdf", document=PDF, all_products=True,
+            receipt_reference="R-1", receipt_filed_on=date(2026, 3, 9),
+        )  # fmt: skip
+    assert "receipt_document" in exc.value.message_dict
+
+
+def test_only_an_approval_in_force_is_extended(provider, officer):
+    rejected = filing(provider, EvidenceKind.SECURITY_ASSESSMENT, issued_on=date(2025, 12, 1), reference="OLD")
+    services.filing_reject(filing=rejected, actor=officer, reason="Not the approval.")
+    new = filing(provider, EvidenceKind.SECURITY_ASSESSMENT, issued_on=date(2026, 1, 5), renews=rejected, reference="N")
+    assert new.expires_on == date(2029, 1, 5)

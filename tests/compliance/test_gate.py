@@ -454,3 +454,36 @@ class TestComplianceReportPolicy:
             admit(MemberFirmFactory(country="DE", role="buyer", is_judicial_authority=True), "international")
         )
         assert clear(product, authority).missing == [{"kind": "prc_approval", "alternatives": []}]
+
+
+class TestOfficerDecisionsStand:
+    def test_a_refused_trade_stays_refused_when_the_evidence_comes_in(self, provider, reviewer, international, officer):
+        product = with_pi(listed_product(provider, reviewer), 150_000)
+        case = clear(product, international).case
+        services.case_refuse(case=case, actor=officer, resolution="Suspicious buyer: do not trade.")
+        for kind in CONTRACT_PACK:
+            filing(provider, kind, accepted_by=officer, receipt_reference="R", receipt_filed_on=date(2026, 1, 9))
+        result = clear(product, international)
+        assert result.status == "prohibited" and result.case == case
+
+    def test_a_cleared_review_is_not_undone_by_evidence_still_missing(
+        self, provider, reviewer, officer, superuser, settings
+    ):
+        # given the compliance-report policy on, and US-origin data for a buyer in Hong Kong (R4)
+        settings.COMPLIANCE_REPORT_REQUIRED = True
+        product = listed_product(provider, reviewer)
+        Revision.objects.filter(pk=product.listed_revision_id).update(origin_countries=["US"])
+        product.refresh_from_db()
+        hk = member(admit(MemberFirmFactory(country="HK", role="buyer"), "international"))
+        first = clear(product, hk)
+        # then the case lists both the review and the report
+        assert [m["kind"] for m in first.missing] == ["officer_review", "compliance_report"]
+        assert first.case.needs_review
+        # when the officer clears the review while the report is still missing
+        services.case_clear(case=first.case, actor=officer, resolution="Not covered data under 28 CFR 202.")
+        second = clear(product, hk)
+        # then only the report holds it, in a case of its own that closes itself once the report is accepted
+        assert [m["kind"] for m in second.missing] == ["compliance_report"] and not second.case.needs_review
+        filing(provider, EvidenceKind.COMPLIANCE_REPORT, accepted_by=officer)
+        assert ComplianceCase.objects.get(pk=second.case.pk).status == "cleared"
+        assert clear(product, hk).status == "cleared"
