@@ -46,7 +46,8 @@ bench: $(VENV)/.dev
 
 ## Production-style processes (set DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY, DJANGO_DEBUG=0, ...)
 run: $(VENV)/.base
-	$(VENV)/bin/gunicorn exchange.wsgi --bind $(HOST):$(PORT) --workers 3 --access-logfile -
+	rm -rf var/prometheus && mkdir -p var/prometheus  # metrics of the worker processes, added up at /metrics
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/var/prometheus $(VENV)/bin/gunicorn exchange.wsgi --bind $(HOST):$(PORT) --workers 3 --access-logfile -
 worker: $(VENV)/.base
 	$(VENV)/bin/celery -A exchange worker --loglevel INFO
 beat: $(VENV)/.base

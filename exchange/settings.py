@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "axes",
     "csp",
+    "django_prometheus",
     "exchange.apps.ExchangeConfig",
     "listings",
     "compliance",
@@ -74,6 +75,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "exchange.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -89,6 +91,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     # Last, as django-axes asks: it turns a lock-out into a response.
     "axes.middleware.AxesMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "exchange.urls"
@@ -305,6 +308,14 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ACKS_LATE = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# --- Metrics (Prometheus) -----------------------------------------------------------------------
+# /metrics answers the addresses below, or a scraper sending "Authorization: Bearer <METRICS_TOKEN>"; anyone
+# else gets a 404. Under gunicorn set PROMETHEUS_MULTIPROC_DIR (an empty directory) so that the request
+# metrics of every worker process add up (`make run` does).
+METRICS_ALLOWED_IPS = [ip for ip in os.environ.get("METRICS_ALLOWED_IPS", "127.0.0.1,::1").split(",") if ip]
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+PROMETHEUS_EXPORT_MIGRATIONS = False  # it would query the database while the apps load
 
 # --- E-mail (filing reminders) -----------------------------------------------------------------
 EMAIL_BACKEND = os.environ.get(

@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from . import views
 from .forms import LoginForm
+from .metrics import metrics_view
 
 portal_patterns = (
     [
@@ -19,6 +20,7 @@ portal_patterns = (
 urlpatterns = [
     path("", views.landing, name="landing"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(authentication_form=LoginForm, redirect_authenticated_user=True),

@@ -9,4 +9,9 @@ class ListingsConfig(AppConfig):
 
     def ready(self) -> None:
         # The listings workflow's own pre-listing check registers itself on import.
+        from exchange.metrics import register_collector
+
         from . import checks  # noqa: F401
+        from .metrics import listings_metrics
+
+        register_collector("listings", listings_metrics)
