@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -190,7 +191,7 @@ def filing_create(request: HttpRequest) -> HttpResponse:
         messages.success(
             request,
             _("%(kind)s %(reference)s is filed. A compliance officer will decide on it.")
-            % {"kind": filing.get_kind_display(), "reference": filing.reference},
+            % {"kind": capfirst(filing.get_kind_display()), "reference": filing.reference},
         )
         return redirect("portal:compliance:home")
     return _home_page(request, membership, form=form)
