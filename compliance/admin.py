@@ -16,7 +16,6 @@ from typing import Any
 from csp.decorators import csp_replace
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
 from django.db.models import Case, Count, IntegerField, Model, QuerySet, Value, When
@@ -26,17 +25,17 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
-from django.utils.timezone import localtime
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 
 from exchange.exceptions import ApplicationError
 from exchange.services import audit_record
-from listings.admin import ReadOnlyAdminMixin, ReasonForm
+from listings.admin import ReadOnlyAdminMixin, ReasonForm, _intermediate_page, _report, _short_datetime
 
 from . import services
 from .display import evidence_label
+from .documents import IMAGE_EXTENSIONS, file_response
 from .models import (
     Assessment,
     CalendarDay,
@@ -52,12 +51,9 @@ from .models import (
 
 AUDITED_FIELDS = ("date", "kind", "name_en", "name_zh", "source")
 ADMIN_CSS = "admin/listings/review.css"  # the reviewers' tables and buttons; the CSP allows no inline styles
-ACTION_TEMPLATE = "admin/compliance/action_form.html"
 IMPORT_TEMPLATE = "admin/compliance/import_form.html"
 CSV_MAX_BYTES = 5 * 1024 * 1024  # a national list is a few thousand rows; anything bigger is a wrong file
 # What a filing's document is served as: only the formats filing_submit accepts (checked by magic bytes).
-DOCUMENT_TYPES = {"pdf": "application/pdf", "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg"}
-IMAGE_EXTENSIONS = frozenset({"png", "jpg", "jpeg"})
 Status = ComplianceCase.Status
 
 
@@ -93,62 +89,6 @@ class CsvImportForm(forms.Form):
         return upload.read()
 
 
-def _intermediate_page(
-    modeladmin: admin.ModelAdmin,
-    request: HttpRequest,
-    objects: Iterable[Model],
-    *,
-    form: forms.Form,
-    title: str,
-    intro: str,
-    submit: str,
-    danger: bool = False,
-) -> TemplateResponse:
-    """The admin's confirmation page: a form posted back with the action's name, the selection and `apply`."""
-    opts = modeladmin.model._meta
-    context = {
-        **modeladmin.admin_site.each_context(request),
-        "title": title,
-        "intro": intro,
-        "submit_label": submit,
-        "danger": danger,
-        "form": form,
-        "objects": list(objects),
-        "action": request.POST.get("action", ""),
-        "action_checkbox_name": ACTION_CHECKBOX_NAME,
-        "from_change": request.POST.get("_from_change", ""),
-        "opts": opts,
-        "app_label": opts.app_label,
-        "media": modeladmin.media,
-    }
-    return TemplateResponse(request, ACTION_TEMPLATE, context)
-
-
-def _report(
-    modeladmin: admin.ModelAdmin,
-    request: HttpRequest,
-    objects: Iterable[Model],
-    call: Callable[[Any], Any],
-    done_message: Callable[[int], str],
-) -> HttpResponse | None:
-    """Call the service for each object on its own; show each refusal, then what was done."""
-    done = 0
-    objects = list(objects)
-    for obj in objects:
-        try:
-            call(obj)
-            done += 1
-        except ApplicationError as exc:  # InvalidTransition and NotAllowed too
-            modeladmin.message_user(request, f"{obj}: {exc.message}", messages.ERROR)
-    if done:
-        modeladmin.message_user(request, done_message(done), messages.SUCCESS)
-    # From a change page's button, go back to that page rather than to the list.
-    if request.POST.get("_from_change") and len(objects) == 1:
-        opts = objects[0]._meta
-        return HttpResponseRedirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[objects[0].pk]))
-    return None
-
-
 def _with_reason(
     modeladmin: admin.ModelAdmin,
     request: HttpRequest,
@@ -175,10 +115,6 @@ def _with_reason(
 
 def _json(value: Any) -> str:
     return format_html('<pre class="compliance-json">{}</pre>', json.dumps(value, indent=2, ensure_ascii=False))
-
-
-def _short_datetime(value: Any) -> str:
-    return date_format(localtime(value), "Y-m-d H:i") if value else "—"
 
 
 def _missing_summary(missing: list[dict[str, Any]]) -> str:
@@ -685,24 +621,8 @@ class FilingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             raise Http404
         if not self.has_view_permission(request, filing):
             raise PermissionDenied
-        stored = getattr(filing, field)
-        if not stored:
-            raise Http404
-        extension = stored.name.rsplit(".", 1)[-1].lower()
-        content_type = DOCUMENT_TYPES.get(extension)
-        if content_type is None:
-            raise Http404  # filing_submit stores nothing else; never serve an unknown type inline
-        try:
-            handle = stored.open("rb")
-        except FileNotFoundError:
-            raise Http404 from None
         name = "filing" if field == "document" else "receipt"
-        response = FileResponse(
-            handle, as_attachment=False, filename=f"{name}-{filing.pk}.{extension}", content_type=content_type
-        )
-        response["X-Content-Type-Options"] = "nosniff"
-        response["Cache-Control"] = "private, no-store"
-        return response
+        return file_response(getattr(filing, field), filename_stem=f"{name}-{filing.pk}", inline=True)
 
     def _selected(self, queryset: QuerySet[Filing]) -> list[Filing]:
         return list(queryset.select_related("exporter").order_by("pk"))

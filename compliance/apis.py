@@ -42,10 +42,13 @@ from listings.models import DataProduct
 from listings.selectors import product_get_for_user, product_list_for_provider
 
 from . import services
+from .documents import file_response
 from .models import EvidenceKind, Filing
 from .policy import policy_from_settings
 from .rules import InvalidInput, assess
 from .selectors import counter_for_firm, filing_get_for_user, filing_list_for_firm, judicial_authorities
+from .services.filings import EARLIEST as FILING_EARLIEST
+from .services.filings import LATEST as FILING_LATEST
 
 # The largest id a database integer column holds: past it an id is malformed, not merely unknown.
 MAX_ID = 2**63 - 1
@@ -106,8 +109,8 @@ class DayField(serializers.DateField):
     """A date within the years the exchange deals in. Validity periods and PRC working days are computed from
     these dates; a year near 9999 would overflow that arithmetic (a 500) rather than mean anything."""
 
-    EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)
-    default_error_messages = {"out_of_range": "A date from 2000-01-01 to 2100-12-31."}
+    EARLIEST, LATEST = FILING_EARLIEST, FILING_LATEST
+    default_error_messages = {"out_of_range": f"A date from {FILING_EARLIEST} to {FILING_LATEST}."}
 
     def to_internal_value(self, value: Any) -> date:
         day = super().to_internal_value(value)
@@ -514,19 +517,8 @@ class FilingDocumentApi(APIView):
     )
     def get(self, request: Request, pk: int) -> FileResponse:
         filing = filing_get_for_user(user=request.user, pk=pk)
-        if not filing.document:
-            raise Http404
-        # The stored name's extension was checked against the file's content at upload; the name the member
-        # gave is not used in the header.
-        extension = filing.document.name.rsplit(".", 1)[-1].lower()
-        try:
-            handle = filing.document.open("rb")
-        except FileNotFoundError:
-            raise Http404 from None
-        response = FileResponse(handle, as_attachment=True, filename=f"filing-{filing.pk}-{filing.kind}.{extension}")
-        response["X-Content-Type-Options"] = "nosniff"
-        response["Cache-Control"] = "private, no-store"
-        return response
+        # The name the member gave the file is not used in the header.
+        return file_response(filing.document, filename_stem=f"filing-{filing.pk}-{filing.kind}")
 
 
 # --- Counters ------------------------------------------------------------------------------------------

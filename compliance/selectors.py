@@ -19,7 +19,7 @@ from listings.models import DataProduct, ListingStatus
 from .models import ComplianceCase, ExportCounter, Filing
 from .services.counters import SHANGHAI, shanghai_year
 from .services.gate import Clearance, evidence_check, filings_on_record, required_evidence, trade_precheck
-from .services.listing import listing_decide
+from .services.listing import delivery_for, listing_decide
 
 
 def judicial_authorities() -> QuerySet[MemberFirm]:
@@ -139,8 +139,7 @@ def product_verdict_for_user(*, user: Any, product: DataProduct) -> Clearance | 
         return None
     if product.board.code != Board.Code.INTERNATIONAL:
         return None
-    modes = product.listed_revision.delivery_modes or ["file"]
-    delivery = next((m for m in ("file", "api", "sandbox") if m in modes), "file")
+    delivery = delivery_for(product.listed_revision)
     try:
         return trade_precheck(product=product, buyer_firm=firm, delivery=delivery).for_buyer()
     except ApplicationError as exc:

@@ -28,11 +28,10 @@ from exchange.selectors import user_membership
 from listings.selectors import product_list_catalogue, product_list_for_provider
 
 from . import display, selectors, services
+from .documents import file_response
 from .forms import FilingForm, PrecheckForm, ReceiptForm, add_service_errors, product_title
 from .models import EvidenceKind, Filing
 from .services.filings import FILER_ROLES
-
-CONTENT_TYPES = {"pdf": "application/pdf", "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg"}
 
 
 def _membership(request: HttpRequest) -> Membership:
@@ -234,21 +233,7 @@ def filing_receipt(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def filing_document(request: HttpRequest, pk: int) -> FileResponse:
     filing = selectors.filing_get_for_user(user=request.user, pk=pk)
-    if not filing.document:
-        raise Http404
-    try:
-        handle = filing.document.open("rb")
-    except FileNotFoundError:
-        raise Http404 from None
-    extension = filing.document.name.rsplit(".", 1)[-1].lower()
-    response = FileResponse(
-        handle,
-        as_attachment=True,
-        filename=f"{filing.kind}-{filing.pk}.{extension}",
-        content_type=CONTENT_TYPES.get(extension, "application/octet-stream"),
-    )
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+    return file_response(filing.document, filename_stem=f"{filing.kind}-{filing.pk}")
 
 
 @login_required

@@ -41,7 +41,8 @@ def listing_destinations(revision: Revision) -> tuple[str, ...]:
     return tuple(revision.export_destinations) or ALL_DESTINATION_PROBES
 
 
-def _delivery(revision: Revision) -> str:
+def delivery_for(revision: Revision) -> str:
+    """The delivery mode a decision about the revision assumes: the most exposing one it offers."""
     modes = set(revision.delivery_modes)
     return next((m for m in ("file", "api", "sandbox") if m in modes), "file")
 
@@ -75,7 +76,7 @@ def listing_decide(
             revision=revision,
             exporter=exporter,
             buyer_country=destination,
-            delivery=_delivery(revision),
+            delivery=delivery_for(revision),
             as_of=day,
             counter=counter,
             increment=increment,
@@ -91,7 +92,7 @@ def _store(revision: Revision, decided: ListingDecision) -> Assessment:
         product=revision.product,
         revision_number=revision.number,
         destination=decided.destination,
-        delivery=_delivery(revision),
+        delivery=delivery_for(revision),
         as_of=date.fromisoformat(decided.inputs["as_of"]),
         inputs=decided.inputs,
         decision=decided.decision["decision"],
