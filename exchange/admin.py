@@ -12,6 +12,8 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
+from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin as OtpTOTPDeviceAdmin
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from guardian.admin import GuardedModelAdmin
 
 from . import services
@@ -43,6 +45,20 @@ class UserAdmin(DjangoUserAdmin):
         if not request.user.is_superuser:
             readonly += list(self.PRIVILEGE_FIELDS)
         return readonly
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Staff accounts (their password, e-mail, activity) are the superusers' alone: an exchange
+        # administrator who could reset a superuser's or a peer's password could become them. Their own
+        # password they change at "Change password", which asks for the old one. Django's password form
+        # asks this too; the change itself is audited by exchange.signals, whatever path sets a password.
+        if obj is not None and (obj.is_staff or obj.is_superuser) and not request.user.is_superuser:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and (obj.is_staff or obj.is_superuser) and not request.user.is_superuser:
+            return False
+        return super().has_delete_permission(request, obj)
 
     def save_model(self, request: HttpRequest, obj: User, form: forms.ModelForm, change: bool) -> None:
         super().save_model(request, obj, form, change)
@@ -78,6 +94,30 @@ class UserAdmin(DjangoUserAdmin):
     def firm(self, user: User) -> str:
         membership = getattr(user, "membership", None)
         return str(membership.firm) if membership else "—"
+
+
+admin.site.unregister(TOTPDevice)
+
+
+@admin.register(TOTPDevice)
+class TOTPDeviceAdmin(OtpTOTPDeviceAdmin):
+    """Second-factor devices: superusers only, since whoever sets a staff member's device can pass as them.
+    Every addition, change and removal is audited (exchange.signals)."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_active and request.user.is_superuser
 
 
 @admin.register(Board)

@@ -11,6 +11,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
 from .models import ApiKey
+from .security import is_staff_account, without_staff_powers
 from .services import api_key_matches, api_key_split, api_key_touch
 
 KEYWORD = "Api-Key"
@@ -44,6 +45,10 @@ class ApiKeyAuthentication(BaseAuthentication):
         if not user.is_active:
             raise exceptions.AuthenticationFailed(_("This API key is no longer valid."), code="api_key_inactive")
         api_key_touch(api_key=api_key)
+        if is_staff_account(user):
+            # A key acts for a member of its firm; no second factor stands behind it, so whatever staff role
+            # its user also holds never comes with it.
+            user = without_staff_powers(user)
         return user, api_key
 
     def authenticate_header(self, request: Any) -> str:

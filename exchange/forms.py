@@ -1,16 +1,57 @@
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.utils.translation import gettext_lazy as _
+from django_otp import devices_for_user
+from django_otp.models import Device
 
 from .models import ApiKey, MemberFirm, User
 
 
 class LoginForm(AuthenticationForm):
+    """The portal's log-in. Exchange staff also give the one-time code of their authenticator whenever the
+    second factor is required, so that a password alone never opens a staff session on any face."""
+
     username = forms.EmailField(
         label=_("E-mail address"), max_length=254, widget=forms.EmailInput(attrs={"autofocus": True})
     )
+    otp_token = forms.CharField(
+        label=_("One-time code"),
+        required=False,
+        max_length=16,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+        help_text=_("Exchange staff only: the six digits your authenticator app shows now."),
+    )
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "otp_required": _("Exchange staff sign in with the one-time code from their authenticator app as well."),
+        "otp_invalid": _("That one-time code is not valid. Enter the code your authenticator app shows now."),
+        "otp_no_device": _("Your account has no authenticator yet: ask an exchange superuser to enrol one."),
+    }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.otp_device: Device | None = None
+
+    def confirm_login_allowed(self, user: User) -> None:
+        super().confirm_login_allowed(user)
+        if not (settings.ADMIN_REQUIRE_OTP and (user.is_staff or user.is_superuser)):
+            return
+        devices = list(devices_for_user(user, confirmed=True))
+        if not devices:
+            raise forms.ValidationError(self.error_messages["otp_no_device"], code="otp_no_device")
+        token = (self.cleaned_data.get("otp_token") or "").strip()
+        if not token:
+            raise forms.ValidationError(self.error_messages["otp_required"], code="otp_required")
+        for device in devices:
+            # verify_is_allowed() is django-otp's own throttle: failures back off exponentially per device.
+            if device.verify_is_allowed()[0] and device.verify_token(token):
+                self.otp_device = device
+                return
+        raise forms.ValidationError(self.error_messages["otp_invalid"], code="otp_invalid")
 
 
 class ApiKeyCreateForm(forms.Form):

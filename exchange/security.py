@@ -1,7 +1,9 @@
-"""Log-in throttling and logging of authentication and access-control failures."""
+"""Log-in throttling, staff powers only with the second factor, and logging of authentication and
+access-control failures."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from typing import Any
@@ -11,6 +13,7 @@ from axes.helpers import get_client_username
 from axes.models import AccessAttempt
 from django.conf import settings
 from django.db.models import Sum
+from django.utils.functional import SimpleLazyObject
 
 security_log = logging.getLogger("exchange.security")
 
@@ -74,3 +77,71 @@ class AccessDeniedLogMiddleware:
         if response.status_code in (401, 403) and not getattr(request, "_exchange_access_logged", False):
             log_access_denied(request, f"http_{response.status_code}")
         return response
+
+
+# --- Staff powers need the second factor ----------------------------------------------------------------
+
+
+def is_staff_account(user: Any) -> bool:
+    return bool(getattr(user, "is_staff", False) or getattr(user, "is_superuser", False))
+
+
+def _refuse_save(*args: Any, **kwargs: Any) -> None:
+    raise PermissionError("A user stripped of staff powers for this request is never saved.")
+
+
+def without_staff_powers(user: Any) -> Any:
+    """A copy of `user` for one request that holds no staff power at all.
+
+    Every staff path of the exchange asks `is_staff` (or `is_superuser`) before `has_perm`, and Django's
+    permission backend answers from the caches set here, so the copy is what an ordinary member (or a
+    logged-in outsider) would be: a reviewer's draft-reading, an officer's decisions, an administrator's
+    admissions are all gone, while firm membership (board access through the firm's group) stays. The copy
+    refuses to be saved, so the withheld flags can never reach the database.
+    """
+    demoted = copy.copy(user)
+    demoted.is_staff = False
+    demoted.is_superuser = False
+    demoted._perm_cache = set()
+    demoted._user_perm_cache = set()
+    demoted._group_perm_cache = set()
+    demoted.staff_powers_withheld = True
+    demoted.save = _refuse_save
+    return demoted
+
+
+def staff_user_for_request(request: Any, user: Any) -> Any:
+    """`user` as the request may use it: a staff account without a verified second factor, when one is
+    required, holds no staff power on any face (portal, API sessions, selectors, exports)."""
+    if not (settings.ADMIN_REQUIRE_OTP and user.is_authenticated and is_staff_account(user)):
+        return user
+    is_verified = getattr(user, "is_verified", None)
+    if is_verified is not None and is_verified():
+        return user
+    security_log.warning(
+        "staff_unverified path=%s user_id=%s ip=%s",
+        getattr(request, "path", "-"),
+        user.pk,
+        request.META.get("REMOTE_ADDR", "-"),
+    )
+    return without_staff_powers(user)
+
+
+class StaffSecondFactorMiddleware:
+    """After django-otp's middleware: a staff session whose second factor was not verified keeps no staff
+    power for this request. The admin then shows its log-in with the one-time code (it needs `is_staff`),
+    and the portal and the API see an ordinary user. API keys never carry staff powers
+    (exchange.authentication), since no second factor stands behind them."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: Any) -> Any:
+        user = request.user
+        request.user = SimpleLazyObject(lambda: staff_user_for_request(request, user))
+
+        async def auser() -> Any:
+            return request.user
+
+        request.auser = auser
+        return self.get_response(request)

@@ -85,6 +85,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
+    # Right after django-otp's: no staff power without the verified second factor, on any face.
+    "exchange.security.StaffSecondFactorMiddleware",
     "exchange.security.AccessDeniedLogMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -188,8 +190,12 @@ AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
 AXES_SENSITIVE_PARAMETERS = ["password", "otp_token", "api_key"]
 AXES_VERBOSE = env_bool("AXES_VERBOSE", False)
 
-# The admin needs a verified TOTP device whenever DEBUG is off (django-otp).
+# Staff powers need a verified TOTP device whenever DEBUG is off (django-otp): in the admin, and on every
+# other face too (exchange.security.StaffSecondFactorMiddleware; the portal's log-in asks staff for the code).
 ADMIN_REQUIRE_OTP = env_bool("ADMIN_REQUIRE_OTP", not DEBUG)
+# Staff sessions end after this many seconds without activity that changed the session (a working day);
+# members keep Django's default (SESSION_COOKIE_AGE, two weeks).
+STAFF_SESSION_AGE = env_int("STAFF_SESSION_AGE", 8 * 3600)
 OTP_TOTP_ISSUER = "Cross-border Data Exchange"
 
 # --- Internationalisation ---------------------------------------------------------------------

@@ -1,13 +1,20 @@
-"""Log-in auditing: staff log-ins go to the audit trail; every failure goes to the security log."""
+"""Log-in and credential auditing: staff log-ins, every password change and every second-factor device
+change go to the audit trail, whichever path made them (admin, portal, a command); every log-in failure
+goes to the security log."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_login_failed
+from django.db.models.signals import post_delete, post_init, post_save
 from django.dispatch import receiver
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from .middleware import current_actor
+from .models import User
 from .services import audit_record
 
 security_log = logging.getLogger("exchange.security")
@@ -15,7 +22,10 @@ security_log = logging.getLogger("exchange.security")
 
 @receiver(user_logged_in, dispatch_uid="exchange.audit_staff_login")
 def audit_staff_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
-    if user.is_staff:
+    if user.is_staff or user.is_superuser:
+        if request is not None and hasattr(request, "session"):
+            # Staff sessions are short: a forgotten staff session is worth more to an attacker than a member's.
+            request.session.set_expiry(settings.STAFF_SESSION_AGE)
         audit_record(
             actor=user,
             verb="staff.login",
@@ -32,4 +42,66 @@ def log_login_failed(sender: Any, credentials: dict, request: Any = None, **kwar
         (credentials.get("username") or credentials.get("email") or "")[:254],
         getattr(request, "path", "-"),
         request.META.get("REMOTE_ADDR", "-") if request is not None else "-",
+    )
+
+
+@receiver(post_save, sender=User, dispatch_uid="exchange.audit_password_change")
+def audit_password_change(sender: Any, instance: User, created: bool, **kwargs: Any) -> None:
+    # AbstractBaseUser.save() still holds the new raw password in `_password` while post_save runs (it
+    # clears it afterwards); a new account's first password is part of its creation, audited there.
+    if created or getattr(instance, "_password", None) is None:
+        return
+    actor = current_actor()
+    audit_record(
+        actor=actor,
+        verb="user.password_change",
+        target=instance,
+        payload={"own": actor is not None and actor.pk == instance.pk, "staff": instance.is_staff},
+    )
+
+
+# A device's own bookkeeping (the last time step used, throttling counters) is saved at every log-in; only
+# what changes who can pass the second factor is audited.
+_DEVICE_AUDITED_FIELDS = ("user_id", "key", "confirmed", "name")
+
+
+def _device_snapshot(device: TOTPDevice) -> tuple[Any, ...]:
+    return tuple(getattr(device, name, None) for name in _DEVICE_AUDITED_FIELDS)
+
+
+@receiver(post_init, sender=TOTPDevice, dispatch_uid="exchange.device_snapshot")
+def remember_device(sender: Any, instance: TOTPDevice, **kwargs: Any) -> None:
+    instance._audit_snapshot = None if instance._state.adding else _device_snapshot(instance)  # type: ignore[attr-defined]
+
+
+@receiver(post_save, sender=TOTPDevice, dispatch_uid="exchange.audit_device_save")
+def audit_device_save(sender: Any, instance: TOTPDevice, created: bool, **kwargs: Any) -> None:
+    before = getattr(instance, "_audit_snapshot", None)
+    after = _device_snapshot(instance)
+    instance._audit_snapshot = after  # type: ignore[attr-defined]
+    if not created and (before is None or before == after):
+        return
+    changed = [] if created else [n for n, b, a in zip(_DEVICE_AUDITED_FIELDS, before, after, strict=True) if b != a]
+    audit_record(
+        actor=current_actor(),
+        verb="user.otp_device_add" if created else "user.otp_device_change",
+        target=instance.user,
+        payload={
+            "device": instance.name,
+            "kind": "totp",
+            "confirmed": instance.confirmed,
+            # Field names only: the key itself never goes into the trail.
+            "changed": ["key" if n == "key" else n for n in changed],
+        },
+    )
+
+
+@receiver(post_delete, sender=TOTPDevice, dispatch_uid="exchange.audit_device_delete")
+def audit_device_delete(sender: Any, instance: TOTPDevice, **kwargs: Any) -> None:
+    user = User.objects.filter(pk=instance.user_id).first()
+    audit_record(
+        actor=current_actor(),
+        verb="user.otp_device_remove",
+        target=user,
+        payload={"device": instance.name, "kind": "totp", "user": user.email if user else instance.user_id},
     )

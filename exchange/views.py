@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import connection
@@ -16,15 +17,46 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_otp import login as otp_login
 
 from . import services
 from .exceptions import ApplicationError
-from .forms import ApiKeyCreateForm
+from .forms import ApiKeyCreateForm, LoginForm
 from .models import ApiKey, Board, Membership
-from .security import log_access_denied
+from .security import log_access_denied, security_log
 from .selectors import board_access, user_membership
 
 log = logging.getLogger(__name__)
+
+
+class LoginView(auth_views.LoginView):
+    """The portal's log-in: e-mail and password, and for exchange staff the one-time code as well."""
+
+    authentication_form = LoginForm
+    redirect_authenticated_user = True
+
+    def dispatch(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        # A staff session still waiting for its second factor may sign in again with the code, rather than
+        # being sent on as already logged in.
+        self.redirect_authenticated_user = not getattr(request.user, "staff_powers_withheld", False)
+        return super().dispatch(request, *args, **kwargs)
+
+    def form_valid(self, form: LoginForm) -> HttpResponse:  # type: ignore[override]
+        response = super().form_valid(form)
+        if form.otp_device is not None:
+            otp_login(self.request, form.otp_device)
+        return response
+
+    def form_invalid(self, form: LoginForm) -> HttpResponse:  # type: ignore[override]
+        codes = {error.code for error in form.non_field_errors().as_data()}
+        if codes & {"otp_required", "otp_invalid", "otp_no_device"}:
+            security_log.warning(
+                "staff_second_factor_failed code=%s username=%r ip=%s",
+                ",".join(sorted(codes)),
+                (form.data.get("username") or "")[:254],
+                self.request.META.get("REMOTE_ADDR", "-"),
+            )
+        return super().form_invalid(form)
 
 
 @require_GET

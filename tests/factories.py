@@ -55,12 +55,8 @@ class UserFactory(factory.django.DjangoModelFactory):
 
     email = factory.Sequence(lambda n: f"user{n}@example.com")
     full_name = factory.Faker("name")
-    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
-
-    @factory.post_generation
-    def save_password(obj: User, create: bool, extracted: Any, **kwargs: Any) -> None:
-        if create:
-            obj.save()
+    # Hashed as the row is built: a password set on an existing account is a change the audit trail records.
+    password = factory.django.Password(PASSWORD)
 
 
 class MemberFirmFactory(factory.Factory):

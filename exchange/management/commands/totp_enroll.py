@@ -10,7 +10,6 @@ from django.db import transaction
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from exchange.models import User
-from exchange.services import audit_record
 
 
 class Command(BaseCommand):
@@ -33,7 +32,7 @@ class Command(BaseCommand):
         if replace:
             TOTPDevice.objects.filter(user=user).delete()
         device = TOTPDevice.objects.create(user=user, name=name, confirmed=True)
-        audit_record(actor=None, verb="staff.totp_enrolled", target=user, payload={"device": name, "replaced": replace})
+        # The device's creation (and the removal of the replaced ones) is audited by exchange.signals.
         self.stdout.write(f"TOTP device “{name}” created for {user.email}. Scan this into an authenticator app:")
         self.stdout.write(device.config_url)
         if not no_qr:
