@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import Group
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
 from .models import Board, BoardGroupObjectPermission, MemberFirm, Membership
@@ -45,6 +45,14 @@ class BoardAccess:
 
 
 NO_ACCESS = BoardAccess(frozenset(), frozenset())
+
+
+def firm_get_by_public_code(*, code: str) -> MemberFirm | None:
+    """The firm whose Unified Social Credit Code or LEI this is (the identifiers a counterparty knows)."""
+    code = code.strip().upper()
+    if not code:
+        return None
+    return MemberFirm.objects.filter(Q(uscc=code) | Q(lei=code)).first()
 
 
 def group_board_access(*, group: Group | int) -> BoardAccess:

@@ -878,6 +878,7 @@ class PricePlanInline(ReadOnlyAdminMixin, admin.TabularInline):
         "included_calls",
         "unit_price",
         "buyer_firm",
+        "buyer_code",
         "is_active",
         "retired_at",
     ]

@@ -30,7 +30,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
-from exchange.models import Board, MemberFirm
+from exchange.models import Board
 from exchange.money import CURRENCIES
 from exchange.schema import ApiErrorSerializer
 from exchange.selectors import user_firm_id
@@ -99,6 +99,9 @@ class PlanOutputSerializer(serializers.Serializer):
     included_calls = serializers.IntegerField(allow_null=True)
     unit_price = serializers.DecimalField(max_digits=14, decimal_places=6, coerce_to_string=True, allow_null=True)
     is_private = serializers.BooleanField(help_text="A private offer, made to the caller's firm only.")
+    buyer_code = serializers.CharField(
+        help_text="For a private offer, the USCC or LEI it was addressed to; empty for public plans."
+    )
     is_active = serializers.BooleanField()
 
 
@@ -726,13 +729,13 @@ class PlanCreateApi(APIView):
         )
         included_calls = serializers.IntegerField(min_value=0, max_value=2**31 - 1, allow_null=True, required=False)
         unit_price = MoneyField(max_digits=14, decimal_places=6, allow_null=True, required=False)
-        buyer_firm = serializers.PrimaryKeyRelatedField(
-            queryset=MemberFirm.objects.all(),
-            allow_null=True,
+        buyer_code = serializers.CharField(
+            max_length=20,
+            allow_blank=True,
             required=False,
-            help_text="For a private offer: the id of the only firm that sees the plan.",
-            # One answer whether the id is unknown or the firm may not trade here: no membership oracle.
-            error_messages={"does_not_exist": services.PRIVATE_OFFER_REFUSAL},
+            help_text="For a private offer: the buyer firm's Unified Social Credit Code (18 characters) or LEI "
+            "(20 characters); only that firm sees the plan. One refusal (400, field `buyer_code`) whether no firm "
+            "has the code or the firm may not trade on the product's board.",
         )
 
     @extend_schema(

@@ -9,10 +9,10 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 
-from exchange.models import Board, MemberFirm
+from exchange.models import Board
 
 from . import validation
 from .models import (
@@ -338,17 +338,10 @@ class PricePlanForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["currency"].choices = [(c, c) for c in currencies]  # type: ignore[attr-defined]
 
-    def clean_buyer_code(self) -> MemberFirm | None:
-        code = self.cleaned_data["buyer_code"].strip().upper()
-        if not code:
-            return None
-        # Firms are found by the public identifier the provider knows, never picked from a list of members.
-        firm = MemberFirm.objects.filter(Q(uscc=code) | Q(lei=code)).first()
-        if firm is None:
-            from .services import PRIVATE_OFFER_REFUSAL
-
-            raise ValidationError(str(PRIVATE_OFFER_REFUSAL), code="unknown_firm")
-        return firm
+    def clean_buyer_code(self) -> str:
+        # Firms are found by the public identifier the provider knows, never picked from a list of members;
+        # the service finds the firm and gives one refusal for unknown codes and firms not admitted.
+        return self.cleaned_data["buyer_code"].strip().upper()
 
     def add_service_errors(self, exc: ValidationError) -> None:
         errors = exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD_ERRORS: exc.messages}

@@ -398,6 +398,14 @@ class PricePlan(models.Model):
         verbose_name=_("private offer for"),
         help_text=_("Set for a private offer: only this firm sees the plan."),
     )
+    # What the provider addressed the offer to, and all it is ever shown of the buyer: a firm's name is
+    # not given away before that firm has chosen to deal.
+    buyer_code = models.CharField(
+        _("private offer for (code)"),
+        max_length=20,
+        blank=True,
+        help_text=_("The Unified Social Credit Code or LEI the provider addressed the private offer to."),
+    )
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     retired_at = models.DateTimeField(_("retired at"), null=True, blank=True)

@@ -23,7 +23,7 @@ from guardian.shortcuts import assign_perm
 
 from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed
 from exchange.models import Board, MemberFirm, Membership, User
-from exchange.selectors import board_access, group_board_access, user_membership
+from exchange.selectors import board_access, firm_get_by_public_code, group_board_access, user_membership
 from exchange.services import audit_record
 
 from . import validation
@@ -668,23 +668,31 @@ def _clean_plan(product: DataProduct, plan: PricePlan) -> None:
             add("included_calls", _("Say how many calls a period includes (0 for none)."))
         if plan.unit_price is None:
             add("unit_price", _("Set the price per call beyond those included."))
-    if plan.buyer_firm_id is not None:
+    if plan.buyer_code:
         buyer = plan.buyer_firm
-        if buyer.pk == product.provider_id:
-            add("buyer_firm", _("A private offer is for another firm."))
-        elif not buyer.is_kyc_verified or product.board_id not in group_board_access(group=buyer.group_id).tradable:
-            # The same words as for a code no firm has: a provider learns nothing about who is a member where.
-            add("buyer_firm", PRIVATE_OFFER_REFUSAL)
+        if buyer is not None and buyer.pk == product.provider_id:
+            add("buyer_code", _("A private offer is for another firm."))
+        elif (
+            buyer is None
+            or not buyer.is_kyc_verified
+            or product.board_id not in group_board_access(group=buyer.group_id).tradable
+        ):
+            # The same words whether no firm has the code or the firm may not trade here: a provider learns
+            # nothing about who is a member where.
+            add("buyer_code", PRIVATE_OFFER_REFUSAL)
     if errors:
         raise ValidationError(errors)
 
 
 @transaction.atomic
-def plan_create(*, product: DataProduct, actor: User, **fields: Any) -> PricePlan:
+def plan_create(*, product: DataProduct, actor: User, buyer_code: str = "", **fields: Any) -> PricePlan:
+    """Add a plan; with `buyer_code` (the buyer firm's USCC or LEI) it is a private offer to that firm only."""
     _require_editor(actor, product)
     if product.listing_status == ListingStatus.DELISTED:
         raise InvalidTransition(_("A delisted product takes no new price plans."))
-    plan = PricePlan(product=product, **fields)
+    buyer_code = (buyer_code or "").strip().upper()
+    buyer = firm_get_by_public_code(code=buyer_code) if buyer_code else None
+    plan = PricePlan(product=product, buyer_firm=buyer, buyer_code=buyer_code, **fields)
     plan.clean_fields(exclude=["product"])
     # Our messages first (they name the field); the database constraints are the backstop.
     _clean_plan(product, plan)
@@ -699,6 +707,7 @@ def plan_create(*, product: DataProduct, actor: User, **fields: Any) -> PricePla
         currency=plan.currency,
         amount=plan.amount,
         private_for=plan.buyer_firm_id,
+        private_for_code=plan.buyer_code,
     )
     return plan
 

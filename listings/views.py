@@ -632,11 +632,8 @@ def plan_create(request: HttpRequest, pk: int) -> HttpResponse:
     _require_editor(request, product)
     form = PricePlanForm(request.POST, currencies=product.board.settlement_currencies)
     if form.is_valid():
-        fields = {k: v for k, v in form.cleaned_data.items() if k != "buyer_code"}
         try:
-            services.plan_create(
-                product=product, actor=request.user, buyer_firm=form.cleaned_data["buyer_code"], **fields
-            )
+            services.plan_create(product=product, actor=request.user, **form.cleaned_data)
         except ValidationError as exc:
             form.add_service_errors(exc)
         except NotAllowed as exc:

@@ -65,7 +65,7 @@ def catalogue(provider, reviewer, international):
     draft = draft_product(provider, "international", title_en="Unreleased draft", title_zh="未发布草稿")
     offer = services.plan_create(
         product=intl, actor=provider, name_en="Special", kind="one_off", currency="USD",
-        amount=Decimal("999.00"), buyer_firm=international.membership.firm,
+        amount=Decimal("999.00"), buyer_code=international.membership.firm.lei,
     )  # fmt: skip
     return {"international": intl, "domestic": dom, "draft": draft, "offer": offer}
 
@@ -500,7 +500,7 @@ def test_metered_plans_and_private_offers(provider, international):
     assert response.status_code == 201, response.content
     assert response.json()["unit_price"] == "0.012500" and response.json()["amount"] == "0.00"
     offer = {"name_en": "For you", "kind": "one_off", "currency": "USD", "amount": 100,
-             "buyer_firm": international.membership.firm.pk}  # fmt: skip
+             "buyer_code": international.membership.firm.lei}  # fmt: skip
     response = client.post(f"{PRODUCTS}/{product.pk}/plans", offer, format="json")
     assert response.status_code == 201, response.content
     assert response.json()["is_private"] is True and response.json()["amount"] == "100.00"
@@ -731,7 +731,8 @@ PLAN = {"name_en": "Once", "kind": "one_off", "currency": "CNY", "amount": "100.
         ({"kind": "metered", "period": "month", "included_calls": 1, "unit_price": 0.01}, "unit_price"),
         ({"kind": "metered", "period": "month", "included_calls": -1, "unit_price": "0.01"}, "included_calls"),
         ({"included_calls": 5}, "kind"),
-        ({"buyer_firm": 10**9}, "buyer_firm"),
+        ({"buyer_code": "529900T8BM49AURSDO55"}, "buyer_code"),
+        ({"buyer_code": "X" * 21}, "buyer_code"),
         ({"name_en": ""}, "name_en"),
     ],
 )
@@ -749,9 +750,39 @@ def test_a_private_offer_for_a_firm_that_cannot_trade_there(provider, other_buye
     product = draft_product(provider, board_code="domestic", plan=False)
     client = client_for(provider)
     for firm in (other_buyer.membership.firm, provider.membership.firm):
-        response = client.post(f"{PRODUCTS}/{product.pk}/plans", {**PLAN, "buyer_firm": firm.pk}, format="json")
-        assert response.status_code == 400 and "buyer_firm" in error(response)["details"]
+        response = client.post(f"{PRODUCTS}/{product.pk}/plans", {**PLAN, "buyer_code": firm.uscc or firm.lei}, format="json")
+        assert response.status_code == 400 and "buyer_code" in error(response)["details"]
     assert not PricePlan.objects.filter(product=product, buyer_firm__isnull=False).exists()
+
+
+def test_private_offers_are_no_membership_oracle(provider, domestic, international):
+    """Security finding: `buyer_firm` took sequential ids, 201 for admitted firms and 400 for others. Now only a
+    code is taken, and a code no firm has, a firm admitted elsewhere and an unverified firm answer alike."""
+    product = draft_product(provider, board_code="domestic", plan=False)
+    client = client_for(provider)
+    unverified = MemberFirmFactory(legal_name_en="Pending KYC Co.", kyc_status="pending")
+    codes = {
+        "unknown": "91310000MA1FL0XX0X",
+        "not admitted here": international.membership.firm.lei,
+        "unverified": unverified.uscc,
+    }
+    answers = {}
+    for why, code in codes.items():
+        response = client.post(f"{PRODUCTS}/{product.pk}/plans", {**PLAN, "buyer_code": code}, format="json")
+        answers[why] = (response.status_code, response.json())
+    assert len({repr(answer) for answer in answers.values()}) == 1, answers
+    assert answers["unknown"][0] == 400
+    # ids are not taken at all any more
+    by_id = client.post(f"{PRODUCTS}/{product.pk}/plans", {**PLAN, "buyer_firm": domestic.membership.firm_id}, format="json")
+    assert by_id.status_code == 201 and by_id.json()["is_private"] is False
+    # the admitted firm's code makes the offer, and the provider sees the code it entered, never the name
+    made = client.post(
+        f"{PRODUCTS}/{product.pk}/plans", {**PLAN, "buyer_code": domestic.membership.firm.uscc.lower()}, format="json"
+    )
+    assert made.status_code == 201 and made.json()["is_private"] is True
+    assert made.json()["buyer_code"] == domestic.membership.firm.uscc
+    listed = client.get(f"{PRODUCTS}/{product.pk}/plans").content.decode()
+    assert domestic.membership.firm.legal_name_en not in listed
 
 
 def test_json_numbers_out_of_range_and_nan_are_400(provider):

@@ -51,7 +51,7 @@ def catalogue(provider, reviewer, international):
     draft = draft_product(provider, "international", title_en="Unreleased draft", title_zh="未发布草稿")
     offer = services.plan_create(
         product=intl, actor=provider, name_en="Special", kind="one_off", currency="USD",
-        amount=Decimal("999.00"), buyer_firm=international.membership.firm,
+        amount=Decimal("999.00"), buyer_code=international.membership.firm.lei,
     )  # fmt: skip
     return {"international": intl, "domestic": dom, "draft": draft, "offer": offer}
 

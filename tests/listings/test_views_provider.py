@@ -656,7 +656,10 @@ class TestPrivateOffers:
         response = self._post(client, product, buyer_code=buyer.lei.lower())
         assert response.status_code == 302
         plan = product.plans.get()
-        assert plan.buyer_firm == buyer and plan.is_private
+        assert plan.buyer_firm == buyer and plan.is_private and plan.buyer_code == buyer.lei
+        # the provider's page names the offer by the code it entered, not by the firm's name
+        page = client.get(f"/portal/my-products/{product.pk}/edit").content.decode()
+        assert buyer.lei in page and buyer.legal_name_en not in page
 
     def test_an_unknown_code_or_a_firm_off_the_board_is_a_form_error(self, client, provider, domestic):
         from tests.factories import draft_product, login_as

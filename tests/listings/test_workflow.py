@@ -479,12 +479,12 @@ class TestBadInput:
         with pytest.raises(ValidationError) as exc:
             services.plan_create(
                 product=product, actor=provider, name_en="For you", kind="one_off", currency="CNY",
-                amount=Decimal("500"), buyer_firm=domestic.membership.firm,
+                amount=Decimal("500"), buyer_code=domestic.membership.firm.uscc,
             )  # fmt: skip
-        assert "buyer_firm" in exc.value.message_dict
+        assert "buyer_code" in exc.value.message_dict
         plan = services.plan_create(
             product=product, actor=provider, name_en="For you", kind="one_off", currency="CNY",
-            amount=Decimal("500"), buyer_firm=international.membership.firm,
+            amount=Decimal("500"), buyer_code=international.membership.firm.lei,
         )  # fmt: skip
         assert plan.is_private
 
