@@ -61,6 +61,19 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
+def _throttled_instead(exc: exceptions.APIException, context: dict[str, Any]) -> exceptions.APIException:
+    """DRF checks permissions before throttles, so a caller refused for want of (valid) credentials would never
+    be throttled: count the refusal against the anonymous rate too, and answer 429 once that is spent."""
+    view, request = context.get("view"), context.get("request")
+    if view is None or request is None or not hasattr(view, "check_throttles"):
+        return exc
+    try:
+        view.check_throttles(request)
+    except exceptions.Throttled as throttled:
+        return throttled
+    return exc
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     # Imported here: rest_framework.views reads the API settings, which import this project's
     # authentication classes, which use the services, which raise these exceptions.
@@ -85,6 +98,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
+        exc = _throttled_instead(exc, context)
 
     response = exception_handler(exc, context)
     if response is None:

@@ -59,11 +59,17 @@ def core_metrics() -> Iterable[GaugeMetricFamily]:
 register_collector("exchange", core_metrics)
 
 
+_PROXY_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP", "HTTP_X_FORWARDED_HOST")
+
+
 def _allowed(request: HttpRequest) -> bool:
     token = settings.METRICS_TOKEN
     header = request.headers.get("Authorization", "")
     if token and header.startswith("Bearer ") and hmac.compare_digest(header[7:].encode(), token.encode()):
         return True
+    if any(name in request.META for name in _PROXY_HEADERS):
+        # Relayed by a proxy: REMOTE_ADDR is the proxy's own address (often 127.0.0.1), not the caller's.
+        return False
     return request.META.get("REMOTE_ADDR", "") in settings.METRICS_ALLOWED_IPS
 
 

@@ -9,7 +9,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.cache import patch_cache_control
+from django.utils.translation import gettext as _
+
+from .exceptions import error_body
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 # The request being served, so that audit rows written below the views (model signals: a password or a
@@ -56,3 +61,58 @@ class RequestIdLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
         return True
+
+
+class RequestBodyLimitMiddleware:
+    """Refuse a request whose declared body is larger than REQUEST_MAX_BYTES before anything reads it.
+
+    Django's own limits (DATA_UPLOAD_MAX_MEMORY_SIZE) leave file parts out, so a 300 MB upload would be spooled
+    to disk before a view's size check refused it. Django reads no more than Content-Length says (a body
+    without one reads as empty), so the declared length is the one to check.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0  # Django reads a malformed length as no body at all
+        limit = settings.REQUEST_MAX_BYTES
+        if length > limit:
+            message = _("The request is too large: at most %(mb)s MB is accepted.") % {
+                "mb": f"{limit / (1024 * 1024):.0f}"
+            }
+            if request.path.startswith("/api/"):
+                response: HttpResponse = JsonResponse(
+                    error_body("request_too_large", message, {"max_bytes": limit}), status=413
+                )
+            else:
+                response = HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
+            return response
+        return self.get_response(request)
+
+
+# Public on purpose: the API's schema and docs describe endpoints, never data.
+_PUBLIC_API_PATHS = ("/api/v1/schema/", "/api/v1/docs/")
+
+
+class PrivateResponseCacheMiddleware:
+    """`Cache-Control: private, no-store` on every answer that depends on who asks (a logged-in page, an API
+    response) unless the view chose its own, so that no shared cache or browser history keeps a member's
+    data. Static files (WhiteNoise, earlier in the chain) and the public pages keep theirs."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.has_header("Cache-Control"):
+            return response
+        path = request.path
+        is_api = path.startswith("/api/") and not path.startswith(_PUBLIC_API_PATHS)
+        user = getattr(request, "user", None)
+        if is_api or "HTTP_AUTHORIZATION" in request.META or (user is not None and user.is_authenticated):
+            patch_cache_control(response, private=True, no_store=True)
+        return response

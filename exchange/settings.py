@@ -77,6 +77,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "exchange.middleware.RequestIdMiddleware",
+    "exchange.middleware.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -87,6 +88,7 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     # Right after django-otp's: no staff power without the verified second factor, on any face.
     "exchange.security.StaffSecondFactorMiddleware",
+    "exchange.middleware.PrivateResponseCacheMiddleware",
     "exchange.security.AccessDeniedLogMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -317,9 +319,12 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 # --- Metrics (Prometheus) -----------------------------------------------------------------------
 # /metrics answers the addresses below, or a scraper sending "Authorization: Bearer <METRICS_TOKEN>"; anyone
-# else gets a 404. Under gunicorn set PROMETHEUS_MULTIPROC_DIR (an empty directory) so that the request
-# metrics of every worker process add up (`make run` does).
-METRICS_ALLOWED_IPS = [ip for ip in os.environ.get("METRICS_ALLOWED_IPS", "127.0.0.1,::1").split(",") if ip]
+# else gets a 404. An address is trusted only for requests that came straight in (no X-Forwarded-For,
+# Forwarded or X-Real-IP header): behind a reverse proxy every request comes from the proxy's address. In
+# production no address is trusted unless METRICS_ALLOWED_IPS names it. Under gunicorn set
+# PROMETHEUS_MULTIPROC_DIR (an empty directory) so that the request metrics of every worker process add up
+# (`make run` does).
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", "127.0.0.1,::1" if DEBUG else "")
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 PROMETHEUS_EXPORT_MIGRATIONS = False  # it would query the database while the apps load
 
@@ -395,3 +400,9 @@ COMPLIANCE_REMINDER_DAYS = [int(d) for d in os.environ.get("COMPLIANCE_REMINDER_
 COMPLIANCE_CERTIFICATE_REAPPLY_MONTHS = 6
 COMPLIANCE_FILING_MAX_BYTES = env_int("COMPLIANCE_FILING_MAX_BYTES", 10 * 1024 * 1024)
 COMPLIANCE_FILING_EXTENSIONS = ("pdf", "png", "jpg", "jpeg")
+
+# The largest request body the exchange reads at all (the largest upload it takes, a filing's document with
+# its receipt, plus the form around them): a bigger one is refused with 413 before a byte of it is read or
+# spooled to disk (exchange.middleware.RequestBodyLimitMiddleware). Set the proxy's own limit to the same
+# (nginx: client_max_body_size) so that it refuses them first.
+REQUEST_MAX_BYTES = env_int("REQUEST_MAX_BYTES", 2 * COMPLIANCE_FILING_MAX_BYTES + 1024 * 1024)

@@ -45,3 +45,24 @@ def test_no_token_configured_means_no_token_works(client, settings):
     settings.METRICS_ALLOWED_IPS = []
     settings.METRICS_TOKEN = ""
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "header", ["HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP"], ids=["x-forwarded-for", "forwarded", "x-real-ip"]
+)
+def test_a_request_relayed_by_a_local_proxy_is_not_trusted_by_address(client, header):
+    # Behind a reverse proxy on the same host every request comes from 127.0.0.1: the address proves nothing.
+    assert client.get("/metrics", **{header: "203.0.113.7"}).status_code == 404
+
+
+def test_production_trusts_no_address_by_default(monkeypatch):
+    import subprocess
+    import sys
+
+    env = {"DJANGO_DEBUG": "0", "SECRET_KEY": "x" * 50, "AUDIT_HMAC_KEY": "y" * 50, "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-c", "import django,os;os.environ['DJANGO_SETTINGS_MODULE']='exchange.settings';"
+         "from django.conf import settings;print(settings.METRICS_ALLOWED_IPS)"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert out.stdout.strip() == "[]"
