@@ -296,3 +296,79 @@ class TestDeviceAudit:
         ops.save()
         event = AuditEvent.objects.get(verb="user.password_change")
         assert event.actor is None and event.actor_repr == "system"
+
+
+class TestEveryDoor:
+    """RELIABILITY T17 on every face: each API operation of the schema and each portal page answers a staff
+    session without its second factor exactly as it answers a logged-in outsider (an account of no firm and
+    no role). A route added later is covered without a new row."""
+
+    @pytest.fixture
+    def objects(self, provider, in_review):
+        from tests.compliance.factories import filing
+
+        document = filing(provider, "pipia_report", products=[in_review])
+        return {"id": in_review.pk, "plan_id": in_review.plans.get().pk, "filing_id": document.pk, "pk": in_review.pk}
+
+    @pytest.fixture
+    def outsider(self, db):
+        return UserFactory(email="visitor@nowhere.example")
+
+    @staticmethod
+    def _api_operations(objects):
+        from drf_spectacular.generators import SchemaGenerator
+
+        schema = SchemaGenerator().get_schema(request=None, public=True)
+        for template, operations in schema["paths"].items():
+            for method in operations:
+                if method not in {"get", "post", "patch", "put", "delete"}:
+                    continue
+                ids = dict(objects, id=objects["filing_id"] if "/filings/" in template else objects["id"])
+                yield method, template.format(**ids)
+
+    @staticmethod
+    def _answer(client, method, path):
+        response = getattr(client, method)(path, {}, format="json") if method != "get" else client.get(path)
+        return response.status_code
+
+    @pytest.mark.parametrize("staff", STAFF, indirect=True)
+    def test_the_api_answers_as_to_an_outsider(self, staff, outsider, objects):
+        as_staff, as_outsider = APIClient(), APIClient()
+        login_as(as_staff, staff)
+        login_as(as_outsider, outsider)
+        differences = {}
+        for method, path in self._api_operations(objects):
+            got, expected = self._answer(as_staff, method, path), self._answer(as_outsider, method, path)
+            if got != expected:
+                differences[f"{method.upper()} {path}"] = (got, expected)
+        assert differences == {}
+        assert len(list(self._api_operations(objects))) >= 20  # the schema was read, not an empty list
+
+    @pytest.mark.parametrize("staff", STAFF, indirect=True)
+    def test_the_portal_answers_as_to_an_outsider(self, client, staff, outsider, objects):
+        from django.urls import URLPattern, URLResolver, get_resolver
+
+        def pages(resolver, prefix=""):
+            for entry in resolver.url_patterns:
+                if isinstance(entry, URLResolver):
+                    yield from pages(entry, prefix + str(entry.pattern))
+                elif isinstance(entry, URLPattern):
+                    yield prefix + str(entry.pattern)
+
+        paths = []
+        for route in pages(get_resolver()):
+            if not route.startswith("portal/"):
+                continue
+            for name in ("<int:pk>", "<int:plan_pk>"):
+                route = route.replace(name, str(objects["plan_id"] if "plan" in name else objects["pk"]))
+            paths.append("/" + route)
+        assert len(paths) >= 15
+        outsider_client = Client()
+        login_as(client, staff)
+        login_as(outsider_client, outsider)
+        differences = {}
+        for path in paths:
+            got, expected = client.get(path).status_code, outsider_client.get(path).status_code
+            if got != expected:
+                differences[path] = (got, expected)
+        assert differences == {}
