@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -414,9 +414,18 @@ def objection_lodge(*, product: DataProduct, actor: User, reason: str) -> Object
         raise InvalidTransition(_("The public notice of this product has ended."), code="notice_ended")
     if revision.status == Status.IN_NOTICE:
         _move(revision, Status.OBJECTED)
-    objection = Objection.objects.create(
-        revision=revision, firm=membership.firm, raised_by=actor, reason=reason.strip()
-    )
+    try:
+        with transaction.atomic():
+            objection = Objection.objects.create(
+                revision=revision, firm=membership.firm, raised_by=actor, reason=reason.strip()
+            )
+    except IntegrityError:
+        # The firm's earlier objection to this revision is still open (lodged before, or by a concurrent
+        # request that held the revision's lock first).
+        raise ApplicationError(
+            _("Your firm already has an open objection to this product; a listing reviewer will decide on it."),
+            code="objection_already_open",
+        ) from None
     _audit(actor, "objection", product, revision=revision.number, objection=objection.pk)
     return objection
 
