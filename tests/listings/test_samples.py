@@ -1,14 +1,25 @@
-"""A sample's values against the data dictionary (revision_set_sample), for CSV and JSON files alike."""
+"""Samples (revision_set_sample): their values against the data dictionary, for CSV and JSON files alike, and
+their files in storage.
+"""
 
 import json
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from listings import services
-from tests.factories import draft_product
+from tests.factories import SAMPLE_CSV, draft_product, listed_product
+from tests.factories import api_client_for as client_for
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _media(settings, tmp_path) -> None:
+    settings.MEDIA_ROOT = tmp_path
+
 
 # The dictionary of tests.factories: hs_code text, month date, value_usd decimal, origin country.
 ROW = {"hs_code": "8471", "month": "2026-01-01", "value_usd": 12.5, "origin": "CN"}
@@ -99,3 +110,77 @@ def test_missing_values_and_numbers_in_range_are_accepted(provider):
 
     # then
     assert [row["value_usd"] for row in revision.sample_preview] == ["12.5", -999_999_999_999_999_999, None, "1E-18"]
+
+
+# --- The files ------------------------------------------------------------------------------------------
+
+
+def test_a_replaced_sample_file_is_deleted_once_the_change_commits(provider, django_capture_on_commit_callbacks):
+    # given a draft with a sample
+    product = draft_product(provider)
+    old = product.revisions.get().sample.name
+    assert default_storage.exists(old)
+
+    # when the provider uploads another
+    with django_capture_on_commit_callbacks(execute=True):
+        revision = services.revision_set_sample(
+            product=product, actor=provider, name="s.json", content=json_sample(ROW)
+        )
+
+    # then the new file is stored and the old one is gone
+    assert default_storage.exists(revision.sample.name) and revision.sample.name != old
+    assert not default_storage.exists(old)
+
+
+def test_a_refused_replacement_keeps_the_old_file(provider, django_capture_on_commit_callbacks):
+    product = draft_product(provider)
+    old = product.revisions.get().sample.name
+    with django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(ValidationError):
+        services.revision_set_sample(product=product, actor=provider, name="s.csv", content=b"not,the,columns\n")
+    assert callbacks == [] and default_storage.exists(old)
+    assert product.revisions.get().sample.name == old
+
+
+def test_a_frozen_revisions_file_is_kept_when_the_new_draft_replaces_it(
+    provider, reviewer, django_capture_on_commit_callbacks
+):
+    # given a listed product and a new draft, which shares the listed revision's sample file
+    product = listed_product(provider, reviewer)
+    services.revision_create_draft(product=product, actor=provider)
+    listed = product.revisions.get(number=1).sample.name
+    assert product.revisions.get(number=2).sample.name == listed
+
+    # when the draft's sample is replaced, and then replaced again
+    with django_capture_on_commit_callbacks(execute=True):
+        first = services.revision_set_sample(
+            product=product, actor=provider, name="a.csv", content=SAMPLE_CSV
+        ).sample.name
+    with django_capture_on_commit_callbacks(execute=True):
+        second = services.revision_set_sample(
+            product=product, actor=provider, name="b.csv", content=SAMPLE_CSV
+        ).sample.name
+
+    # then the listed revision keeps its file; the draft's own first upload is gone
+    assert default_storage.exists(listed)
+    assert not default_storage.exists(first) and default_storage.exists(second)
+
+
+def test_a_sample_dropped_by_a_dictionary_change_is_deleted(provider, django_capture_on_commit_callbacks):
+    product = draft_product(provider)
+    old = product.revisions.get().sample.name
+    with django_capture_on_commit_callbacks(execute=True):
+        services.revision_update(product=product, actor=provider, dictionary=[{"name": "x", "type": "string"}])
+    assert not default_storage.exists(old)
+
+
+def test_an_upload_through_the_api_replaces_the_file(provider, django_capture_on_commit_callbacks):
+    product = draft_product(provider)
+    old = product.revisions.get().sample.name
+    upload = SimpleUploadedFile("rows.csv", SAMPLE_CSV)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(provider).post(
+            f"/api/v1/products/{product.pk}/sample", {"sample": upload}, format="multipart"
+        )
+    assert response.status_code == 200, response.content
+    new = product.revisions.get().sample.name
+    assert new != old and default_storage.exists(new) and not default_storage.exists(old)
