@@ -357,6 +357,10 @@ def api_key_matches(api_key: ApiKey, raw_key: str) -> bool:
     return hmac.compare_digest(api_key.key_hash, api_key_hash(raw_key))
 
 
+# Enough for every integration a firm runs; a leaked admin session cannot mint keys without end.
+API_KEY_MAX_ACTIVE_PER_FIRM = 20
+
+
 @transaction.atomic
 def api_key_create(
     *,
@@ -370,6 +374,18 @@ def api_key_create(
     """Create a key; answer it with the raw key, which is shown once and never stored."""
     if not (_user_is_firm_admin(by, firm) or (by.is_staff and by.has_perm("exchange.add_apikey"))):
         raise NotAllowed(_("Only the firm's administrators and exchange staff may create its API keys."))
+    # Lock the firm before counting its keys: a key being created for the firm by a concurrent request
+    # waits here until this one commits, and then counts it (without the lock, each would count the same
+    # keys and all would pass the limit).
+    firm = MemberFirm.objects.select_for_update(no_key=True).get(pk=firm.pk)
+    now = timezone.now()
+    active = ApiKey.objects.filter(firm=firm, revoked_at__isnull=True, expires_at__gt=now).count()
+    if active >= API_KEY_MAX_ACTIVE_PER_FIRM:
+        raise ApplicationError(
+            _("%(firm)s already holds %(n)d active API keys, the most a firm may hold; revoke one first.")
+            % {"firm": firm, "n": API_KEY_MAX_ACTIVE_PER_FIRM},
+            code="api_key_limit",
+        )
     # Locked so that the member cannot leave the firm (membership_remove revokes their keys) while this key
     # is being made for them: one of the two transactions waits for the other.
     membership = Membership.objects.select_for_update().filter(user=user, firm=firm).first()
@@ -380,7 +396,6 @@ def api_key_create(
     scopes = sorted(set(scopes))
     if not scopes or any(s not in ApiKey.Scope.values for s in scopes):
         raise ApplicationError(_("Choose the key's scopes among: read, trade."), code="invalid_scopes")
-    now = timezone.now()
     expires_at = expires_at or now + timedelta(days=settings.API_KEY_DEFAULT_LIFETIME_DAYS)
     if expires_at <= now:
         raise ApplicationError(_("A key's expiry must be in the future."), code="invalid_expiry")

@@ -466,6 +466,12 @@ class Objection(models.Model):
         verbose_name = _("objection")
         verbose_name_plural = _("objections")
         ordering = ["-created_at"]
+        constraints = [
+            # A firm has one say per revision: until a reviewer decides it, a second objection adds nothing.
+            models.UniqueConstraint(
+                fields=["firm", "revision"], condition=Q(status="open"), name="objection_one_open_per_firm"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.firm} → {self.revision}"

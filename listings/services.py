@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -241,6 +241,7 @@ def revision_update(*, product: DataProduct, actor: User, **content: Any) -> Rev
         setattr(revision, name, value)
     if "dictionary" in content and revision.sample and before["dictionary"] != revision.dictionary:
         # The sample was checked against the old dictionary; it must be checked again.
+        _sample_forget(revision)
         revision.sample = ""
         revision.sample_preview = []
     _save_draft(revision)
@@ -250,11 +251,28 @@ def revision_update(*, product: DataProduct, actor: User, **content: Any) -> Rev
     return revision
 
 
+def _sample_forget(revision: Revision) -> None:
+    """Delete the draft's current sample file once the change that drops it commits, unless another revision
+    still points at it: a new draft shares its source's file, which the frozen source keeps for ever."""
+    name, storage = revision.sample.name, revision.sample.storage
+    if not name:
+        return
+
+    def delete() -> None:
+        # No row can take the name up again meanwhile: only the product's latest revision is copied into a
+        # new draft, and that is this draft, which no longer points at the file.
+        if not Revision.objects.filter(sample=name).exists():
+            storage.delete(name)
+
+    transaction.on_commit(delete)
+
+
 @transaction.atomic
 def revision_set_sample(*, product: DataProduct, actor: User, name: str, content: bytes) -> Revision:
     _require_editor(actor, product)
     revision = _open_revision_or_error(product, Status.DRAFT, lock=True)
     rows = validation.parse_sample(name=name, content=content, dictionary=revision.dictionary)
+    _sample_forget(revision)
     revision.sample.save(name, ContentFile(content), save=False)
     revision.sample_preview = rows[: settings.LISTING_SAMPLE_PREVIEW_ROWS]
     revision.save()
@@ -414,9 +432,18 @@ def objection_lodge(*, product: DataProduct, actor: User, reason: str) -> Object
         raise InvalidTransition(_("The public notice of this product has ended."), code="notice_ended")
     if revision.status == Status.IN_NOTICE:
         _move(revision, Status.OBJECTED)
-    objection = Objection.objects.create(
-        revision=revision, firm=membership.firm, raised_by=actor, reason=reason.strip()
-    )
+    try:
+        with transaction.atomic():
+            objection = Objection.objects.create(
+                revision=revision, firm=membership.firm, raised_by=actor, reason=reason.strip()
+            )
+    except IntegrityError:
+        # The firm's earlier objection to this revision is still open (lodged before, or by a concurrent
+        # request that held the revision's lock first).
+        raise ApplicationError(
+            _("Your firm already has an open objection to this product; a listing reviewer will decide on it."),
+            code="objection_already_open",
+        ) from None
     _audit(actor, "objection", product, revision=revision.number, objection=objection.pk)
     return objection
 

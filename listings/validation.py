@@ -184,23 +184,42 @@ def clean_export_destinations(value: Any) -> list[str]:
 # --- Samples ------------------------------------------------------------------------------------------
 
 
-def _check_value(value: Any, field_type: str) -> bool:
-    if value is None or value == "":
+# A number beyond ±10^18 or with more than 18 decimal places is a typo or an attempt to break whoever reads
+# the sample: `1e99999999999` is a valid literal that becomes infinity (or an overflow) downstream.
+NUMBER_DIGITS = 18
+BOOLEAN_WORDS = {"true", "false", "1", "0", "yes", "no"}
+
+
+def _integer_ok(number: int) -> bool:
+    return -(10**NUMBER_DIGITS) < number < 10**NUMBER_DIGITS
+
+
+def _decimal_ok(number: Decimal) -> bool:
+    # adjusted() and as_tuple() need no context: no rounding, no overflow for an exponent of 99999999999.
+    if not number.is_finite():
+        return False
+    exponent = number.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite
+    return number.adjusted() < NUMBER_DIGITS and -exponent <= NUMBER_DIGITS
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _check_text(value: str, field_type: str) -> bool:
+    """A CSV cell (always text) against its field's type; an empty cell is a missing value."""
+    text = value.strip()
+    if not text:
         return True
-    text = str(value).strip()
     try:
         if field_type == FieldType.INTEGER:
-            if isinstance(value, bool):
-                return False
-            int(text)
-        elif field_type == FieldType.DECIMAL:
-            if isinstance(value, bool):
-                return False
-            number = Decimal(text)
-            return number.is_finite()
-        elif field_type == FieldType.BOOLEAN:
-            return isinstance(value, bool) or text.lower() in {"true", "false", "1", "0", "yes", "no"}
-        elif field_type == FieldType.DATE:
+            return _integer_ok(int(text))
+        if field_type == FieldType.DECIMAL:
+            return _decimal_ok(Decimal(text))
+        if field_type == FieldType.BOOLEAN:
+            return text.lower() in BOOLEAN_WORDS
+        if field_type == FieldType.DATE:
             date.fromisoformat(text)
         elif field_type == FieldType.DATETIME:
             datetime.fromisoformat(text)
@@ -211,6 +230,33 @@ def _check_value(value: Any, field_type: str) -> bool:
     except (ValueError, InvalidOperation):
         return False
     return True
+
+
+def _check_json(value: Any, field_type: str) -> bool:
+    """A JSON value against its field's type: a number for a number field, true or false for a yes/no field,
+    text for the others (checked as a CSV cell is), null for a missing value. No type takes an object or a list."""
+    if value is None:
+        return True
+    if field_type == FieldType.INTEGER:
+        return type(value) is int and _integer_ok(value)
+    if field_type == FieldType.DECIMAL:
+        if type(value) is int:
+            return _integer_ok(value)
+        return isinstance(value, Decimal) and _decimal_ok(value)
+    if field_type == FieldType.BOOLEAN:
+        return isinstance(value, bool)
+    return isinstance(value, str) and _check_text(value, field_type)
+
+
+def _shown(value: Any) -> str:
+    """A value as the provider wrote it, shortened for a message."""
+    if value is None or isinstance(value, (bool, dict, list)):
+        return json.dumps(value, ensure_ascii=False, default=str)[:40]
+    return str(value)[:40]
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN and Infinity: Python reads them, RFC 8259 has no such numbers
 
 
 def parse_sample(*, name: str, content: bytes, dictionary: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -233,6 +279,7 @@ def parse_sample(*, name: str, content: bytes, dictionary: list[dict[str, Any]])
     except UnicodeDecodeError:
         raise field_error("sample", _("The sample must be UTF-8 text."), "sample_encoding") from None
     names = [f["name"] for f in dictionary]
+    places: list[int] = []  # where each row is: its line in a CSV file, its position in a JSON list
     if extension == "csv":
         reader = csv.reader(io.StringIO(text))
         try:
@@ -263,6 +310,7 @@ def parse_sample(*, name: str, content: bytes, dictionary: list[dict[str, Any]])
                         "sample_row",
                     )
                 rows.append(dict(zip(header, values, strict=True)))
+                places.append(line_number)
                 if len(rows) > settings.LISTING_SAMPLE_MAX_ROWS:
                     break
         except csv.Error as exc:
@@ -271,12 +319,13 @@ def parse_sample(*, name: str, content: bytes, dictionary: list[dict[str, Any]])
             ) from None
     else:
         try:
-            data = json.loads(text, parse_float=Decimal)
+            data = json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
         except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             raise field_error("sample", _("The JSON sample is not valid JSON."), "sample_json") from None
         if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
             raise field_error("sample", _("A JSON sample is a list of objects, one per row."), "sample_json")
         rows = data
+        places = list(range(1, len(rows) + 1))
         for index, row in enumerate(rows, start=1):
             if sorted(row) != sorted(names):
                 raise field_error(
@@ -291,17 +340,24 @@ def parse_sample(*, name: str, content: bytes, dictionary: list[dict[str, Any]])
             "sample", _("A sample has at most %(n)d rows.") % {"n": settings.LISTING_SAMPLE_MAX_ROWS}, "sample_rows"
         )
     types = {f["name"]: f["type"] for f in dictionary}
-    problems = []
-    for index, row in enumerate(rows, start=1):
+    if extension == "csv":
+        check, no_values = _check_text, _("Line %(line)d has no values.")
+        bad_value = _("Line %(line)d, field %(field)s: “%(value)s” is not a valid %(type)s.")
+    else:
+        check, no_values = _check_json, _("Row %(row)d has no values.")
+        bad_value = _("Row %(row)d, field %(field)s: “%(value)s” is not a valid %(type)s.")
+    problems: list[str] = []
+    for place, row in zip(places, rows, strict=True):
+        if all(_empty(value) for value in row.values()):
+            problems.append(no_values % {"line": place, "row": place})
         for key, value in row.items():
-            if not _check_value(value, types[key]):
+            if not check(value, types[key]):
+                label = FieldType(types[key]).label
                 problems.append(
-                    _("Row %(row)d, field %(field)s: “%(value)s” is not a valid %(type)s.")
-                    % {"row": index, "field": key, "value": str(value)[:40], "type": FieldType(types[key]).label}
+                    bad_value % {"line": place, "row": place, "field": key, "value": _shown(value), "type": label}
                 )
-                if len(problems) >= 10:
-                    break
         if len(problems) >= 10:
+            del problems[10:]  # enough to see what is wrong
             break
     if problems:
         raise field_error("sample", problems, "sample_values")

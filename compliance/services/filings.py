@@ -35,9 +35,13 @@ from listings.models import DataProduct, Revision
 from ..calendar import contract_filing_due
 from ..models import PER_REVISION_KINDS, EvidenceKind, Filing, filing_upload_to
 from ..rules import ISO_COUNTRIES
+from .counters import SHANGHAI
 
 FILER_ROLES = (Membership.Role.FIRM_ADMIN, Membership.Role.TRADER)
 EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)
+# The law fixes validities of 3 years at most (assessments, certificates); a contract's own term stated as
+# ending more than 10 years from today is a typo, and would keep a filing "valid" past any review.
+MAX_YEARS_VALID_AHEAD = 10
 DECIDE_PERM = "compliance.review_filing"
 # Magic bytes of the document formats accepted (COMPLIANCE_FILING_EXTENSIONS): a renamed file is refused.
 SIGNATURES = {"pdf": (b"%PDF-",), "png": (b"\x89PNG\r\n\x1a\n",), "jpg": (b"\xff\xd8\xff",), "jpeg": (b"\xff\xd8\xff",)}
@@ -145,9 +149,21 @@ def _clean_dates(issued_on: date, expires_on: date | None, receipt_filed_on: dat
         if value is not None and not (EARLIEST <= value <= LATEST):
             message = _("Give a date between %(first)s and %(last)s.") % {"first": EARLIEST, "last": LATEST}
             raise _field_error(field, message, "date_out_of_range")
+    # A document on file exists: it was issued by today (in Shanghai, whose calendar the filings follow).
+    today = timezone.localdate(timezone=SHANGHAI)
+    if issued_on > today:
+        message = _("A document on file was issued or took effect by today (%(today)s).") % {"today": today}
+        raise _field_error("issued_on", message, "issued_in_future")
     if expires_on is not None and expires_on < issued_on:
         message = _("Its last valid day cannot come before the day it was issued.")
         raise _field_error("expires_on", message, "expires_before_issue")
+    latest_expiry = today + relativedelta(years=MAX_YEARS_VALID_AHEAD)
+    if expires_on is not None and expires_on > latest_expiry:
+        message = _("Its last valid day is at most %(years)d years from today (%(last)s at the latest).") % {
+            "years": MAX_YEARS_VALID_AHEAD,
+            "last": latest_expiry,
+        }
+        raise _field_error("expires_on", message, "expires_too_far")
 
 
 @transaction.atomic

@@ -225,6 +225,33 @@ def test_a_renewal_of_the_firms_own_filing(provider):
 @pytest.mark.parametrize(
     "fields, field",
     [
+        ({"issued_on": "2100-01-01"}, "issued_on"),
+        ({"issued_on": "2026-07-02"}, "issued_on"),  # tomorrow in Shanghai
+        ({"expires_on": "2100-12-31"}, "expires_on"),
+        ({"expires_on": "2036-07-02"}, "expires_on"),  # a day past 10 years from today
+    ],
+)
+def test_filing_dates_are_bounded_by_today_in_shanghai(provider, time_machine, fields, field):
+    # given 1 July 2026, 01:00 in Shanghai (still 30 June in UTC)
+    time_machine.move_to("2026-06-30T17:00:00Z", tick=False)
+    client = client_for(provider)
+
+    # when a report is filed as issued in the future, or valid for longer than 10 years
+    response = client.post(FILINGS, upload(kind="pipia_report", **fields), format="multipart")
+
+    # then it is refused for that field, and nothing is filed
+    assert response.status_code == 400, response.content
+    assert list(error(response)["details"]) == [field], error(response)
+    assert not Filing.objects.exists()
+    # while today's date and a last day 10 years on are accepted
+    fields = {"issued_on": "2026-07-01", "expires_on": "2036-07-01"}
+    response = client.post(FILINGS, upload(kind="pipia_report", **fields), format="multipart")
+    assert response.status_code == 201, response.content
+
+
+@pytest.mark.parametrize(
+    "fields, field",
+    [
         ({"name": "contract.txt"}, "document"),  # not an accepted format
         ({"name": "contract.exe"}, "document"),
         ({"name": "contract.pdf", "content": b"MZ\x90\x00 not a pdf"}, "document"),  # a renamed file

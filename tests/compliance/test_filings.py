@@ -25,7 +25,7 @@ def test_validity_by_kind(provider, settings):
     assert filing(provider, EvidenceKind.PIPIA_REPORT, issued_on=issued).expires_on is None
     # a stated expiry for a kind the law fixes is ignored; for the others it is kept
     assert filing(
-        provider, EvidenceKind.SECURITY_ASSESSMENT, issued_on=issued, expires_on=date(2040, 1, 1)
+        provider, EvidenceKind.SECURITY_ASSESSMENT, issued_on=issued, expires_on=date(2035, 1, 1)
     ).expires_on == date(2029, 2, 28)
     assert filing(provider, EvidenceKind.EU_SCC, issued_on=issued, expires_on=date(2028, 1, 1)).expires_on == date(
         2028, 1, 1
@@ -33,8 +33,8 @@ def test_validity_by_kind(provider, settings):
 
 
 def test_a_leap_day_issue_lapses_on_28_february(provider):
-    assert filing(provider, EvidenceKind.SECURITY_ASSESSMENT, issued_on=date(2028, 2, 29)).expires_on == date(
-        2031, 2, 28
+    assert filing(provider, EvidenceKind.SECURITY_ASSESSMENT, issued_on=date(2024, 2, 29)).expires_on == date(
+        2027, 2, 28
     )
 
 
@@ -162,11 +162,26 @@ def test_a_receipt_cannot_be_dated_in_the_future(provider):
     assert "receipt_filed_on" in exc.value.message_dict
 
 
+@pytest.mark.parametrize(
+    "dates, field, code",
+    [
+        ({"issued_on": date(2100, 1, 1)}, "issued_on", "issued_in_future"),
+        ({"issued_on": date(2026, 1, 5), "expires_on": date(2100, 12, 31)}, "expires_on", "expires_too_far"),
+        ({"issued_on": date(2026, 1, 5), "expires_on": date(2101, 1, 1)}, "expires_on", "date_out_of_range"),
+    ],
+)
+def test_filing_dates_are_refused_with_a_field_code(provider, dates, field, code):
+    with pytest.raises(ValidationError) as exc:
+        filing(provider, EvidenceKind.PIPIA_REPORT, **dates)
+    assert [e.code for e in exc.value.error_dict[field]] == [code]
+    assert not Filing.objects.exists()
+
+
 def test_an_extension_runs_on_from_the_approval_it_renews(provider, officer):
     first = filing(provider, EvidenceKind.SECURITY_ASSESSMENT, issued_on=date(2024, 3, 1), accepted_by=officer)
     assert first.expires_on == date(2027, 3, 1)
     extension = filing(
-        provider, EvidenceKind.SECURITY_ASSESSMENT, issued_on=date(2026, 12, 20), renews=first, reference="EXT"
+        provider, EvidenceKind.SECURITY_ASSESSMENT, issued_on=date(2026, 11, 20), renews=first, reference="EXT"
     )
     assert extension.expires_on == date(2030, 3, 1)
 

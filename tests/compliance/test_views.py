@@ -332,6 +332,26 @@ def test_bad_input_is_a_form_error_and_saves_nothing(client, provider, product, 
     assert Filing.objects.count() == 0
 
 
+@pytest.mark.parametrize(
+    "overrides, field, message",
+    [
+        ({"issued_on": "2100-01-01", "expires_on": ""}, "issued_on", "was issued or took effect by today"),
+        ({"expires_on": "2100-12-31"}, "expires_on", "at most 10 years from today"),
+    ],
+)
+def test_filing_dates_far_in_the_future_are_refused(client, provider, product, overrides, field, message):
+    # given
+    login_as(client, provider)
+
+    # when
+    response = client.post(NEW, upload_data(**overrides))
+
+    # then the page shows why under the field, and nothing is filed
+    assert response.status_code == 200
+    assert any(message in error for error in response.context["form"].errors[field]), response.context["form"].errors
+    assert Filing.objects.count() == 0
+
+
 def test_a_refused_filing_leaves_no_file_behind(provider, tmp_path):
     # given an expiry before the issue date, which only the model's constraint refuses (the page's form
     # catches it before the service; the API or a script would not)

@@ -48,6 +48,30 @@ def test_staff_with_the_permission_create_keys(ops, clerk, provider):
         services.api_key_create(firm=firm, user=provider, name="by clerk", scopes=["read"], by=clerk)
 
 
+def test_a_firm_holds_a_bounded_number_of_active_keys(provider, monkeypatch):
+    # given a firm at its limit of active keys
+    monkeypatch.setattr(services, "API_KEY_MAX_ACTIVE_PER_FIRM", 3)
+    firm = provider.membership.firm
+    keys = [
+        services.api_key_create(firm=firm, user=provider, name=f"k{i}", scopes=["read"], by=provider)[0]
+        for i in range(3)
+    ]
+    with pytest.raises(ApplicationError) as exc:
+        services.api_key_create(firm=firm, user=provider, name="one more", scopes=["read"], by=provider)
+    assert exc.value.code == "api_key_limit"
+
+    # when a key is revoked and another lapses, two new ones fit
+    services.api_key_revoke(api_key=keys[0], by=provider)
+    ApiKey.objects.filter(pk=keys[1].pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    for name in ("new 1", "new 2"):
+        services.api_key_create(firm=firm, user=provider, name=name, scopes=["read"], by=provider)
+
+    # then
+    with pytest.raises(ApplicationError):
+        services.api_key_create(firm=firm, user=provider, name="no room", scopes=["read"], by=provider)
+    assert ApiKey.objects.filter(firm=firm).count() == 5
+
+
 @pytest.mark.parametrize("scopes", [[], ["admin"], ["read", "delete"]])
 def test_scopes_are_read_and_trade_only(provider, scopes):
     with pytest.raises(ApplicationError) as exc:

@@ -3,11 +3,12 @@
 import threading
 
 import pytest
+from django.conf import settings
 from django.db import connections
 
 from exchange import services
 from exchange.exceptions import ApplicationError
-from exchange.models import AuditEvent
+from exchange.models import ApiKey, AuditEvent
 from exchange.selectors import board_codes_for_firm
 from tests.factories import MemberFirmFactory
 
@@ -52,3 +53,22 @@ def test_concurrent_admissions_admit_once(ops, boards):
     assert all(isinstance(e, ApplicationError) and e.code == "already_admitted" for e in errors), errors
     assert board_codes_for_firm(firm=firm) == {"international"}
     assert AuditEvent.objects.filter(verb="board.admit", object_id=str(firm.pk)).count() == 1
+
+
+@pytest.mark.skipif("postgresql" not in settings.DATABASES["default"]["ENGINE"], reason="row locks need PostgreSQL")
+def test_concurrent_key_creations_stay_within_the_firms_limit(provider, monkeypatch):
+    # given a firm allowed 3 active keys, holding one
+    monkeypatch.setattr(services, "API_KEY_MAX_ACTIVE_PER_FIRM", 3)
+    firm = provider.membership.firm
+    services.api_key_create(firm=firm, user=provider, name="first", scopes=["read"], by=provider)
+
+    # when its administrator creates eight more at the same moment
+    results, errors = _race(
+        lambda i: services.api_key_create(firm=firm, user=provider, name=f"k{i}", scopes=["read"], by=provider)
+    )
+
+    # then two fit and the others are refused with the limit's code
+    assert len(results) == 2, errors
+    assert len(errors) == THREADS - 2
+    assert all(isinstance(e, ApplicationError) and e.code == "api_key_limit" for e in errors), errors
+    assert ApiKey.objects.filter(firm=firm).count() == 3

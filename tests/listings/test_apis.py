@@ -682,6 +682,33 @@ def test_bad_samples(provider, name, content, code):
     assert not revision.sample and revision.sample_preview == []
 
 
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b'[{"hs_code": null, "month": null, "value_usd": null, "origin": null}]', "Row 1 has no values."),
+        (b'[{"hs_code": {"$gt": ""}, "month": "2026-01-01", "value_usd": 1, "origin": "CN"}]', "Row 1, field hs_code:"),
+        (b'[{"hs_code": ["84"], "month": "2026-01-01", "value_usd": 1, "origin": "CN"}]', "Row 1, field hs_code:"),
+        (
+            b'[{"hs_code": "84", "month": "2026-01-01", "value_usd": 1e99999999999, "origin": "CN"}]',
+            "Row 1, field value_usd:",
+        ),
+    ],
+)
+def test_json_sample_values_must_match_the_dictionary(provider, content, message):
+    # given a draft without a sample
+    product = draft_product(provider, sample=False)
+
+    # when a JSON sample with a value of the wrong type is uploaded
+    upload = SimpleUploadedFile("s.json", content)
+    response = client_for(provider).post(f"{PRODUCTS}/{product.pk}/sample", {"sample": upload}, format="multipart")
+
+    # then it is refused, naming the row and the field
+    assert response.status_code == 400, response.content
+    assert error(response)["code"] == "validation_error"
+    assert error(response)["details"]["sample"][0].startswith(message), error(response)
+    assert not product.revisions.get().sample
+
+
 def test_an_oversize_sample_is_refused_without_reading_it_all(provider, settings):
     settings.LISTING_SAMPLE_MAX_BYTES = 1024
     product = draft_product(provider, sample=False)

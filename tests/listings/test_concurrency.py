@@ -3,6 +3,7 @@
 import threading
 
 import pytest
+from django.conf import settings
 from django.db import connections
 
 from exchange.exceptions import ApplicationError
@@ -83,3 +84,31 @@ def test_an_objection_racing_the_last_dismissal_is_never_lost(provider, reviewer
     assert revision.status == Revision.Status.OBJECTED
     Revision.objects.filter(pk=revision.pk).update(notice_ends_at=timezone.now() - timedelta(days=1))
     assert services.notice_conclude(revision_id=revision.pk) is None
+
+
+ON_POSTGRES = "postgresql" in settings.DATABASES["default"]["ENGINE"]
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="real concurrent connections need PostgreSQL")
+@pytest.mark.parametrize("attempt", range(3))
+def test_one_firm_lodging_six_objections_at_once_has_one_open(provider, reviewer, international, attempt):
+    from tests.factories import ensure_categories
+
+    # given a product in public notice
+    ensure_categories()
+    product = draft_product(provider)
+    services.product_submit(product=product, actor=provider)
+    services.review_start(product=product, actor=reviewer)
+    services.review_approve(product=product, actor=reviewer)
+
+    # when one member of a firm objects six times at the same moment
+    results, errors = _together(
+        *[lambda i=i: services.objection_lodge(product=product, actor=international, reason=f"#{i}") for i in range(6)]
+    )
+
+    # then one objection is open and the five others are refused with a reason
+    assert Objection.objects.filter(revision__product=product, status="open").count() == 1
+    refused = [e for e in errors if e is not None]
+    assert len(refused) == 5, errors
+    assert all(isinstance(e, ApplicationError) and e.code == "objection_already_open" for e in refused), errors
+    assert Revision.objects.get(product=product, number=1).status == Revision.Status.OBJECTED

@@ -411,6 +411,23 @@ def test_a_member_lodges_an_objection(client, in_notice, domestic):
     assert "Your objection is lodged" in client.get(response.url).content.decode()
 
 
+def test_a_firm_has_one_open_objection_per_revision(client, in_notice, domestic):
+    # given a domestic member whose objection is open, and a colleague of the same firm
+    login_as(client, domestic)
+    client.post(f"/portal/products/{in_notice.pk}/objection", {"reason": "It copies our data."})
+    colleague = member(domestic.membership.firm, "trader", "tom@domestic.example")
+
+    # when both object again
+    again = client.post(f"/portal/products/{in_notice.pk}/objection", {"reason": "Again."}, follow=True)
+    login_as(client, colleague)
+    theirs = client.post(f"/portal/products/{in_notice.pk}/objection", {"reason": "Me too."}, follow=True)
+
+    # then both are told so, and one objection stays open
+    for response in (again, theirs):
+        assert "Your firm already has an open objection to this product" in response.content.decode()
+    assert Objection.objects.filter(status="open").count() == 1
+
+
 def test_an_empty_objection_is_a_form_error(client, in_notice, domestic):
     login_as(client, domestic)
     response = client.post(f"/portal/products/{in_notice.pk}/objection", {"reason": "  "})

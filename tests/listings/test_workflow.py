@@ -135,6 +135,21 @@ def test_an_objection_pauses_the_notice_until_a_reviewer_decides(provider, revie
     assert Objection.objects.get().status == Objection.Status.DISMISSED
 
 
+def test_a_firm_objects_again_only_once_its_objection_is_decided(provider, reviewer, international):
+    product = draft_product(provider)
+    services.product_submit(product=product, actor=provider)
+    services.review_start(product=product, actor=reviewer)
+    services.review_approve(product=product, actor=reviewer)
+    first = services.objection_lodge(product=product, actor=international, reason="Ours.")
+    with pytest.raises(ApplicationError) as exc:
+        services.objection_lodge(product=product, actor=international, reason="Ours, again.")
+    assert exc.value.code == "objection_already_open"
+    # once dismissed, the firm may object to the same revision again (with a new reason)
+    services.objection_resolve(objection=first, actor=reviewer, uphold=False, resolution="Licensed.")
+    second = services.objection_lodge(product=product, actor=international, reason="New evidence.")
+    assert list(Objection.objects.filter(status=Objection.Status.OPEN)) == [second]
+
+
 def test_an_upheld_objection_rejects_the_revision(provider, reviewer, international):
     product = draft_product(provider)
     services.product_submit(product=product, actor=provider)
