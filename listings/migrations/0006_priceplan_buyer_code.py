@@ -14,7 +14,7 @@ def fill_codes(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('listings', '0004_revision_export_destinations'),
+        ('listings', '0005_objection_one_open_per_firm'),
     ]
 
     operations = [
