@@ -357,10 +357,6 @@ def api_key_matches(api_key: ApiKey, raw_key: str) -> bool:
     return hmac.compare_digest(api_key.key_hash, api_key_hash(raw_key))
 
 
-# Enough for every integration a firm runs; a leaked admin session cannot mint keys without end.
-API_KEY_MAX_ACTIVE_PER_FIRM = 20
-
-
 @transaction.atomic
 def api_key_create(
     *,
@@ -380,10 +376,10 @@ def api_key_create(
     firm = MemberFirm.objects.select_for_update(no_key=True).get(pk=firm.pk)
     now = timezone.now()
     active = ApiKey.objects.filter(firm=firm, revoked_at__isnull=True, expires_at__gt=now).count()
-    if active >= API_KEY_MAX_ACTIVE_PER_FIRM:
+    if active >= settings.API_KEY_MAX_ACTIVE_PER_FIRM:
         raise ApplicationError(
             _("%(firm)s already holds %(n)d active API keys, the most a firm may hold; revoke one first.")
-            % {"firm": firm, "n": API_KEY_MAX_ACTIVE_PER_FIRM},
+            % {"firm": firm, "n": settings.API_KEY_MAX_ACTIVE_PER_FIRM},
             code="api_key_limit",
         )
     # Locked so that the member cannot leave the firm (membership_remove revokes their keys) while this key

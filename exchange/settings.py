@@ -364,6 +364,8 @@ if CELERY_TASK_ALWAYS_EAGER:
 # --- The exchange's own settings ---------------------------------------------------------------
 # API keys expire after this many days unless their creator picks another date.
 API_KEY_DEFAULT_LIFETIME_DAYS = env_int("API_KEY_DEFAULT_LIFETIME_DAYS", 365)
+# Enough for every integration a firm runs; a leaked firm-admin session cannot mint keys without end.
+API_KEY_MAX_ACTIVE_PER_FIRM = env_int("API_KEY_MAX_ACTIVE_PER_FIRM", 20)
 # Writing last_used_at on every request would turn every API read into a write; once a minute is enough.
 API_KEY_LAST_USED_RESOLUTION = timedelta(seconds=60)
 HEALTHZ_BROKER_TIMEOUT = 2.0

@@ -48,9 +48,9 @@ def test_staff_with_the_permission_create_keys(ops, clerk, provider):
         services.api_key_create(firm=firm, user=provider, name="by clerk", scopes=["read"], by=clerk)
 
 
-def test_a_firm_holds_a_bounded_number_of_active_keys(provider, monkeypatch):
+def test_a_firm_holds_a_bounded_number_of_active_keys(provider, settings):
     # given a firm at its limit of active keys
-    monkeypatch.setattr(services, "API_KEY_MAX_ACTIVE_PER_FIRM", 3)
+    settings.API_KEY_MAX_ACTIVE_PER_FIRM = 3
     firm = provider.membership.firm
     keys = [
         services.api_key_create(firm=firm, user=provider, name=f"k{i}", scopes=["read"], by=provider)[0]

@@ -56,9 +56,9 @@ def test_concurrent_admissions_admit_once(ops, boards):
 
 
 @pytest.mark.skipif("postgresql" not in settings.DATABASES["default"]["ENGINE"], reason="row locks need PostgreSQL")
-def test_concurrent_key_creations_stay_within_the_firms_limit(provider, monkeypatch):
+def test_concurrent_key_creations_stay_within_the_firms_limit(provider, settings):
     # given a firm allowed 3 active keys, holding one
-    monkeypatch.setattr(services, "API_KEY_MAX_ACTIVE_PER_FIRM", 3)
+    settings.API_KEY_MAX_ACTIVE_PER_FIRM = 3
     firm = provider.membership.firm
     services.api_key_create(firm=firm, user=provider, name="first", scopes=["read"], by=provider)
 

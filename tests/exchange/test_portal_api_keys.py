@@ -123,8 +123,8 @@ def test_another_firm_member_cannot_see_keys_page_of_other_firm(client, provider
     assert list(client.get(URL).context["keys"]) == []
 
 
-def test_a_firm_at_its_key_limit_is_told_to_revoke_one(client, provider, monkeypatch):
-    monkeypatch.setattr(services, "API_KEY_MAX_ACTIVE_PER_FIRM", 1)
+def test_a_firm_at_its_key_limit_is_told_to_revoke_one(client, provider, settings):
+    settings.API_KEY_MAX_ACTIVE_PER_FIRM = 1
     services.api_key_create(firm=provider.membership.firm, user=provider, name="ERP", scopes=["read"], by=provider)
     login_as(client, provider)
     response = client.post(URL, {"name": "BI", "user": provider.pk, "scopes": ["read"], "lifetime_days": "30"})
