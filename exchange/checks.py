@@ -19,3 +19,18 @@ def admin_second_factor(app_configs: Any, **kwargs: Any) -> list[Error]:
             )
         ]
     return []
+
+
+@register(Tags.security, deploy=True)
+def audit_hmac_key(app_configs: Any, **kwargs: Any) -> list[Error]:
+    if not settings.DEBUG and len(settings.AUDIT_HMAC_KEY) < 32:
+        return [
+            Error(
+                "AUDIT_HMAC_KEY is missing or shorter than 32 characters: the audit trail's hashes need a secret "
+                "kept outside the database.",
+                hint="Set AUDIT_HMAC_KEY, e.g. to `python -c 'import secrets; print(secrets.token_hex(32))'`; "
+                "keep it as you keep SECRET_KEY and never change it (earlier rows would stop verifying).",
+                id="exchange.E002",
+            )
+        ]
+    return []

@@ -12,6 +12,7 @@ from typing import Any
 # name -> (task, crontab fields in Asia/Shanghai)
 PERIODIC_TASKS: dict[str, tuple[str, dict[str, str]]] = {
     "Verify the audit trail's hash chain": ("exchange.audit_verify", {"minute": "30", "hour": "2"}),
+    "Checkpoint the audit trail's end outside the database": ("exchange.audit_checkpoint", {"minute": "5"}),
     "List products whose public notice has ended": ("listings.conclude_notices", {"minute": "*/10"}),
     "Compliance: expire filings, remind, re-assess listings": ("compliance.daily", {"minute": "15", "hour": "1"}),
 }

@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 from guardian.shortcuts import assign_perm, remove_perm
 
 from .admission import run_admission_checks
+from .audit import Checkpoint, audit_hash, audit_key, checkpoint_lines, checkpoint_store
 from .exceptions import ApplicationError, NotAllowed
 from .middleware import current_request_id
 from .models import ApiKey, AuditChainHead, AuditEvent, Board, MemberFirm, Membership, User
@@ -34,44 +35,9 @@ BOARD_PERMS = ("view_board", "trade_on_board")
 # --- Audit trail --------------------------------------------------------------------------------
 
 
-def audit_hash(
-    *,
-    seq: int,
-    prev_hash: str,
-    created_at: datetime,
-    actor_id: int | None,
-    actor_repr: str,
-    verb: str,
-    object_type: str,
-    object_id: str,
-    object_repr: str,
-    payload: Any,
-    request_id: str,
-) -> str:
-    """SHA-256 over a canonical JSON rendering of the row and its predecessor's hash."""
-    canonical = json.dumps(
-        {
-            "seq": seq,
-            "prev_hash": prev_hash,
-            "created_at": created_at.astimezone(UTC).isoformat(timespec="microseconds"),
-            "actor_id": actor_id,
-            "actor_repr": actor_repr,
-            "verb": verb,
-            "object_type": object_type,
-            "object_id": object_id,
-            "object_repr": object_repr,
-            "payload": payload,
-            "request_id": request_id,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def audit_event_hash(event: AuditEvent) -> str:
+def audit_event_hash(event: AuditEvent, *, unkeyed: bool = False) -> str:
     return audit_hash(
+        key=None if unkeyed else audit_key(),
         seq=event.seq,
         prev_hash=event.prev_hash,
         created_at=event.created_at,
@@ -116,22 +82,36 @@ def audit_record(
 
 
 def audit_verify() -> list[str]:
-    """Recompute the chain; answer the problems found (empty when the trail is intact)."""
+    """Recompute the chain and hold it against the checkpoints; answer the problems found (none when intact)."""
     problems: list[str] = []
     expected_prev = ""
     expected_seq = 1
+    keyed_seen = False
+    unkeyed_from: int | None = None
     for event in AuditEvent.objects.order_by("seq").iterator(chunk_size=2000):
         if event.seq != expected_seq:
             problems.append(f"event #{expected_seq} is missing (next found is #{event.seq})")
             expected_seq = event.seq
         if event.prev_hash != expected_prev:
             problems.append(f"event #{event.seq} does not follow its predecessor (chain broken)")
-        if audit_event_hash(event) != event.hash:
+        if event.hash == audit_event_hash(event):
+            keyed_seen, unkeyed_from = True, None
+        elif not keyed_seen and event.hash == audit_event_hash(event, unkeyed=True):
+            # Rows from before keyed hashing carry plain SHA-256 hashes. Anyone can compute those, so they are
+            # believed only as a prefix that a keyed row follows: its prev_hash vouches for all of them.
+            # Migration 0005 appended that keyed row ("audit.seal") to trails that had unkeyed rows.
+            unkeyed_from = unkeyed_from or event.seq
+        else:
             problems.append(f"event #{event.seq} was altered (its content does not match its hash)")
         expected_prev = event.hash
         expected_seq = event.seq + 1
     head = AuditChainHead.objects.filter(id=1).first()
     last_seq = expected_seq - 1
+    if unkeyed_from is not None:
+        problems.append(
+            f"events #{unkeyed_from} to #{last_seq} are hashed without the audit key and no keyed event follows "
+            "them (forged, or never sealed by migration 0005)"
+        )
     if head is None:
         if last_seq:
             problems.append("the chain's head row is missing (the trail's end cannot be checked)")
@@ -139,7 +119,56 @@ def audit_verify() -> list[str]:
         problems.append(
             f"the trail should end at event #{head.last_seq} but ends at #{last_seq} (events deleted or altered)"
         )
+    return problems + _audit_checkpoint_problems(last_seq=last_seq)
+
+
+# One query per this many checkpointed events; SQLite allows 999 parameters in a query on old builds.
+AUDIT_CHECKPOINT_BATCH = 500
+
+
+def _audit_checkpoint_problems(*, last_seq: int) -> list[str]:
+    problems: list[str] = []
+    # The first checkpoint seen of each (seq, hash): an unchanged head is checkpointed again and again.
+    checkpoints: dict[tuple[int, str], Checkpoint] = {}
+    for number, line in enumerate(checkpoint_lines(), start=1):
+        checkpoint = Checkpoint.parse(line)
+        if checkpoint is None:
+            problems.append(f"checkpoint line {number} is forged or damaged (its MAC does not match the audit key)")
+        else:
+            checkpoints.setdefault((checkpoint.seq, checkpoint.hash), checkpoint)
+    if not checkpoints:
+        return problems
+    newest = max(checkpoints.values(), key=lambda c: c.seq)
+    if newest.seq > last_seq:
+        problems.append(
+            f"the trail ends at event #{last_seq} but the checkpoint of {newest.at} saw it reach #{newest.seq} "
+            "(events removed and the head reset)"
+        )
+    seqs = sorted({seq for seq, _hash in checkpoints if seq <= last_seq})
+    stored: dict[int, str] = {}
+    for i in range(0, len(seqs), AUDIT_CHECKPOINT_BATCH):
+        batch = seqs[i : i + AUDIT_CHECKPOINT_BATCH]
+        stored.update(AuditEvent.objects.filter(seq__in=batch).values_list("seq", "hash"))
+    for checkpoint in sorted(checkpoints.values(), key=lambda c: (c.seq, c.at)):
+        if checkpoint.seq > last_seq:
+            continue
+        if checkpoint.seq not in stored:
+            problems.append(f"event #{checkpoint.seq}, seen by the checkpoint of {checkpoint.at}, is missing")
+        elif stored[checkpoint.seq] != checkpoint.hash:
+            problems.append(
+                f"event #{checkpoint.seq} is not the one the checkpoint of {checkpoint.at} saw (the chain was rewritten)"
+            )
     return problems
+
+
+def audit_checkpoint() -> Checkpoint | None:
+    """Write the chain's end to the checkpoint sinks, outside the database; None while the trail is empty."""
+    last = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+    if last is None:
+        return None
+    checkpoint = Checkpoint(seq=last[0], hash=last[1], at=timezone.now().astimezone(UTC).isoformat())
+    checkpoint_store(checkpoint)
+    return checkpoint
 
 
 # --- Firms and their people -----------------------------------------------------------------------

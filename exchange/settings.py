@@ -7,6 +7,7 @@ README. One module on purpose, as healthchecks does: every knob is greppable in 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from datetime import timedelta
 from decimal import Decimal
@@ -360,6 +361,20 @@ LOGGING = {
 if CELERY_TASK_ALWAYS_EAGER:
     # In-process tasks (the embedded default): a line per task and kombu's missing-broker notice are noise.
     LOGGING["loggers"].update({"celery.app.trace": {"level": "WARNING"}, "kombu": {"level": "ERROR"}})
+
+# --- Audit trail ------------------------------------------------------------------------------
+# The chain's hashes are HMACs under this key, which lives outside the database: whoever owns the tables can
+# rewrite rows but cannot recompute their hashes. Required when DJANGO_DEBUG is off (exchange.E002); in
+# development it is derived from SECRET_KEY. Changing it makes every earlier row fail verification.
+AUDIT_HMAC_KEY = os.environ.get("AUDIT_HMAC_KEY", "")
+if not AUDIT_HMAC_KEY and DEBUG:
+    AUDIT_HMAC_KEY = hashlib.sha256(b"exchange.audit-hmac-key:" + SECRET_KEY.encode()).hexdigest()
+# Checkpoints of the chain's head (seq, hash, time), each with its own HMAC, go where the database owner
+# cannot rewrite them: appended to this JSON-lines file (make it append-only: `chattr +a`), or, when
+# AUDIT_CHECKPOINT_STORAGE names a STORAGES alias (an object store with object lock), one object each there.
+# Every checkpoint is also logged on the logger "exchange.audit.checkpoint", for a log sink.
+AUDIT_CHECKPOINT_PATH = os.environ.get("AUDIT_CHECKPOINT_PATH", str(VAR_DIR / "audit-checkpoints.jsonl"))
+AUDIT_CHECKPOINT_STORAGE = os.environ.get("AUDIT_CHECKPOINT_STORAGE", "")
 
 # --- The exchange's own settings ---------------------------------------------------------------
 # API keys expire after this many days unless their creator picks another date.

@@ -13,11 +13,31 @@ from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth.models import Group
+from django.db.backends.signals import connection_created
 from rest_framework.test import APIClient
 
 from exchange import roles
 from exchange.models import Board, MemberFirm, User
 from tests.factories import PASSWORD, MemberFirmFactory, UserFactory, admit, board, member
+
+
+def _allow_audit_truncate(sender, connection, **kwargs) -> None:
+    # Transactional tests flush every table with TRUNCATE on PostgreSQL, which the audit trail's trigger
+    # refuses unless the session says otherwise (exchange/migrations/0005_audit_keyed_chain.py). Only the
+    # test suite's own connections say so; the application's role has no TRUNCATE privilege anyway.
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET exchange.audit_allow_truncate = on")
+
+
+connection_created.connect(_allow_audit_truncate, dispatch_uid="tests.allow_audit_truncate")
+
+
+@pytest.fixture(autouse=True)
+def _audit_checkpoints(settings, tmp_path) -> None:
+    # Each test its own checkpoint file: a checkpoint of another test's trail would not match this one's.
+    settings.AUDIT_CHECKPOINT_PATH = str(tmp_path / "audit-checkpoints.jsonl")
+    settings.AUDIT_CHECKPOINT_STORAGE = ""
 
 
 @pytest.fixture(autouse=True)

@@ -101,6 +101,8 @@ class Worker:
             "CELERY_RESULT_BACKEND": REDIS_URL,
             "DATABASE_URL": database_url,
             "PYTHONUNBUFFERED": "1",
+            # The nightly task checkpoints the test database's trail: not into the development checkpoints.
+            "AUDIT_CHECKPOINT_PATH": str(log_path.parent / "audit-checkpoints.jsonl"),
         }
         env.pop("DATABASE_TEST_NAME", None)
         self._log = log_path.open("wb")

@@ -153,6 +153,7 @@ def _production_env(**extra):
         DJANGO_DEBUG="0",
         SECRET_KEY="x" * 20 + "-production-like-secret-key-for-the-deploy-check-0123456789",
         ALLOWED_HOSTS="exchange.example",
+        AUDIT_HMAC_KEY="y" * 20 + "-production-like-audit-key-0123456789",
         DJANGO_SETTINGS_MODULE="exchange.settings",
         **extra,
     )

@@ -1,4 +1,4 @@
-"""Recompute the audit trail's hash chain; exit 1 if any row was altered or deleted."""
+"""Recompute the audit trail's keyed hash chain and hold it against the checkpoints; exit 1 on any problem."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from exchange.services import audit_verify
 
 
 class Command(BaseCommand):
-    help = "Verify the audit trail's hash chain. Exits non-zero when a row was altered or deleted."
+    help = (
+        "Verify the audit trail's keyed hash chain and its checkpoints. Exits non-zero when a row was altered, "
+        "deleted or forged, or the trail ends before a checkpoint."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         problems = audit_verify()

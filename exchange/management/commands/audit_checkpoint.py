@@ -1,0 +1,29 @@
+"""Write the audit chain's end (seq, hash, time) to the checkpoint sinks, outside the database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from exchange.services import audit_checkpoint, audit_verify
+
+
+class Command(BaseCommand):
+    help = (
+        "Verify the audit trail, then record its end in AUDIT_CHECKPOINT_PATH / AUDIT_CHECKPOINT_STORAGE and the "
+        "exchange.audit.checkpoint log, where verify_audit will hold the trail against it."
+    )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        # Never anchor a trail that is already broken: that would vouch for whatever was done to it.
+        problems = audit_verify()
+        if problems:
+            for problem in problems:
+                self.stderr.write(problem)
+            raise CommandError(f"The audit trail is broken: {len(problems)} problem(s); no checkpoint written.")
+        checkpoint = audit_checkpoint()
+        if checkpoint is None:
+            self.stdout.write("The audit trail is empty: nothing to checkpoint.")
+        else:
+            self.stdout.write(self.style.SUCCESS(f"Checkpoint written: event #{checkpoint.seq} at {checkpoint.at}."))
