@@ -35,6 +35,8 @@ class LoginForm(AuthenticationForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.otp_device: Device | None = None
+        if not settings.ADMIN_REQUIRE_OTP:
+            del self.fields["otp_token"]  # nobody is asked for it (development, the demo)
 
     def confirm_login_allowed(self, user: User) -> None:
         super().confirm_login_allowed(user)

@@ -372,3 +372,9 @@ class TestEveryDoor:
             if got != expected:
                 differences[path] = (got, expected)
         assert differences == {}
+
+
+def test_the_code_field_is_shown_only_where_it_is_asked_for(client, settings):
+    assert 'name="otp_token"' in client.get(reverse("login")).content.decode()
+    settings.ADMIN_REQUIRE_OTP = False
+    assert 'name="otp_token"' not in client.get(reverse("login")).content.decode()
