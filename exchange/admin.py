@@ -4,7 +4,9 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.models import Group
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -94,6 +96,37 @@ class UserAdmin(DjangoUserAdmin):
     def firm(self, user: User) -> str:
         membership = getattr(user, "membership", None)
         return str(membership.firm) if membership else "—"
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class GroupAdmin(DjangoGroupAdmin):
+    """Role groups (and firms' groups): a change to a group's permissions changes the power of everyone in it,
+    so each one is in the audit trail. Only superusers hold auth.change_group."""
+
+    def save_model(self, request: HttpRequest, obj: Group, form: forms.ModelForm, change: bool) -> None:
+        obj._audit_permissions_before = (  # type: ignore[attr-defined]
+            set(obj.permissions.values_list("content_type__app_label", "codename")) if change else set()
+        )
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        group = form.instance
+        before = getattr(group, "_audit_permissions_before", set())
+        after = set(group.permissions.values_list("content_type__app_label", "codename"))
+        if before != after or not change:
+            services.audit_record(
+                actor=request.user,
+                verb="group.permissions",
+                target=group,
+                payload={
+                    "added": sorted(f"{app}.{code}" for app, code in after - before),
+                    "removed": sorted(f"{app}.{code}" for app, code in before - after),
+                },
+            )
 
 
 admin.site.unregister(TOTPDevice)
@@ -206,6 +239,23 @@ class MembershipInline(admin.TabularInline):
     raw_id_fields = ["user"]
     fields = ["user", "role", "created_at"]
     readonly_fields = ["created_at"]
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        formset = super().get_formset(request, obj, **kwargs)
+        may_place_staff = request.user.is_superuser
+
+        class MembershipForm(formset.form):  # type: ignore[name-defined,misc]
+            def clean(self) -> dict[str, Any]:
+                cleaned = super().clean()
+                # The service refuses it too (exchange.services.membership_add); here it is a form error.
+                people = [cleaned.get("user"), getattr(self.instance, "user", None) if self.instance.pk else None]
+                staff = any(p is not None and (p.is_staff or p.is_superuser) for p in people)
+                if staff and self.has_changed() and not may_place_staff:
+                    raise forms.ValidationError(_("Only a superuser may change an exchange staff account's membership."))
+                return cleaned
+
+        formset.form = MembershipForm
+        return formset
 
 
 ADMISSION_ACTION_LABELS = {

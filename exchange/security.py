@@ -6,12 +6,14 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import time
 from typing import Any
 
 from axes.handlers.database import AxesDatabaseHandler
 from axes.helpers import get_client_username
 from axes.models import AccessAttempt
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.db.models import Sum
 from django.utils.functional import SimpleLazyObject
 
@@ -110,10 +112,25 @@ def without_staff_powers(user: Any) -> Any:
     return demoted
 
 
+# The session key holding when a staff session began (exchange.signals sets it at log-in).
+STAFF_LOGIN_AT = "exchange_staff_login_at"
+
+
 def staff_user_for_request(request: Any, user: Any) -> Any:
-    """`user` as the request may use it: a staff account without a verified second factor, when one is
-    required, holds no staff power on any face (portal, API sessions, selectors, exports)."""
-    if not (settings.ADMIN_REQUIRE_OTP and user.is_authenticated and is_staff_account(user)):
+    """`user` as the request may use it: a staff session ends STAFF_SESSION_AGE after its log-in, however
+    busy; and a staff account without a verified second factor, when one is required, holds no staff power
+    on any face (portal, API sessions, selectors, exports)."""
+    if not (user.is_authenticated and is_staff_account(user)):
+        return user
+    session = getattr(request, "session", None)
+    if session is not None:
+        began = session.get(STAFF_LOGIN_AT)
+        # No log-in time: a member's session whose account became staff meanwhile; it logs in again as staff.
+        if began is None or time.time() - began > settings.STAFF_SESSION_AGE:
+            security_log.info("staff_session_ended user_id=%s began=%s", user.pk, began)
+            session.flush()
+            return AnonymousUser()
+    if not settings.ADMIN_REQUIRE_OTP:
         return user
     is_verified = getattr(user, "is_verified", None)
     if is_verified is not None and is_verified():

@@ -227,7 +227,15 @@ def firm_update(*, firm: MemberFirm, by: User | None, **fields: Any) -> MemberFi
 
 
 @transaction.atomic
+def _require_superuser_for_staff(user: User, by: User | None, message: str) -> None:
+    # Whoever places a staff account in a firm, or makes a key that acts for one, can act under that person's
+    # name there: a superuser's decision, as every change to a staff account is (commands pass by=None).
+    if (user.is_staff or user.is_superuser) and by is not None and not by.is_superuser:
+        raise NotAllowed(message, code="staff_account")
+
+
 def membership_add(*, user: User, firm: MemberFirm, role: str, by: User | None) -> Membership:
+    _require_superuser_for_staff(user, by, _("Only a superuser may make an exchange staff account a member of a firm."))
     if Membership.objects.filter(user=user).exists():
         raise ApplicationError(_("%(user)s already belongs to a firm.") % {"user": user}, code="already_member")
     membership = Membership(user=user, firm=firm, role=role)
@@ -399,6 +407,7 @@ def api_key_create(
     """Create a key; answer it with the raw key, which is shown once and never stored."""
     if not (_user_is_firm_admin(by, firm) or (by.is_staff and by.has_perm("exchange.add_apikey"))):
         raise NotAllowed(_("Only the firm's administrators and exchange staff may create its API keys."))
+    _require_superuser_for_staff(user, by, _("Only a superuser may create an API key that acts for exchange staff."))
     # Lock the firm before counting its keys: a key being created for the firm by a concurrent request
     # waits here until this one commits, and then counts it (without the lock, each would count the same
     # keys and all would pass the limit).

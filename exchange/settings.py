@@ -289,6 +289,10 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "exchange.schema.ExchangeAutoSchema",
     "EXCEPTION_HANDLER": "exchange.exceptions.api_exception_handler",
     "COERCE_DECIMAL_TO_STRING": True,
+    # How many proxies of ours stand in front and append to X-Forwarded-For: the anonymous throttle takes the
+    # caller's address that many entries from the right. 0 (direct) uses REMOTE_ADDR and ignores the header,
+    # which any caller can write. (Log-in throttling, django-axes, reads REMOTE_ADDR only.)
+    "NUM_PROXIES": env_int("TRUSTED_PROXY_COUNT", 0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Cross-border Data Exchange API",
@@ -393,6 +397,10 @@ LISTING_SAMPLE_MAX_BYTES = env_int("LISTING_SAMPLE_MAX_BYTES", 1024 * 1024)
 LISTING_SAMPLE_MAX_ROWS = env_int("LISTING_SAMPLE_MAX_ROWS", 1000)
 LISTING_SAMPLE_PREVIEW_ROWS = 10
 LISTING_MAX_PRICE = Decimal(os.environ.get("LISTING_MAX_PRICE", "100000000"))  # per plan, in its currency
+# Private offers a provider firm may make in 24 hours. An offer made tells the provider that a firm with that
+# code may trade on the board; the codes are public (GLEIF, the USCC registry), so this bounds how fast a
+# provider could learn who is admitted by making offers it never means (each is in the audit trail too).
+LISTING_PRIVATE_OFFERS_PER_DAY = env_int("LISTING_PRIVATE_OFFERS_PER_DAY", 30)
 
 # Compliance: thresholds of the Provisions on cross-border data flows (Arts 5(4), 7, 8) and validity periods.
 # Counsel's reading of the law as of 2026 (shared/compliance-rules.md); change only on counsel's advice.

@@ -5,6 +5,7 @@ goes to the security log."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from django.conf import settings
@@ -15,6 +16,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from .middleware import current_actor
 from .models import User
+from .security import STAFF_LOGIN_AT
 from .services import audit_record
 
 security_log = logging.getLogger("exchange.security")
@@ -25,7 +27,10 @@ def audit_staff_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> No
     if user.is_staff or user.is_superuser:
         if request is not None and hasattr(request, "session"):
             # Staff sessions are short: a forgotten staff session is worth more to an attacker than a member's.
+            # The expiry ends an idle session; the log-in time ends any session STAFF_SESSION_AGE after it
+            # began (exchange.security.staff_user_for_request).
             request.session.set_expiry(settings.STAFF_SESSION_AGE)
+            request.session[STAFF_LOGIN_AT] = int(time.time())
         audit_record(
             actor=user,
             verb="staff.login",
@@ -45,19 +50,42 @@ def log_login_failed(sender: Any, credentials: dict, request: Any = None, **kwar
     )
 
 
-@receiver(post_save, sender=User, dispatch_uid="exchange.audit_password_change")
-def audit_password_change(sender: Any, instance: User, created: bool, **kwargs: Any) -> None:
-    # AbstractBaseUser.save() still holds the new raw password in `_password` while post_save runs (it
-    # clears it afterwards); a new account's first password is part of its creation, audited there.
-    if created or getattr(instance, "_password", None) is None:
-        return
+@receiver(post_init, sender=User, dispatch_uid="exchange.user_snapshot")
+def remember_password(sender: Any, instance: User, **kwargs: Any) -> None:
+    # post_init runs inside __init__, before from_db() marks a loaded row as not adding: the pk tells them apart.
+    instance._audit_password = None if instance.pk is None else instance.password  # type: ignore[attr-defined]
+
+
+@receiver(post_save, sender=User, dispatch_uid="exchange.audit_user_credentials")
+def audit_user_credentials(sender: Any, instance: User, created: bool, **kwargs: Any) -> None:
     actor = current_actor()
-    audit_record(
-        actor=actor,
-        verb="user.password_change",
-        target=instance,
-        payload={"own": actor is not None and actor.pk == instance.pk, "staff": instance.is_staff},
-    )
+    before = getattr(instance, "_audit_password", None)
+    instance._audit_password = instance.password  # type: ignore[attr-defined]
+    if created:
+        # Members' accounts are audited where they join a firm; a staff account made by any path (the admin,
+        # `createsuperuser`, a shell) is audited here, since it holds power from its first save.
+        if instance.is_staff or instance.is_superuser:
+            audit_record(
+                actor=actor,
+                verb="user.create_staff",
+                target=instance,
+                payload={"staff": instance.is_staff, "superuser": instance.is_superuser},
+            )
+        return
+    # Any change of the stored password: set_password() (admin, portal, `changepassword`), an unusable
+    # password set in the admin, or a hash written directly. The first password is part of the account's
+    # creation; a rehash at log-in (a stronger hasher) shows up here too, which is the safe side to err on.
+    if before is not None and before != instance.password:
+        audit_record(
+            actor=actor,
+            verb="user.password_change",
+            target=instance,
+            payload={
+                "own": actor is not None and actor.pk == instance.pk,
+                "staff": instance.is_staff,
+                "usable": instance.has_usable_password(),
+            },
+        )
 
 
 # A device's own bookkeeping (the last time step used, throttling counters) is saved at every log-in; only
@@ -71,7 +99,7 @@ def _device_snapshot(device: TOTPDevice) -> tuple[Any, ...]:
 
 @receiver(post_init, sender=TOTPDevice, dispatch_uid="exchange.device_snapshot")
 def remember_device(sender: Any, instance: TOTPDevice, **kwargs: Any) -> None:
-    instance._audit_snapshot = None if instance._state.adding else _device_snapshot(instance)  # type: ignore[attr-defined]
+    instance._audit_snapshot = None if instance.pk is None else _device_snapshot(instance)  # type: ignore[attr-defined]
 
 
 @receiver(post_save, sender=TOTPDevice, dispatch_uid="exchange.audit_device_save")

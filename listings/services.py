@@ -719,6 +719,20 @@ def plan_create(*, product: DataProduct, actor: User, buyer_code: str = "", **fi
         raise InvalidTransition(_("A delisted product takes no new price plans."))
     buyer_code = (buyer_code or "").strip().upper()
     buyer = firm_get_by_public_code(code=buyer_code) if buyer_code else None
+    if buyer_code:
+        # Locked so that concurrent offers by the same provider count each other.
+        MemberFirm.objects.select_for_update(no_key=True).filter(pk=product.provider_id).first()
+        made = PricePlan.objects.filter(
+            product__provider_id=product.provider_id,
+            buyer_code__gt="",
+            created_at__gte=timezone.now() - timedelta(days=1),
+        ).count()
+        if made >= settings.LISTING_PRIVATE_OFFERS_PER_DAY:
+            raise ApplicationError(
+                _("Your firm has made %(n)d private offers in the last 24 hours, the most it may; try again later.")
+                % {"n": settings.LISTING_PRIVATE_OFFERS_PER_DAY},
+                code="private_offer_limit",
+            )
     plan = PricePlan(product=product, buyer_firm=buyer, buyer_code=buyer_code, **fields)
     plan.clean_fields(exclude=["product"])
     # Our messages first (they name the field); the database constraints are the backstop.

@@ -198,13 +198,28 @@ def _decimal_ok(number: Decimal) -> bool:
     # adjusted() and as_tuple() need no context: no rounding, no overflow for an exponent of 99999999999.
     if not number.is_finite():
         return False
-    exponent = number.as_tuple().exponent
+    _sign, digits, exponent = number.as_tuple()
     assert isinstance(exponent, int)  # finite
+    # Trailing zeros are no precision: 1.0e-18 has 18 decimal places, not 19.
+    for digit in reversed(digits):
+        if digit != 0 or exponent >= 0:
+            break
+        exponent += 1
     return number.adjusted() < NUMBER_DIGITS and -exponent <= NUMBER_DIGITS
 
 
 def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
+
+
+# Python's int(), Decimal() and fromisoformat() also take "1_000", Arabic-Indic and full-width digits,
+# "20260101" and week dates; a sample's reader (any CSV tool) takes none of them. Plain ASCII forms only.
+INTEGER_TEXT = re.compile(r"[+-]?[0-9]+", re.ASCII)
+DECIMAL_TEXT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
+DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+DATETIME_TEXT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:?[0-9]{2})?", re.ASCII
+)
 
 
 def _check_text(value: str, field_type: str) -> bool:
@@ -214,14 +229,18 @@ def _check_text(value: str, field_type: str) -> bool:
         return True
     try:
         if field_type == FieldType.INTEGER:
-            return _integer_ok(int(text))
+            return bool(INTEGER_TEXT.fullmatch(text)) and _integer_ok(int(text))
         if field_type == FieldType.DECIMAL:
-            return _decimal_ok(Decimal(text))
+            return bool(DECIMAL_TEXT.fullmatch(text)) and _decimal_ok(Decimal(text))
         if field_type == FieldType.BOOLEAN:
             return text.lower() in BOOLEAN_WORDS
         if field_type == FieldType.DATE:
+            if not DATE_TEXT.fullmatch(text):
+                return False
             date.fromisoformat(text)
         elif field_type == FieldType.DATETIME:
+            if not DATETIME_TEXT.fullmatch(text):
+                return False
             datetime.fromisoformat(text)
         elif field_type == FieldType.COUNTRY:
             return text.upper() in countries

@@ -175,7 +175,7 @@ class TestUnverifiedStaffSessions:
 
 
 class TestApiKeys:
-    def test_a_key_never_carries_its_users_staff_powers(self, provider, in_review):
+    def test_a_key_never_carries_its_users_staff_powers(self, provider, superuser, in_review):
         # given: a member of the provider's firm who is also exchange staff (a reviewer)
         staff_member = UserFactory(email="both@provider.example", is_staff=True)
         from exchange import roles
@@ -183,7 +183,7 @@ class TestApiKeys:
         staff_member.groups.add(roles.sync_staff_roles()[roles.LISTING_REVIEWERS])
         firm = provider.membership.firm
         services.membership_add(user=staff_member, firm=firm, role=Membership.Role.TRADER, by=None)
-        _, raw_key = services.api_key_create(firm=firm, user=staff_member, name="erp", scopes=["read"], by=provider)
+        _, raw_key = services.api_key_create(firm=firm, user=staff_member, name="erp", scopes=["read"], by=superuser)
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
         # when
@@ -287,7 +287,11 @@ class TestDeviceAudit:
         device.save()
         device.verify_token(_token(device))  # a log-in saves the device's counters
         device.delete()
-        verbs = list(AuditEvent.objects.filter(object_id=str(ops.pk)).order_by("seq").values_list("verb", flat=True))
+        verbs = list(
+            AuditEvent.objects.filter(object_id=str(ops.pk), verb__startswith="user.otp")
+            .order_by("seq")
+            .values_list("verb", flat=True)
+        )
         assert verbs == ["user.otp_device_add", "user.otp_device_change", "user.otp_device_remove"]
         assert all("key" not in str(e.payload.get("device")) for e in AuditEvent.objects.all())
 
@@ -378,3 +382,132 @@ def test_the_code_field_is_shown_only_where_it_is_asked_for(client, settings):
     assert 'name="otp_token"' in client.get(reverse("login")).content.decode()
     settings.ADMIN_REQUIRE_OTP = False
     assert 'name="otp_token"' not in client.get(reverse("login")).content.decode()
+
+
+class TestReviewFindings:
+    """What a second hostile review found after the first fixes."""
+
+    @pytest.fixture
+    def ops_client(self, client, ops):
+        device = TOTPDevice.objects.create(user=ops, name="phone", confirmed=True)
+        response = client.post(
+            "/admin/login/?next=/admin/",
+            {"username": ops.email, "password": PASSWORD, "otp_device": device.persistent_id, "otp_token": _token(device)},
+        )
+        assert response.status_code == 302
+        return client
+
+    def test_an_unusable_password_set_in_the_admin_is_audited(self, ops_client, ops, provider):
+        url = reverse("admin:auth_user_password_change", args=[provider.pk])
+        response = ops_client.post(url, {"usable_password": "false", "unset-password": "1"})
+        assert response.status_code == 302
+        provider.refresh_from_db()
+        assert not provider.has_usable_password()
+        event = AuditEvent.objects.get(verb="user.password_change", object_id=str(provider.pk))
+        assert event.actor == ops and event.payload["usable"] is False
+
+    def test_createsuperuser_is_audited(self, monkeypatch, db):
+        from django.core.management import call_command
+
+        monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "Root-two-2026!")
+        call_command("createsuperuser", "--noinput", "--email", "root2@exchange.example", verbosity=0)
+        event = AuditEvent.objects.get(verb="user.create_staff")
+        assert event.object_repr == "root2@exchange.example" and event.payload == {"staff": True, "superuser": True}
+
+    def test_group_permission_changes_are_audited(self, client, superuser):
+        from django.contrib.auth.models import Group, Permission
+
+        from exchange import roles
+
+        group = roles.sync_staff_roles()[roles.SETTLEMENT_CLERKS]
+        login_as(client, superuser)
+        session = client.session
+        device = TOTPDevice.objects.create(user=superuser, name="phone", confirmed=True)
+        session["otp_device_id"] = device.persistent_id
+        session.save()
+        review = Permission.objects.get(codename="review_dataproduct")
+        permissions = [*group.permissions.values_list("pk", flat=True), review.pk]
+        response = client.post(
+            reverse("admin:auth_group_change", args=[group.pk]), {"name": group.name, "permissions": permissions}
+        )
+        assert response.status_code == 302
+        event = AuditEvent.objects.get(verb="group.permissions")
+        assert event.actor == superuser and event.payload["added"] == ["listings.review_dataproduct"]
+        assert Group.objects.get(pk=group.pk).permissions.filter(pk=review.pk).exists()
+
+    def test_an_administrator_cannot_place_a_staff_account_in_a_firm(self, ops_client, superuser, provider):
+        firm = provider.membership.firm
+        url = reverse("admin:exchange_memberfirm_change", args=[firm.pk])
+        page = ops_client.get(url)
+        assert page.status_code == 200
+        form = page.context["adminform"].form
+        data = {name: form.initial.get(name) or "" for name in form.fields}
+        data.update({k: v for k, v in data.items() if v is not None})
+        formset = page.context["inline_admin_formsets"][0].formset
+        prefix = formset.prefix
+        data.update(
+            {
+                f"{prefix}-TOTAL_FORMS": str(len(formset.forms) + 1),
+                f"{prefix}-INITIAL_FORMS": str(len(formset.forms)),
+                f"{prefix}-MIN_NUM_FORMS": "0",
+                f"{prefix}-MAX_NUM_FORMS": "1000",
+            }
+        )
+        for i, inline in enumerate(formset.forms):
+            data[f"{prefix}-{i}-id"] = str(inline.instance.pk)
+            data[f"{prefix}-{i}-user"] = str(inline.instance.user_id)
+            data[f"{prefix}-{i}-role"] = inline.instance.role
+            data[f"{prefix}-{i}-firm"] = str(firm.pk)
+        new = len(formset.forms)
+        data.update({f"{prefix}-{new}-user": str(superuser.pk), f"{prefix}-{new}-role": "trader", f"{prefix}-{new}-firm": str(firm.pk)})
+        response = ops_client.post(url, data)
+        assert response.status_code == 200  # the form again, with the error
+        assert "Only a superuser may change an exchange staff account" in response.content.decode()
+        assert not Membership.objects.filter(user=superuser).exists()
+
+    def test_the_services_refuse_it_too(self, ops, superuser, provider):
+        from exchange.exceptions import NotAllowed
+
+        firm = provider.membership.firm
+        with pytest.raises(NotAllowed):
+            services.membership_add(user=superuser, firm=firm, role=Membership.Role.TRADER, by=ops)
+        services.membership_add(user=superuser, firm=firm, role=Membership.Role.TRADER, by=superuser)
+        with pytest.raises(NotAllowed):
+            services.api_key_create(firm=firm, user=superuser, name="x", scopes=["read"], by=ops)
+        with pytest.raises(NotAllowed):
+            services.api_key_create(firm=firm, user=superuser, name="x", scopes=["read"], by=provider)
+
+    def test_a_staff_session_ends_after_its_age_however_busy(self, client, settings, reviewer, in_review):
+        import time_machine
+
+        settings.ADMIN_REQUIRE_OTP = False
+        with time_machine.travel("2026-12-01 09:00:00+00:00", tick=False) as clock:
+            login_as(client, reviewer)
+            assert client.get(f"/api/v1/products/{in_review.pk}").status_code == 200
+            clock.shift(settings.STAFF_SESSION_AGE - 60)
+            assert client.get(f"/api/v1/products/{in_review.pk}").status_code == 200
+            clock.shift(120)
+            assert client.get(f"/api/v1/products/{in_review.pk}").status_code == 401
+            assert "_auth_user_id" not in client.session
+
+    def test_a_member_made_staff_mid_session_logs_in_again(self, client, settings, provider):
+        settings.ADMIN_REQUIRE_OTP = False
+        login_as(client, provider)
+        provider.is_staff = True
+        provider.save()
+        assert client.get("/portal/").status_code == 302  # to the log-in
+
+
+def test_a_spoofed_forwarded_for_does_not_escape_the_anonymous_throttle(boards):
+    from django.core.cache import cache
+    from rest_framework.settings import api_settings
+    from rest_framework.throttling import AnonRateThrottle
+
+    cache.clear()
+    rate = AnonRateThrottle().parse_rate(api_settings.DEFAULT_THROTTLE_RATES["anon"])[0]
+    client = APIClient()
+    statuses = [
+        client.get("/api/v1/products", HTTP_X_FORWARDED_FOR=f"10.0.{i // 250}.{i % 250}").status_code
+        for i in range(rate + 1)
+    ]
+    assert statuses[-1] == 429

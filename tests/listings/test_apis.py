@@ -898,3 +898,19 @@ def test_my_products_pages_by_cursor(provider):
     for cursor in ("garbage", "cD1hYmM="):  # p=abc
         response = client.get("/api/v1/my/products", {"cursor": cursor})
         assert response.status_code == 400 and "cursor" in error(response)["details"]
+
+
+def test_private_offers_are_bounded_per_day(provider, domestic, settings):
+    # Each offer made tells the provider that a firm with that code trades on the board: bounded per day.
+    settings.LISTING_PRIVATE_OFFERS_PER_DAY = 2
+    product = draft_product(provider, board_code="domestic", plan=False)
+    client = client_for(provider)
+    url = f"{PRODUCTS}/{product.pk}/plans"
+    for _ in range(2):
+        assert client.post(url, {**PLAN, "buyer_code": domestic.membership.firm.uscc}, format="json").status_code == 201
+    refused = client.post(url, {**PLAN, "buyer_code": domestic.membership.firm.uscc}, format="json")
+    unknown = client.post(url, {**PLAN, "buyer_code": "91310000MA1FL0XX0X"}, format="json")
+    assert refused.status_code == unknown.status_code == 400
+    assert error(refused)["code"] == error(unknown)["code"] == "private_offer_limit"
+    # public plans are not limited
+    assert client.post(url, PLAN, format="json").status_code == 201

@@ -86,7 +86,10 @@ def test_a_csv_line_without_values_is_refused(provider):
     assert messages == ["Line 4 has no values."]  # the blank line 3 is no row at all
 
 
-@pytest.mark.parametrize("cell", ["1e99999999999", "Infinity", "NaN", "1" * 19, "0." + "0" * 18 + "1"])
+@pytest.mark.parametrize(
+    "cell",
+    ["1e99999999999", "Infinity", "NaN", "1" * 19, "0." + "0" * 18 + "1", "1_000", "١٢٣", "１２.５", "0x10"],
+)
 def test_csv_numbers_have_the_same_bounds(provider, cell):
     content = b"hs_code,month,value_usd,origin\n8471,2026-01-01,%s,CN\n" % cell.encode()
     messages = refusal(provider, "s.csv", content)
@@ -110,6 +113,22 @@ def test_missing_values_and_numbers_in_range_are_accepted(provider):
 
     # then
     assert [row["value_usd"] for row in revision.sample_preview] == ["12.5", -999_999_999_999_999_999, None, "1E-18"]
+
+
+@pytest.mark.parametrize("cell", ["20260101", "2026-W01-1", "2026-001", "２０２６-01-01"])
+def test_csv_dates_are_plain_iso_dates(provider, cell):
+    content = f"hs_code,month,value_usd,origin\n8471,{cell},1,CN\n".encode()
+    messages = refusal(provider, "s.csv", content)
+    assert messages[0].startswith("Line 2, field month:"), messages
+
+
+def test_trailing_zeros_are_no_precision(provider):
+    product = draft_product(provider, sample=False)
+    content = b'[{"hs_code": "1", "month": "2026-01-01", "value_usd": 1.0e-18, "origin": "CN"}]'
+    revision = services.revision_set_sample(product=product, actor=provider, name="s.json", content=content)
+    csv = b"hs_code,month,value_usd,origin\n8471,2026-01-01,1.000e-18,CN\n"
+    services.revision_set_sample(product=product, actor=provider, name="s.csv", content=csv)
+    assert revision.sample_preview[0]["value_usd"]
 
 
 # --- The files ------------------------------------------------------------------------------------------
