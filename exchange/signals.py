@@ -53,7 +53,8 @@ def log_login_failed(sender: Any, credentials: dict, request: Any = None, **kwar
 @receiver(post_init, sender=User, dispatch_uid="exchange.user_snapshot")
 def remember_password(sender: Any, instance: User, **kwargs: Any) -> None:
     # post_init runs inside __init__, before from_db() marks a loaded row as not adding: the pk tells them apart.
-    instance._audit_password = None if instance.pk is None else instance.password  # type: ignore[attr-defined]
+    # Read from __dict__: a row loaded without its password (only(), defer()) must not fetch it here.
+    instance._audit_password = None if instance.pk is None else vars(instance).get("password")  # type: ignore[attr-defined]
 
 
 @receiver(post_save, sender=User, dispatch_uid="exchange.audit_user_credentials")
@@ -94,7 +95,8 @@ _DEVICE_AUDITED_FIELDS = ("user_id", "key", "confirmed", "name")
 
 
 def _device_snapshot(device: TOTPDevice) -> tuple[Any, ...]:
-    return tuple(getattr(device, name, None) for name in _DEVICE_AUDITED_FIELDS)
+    # From __dict__, so that a device loaded with deferred fields is not fetched again here.
+    return tuple(vars(device).get(name) for name in _DEVICE_AUDITED_FIELDS)
 
 
 @receiver(post_init, sender=TOTPDevice, dispatch_uid="exchange.device_snapshot")

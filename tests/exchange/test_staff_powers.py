@@ -511,3 +511,11 @@ def test_a_spoofed_forwarded_for_does_not_escape_the_anonymous_throttle(boards):
         for i in range(rate + 1)
     ]
     assert statuses[-1] == 429
+
+
+def test_loading_users_without_their_passwords_fetches_nothing_more(django_assert_num_queries, ops, provider):
+    from exchange.models import User
+
+    with django_assert_num_queries(1):
+        emails = [u.email for u in User.objects.only("email")]
+    assert len(emails) == 2
