@@ -48,6 +48,9 @@ from .models import (
     RestrictedParty,
     RestrictedPartyIdentifier,
 )
+from .services.ftz import CSV_COLUMNS as FTZ_CSV_COLUMNS
+from .services.parties import CSV_COLUMNS as PARTY_CSV_COLUMNS
+from .services.parties import CSV_OPTIONAL as PARTY_CSV_OPTIONAL
 
 AUDITED_FIELDS = ("date", "kind", "name_en", "name_zh", "source")
 ADMIN_CSS = "admin/listings/review.css"  # the reviewers' tables and buttons; the CSP allows no inline styles
@@ -857,8 +860,6 @@ class FtzListAdmin(admin.ModelAdmin):
                     messages.SUCCESS,
                 )
                 return HttpResponseRedirect(reverse("admin:compliance_ftzlist_change", args=[ftz_list.pk]))
-        from .services.ftz import CSV_COLUMNS
-
         return _import_page(
             self,
             request,
@@ -869,7 +870,7 @@ class FtzListAdmin(admin.ModelAdmin):
                 "One item a row; tags separated by “;”; personal_info_only true or false. A row with the code of "
                 "an existing item updates it. Any bad row refuses the whole file, naming each bad line."
             ),
-            columns=CSV_COLUMNS,
+            columns=FTZ_CSV_COLUMNS,
         )
 
 
@@ -970,8 +971,6 @@ class RestrictedPartyAdmin(admin.ModelAdmin):
                     messages.SUCCESS,
                 )
                 return HttpResponseRedirect(reverse("admin:compliance_restrictedparty_changelist"))
-        from .services.parties import CSV_COLUMNS, CSV_OPTIONAL
-
         return _import_page(
             self,
             request,
@@ -982,7 +981,7 @@ class RestrictedPartyAdmin(admin.ModelAdmin):
                 "“;”, identifiers written as LEI:…; USCC:…, listed_on as YYYY-MM-DD. Any bad row refuses the "
                 "whole file, naming each bad line."
             ),
-            columns=[*CSV_COLUMNS, *(gettext("%(column)s (optional)") % {"column": c} for c in CSV_OPTIONAL)],
+            columns=[*PARTY_CSV_COLUMNS, *(gettext("%(column)s (optional)") % {"column": c} for c in PARTY_CSV_OPTIONAL)],
         )
 
 
