@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+from exchange.admission import register_admission_check
+
 
 class ComplianceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
@@ -8,8 +10,7 @@ class ComplianceConfig(AppConfig):
     def ready(self) -> None:
         # Register the compliance gate in the named places the lower apps keep for it (they import nothing
         # of compliance): the pre-listing check and submission hook of listings, the admission screening.
-        # Imported here: the hooks and metrics import models, which the registry loads only after apps.py.
-        from exchange.admission import register_admission_check
+        # why (imported here): these modules import models, which the app registry loads after apps.py.
         from exchange.metrics import register_collector
         from listings.checks import register_pre_listing_check, register_submission_hook
 

@@ -13,7 +13,8 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.db.models import Count, Model, Prefetch, Q, QuerySet
+from django.db.models import Count, Model, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -24,11 +25,11 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from exchange.exceptions import ApplicationError
-from exchange.models import AuditEvent
+from exchange.models import AuditEvent, Board
 from exchange.selectors import board_access
 
 from . import services
-from .models import Category, Classification, DataProduct, ListingStatus, Objection, PricePlan, Revision
+from .models import Category, Classification, DataProduct, DeliveryMode, ListingStatus, Objection, PricePlan, Revision
 from .selectors import dictionary_diff, revision_diff
 
 Status = Revision.Status
@@ -274,9 +275,6 @@ class CategoryAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Category]:
         # Revision.category has no reverse accessor (related_name="+"), so count with a subquery.
-        from django.db.models import OuterRef, Subquery
-        from django.db.models.functions import Coalesce
-
         counts = (
             Revision.objects.filter(category=OuterRef("pk"))
             .order_by()
@@ -370,8 +368,6 @@ class BoardListFilter(admin.SimpleListFilter):
     field_path = "product__board_id"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
-        from exchange.models import Board
-
         return [(str(b.pk), b.name) for b in Board.objects.filter(pk__in=_visible_board_ids(request)).order_by("pk")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
@@ -416,8 +412,6 @@ def _display(value: Any, field_name: str, categories: dict[str, str]) -> str:
     if getattr(field, "choices", None):
         return str(dict(field.flatchoices).get(value, value))
     if field_name == "delivery_modes":
-        from .models import DeliveryMode
-
         return ", ".join(str(DeliveryMode(v).label) if v in DeliveryMode.values else str(v) for v in value)
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
