@@ -29,9 +29,9 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 
+from exchange.admin_kit import ReadOnlyAdminMixin, ReasonForm, confirmation_page, report_each, short_datetime
 from exchange.exceptions import ApplicationError
 from exchange.services import audit_record
-from listings.admin import ReadOnlyAdminMixin, ReasonForm, _intermediate_page, _report, _short_datetime
 
 from . import services
 from .display import evidence_label
@@ -109,11 +109,11 @@ def _with_reason(
     """An action that asks first (the intermediate page) and acts once the form is posted back valid."""
     form = form_class(request.POST if "apply" in request.POST else None)
     if "apply" not in request.POST or not form.is_valid():
-        return _intermediate_page(
+        return confirmation_page(
             modeladmin, request, objects, form=form, title=title, intro=intro, submit=submit, danger=danger
         )
     text = form.cleaned_data[field]
-    return _report(modeladmin, request, objects, lambda obj: service(obj, text), done)
+    return report_each(modeladmin, request, objects, lambda obj: service(obj, text), done)
 
 
 def _json(value: Any) -> str:
@@ -326,7 +326,7 @@ class ComplianceCaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("opened at"), ordering="opened_at")
     def opened(self, case: ComplianceCase) -> str:
-        return _short_datetime(case.opened_at)
+        return short_datetime(case.opened_at)
 
     @admin.display(description=_("product"))
     def product_link(self, case: ComplianceCase) -> str:
@@ -418,7 +418,7 @@ class ComplianceCaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description=_("Assign to me"), permissions=["decide"])
     def assign_to_me(self, request: HttpRequest, queryset: QuerySet[ComplianceCase]) -> HttpResponse | None:
-        return _report(
+        return report_each(
             self,
             request,
             self._selected(queryset),
