@@ -30,9 +30,11 @@ demo: $(VENV)/.base
 test: $(VENV)/.dev
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+## lint: ruff, migrations in step with the models, and the import contracts of pyproject.toml (lint-imports)
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(PY) manage.py makemigrations --check --dry-run
+	$(VENV)/bin/lint-imports --no-cache
 
 ## lock: re-resolve the pinned, hashed dependency locks from pyproject.toml
 lock: $(VENV)/.base

@@ -29,9 +29,9 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 
+from exchange.admin_kit import ReadOnlyAdminMixin, ReasonForm, confirmation_page, report_each, short_datetime
 from exchange.exceptions import ApplicationError
 from exchange.services import audit_record
-from listings.admin import ReadOnlyAdminMixin, ReasonForm, _intermediate_page, _report, _short_datetime
 
 from . import services
 from .display import evidence_label
@@ -48,6 +48,9 @@ from .models import (
     RestrictedParty,
     RestrictedPartyIdentifier,
 )
+from .services.ftz import CSV_COLUMNS as FTZ_CSV_COLUMNS
+from .services.parties import CSV_COLUMNS as PARTY_CSV_COLUMNS
+from .services.parties import CSV_OPTIONAL as PARTY_CSV_OPTIONAL
 
 AUDITED_FIELDS = ("date", "kind", "name_en", "name_zh", "source")
 ADMIN_CSS = "admin/listings/review.css"  # the reviewers' tables and buttons; the CSP allows no inline styles
@@ -106,11 +109,11 @@ def _with_reason(
     """An action that asks first (the intermediate page) and acts once the form is posted back valid."""
     form = form_class(request.POST if "apply" in request.POST else None)
     if "apply" not in request.POST or not form.is_valid():
-        return _intermediate_page(
+        return confirmation_page(
             modeladmin, request, objects, form=form, title=title, intro=intro, submit=submit, danger=danger
         )
     text = form.cleaned_data[field]
-    return _report(modeladmin, request, objects, lambda obj: service(obj, text), done)
+    return report_each(modeladmin, request, objects, lambda obj: service(obj, text), done)
 
 
 def _json(value: Any) -> str:
@@ -323,7 +326,7 @@ class ComplianceCaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("opened at"), ordering="opened_at")
     def opened(self, case: ComplianceCase) -> str:
-        return _short_datetime(case.opened_at)
+        return short_datetime(case.opened_at)
 
     @admin.display(description=_("product"))
     def product_link(self, case: ComplianceCase) -> str:
@@ -415,7 +418,7 @@ class ComplianceCaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description=_("Assign to me"), permissions=["decide"])
     def assign_to_me(self, request: HttpRequest, queryset: QuerySet[ComplianceCase]) -> HttpResponse | None:
-        return _report(
+        return report_each(
             self,
             request,
             self._selected(queryset),
@@ -857,8 +860,6 @@ class FtzListAdmin(admin.ModelAdmin):
                     messages.SUCCESS,
                 )
                 return HttpResponseRedirect(reverse("admin:compliance_ftzlist_change", args=[ftz_list.pk]))
-        from .services.ftz import CSV_COLUMNS
-
         return _import_page(
             self,
             request,
@@ -869,7 +870,7 @@ class FtzListAdmin(admin.ModelAdmin):
                 "One item a row; tags separated by “;”; personal_info_only true or false. A row with the code of "
                 "an existing item updates it. Any bad row refuses the whole file, naming each bad line."
             ),
-            columns=CSV_COLUMNS,
+            columns=FTZ_CSV_COLUMNS,
         )
 
 
@@ -970,8 +971,6 @@ class RestrictedPartyAdmin(admin.ModelAdmin):
                     messages.SUCCESS,
                 )
                 return HttpResponseRedirect(reverse("admin:compliance_restrictedparty_changelist"))
-        from .services.parties import CSV_COLUMNS, CSV_OPTIONAL
-
         return _import_page(
             self,
             request,
@@ -982,7 +981,7 @@ class RestrictedPartyAdmin(admin.ModelAdmin):
                 "“;”, identifiers written as LEI:…; USCC:…, listed_on as YYYY-MM-DD. Any bad row refuses the "
                 "whole file, naming each bad line."
             ),
-            columns=[*CSV_COLUMNS, *(gettext("%(column)s (optional)") % {"column": c} for c in CSV_OPTIONAL)],
+            columns=[*PARTY_CSV_COLUMNS, *(gettext("%(column)s (optional)") % {"column": c} for c in PARTY_CSV_OPTIONAL)],
         )
 
 

@@ -41,7 +41,8 @@ from listings.apis import MyProductsPagination
 from listings.models import DataProduct
 from listings.selectors import product_get_for_user, product_list_for_provider
 
-from . import services
+from . import selectors, services
+from .calendar import SHANGHAI
 from .documents import file_response
 from .models import EvidenceKind, Filing
 from .policy import policy_from_settings
@@ -90,7 +91,7 @@ def _caller_firm_id(request: Request) -> int:
 
 
 def _today() -> date:
-    return timezone.localdate(timezone=services.SHANGHAI)
+    return timezone.localdate(timezone=SHANGHAI)
 
 
 class IdField(serializers.IntegerField):
@@ -160,7 +161,7 @@ class AssessmentCreateApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         product = IdField(help_text="The id of a listed product the caller may see.")
-        delivery = serializers.ChoiceField(choices=list(services.DELIVERY), help_text="`file`, `api` or `sandbox`.")
+        delivery = serializers.ChoiceField(choices=list(selectors.DELIVERY), help_text="`file`, `api` or `sandbox`.")
         as_of = DayField(
             required=False, allow_null=True, help_text="The delivery date; today in Shanghai when omitted."
         )
@@ -243,7 +244,7 @@ class AssessmentCreateApi(APIView):
                 code="not_listed",
                 details={"product": [_("Not listed.")]},
             )
-        clearance = services.trade_precheck(
+        clearance = selectors.trade_precheck(
             product=product, buyer_firm=firm, delivery=data["delivery"], as_of=data.get("as_of")
         ).for_buyer()
         answer = {
@@ -309,7 +310,7 @@ class FilingDetailApi(APIView):
             return request.build_absolute_uri(path) if request else path
 
         def get_valid_today(self, filing: Filing) -> bool:
-            return services.filing_valid_on(filing, _today())
+            return filing.valid_on(_today())
 
     @extend_schema(
         summary="One of the firm's filings",

@@ -1,4 +1,5 @@
-"""PRC working days: the arithmetic behind the 60-working-day extension window and the 10-working-day filing.
+"""PRC working days: the arithmetic behind the 60-working-day extension window and the 10-working-day filing;
+and the Shanghai clock the filings and the yearly counters follow (`SHANGHAI`, `shanghai_year`).
 
 A day is a working day when it is a Monday to Friday that is not a public holiday, or a Saturday or Sunday
 that the State Council made an official make-up working day (调休上班). The exceptions live in
@@ -25,9 +26,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from zoneinfo import ZoneInfo
+
+from django.utils import timezone
 
 from .models import SATURDAY, CalendarDay
 
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 ONE_DAY = dt.timedelta(days=1)
 # Calendar days fetched per query when walking n working days: 7/5 of n for the weekends, plus room for
 # the longest run of holidays (the Spring Festival and National Day weeks), so one query nearly always does.
@@ -103,3 +108,10 @@ def calendar_known_through() -> dt.date | None:
     """
     last = CalendarDay.objects.order_by("-date").values_list("date", flat=True).first()
     return dt.date(last.year, 12, 31) if last else None
+
+
+def shanghai_year(at: dt.datetime | dt.date) -> int:
+    """The calendar year a moment falls in, in Asia/Shanghai (1 January there, not in UTC)."""
+    if isinstance(at, dt.datetime):
+        return timezone.localtime(at, SHANGHAI).year
+    return at.year

@@ -17,8 +17,8 @@ from listings import services as listing_services
 from listings.models import Category, DataProduct, Revision
 
 from . import services
+from .calendar import SHANGHAI
 from .models import ComplianceCase, EvidenceKind, ExportCounter, Filing, RestrictedParty
-from .services.counters import SHANGHAI
 
 OFFICER = "officer@exchange.example"
 CREDIT = "admin@credit.example"

@@ -7,10 +7,10 @@ from collections.abc import Iterable
 from django.db.models import Count
 from prometheus_client.core import GaugeMetricFamily
 
+from .models import ComplianceCase, Filing
+
 
 def compliance_metrics() -> Iterable[GaugeMetricFamily]:
-    from .models import ComplianceCase, Filing
-
     cases = GaugeMetricFamily(
         "exchange_compliance_cases_open", "Open compliance cases by kind (held listings and trades).", labels=["kind"]
     )

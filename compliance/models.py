@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import secrets
+from datetime import date
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from exchange.models import FreeTradeZone as FreeTradeZoneChoices
+
+if TYPE_CHECKING:
+    from listings.models import DataProduct, Revision
 
 SATURDAY = 5  # date.weekday(): Monday is 0
 
@@ -179,8 +186,6 @@ PER_REVISION_KINDS = frozenset(
 
 
 def filing_upload_to(filing: Filing, filename: str) -> str:
-    import secrets
-
     extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
     return f"filings/{filing.exporter_id}/{filing.kind}-{secrets.token_hex(8)}.{extension}"
 
@@ -188,7 +193,7 @@ def filing_upload_to(filing: Filing, filename: str) -> str:
 class Filing(models.Model):
     """One evidence item on file for an exporter: its scope, dates, document, and the officer's decision.
 
-    Validity (compliance.services.filing_valid_on) is computed from the dates, never stored as a flag: an
+    Validity (`valid_on`, `covers`) is computed from the dates, never stored as a flag: an
     accepted filing covers a trade when the delivery date falls inside it, so a lapse needs no job to take
     effect. The daily task still moves lapsed filings to `expired`, so lists and reminders read plainly.
     """
@@ -308,6 +313,27 @@ class Filing(models.Model):
 
     def covers_destination(self, country: str) -> bool:
         return not self.destinations or country in self.destinations
+
+    def valid_on(self, day: date) -> bool:
+        if self.status not in (Filing.Status.ACCEPTED, Filing.Status.EXPIRED):
+            return False
+        if day < self.issued_on or (self.expires_on is not None and day > self.expires_on):
+            return False
+        if self.receipt_pending:
+            # Standard Contract Measures Art 7: no new trades after the 10th working day without the receipt.
+            return self.receipt_due_on is not None and day <= self.receipt_due_on
+        return True
+
+    def covers(self, *, product: DataProduct, revision: Revision | None, destination: str) -> bool:
+        """Whether the filing's scope takes in the product (and revision) and the destination (its products
+        prefetched when many filings are asked)."""
+        if not self.covers_destination(destination):
+            return False
+        if not self.all_products and product.pk not in {p.pk for p in self.products.all()}:
+            return False
+        if self.kind in PER_REVISION_KINDS and revision is not None and revision.submitted_at is not None:
+            return self.submitted_at >= revision.submitted_at
+        return True
 
     @property
     def receipt_pending(self) -> bool:

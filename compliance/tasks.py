@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from listings.models import Revision
 
-from .services.counters import SHANGHAI
+from .calendar import SHANGHAI
 from .services.listing import listing_assess
 from .services.sweeps import compliance_daily
 

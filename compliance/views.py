@@ -255,7 +255,7 @@ def precheck(request: HttpRequest) -> HttpResponse:
     result = None
     if form.is_bound and form.is_valid():
         try:
-            clearance = services.trade_precheck(
+            clearance = selectors.trade_precheck(
                 product=form.cleaned_data["product"],
                 buyer_firm=membership.firm,
                 delivery=form.cleaned_data["delivery"],

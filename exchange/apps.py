@@ -15,6 +15,7 @@ class ExchangeConfig(AppConfig):
 
     def ready(self) -> None:
         # Wiring only: log-in auditing and the staff role groups. No business rules live in signals.
+        # why (imported here): they import models, which the app registry loads after apps.py.
         from . import checks, periodic, roles, signals  # noqa: F401
 
         post_migrate.connect(roles.sync_staff_roles_after_migrate, dispatch_uid="exchange.sync_staff_roles")

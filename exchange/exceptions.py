@@ -75,8 +75,7 @@ def _throttled_instead(exc: exceptions.APIException, context: dict[str, Any]) ->
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    # Imported here: rest_framework.views reads the API settings, which import this project's
-    # authentication classes, which use the services, which raise these exceptions.
+    # why: rest_framework.views loads the API settings, whose authentication classes raise these exceptions.
     from rest_framework.views import exception_handler
 
     if isinstance(exc, ApplicationError):
@@ -106,6 +105,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return None  # a real bug: let Django's 500 handling and logging see it
     assert isinstance(exc, exceptions.APIException)
     if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed, exceptions.PermissionDenied)):
+        # why: exchange.security imports models, and this module loads with the logging set-up before them.
         from .security import log_access_denied
 
         log_access_denied(context.get("request"), _first_code(exc.get_codes()) or "denied")

@@ -13,10 +13,13 @@ from collections.abc import Callable, Iterable
 
 import prometheus_client
 from django.conf import settings
+from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from prometheus_client import multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from .models import Board, BoardGroupObjectPermission, MemberFirm
 
 MetricsFunction = Callable[[], Iterable[GaugeMetricFamily]]
 
@@ -35,10 +38,6 @@ class BusinessCollector(Collector):
 
 
 def core_metrics() -> Iterable[GaugeMetricFamily]:
-    from django.db.models import Count
-
-    from .models import Board, BoardGroupObjectPermission, MemberFirm
-
     firms = GaugeMetricFamily("exchange_member_firms", "Member firms by KYC status.", labels=["kyc_status"])
     for row in MemberFirm.objects.values("kyc_status").annotate(n=Count("pk")).order_by():
         firms.add_metric([row["kyc_status"]], row["n"])

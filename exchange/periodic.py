@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+from .roles import is_last_migrated_app
+
 # name -> (task, crontab fields in Asia/Shanghai)
 PERIODIC_TASKS: dict[str, tuple[str, dict[str, str]]] = {
     "Verify the audit trail's hash chain": ("exchange.audit_verify", {"minute": "30", "hour": "2"}),
@@ -19,9 +24,6 @@ PERIODIC_TASKS: dict[str, tuple[str, dict[str, str]]] = {
 
 
 def sync_periodic_tasks() -> None:
-    from django.conf import settings
-    from django_celery_beat.models import CrontabSchedule, PeriodicTask
-
     for name, (task, cron) in PERIODIC_TASKS.items():
         if PeriodicTask.objects.filter(name=name).exists():
             continue
@@ -37,7 +39,5 @@ def sync_periodic_tasks() -> None:
 
 
 def sync_periodic_tasks_after_migrate(sender: Any, **kwargs: Any) -> None:
-    from .roles import is_last_migrated_app
-
     if is_last_migrated_app(sender):
         sync_periodic_tasks()

@@ -17,6 +17,8 @@ from django.contrib.auth.models import AnonymousUser
 from django.db.models import Sum
 from django.utils.functional import SimpleLazyObject
 
+from .models import UserManager
+
 security_log = logging.getLogger("exchange.security")
 
 
@@ -24,8 +26,6 @@ def axes_username(request: Any, credentials: dict | None) -> str:
     """The name axes counts failures under: the e-mail as log-in normalises it (case and spaces folded),
     and cut to what its table holds, so that `Victim@Firm.example` and `victim@firm.example` share one
     lock and an over-long name is an ordinary failure, not a database error."""
-    from .models import UserManager
-
     raw = (credentials or {}).get("username")
     if raw is None and request is not None:
         raw = request.POST.get("username", "")

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_otp import login as otp_login
 
 from . import services
+from .celery import app as celery_app
 from .exceptions import ApplicationError
 from .forms import ApiKeyCreateForm, LoginForm
 from .models import ApiKey, Board, Membership
@@ -145,9 +146,7 @@ def _check_database() -> None:
 
 
 def _check_broker() -> None:
-    from .celery import app
-
-    with app.connection_for_write(url=settings.CELERY_BROKER_URL) as conn:
+    with celery_app.connection_for_write(url=settings.CELERY_BROKER_URL) as conn:
         conn.ensure_connection(max_retries=1, timeout=settings.HEALTHZ_BROKER_TIMEOUT)
 
 

@@ -12,23 +12,21 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.db.models import Count, Model, Prefetch, Q, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
+from django.db.models import Count, Model, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
-from django.utils.formats import date_format
 from django.utils.html import format_html
-from django.utils.timezone import localtime
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from exchange.admin_kit import ReadOnlyAdminMixin, ReasonForm, confirmation_page, report_each, short_datetime
 from exchange.exceptions import ApplicationError
-from exchange.models import AuditEvent
+from exchange.models import AuditEvent, Board
 from exchange.selectors import board_access
 
 from . import services
-from .models import Category, Classification, DataProduct, ListingStatus, Objection, PricePlan, Revision
+from .models import Category, Classification, DataProduct, DeliveryMode, ListingStatus, Objection, PricePlan, Revision
 from .selectors import dictionary_diff, revision_diff
 
 Status = Revision.Status
@@ -51,23 +49,6 @@ def _visible_board_ids(request: HttpRequest) -> frozenset[int]:
 
 def _has_review_permission(request: HttpRequest) -> bool:
     return request.user.has_perm("listings.review_dataproduct")
-
-
-class ReadOnlyAdminMixin:
-    """Staff read here; they act through the actions, which call the services."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class ReasonForm(forms.Form):
-    reason = forms.CharField(label=_("Reasons"), widget=forms.Textarea(attrs={"rows": 5, "cols": 80}), strip=True)
 
 
 class ResolutionForm(forms.Form):
@@ -100,67 +81,6 @@ class ApproveForm(forms.Form):
 
     def classification_for(self, revision: Revision) -> str:
         return self.cleaned_data[f"classification_{revision.pk}"]
-
-
-def _intermediate_page(
-    modeladmin: admin.ModelAdmin,
-    request: HttpRequest,
-    queryset: QuerySet[Any],
-    *,
-    form: forms.Form,
-    title: str,
-    intro: str,
-    submit: str,
-    danger: bool = False,
-) -> TemplateResponse:
-    """The standard admin confirmation page: a form posted back with the action's name and `apply`."""
-    opts = modeladmin.model._meta
-    context = {
-        **modeladmin.admin_site.each_context(request),
-        "title": title,
-        "intro": intro,
-        "submit_label": submit,
-        "danger": danger,
-        "form": form,
-        "objects": list(queryset),
-        "action": request.POST.get("action", ""),
-        "action_checkbox_name": ACTION_CHECKBOX_NAME,
-        "from_change": request.POST.get("_from_change", ""),
-        "opts": opts,
-        "app_label": opts.app_label,
-        "media": modeladmin.media,
-    }
-    return TemplateResponse(request, "admin/listings/action_form.html", context)
-
-
-def _report(
-    modeladmin: admin.ModelAdmin,
-    request: HttpRequest,
-    objects: Iterable[Model],
-    call: Callable[[Any], Any],
-    done_message: Callable[[int], str],
-) -> HttpResponse | None:
-    """Call the service for each object on its own; show each refusal, then what was done."""
-    done = 0
-    objects = list(objects)
-    for obj in objects:
-        try:
-            call(obj)
-            done += 1
-        except ApplicationError as exc:
-            modeladmin.message_user(request, f"{obj}: {exc.message}", messages.ERROR)
-    if done:
-        modeladmin.message_user(request, done_message(done), messages.SUCCESS)
-    # From a change page's button, go back to that page rather than to the list.
-    if request.POST.get("_from_change") and len(objects) == 1:
-        opts = objects[0]._meta
-        return HttpResponseRedirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[objects[0].pk]))
-    return None
-
-
-def _short_datetime(value: Any) -> str:
-    # The queue is wide already: dates as 2026-03-01 14:05, in the exchange's time zone.
-    return date_format(localtime(value), "Y-m-d H:i") if value else "—"
 
 
 def _audit_trail(product: DataProduct) -> list[AuditEvent]:
@@ -196,12 +116,12 @@ def _product_status_action(
 ) -> HttpResponse | None:
     form = ReasonForm(request.POST if "apply" in request.POST else None)
     if "apply" not in request.POST or not form.is_valid():
-        return _intermediate_page(
+        return confirmation_page(
             modeladmin, request, objects, form=form, title=title, intro=intro, submit=submit, danger=danger
         )
     reason = form.cleaned_data["reason"]
     by_product = dict(zip(objects, products, strict=True))
-    return _report(
+    return report_each(
         modeladmin,
         request,
         by_product,
@@ -274,9 +194,6 @@ class CategoryAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Category]:
         # Revision.category has no reverse accessor (related_name="+"), so count with a subquery.
-        from django.db.models import OuterRef, Subquery
-        from django.db.models.functions import Coalesce
-
         counts = (
             Revision.objects.filter(category=OuterRef("pk"))
             .order_by()
@@ -370,8 +287,6 @@ class BoardListFilter(admin.SimpleListFilter):
     field_path = "product__board_id"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
-        from exchange.models import Board
-
         return [(str(b.pk), b.name) for b in Board.objects.filter(pk__in=_visible_board_ids(request)).order_by("pk")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
@@ -416,8 +331,6 @@ def _display(value: Any, field_name: str, categories: dict[str, str]) -> str:
     if getattr(field, "choices", None):
         return str(dict(field.flatchoices).get(value, value))
     if field_name == "delivery_modes":
-        from .models import DeliveryMode
-
         return ", ".join(str(DeliveryMode(v).label) if v in DeliveryMode.values else str(v) for v in value)
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
@@ -675,11 +588,11 @@ class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("submitted at"), ordering="submitted_at")
     def submitted(self, revision: Revision) -> str:
-        return _short_datetime(revision.submitted_at)
+        return short_datetime(revision.submitted_at)
 
     @admin.display(description=_("public notice ends at"), ordering="notice_ends_at")
     def notice_ends(self, revision: Revision) -> str:
-        return _short_datetime(revision.notice_ends_at)
+        return short_datetime(revision.notice_ends_at)
 
     @admin.display(description=_("open objections"), ordering="open_objections_n")
     def open_objections(self, revision: Revision) -> int:
@@ -751,7 +664,7 @@ class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description=_("Start review"), permissions=["review"])
     def start_review(self, request: HttpRequest, queryset: QuerySet[Revision]) -> HttpResponse | None:
-        return _report(
+        return report_each(
             self,
             request,
             self._open_only(request, queryset),
@@ -768,7 +681,7 @@ class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         revisions = list(queryset.select_related("product__board", "product__provider").order_by("pk"))
         form = ApproveForm(request.POST if "apply" in request.POST else None, revisions=revisions)
         if "apply" not in request.POST or not form.is_valid():
-            return _intermediate_page(
+            return confirmation_page(
                 self,
                 request,
                 revisions,
@@ -781,7 +694,7 @@ class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 submit=gettext("Approve"),
             )
         notes = form.cleaned_data["notes"]
-        return _report(
+        return report_each(
             self,
             request,
             self._open_only(request, queryset),
@@ -802,7 +715,7 @@ class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def reject(self, request: HttpRequest, queryset: QuerySet[Revision]) -> HttpResponse | None:
         form = ReasonForm(request.POST if "apply" in request.POST else None)
         if "apply" not in request.POST or not form.is_valid():
-            return _intermediate_page(
+            return confirmation_page(
                 self,
                 request,
                 queryset.select_related("product").order_by("pk"),
@@ -816,7 +729,7 @@ class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 danger=True,
             )
         reasons = form.cleaned_data["reason"]
-        return _report(
+        return report_each(
             self,
             request,
             self._open_only(request, queryset),
@@ -1084,7 +997,7 @@ class ObjectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         objections = list(queryset.select_related("revision__product__board", "firm").order_by("pk"))
         form = ResolutionForm(request.POST if "apply" in request.POST else None)
         if "apply" not in request.POST or not form.is_valid():
-            return _intermediate_page(
+            return confirmation_page(
                 self,
                 request,
                 objections,
@@ -1108,7 +1021,7 @@ class ObjectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 raise ApplicationError(gettext("This objection is already resolved."))
             services.objection_resolve(objection=objection, actor=request.user, uphold=uphold, resolution=resolution)
 
-        return _report(
+        return report_each(
             self,
             request,
             objections,

@@ -8,7 +8,8 @@ class ListingsConfig(AppConfig):
     verbose_name = _("Listings")
 
     def ready(self) -> None:
-        # The listings workflow's own pre-listing check registers itself on import.
+        # why (imported here): these modules import models, which the app registry loads after apps.py; the
+        # listings workflow's own pre-listing check registers itself on import.
         from exchange.metrics import register_collector
 
         from . import checks  # noqa: F401

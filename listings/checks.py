@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from django.utils.translation import gettext as _
 
+from exchange.selectors import group_board_access
+
 if TYPE_CHECKING:
     from .models import Revision
 
@@ -58,8 +60,6 @@ def run_pre_listing_checks(revision: Revision) -> list[str]:
 
 
 def provider_may_sell_on_board(revision: Revision) -> list[str]:
-    from exchange.selectors import group_board_access
-
     product = revision.product
     firm = product.provider
     if not firm.is_kyc_verified:

@@ -7,10 +7,10 @@ from collections.abc import Iterable
 from django.db.models import Count
 from prometheus_client.core import GaugeMetricFamily
 
+from .models import DataProduct, Revision
+
 
 def listings_metrics() -> Iterable[GaugeMetricFamily]:
-    from .models import DataProduct, Revision
-
     products = GaugeMetricFamily(
         "exchange_products", "Data products by board and listing status.", labels=["board", "listing_status"]
     )

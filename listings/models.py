@@ -8,6 +8,7 @@ listed one stays on sale, unchanged.
 
 from __future__ import annotations
 
+import secrets
 from decimal import Decimal
 from typing import Any
 
@@ -150,8 +151,6 @@ class DataProductGroupObjectPermission(GroupObjectPermissionBase):
 
 def sample_upload_to(revision: Revision, filename: str) -> str:
     # A new file name for every upload: a submitted revision keeps pointing at its own sample for ever.
-    import secrets
-
     extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
     return f"samples/{revision.product_id}/{revision.number}-{secrets.token_hex(6)}.{extension}"
 

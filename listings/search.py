@@ -16,8 +16,10 @@ from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.db import connection
 from django.db.models import F, Q, QuerySet, Value
 
+from .models import Revision
+
 if TYPE_CHECKING:
-    from .models import DataProduct, Revision
+    from .models import DataProduct
 
 CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -67,8 +69,6 @@ def search_text(revision: Revision) -> str:
 
 def revision_index(revision: Revision) -> None:
     """Store the revision's search text (and, on PostgreSQL, its tsvector). Called when it is frozen."""
-    from .models import Revision
-
     text = search_text(revision)
     updates: dict[str, object] = {"search_text": text}
     if connection.vendor == "postgresql":

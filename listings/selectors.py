@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, Exists, Min, OuterRef, Prefetch, Q, QuerySet
 from django.http import Http404
 
 from exchange.selectors import board_access, user_firm_id
 
-from .models import Category, DataProduct, ListingStatus, PricePlan, Revision
+from .models import Category, DataProduct, DeliveryMode, ListingStatus, PricePlan, Revision
 
 
 def plans_visible_q(firm_id: int | None) -> Q:
@@ -224,8 +225,6 @@ def catalogue_facets(*, queryset: QuerySet[DataProduct], firm_id: int | None) ->
     Single-valued facets are grouped in SQL; the delivery modes (a JSON list) and currencies (plans) are
     counted with one conditional aggregate each, so the whole lot costs a fixed number of queries.
     """
-    from .models import DeliveryMode
-
     base = queryset.order_by().values("pk")
     facets: dict[str, dict[str, int]] = {}
     for facet, path in FACET_FIELDS.items():
@@ -256,15 +255,11 @@ def catalogue_facets(*, queryset: QuerySet[DataProduct], firm_id: int | None) ->
 
 
 def _json_contains_supported() -> bool:
-    from django.db import connection
-
     return connection.features.supports_json_field_contains
 
 
 def _delivery_counts_in_python(base: QuerySet[Any]) -> dict[str, int]:
     # SQLite has no JSON containment; the embedded set-up counts the (short) lists here instead.
-    from .models import DeliveryMode
-
     counts = dict.fromkeys(DeliveryMode.values, 0)
     for modes in DataProduct.objects.filter(pk__in=base).values_list("listed_revision__delivery_modes", flat=True):
         for mode in modes or []:

@@ -22,7 +22,7 @@ from django.utils.translation import gettext_lazy
 from guardian.shortcuts import assign_perm
 
 from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed
-from exchange.models import Board, MemberFirm, Membership, User
+from exchange.models import AuditEvent, Board, MemberFirm, Membership, User
 from exchange.selectors import board_access, firm_get_by_public_code, group_board_access, user_membership
 from exchange.services import audit_record
 
@@ -516,8 +516,6 @@ def notice_conclude(*, revision_id: int) -> Revision | None:
     reasons = run_pre_listing_checks(revision)
     if reasons:
         # Once per revision and set of reasons: the task runs every ten minutes and the trail is for people.
-        from exchange.models import AuditEvent
-
         already = (
             AuditEvent.objects.filter(
                 verb="listing.listing_blocked", object_type="listings.dataproduct", object_id=str(product.pk)

@@ -11,20 +11,13 @@ from django.utils.translation import gettext as _
 from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed
 from exchange.models import MemberFirm, User
 from exchange.services import audit_record
-from listings.models import DataProduct
+from listings.models import DataProduct, ListingStatus
 
 from ..models import Assessment, ComplianceCase, ComplianceCaseEvent
+from ..selectors import CLEARED, PROHIBITED, trade_precheck
 
 DECIDE_PERM = "compliance.decide_compliancecase"
 OFFICER_REVIEW = "officer_review"  # the `missing` item of a hold that an officer's decision releases
-
-
-def listing_subject(product: DataProduct, revision_number: int) -> str:
-    return f"listing:{product.pk}:r{revision_number}"
-
-
-def trade_subject(product: DataProduct, revision_number: int, buyer: MemberFirm, destination: str) -> str:
-    return f"trade:{product.pk}:r{revision_number}:{buyer.pk}:{destination}"
 
 
 def _event(case: ComplianceCase, kind: str, actor: User | None, **data: Any) -> None:
@@ -172,10 +165,6 @@ def cases_recheck_for_exporter(*, exporter: MemberFirm) -> list[int]:
     """Decide again the exporter's open trade cases that wait for evidence (a filing was accepted, a receipt
     checked, or the daily sweep runs): close those now cleared, refuse those now prohibited (e.g. the buyer was
     listed meanwhile), and bring the others' missing evidence up to date. Returns the cleared case ids."""
-    from listings.models import ListingStatus
-
-    from .gate import CLEARED, PROHIBITED, trade_precheck
-
     cleared = []
     open_cases = ComplianceCase.objects.filter(
         status=ComplianceCase.Status.OPEN, kind=ComplianceCase.Kind.TRADE, product__provider=exporter

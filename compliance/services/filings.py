@@ -13,7 +13,6 @@ scope takes in the product and the destination, and the delivery date falls insi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -30,12 +29,12 @@ from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed
 from exchange.models import MemberFirm, Membership, User
 from exchange.selectors import user_membership
 from exchange.services import audit_record
-from listings.models import DataProduct, Revision
+from listings.models import DataProduct
 
-from ..calendar import contract_filing_due
-from ..models import PER_REVISION_KINDS, EvidenceKind, Filing, filing_upload_to
+from ..calendar import SHANGHAI, contract_filing_due
+from ..models import EvidenceKind, Filing, filing_upload_to
 from ..rules import ISO_COUNTRIES
-from .counters import SHANGHAI
+from .cases import cases_recheck_for_exporter
 
 FILER_ROLES = (Membership.Role.FIRM_ADMIN, Membership.Role.TRADER)
 EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)
@@ -74,28 +73,6 @@ def filing_expiry(*, kind: str, issued_on: date, given: date | None, renews: Fil
         return given
     fixed = start + term
     return min(given, fixed) if given else fixed
-
-
-def filing_valid_on(filing: Filing, day: date) -> bool:
-    if filing.status not in (Filing.Status.ACCEPTED, Filing.Status.EXPIRED):
-        return False
-    if day < filing.issued_on or (filing.expires_on is not None and day > filing.expires_on):
-        return False
-    if filing.receipt_pending:
-        # Standard Contract Measures Art 7: no new trades after the 10th working day without the receipt.
-        return filing.receipt_due_on is not None and day <= filing.receipt_due_on
-    return True
-
-
-def filing_covers(filing: Filing, *, product: DataProduct, revision: Revision | None, destination: str) -> bool:
-    """Whether the filing's scope takes in the product (and revision) and the destination."""
-    if not filing.covers_destination(destination):
-        return False
-    if not filing.all_products and product.pk not in {p.pk for p in filing.products.all()}:
-        return False
-    if filing.kind in PER_REVISION_KINDS and revision is not None and revision.submitted_at is not None:
-        return filing.submitted_at >= revision.submitted_at
-    return True
 
 
 def _require_filer(user: User, firm: MemberFirm) -> None:
@@ -308,8 +285,6 @@ def filing_accept(*, filing: Filing, actor: User, reason: str = "") -> Filing:
         # The officer accepting a contract filed with its receipt document checks both at once.
         receipt = {"receipt_verified_by": actor, "receipt_verified_at": timezone.now()}
     filing = _move(filing, Filing.Status.ACCEPTED, actor=actor, reason=reason, **receipt)
-    from .cases import cases_recheck_for_exporter
-
     cases_recheck_for_exporter(exporter=filing.exporter)
     return filing
 
@@ -398,8 +373,6 @@ def filing_verify_receipt(*, filing: Filing, actor: User) -> Filing:
         target=filing,
         payload={"receipt_reference": filing.receipt_reference},
     )
-    from .cases import cases_recheck_for_exporter
-
     cases_recheck_for_exporter(exporter=filing.exporter)
     return filing
 
@@ -417,36 +390,3 @@ def filings_expire(*, today: date) -> list[int]:
     return expired
 
 
-@dataclass(frozen=True)
-class Reminder:
-    filing: Filing
-    lead: str
-    due_on: date  # the day the message names: the last valid day, or the receipt's due date
-
-
-def reminders_due(*, today: date) -> list[Reminder]:
-    """The reminders the daily task owes today: lead times before expiry, the opening of a security
-    assessment's extension window, a certificate's re-application date, and a contract's receipt date."""
-    from ..calendar import extension_window_opens
-
-    due = []
-    leads = sorted(settings.COMPLIANCE_REMINDER_DAYS, reverse=True)
-    for filing in Filing.objects.filter(status=Filing.Status.ACCEPTED).select_related("exporter"):
-        if filing.expires_on:
-            days_left = (filing.expires_on - today).days
-            # Only the nearest lead passed: a filing accepted 5 days before expiry gets the 7-day reminder.
-            passed = [lead for lead in leads if 0 <= days_left <= lead]
-            if passed:
-                due.append(Reminder(filing, f"expiry-{min(passed)}", filing.expires_on))
-            if filing.kind == EvidenceKind.SECURITY_ASSESSMENT:
-                opens = extension_window_opens(filing.expires_on, settings.COMPLIANCE_EXTENSION_WINDOW_WORKING_DAYS)
-                if opens <= today <= filing.expires_on:
-                    due.append(Reminder(filing, "extension-window", filing.expires_on))
-            if filing.kind == EvidenceKind.CERTIFICATION:
-                reapply = filing.expires_on - relativedelta(months=settings.COMPLIANCE_CERTIFICATE_REAPPLY_MONTHS)
-                if reapply <= today <= filing.expires_on:
-                    due.append(Reminder(filing, "reapply", filing.expires_on))
-        awaited = filing.receipt_pending and not filing.receipt_filed_on  # not yet uploaded (else: the officer's)
-        if awaited and filing.receipt_due_on and today <= filing.receipt_due_on:
-            due.append(Reminder(filing, "receipt", filing.receipt_due_on))
-    return due

@@ -3,81 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from exchange.exceptions import ApplicationError
-from exchange.models import MemberFirm
 from exchange.services import audit_record
-from listings.models import Category, Revision
+from listings.models import Category
 
 from ..models import FtzList, FtzListItem
 from .csvfile import csv_rows
 
-# A firm registered in the Lingang Special Area is inside the Shanghai FTZ: the zone's own list applies
-# first, then the Shanghai FTZ's (the 2024 list is issued for both).
-ZONE_LISTS = {"shanghai_lingang": ("shanghai_lingang", "shanghai")}
-
 CSV_COLUMNS = ("code", "sector", "scenario", "category", "tags", "personal_info_only", "mechanism", "description_en", "description_zh")  # fmt: skip
 TRUE_VALUES = {"1", "true", "yes", "y", "是"}
 FALSE_VALUES = {"", "0", "false", "no", "n", "否"}
-
-
-@dataclass(frozen=True)
-class FtzInputs:
-    covered: bool
-    item: dict[str, str] | None
-    list_label: str
-
-
-def ftz_list_in_force(*, zone: str, day: date) -> FtzList | None:
-    """The latest edition of the zone's lists (or of the lists that apply in it) in force on `day`."""
-    zones = ZONE_LISTS.get(zone, (zone,))
-    candidates = (
-        FtzList.objects.filter(zone__in=zones, effective_from__lte=day)
-        .filter(Q(effective_to__isnull=True) | Q(effective_to__gt=day))
-        .order_by("-effective_from", "-pk")
-    )
-    by_zone = {}
-    for ftz_list in candidates:
-        by_zone.setdefault(ftz_list.zone, ftz_list)
-    return next((by_zone[z] for z in zones if z in by_zone), None)
-
-
-def ftz_inputs(*, exporter: MemberFirm, revision: Revision, day: date) -> FtzInputs | None:
-    """The engine's `ftz_scenario_covered` and `ftz_list_item` for the exporter's zone on `day` (None: no zone).
-
-    A list covers a product when the product's category is among those its sectors and scenarios take in and
-    the product carries one of the list's scenario tags (if it names any); an item matches when its category is the product's, it carries one of the item's tags (or the item has
-    none), and the product holds personal information where the item names it. The first item by code wins.
-    """
-    if not exporter.ftz:
-        return None
-    ftz_list = ftz_list_in_force(zone=exporter.ftz, day=day)
-    if ftz_list is None:
-        return FtzInputs(covered=False, item=None, list_label="")
-    tags = {str(t).casefold() for t in revision.tags}
-    scenarios = {str(t).casefold() for t in ftz_list.scenario_tags}
-    covered = ftz_list.covered_categories.filter(pk=revision.category_id).exists() and (
-        not scenarios or bool(tags & scenarios)
-    )
-    item = None
-    if covered:
-        has_pi = revision.personal_info_subjects > 0 or revision.sensitive_personal_info_subjects > 0
-        for candidate in ftz_list.items.filter(category_id=revision.category_id).order_by("code"):
-            if candidate.personal_info_only and not has_pi:
-                continue
-            if candidate.tags and not tags & {str(t).casefold() for t in candidate.tags}:
-                continue
-            item = {"id": candidate.code, "mechanism": candidate.mechanism}
-            break
-    return FtzInputs(covered=covered, item=item, list_label=ftz_list.label)
 
 
 def _bool(value: str) -> bool | None:

@@ -9,83 +9,23 @@ upper-casing and removing separators: a deliberate, explainable match, not a fuz
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils.translation import gettext as _
 
 from exchange.exceptions import ApplicationError
-from exchange.models import MemberFirm
 from exchange.services import audit_record
 
 from ..models import RestrictedParty, RestrictedPartyIdentifier, RestrictedPartyName
 from ..rules import ISO_COUNTRIES
+from ..selectors import normalise_identifier, normalise_name
 from .csvfile import csv_rows
-
-# Legal-form words that do not tell two firms apart; removed from the end (and anywhere for Chinese).
-LEGAL_FORMS_LATIN = {
-    "co", "company", "corp", "corporation", "inc", "incorporated", "ltd", "limited", "llc", "llp", "plc", "pte",
-    "pty", "gmbh", "ag", "sa", "sas", "srl", "bv", "nv", "kk", "group", "holdings", "holding",
-}  # fmt: skip
-LEGAL_FORMS_CJK = ("股份有限公司", "有限责任公司", "有限公司", "集团", "公司")
-_PUNCTUATION = re.compile(r"[\W_]+", re.UNICODE)
-_CJK = re.compile(r"[\u3400-\u9fff]")
 
 CSV_COLUMNS = ("name", "country", "source_list")
 CSV_OPTIONAL = ("aliases", "identifiers", "listed_on", "notes")
-
-
-def normalise_name(name: str) -> str:
-    text = unicodedata.normalize("NFKC", name or "").casefold()
-    for form in LEGAL_FORMS_CJK:
-        text = text.replace(form, " ")
-    words = [w for w in _PUNCTUATION.split(text) if w]
-    while words and words[-1] in LEGAL_FORMS_LATIN:
-        words.pop()
-    joined = " ".join(words)
-    # Chinese names are written without spaces: compare them without any.
-    return joined.replace(" ", "") if _CJK.search(joined) else joined
-
-
-def normalise_identifier(value: str) -> str:
-    return re.sub(r"[^0-9A-Z]", "", unicodedata.normalize("NFKC", value or "").upper())
-
-
-def firm_screen(firm: MemberFirm) -> list[RestrictedParty]:
-    """The active restricted parties the firm matches, by any of its names or its USCC/LEI."""
-    names = {normalise_name(n) for n in (firm.legal_name_en, firm.legal_name_zh) if n}
-    names.discard("")
-    identifiers = {normalise_identifier(i) for i in (firm.uscc, firm.lei) if i}
-    condition = Q(pk__in=[])
-    if names:
-        condition |= Q(names__value__in=names)
-    if identifiers:
-        condition |= Q(identifiers__value__in=identifiers)
-    return list(RestrictedParty.objects.filter(condition, active=True).distinct().order_by("name"))
-
-
-def firm_is_restricted(firm: MemberFirm) -> bool:
-    return bool(firm_screen(firm))
-
-
-def buyer_type_of(firm: MemberFirm) -> str:
-    return "foreign_authority" if firm.is_judicial_authority else "commercial"
-
-
-def admission_screening(firm: MemberFirm) -> list[str]:
-    """The admission check compliance registers with the core (exchange.admission)."""
-    matches = firm_screen(firm)
-    if not matches:
-        return []
-    return [
-        _("%(firm)s matches the restricted party %(party)s (%(source)s).")
-        % {"firm": firm, "party": party.name, "source": party.source_list}
-        for party in matches
-    ]
 
 
 def _index(party: RestrictedParty, identifiers: list[tuple[str, str]]) -> None:

@@ -13,16 +13,16 @@ from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from exchange.models import Board, Membership
+from exchange.models import AuditEvent, Board, MemberFirm, Membership
 from exchange.services import audit_record
 from listings.models import DataProduct, ListingStatus, Revision
 
 from .. import rules
 from ..models import Assessment, ComplianceCase, FilingReminder
-from .cases import case_open, cases_recheck_for_exporter, listing_subject
-from .filings import Reminder, filings_expire, reminders_due
-from .ftz import ftz_inputs
-from .listing import _holds, _record, listing_assess
+from ..selectors import Reminder, firm_screen, ftz_inputs, listing_subject, reminders_due
+from .cases import case_open, cases_recheck_for_exporter
+from .filings import filings_expire
+from .listing import listing_assess, listing_decisions_record, review_holds
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,6 @@ def parties_rescreen() -> int:
     """Screen every admitted firm against the restricted-party list as it stands (it changes by import and in
     the admin): each new match is put on record once for the compliance officers; trades with a listed buyer
     are refused by the gate (R3) from the moment the party is saved."""
-    from exchange.models import AuditEvent, MemberFirm
-
-    from .parties import firm_screen
-
     hits = 0
     for firm in MemberFirm.objects.filter(group__boardgroupobjectpermission__isnull=False).distinct():
         for party in firm_screen(firm):
@@ -124,8 +120,8 @@ def listings_reassess(*, today: date) -> list[int]:
             continue
         with transaction.atomic():
             revision.product = product
-            recorded = _record(revision, day=today)
-            bad = [a for d, a in recorded if d.decision["decision"] == "prohibited"] or _holds(recorded)
+            recorded = listing_decisions_record(revision, day=today)
+            bad = [a for d, a in recorded if d.decision["decision"] == "prohibited"] or review_holds(recorded)
             if bad:
                 case = case_open(
                     kind=ComplianceCase.Kind.LISTING,

@@ -9,7 +9,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from compliance import services
+from compliance import selectors, services
 from compliance.models import (
     Assessment,
     ComplianceCase,
@@ -57,7 +57,7 @@ def held_for_evidence(provider, reviewer, international) -> tuple[DataProduct, C
     """A trade of 150,000 individuals' data to Singapore: held until a contract, PIPIA and consent are on file."""
     product = with_pi(listed_product(provider, reviewer), 150_000)
     clearance = services.trade_clear(product=product, buyer_firm=international.membership.firm, delivery="file")
-    assert clearance.status == services.HELD
+    assert clearance.status == selectors.HELD
     assert clearance.case is not None
     return product, clearance.case
 
@@ -69,7 +69,7 @@ def held_for_review(provider, reviewer, international) -> ComplianceCase:
     Revision.objects.filter(pk=product.listed_revision_id).update(confirmed_classification="important")
     product.refresh_from_db()
     clearance = services.trade_clear(product=product, buyer_firm=international.membership.firm, delivery="file")
-    assert clearance.status == services.HELD, clearance.decision
+    assert clearance.status == selectors.HELD, clearance.decision
     assert clearance.case is not None
     assert clearance.case.missing == [{"kind": "officer_review", "alternatives": []}]
     return clearance.case
@@ -462,7 +462,7 @@ def test_a_bad_party_csv_names_the_bad_lines(client, officer):
 def test_saving_a_party_in_the_admin_indexes_its_names_for_screening(client, officer, boards, superuser):
     # given a member firm, not yet matching any restricted party
     firm = MemberFirmFactory(legal_name_en="Shadow Freight Co., Ltd.", country="SG", role=MemberFirm.Role.BUYER)
-    assert services.firm_screen(firm) == []
+    assert selectors.firm_screen(firm) == []
     login_as(client, officer)
     # when the officer adds a party of that name in the admin, with an identifier written loosely
     response = client.post(
@@ -482,7 +482,7 @@ def test_saving_a_party_in_the_admin_indexes_its_names_for_screening(client, off
     assert response.status_code == 302, response.context and response.context["adminform"].form.errors
     # then screening finds the firm, by its normalised name
     party = RestrictedParty.objects.get()
-    assert services.firm_screen(firm) == [party]
+    assert selectors.firm_screen(firm) == [party]
     assert sorted(party.names.values_list("value", flat=True)) == ["shadow freight", "shadow logistics"]
     assert list(party.identifiers.values_list("scheme", "value")) == [("lei", "54930000000000000012")]
     assert AuditEvent.objects.filter(verb="compliance.party_created", object_id=str(party.pk)).count() == 1
@@ -509,7 +509,7 @@ def test_saving_a_party_in_the_admin_indexes_its_names_for_screening(client, off
     # then the names are re-indexed, the identifier gone, and screening no longer matches an inactive party
     assert list(party.names.values_list("value", flat=True)) == ["shadow freight"]
     assert not party.identifiers.exists()
-    assert services.firm_screen(firm) == []
+    assert selectors.firm_screen(firm) == []
 
 
 def test_the_party_list_filters_and_searches(client, officer):

@@ -8,6 +8,7 @@ import pytest
 from django.db import connections, transaction
 
 from compliance import services
+from compliance.calendar import shanghai_year
 from compliance.models import Assessment, ExportCounter, Filing
 from exchange.models import User
 from listings.models import Revision
@@ -107,9 +108,9 @@ class TestCounting:
 
     def test_the_year_turns_on_1_january_in_shanghai(self):
         # 2025-12-31 16:30 UTC is already 2026-01-01 00:30 in Shanghai.
-        assert services.shanghai_year(datetime(2025, 12, 31, 16, 30, tzinfo=ZoneInfo("UTC"))) == 2026
-        assert services.shanghai_year(datetime(2025, 12, 31, 15, 59, tzinfo=ZoneInfo("UTC"))) == 2025
-        assert services.shanghai_year(datetime(2026, 1, 1, 0, 0, tzinfo=SHANGHAI)) == 2026
+        assert shanghai_year(datetime(2025, 12, 31, 16, 30, tzinfo=ZoneInfo("UTC"))) == 2026
+        assert shanghai_year(datetime(2025, 12, 31, 15, 59, tzinfo=ZoneInfo("UTC"))) == 2025
+        assert shanghai_year(datetime(2026, 1, 1, 0, 0, tzinfo=SHANGHAI)) == 2026
 
     def test_counters_are_per_year(self, provider, reviewer, international):
         product = _with_pi(listed_product(provider, reviewer), 60_000)

@@ -136,13 +136,13 @@ def test_a_receipt_added_later_counts_only_once_an_officer_checked_it(provider, 
     )  # fmt: skip
     contract.refresh_from_db()
     assert contract.receipt_pending and contract.receipt_document.name.endswith(".pdf")
-    assert not services.filing_valid_on(contract, date(2026, 6, 1))
+    assert not contract.valid_on(date(2026, 6, 1))
     with pytest.raises(NotAllowed):
         services.filing_verify_receipt(filing=contract, actor=provider)
     services.filing_verify_receipt(filing=contract, actor=officer)
     contract.refresh_from_db()
     assert not contract.receipt_pending and contract.receipt_verified_by == officer
-    assert services.filing_valid_on(contract, date(2026, 6, 1))
+    assert contract.valid_on(date(2026, 6, 1))
     with pytest.raises(InvalidTransition):
         services.filing_verify_receipt(filing=contract, actor=officer)
 

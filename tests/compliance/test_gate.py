@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings
 from django.db import connections
 
-from compliance import services
+from compliance import selectors, services
 from compliance.models import Assessment, ComplianceCase, ComplianceCaseEvent, EvidenceKind, Filing, RestrictedParty
 from exchange.models import MemberFirm
 from listings.models import Revision
@@ -30,7 +30,7 @@ def clear(product, buyer, day=DAY, delivery="file"):
 
 
 def precheck(product, buyer, day=DAY, delivery="file"):
-    return services.trade_precheck(product=product, buyer_firm=buyer_firm(buyer), delivery=delivery, as_of=day)
+    return selectors.trade_precheck(product=product, buyer_firm=buyer_firm(buyer), delivery=delivery, as_of=day)
 
 
 class TestCleared:
@@ -366,7 +366,7 @@ class TestReviewsAndRechecks:
         services.case_clear(case=first, actor=officer, resolution="Reviewed.")
         assert clear(product, hk).status == "cleared"
         # when the hold is flagged again (a new case for the same subject) and the officer refuses it
-        from compliance.services.cases import trade_subject
+        from compliance.selectors import trade_subject
 
         again = services.case_open(
             kind="trade", subject=trade_subject(product, 1, hk.membership.firm, "HK"), product=product,

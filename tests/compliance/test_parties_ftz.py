@@ -4,7 +4,7 @@ from datetime import date
 
 import pytest
 
-from compliance import services
+from compliance import selectors, services
 from compliance.models import FtzList, FtzListItem, RestrictedParty
 from exchange import services as exchange_services
 from exchange.exceptions import ApplicationError
@@ -31,16 +31,16 @@ def category(code: str) -> Category:
     ],
 )
 def test_names_match_after_normalisation(a, b):
-    assert services.normalise_name(a) == services.normalise_name(b)
+    assert selectors.normalise_name(a) == selectors.normalise_name(b)
 
 
 def test_different_names_stay_different():
-    assert services.normalise_name("Acme Trading") != services.normalise_name("Acme Shipping")
-    assert services.normalise_name("Co Ltd") == ""  # nothing left: never matches everything
+    assert selectors.normalise_name("Acme Trading") != selectors.normalise_name("Acme Shipping")
+    assert selectors.normalise_name("Co Ltd") == ""  # nothing left: never matches everything
 
 
 def test_identifiers_normalise():
-    assert services.normalise_identifier(" 5493-0012 3456 ") == "549300123456"
+    assert selectors.normalise_identifier(" 5493-0012 3456 ") == "549300123456"
 
 
 class TestAdmissionScreening:
@@ -110,15 +110,15 @@ class TestFtz:
         ftz_list = FtzList.objects.get(zone="shanghai", version="2024")
         assert ftz_list.sectors == ["reinsurance", "international shipping", "commerce"]
         assert ftz_list.items.count() == 5
-        assert services.ftz_list_in_force(zone="shanghai_lingang", day=date(2026, 1, 1)) == ftz_list
-        assert services.ftz_list_in_force(zone="shanghai", day=date(2025, 2, 7)) is None
+        assert selectors.ftz_list_in_force(zone="shanghai_lingang", day=date(2026, 1, 1)) == ftz_list
+        assert selectors.ftz_list_in_force(zone="shanghai", day=date(2025, 2, 7)) is None
 
     def test_an_item_on_the_list_decides_the_mechanism(self, provider, reviewer, international):
         self._in_zone(provider)
         product = with_pi(
             listed_product(provider, reviewer, category=category("finance-credit"), tags=["reinsurance"]), 20_000
         )
-        result = services.trade_precheck(
+        result = selectors.trade_precheck(
             product=product, buyer_firm=international.membership.firm, delivery="file", as_of=date(2026, 6, 1)
         )
         assert result.decision["rules"][0] == "R12"
@@ -132,7 +132,7 @@ class TestFtz:
     def test_a_covered_product_not_on_the_list_is_exempt(self, provider, reviewer, international):
         self._in_zone(provider)
         product = listed_product(provider, reviewer, category=category("consumer"), tags=["e-commerce"])
-        result = services.trade_precheck(product=product, buyer_firm=international.membership.firm, delivery="file")
+        result = selectors.trade_precheck(product=product, buyer_firm=international.membership.firm, delivery="file")
         assert result.decision["rules"][0] == "R12" and result.decision["decision"] == "exempt"
 
     def test_a_covered_category_outside_the_lists_scenarios_follows_the_national_rules(
@@ -143,7 +143,7 @@ class TestFtz:
         product = with_pi(
             listed_product(provider, reviewer, category=category("trade"), tags=["customs"]), 2_000_000, 50_000
         )
-        result = services.trade_precheck(product=product, buyer_firm=international.membership.firm, delivery="file")
+        result = selectors.trade_precheck(product=product, buyer_firm=international.membership.firm, delivery="file")
         # then the zone's list does not exempt it: a security assessment is needed
         assert result.inputs["exporter"]["ftz_scenario_covered"] is False
         assert result.decision["rules"][0] == "R14" and result.decision["decision"] == "security_assessment"
@@ -151,7 +151,7 @@ class TestFtz:
     def test_outside_the_lists_scenarios_the_national_rules_apply(self, provider, reviewer, international):
         self._in_zone(provider)
         product = with_pi(listed_product(provider, reviewer, category=category("geospatial")), 500_000)
-        result = services.trade_precheck(product=product, buyer_firm=international.membership.firm, delivery="file")
+        result = selectors.trade_precheck(product=product, buyer_firm=international.membership.firm, delivery="file")
         assert result.decision["rules"][0] == "R15"
 
     def test_the_list_version_is_stored_with_the_decision(self, provider, reviewer, international):

@@ -15,8 +15,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from compliance import services
+from compliance.calendar import shanghai_year
 from compliance.models import ExportCounter, Filing, RestrictedParty
-from compliance.services import shanghai_year
 from exchange.models import MemberFirm
 from tests.compliance.factories import PDF, filing, with_pi
 from tests.factories import MemberFirmFactory, admit, draft_product, listed_product, login_as, member

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,6 @@ class Command(BaseCommand):
     def handle(self, *args: Any, text: str | None = None, file: Path | None = None, **options: Any) -> None:
         try:
             if file is not None:
-                import sys
-
                 text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
             raw = json.loads(text or "")
         except (OSError, UnicodeDecodeError) as exc:

@@ -17,6 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import chinese_calendar
+from chinese_calendar import constants
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
@@ -39,11 +41,6 @@ NAMES_ZH = {
 
 def package_days(years: list[int] | None = None) -> list[dict[str, str]]:
     """The calendar's exceptions for `years` (default: every year the package knows from FIRST_YEAR on)."""
-    try:
-        import chinese_calendar
-        from chinese_calendar import constants
-    except ImportError:  # pragma: no cover - it is a declared dependency
-        raise CommandError("the chinese-calendar package is not installed") from None
     known = {day.year for day in constants.holidays} | {day.year for day in constants.workdays}
     wanted = sorted(known & set(years)) if years else sorted(y for y in known if y >= FIRST_YEAR)
     if years and set(years) - known:

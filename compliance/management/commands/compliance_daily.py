@@ -10,7 +10,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from compliance.services import SHANGHAI, compliance_daily
+from compliance.calendar import SHANGHAI
+from compliance.services import compliance_daily
 
 
 class Command(BaseCommand):
