@@ -34,17 +34,29 @@ def _allow_audit_truncate(sender, connection, **kwargs) -> None:
 connection_created.connect(_allow_audit_truncate, dispatch_uid="tests.allow_audit_truncate")
 
 
-def _restore_reference_data(sender, using, **kwargs) -> None:
+# The data steps of the migrations that write reference data (structure, not demo data), in dependency order.
+REFERENCE_DATA_STEPS = [
+    ("exchange.migrations.0002_boards", "create"),
+    ("listings.migrations.0002_categories", "create"),
+    ("compliance.migrations.0002_seed_prc_calendar", "seed"),
+    ("compliance.migrations.0005_seed_shanghai_ftz_2024", "seed"),
+]
+
+
+def _restore_reference_data(sender, **kwargs) -> None:
     # The test database is migrated once per session (per xdist worker), which writes the reference data
     # once. A transactional test flushes every table when it ends, and the flush then emits post_migrate:
-    # that re-runs the staff roles' sync (exchange/apps.py) and, here, the categories' migration step, so
-    # the next test finds the same reference data as the first one did.
-    if sender.label == "listings":
-        from importlib import import_module
+    # that re-runs the staff roles' sync (exchange/apps.py) and, here, the data steps above (idempotent), so
+    # that every test finds the database as migrated, whichever ran before it on its worker (xdist does not
+    # keep pytest-django's "transactional tests last" order per worker).
+    if not roles.is_last_migrated_app(sender):
+        return
+    from importlib import import_module
 
-        from django.apps import apps as django_apps
+    from django.apps import apps as django_apps
 
-        import_module("listings.migrations.0002_categories").create(django_apps, None)
+    for module, step in REFERENCE_DATA_STEPS:
+        getattr(import_module(module), step)(django_apps, None)
 
 
 post_migrate.connect(_restore_reference_data, dispatch_uid="tests.restore_reference_data")
