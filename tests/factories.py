@@ -257,7 +257,7 @@ class RevisionFactory(factory.django.DjangoModelFactory):
     number = 1
     status = "listed"
     created_by = factory.SubFactory(UserFactory)
-    # product_content()'s defaults; overrides come in as keywords.
+    # product_content()'s values (listed_product passes product_content() itself, as the walk does).
     title_en = "China export flows by HS code"
     title_zh = "中国按海关编码出口流向数据"
     summary_en = "Monthly export values by HS code and destination."
@@ -347,6 +347,8 @@ def listed_product(provider: User, reviewer: User, board_code: str = "internatio
     from listings.search import revision_index
     from listings.services import certificate_number_for
 
+    # The walk's content (product_content), cleaned as product_create cleans it.
+    content = product_content(**content)
     for name, cleaner in _CONTENT_CLEANERS.items():
         if name in content:
             content[name] = getattr(validation, cleaner)(content[name])
