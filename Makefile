@@ -26,9 +26,11 @@ demo: $(VENV)/.base
 	$(PY) manage.py seed_demo
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
-## test: install what the tests need and run the whole suite (DATABASE_URL picks the database)
+## test: install what the tests need and run the whole suite (DATABASE_URL picks the database), in
+## PYTEST_WORKERS xdist processes, each with its own test database (test_<name>_gw0, ...); 0 runs in one
+PYTEST_WORKERS ?= 2
 test: $(VENV)/.dev
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist worksteal) $(PYTEST_ARGS)
 
 ## lint: ruff, migrations in step with the models, and the import contracts of pyproject.toml (lint-imports)
 lint: $(VENV)/.dev

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 from django.contrib.auth.models import Group
 from django.db.backends.signals import connection_created
+from django.db.models.signals import post_migrate
 from rest_framework.test import APIClient
 
 from exchange import roles
@@ -31,6 +32,34 @@ def _allow_audit_truncate(sender, connection, **kwargs) -> None:
 
 
 connection_created.connect(_allow_audit_truncate, dispatch_uid="tests.allow_audit_truncate")
+
+
+# The data steps of the migrations that write reference data (structure, not demo data), in dependency order.
+REFERENCE_DATA_STEPS = [
+    ("exchange.migrations.0002_boards", "create"),
+    ("listings.migrations.0002_categories", "create"),
+    ("compliance.migrations.0002_seed_prc_calendar", "seed"),
+    ("compliance.migrations.0005_seed_shanghai_ftz_2024", "seed"),
+]
+
+
+def _restore_reference_data(sender, **kwargs) -> None:
+    # The test database is migrated once per session (per xdist worker), which writes the reference data
+    # once. A transactional test flushes every table when it ends, and the flush then emits post_migrate:
+    # that re-runs the staff roles' sync (exchange/apps.py) and, here, the data steps above (idempotent), so
+    # that every test finds the database as migrated, whichever ran before it on its worker (xdist does not
+    # keep pytest-django's "transactional tests last" order per worker).
+    if not roles.is_last_migrated_app(sender):
+        return
+    from importlib import import_module
+
+    from django.apps import apps as django_apps
+
+    for module, step in REFERENCE_DATA_STEPS:
+        getattr(import_module(module), step)(django_apps, None)
+
+
+post_migrate.connect(_restore_reference_data, dispatch_uid="tests.restore_reference_data")
 
 
 @pytest.fixture(autouse=True)
@@ -88,11 +117,16 @@ def boards(domestic_board: Board, international_board: Board) -> dict[str, Board
     return {"domestic": domestic_board, "international": international_board}
 
 
+def staff_role(name: str) -> Group:
+    """A staff role's group, as migrate (and every flush, through post_migrate) left it."""
+    group = Group.objects.filter(name=name).first()
+    return group if group is not None else roles.sync_staff_roles()[name]
+
+
 def _staff(email: str, role: str | None) -> User:
     user = UserFactory(email=email, is_staff=True, is_superuser=role is None)
     if role:
-        groups = roles.sync_staff_roles()
-        user.groups.add(groups[role])
+        user.groups.add(staff_role(role))
     return user
 
 
@@ -162,4 +196,4 @@ def password() -> str:
 
 @pytest.fixture
 def staff_groups(db) -> dict[str, Group]:
-    return roles.sync_staff_roles()
+    return {name: staff_role(name) for name in roles.STAFF_ROLES}

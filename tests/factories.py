@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import factory
+from django.utils import timezone
 from stdnum.cn import uscc as stdnum_uscc
 from stdnum.iso7064 import mod_97_10
 
@@ -184,20 +187,21 @@ def product_content(**overrides: Any) -> dict[str, Any]:
 
 
 def ensure_categories() -> None:
-    """Transactional tests flush the migration's categories: put them back."""
+    """The migration's categories, when a flush removed them (tests/conftest.py restores them after each one)."""
     from importlib import import_module
 
     from django.apps import apps as django_apps
 
-    migration = import_module("listings.migrations.0002_categories")
-    migration.create(django_apps, None)
+    from listings.models import Category
+
+    if Category.objects.exists():
+        return
+    import_module("listings.migrations.0002_categories").create(django_apps, None)
 
 
 def draft_product(
     provider: User, board_code: str = "international", plan: bool = True, sample: bool = True, **content: Any
 ):
-    from decimal import Decimal
-
     from listings import services as listing_services
 
     ensure_categories()
@@ -212,12 +216,9 @@ def draft_product(
     return product
 
 
-def listed_product(provider: User, reviewer: User, board_code: str = "international", **content: Any):
-    """A product taken through the whole workflow to listed."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
+def listed_product_via_workflow(provider: User, reviewer: User, board_code: str = "international", **content: Any):
+    """A product taken through the whole workflow to listed: for the workflow's own tests (and the test that
+    holds `listed_product` to it, tests/test_factories.py)."""
     from listings import services as listing_services
     from listings.models import Revision
 
@@ -227,5 +228,147 @@ def listed_product(provider: User, reviewer: User, board_code: str = "internatio
     revision = listing_services.review_approve(product=product, actor=reviewer)
     Revision.objects.filter(pk=revision.pk).update(notice_ends_at=timezone.now() - timedelta(seconds=1))
     listing_services.notice_conclude(revision_id=revision.pk)
+    product.refresh_from_db()
+    return product
+
+
+# The rows of a listed product, written directly: what the workflow leaves behind, without walking it.
+
+
+class DataProductFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "listings.DataProduct"
+
+    board = factory.LazyFunction(lambda: board(Board.Code.INTERNATIONAL))
+
+
+class RevisionFactory(factory.django.DjangoModelFactory):
+    """A listed revision (frozen: only drafts are saved through the model, so the row is written listed)."""
+
+    class Meta:
+        model = "listings.Revision"
+
+    class Params:
+        sample_name = "sample.csv"
+        sample_content = SAMPLE_CSV
+        now = factory.LazyFunction(timezone.now)
+
+    product = factory.SubFactory(DataProductFactory)
+    number = 1
+    status = "listed"
+    created_by = factory.SubFactory(UserFactory)
+    # product_content()'s values (listed_product passes product_content() itself, as the walk does).
+    title_en = "China export flows by HS code"
+    title_zh = "中国按海关编码出口流向数据"
+    summary_en = "Monthly export values by HS code and destination."
+    summary_zh = "按海关编码和目的地统计的月度出口额。"
+    description_en = "Customs-derived monthly aggregates of export trade values."
+    description_zh = "基于海关数据的月度出口贸易额汇总。"
+    category = factory.LazyFunction(lambda: _category("trade"))
+    tags = factory.LazyFunction(lambda: ["customs", "exports", "海关"])
+    classification = "general"
+    origin_countries = factory.LazyFunction(lambda: ["CN"])
+    origin_region = "Shanghai"
+    coverage_geography = "Worldwide destinations"
+    update_frequency = "monthly"
+    volume = "2 million rows"
+    delivery_modes = factory.LazyFunction(lambda: ["file", "api"])
+    dictionary = factory.LazyFunction(lambda: [dict(f) for f in DICTIONARY])
+    licence_en = "For the buyer's internal analytics only."
+    licence_zh = "仅限买方内部分析使用。"
+    licence_terms = factory.LazyFunction(lambda: dict(LICENCE_TERMS))
+    # As revision_set_sample stores them: the file under the model's upload_to name, the parsed first rows.
+    sample = factory.LazyAttribute(lambda o: _sample_file(o.sample_name, o.sample_content))
+    sample_preview = factory.LazyAttribute(lambda o: _sample_preview(o.sample_name, o.sample_content, o.dictionary))
+    # As the review leaves them: the reviewer confirmed the declared classification; the notice has ended.
+    reviewer = factory.SubFactory(UserFactory, is_staff=True)
+    confirmed_classification = factory.SelfAttribute("classification")
+    submitted_at = factory.SelfAttribute("now")
+    decided_at = factory.SelfAttribute("now")
+    notice_ends_at = factory.LazyAttribute(lambda o: o.now - timedelta(seconds=1))
+    listed_at = factory.SelfAttribute("now")
+
+
+class PricePlanFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "listings.PricePlan"
+
+    product = factory.SubFactory(DataProductFactory)
+    name_en = "Annual"
+    kind = "subscription"
+    period = "year"
+    currency = "CNY"
+    amount = Decimal("12000.00")
+
+
+def _category(code: str):
+    from listings.models import Category
+
+    ensure_categories()
+    return Category.objects.get(code=code)
+
+
+def _sample_file(name: str, content: bytes):
+    from django.core.files.base import ContentFile
+
+    return ContentFile(content, name=name)
+
+
+def _sample_preview(name: str, content: bytes, dictionary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from django.conf import settings
+
+    from listings import validation
+
+    rows = validation.parse_sample(name=name, content=content, dictionary=dictionary)
+    return rows[: settings.LISTING_SAMPLE_PREVIEW_ROWS]
+
+
+# The content cleaning product_create applies (listings.services._clean_content), through the same cleaners.
+_CONTENT_CLEANERS = {
+    "dictionary": "clean_dictionary",
+    "licence_terms": "clean_licence_terms",
+    "delivery_modes": "clean_delivery_modes",
+    "tags": "clean_tags",
+    "origin_countries": "clean_origin_countries",
+    "export_destinations": "clean_export_destinations",
+}
+
+
+def listed_product(provider: User, reviewer: User, board_code: str = "international", **content: Any):
+    """A listed product, its rows written directly as the workflow leaves them (held to the workflow by
+    tests/test_factories.py): the product with its certificate, one listed revision with sample, preview and
+    search index, an annual plan, the provider firm's object permission, and on the international board the
+    listing assessments the compliance gate puts on file. Refuses content the workflow would not list."""
+    from guardian.shortcuts import assign_perm
+
+    from listings import validation
+    from listings.checks import run_pre_listing_checks
+    from listings.models import ListingStatus
+    from listings.search import revision_index
+    from listings.services import certificate_number_for
+
+    # The walk's content (product_content), cleaned as product_create cleans it.
+    content = product_content(**content)
+    for name, cleaner in _CONTENT_CLEANERS.items():
+        if name in content:
+            content[name] = getattr(validation, cleaner)(content[name])
+    firm = provider.membership.firm
+    product = DataProductFactory(provider=firm, board=board(board_code))
+    assign_perm("listings.change_dataproduct", firm.group, product)
+    revision = RevisionFactory.build(product=product, created_by=provider, reviewer=reviewer, **content)
+    revision.full_clean(exclude=["sample", "product", "created_by"])
+    revision.save()
+    revision_index(revision)
+    PricePlanFactory(product=product)
+    now = revision.listed_at
+    product.listed_revision = revision
+    product.listing_status = ListingStatus.LISTED
+    product.listed_at = now
+    product.certificate_number = certificate_number_for(product, timezone.localtime(now).year)
+    product.save(update_fields=["listed_revision", "listing_status", "listed_at", "certificate_number", "updated_at"])
+    # The pre-listing checks the approval and the end of the notice run: they put the compliance gate's
+    # listing assessments on file, and a product they refuse is one the workflow would not have listed.
+    reasons = run_pre_listing_checks(revision)
+    assert not reasons, f"the workflow would not list this product: {reasons}"
     product.refresh_from_db()
     return product

@@ -11,7 +11,7 @@ from compliance.models import Assessment, ComplianceCase
 from exchange.exceptions import ApplicationError
 from listings import services as listing_services
 from listings.models import ListingStatus, Revision
-from tests.factories import draft_product, listed_product
+from tests.factories import draft_product, listed_product_via_workflow
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +30,7 @@ def end_notice(revision):
 
 def test_listing_puts_an_assessment_on_file_for_each_destination(provider, reviewer):
     # given a product to be sold to the United States and Singapore only
-    product = listed_product(provider, reviewer, export_destinations=["us", "SG"])
+    product = listed_product_via_workflow(provider, reviewer, export_destinations=["us", "SG"])
     # then each destination was decided for listing, on the listed revision
     on_file = Assessment.objects.filter(product=product, purpose="listing")
     assert sorted(on_file.values_list("destination", "decision")) == [("SG", "exempt"), ("US", "exempt")]
@@ -38,20 +38,20 @@ def test_listing_puts_an_assessment_on_file_for_each_destination(provider, revie
 
 
 def test_every_destination_is_decided_by_three_probes(provider, reviewer):
-    product = listed_product(provider, reviewer)
+    product = listed_product_via_workflow(provider, reviewer)
     decided = dict(Assessment.objects.filter(product=product, purpose="listing").values_list("destination", "decision"))
     assert decided == {"CN": "no_transfer", "HK": "exempt", "US": "exempt"}
 
 
 def test_an_unchanged_decision_is_not_stored_twice(provider, reviewer):
-    product = listed_product(provider, reviewer)
+    product = listed_product_via_workflow(provider, reviewer)
     before = Assessment.objects.filter(product=product).count()
     services.listing_assess(revision=product.listed_revision)
     assert Assessment.objects.filter(product=product).count() == before
 
 
 def test_the_domestic_board_needs_no_assessment(provider, reviewer):
-    product = listed_product(provider, reviewer, board_code="domestic")
+    product = listed_product_via_workflow(provider, reviewer, board_code="domestic")
     assert product.listing_status == ListingStatus.LISTED
     assert not Assessment.objects.filter(product=product).exists()
 
@@ -87,7 +87,7 @@ def test_a_refused_case_blocks_the_approval(provider, reviewer, officer, django_
 
 
 def test_destinations_limited_to_where_no_hold_applies_need_no_case(provider, reviewer):
-    product = listed_product(provider, reviewer, origin_countries=["US"], export_destinations=["SG", "JP"])
+    product = listed_product_via_workflow(provider, reviewer, origin_countries=["US"], export_destinations=["SG", "JP"])
     assert product.listing_status == ListingStatus.LISTED
     assert not ComplianceCase.objects.exists()
 

@@ -17,7 +17,15 @@ from exchange import roles
 from exchange.models import AuditEvent
 from listings import services
 from listings.models import Category, DataProduct, ListingStatus, Objection, Revision
-from tests.factories import DICTIONARY, LICENCE_TERMS, UserFactory, draft_product, listed_product, login_as
+from tests.factories import (
+    DICTIONARY,
+    LICENCE_TERMS,
+    UserFactory,
+    draft_product,
+    listed_product,
+    listed_product_via_workflow,
+    login_as,
+)
 
 pytestmark = pytest.mark.django_db
 Status = Revision.Status
@@ -177,8 +185,9 @@ def test_the_queue_costs_the_same_number_of_queries_for_3_and_12_revisions(
 
 
 def test_the_change_page_shows_the_submitted_revision_beside_the_listed_one(client, provider, reviewer):
-    # given a listed product and a new revision changing its title, dictionary, sample and licence terms
-    product = listed_product(provider, reviewer, title_en="China export flows by HS code")
+    # given a listed product (walked: the page shows the workflow's audit trail) and a new revision changing
+    # its title, dictionary, sample and licence terms
+    product = listed_product_via_workflow(provider, reviewer, title_en="China export flows by HS code")
     services.revision_create_draft(product=product, actor=provider)
     dictionary = [
         *DICTIONARY,
@@ -454,7 +463,8 @@ def test_nothing_is_added_changed_or_deleted_by_hand(client, provider, reviewer,
 
 
 def test_the_product_page_links_its_revisions_and_shows_plans_and_trail(client, provider, reviewer):
-    product = listed_product(provider, reviewer, title_en="Listed customs flows")
+    # Walked: the page shows the workflow's audit trail.
+    product = listed_product_via_workflow(provider, reviewer, title_en="Listed customs flows")
     login_as(client, reviewer)
     page = text(client.get(reverse("admin:listings_dataproduct_change", args=[product.pk])))
     assert f"product__id__exact={product.pk}" in page

@@ -11,7 +11,7 @@ from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed
 from exchange.models import AuditEvent
 from listings import checks, services
 from listings.models import DataProduct, ListingStatus, Objection, Revision
-from tests.factories import SAMPLE_CSV, draft_product, listed_product, member, product_content
+from tests.factories import SAMPLE_CSV, draft_product, listed_product_via_workflow, member, product_content
 
 pytestmark = pytest.mark.django_db
 Status = Revision.Status
@@ -74,7 +74,7 @@ def test_submitting_needs_a_sample_and_a_plan(provider):
 
 
 def test_editing_a_listed_product_makes_a_new_revision_while_the_listed_one_stays_on_sale(provider, reviewer):
-    product = listed_product(provider, reviewer)
+    product = listed_product_via_workflow(provider, reviewer)
     listed = product.listed_revision
     draft = services.revision_create_draft(product=product, actor=provider)
     services.revision_update(product=product, actor=provider, title_en="China export flows, with 2025 data")
@@ -96,7 +96,7 @@ def test_editing_a_listed_product_makes_a_new_revision_while_the_listed_one_stay
 
 
 def test_only_one_revision_is_open_at_a_time(provider, reviewer):
-    product = listed_product(provider, reviewer)
+    product = listed_product_via_workflow(provider, reviewer)
     services.revision_create_draft(product=product, actor=provider)
     with pytest.raises(InvalidTransition):
         services.revision_create_draft(product=product, actor=provider)
@@ -273,7 +273,7 @@ def test_a_decision_lands_only_on_the_revision_the_reviewer_saw(provider, review
 
 
 def test_delisting_withdraws_the_revision_on_its_way(provider, reviewer, international):
-    product = listed_product(provider, reviewer)
+    product = listed_product_via_workflow(provider, reviewer)
     services.revision_create_draft(product=product, actor=provider)
     services.product_submit(product=product, actor=provider)
     services.review_start(product=product, actor=reviewer)
@@ -342,7 +342,7 @@ def test_the_provider_losing_its_admission_blocks_the_listing(provider, reviewer
 
 
 def test_suspend_reinstate_delist(provider, reviewer, domestic):
-    product = listed_product(provider, reviewer)
+    product = listed_product_via_workflow(provider, reviewer)
     with pytest.raises(NotAllowed):
         services.product_suspend(product=product, actor=domestic, reason="x")
     services.product_suspend(product=product, actor=reviewer, reason="Complaint under investigation.")
