@@ -91,6 +91,32 @@ def confirmation_page(
     return TemplateResponse(request, ACTION_FORM_TEMPLATE, context)
 
 
+def ask_first(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    objects: Iterable[Model],
+    *,
+    form: forms.Form,
+    title: StrOrPromise,
+    intro: StrOrPromise,
+    submit: StrOrPromise,
+    danger: bool = False,
+) -> TemplateResponse | None:
+    """The confirmation page until the form (bound when the page posts `apply`) comes back valid; then None."""
+    if "apply" in request.POST and form.is_valid():
+        return None
+    return confirmation_page(
+        modeladmin,
+        request,
+        objects,
+        form=form,
+        title=str(title),
+        intro=str(intro),
+        submit=str(submit),
+        danger=danger,
+    )
+
+
 def report_each(
     modeladmin: admin.ModelAdmin,
     request: HttpRequest,
@@ -124,7 +150,7 @@ def reason_action(
     title: StrOrPromise,
     intro: StrOrPromise,
     submit: StrOrPromise,
-    done: Callable[[int], str],
+    done: StrOrPromise,
     target: str | Callable[[Any], dict[str, Any]],
     form_class: type[forms.Form] = ReasonForm,
     reason_arg: str | None = None,
@@ -133,7 +159,7 @@ def reason_action(
 ) -> Callable[[Any, HttpRequest, QuerySet[Any]], HttpResponse | None]:
     """An admin action for a service that takes a reason: the confirmation page with the form first, then the
     service per selected object, as `service(<target>=obj, actor=request.user, <reason_arg>=text)`, each refusal
-    and the count of what was done reported by `report_each`.
+    and the count of what was done reported by `report_each`; `done` is `ngettext_lazy(singular, plural, "n")`.
 
     `target` names the service's keyword for the object, or maps the object to the service's keywords (a
     revision's action on its product); `selected` turns the queryset into the objects, shown and acted on.
@@ -147,24 +173,18 @@ def reason_action(
     def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
         objects = selected(modeladmin, queryset) if selected else list(queryset.order_by("pk"))
         form = form_class(request.POST if "apply" in request.POST else None)
-        if "apply" not in request.POST or not form.is_valid():
-            return confirmation_page(
-                modeladmin,
-                request,
-                objects,
-                form=form,
-                title=str(title),
-                intro=str(intro),
-                submit=str(submit),
-                danger=danger,
-            )
+        page = ask_first(
+            modeladmin, request, objects, form=form, title=title, intro=intro, submit=submit, danger=danger
+        )
+        if page is not None:
+            return page
         text = form.cleaned_data[form_class.text_field]  # type: ignore[attr-defined]
         return report_each(
             modeladmin,
             request,
             objects,
             lambda obj: service(**kwargs_for(obj), actor=request.user, **{reason_arg: text}),
-            done,
+            lambda n: str(done % {"n": n}),
         )
 
     return action

@@ -18,14 +18,14 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext, ngettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from exchange.admin_kit import (
     ReadOnlyAdminMixin,
     ReasonForm,
     StrOrPromise,
-    confirmation_page,
+    ask_first,
     reason_action,
     reason_form,
     report_each,
@@ -115,39 +115,31 @@ def _product_status_actions(
     descriptions: tuple[StrOrPromise, StrOrPromise, StrOrPromise],
 ) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
     """Suspend, reinstate and delist, for a list of products or of revisions (acting on their products)."""
-    suspend = reason_action(
+    action = functools.partial(reason_action, permission="review", target=target, selected=selected)
+    suspend = action(
         services.product_suspend,
         description=descriptions[0],
-        permission="review",
-        target=target,
-        selected=selected,
         title=_("Suspend trading"),
         intro=_("The products go off sale until reinstated. Their providers see your reasons."),
         submit=_("Suspend"),
-        done=lambda n: ngettext("%(n)d product suspended.", "%(n)d products suspended.", n) % {"n": n},
+        done=ngettext_lazy("%(n)d product suspended.", "%(n)d products suspended.", "n"),
         danger=True,
     )
-    reinstate = reason_action(
+    reinstate = action(
         services.product_reinstate,
         description=descriptions[1],
-        permission="review",
-        target=target,
-        selected=selected,
         title=_("Reinstate trading"),
         intro=_("The suspended products go back on sale."),
         submit=_("Reinstate"),
-        done=lambda n: ngettext("%(n)d product reinstated.", "%(n)d products reinstated.", n) % {"n": n},
+        done=ngettext_lazy("%(n)d product reinstated.", "%(n)d products reinstated.", "n"),
     )
-    delist = reason_action(
+    delist = action(
         services.product_delist,
         description=descriptions[2],
-        permission="review",
-        target=target,
-        selected=selected,
         title=_("Delist"),
         intro=_("Delisting is permanent: the products can never be sold again. Their providers see your reasons."),
         submit=_("Delist"),
-        done=lambda n: ngettext("%(n)d product delisted.", "%(n)d products delisted.", n) % {"n": n},
+        done=ngettext_lazy("%(n)d product delisted.", "%(n)d products delisted.", "n"),
         danger=True,
     )
     return suspend, reinstate, delist
@@ -657,19 +649,20 @@ class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def approve(self, request: HttpRequest, queryset: QuerySet[Revision]) -> HttpResponse | None:
         revisions = list(queryset.select_related("product__board", "product__provider").order_by("pk"))
         form = ApproveForm(request.POST if "apply" in request.POST else None, revisions=revisions)
-        if "apply" not in request.POST or not form.is_valid():
-            return confirmation_page(
-                self,
-                request,
-                revisions,
-                form=form,
-                title=gettext("Approve for public notice"),
-                intro=gettext(
-                    "Confirm each product's data classification. Approved products go into public notice, "
-                    "during which members may object; they are listed when it ends without objection."
-                ),
-                submit=gettext("Approve"),
-            )
+        page = ask_first(
+            self,
+            request,
+            revisions,
+            form=form,
+            title=_("Approve for public notice"),
+            intro=_(
+                "Confirm each product's data classification. Approved products go into public notice, "
+                "during which members may object; they are listed when it ends without objection."
+            ),
+            submit=_("Approve"),
+        )
+        if page is not None:
+            return page
         notes = form.cleaned_data["notes"]
         return report_each(
             self,
@@ -691,20 +684,21 @@ class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.action(description=_("Reject"), permissions=["review"])
     def reject(self, request: HttpRequest, queryset: QuerySet[Revision]) -> HttpResponse | None:
         form = ReasonForm(request.POST if "apply" in request.POST else None)
-        if "apply" not in request.POST or not form.is_valid():
-            return confirmation_page(
-                self,
-                request,
-                queryset.select_related("product").order_by("pk"),
-                form=form,
-                title=gettext("Reject"),
-                intro=gettext(
-                    "The providers get your reasons and a new draft carrying the same content, to correct "
-                    "and submit again. Open objections are upheld with the same reasons."
-                ),
-                submit=gettext("Reject"),
-                danger=True,
-            )
+        page = ask_first(
+            self,
+            request,
+            queryset.select_related("product").order_by("pk"),
+            form=form,
+            title=_("Reject"),
+            intro=_(
+                "The providers get your reasons and a new draft carrying the same content, to correct "
+                "and submit again. Open objections are upheld with the same reasons."
+            ),
+            submit=_("Reject"),
+            danger=True,
+        )
+        if page is not None:
+            return page
         reasons = form.cleaned_data["reason"]
         return report_each(
             self,
@@ -969,31 +963,26 @@ class ObjectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def _selected(self, queryset: QuerySet[Objection]) -> list[Objection]:
         return list(queryset.select_related("revision__product__board", "firm").order_by("pk"))
 
-    dismiss = reason_action(
+    _resolve = functools.partial(
+        reason_action, permission="review", target="objection", form_class=ResolutionForm, selected=_selected
+    )
+    dismiss = _resolve(
         functools.partial(_objection_resolve, uphold=False),
         description=_("Dismiss"),
-        permission="review",
-        target="objection",
-        form_class=ResolutionForm,
-        selected=_selected,
         title=_("Dismiss objections"),
         intro=_("Dismissed objections are closed; the public notice resumes once no objection is open."),
         submit=_("Dismiss"),
-        done=lambda n: ngettext("%(n)d objection dismissed.", "%(n)d objections dismissed.", n) % {"n": n},
+        done=ngettext_lazy("%(n)d objection dismissed.", "%(n)d objections dismissed.", "n"),
     )
-    uphold = reason_action(
+    uphold = _resolve(
         functools.partial(_objection_resolve, uphold=True),
         description=_("Uphold (rejects the revision)"),
-        permission="review",
-        target="objection",
-        form_class=ResolutionForm,
-        selected=_selected,
         title=_("Uphold objections"),
         intro=_(
             "Upholding an objection rejects the revision: the provider gets your resolution as the "
             "reasons, and every other open objection on it is upheld with it."
         ),
         submit=_("Uphold"),
-        done=lambda n: ngettext("%(n)d objection upheld.", "%(n)d objections upheld.", n) % {"n": n},
+        done=ngettext_lazy("%(n)d objection upheld.", "%(n)d objections upheld.", "n"),
         danger=True,
     )

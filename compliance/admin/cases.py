@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -10,7 +11,7 @@ from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext, ngettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from exchange.admin_kit import (
@@ -242,35 +243,30 @@ class ComplianceCaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def _selected(self, queryset: QuerySet[ComplianceCase]) -> list[ComplianceCase]:
         return list(queryset.select_related("product__listed_revision", "buyer_firm").order_by("pk"))
 
-    clear = reason_action(
+    _decision = functools.partial(
+        reason_action, permission="decide", target="case", form_class=ResolutionForm, selected=_selected
+    )
+    clear = _decision(
         services.case_clear,
         description=_("Clear (release what the case holds)"),
-        permission="decide",
-        target="case",
-        form_class=ResolutionForm,
-        selected=_selected,
         title=_("Clear compliance cases"),
         intro=_(
             "Clearing releases what each case holds: the listing, or this buyer's trade of this revision. "
             "Write the reasons for the decision; they are the record."
         ),
         submit=_("Clear"),
-        done=lambda n: ngettext("%(n)d case cleared.", "%(n)d cases cleared.", n) % {"n": n},
+        done=ngettext_lazy("%(n)d case cleared.", "%(n)d cases cleared.", "n"),
     )
-    refuse = reason_action(
+    refuse = _decision(
         services.case_refuse,
         description=_("Refuse"),
-        permission="decide",
-        target="case",
-        form_class=ResolutionForm,
-        selected=_selected,
         title=_("Refuse compliance cases"),
         intro=_(
             "Refusing keeps the listing or the trade from going ahead. Write the reasons for the decision; "
             "they are the record."
         ),
         submit=_("Refuse"),
-        done=lambda n: ngettext("%(n)d case refused.", "%(n)d cases refused.", n) % {"n": n},
+        done=ngettext_lazy("%(n)d case refused.", "%(n)d cases refused.", "n"),
         danger=True,
     )
 
@@ -294,7 +290,7 @@ class ComplianceCaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         title=_("Add a note to the case trail"),
         intro=_("The note goes into each case's trail, with your name and the time."),
         submit=_("Add the note"),
-        done=lambda n: ngettext("Note added to %(n)d case.", "Note added to %(n)d cases.", n) % {"n": n},
+        done=ngettext_lazy("Note added to %(n)d case.", "Note added to %(n)d cases.", "n"),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from csp.decorators import csp_replace
@@ -11,7 +12,7 @@ from django.db.models import Count, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext, ngettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 
@@ -208,7 +209,8 @@ class FilingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def _selected(self, queryset: QuerySet[Filing]) -> list[Filing]:
         return list(queryset.select_related("exporter").order_by("pk"))
 
-    accept = reason_action(
+    _decision = functools.partial(reason_action, permission="review", target="filing", selected=_selected)
+    accept = _decision(
         services.filing_accept,
         description=_("Accept"),
         permission="review",
@@ -221,18 +223,15 @@ class FilingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "for want of them are released at once."
         ),
         submit=_("Accept"),
-        done=lambda n: ngettext("%(n)d filing accepted.", "%(n)d filings accepted.", n) % {"n": n},
+        done=ngettext_lazy("%(n)d filing accepted.", "%(n)d filings accepted.", "n"),
     )
-    reject = reason_action(
+    reject = _decision(
         services.filing_reject,
         description=_("Reject"),
-        permission="review",
-        target="filing",
-        selected=_selected,
         title=_("Reject filings"),
         intro=_("Say why each filing is rejected: the provider reads it."),
         submit=_("Reject"),
-        done=lambda n: ngettext("%(n)d filing rejected.", "%(n)d filings rejected.", n) % {"n": n},
+        done=ngettext_lazy("%(n)d filing rejected.", "%(n)d filings rejected.", "n"),
         danger=True,
     )
 
@@ -246,15 +245,12 @@ class FilingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             lambda n: ngettext("%(n)d filing receipt checked.", "%(n)d filing receipts checked.", n) % {"n": n},
         )
 
-    revoke = reason_action(
+    revoke = _decision(
         services.filing_revoke,
         description=_("Revoke"),
-        permission="review",
-        target="filing",
-        selected=_selected,
         title=_("Revoke filings"),
         intro=_("A revoked filing no longer covers any trade. Say why; the provider reads it."),
         submit=_("Revoke"),
-        done=lambda n: ngettext("%(n)d filing revoked.", "%(n)d filings revoked.", n) % {"n": n},
+        done=ngettext_lazy("%(n)d filing revoked.", "%(n)d filings revoked.", "n"),
         danger=True,
     )
