@@ -6,21 +6,31 @@ refusal is shown as a message (never a 500). Reviewers see the boards their role
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, Model, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext, ngettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
 
-from exchange.admin_kit import ReadOnlyAdminMixin, ReasonForm, confirmation_page, report_each, short_datetime
+from exchange.admin_kit import (
+    ReadOnlyAdminMixin,
+    ReasonForm,
+    StrOrPromise,
+    ask_first,
+    reason_action,
+    reason_form,
+    report_each,
+    short_datetime,
+)
 from exchange.exceptions import ApplicationError
 from exchange.models import AuditEvent, Board
 from exchange.selectors import board_access
@@ -51,10 +61,7 @@ def _has_review_permission(request: HttpRequest) -> bool:
     return request.user.has_perm("listings.review_dataproduct")
 
 
-class ResolutionForm(forms.Form):
-    resolution = forms.CharField(
-        label=_("Resolution"), widget=forms.Textarea(attrs={"rows": 5, "cols": 80}), strip=True
-    )
+ResolutionForm = reason_form(field="resolution", label=_("Resolution"))
 
 
 class ApproveForm(forms.Form):
@@ -101,79 +108,41 @@ def _audit_trail_url(product: DataProduct) -> str:
 # --- Listing-status actions (products), shared by the product list and the review queue -----------------
 
 
-def _product_status_action(
-    modeladmin: admin.ModelAdmin,
-    request: HttpRequest,
-    products: list[DataProduct],
+def _product_status_actions(
     *,
-    service: Callable[..., DataProduct],
-    title: str,
-    intro: str,
-    submit: str,
-    done: Callable[[int], str],
-    objects: Iterable[Model],
-    danger: bool = False,
-) -> HttpResponse | None:
-    form = ReasonForm(request.POST if "apply" in request.POST else None)
-    if "apply" not in request.POST or not form.is_valid():
-        return confirmation_page(
-            modeladmin, request, objects, form=form, title=title, intro=intro, submit=submit, danger=danger
-        )
-    reason = form.cleaned_data["reason"]
-    by_product = dict(zip(objects, products, strict=True))
-    return report_each(
-        modeladmin,
-        request,
-        by_product,
-        lambda obj: service(product=by_product[obj], actor=request.user, reason=reason),
-        done,
-    )
-
-
-def _suspend(modeladmin: admin.ModelAdmin, request: HttpRequest, objects: list[Any], products: list[DataProduct]):
-    return _product_status_action(
-        modeladmin,
-        request,
-        products,
-        objects=objects,
-        service=services.product_suspend,
-        title=gettext("Suspend trading"),
-        intro=gettext("The products go off sale until reinstated. Their providers see your reasons."),
-        submit=gettext("Suspend"),
-        done=lambda n: ngettext("%(n)d product suspended.", "%(n)d products suspended.", n) % {"n": n},
+    target: str | Callable[[Any], dict[str, Any]],
+    selected: Callable[[Any, QuerySet[Any]], list[Any]],
+    descriptions: tuple[StrOrPromise, StrOrPromise, StrOrPromise],
+) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
+    """Suspend, reinstate and delist, for a list of products or of revisions (acting on their products)."""
+    action = functools.partial(reason_action, permission="review", target=target, selected=selected)
+    suspend = action(
+        services.product_suspend,
+        description=descriptions[0],
+        title=_("Suspend trading"),
+        intro=_("The products go off sale until reinstated. Their providers see your reasons."),
+        submit=_("Suspend"),
+        done=ngettext_lazy("%(n)d product suspended.", "%(n)d products suspended.", "n"),
         danger=True,
     )
-
-
-def _reinstate(modeladmin: admin.ModelAdmin, request: HttpRequest, objects: list[Any], products: list[DataProduct]):
-    return _product_status_action(
-        modeladmin,
-        request,
-        products,
-        objects=objects,
-        service=services.product_reinstate,
-        title=gettext("Reinstate trading"),
-        intro=gettext("The suspended products go back on sale."),
-        submit=gettext("Reinstate"),
-        done=lambda n: ngettext("%(n)d product reinstated.", "%(n)d products reinstated.", n) % {"n": n},
+    reinstate = action(
+        services.product_reinstate,
+        description=descriptions[1],
+        title=_("Reinstate trading"),
+        intro=_("The suspended products go back on sale."),
+        submit=_("Reinstate"),
+        done=ngettext_lazy("%(n)d product reinstated.", "%(n)d products reinstated.", "n"),
     )
-
-
-def _delist(modeladmin: admin.ModelAdmin, request: HttpRequest, objects: list[Any], products: list[DataProduct]):
-    return _product_status_action(
-        modeladmin,
-        request,
-        products,
-        objects=objects,
-        service=services.product_delist,
-        title=gettext("Delist"),
-        intro=gettext(
-            "Delisting is permanent: the products can never be sold again. Their providers see your reasons."
-        ),
-        submit=gettext("Delist"),
-        done=lambda n: ngettext("%(n)d product delisted.", "%(n)d products delisted.", n) % {"n": n},
+    delist = action(
+        services.product_delist,
+        description=descriptions[2],
+        title=_("Delist"),
+        intro=_("Delisting is permanent: the products can never be sold again. Their providers see your reasons."),
+        submit=_("Delist"),
+        done=ngettext_lazy("%(n)d product delisted.", "%(n)d products delisted.", "n"),
         danger=True,
     )
+    return suspend, reinstate, delist
 
 
 # --- Categories ----------------------------------------------------------------------------------------
@@ -680,19 +649,20 @@ class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def approve(self, request: HttpRequest, queryset: QuerySet[Revision]) -> HttpResponse | None:
         revisions = list(queryset.select_related("product__board", "product__provider").order_by("pk"))
         form = ApproveForm(request.POST if "apply" in request.POST else None, revisions=revisions)
-        if "apply" not in request.POST or not form.is_valid():
-            return confirmation_page(
-                self,
-                request,
-                revisions,
-                form=form,
-                title=gettext("Approve for public notice"),
-                intro=gettext(
-                    "Confirm each product's data classification. Approved products go into public notice, "
-                    "during which members may object; they are listed when it ends without objection."
-                ),
-                submit=gettext("Approve"),
-            )
+        page = ask_first(
+            self,
+            request,
+            revisions,
+            form=form,
+            title=_("Approve for public notice"),
+            intro=_(
+                "Confirm each product's data classification. Approved products go into public notice, "
+                "during which members may object; they are listed when it ends without objection."
+            ),
+            submit=_("Approve"),
+        )
+        if page is not None:
+            return page
         notes = form.cleaned_data["notes"]
         return report_each(
             self,
@@ -714,20 +684,21 @@ class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.action(description=_("Reject"), permissions=["review"])
     def reject(self, request: HttpRequest, queryset: QuerySet[Revision]) -> HttpResponse | None:
         form = ReasonForm(request.POST if "apply" in request.POST else None)
-        if "apply" not in request.POST or not form.is_valid():
-            return confirmation_page(
-                self,
-                request,
-                queryset.select_related("product").order_by("pk"),
-                form=form,
-                title=gettext("Reject"),
-                intro=gettext(
-                    "The providers get your reasons and a new draft carrying the same content, to correct "
-                    "and submit again. Open objections are upheld with the same reasons."
-                ),
-                submit=gettext("Reject"),
-                danger=True,
-            )
+        page = ask_first(
+            self,
+            request,
+            queryset.select_related("product").order_by("pk"),
+            form=form,
+            title=_("Reject"),
+            intro=_(
+                "The providers get your reasons and a new draft carrying the same content, to correct "
+                "and submit again. Open objections are upheld with the same reasons."
+            ),
+            submit=_("Reject"),
+            danger=True,
+        )
+        if page is not None:
+            return page
         reasons = form.cleaned_data["reason"]
         return report_each(
             self,
@@ -739,25 +710,22 @@ class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             lambda n: ngettext("%(n)d revision rejected.", "%(n)d revisions rejected.", n) % {"n": n},
         )
 
-    def _products(self, queryset: QuerySet[Revision]) -> tuple[list[Revision], list[DataProduct]]:
+    def _products(self, queryset: QuerySet[Revision]) -> list[Revision]:
         # One revision per product: two selected revisions of one product are one product to act on.
         seen: dict[int, Revision] = {}
         for revision in queryset.select_related("product__board", "product__provider").order_by("pk"):
             seen.setdefault(revision.product_id, revision)
-        revisions = list(seen.values())
-        return revisions, [r.product for r in revisions]
+        return list(seen.values())
 
-    @admin.action(description=_("Suspend trading in the product"), permissions=["review"])
-    def suspend(self, request: HttpRequest, queryset: QuerySet[Revision]) -> HttpResponse | None:
-        return _suspend(self, request, *self._products(queryset))
-
-    @admin.action(description=_("Reinstate trading in the product"), permissions=["review"])
-    def reinstate(self, request: HttpRequest, queryset: QuerySet[Revision]) -> HttpResponse | None:
-        return _reinstate(self, request, *self._products(queryset))
-
-    @admin.action(description=_("Delist the product"), permissions=["review"])
-    def delist(self, request: HttpRequest, queryset: QuerySet[Revision]) -> HttpResponse | None:
-        return _delist(self, request, *self._products(queryset))
+    suspend, reinstate, delist = _product_status_actions(
+        target=lambda revision: {"product": revision.product},
+        selected=_products,
+        descriptions=(
+            _("Suspend trading in the product"),
+            _("Reinstate trading in the product"),
+            _("Delist the product"),
+        ),
+    )
 
 
 # --- Products ------------------------------------------------------------------------------------------
@@ -916,24 +884,23 @@ class DataProductAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             )
         return super().change_view(request, object_id, form_url, extra)
 
-    def _products(self, queryset: QuerySet[DataProduct]) -> tuple[list[DataProduct], list[DataProduct]]:
-        products = list(queryset.select_related("board", "provider", "listed_revision").order_by("pk"))
-        return products, products
+    def _products(self, queryset: QuerySet[DataProduct]) -> list[DataProduct]:
+        return list(queryset.select_related("board", "provider", "listed_revision").order_by("pk"))
 
-    @admin.action(description=_("Suspend trading"), permissions=["review"])
-    def suspend(self, request: HttpRequest, queryset: QuerySet[DataProduct]) -> HttpResponse | None:
-        return _suspend(self, request, *self._products(queryset))
-
-    @admin.action(description=_("Reinstate trading"), permissions=["review"])
-    def reinstate(self, request: HttpRequest, queryset: QuerySet[DataProduct]) -> HttpResponse | None:
-        return _reinstate(self, request, *self._products(queryset))
-
-    @admin.action(description=_("Delist"), permissions=["review"])
-    def delist(self, request: HttpRequest, queryset: QuerySet[DataProduct]) -> HttpResponse | None:
-        return _delist(self, request, *self._products(queryset))
+    suspend, reinstate, delist = _product_status_actions(
+        target="product", selected=_products, descriptions=(_("Suspend trading"), _("Reinstate trading"), _("Delist"))
+    )
 
 
-# --- Objections -----------------------------------------------------------------------------------------
+# --- Objections ---------------------------------------------------------------------------------------
+
+
+def _objection_resolve(*, objection: Objection, actor: Any, resolution: str, uphold: bool) -> None:
+    # Another objection's upholding may have closed this one since the page was shown.
+    objection.refresh_from_db(fields=["status"])
+    if objection.status != Objection.Status.OPEN:
+        raise ApplicationError(gettext("This objection is already resolved."))
+    services.objection_resolve(objection=objection, actor=actor, uphold=uphold, resolution=resolution)
 
 
 @admin.register(Objection)
@@ -993,48 +960,29 @@ class ObjectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def board(self, objection: Objection) -> str:
         return objection.revision.product.board.name
 
-    def _resolve(self, request: HttpRequest, queryset: QuerySet[Objection], *, uphold: bool) -> HttpResponse | None:
-        objections = list(queryset.select_related("revision__product__board", "firm").order_by("pk"))
-        form = ResolutionForm(request.POST if "apply" in request.POST else None)
-        if "apply" not in request.POST or not form.is_valid():
-            return confirmation_page(
-                self,
-                request,
-                objections,
-                form=form,
-                title=gettext("Uphold objections") if uphold else gettext("Dismiss objections"),
-                intro=gettext(
-                    "Upholding an objection rejects the revision: the provider gets your resolution as the "
-                    "reasons, and every other open objection on it is upheld with it."
-                )
-                if uphold
-                else gettext("Dismissed objections are closed; the public notice resumes once no objection is open."),
-                submit=gettext("Uphold") if uphold else gettext("Dismiss"),
-                danger=uphold,
-            )
-        resolution = form.cleaned_data["resolution"]
+    def _selected(self, queryset: QuerySet[Objection]) -> list[Objection]:
+        return list(queryset.select_related("revision__product__board", "firm").order_by("pk"))
 
-        def resolve(objection: Objection) -> None:
-            # Another objection's upholding may have closed this one since the page was shown.
-            objection.refresh_from_db(fields=["status"])
-            if objection.status != Objection.Status.OPEN:
-                raise ApplicationError(gettext("This objection is already resolved."))
-            services.objection_resolve(objection=objection, actor=request.user, uphold=uphold, resolution=resolution)
-
-        return report_each(
-            self,
-            request,
-            objections,
-            resolve,
-            (lambda n: ngettext("%(n)d objection upheld.", "%(n)d objections upheld.", n) % {"n": n})
-            if uphold
-            else (lambda n: ngettext("%(n)d objection dismissed.", "%(n)d objections dismissed.", n) % {"n": n}),
-        )
-
-    @admin.action(description=_("Dismiss"), permissions=["review"])
-    def dismiss(self, request: HttpRequest, queryset: QuerySet[Objection]) -> HttpResponse | None:
-        return self._resolve(request, queryset, uphold=False)
-
-    @admin.action(description=_("Uphold (rejects the revision)"), permissions=["review"])
-    def uphold(self, request: HttpRequest, queryset: QuerySet[Objection]) -> HttpResponse | None:
-        return self._resolve(request, queryset, uphold=True)
+    _resolve = functools.partial(
+        reason_action, permission="review", target="objection", form_class=ResolutionForm, selected=_selected
+    )
+    dismiss = _resolve(
+        functools.partial(_objection_resolve, uphold=False),
+        description=_("Dismiss"),
+        title=_("Dismiss objections"),
+        intro=_("Dismissed objections are closed; the public notice resumes once no objection is open."),
+        submit=_("Dismiss"),
+        done=ngettext_lazy("%(n)d objection dismissed.", "%(n)d objections dismissed.", "n"),
+    )
+    uphold = _resolve(
+        functools.partial(_objection_resolve, uphold=True),
+        description=_("Uphold (rejects the revision)"),
+        title=_("Uphold objections"),
+        intro=_(
+            "Upholding an objection rejects the revision: the provider gets your resolution as the "
+            "reasons, and every other open objection on it is upheld with it."
+        ),
+        submit=_("Uphold"),
+        done=ngettext_lazy("%(n)d objection upheld.", "%(n)d objections upheld.", "n"),
+        danger=True,
+    )
