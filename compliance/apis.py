@@ -33,6 +33,7 @@ from rest_framework.views import APIView
 
 from exchange.api import JsonErrorsOnly, error_responses
 from exchange.exceptions import ApplicationError, NotAllowed
+from exchange.files import file_response
 from exchange.models import ApiKey, MemberFirm
 from exchange.pagination import IdCursorPagination
 from exchange.selectors import user_firm, user_firm_id
@@ -41,7 +42,6 @@ from listings.selectors import product_get_for_user, product_list_for_provider
 
 from . import selectors, services
 from .calendar import SHANGHAI
-from .documents import file_response
 from .models import EvidenceKind, Filing
 from .policy import policy_from_settings
 from .rules import InvalidInput, assess

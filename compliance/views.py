@@ -23,12 +23,12 @@ from django.views.decorators.http import require_GET, require_POST
 from django_countries import countries
 
 from exchange.exceptions import ApplicationError, NotAllowed
+from exchange.files import file_response
 from exchange.models import Membership
 from exchange.selectors import user_membership
 from listings.selectors import product_list_catalogue, product_list_for_provider
 
 from . import display, selectors, services
-from .documents import file_response
 from .forms import FilingForm, PrecheckForm, ReceiptForm, add_service_errors, product_title
 from .models import EvidenceKind, Filing
 from .services.filings import FILER_ROLES

@@ -27,6 +27,7 @@ from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from exchange.api import JsonErrorsOnly, MoneyField, error_responses
+from exchange.files import file_response
 from exchange.models import Board
 from exchange.money import CURRENCIES
 from exchange.pagination import CursorOrNumberedPagination, IdCursorPagination
@@ -398,18 +399,7 @@ class ProductSampleApi(APIView):
         revision = revision_for_display(
             user=request.user, product=product, number=params.validated_data.get("revision")
         )
-        if not revision.sample:
-            raise Http404
-        extension = revision.sample.name.rsplit(".", 1)[-1].lower()
-        try:
-            handle = revision.sample.open("rb")
-        except FileNotFoundError:
-            raise Http404 from None
-        return FileResponse(
-            handle,
-            as_attachment=True,
-            filename=f"product-{product.pk}-r{revision.number}.{extension}",
-        )
+        return file_response(revision.sample, filename_stem=f"product-{product.pk}-r{revision.number}")
 
 
 class ProductPlanListApi(APIView):

@@ -7,7 +7,6 @@ ValidationError, which the page shows as a form error or a message, never as a s
 
 from __future__ import annotations
 
-import mimetypes
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +16,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, QueryDict
+from django.http import FileResponse, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.text import capfirst
@@ -27,6 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_countries import countries
 
 from exchange.exceptions import ApplicationError, NotAllowed
+from exchange.files import file_response
 from exchange.models import Board, Membership
 from exchange.selectors import board_access, user_firm_id, user_membership
 
@@ -350,24 +350,7 @@ def product_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def product_sample(request: HttpRequest, pk: int) -> FileResponse:
     product, revision = _displayed(request, pk)
-    if not revision.sample:
-        raise Http404
-    try:
-        handle = revision.sample.open("rb")
-    except FileNotFoundError:
-        raise Http404 from None
-    extension = revision.sample.name.rsplit(".", 1)[-1].lower()
-    content_type = {"csv": "text/csv; charset=utf-8", "json": "application/json"}.get(
-        extension, mimetypes.guess_type(revision.sample.name)[0] or "application/octet-stream"
-    )
-    response = FileResponse(
-        handle,
-        as_attachment=True,
-        filename=f"sample-{product.pk}-r{revision.number}.{extension}",
-        content_type=content_type,
-    )
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+    return file_response(revision.sample, filename_stem=f"sample-{product.pk}-r{revision.number}")
 
 
 @login_required
