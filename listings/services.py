@@ -23,6 +23,7 @@ from guardian.shortcuts import assign_perm
 
 from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed
 from exchange.models import AuditEvent, Board, MemberFirm, Membership, User
+from exchange.money import quantize
 from exchange.selectors import board_access, firm_get_by_public_code, group_board_access, user_membership
 from exchange.services import audit_record
 
@@ -736,6 +737,8 @@ def plan_create(*, product: DataProduct, actor: User, buyer_code: str = "", **fi
     # Our messages first (they name the field); the database constraints are the backstop.
     _clean_plan(product, plan)
     plan.validate_constraints()
+    # Stored at the currency's minor unit, as the ledger will read it (a metered unit price keeps its places).
+    plan.amount = quantize(plan.amount, plan.currency)
     plan.save()
     _audit(
         actor,
