@@ -27,8 +27,8 @@ from django_countries import countries
 
 from exchange.exceptions import ApplicationError, NotAllowed
 from exchange.files import file_response
-from exchange.models import Board, Membership
-from exchange.selectors import board_access, user_firm_id, user_membership
+from exchange.models import Board
+from exchange.selectors import board_access, user_firm_id
 
 from . import services
 from .filters import SORTS, CatalogueFilter
@@ -258,18 +258,6 @@ def _displayed(request: HttpRequest, pk: int) -> tuple[DataProduct, Revision]:
     return product, revision
 
 
-def _can_object(request: HttpRequest, product: DataProduct, open_revision: Revision | None) -> bool:
-    membership = user_membership(request.user)
-    return (
-        membership is not None
-        and membership.firm.is_kyc_verified
-        and membership.firm_id != product.provider_id
-        and product.board_id in board_access(user=request.user).visible
-        and open_revision is not None
-        and open_revision.status in (Revision.Status.IN_NOTICE, Revision.Status.OBJECTED)
-    )
-
-
 def _licence_terms(revision: Revision) -> dict[str, Any]:
     terms = revision.licence_terms or {}
     territories = terms.get("territories", [])
@@ -291,7 +279,7 @@ def _product_page(
     request: HttpRequest, product: DataProduct, revision: Revision, objection_form: ObjectionForm | None = None
 ) -> HttpResponse:
     open_revision = services.open_revision(product)
-    can_object = _can_object(request, product, open_revision)
+    can_object = services.objection_may_lodge(request.user, product, open_revision)
     notice_changes: list[str] = []
     if can_object and open_revision is not None and product.listed_revision is not None:
         # What the revision in public notice would change, so that members know what they may object to.
@@ -411,20 +399,10 @@ def my_products(request: HttpRequest) -> HttpResponse:
                 "notes": noted,
             }
         )
-    membership = user_membership(request.user)
     return render(
         request,
         "listings/my_products.html",
-        {"rows": rows, "can_create": _may_create(membership)},
-    )
-
-
-def _may_create(membership: Membership | None) -> bool:
-    return (
-        membership is not None
-        and membership.role in services.EDITOR_ROLES
-        and membership.firm.is_kyc_verified
-        and membership.firm.role != membership.firm.Role.BUYER
+        {"rows": rows, "can_create": services.product_may_create(request.user)},
     )
 
 
@@ -446,8 +424,7 @@ def _service_error_to_message(request: HttpRequest, exc: Exception) -> None:
 @login_required
 @require_http_methods(["GET", "POST"])
 def product_create(request: HttpRequest) -> HttpResponse:
-    membership = user_membership(request.user)
-    if not _may_create(membership):
+    if not services.product_may_create(request.user):
         raise PermissionDenied(_("Only administrators and traders of a verified provider firm create products."))
     boards = Board.objects.filter(id__in=board_access(user=request.user).tradable).order_by("id")
     data = request.POST if request.method == "POST" else None
@@ -494,8 +471,6 @@ def _manage_page(
     delisted = product.listing_status == ListingStatus.DELISTED
     draft = revision if revision is not None and revision.is_editable and not delisted else None
     can_edit = services.can_edit_product(request.user, product)
-    membership = user_membership(request.user)
-    is_firm_admin = membership is not None and membership.role == Membership.Role.FIRM_ADMIN
     if draft is not None and can_edit:
         if form is None:
             form = ProductContentForm(initial=ProductContentForm.initial_from(draft), categories=category_list())
@@ -510,7 +485,10 @@ def _manage_page(
         )
     else:
         plan_form = None
-    can_delist = is_firm_admin and product.listing_status in (ListingStatus.LISTED, ListingStatus.SUSPENDED)
+    can_delist = services.product_may_delist(request.user, product) and product.listing_status in (
+        ListingStatus.LISTED,
+        ListingStatus.SUSPENDED,
+    )
     shown = revision or product.listed_revision or revision_list(product=product).first()
     return render(
         request,
@@ -689,8 +667,7 @@ def product_delist(request: HttpRequest, pk: int) -> HttpResponse:
     product = _own_product(request, pk)
     form = ReasonForm(request.POST)
     if not form.is_valid():
-        membership = user_membership(request.user)
-        if membership is None or membership.role != Membership.Role.FIRM_ADMIN:
+        if not services.product_may_delist(request.user, product):
             raise PermissionDenied(_("Only the provider's administrators may delist a product."))
         return _manage_page(request, product, delist_form=form, status=400)
     try:
