@@ -27,6 +27,7 @@ from django_countries import countries
 
 from exchange.exceptions import ApplicationError, NotAllowed
 from exchange.files import file_response
+from exchange.forms import add_service_errors
 from exchange.models import Board
 from exchange.selectors import board_access, user_firm_id
 
@@ -437,12 +438,10 @@ def product_create(request: HttpRequest) -> HttpResponse:
             content = form.content(formset.rows())
             try:
                 product = services.product_create(actor=request.user, board=form.cleaned_data["board"], **content)
-            except ValidationError as exc:
-                form.add_service_errors(exc, formset)
             except NotAllowed as exc:
                 raise PermissionDenied(exc.message) from None
-            except ApplicationError as exc:
-                form.add_error(None, exc.message)
+            except (ValidationError, ApplicationError) as exc:
+                form.add_service_errors(exc, formset)
             else:
                 messages.success(
                     request, _("The draft is saved. Upload a sample and add a price plan, then submit it.")
@@ -572,14 +571,10 @@ def product_sample_upload(request: HttpRequest, pk: int) -> HttpResponse:
         content = upload.read(limit + 1)
         try:
             services.revision_set_sample(product=product, actor=request.user, name=upload.name, content=content)
-        except ValidationError as exc:
-            form.add_error(
-                "sample", exc.message_dict.get("sample", exc.messages) if hasattr(exc, "error_dict") else exc.messages
-            )
         except NotAllowed as exc:
             raise PermissionDenied(exc.message) from None
-        except ApplicationError as exc:
-            form.add_error(None, exc.message)
+        except (ValidationError, ApplicationError) as exc:
+            add_service_errors(form, exc, default_field="sample")
         else:
             messages.success(request, _("The sample is checked against the dictionary and saved."))
             return redirect("portal:my-product-edit", pk=product.pk)
@@ -595,12 +590,10 @@ def plan_create(request: HttpRequest, pk: int) -> HttpResponse:
     if form.is_valid():
         try:
             services.plan_create(product=product, actor=request.user, **form.cleaned_data)
-        except ValidationError as exc:
-            form.add_service_errors(exc)
         except NotAllowed as exc:
             raise PermissionDenied(exc.message) from None
-        except ApplicationError as exc:
-            form.add_error(None, exc.message)
+        except (ValidationError, ApplicationError) as exc:
+            add_service_errors(form, exc)
         else:
             messages.success(request, _("The price plan is added."))
             return redirect("portal:my-product-edit", pk=product.pk)
