@@ -24,7 +24,7 @@ from django_countries import countries
 
 from exchange.exceptions import ApplicationError, NotAllowed
 from exchange.files import file_response
-from exchange.forms import add_service_errors
+from exchange.forms import add_service_errors, add_service_messages
 from exchange.models import Membership
 from exchange.selectors import user_membership
 from listings.selectors import product_list_catalogue, product_list_for_provider
@@ -211,11 +211,8 @@ def filing_receipt(request: HttpRequest, pk: int) -> HttpResponse:
                 document_name=upload.name,
                 document=upload.read(settings.COMPLIANCE_FILING_MAX_BYTES + 1),
             )
-        except ApplicationError as exc:  # NotAllowed and InvalidTransition included
-            messages.error(request, exc.message)
-        except ValidationError as exc:
-            for message in exc.messages:
-                messages.error(request, message)
+        except (ApplicationError, ValidationError) as exc:  # NotAllowed and InvalidTransition included
+            add_service_messages(request, exc)
         else:
             messages.success(
                 request, _("The filing receipt is added: it counts once a compliance officer has checked it.")

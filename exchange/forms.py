@@ -3,8 +3,10 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
+from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django_otp import devices_for_user
 from django_otp.models import Device
@@ -32,9 +34,18 @@ def add_service_errors(
     if not hasattr(exc, "error_dict"):
         form.add_error(default_field, exc.messages)
         return
-    for name, messages in exc.message_dict.items():
+    for name, field_messages in exc.message_dict.items():
         name = (aliases or {}).get(name, name)
-        form.add_error(name if name in form.fields else default_field, messages)
+        form.add_error(name if name in form.fields else default_field, field_messages)
+
+
+def add_service_messages(request: HttpRequest, exc: ValidationError | ApplicationError) -> None:
+    """A service's refusal as messages on the next page, for the actions that have no form to show it on."""
+    if isinstance(exc, ApplicationError):
+        messages.error(request, exc.message)
+        return
+    for message in exc.messages:
+        messages.error(request, message)
 
 
 class LoginForm(AuthenticationForm):

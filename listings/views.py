@@ -27,7 +27,7 @@ from django_countries import countries
 
 from exchange.exceptions import ApplicationError, NotAllowed
 from exchange.files import file_response
-from exchange.forms import add_service_errors
+from exchange.forms import add_service_errors, add_service_messages
 from exchange.models import Board
 from exchange.selectors import board_access, user_firm_id
 
@@ -412,14 +412,10 @@ def _own_product(request: HttpRequest, pk: int) -> DataProduct:
     return product_get_own(user=request.user, pk=pk)
 
 
-def _service_error_to_message(request: HttpRequest, exc: Exception) -> None:
+def _service_error_to_message(request: HttpRequest, exc: ApplicationError | ValidationError) -> None:
     if isinstance(exc, NotAllowed):
         raise PermissionDenied(exc.message)
-    if isinstance(exc, ApplicationError):
-        messages.error(request, exc.message)
-    elif isinstance(exc, ValidationError):
-        for message in exc.messages:
-            messages.error(request, message)
+    add_service_messages(request, exc)
 
 
 @login_required
