@@ -21,29 +21,27 @@ from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
-    OpenApiResponse,
     PolymorphicProxySerializer,
     extend_schema,
 )
 from rest_framework import exceptions, serializers, status
 from rest_framework.generics import ListAPIView
-from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from exchange.api import JsonErrorsOnly, error_responses
 from exchange.exceptions import ApplicationError, NotAllowed
+from exchange.files import file_response
 from exchange.models import ApiKey, MemberFirm
-from exchange.schema import ApiErrorSerializer
+from exchange.pagination import IdCursorPagination
 from exchange.selectors import user_firm, user_firm_id
-from listings.apis import MyProductsPagination
 from listings.models import DataProduct
 from listings.selectors import product_get_for_user, product_list_for_provider
 
 from . import selectors, services
 from .calendar import SHANGHAI
-from .documents import file_response
 from .models import EvidenceKind, Filing
 from .policy import policy_from_settings
 from .rules import InvalidInput, assess
@@ -63,16 +61,16 @@ EXAMPLE_INPUT = {
 EXAMPLE_PRECHECK = {"product": 42, "delivery": "file", "as_of": "2026-11-24"}
 
 
+ERRORS = {
+    403: "Not allowed: `no_firm` (the caller is not a member of a firm), `not_allowed` (the caller's role), "
+    "`insufficient_scope` (an API key without `trade`).",
+    404: "No such record, or one of another firm (the two are not told apart).",
+    409: "`invalid_transition`: the filing is not in a state that allows this.",
+}
+
+
 def _errors(*codes: int) -> dict[int, Any]:
-    descriptions = {
-        400: "The request is not valid: `validation_error` with the messages per field in `details`.",
-        401: "No or invalid credentials.",
-        403: "Not allowed: `no_firm` (the caller is not a member of a firm), `not_allowed` (the caller's role), "
-        "`insufficient_scope` (an API key without `trade`).",
-        404: "No such record, or one of another firm (the two are not told apart).",
-        409: "`invalid_transition`: the filing is not in a state that allows this.",
-    }
-    return {code: OpenApiResponse(ApiErrorSerializer, description=descriptions[code]) for code in codes}
+    return error_responses(ERRORS, *codes)
 
 
 def _caller_firm(request: Request) -> MemberFirm:
@@ -270,7 +268,7 @@ class FilingProductSerializer(serializers.Serializer):
     title_zh = serializers.CharField(source="listed_revision.title_zh", allow_null=True, default=None)
 
 
-class FilingPagination(MyProductsPagination):
+class FilingPagination(IdCursorPagination):
     """Newest first, by id: a filing submitted while a client pages never shifts the pages it has not read."""
 
 
@@ -492,19 +490,8 @@ class FilingReceiptAddApi(APIView):
         return Response(FilingDetailApi.OutputSerializer(filing, context={"request": request}).data)
 
 
-class _FileOrJsonErrors(BaseContentNegotiation):
-    """The document is a file whatever the client accepts; only errors are rendered, and as JSON."""
-
-    def select_parser(self, request: Any, parsers: list[Any]) -> Any:
-        content_type = request.content_type or ""
-        return next((p for p in parsers if content_type.startswith(p.media_type)), None)
-
-    def select_renderer(self, request: Any, renderers: list[Any], format_suffix: str | None = None) -> Any:
-        return renderers[0], renderers[0].media_type
-
-
 class FilingDocumentApi(APIView):
-    content_negotiation_class = _FileOrJsonErrors
+    content_negotiation_class = JsonErrorsOnly
 
     @extend_schema(
         summary="Download a filing's document",

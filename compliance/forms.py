@@ -7,7 +7,7 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
@@ -33,15 +33,6 @@ def product_title(product: DataProduct) -> str:
 class ProductChoices(forms.ModelMultipleChoiceField):
     def label_from_instance(self, obj: DataProduct) -> str:
         return product_title(obj)
-
-
-def add_service_errors(form: forms.Form, exc: ValidationError) -> None:
-    """A service's ValidationError on the form: under the field it names, else above the form."""
-    if not hasattr(exc, "error_dict"):
-        form.add_error(None, exc.messages)
-        return
-    for name, messages in exc.message_dict.items():
-        form.add_error(name if name in form.fields and name != NON_FIELD_ERRORS else None, messages)
 
 
 class FilingForm(forms.Form):

@@ -23,15 +23,16 @@ from django.views.decorators.http import require_GET, require_POST
 from django_countries import countries
 
 from exchange.exceptions import ApplicationError, NotAllowed
+from exchange.files import file_response
+from exchange.forms import add_service_errors, add_service_messages
 from exchange.models import Membership
 from exchange.selectors import user_membership
 from listings.selectors import product_list_catalogue, product_list_for_provider
 
 from . import display, selectors, services
-from .documents import file_response
-from .forms import FilingForm, PrecheckForm, ReceiptForm, add_service_errors, product_title
+from .forms import FilingForm, PrecheckForm, ReceiptForm, product_title
 from .models import EvidenceKind, Filing
-from .services.filings import FILER_ROLES
+from .services.filings import filing_may_submit
 
 
 def _membership(request: HttpRequest) -> Membership:
@@ -40,10 +41,6 @@ def _membership(request: HttpRequest) -> Membership:
     if membership is None:
         raise Http404
     return membership
-
-
-def _may_file(membership: Membership) -> bool:
-    return membership.role in FILER_ROLES
 
 
 def _own_products(request: HttpRequest) -> Any:
@@ -109,7 +106,7 @@ def _home_page(
     request: HttpRequest, membership: Membership, *, form: FilingForm | None = None, status: int = 200
 ) -> HttpResponse:
     firm_id = membership.firm_id
-    may_file = _may_file(membership)
+    may_file = filing_may_submit(request.user, membership.firm)
     counter = selectors.counter_for_firm(firm_id=firm_id)
     if form is None and may_file:
         form = FilingForm(products=_own_products(request))
@@ -182,10 +179,8 @@ def filing_create(request: HttpRequest) -> HttpResponse:
     except NotAllowed as exc:
         form.add_error(None, exc.message)
         return _home_page(request, membership, form=form, status=403)
-    except ValidationError as exc:
+    except (ValidationError, ApplicationError) as exc:
         add_service_errors(form, exc)
-    except ApplicationError as exc:
-        form.add_error(None, exc.message)
     else:
         messages.success(
             request,
@@ -216,11 +211,8 @@ def filing_receipt(request: HttpRequest, pk: int) -> HttpResponse:
                 document_name=upload.name,
                 document=upload.read(settings.COMPLIANCE_FILING_MAX_BYTES + 1),
             )
-        except ApplicationError as exc:  # NotAllowed and InvalidTransition included
-            messages.error(request, exc.message)
-        except ValidationError as exc:
-            for message in exc.messages:
-                messages.error(request, message)
+        except (ApplicationError, ValidationError) as exc:  # NotAllowed and InvalidTransition included
+            add_service_messages(request, exc)
         else:
             messages.success(
                 request, _("The filing receipt is added: it counts once a compliance officer has checked it.")

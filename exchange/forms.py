@@ -1,13 +1,51 @@
+from collections.abc import Mapping
 from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django_otp import devices_for_user
 from django_otp.models import Device
 
+from .exceptions import ApplicationError
 from .models import ApiKey, MemberFirm, User
+
+
+def add_service_errors(
+    form: forms.Form,
+    exc: ValidationError | ApplicationError,
+    *,
+    aliases: Mapping[str, str] | None = None,
+    default_field: str | None = None,
+) -> None:
+    """A service's refusal on the form that asked for it: a ValidationError's messages under the fields they
+    name (`aliases` maps a service's name for a field to the form's), the others under `default_field` (by
+    default above the form); an ApplicationError's message above the form.
+
+    NotAllowed is an ApplicationError too: a view that answers it otherwise (a 403) catches it first.
+    """
+    if isinstance(exc, ApplicationError):
+        form.add_error(None, exc.message)
+        return
+    if not hasattr(exc, "error_dict"):
+        form.add_error(default_field, exc.messages)
+        return
+    for name, field_messages in exc.message_dict.items():
+        name = (aliases or {}).get(name, name)
+        form.add_error(name if name in form.fields else default_field, field_messages)
+
+
+def add_service_messages(request: HttpRequest, exc: ValidationError | ApplicationError) -> None:
+    """A service's refusal as messages on the next page, for the actions that have no form to show it on."""
+    if isinstance(exc, ApplicationError):
+        messages.error(request, exc.message)
+        return
+    for message in exc.messages:
+        messages.error(request, message)
 
 
 class LoginForm(AuthenticationForm):

@@ -22,7 +22,7 @@ from django_otp import login as otp_login
 from . import services
 from .celery import app as celery_app
 from .exceptions import ApplicationError
-from .forms import ApiKeyCreateForm, LoginForm
+from .forms import ApiKeyCreateForm, LoginForm, add_service_errors
 from .models import ApiKey, Board, Membership
 from .security import log_access_denied, security_log
 from .selectors import board_access, user_membership
@@ -111,7 +111,7 @@ def portal_api_keys(request: HttpRequest) -> HttpResponse:
                 by=request.user,
             )
         except ApplicationError as exc:
-            form.add_error(None, exc.message)
+            add_service_errors(form, exc)
         else:
             # Rendered in this response only: the raw key is never stored, redirected with, or put in a message.
             form = ApiKeyCreateForm(firm=firm, initial={"user": request.user})

@@ -9,8 +9,6 @@ field, their NotAllowed as 403, and a product the caller may not see as 404, exa
 
 from __future__ import annotations
 
-import binascii
-import re
 from typing import Any
 
 from django.conf import settings
@@ -19,20 +17,20 @@ from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
-from rest_framework import exceptions, serializers, status
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
-from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.utils.urls import remove_query_param, replace_query_param
+from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
+from exchange.api import JsonErrorsOnly, MoneyField, error_responses
+from exchange.files import file_response
 from exchange.models import Board
 from exchange.money import CURRENCIES
-from exchange.schema import ApiErrorSerializer
+from exchange.pagination import CursorOrNumberedPagination, IdCursorPagination
 from exchange.selectors import user_firm_id
 
 from . import services, validation
@@ -70,15 +68,15 @@ def _own_product(user: Any, pk: int) -> DataProduct:
     return product_get_own(user=user, pk=pk)
 
 
+ERRORS = {
+    403: "Not allowed: `not_allowed` (the caller's role), `insufficient_scope` (an API key without `trade`).",
+    404: "No such product, or one the caller may not see (the two are not told apart).",
+    409: "`invalid_transition`: the product is not in a state that allows this.",
+}
+
+
 def _errors(*codes: int) -> dict[int, Any]:
-    descriptions = {
-        400: "The request is not valid: `validation_error` with the messages per field in `details`.",
-        401: "No or invalid credentials.",
-        403: "Not allowed: `not_allowed` (the caller's role), `insufficient_scope` (an API key without `trade`).",
-        404: "No such product, or one the caller may not see (the two are not told apart).",
-        409: "`invalid_transition`: the product is not in a state that allows this.",
-    }
-    return {code: OpenApiResponse(ApiErrorSerializer, description=descriptions[code]) for code in codes}
+    return error_responses(ERRORS, *codes)
 
 
 class ProviderOutputSerializer(serializers.Serializer):
@@ -95,9 +93,9 @@ class PlanOutputSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=PricePlan.Kind.choices)
     period = serializers.CharField(help_text="`month` or `year`; empty for one-off plans.")
     currency = serializers.CharField()
-    amount = serializers.DecimalField(max_digits=14, decimal_places=2, coerce_to_string=True)
+    amount = MoneyField(max_digits=14, decimal_places=2, currency_source="currency")
     included_calls = serializers.IntegerField(allow_null=True)
-    unit_price = serializers.DecimalField(max_digits=14, decimal_places=6, coerce_to_string=True, allow_null=True)
+    unit_price = MoneyField(max_digits=14, decimal_places=6, allow_null=True)
     is_private = serializers.BooleanField(help_text="A private offer, made to the caller's firm only.")
     buyer_code = serializers.CharField(
         help_text="For a private offer, the USCC or LEI it was addressed to; empty for public plans."
@@ -199,43 +197,18 @@ def _detail_data(request: Request, product: DataProduct, number: int | None = No
 # --- Pagination ---------------------------------------------------------------------------------------
 
 
-class _StrictCursorPagination(CursorPagination):
-    """DRF answers a bad cursor with 404; it is a bad parameter (400). A tampered position is refused here
-    too, so that it never reaches the database as a malformed value."""
-
-    page_size = settings.REST_FRAMEWORK["PAGE_SIZE"]
-    page_size_query_param = "page_size"
-    max_page_size = 100
-    template = None
-
-    def position_is_valid(self, position: str) -> bool:
-        raise NotImplementedError
-
-    def decode_cursor(self, request: Request) -> Any:
-        try:
-            cursor = super().decode_cursor(request)
-            if cursor is not None and cursor.position is not None and not self.position_is_valid(cursor.position):
-                raise exceptions.NotFound
-        except (exceptions.NotFound, binascii.Error, UnicodeError):
-            raise exceptions.ValidationError(
-                {self.cursor_query_param: ["Invalid cursor."]}, code="invalid_cursor"
-            ) from None
-        return cursor
-
-
-class CataloguePagination(_StrictCursorPagination):
+class CataloguePagination(CursorOrNumberedPagination):
     """Cursor pages for the default order, newest first; numbered pages for relevance and price orders.
 
     A cursor needs a key that is stable, unique enough and never null: the product's first listing time (and
     its id) is. Relevance ranks and lowest visible prices are computed per request and per caller, change
     when a product or plan changes, and prices may be null (no plan in the asked currency), so a cursor on
-    them would skip or repeat products; those orders page by number instead, with the same
-    `{next, previous, results}` envelope and no total count (a count would cost a query per page).
+    them would skip or repeat products; those orders page by number instead.
     """
 
     ordering = ("-listed_at", "-id")
-    page_query_param = "page"
-    max_page = 200  # numbered pages are offsets: past this, narrow the search instead
+    cursor_description = "The cursor from `next` or `previous`; only in the newest-first order."
+    page_description = "The page number, for the relevance and price orders only."
 
     def position_is_valid(self, position: str) -> bool:
         try:
@@ -249,68 +222,6 @@ class CataloguePagination(_StrictCursorPagination):
         q = params.get("q", "").strip()
         sort = params.get("sort") or ("relevance" if q else "newest")
         return sort == "newest" or (sort == "relevance" and not q)
-
-    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any] | None:
-        self.mode = "cursor" if self.uses_cursor(request) else "page"
-        if self.mode == "cursor":
-            return super().paginate_queryset(queryset, request, view)
-        self.request = request
-        self.page_size = self.get_page_size(request)
-        self.base_url = remove_query_param(request.build_absolute_uri(), self.cursor_query_param)
-        raw = request.query_params.get(self.page_query_param, "1")
-        try:
-            self.number = int(raw)
-        except ValueError:
-            self.number = 0
-        if not 1 <= self.number <= self.max_page:
-            raise exceptions.ValidationError(
-                {self.page_query_param: [f"A page number from 1 to {self.max_page}."]}, code="invalid_page"
-            )
-        # The filter has ordered the queryset deterministically (its last key is the id); one row more than
-        # the page tells whether another page follows.
-        start = (self.number - 1) * self.page_size
-        rows = list(queryset[start : start + self.page_size + 1])
-        self.has_next = len(rows) > self.page_size
-        self.has_previous = self.number > 1
-        self.page = rows[: self.page_size]
-        return self.page
-
-    def get_next_link(self) -> str | None:
-        if self.mode == "cursor":
-            return super().get_next_link()
-        return replace_query_param(self.base_url, self.page_query_param, self.number + 1) if self.has_next else None
-
-    def get_previous_link(self) -> str | None:
-        if self.mode == "cursor":
-            return super().get_previous_link()
-        if not self.has_previous:
-            return None
-        if self.number == 2:
-            return remove_query_param(self.base_url, self.page_query_param)
-        return replace_query_param(self.base_url, self.page_query_param, self.number - 1)
-
-    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
-        parameters = super().get_schema_operation_parameters(view)
-        parameters[0]["description"] = "The cursor from `next` or `previous`; only in the newest-first order."
-        parameters[1]["schema"] = {"type": "integer", "minimum": 1, "maximum": self.max_page_size}
-        parameters.append(
-            {
-                "name": self.page_query_param,
-                "required": False,
-                "in": "query",
-                "description": "The page number, for the relevance and price orders only.",
-                "schema": {"type": "integer", "minimum": 1, "maximum": self.max_page},
-            }
-        )
-        return parameters
-
-
-class MyProductsPagination(_StrictCursorPagination):
-    # The id, not the last change: a product edited while a client pages must not move between pages.
-    ordering = ("-id",)
-
-    def position_is_valid(self, position: str) -> bool:
-        return re.fullmatch(r"[0-9]{1,18}", position) is not None
 
 
 class CatalogueFilterBackend(DjangoFilterBackend):
@@ -468,19 +379,8 @@ class ProductDetailApi(APIView):
         return Response(ProductDetailApi.OutputSerializer(data).data)
 
 
-class _JsonForErrors(BaseContentNegotiation):
-    """The sample is a file whatever the client accepts; only errors are rendered, and as JSON."""
-
-    def select_parser(self, request: Any, parsers: list[Any]) -> Any:
-        content_type = request.content_type or ""
-        return next((p for p in parsers if content_type.startswith(p.media_type)), None)
-
-    def select_renderer(self, request: Any, renderers: list[Any], format_suffix: str | None = None) -> Any:
-        return renderers[0], renderers[0].media_type
-
-
 class ProductSampleApi(APIView):
-    content_negotiation_class = _JsonForErrors
+    content_negotiation_class = JsonErrorsOnly
 
     @extend_schema(
         summary="Download a product's sample",
@@ -499,18 +399,7 @@ class ProductSampleApi(APIView):
         revision = revision_for_display(
             user=request.user, product=product, number=params.validated_data.get("revision")
         )
-        if not revision.sample:
-            raise Http404
-        extension = revision.sample.name.rsplit(".", 1)[-1].lower()
-        try:
-            handle = revision.sample.open("rb")
-        except FileNotFoundError:
-            raise Http404 from None
-        return FileResponse(
-            handle,
-            as_attachment=True,
-            filename=f"product-{product.pk}-r{revision.number}.{extension}",
-        )
+        return file_response(revision.sample, filename_stem=f"product-{product.pk}-r{revision.number}")
 
 
 class ProductPlanListApi(APIView):
@@ -696,21 +585,6 @@ class ProductDraftCreateApi(APIView):
         return _transition(request, pk, services.revision_create_draft, status_code=status.HTTP_201_CREATED)
 
 
-class MoneyField(serializers.DecimalField):
-    """A money amount, sent as a string ("1200.00") or an integer; never a JSON float, which cannot hold
-    most decimal amounts exactly (0.1 is not 1/10) and would be rounded before we ever saw it."""
-
-    default_error_messages = {"float": 'Send money amounts as strings, e.g. "1200.00", not as JSON numbers.'}
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(coerce_to_string=True, **kwargs)
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, (float, bool)):
-            self.fail("float")
-        return super().to_internal_value(data)
-
-
 class PlanCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         name_en = serializers.CharField(max_length=100)
@@ -799,7 +673,7 @@ class MyProductListApi(ListAPIView):
             return RevisionStatusSerializer(product.open_revisions[0]).data
 
     serializer_class = OutputSerializer
-    pagination_class = MyProductsPagination
+    pagination_class = IdCursorPagination
     filter_backends: list[Any] = []
 
     def get_queryset(self) -> Any:

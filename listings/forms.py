@@ -8,10 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 
+from exchange.exceptions import ApplicationError
+from exchange.forms import add_service_errors
 from exchange.models import Board
 
 from . import validation
@@ -254,20 +256,17 @@ class ProductContentForm(forms.Form):
         content["dictionary"] = dictionary
         return content
 
-    def add_service_errors(self, exc: ValidationError, formset: BaseDictionaryFormSet) -> None:
-        """Put a service's ValidationError next to the field it names (the dictionary's above the table)."""
-        errors = exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD_ERRORS: exc.messages}
-        for name, messages in errors.items():
-            if name == "dictionary":
-                formset._non_form_errors = formset.error_class(  # type: ignore[attr-defined]
-                    [*formset.non_form_errors(), *messages], error_class="nonform"
-                )
-            elif name == "licence_terms":
-                self.add_error("territories", messages)
-            elif name in self.fields:
-                self.add_error(name, messages)
-            else:
-                self.add_error(None, messages)
+    def add_service_errors(self, exc: ValidationError | ApplicationError, formset: BaseDictionaryFormSet) -> None:
+        """Put a service's refusal next to the field it names (the dictionary's above the table)."""
+        if isinstance(exc, ValidationError) and hasattr(exc, "error_dict") and "dictionary" in exc.error_dict:
+            errors = exc.message_dict
+            formset._non_form_errors = formset.error_class(  # type: ignore[attr-defined]
+                [*formset.non_form_errors(), *errors.pop("dictionary")], error_class="nonform"
+            )
+            if not errors:
+                return
+            exc = ValidationError(errors)
+        add_service_errors(self, exc, aliases={"licence_terms": "territories"})
 
 
 CONTENT_FROM_FORM = (
@@ -342,11 +341,6 @@ class PricePlanForm(forms.Form):
         # Firms are found by the public identifier the provider knows, never picked from a list of members;
         # the service finds the firm and gives one refusal for unknown codes and firms not admitted.
         return self.cleaned_data["buyer_code"].strip().upper()
-
-    def add_service_errors(self, exc: ValidationError) -> None:
-        errors = exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD_ERRORS: exc.messages}
-        for name, messages in errors.items():
-            self.add_error(name if name in self.fields else None, messages)
 
 
 class ObjectionForm(forms.Form):

@@ -23,6 +23,7 @@ from guardian.shortcuts import assign_perm
 
 from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed
 from exchange.models import AuditEvent, Board, MemberFirm, Membership, User
+from exchange.money import quantize
 from exchange.selectors import board_access, firm_get_by_public_code, group_board_access, user_membership
 from exchange.services import audit_record
 
@@ -58,6 +59,52 @@ def can_review_product(user: User, product: DataProduct) -> bool:
         and user.is_staff
         and user.has_perm("listings.review_dataproduct")
         and product.board_id in board_access(user=user).visible
+    )
+
+
+def _product_create_refusal(user: User) -> str | None:
+    membership = user_membership(user)
+    if membership is None or membership.role not in EDITOR_ROLES or not membership.firm.is_kyc_verified:
+        return _("Only administrators and traders of a verified provider firm create products.")
+    if membership.firm.role not in (MemberFirm.Role.PROVIDER, MemberFirm.Role.BOTH):
+        return _("Your firm is not registered as a provider.")
+    return None
+
+
+def product_may_create(user: User) -> bool:
+    """A verified provider firm's administrators and traders create products (on the boards it is admitted to)."""
+    return _product_create_refusal(user) is None
+
+
+def product_may_delist(user: User, product: DataProduct) -> bool:
+    """Listing reviewers, and the provider's firm administrators."""
+    membership = user_membership(user)
+    is_provider_admin = (
+        membership is not None
+        and membership.firm_id == product.provider_id
+        and membership.role == Membership.Role.FIRM_ADMIN
+    )
+    return is_provider_admin or can_review_product(user, product)
+
+
+def _objection_refusal(user: User, product: DataProduct) -> str | None:
+    membership = user_membership(user)
+    if membership is None or not membership.firm.is_kyc_verified:
+        return _("Only members of verified firms may object.")
+    if membership.firm_id == product.provider_id:
+        return _("A provider cannot object to its own product.")
+    if product.board_id not in board_access(user=user).visible:
+        return _("Your firm is not admitted to the %(board)s.") % {"board": product.board.name}
+    return None
+
+
+def objection_may_lodge(user: User, product: DataProduct, revision: Revision | None) -> bool:
+    """Members of other verified firms admitted to the board object to `revision` (the product's open one)
+    while it is in public notice or already objected to."""
+    return (
+        revision is not None
+        and revision.status in (Status.IN_NOTICE, Status.OBJECTED)
+        and _objection_refusal(user, product) is None
     )
 
 
@@ -208,12 +255,11 @@ def _save_draft(revision: Revision) -> Revision:
 @transaction.atomic
 def product_create(*, actor: User, board: Board, **content: Any) -> DataProduct:
     """A new product and its first draft revision, owned by the actor's firm."""
+    if (refusal := _product_create_refusal(actor)) is not None:
+        raise NotAllowed(refusal)
     membership = user_membership(actor)
-    if membership is None or membership.role not in EDITOR_ROLES or not membership.firm.is_kyc_verified:
-        raise NotAllowed(_("Only administrators and traders of a verified provider firm create products."))
+    assert membership is not None  # refused above otherwise
     firm = membership.firm
-    if firm.role not in (MemberFirm.Role.PROVIDER, MemberFirm.Role.BOTH):
-        raise NotAllowed(_("Your firm is not registered as a provider."))
     if board.id not in group_board_access(group=firm.group_id).tradable:
         raise NotAllowed(_("Your firm is not admitted to the %(board)s.") % {"board": board.name})
     unknown = set(content) - set(EDITABLE_FIELDS)
@@ -416,13 +462,10 @@ def review_reject(*, product: DataProduct, actor: User, reasons: str, number: in
 @transaction.atomic
 def objection_lodge(*, product: DataProduct, actor: User, reason: str) -> Objection:
     """A member objects during the public notice: the notice pauses for a reviewer to decide."""
+    if (refusal := _objection_refusal(actor, product)) is not None:
+        raise NotAllowed(refusal)
     membership = user_membership(actor)
-    if membership is None or not membership.firm.is_kyc_verified:
-        raise NotAllowed(_("Only members of verified firms may object."))
-    if membership.firm_id == product.provider_id:
-        raise NotAllowed(_("A provider cannot object to its own product."))
-    if product.board_id not in board_access(user=actor).visible:
-        raise NotAllowed(_("Your firm is not admitted to the %(board)s.") % {"board": product.board.name})
+    assert membership is not None  # refused above otherwise
     if not reason.strip():
         raise ApplicationError(_("Say what you object to."), code="reason_required")
     # Locked: a reviewer dismissing the last objection (back to IN_NOTICE) or the notice being concluded
@@ -596,13 +639,7 @@ def product_reinstate(*, product: DataProduct, actor: User, reason: str = "") ->
 @transaction.atomic
 def product_delist(*, product: DataProduct, actor: User, reason: str) -> DataProduct:
     """Listed or suspended -> delisted, for good: by a reviewer, or by the provider's administrators."""
-    membership = user_membership(actor)
-    is_provider_admin = (
-        membership is not None
-        and membership.firm_id == product.provider_id
-        and membership.role == Membership.Role.FIRM_ADMIN
-    )
-    if not (is_provider_admin or can_review_product(actor, product)):
+    if not product_may_delist(actor, product):
         raise NotAllowed(_("Only listing reviewers and the provider's administrators may delist a product."))
     if not reason.strip():
         raise ApplicationError(_("Say why the product is delisted."), code="reason_required")
@@ -736,6 +773,8 @@ def plan_create(*, product: DataProduct, actor: User, buyer_code: str = "", **fi
     # Our messages first (they name the field); the database constraints are the backstop.
     _clean_plan(product, plan)
     plan.validate_constraints()
+    # Stored at the currency's minor unit, as the ledger will read it (a metered unit price keeps its places).
+    plan.amount = quantize(plan.amount, plan.currency)
     plan.save()
     _audit(
         actor,

@@ -7,7 +7,6 @@ ValidationError, which the page shows as a form error or a message, never as a s
 
 from __future__ import annotations
 
-import mimetypes
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +16,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, QueryDict
+from django.http import FileResponse, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.text import capfirst
@@ -27,8 +26,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_countries import countries
 
 from exchange.exceptions import ApplicationError, NotAllowed
-from exchange.models import Board, Membership
-from exchange.selectors import board_access, user_firm_id, user_membership
+from exchange.files import file_response
+from exchange.forms import add_service_errors, add_service_messages
+from exchange.models import Board
+from exchange.selectors import board_access, user_firm_id
 
 from . import services
 from .filters import SORTS, CatalogueFilter
@@ -258,18 +259,6 @@ def _displayed(request: HttpRequest, pk: int) -> tuple[DataProduct, Revision]:
     return product, revision
 
 
-def _can_object(request: HttpRequest, product: DataProduct, open_revision: Revision | None) -> bool:
-    membership = user_membership(request.user)
-    return (
-        membership is not None
-        and membership.firm.is_kyc_verified
-        and membership.firm_id != product.provider_id
-        and product.board_id in board_access(user=request.user).visible
-        and open_revision is not None
-        and open_revision.status in (Revision.Status.IN_NOTICE, Revision.Status.OBJECTED)
-    )
-
-
 def _licence_terms(revision: Revision) -> dict[str, Any]:
     terms = revision.licence_terms or {}
     territories = terms.get("territories", [])
@@ -291,7 +280,7 @@ def _product_page(
     request: HttpRequest, product: DataProduct, revision: Revision, objection_form: ObjectionForm | None = None
 ) -> HttpResponse:
     open_revision = services.open_revision(product)
-    can_object = _can_object(request, product, open_revision)
+    can_object = services.objection_may_lodge(request.user, product, open_revision)
     notice_changes: list[str] = []
     if can_object and open_revision is not None and product.listed_revision is not None:
         # What the revision in public notice would change, so that members know what they may object to.
@@ -350,24 +339,7 @@ def product_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def product_sample(request: HttpRequest, pk: int) -> FileResponse:
     product, revision = _displayed(request, pk)
-    if not revision.sample:
-        raise Http404
-    try:
-        handle = revision.sample.open("rb")
-    except FileNotFoundError:
-        raise Http404 from None
-    extension = revision.sample.name.rsplit(".", 1)[-1].lower()
-    content_type = {"csv": "text/csv; charset=utf-8", "json": "application/json"}.get(
-        extension, mimetypes.guess_type(revision.sample.name)[0] or "application/octet-stream"
-    )
-    response = FileResponse(
-        handle,
-        as_attachment=True,
-        filename=f"sample-{product.pk}-r{revision.number}.{extension}",
-        content_type=content_type,
-    )
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+    return file_response(revision.sample, filename_stem=f"sample-{product.pk}-r{revision.number}")
 
 
 @login_required
@@ -428,20 +400,10 @@ def my_products(request: HttpRequest) -> HttpResponse:
                 "notes": noted,
             }
         )
-    membership = user_membership(request.user)
     return render(
         request,
         "listings/my_products.html",
-        {"rows": rows, "can_create": _may_create(membership)},
-    )
-
-
-def _may_create(membership: Membership | None) -> bool:
-    return (
-        membership is not None
-        and membership.role in services.EDITOR_ROLES
-        and membership.firm.is_kyc_verified
-        and membership.firm.role != membership.firm.Role.BUYER
+        {"rows": rows, "can_create": services.product_may_create(request.user)},
     )
 
 
@@ -450,21 +412,16 @@ def _own_product(request: HttpRequest, pk: int) -> DataProduct:
     return product_get_own(user=request.user, pk=pk)
 
 
-def _service_error_to_message(request: HttpRequest, exc: Exception) -> None:
+def _service_error_to_message(request: HttpRequest, exc: ApplicationError | ValidationError) -> None:
     if isinstance(exc, NotAllowed):
         raise PermissionDenied(exc.message)
-    if isinstance(exc, ApplicationError):
-        messages.error(request, exc.message)
-    elif isinstance(exc, ValidationError):
-        for message in exc.messages:
-            messages.error(request, message)
+    add_service_messages(request, exc)
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def product_create(request: HttpRequest) -> HttpResponse:
-    membership = user_membership(request.user)
-    if not _may_create(membership):
+    if not services.product_may_create(request.user):
         raise PermissionDenied(_("Only administrators and traders of a verified provider firm create products."))
     boards = Board.objects.filter(id__in=board_access(user=request.user).tradable).order_by("id")
     data = request.POST if request.method == "POST" else None
@@ -477,12 +434,10 @@ def product_create(request: HttpRequest) -> HttpResponse:
             content = form.content(formset.rows())
             try:
                 product = services.product_create(actor=request.user, board=form.cleaned_data["board"], **content)
-            except ValidationError as exc:
-                form.add_service_errors(exc, formset)
             except NotAllowed as exc:
                 raise PermissionDenied(exc.message) from None
-            except ApplicationError as exc:
-                form.add_error(None, exc.message)
+            except (ValidationError, ApplicationError) as exc:
+                form.add_service_errors(exc, formset)
             else:
                 messages.success(
                     request, _("The draft is saved. Upload a sample and add a price plan, then submit it.")
@@ -511,8 +466,6 @@ def _manage_page(
     delisted = product.listing_status == ListingStatus.DELISTED
     draft = revision if revision is not None and revision.is_editable and not delisted else None
     can_edit = services.can_edit_product(request.user, product)
-    membership = user_membership(request.user)
-    is_firm_admin = membership is not None and membership.role == Membership.Role.FIRM_ADMIN
     if draft is not None and can_edit:
         if form is None:
             form = ProductContentForm(initial=ProductContentForm.initial_from(draft), categories=category_list())
@@ -527,7 +480,10 @@ def _manage_page(
         )
     else:
         plan_form = None
-    can_delist = is_firm_admin and product.listing_status in (ListingStatus.LISTED, ListingStatus.SUSPENDED)
+    can_delist = services.product_may_delist(request.user, product) and product.listing_status in (
+        ListingStatus.LISTED,
+        ListingStatus.SUSPENDED,
+    )
     shown = revision or product.listed_revision or revision_list(product=product).first()
     return render(
         request,
@@ -611,14 +567,10 @@ def product_sample_upload(request: HttpRequest, pk: int) -> HttpResponse:
         content = upload.read(limit + 1)
         try:
             services.revision_set_sample(product=product, actor=request.user, name=upload.name, content=content)
-        except ValidationError as exc:
-            form.add_error(
-                "sample", exc.message_dict.get("sample", exc.messages) if hasattr(exc, "error_dict") else exc.messages
-            )
         except NotAllowed as exc:
             raise PermissionDenied(exc.message) from None
-        except ApplicationError as exc:
-            form.add_error(None, exc.message)
+        except (ValidationError, ApplicationError) as exc:
+            add_service_errors(form, exc, default_field="sample")
         else:
             messages.success(request, _("The sample is checked against the dictionary and saved."))
             return redirect("portal:my-product-edit", pk=product.pk)
@@ -634,12 +586,10 @@ def plan_create(request: HttpRequest, pk: int) -> HttpResponse:
     if form.is_valid():
         try:
             services.plan_create(product=product, actor=request.user, **form.cleaned_data)
-        except ValidationError as exc:
-            form.add_service_errors(exc)
         except NotAllowed as exc:
             raise PermissionDenied(exc.message) from None
-        except ApplicationError as exc:
-            form.add_error(None, exc.message)
+        except (ValidationError, ApplicationError) as exc:
+            add_service_errors(form, exc)
         else:
             messages.success(request, _("The price plan is added."))
             return redirect("portal:my-product-edit", pk=product.pk)
@@ -706,8 +656,7 @@ def product_delist(request: HttpRequest, pk: int) -> HttpResponse:
     product = _own_product(request, pk)
     form = ReasonForm(request.POST)
     if not form.is_valid():
-        membership = user_membership(request.user)
-        if membership is None or membership.role != Membership.Role.FIRM_ADMIN:
+        if not services.product_may_delist(request.user, product):
             raise PermissionDenied(_("Only the provider's administrators may delist a product."))
         return _manage_page(request, product, delist_form=form, status=400)
     try:

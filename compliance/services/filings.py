@@ -84,6 +84,15 @@ def _require_filer(user: User, firm: MemberFirm) -> None:
         raise NotAllowed(_("Only providers file compliance evidence."))
 
 
+def filing_may_submit(user: User, firm: MemberFirm) -> bool:
+    """The firm's administrators and traders file evidence for it, if it is a provider (filing_submit's rule)."""
+    try:
+        _require_filer(user, firm)
+    except NotAllowed:
+        return False
+    return True
+
+
 def _require_officer(user: User) -> None:
     if not (user.is_authenticated and user.is_staff and user.has_perm(DECIDE_PERM)):
         raise NotAllowed(_("Only compliance officers decide on filings."))
