@@ -17,9 +17,9 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 
 from exchange.admin_kit import ReadOnlyAdminMixin, reason_action, reason_form, report_each
+from exchange.files import IMAGE_EXTENSIONS, file_response
 
 from .. import services
-from ..documents import IMAGE_EXTENSIONS, file_response
 from ..models import Filing
 from .shared import ADMIN_CSS
 
