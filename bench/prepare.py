@@ -29,7 +29,7 @@ def main() -> None:
     firm = MemberFirm.objects.get(legal_name_en=FIRM_NAME)
     user = User.objects.get(email=USER_EMAIL)
     admin = User.objects.get(email=ADMIN_EMAIL)
-    _, raw_key = services.api_key_create(firm=firm, user=user, name="bench", scopes=["read"], by=admin)
+    _, raw_key = services.api_key_create(firm=firm, user=user, name="bench", scopes=["read"], actor=admin)
     print(json.dumps({"raw_key": raw_key, "user": user.email, "firm": firm.legal_name_en}))
 
 

@@ -158,7 +158,7 @@ class BoardAdmin(GuardedModelAdmin):
     """Boards, with guardian's object-permission screens for staff (e.g. a reviewer covering one board).
 
     Firms' admissions are not managed there: a firm's group gets its board permissions only through
-    exchange.services.admit / revoke (the member firm actions), which check the admission rules and
+    exchange.services.firm_admit / firm_revoke (the member firm actions), which check the admission rules and
     audit. Only superusers use the object-permission screens, and every change there is audited too.
     """
 
@@ -168,7 +168,7 @@ class BoardAdmin(GuardedModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Board, form: forms.ModelForm, change: bool) -> None:
         services.board_update(
-            board=obj, by=request.user, **{name: form.cleaned_data[name] for name in form.changed_data}
+            board=obj, actor=request.user, **{name: form.cleaned_data[name] for name in form.changed_data}
         )
 
     def _object_permissions_allowed(self, request: HttpRequest) -> bool:
@@ -272,7 +272,7 @@ def _admission_action(board_code: str, *, grant: bool) -> Any:
         done = 0
         for firm in queryset.order_by("pk"):
             try:
-                (services.admit if grant else services.revoke)(firm=firm, board=board, by=request.user)
+                (services.firm_admit if grant else services.firm_revoke)(firm=firm, board=board, actor=request.user)
                 done += 1
             except ApplicationError as exc:
                 modeladmin.message_user(request, exc.message, messages.ERROR)
@@ -335,10 +335,10 @@ class MemberFirmAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: MemberFirm, form: forms.ModelForm, change: bool) -> None:
         fields = {name: form.cleaned_data[name] for name in form.changed_data if name in form.cleaned_data}
         if change:
-            saved = services.firm_update(firm=obj, by=request.user, **fields)
+            saved = services.firm_update(firm=obj, actor=request.user, **fields)
         else:
             data = {name: form.cleaned_data[name] for name in form.cleaned_data}
-            saved = services.firm_create(by=request.user, **data)
+            saved = services.firm_create(actor=request.user, **data)
         obj.pk, obj.group = saved.pk, saved.group
         obj._state.adding = False
 
@@ -354,28 +354,28 @@ class MemberFirmAdmin(admin.ModelAdmin):
             instance = inline_form.instance
             if formset._should_delete_form(inline_form):
                 if instance.pk:
-                    services.membership_remove(membership=instance, by=request.user)
+                    services.membership_remove(membership=instance, actor=request.user)
             elif instance.pk and "user" in inline_form.changed_data:
                 # Another person on an existing row: the first leaves the firm (and loses its keys), the
                 # second joins it.
                 previous = Membership.objects.select_related("user", "firm").get(pk=instance.pk)
-                services.membership_remove(membership=previous, by=request.user)
+                services.membership_remove(membership=previous, actor=request.user)
                 services.membership_add(
                     user=inline_form.cleaned_data["user"],
                     firm=firm,
                     role=inline_form.cleaned_data["role"],
-                    by=request.user,
+                    actor=request.user,
                 )
             elif instance.pk:
                 services.membership_change_role(
-                    membership=instance, role=inline_form.cleaned_data["role"], by=request.user
+                    membership=instance, role=inline_form.cleaned_data["role"], actor=request.user
                 )
             else:
                 services.membership_add(
                     user=inline_form.cleaned_data["user"],
                     firm=firm,
                     role=inline_form.cleaned_data["role"],
-                    by=request.user,
+                    actor=request.user,
                 )
         formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         return None
@@ -448,7 +448,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             name=form.cleaned_data["name"],
             scopes=form.cleaned_data["scopes"],
             expires_at=form.cleaned_data["expires_at"],
-            by=request.user,
+            actor=request.user,
         )
         obj.pk, obj.prefix = api_key.pk, api_key.prefix
         obj._state.adding = False
@@ -470,7 +470,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         revoked = 0
         for api_key in queryset.select_related("firm").order_by("pk"):
             try:
-                services.api_key_revoke(api_key=api_key, by=request.user)
+                services.api_key_revoke(api_key=api_key, actor=request.user)
                 revoked += 1
             except ApplicationError as exc:
                 self.message_user(request, exc.message, messages.WARNING)

@@ -180,7 +180,7 @@ def _user_is_firm_admin(user: User, firm: MemberFirm) -> bool:
 
 
 @transaction.atomic
-def firm_create(*, by: User | None, **fields: Any) -> MemberFirm:
+def firm_create(*, actor: User | None, **fields: Any) -> MemberFirm:
     firm = MemberFirm(**fields)
     # The group is named after the firm's id, which exists only once saved: name it uniquely for now.
     firm.group = Group.objects.create(name=f"firm:pending:{secrets.token_hex(8)}")
@@ -188,7 +188,7 @@ def firm_create(*, by: User | None, **fields: Any) -> MemberFirm:
     firm.save()
     firm.group.name = f"firm:{firm.pk}"
     firm.group.save(update_fields=["name"])
-    audit_record(actor=by, verb="firm.create", target=firm, payload=_firm_snapshot(firm))
+    audit_record(actor=actor, verb="firm.create", target=firm, payload=_firm_snapshot(firm))
     return firm
 
 
@@ -208,7 +208,7 @@ def _firm_snapshot(firm: MemberFirm) -> dict[str, Any]:
 
 
 @transaction.atomic
-def firm_update(*, firm: MemberFirm, by: User | None, **fields: Any) -> MemberFirm:
+def firm_update(*, firm: MemberFirm, actor: User | None, **fields: Any) -> MemberFirm:
     locked = MemberFirm.objects.select_for_update().get(pk=firm.pk)
     before = _firm_snapshot(locked)
     for name, value in fields.items():
@@ -222,38 +222,38 @@ def firm_update(*, firm: MemberFirm, by: User | None, **fields: Any) -> MemberFi
     after = _firm_snapshot(locked)
     changes = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
     if changes:
-        audit_record(actor=by, verb="firm.update", target=locked, payload={"changes": changes})
+        audit_record(actor=actor, verb="firm.update", target=locked, payload={"changes": changes})
     return locked
 
 
 @transaction.atomic
-def _require_superuser_for_staff(user: User, by: User | None, message: str) -> None:
+def _require_superuser_for_staff(user: User, actor: User | None, message: str) -> None:
     # Whoever places a staff account in a firm, or makes a key that acts for one, can act under that person's
     # name there: a superuser's decision, as every change to a staff account is (commands pass by=None).
-    if (user.is_staff or user.is_superuser) and by is not None and not by.is_superuser:
+    if (user.is_staff or user.is_superuser) and actor is not None and not actor.is_superuser:
         raise NotAllowed(message, code="staff_account")
 
 
-def membership_add(*, user: User, firm: MemberFirm, role: str, by: User | None) -> Membership:
-    _require_superuser_for_staff(user, by, _("Only a superuser may make an exchange staff account a member of a firm."))
+def membership_add(*, user: User, firm: MemberFirm, role: str, actor: User | None) -> Membership:
+    _require_superuser_for_staff(user, actor, _("Only a superuser may make an exchange staff account a member of a firm."))
     if Membership.objects.filter(user=user).exists():
         raise ApplicationError(_("%(user)s already belongs to a firm.") % {"user": user}, code="already_member")
     membership = Membership(user=user, firm=firm, role=role)
     membership.full_clean()
     membership.save()
     user.groups.add(firm.group)
-    audit_record(actor=by, verb="membership.add", target=firm, payload={"user": user.email, "role": role})
+    audit_record(actor=actor, verb="membership.add", target=firm, payload={"user": user.email, "role": role})
     return membership
 
 
 @transaction.atomic
-def membership_change_role(*, membership: Membership, role: str, by: User | None) -> Membership:
+def membership_change_role(*, membership: Membership, role: str, actor: User | None) -> Membership:
     old = membership.role
     membership.role = role
     membership.full_clean()
     membership.save(update_fields=["role", "updated_at"])
     audit_record(
-        actor=by,
+        actor=actor,
         verb="membership.change_role",
         target=membership.firm,
         payload={"user": membership.user.email, "role": [old, role]},
@@ -262,7 +262,7 @@ def membership_change_role(*, membership: Membership, role: str, by: User | None
 
 
 @transaction.atomic
-def membership_remove(*, membership: Membership, by: User | None) -> None:
+def membership_remove(*, membership: Membership, actor: User | None) -> None:
     """Take a person out of a firm; the API keys acting for them die with the membership."""
     user, firm = membership.user, membership.firm
     # Lock the membership first: a key being created for this member at the same moment either commits
@@ -275,21 +275,21 @@ def membership_remove(*, membership: Membership, by: User | None) -> None:
         .values_list("prefix", flat=True)
     )
     ApiKey.objects.filter(user=user, firm=firm, revoked_at__isnull=True).update(
-        revoked_at=timezone.now(), revoked_by=by
+        revoked_at=timezone.now(), revoked_by=actor
     )
     membership.delete()
     user._state.fields_cache.pop("membership", None)
     audit_record(
-        actor=by, verb="membership.remove", target=firm, payload={"user": user.email, "api_keys_revoked": revoked}
+        actor=actor, verb="membership.remove", target=firm, payload={"user": user.email, "api_keys_revoked": revoked}
     )
 
 
 @transaction.atomic
 def member_user_create(
-    *, email: str, password: str | None, firm: MemberFirm, role: str, by: User | None, full_name: str = ""
+    *, email: str, password: str | None, firm: MemberFirm, role: str, actor: User | None, full_name: str = ""
 ) -> User:
     user = User.objects.create_user(email=email, password=password, full_name=full_name)
-    membership_add(user=user, firm=firm, role=role, by=by)
+    membership_add(user=user, firm=firm, role=role, actor=actor)
     return user
 
 
@@ -299,7 +299,7 @@ BOARD_EDITABLE = ("name_en", "name_zh", "fee_rate_bps", "settlement_currencies",
 
 
 @transaction.atomic
-def board_update(*, board: Board, by: User, **fields: Any) -> Board:
+def board_update(*, board: Board, actor: User, **fields: Any) -> Board:
     """Change a board's names, fee rate or currencies: money terms, so always audited."""
     unknown = set(fields) - set(BOARD_EDITABLE)
     if unknown:
@@ -314,14 +314,14 @@ def board_update(*, board: Board, by: User, **fields: Any) -> Board:
         name: [before[name], getattr(locked, name)] for name in BOARD_EDITABLE if before[name] != getattr(locked, name)
     }
     if changes:
-        audit_record(actor=by, verb="board.update", target=locked, payload={"changes": changes})
+        audit_record(actor=actor, verb="board.update", target=locked, payload={"changes": changes})
     return locked
 
 
 @transaction.atomic
-def admit(*, firm: MemberFirm, board: Board, by: User) -> None:
+def firm_admit(*, firm: MemberFirm, board: Board, actor: User) -> None:
     """Admit a firm to a board: its group gets view_board and trade_on_board on the board."""
-    if not by.has_perm("exchange.admit_memberfirm"):
+    if not actor.has_perm("exchange.admit_memberfirm"):
         raise NotAllowed(_("You may not admit firms to boards."))
     # Lock the firm so that a KYC change cannot slip between the check and the grant.
     firm = MemberFirm.objects.select_for_update().get(pk=firm.pk)
@@ -351,13 +351,13 @@ def admit(*, firm: MemberFirm, board: Board, by: User) -> None:
         )
     for perm in BOARD_PERMS:
         assign_perm(perm, firm.group, board)
-    audit_record(actor=by, verb="board.admit", target=firm, payload={"board": board.code})
+    audit_record(actor=actor, verb="board.admit", target=firm, payload={"board": board.code})
 
 
 @transaction.atomic
-def revoke(*, firm: MemberFirm, board: Board, by: User) -> None:
+def firm_revoke(*, firm: MemberFirm, board: Board, actor: User) -> None:
     """Take a firm off a board: both permissions go, whatever else it holds."""
-    if not by.has_perm("exchange.admit_memberfirm"):
+    if not actor.has_perm("exchange.admit_memberfirm"):
         raise NotAllowed(_("You may not revoke firms' admissions."))
     firm = MemberFirm.objects.select_for_update().get(pk=firm.pk)
     if board.code not in board_codes_for_firm(firm=firm):
@@ -366,7 +366,7 @@ def revoke(*, firm: MemberFirm, board: Board, by: User) -> None:
         )
     for perm in BOARD_PERMS:
         remove_perm(perm, firm.group, board)
-    audit_record(actor=by, verb="board.revoke", target=firm, payload={"board": board.code})
+    audit_record(actor=actor, verb="board.revoke", target=firm, payload={"board": board.code})
 
 
 # --- API keys -------------------------------------------------------------------------------------
@@ -401,13 +401,13 @@ def api_key_create(
     user: User,
     name: str,
     scopes: list[str],
-    by: User,
+    actor: User,
     expires_at: datetime | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key; answer it with the raw key, which is shown once and never stored."""
-    if not (_user_is_firm_admin(by, firm) or (by.is_staff and by.has_perm("exchange.add_apikey"))):
+    if not (_user_is_firm_admin(actor, firm) or (actor.is_staff and actor.has_perm("exchange.add_apikey"))):
         raise NotAllowed(_("Only the firm's administrators and exchange staff may create its API keys."))
-    _require_superuser_for_staff(user, by, _("Only a superuser may create an API key that acts for exchange staff."))
+    _require_superuser_for_staff(user, actor, _("Only a superuser may create an API key that acts for exchange staff."))
     # Lock the firm before counting its keys: a key being created for the firm by a concurrent request
     # waits here until this one commits, and then counts it (without the lock, each would count the same
     # keys and all would pass the limit).
@@ -442,13 +442,13 @@ def api_key_create(
         prefix=prefix,
         key_hash=api_key_hash(raw_key),
         scopes=scopes,
-        created_by=by,
+        created_by=actor,
         expires_at=expires_at,
     )
     api_key.full_clean()
     api_key.save()
     audit_record(
-        actor=by,
+        actor=actor,
         verb="api_key.create",
         target=api_key,
         payload={"firm": firm.pk, "user": user.email, "scopes": scopes, "expires_at": expires_at},
@@ -457,16 +457,16 @@ def api_key_create(
 
 
 @transaction.atomic
-def api_key_revoke(*, api_key: ApiKey, by: User) -> ApiKey:
-    if not (_user_is_firm_admin(by, api_key.firm) or (by.is_staff and by.has_perm("exchange.change_apikey"))):
+def api_key_revoke(*, api_key: ApiKey, actor: User) -> ApiKey:
+    if not (_user_is_firm_admin(actor, api_key.firm) or (actor.is_staff and actor.has_perm("exchange.change_apikey"))):
         raise NotAllowed(_("Only the firm's administrators and exchange staff may revoke its API keys."))
     now = timezone.now()
     # Compare-and-swap: a key is revoked once, by whoever gets there first.
-    updated = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now, revoked_by=by)
+    updated = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now, revoked_by=actor)
     if updated != 1:
         raise ApplicationError(_("The key %(key)s is already revoked.") % {"key": api_key}, code="already_revoked")
     api_key.refresh_from_db()
-    audit_record(actor=by, verb="api_key.revoke", target=api_key, payload={"firm": api_key.firm_id})
+    audit_record(actor=actor, verb="api_key.revoke", target=api_key, payload={"firm": api_key.firm_id})
     return api_key
 
 

@@ -108,7 +108,7 @@ def portal_api_keys(request: HttpRequest) -> HttpResponse:
                 name=form.cleaned_data["name"],
                 scopes=form.cleaned_data["scopes"],
                 expires_at=timezone.now() + timedelta(days=form.cleaned_data["lifetime_days"]),
-                by=request.user,
+                actor=request.user,
             )
         except ApplicationError as exc:
             add_service_errors(form, exc)
@@ -131,7 +131,7 @@ def portal_api_key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     # Another firm's key answers 404: its existence is not ours to reveal.
     api_key = get_object_or_404(ApiKey, pk=pk, firm=membership.firm)
     try:
-        services.api_key_revoke(api_key=api_key, by=request.user)
+        services.api_key_revoke(api_key=api_key, actor=request.user)
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:

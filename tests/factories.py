@@ -80,12 +80,12 @@ class MemberFirmFactory(factory.Factory):
 
     @classmethod
     def _create(cls, model_class: type[MemberFirm], *args: Any, **kwargs: Any) -> MemberFirm:
-        return services.firm_create(by=None, **kwargs)
+        return services.firm_create(actor=None, **kwargs)
 
 
 def member(firm: MemberFirm, role: str = "trader", email: str | None = None) -> User:
     user = UserFactory(email=email) if email else UserFactory()
-    services.membership_add(user=user, firm=firm, role=role, by=None)
+    services.membership_add(user=user, firm=firm, role=role, actor=None)
     return user
 
 
@@ -94,7 +94,7 @@ def admit(firm: MemberFirm, *codes: str) -> MemberFirm:
         email="root@exchange.example", is_staff=True, is_superuser=True
     )
     for code in codes:
-        services.admit(firm=firm, board=board(code), by=superuser)
+        services.firm_admit(firm=firm, board=board(code), actor=superuser)
     return firm
 
 
@@ -114,7 +114,7 @@ def api_client_for(user: User | None, auth: str = "session", scopes: tuple[str, 
     else:
         firm = user.membership.firm
         admin = firm.memberships.filter(role="firm_admin").first().user
-        _, raw_key = services.api_key_create(firm=firm, user=user, name="t", scopes=list(scopes), by=admin)
+        _, raw_key = services.api_key_create(firm=firm, user=user, name="t", scopes=list(scopes), actor=admin)
         client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
     return client
 

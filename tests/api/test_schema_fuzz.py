@@ -38,7 +38,7 @@ def fuzz_setup(db, provider, reviewer, international, officer, settings) -> Iter
     evidence = filing(provider, "pipia_report", products=[product], issued_on=date(2026, 1, 5), accepted_by=officer)
     contract = filing(provider, "standard_contract", products=[product], issued_on=date(2026, 1, 5))
     _key, raw = exchange_services.api_key_create(
-        firm=provider.membership.firm, user=provider, name="fuzz", scopes=["read", "trade"], by=provider
+        firm=provider.membership.firm, user=provider, name="fuzz", scopes=["read", "trade"], actor=provider
     )
     # The WSGI handler closes the database connection at the end of each request, which would close the test's
     # transaction; Django's own test client disconnects the same handlers.

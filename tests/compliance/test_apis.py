@@ -28,7 +28,7 @@ def test_the_api_and_the_command_decide_alike(api_client, provider, rule, change
 
 def test_a_read_scope_key_may_ask(api_client, provider):
     _, raw_key = services.api_key_create(
-        firm=provider.membership.firm, user=provider, name="k", scopes=["read"], by=provider
+        firm=provider.membership.firm, user=provider, name="k", scopes=["read"], actor=provider
     )
     response = api_client.post(URL, BASE, format="json", HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
     assert response.status_code == 200 and response.json()["rules"] == ["R16", "A10"]

@@ -50,7 +50,7 @@ class TestAdmissionScreening:
         )
         firm = MemberFirmFactory(legal_name_en="BLOCKED ANALYTICS", country="DE", role="buyer")
         with pytest.raises(ApplicationError) as exc:
-            exchange_services.admit(firm=firm, board=Board.objects.get(code="international"), by=superuser)
+            exchange_services.firm_admit(firm=firm, board=Board.objects.get(code="international"), actor=superuser)
         assert exc.value.code == "admission_check_failed"
         assert "Blocked Analytics GmbH" in exc.value.details["reasons"][0]
         assert "international" not in exchange_services.board_codes_for_firm(firm=firm)
@@ -61,12 +61,12 @@ class TestAdmissionScreening:
             party=RestrictedParty(name="Somebody", source_list="OFAC"), identifiers=[("lei", firm.lei)], actor=superuser
         )
         with pytest.raises(ApplicationError):
-            exchange_services.admit(firm=firm, board=Board.objects.get(code="international"), by=superuser)
+            exchange_services.firm_admit(firm=firm, board=Board.objects.get(code="international"), actor=superuser)
 
     def test_a_clean_firm_is_admitted(self, boards, superuser):
         services.party_save(party=RestrictedParty(name="Someone Else", source_list="OFAC"), actor=superuser)
         firm = MemberFirmFactory(legal_name_en="Clean Co", country="DE", role="buyer")
-        exchange_services.admit(firm=firm, board=Board.objects.get(code="international"), by=superuser)
+        exchange_services.firm_admit(firm=firm, board=Board.objects.get(code="international"), actor=superuser)
 
 
 class TestPartyImport:

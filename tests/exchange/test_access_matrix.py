@@ -127,7 +127,7 @@ def test_admin_doors(client, persona, path, request):
 def key_for(db):
     def make(user, scopes=("read",), **kwargs):
         firm = user.membership.firm
-        return services.api_key_create(firm=firm, user=user, name="test", scopes=list(scopes), by=user, **kwargs)
+        return services.api_key_create(firm=firm, user=user, name="test", scopes=list(scopes), actor=user, **kwargs)
 
     return make
 
@@ -163,7 +163,7 @@ def test_keys_that_must_not_work(api_client, provider, key_for, spoil, code, tim
     if spoil == "expired":
         time_machine.move_to(timezone.now() + timedelta(days=2))
     elif spoil == "revoked":
-        services.api_key_revoke(api_key=api_key, by=provider)
+        services.api_key_revoke(api_key=api_key, actor=provider)
     elif spoil == "wrong_secret":
         raw_key = raw_key[:-4] + ("AAAA" if not raw_key.endswith("AAAA") else "BBBB")
     elif spoil == "unknown_prefix":
@@ -171,7 +171,7 @@ def test_keys_that_must_not_work(api_client, provider, key_for, spoil, code, tim
     elif spoil == "garbage":
         raw_key = "not-a-key"
     elif spoil == "member_left":
-        services.membership_remove(membership=provider.membership, by=None)
+        services.membership_remove(membership=provider.membership, actor=None)
     elif spoil == "user_deactivated":
         provider.is_active = False
         provider.save()

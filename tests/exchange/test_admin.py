@@ -151,7 +151,7 @@ def test_api_key_created_in_admin_is_shown_once(client, ops, provider):
 
 def test_api_key_revoke_action(client, ops, provider):
     api_key, _ = services.api_key_create(
-        firm=provider.membership.firm, user=provider, name="k", scopes=["read"], by=provider
+        firm=provider.membership.firm, user=provider, name="k", scopes=["read"], actor=provider
     )
     login_as(client, ops)
     client.post(reverse("admin:exchange_apikey_changelist"), {"action": "revoke", "_selected_action": [api_key.pk]})

@@ -16,7 +16,7 @@ def test_admitting_grants_view_and_trade_to_the_firms_group(ops, boards):
     firm = MemberFirmFactory()
     trader = member(firm)
     # when
-    services.admit(firm=firm, board=boards["domestic"], by=ops)
+    services.firm_admit(firm=firm, board=boards["domestic"], actor=ops)
     # then
     assert trader.has_perm("exchange.view_board", boards["domestic"])
     assert trader.has_perm("exchange.trade_on_board", boards["domestic"])
@@ -30,9 +30,9 @@ def test_admitting_grants_view_and_trade_to_the_firms_group(ops, boards):
 def test_revoking_takes_both_permissions_away(ops, boards):
     firm = MemberFirmFactory()
     trader = member(firm)
-    services.admit(firm=firm, board=boards["international"], by=ops)
+    services.firm_admit(firm=firm, board=boards["international"], actor=ops)
     # when
-    services.revoke(firm=firm, board=boards["international"], by=ops)
+    services.firm_revoke(firm=firm, board=boards["international"], actor=ops)
     # then
     assert board_ids_visible(user=trader) == frozenset()
     assert board_ids_tradable(user=trader) == frozenset()
@@ -46,7 +46,7 @@ def test_revoking_takes_both_permissions_away(ops, boards):
 def test_only_verified_firms_are_admitted(ops, boards, status):
     firm = MemberFirmFactory(kyc_status=status)
     with pytest.raises(ApplicationError) as exc:
-        services.admit(firm=firm, board=boards["domestic"], by=ops)
+        services.firm_admit(firm=firm, board=boards["domestic"], actor=ops)
     assert exc.value.code == "firm_not_verified"
     assert board_codes_for_firm(firm=firm) == set()
     assert not AuditEvent.objects.filter(verb="board.admit").exists()
@@ -56,20 +56,20 @@ def test_only_verified_firms_are_admitted(ops, boards, status):
 def test_firms_outside_the_mainland_only_reach_the_international_board(ops, boards, country):
     firm = MemberFirmFactory(country=country)
     with pytest.raises(ApplicationError) as exc:
-        services.admit(firm=firm, board=boards["domestic"], by=ops)
+        services.firm_admit(firm=firm, board=boards["domestic"], actor=ops)
     assert exc.value.code == "foreign_firm_domestic_board"
-    services.admit(firm=firm, board=boards["international"], by=ops)
+    services.firm_admit(firm=firm, board=boards["international"], actor=ops)
     assert board_codes_for_firm(firm=firm) == {"international"}
 
 
 def test_admitting_twice_or_revoking_what_was_never_granted_is_refused(ops, boards):
     firm = MemberFirmFactory()
-    services.admit(firm=firm, board=boards["domestic"], by=ops)
+    services.firm_admit(firm=firm, board=boards["domestic"], actor=ops)
     with pytest.raises(ApplicationError) as exc:
-        services.admit(firm=firm, board=boards["domestic"], by=ops)
+        services.firm_admit(firm=firm, board=boards["domestic"], actor=ops)
     assert exc.value.code == "already_admitted"
     with pytest.raises(ApplicationError) as exc:
-        services.revoke(firm=firm, board=boards["international"], by=ops)
+        services.firm_revoke(firm=firm, board=boards["international"], actor=ops)
     assert exc.value.code == "not_admitted"
 
 
@@ -78,24 +78,24 @@ def test_only_staff_with_the_admit_permission_may_admit(request, boards, persona
     actor = request.getfixturevalue(persona)
     firm = MemberFirmFactory()
     with pytest.raises(NotAllowed):
-        services.admit(firm=firm, board=boards["domestic"], by=actor)
+        services.firm_admit(firm=firm, board=boards["domestic"], actor=actor)
     with pytest.raises(NotAllowed):
-        services.revoke(firm=firm, board=boards["domestic"], by=actor)
+        services.firm_revoke(firm=firm, board=boards["domestic"], actor=actor)
 
 
 def test_a_member_cannot_admit_its_own_firm(boards, provider):
     firm = MemberFirmFactory()
     with pytest.raises(NotAllowed):
-        services.admit(firm=firm, board=boards["domestic"], by=provider)
+        services.firm_admit(firm=firm, board=boards["domestic"], actor=provider)
 
 
 def test_suspending_kyc_hides_every_board_until_verified_again(ops, boards, domestic):
     firm = domestic.membership.firm
-    services.firm_update(firm=firm, by=ops, kyc_status=MemberFirm.KycStatus.SUSPENDED)
+    services.firm_update(firm=firm, actor=ops, kyc_status=MemberFirm.KycStatus.SUSPENDED)
     domestic.membership.refresh_from_db()
     domestic.membership.firm.refresh_from_db()
     assert board_ids_visible(user=domestic) == frozenset()
-    services.firm_update(firm=firm, by=ops, kyc_status=MemberFirm.KycStatus.VERIFIED)
+    services.firm_update(firm=firm, actor=ops, kyc_status=MemberFirm.KycStatus.VERIFIED)
     domestic.membership.firm.refresh_from_db()
     assert board_ids_visible(user=domestic) == {boards["domestic"].id}
 

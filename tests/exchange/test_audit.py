@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def trail(ops, boards):
     firm = MemberFirmFactory()
-    services.admit(firm=firm, board=boards["domestic"], by=ops)
+    services.firm_admit(firm=firm, board=boards["domestic"], actor=ops)
     services.audit_record(actor=ops, verb="test.note", target=firm, payload={"amount": "12.50", "达": "中文"})
     return list(AuditEvent.objects.order_by("seq"))
 

@@ -29,7 +29,7 @@ postgresql_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="
 @pytest.fixture
 def trail(ops, boards):
     firm = MemberFirmFactory()
-    services.admit(firm=firm, board=boards["domestic"], by=ops)
+    services.firm_admit(firm=firm, board=boards["domestic"], actor=ops)
     services.audit_record(actor=ops, verb="test.note", target=firm, payload={"amount": "12.50", "达": "中文"})
     return list(AuditEvent.objects.order_by("seq"))
 

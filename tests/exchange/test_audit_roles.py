@@ -24,7 +24,7 @@ FIELDS += ["object_repr", "payload", "request_id"]
 @pytest.fixture
 def trail(ops, boards):
     firm = MemberFirmFactory()
-    services.admit(firm=firm, board=boards["domestic"], by=ops)
+    services.firm_admit(firm=firm, board=boards["domestic"], actor=ops)
     return list(AuditEvent.objects.order_by("seq"))
 
 

@@ -47,7 +47,7 @@ def test_concurrent_audit_appends_keep_one_unbroken_chain(ops):
 
 def test_concurrent_admissions_admit_once(ops, boards):
     firm = MemberFirmFactory()
-    results, errors = _race(lambda i: services.admit(firm=firm, board=boards["international"], by=ops))
+    results, errors = _race(lambda i: services.firm_admit(firm=firm, board=boards["international"], actor=ops))
     assert len(results) == 1
     assert len(errors) == THREADS - 1
     assert all(isinstance(e, ApplicationError) and e.code == "already_admitted" for e in errors), errors
@@ -60,11 +60,11 @@ def test_concurrent_key_creations_stay_within_the_firms_limit(provider, settings
     # given a firm allowed 3 active keys, holding one
     settings.API_KEY_MAX_ACTIVE_PER_FIRM = 3
     firm = provider.membership.firm
-    services.api_key_create(firm=firm, user=provider, name="first", scopes=["read"], by=provider)
+    services.api_key_create(firm=firm, user=provider, name="first", scopes=["read"], actor=provider)
 
     # when its administrator creates eight more at the same moment
     results, errors = _race(
-        lambda i: services.api_key_create(firm=firm, user=provider, name=f"k{i}", scopes=["read"], by=provider)
+        lambda i: services.api_key_create(firm=firm, user=provider, name=f"k{i}", scopes=["read"], actor=provider)
     )
 
     # then two fit and the others are refused with the limit's code

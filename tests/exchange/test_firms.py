@@ -11,7 +11,7 @@ class TestFirmCreate:
     def test_creates_the_firms_own_group_and_an_audit_row(self, ops):
         # when
         firm = services.firm_create(
-            by=ops,
+            actor=ops,
             legal_name_en="Lingang Data Co.",
             legal_name_zh="临港数据有限公司",
             country="CN",
@@ -27,20 +27,20 @@ class TestFirmCreate:
 
     def test_mainland_firm_needs_a_uscc(self, ops):
         with pytest.raises(ValidationError) as exc:
-            services.firm_create(by=ops, legal_name_en="No Code Co.", country="CN", role="buyer")
+            services.firm_create(actor=ops, legal_name_en="No Code Co.", country="CN", role="buyer")
         assert "uscc" in exc.value.message_dict
         assert not MemberFirm.objects.exists()
 
     def test_foreign_firm_has_no_uscc(self, ops):
         with pytest.raises(ValidationError) as exc:
-            services.firm_create(by=ops, legal_name_en="HK Co.", country="HK", uscc=make_uscc(1), role="buyer")
+            services.firm_create(actor=ops, legal_name_en="HK Co.", country="HK", uscc=make_uscc(1), role="buyer")
         assert "uscc" in exc.value.message_dict
 
     def test_bad_check_character_is_refused_and_nothing_is_saved(self, ops):
         events = AuditEvent.objects.count()
         with pytest.raises(ValidationError) as exc:
             services.firm_create(
-                by=ops, legal_name_en="Typo Co.", country="CN", uscc="911100007109288315", role="buyer"
+                actor=ops, legal_name_en="Typo Co.", country="CN", uscc="911100007109288315", role="buyer"
             )
         assert exc.value.message_dict["uscc"] == ["The check character of this Unified Social Credit Code is wrong."]
         assert not MemberFirm.objects.exists()
@@ -59,7 +59,7 @@ class TestFirmCreate:
 @pytest.mark.django_db
 def test_firm_update_audits_what_changed(ops):
     firm = MemberFirmFactory(kyc_status=MemberFirm.KycStatus.PENDING)
-    services.firm_update(firm=firm, by=ops, kyc_status=MemberFirm.KycStatus.VERIFIED)
+    services.firm_update(firm=firm, actor=ops, kyc_status=MemberFirm.KycStatus.VERIFIED)
     event = AuditEvent.objects.filter(verb="firm.update").get()
     assert event.payload == {"changes": {"kyc_status": ["pending", "verified"]}}
 
@@ -71,5 +71,5 @@ def test_a_user_belongs_to_one_firm(ops):
 
     user = member(MemberFirmFactory())
     with pytest.raises(ApplicationError) as exc:
-        services.membership_add(user=user, firm=MemberFirmFactory(), role="trader", by=ops)
+        services.membership_add(user=user, firm=MemberFirmFactory(), role="trader", actor=ops)
     assert exc.value.code == "already_member"

@@ -115,7 +115,7 @@ def test_board_fee_changes_are_audited(client, superuser, boards):
 def test_a_domestic_firm_cannot_move_abroad_while_admitted(ops, domestic):
     firm = domestic.membership.firm
     with pytest.raises(ValidationError) as exc:
-        services.firm_update(firm=firm, by=ops, country="HK", uscc="", lei="")
+        services.firm_update(firm=firm, actor=ops, country="HK", uscc="", lei="")
     assert "country" in exc.value.message_dict
     firm.refresh_from_db()
     assert firm.country == "CN"

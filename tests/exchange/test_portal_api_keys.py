@@ -46,9 +46,9 @@ def test_a_key_cannot_be_made_for_someone_outside_the_firm(client, provider, dom
 
 
 def test_the_list_shows_only_the_firms_own_keys(client, provider, domestic):
-    services.api_key_create(firm=domestic.membership.firm, user=domestic, name="theirs", scopes=["read"], by=domestic)
+    services.api_key_create(firm=domestic.membership.firm, user=domestic, name="theirs", scopes=["read"], actor=domestic)
     mine, _ = services.api_key_create(
-        firm=provider.membership.firm, user=provider, name="mine", scopes=["read"], by=provider
+        firm=provider.membership.firm, user=provider, name="mine", scopes=["read"], actor=provider
     )
     login_as(client, provider)
     keys = list(client.get(URL).context["keys"])
@@ -57,7 +57,7 @@ def test_the_list_shows_only_the_firms_own_keys(client, provider, domestic):
 
 def test_revoking_from_the_portal(client, provider):
     api_key, _ = services.api_key_create(
-        firm=provider.membership.firm, user=provider, name="k", scopes=["read"], by=provider
+        firm=provider.membership.firm, user=provider, name="k", scopes=["read"], actor=provider
     )
     login_as(client, provider)
     response = client.post(f"/portal/api-keys/{api_key.pk}/revoke", follow=True)
@@ -68,7 +68,7 @@ def test_revoking_from_the_portal(client, provider):
 
 def test_another_firms_key_is_not_found(client, provider, domestic):
     theirs, _ = services.api_key_create(
-        firm=domestic.membership.firm, user=domestic, name="theirs", scopes=["read"], by=domestic
+        firm=domestic.membership.firm, user=domestic, name="theirs", scopes=["read"], actor=domestic
     )
     login_as(client, provider)
     assert client.post(f"/portal/api-keys/{theirs.pk}/revoke").status_code == 404
@@ -105,8 +105,8 @@ def test_api_throttling_is_per_key(api_client, provider, monkeypatch):
 
     monkeypatch.setattr(ClientRateThrottle, "THROTTLE_RATES", {"client": "3/minute"})
     firm = provider.membership.firm
-    _, first = services.api_key_create(firm=firm, user=provider, name="a", scopes=["read"], by=provider)
-    _, second = services.api_key_create(firm=firm, user=provider, name="b", scopes=["read"], by=provider)
+    _, first = services.api_key_create(firm=firm, user=provider, name="a", scopes=["read"], actor=provider)
+    _, second = services.api_key_create(firm=firm, user=provider, name="b", scopes=["read"], actor=provider)
     for _ in range(3):
         assert api_client.get("/api/v1/me", HTTP_AUTHORIZATION=f"Api-Key {first}").status_code == 200
     throttled = api_client.get("/api/v1/me", HTTP_AUTHORIZATION=f"Api-Key {first}")
@@ -118,14 +118,14 @@ def test_api_throttling_is_per_key(api_client, provider, monkeypatch):
 
 def test_another_firm_member_cannot_see_keys_page_of_other_firm(client, provider):
     outsider = member(MemberFirmFactory(), "firm_admin")
-    services.api_key_create(firm=provider.membership.firm, user=provider, name="p", scopes=["read"], by=provider)
+    services.api_key_create(firm=provider.membership.firm, user=provider, name="p", scopes=["read"], actor=provider)
     login_as(client, outsider)
     assert list(client.get(URL).context["keys"]) == []
 
 
 def test_a_firm_at_its_key_limit_is_told_to_revoke_one(client, provider, settings):
     settings.API_KEY_MAX_ACTIVE_PER_FIRM = 1
-    services.api_key_create(firm=provider.membership.firm, user=provider, name="ERP", scopes=["read"], by=provider)
+    services.api_key_create(firm=provider.membership.firm, user=provider, name="ERP", scopes=["read"], actor=provider)
     login_as(client, provider)
     response = client.post(URL, {"name": "BI", "user": provider.pk, "scopes": ["read"], "lifetime_days": "30"})
     assert response.status_code == 200

@@ -182,8 +182,8 @@ class TestApiKeys:
 
         staff_member.groups.add(roles.sync_staff_roles()[roles.LISTING_REVIEWERS])
         firm = provider.membership.firm
-        services.membership_add(user=staff_member, firm=firm, role=Membership.Role.TRADER, by=None)
-        _, raw_key = services.api_key_create(firm=firm, user=staff_member, name="erp", scopes=["read"], by=superuser)
+        services.membership_add(user=staff_member, firm=firm, role=Membership.Role.TRADER, actor=None)
+        _, raw_key = services.api_key_create(firm=firm, user=staff_member, name="erp", scopes=["read"], actor=superuser)
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
         # when
@@ -470,12 +470,12 @@ class TestReviewFindings:
 
         firm = provider.membership.firm
         with pytest.raises(NotAllowed):
-            services.membership_add(user=superuser, firm=firm, role=Membership.Role.TRADER, by=ops)
-        services.membership_add(user=superuser, firm=firm, role=Membership.Role.TRADER, by=superuser)
+            services.membership_add(user=superuser, firm=firm, role=Membership.Role.TRADER, actor=ops)
+        services.membership_add(user=superuser, firm=firm, role=Membership.Role.TRADER, actor=superuser)
         with pytest.raises(NotAllowed):
-            services.api_key_create(firm=firm, user=superuser, name="x", scopes=["read"], by=ops)
+            services.api_key_create(firm=firm, user=superuser, name="x", scopes=["read"], actor=ops)
         with pytest.raises(NotAllowed):
-            services.api_key_create(firm=firm, user=superuser, name="x", scopes=["read"], by=provider)
+            services.api_key_create(firm=firm, user=superuser, name="x", scopes=["read"], actor=provider)
 
     def test_a_staff_session_ends_after_its_age_however_busy(self, client, settings, reviewer, in_review):
         import time_machine

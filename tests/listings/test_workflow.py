@@ -335,7 +335,7 @@ def test_the_provider_losing_its_admission_blocks_the_listing(provider, reviewer
     product = draft_product(provider)
     services.product_submit(product=product, actor=provider)
     services.review_start(product=product, actor=reviewer)
-    exchange_services.revoke(firm=provider.membership.firm, board=boards["international"], by=ops)
+    exchange_services.firm_revoke(firm=provider.membership.firm, board=boards["international"], actor=ops)
     with pytest.raises(ApplicationError) as exc:
         services.review_approve(product=product, actor=reviewer)
     assert "not admitted" in exc.value.message

@@ -175,7 +175,7 @@ class Command(BaseCommand):
         for key, fields, board_codes, people in FIRMS:
             firm = MemberFirm.objects.filter(legal_name_en=fields["legal_name_en"]).first()
             if firm is None:
-                firm = services.firm_create(by=superuser, **fields)
+                firm = services.firm_create(actor=superuser, **fields)
             for local, role in people:
                 email = f"{local}@{key}.example"
                 if not User.objects.filter(email=email).exists():
@@ -185,12 +185,12 @@ class Command(BaseCommand):
                         full_name=f"{local.title()} of {fields['legal_name_en']}",
                         firm=firm,
                         role=role,
-                        by=superuser,
+                        actor=superuser,
                     )
             admitted = board_codes_for_firm(firm=firm)
             for code in board_codes:
                 if code not in admitted:
-                    services.admit(firm=firm, board=boards[code], by=superuser)
+                    services.firm_admit(firm=firm, board=boards[code], actor=superuser)
         # Each app seeds its own part of the demo (`<app>/demo.py` with `seed(stdout=...)`), so that the core
         # does not import the apps built on it.
         for app_config in apps.get_app_configs():
