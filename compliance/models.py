@@ -205,7 +205,7 @@ class Filing(models.Model):
         EXPIRED = "expired", _("expired")
         REVOKED = "revoked", _("revoked")
 
-    ALLOWED = {
+    ALLOWED: dict[str, set[str]] = {
         Status.SUBMITTED: {Status.ACCEPTED, Status.REJECTED},
         Status.ACCEPTED: {Status.EXPIRED, Status.REVOKED},
         Status.REJECTED: set(),
@@ -371,7 +371,11 @@ class ComplianceCase(models.Model):
         CLEARED = "cleared", _("cleared")
         REFUSED = "refused", _("refused")
 
-    ALLOWED = {Status.OPEN: {Status.CLEARED, Status.REFUSED}, Status.CLEARED: set(), Status.REFUSED: set()}
+    ALLOWED: dict[str, set[str]] = {
+        Status.OPEN: {Status.CLEARED, Status.REFUSED},
+        Status.CLEARED: set(),
+        Status.REFUSED: set(),
+    }
 
     kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices)
     # What the case is about, as one comparable key: "listing:<product>:r<revision>" or

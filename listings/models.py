@@ -104,6 +104,15 @@ class ListingStatus(models.TextChoices):
 
 
 class DataProduct(models.Model):
+    # The listing status as data: listed once the first revision's notice ends, suspended and reinstated by
+    # reviewers, delisted for good (listings.services).
+    LISTING_ALLOWED: dict[str, set[str]] = {
+        ListingStatus.UNLISTED: {ListingStatus.LISTED},
+        ListingStatus.LISTED: {ListingStatus.SUSPENDED, ListingStatus.DELISTED},
+        ListingStatus.SUSPENDED: {ListingStatus.LISTED, ListingStatus.DELISTED},
+        ListingStatus.DELISTED: set(),
+    }
+
     provider = models.ForeignKey(MemberFirm, on_delete=models.PROTECT, related_name="products")
     board = models.ForeignKey(Board, on_delete=models.PROTECT, related_name="products")
     listing_status = models.CharField(

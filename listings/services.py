@@ -26,6 +26,7 @@ from exchange.models import AuditEvent, Board, MemberFirm, Membership, User
 from exchange.money import quantize
 from exchange.selectors import board_access, firm_get_by_public_code, group_board_access, user_membership
 from exchange.services import audit_record
+from exchange.transitions import transition
 
 from . import validation
 from .checks import run_pre_listing_checks, run_submission_hooks
@@ -123,22 +124,32 @@ def _require_reviewer(user: User, product: DataProduct) -> None:
 # --- Transitions ------------------------------------------------------------------------------------
 
 
-def _move(revision: Revision, new: str, **fields: Any) -> Revision:
-    """Compare-and-swap the revision's status along an allowed edge; raise if someone moved it first."""
-    old = revision.status
-    if new not in Revision.ALLOWED.get(old, set()):
-        raise InvalidTransition(
-            _("A revision that is %(old)s cannot become %(new)s.")
-            % {"old": Status(old).label, "new": Status(new).label},
-            details={"from": old, "to": new},
-        )
-    updated = Revision.objects.filter(pk=revision.pk, status=old).update(status=new, **fields)
-    if updated != 1:
-        raise InvalidTransition(_("This revision was changed by someone else meanwhile; reload and try again."))
-    revision.status = new
-    for name, value in fields.items():
-        setattr(revision, name, value)
-    return revision
+def _revision_move(
+    product: DataProduct,
+    revision: Revision,
+    new: str,
+    *,
+    actor: User | None,
+    verb: str | None,
+    payload: dict[str, Any] | None = None,
+    **fields: Any,
+) -> Revision:
+    """The revision's move along Revision.ALLOWED, audited on its product as `listing.<verb>` (no row of its own
+    when `verb` is None: the caller's row records it)."""
+    return transition(
+        revision,
+        to=new,
+        allowed=Revision.ALLOWED,
+        actor=actor,
+        verb=f"listing.{verb}" if verb else None,
+        target=product,
+        payload=payload,
+        extra_fields=fields,
+        forbidden_message=_("A revision that is %(old)s cannot become %(new)s.")
+        % {"old": Status(revision.status).label, "new": Status(new).label},
+        stale_message=_("This revision was changed by someone else meanwhile; reload and try again."),
+        stale_code="invalid_transition",
+    )
 
 
 def _audit(actor: User | None, verb: str, product: DataProduct, **payload: Any) -> None:
@@ -372,9 +383,11 @@ def product_submit(*, product: DataProduct, actor: User) -> Revision:
             code="incomplete",
             details={"missing": [str(m) for m in missing]},
         )
-    _move(revision, Status.SUBMITTED, submitted_at=timezone.now())
+    _revision_move(
+        product, revision, Status.SUBMITTED, actor=actor, verb="submit", payload={"revision": revision.number},
+        submitted_at=timezone.now(),
+    )  # fmt: skip
     revision_index(revision)
-    _audit(actor, "submit", product, revision=revision.number)
     run_submission_hooks(revision)
     return revision
 
@@ -384,8 +397,10 @@ def product_withdraw(*, product: DataProduct, actor: User) -> Revision:
     """Submitted -> withdrawn, before a reviewer has taken it up."""
     _require_editor(actor, product)
     revision = _open_revision_or_error(product, Status.SUBMITTED)
-    _move(revision, Status.WITHDRAWN, decided_at=timezone.now())
-    _audit(actor, "withdraw", product, revision=revision.number)
+    _revision_move(
+        product, revision, Status.WITHDRAWN, actor=actor, verb="withdraw", payload={"revision": revision.number},
+        decided_at=timezone.now(),
+    )  # fmt: skip
     return revision
 
 
@@ -393,8 +408,10 @@ def product_withdraw(*, product: DataProduct, actor: User) -> Revision:
 def review_start(*, product: DataProduct, actor: User, number: int | None = None) -> Revision:
     _require_reviewer(actor, product)
     revision = _open_revision_or_error(product, Status.SUBMITTED, number=number)
-    _move(revision, Status.IN_REVIEW, reviewer=actor)
-    _audit(actor, "review_start", product, revision=revision.number)
+    _revision_move(
+        product, revision, Status.IN_REVIEW, actor=actor, verb="review_start", payload={"revision": revision.number},
+        reviewer=actor,
+    )  # fmt: skip
     return revision
 
 
@@ -423,21 +440,18 @@ def review_approve(
             details={"reasons": reasons},
         )
     now = timezone.now()
-    _move(
+    notice_ends_at = now + timedelta(days=settings.LISTING_NOTICE_DAYS)
+    _revision_move(
+        product,
         revision,
         Status.IN_NOTICE,
+        actor=actor,
+        verb="approve",
+        payload={"revision": revision.number, "classification": confirmed, "notice_ends_at": notice_ends_at},
         confirmed_classification=confirmed,
         review_notes=notes,
         decided_at=now,
-        notice_ends_at=now + timedelta(days=settings.LISTING_NOTICE_DAYS),
-    )
-    _audit(
-        actor,
-        "approve",
-        product,
-        revision=revision.number,
-        classification=confirmed,
-        notice_ends_at=revision.notice_ends_at,
+        notice_ends_at=notice_ends_at,
     )
     return revision
 
@@ -449,13 +463,23 @@ def review_reject(*, product: DataProduct, actor: User, reasons: str, number: in
     if not reasons.strip():
         raise ApplicationError(_("Give the provider your reasons."), code="reasons_required")
     revision = _open_revision_or_error(product, Status.IN_REVIEW, Status.OBJECTED, number=number)
-    _move(revision, Status.REJECTED, review_notes=reasons.strip(), decided_at=timezone.now(), reviewer=actor)
+    _revision_move(
+        product,
+        revision,
+        Status.REJECTED,
+        actor=actor,
+        verb="reject",
+        # The new draft made below takes the next number.
+        payload={"revision": revision.number, "reasons": reasons.strip(), "new_draft": revision.number + 1},
+        review_notes=reasons.strip(),
+        decided_at=timezone.now(),
+        reviewer=actor,
+    )
     Objection.objects.filter(revision=revision, status=Objection.Status.OPEN).update(
         status=Objection.Status.UPHELD, resolution=reasons.strip(), resolved_by=actor, resolved_at=timezone.now()
     )
     # The new draft is the provider's to correct: it is made in the name of whoever wrote the rejected one.
-    draft = _copy_to_new_draft(revision, created_by=revision.created_by)
-    _audit(actor, "reject", product, revision=revision.number, reasons=reasons.strip(), new_draft=draft.number)
+    _copy_to_new_draft(revision, created_by=revision.created_by)
     return revision
 
 
@@ -474,7 +498,8 @@ def objection_lodge(*, product: DataProduct, actor: User, reason: str) -> Object
     if revision.status == Status.IN_NOTICE and revision.notice_ends_at and revision.notice_ends_at <= timezone.now():
         raise InvalidTransition(_("The public notice of this product has ended."), code="notice_ended")
     if revision.status == Status.IN_NOTICE:
-        _move(revision, Status.OBJECTED)
+        # Recorded by the objection's own row below, which names the objection.
+        _revision_move(product, revision, Status.OBJECTED, actor=actor, verb=None)
     try:
         with transaction.atomic():
             objection = Objection.objects.create(
@@ -520,7 +545,8 @@ def objection_resolve(*, objection: Objection, actor: User, uphold: bool, resolu
         # Members get at least a little time again if the notice would otherwise have ended meanwhile.
         resume_until = now + timedelta(hours=settings.LISTING_NOTICE_RESUME_HOURS)
         ends = max(revision.notice_ends_at or resume_until, resume_until)
-        _move(revision, Status.IN_NOTICE, notice_ends_at=ends)
+        # Recorded by the dismissal's row below.
+        _revision_move(product, revision, Status.IN_NOTICE, actor=actor, verb=None, notice_ends_at=ends)
     _audit(actor, "objection_dismissed", product, revision=revision.number, objection=objection.pk)
     return objection
 
@@ -572,23 +598,35 @@ def notice_conclude(*, revision_id: int) -> Revision | None:
         return None
     previous = product.listed_revision
     if previous is not None:
-        _move(previous, Status.SUPERSEDED)
-    _move(revision, Status.LISTED, listed_at=now)
-    product.listed_revision = revision
-    if product.listing_status == ListingStatus.UNLISTED:
-        product.listing_status = ListingStatus.LISTED
-        product.listed_at = now
-    if not product.certificate_number:
-        product.certificate_number = certificate_number_for(product, timezone.localtime(now).year)
-    product.save(update_fields=["listed_revision", "listing_status", "listed_at", "certificate_number", "updated_at"])
-    _audit(
-        None,
-        "listed",
+        _revision_move(product, previous, Status.SUPERSEDED, actor=None, verb=None)  # recorded as part of the listing
+    certificate = product.certificate_number or certificate_number_for(product, timezone.localtime(now).year)
+    _revision_move(
         product,
-        revision=revision.number,
-        certificate=product.certificate_number,
-        superseded=previous.number if previous else None,
+        revision,
+        Status.LISTED,
+        actor=None,
+        verb="listed",
+        payload={
+            "revision": revision.number,
+            "certificate": certificate,
+            "superseded": previous.number if previous else None,
+        },
+        listed_at=now,
     )
+    product.listed_revision = revision
+    product.certificate_number = certificate
+    product.save(update_fields=["listed_revision", "certificate_number", "updated_at"])
+    if product.listing_status == ListingStatus.UNLISTED:
+        # First listing (a suspended product's new revision stays suspended). Recorded by the row above.
+        transition(
+            product,
+            field="listing_status",
+            to=ListingStatus.LISTED,
+            allowed=DataProduct.LISTING_ALLOWED,
+            actor=None,
+            verb=None,
+            extra_fields={"listed_at": now},
+        )
     return revision
 
 
@@ -603,23 +641,27 @@ def notices_due() -> list[int]:
 # --- Listing status (staff) ---------------------------------------------------------------------------
 
 
-def _set_listing_status(
-    product: DataProduct, actor: User, old: tuple[str, ...], new: str, verb: str, reason: str
-) -> DataProduct:
-    updated = DataProduct.objects.filter(pk=product.pk, listing_status__in=old).update(
-        listing_status=new, updated_at=timezone.now()
-    )
-    if updated != 1:
-        refusals = {
-            "suspended": _("Only a listed product can be suspended (this one is %(status)s)."),
-            "reinstated": _("Only a suspended product can be reinstated (this one is %(status)s)."),
-            "delisted": _("Only a listed or suspended product can be delisted (this one is %(status)s)."),
-        }
-        raise InvalidTransition(refusals[verb] % {"status": ListingStatus(product.listing_status).label})
+def _set_listing_status(product: DataProduct, actor: User, new: str, verb: str, reason: str) -> DataProduct:
+    refusals = {
+        "suspended": _("Only a listed product can be suspended (this one is %(status)s)."),
+        "reinstated": _("Only a suspended product can be reinstated (this one is %(status)s)."),
+        "delisted": _("Only a listed or suspended product can be delisted (this one is %(status)s)."),
+    }
     before = product.listing_status
-    product.listing_status = new
-    _audit(actor, verb, product, listing_status=[before, new], reason=reason)
-    return product
+    refusal = refusals[verb] % {"status": ListingStatus(before).label}
+    return transition(
+        product,
+        field="listing_status",
+        to=new,
+        allowed=DataProduct.LISTING_ALLOWED,
+        actor=actor,
+        verb=f"listing.{verb}",
+        payload={"listing_status": [before, new], "reason": reason},
+        extra_fields={"updated_at": timezone.now()},
+        forbidden_message=refusal,
+        stale_message=refusal,
+        stale_code="invalid_transition",
+    )
 
 
 @transaction.atomic
@@ -627,13 +669,13 @@ def product_suspend(*, product: DataProduct, actor: User, reason: str) -> DataPr
     _require_reviewer(actor, product)
     if not reason.strip():
         raise ApplicationError(_("Say why the product is suspended."), code="reason_required")
-    return _set_listing_status(product, actor, (ListingStatus.LISTED,), ListingStatus.SUSPENDED, "suspended", reason)
+    return _set_listing_status(product, actor, ListingStatus.SUSPENDED, "suspended", reason)
 
 
 @transaction.atomic
 def product_reinstate(*, product: DataProduct, actor: User, reason: str = "") -> DataProduct:
     _require_reviewer(actor, product)
-    return _set_listing_status(product, actor, (ListingStatus.SUSPENDED,), ListingStatus.LISTED, "reinstated", reason)
+    return _set_listing_status(product, actor, ListingStatus.LISTED, "reinstated", reason)
 
 
 @transaction.atomic
@@ -643,14 +685,19 @@ def product_delist(*, product: DataProduct, actor: User, reason: str) -> DataPro
         raise NotAllowed(_("Only listing reviewers and the provider's administrators may delist a product."))
     if not reason.strip():
         raise ApplicationError(_("Say why the product is delisted."), code="reason_required")
-    product = _set_listing_status(
-        product, actor, (ListingStatus.LISTED, ListingStatus.SUSPENDED), ListingStatus.DELISTED, "delisted", reason
-    )
+    product = _set_listing_status(product, actor, ListingStatus.DELISTED, "delisted", reason)
     # Whatever was in progress will never be listed now (recorded in the delisting's own audit row below).
     revision = open_revision(product)
     if revision is not None:
-        _audit(actor, "withdrawn_by_delisting", product, revision=revision.number, status=revision.status)
-        _move(revision, Status.WITHDRAWN, decided_at=timezone.now())
+        _revision_move(
+            product,
+            revision,
+            Status.WITHDRAWN,
+            actor=actor,
+            verb="withdrawn_by_delisting",
+            payload={"revision": revision.number, "status": revision.status},
+            decided_at=timezone.now(),
+        )
         Objection.objects.filter(revision=revision, status=Objection.Status.OPEN).update(
             status=Objection.Status.DISMISSED, resolution=_("The product was delisted."), resolved_by=actor,
             resolved_at=timezone.now(),

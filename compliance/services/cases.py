@@ -11,6 +11,7 @@ from django.utils.translation import gettext as _
 from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed
 from exchange.models import MemberFirm, User
 from exchange.services import audit_record
+from exchange.transitions import transition
 from listings.models import DataProduct, ListingStatus
 
 from ..models import Assessment, ComplianceCase, ComplianceCaseEvent
@@ -87,23 +88,21 @@ def _require_officer(user: User) -> None:
 
 
 def _close(case: ComplianceCase, new: str, *, actor: User | None, resolution: str) -> ComplianceCase:
-    if new not in ComplianceCase.ALLOWED[ComplianceCase.Status(case.status)]:
-        raise InvalidTransition(_("This case is already closed."))
-    now = timezone.now()
-    changed = ComplianceCase.objects.filter(pk=case.pk, status=ComplianceCase.Status.OPEN).update(
-        status=new, closed_at=now, closed_by=actor, resolution=resolution
-    )
-    if changed != 1:
-        raise InvalidTransition(_("Someone else closed this case first; reload it."), code="stale_state")
-    case.refresh_from_db()
-    _event(case, new, actor, resolution=resolution)
-    audit_record(
+    def record(case: ComplianceCase, old: str, new: str) -> None:
+        _event(case, new, actor, resolution=resolution)
+
+    return transition(
+        case,
+        to=new,
+        allowed=ComplianceCase.ALLOWED,
         actor=actor,
         verb=f"compliance.case_{new}",
-        target=case,
         payload={"subject": case.subject, "resolution": resolution},
+        extra_fields={"closed_at": timezone.now(), "closed_by": actor, "resolution": resolution},
+        record=record,
+        forbidden_message=_("This case is already closed."),
+        stale_message=_("Someone else closed this case first; reload it."),
     )
-    return case
 
 
 @transaction.atomic

@@ -29,6 +29,7 @@ from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed
 from exchange.models import MemberFirm, Membership, User
 from exchange.selectors import user_membership
 from exchange.services import audit_record
+from exchange.transitions import transition
 from listings.models import DataProduct
 
 from ..calendar import SHANGHAI, contract_filing_due
@@ -262,27 +263,23 @@ def filing_submit(
 
 
 def _move(filing: Filing, new: str, *, actor: User | None, reason: str = "", **fields: Any) -> Filing:
-    """Compare-and-swap the status: a decision taken twice at once happens once."""
+    """A decision taken twice at once happens once (the helper's compare-and-swap)."""
     old = filing.status
-    if new not in Filing.ALLOWED[Filing.Status(old)]:
-        raise InvalidTransition(
-            _("A filing that is %(old)s cannot become %(new)s.")
-            % {"old": Filing.Status(old).label, "new": Filing.Status(new).label}
-        )
-    now = timezone.now()
-    updates = {"status": new, **fields}
+    updates = dict(fields)
     if actor is not None:
-        updates.update(decided_by=actor, decided_at=now, decision_reason=reason)
-    if Filing.objects.filter(pk=filing.pk, status=old).update(**updates) != 1:
-        raise InvalidTransition(_("Someone else decided this filing first; reload it."), code="stale_state")
-    filing.refresh_from_db()
-    audit_record(
+        updates.update(decided_by=actor, decided_at=timezone.now(), decision_reason=reason)
+    return transition(
+        filing,
+        to=new,
+        allowed=Filing.ALLOWED,
         actor=actor,
         verb=f"compliance.filing_{new}",
-        target=filing,
         payload={"from": old, "to": new, "reason": reason, "kind": filing.kind, "reference": filing.reference},
+        extra_fields=updates,
+        forbidden_message=_("A filing that is %(old)s cannot become %(new)s.")
+        % {"old": Filing.Status(old).label, "new": Filing.Status(new).label},
+        stale_message=_("Someone else decided this filing first; reload it."),
     )
-    return filing
 
 
 @transaction.atomic

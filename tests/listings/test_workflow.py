@@ -373,7 +373,7 @@ def test_two_reviewers_racing_cannot_both_start(provider, reviewer):
     stale = services.open_revision(product)
     services.review_start(product=product, actor=reviewer)
     with pytest.raises(InvalidTransition):
-        services._move(stale, Status.IN_REVIEW)
+        services._revision_move(product, stale, Status.IN_REVIEW, actor=reviewer, verb="review_start")
 
 
 class TestBadInput:
