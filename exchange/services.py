@@ -229,7 +229,7 @@ def firm_update(*, firm: MemberFirm, actor: User | None, **fields: Any) -> Membe
 @transaction.atomic
 def _require_superuser_for_staff(user: User, actor: User | None, message: str) -> None:
     # Whoever places a staff account in a firm, or makes a key that acts for one, can act under that person's
-    # name there: a superuser's decision, as every change to a staff account is (commands pass by=None).
+    # name there: a superuser's decision, as every change to a staff account is (commands pass actor=None).
     if (user.is_staff or user.is_superuser) and actor is not None and not actor.is_superuser:
         raise NotAllowed(message, code="staff_account")
 
