@@ -201,7 +201,7 @@ def seed(*, stdout: Any = None) -> None:
     # A trade held for missing evidence: the panel to a buyer in Singapore needs consent records on file.
     buyer: MemberFirm = User.objects.get(email=BUYER_ABROAD).membership.firm
     if not ComplianceCase.objects.filter(kind="trade", product=panel).exists():
-        services.trade_clear(product=panel, buyer_firm=buyer, delivery="file")
+        services.trade_decide(product=panel, buyer_firm=buyer, delivery="file")
 
     if stdout is not None:
         stdout.write(

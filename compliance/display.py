@@ -1,6 +1,6 @@
 """How the gate's answers read on the portal: labels for the engine's words and rows for the templates.
 
-The gate (compliance.selectors.trade_precheck, compliance.services.trade_clear) answers in plain dicts keyed by the engine's codes; the pre-check page and
+The gate (compliance.selectors.trade_precheck, compliance.services.trade_decide) answers in plain dicts keyed by the engine's codes; the pre-check page and
 the product page's verdict show the same answer, so they share these helpers rather than each spelling out
 "standard_contract" or "hold_for_review" in a template.
 """

@@ -3,7 +3,7 @@
 They write nothing, and the services (writes) build on them, never the other way round:
 
 - the engine's inputs from the records (restricted parties, free trade zone lists, the yearly counters);
-- the trade gate's answer without its record (`trade_precheck`; `trade_clear` in the services records it);
+- the trade gate's answer without its record (`trade_precheck`; `trade_decide` in the services records it);
 - the listing gate's decisions per destination (`listing_decide`), and the filings' reminders due;
 - the pages' and the API's reads of filings, counters and cases.
 """
@@ -321,7 +321,7 @@ def trade_inputs(
     return raw, revision, counter, increment, ftz
 
 
-# --- The trade gate's answer (compliance.services.trade_clear records it) -------------------------------------------
+# --- The trade gate's answer (compliance.services.trade_decide records it) -------------------------------------------
 
 CLEARED, HELD, PROHIBITED = "cleared", "held", "prohibited"
 

@@ -1,4 +1,5 @@
-"""DRF permission classes shared by every app's API."""
+"""Permissions shared by every app: the staff-permission predicate (each app's own permissions module names
+its permissions and builds on it) and the DRF permission classes of the API."""
 
 from __future__ import annotations
 
@@ -7,7 +8,21 @@ from typing import Any
 from rest_framework import exceptions
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
+from .exceptions import NotAllowed
 from .models import ApiKey
+
+
+def staff_has_perm(user: Any, perm: str) -> bool:
+    """A staff power: an exchange staff account holding `perm`. (A staff session without its second factor is
+    not staff for the request: exchange.security.StaffSecondFactorMiddleware.)"""
+    return bool(
+        getattr(user, "is_authenticated", False) and getattr(user, "is_staff", False) and user.has_perm(perm)
+    )
+
+
+def require_staff_perm(user: Any, perm: str, message: str) -> None:
+    if not staff_has_perm(user, perm):
+        raise NotAllowed(message)
 
 
 class ApiKeyScope(BasePermission):

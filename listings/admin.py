@@ -37,6 +37,7 @@ from exchange.selectors import board_access
 
 from . import services
 from .models import Category, Classification, DataProduct, DeliveryMode, ListingStatus, Objection, PricePlan, Revision
+from .permissions import REVIEW_DATAPRODUCT
 from .selectors import dictionary_diff, revision_diff
 
 Status = Revision.Status
@@ -58,7 +59,7 @@ def _visible_board_ids(request: HttpRequest) -> frozenset[int]:
 
 
 def _has_review_permission(request: HttpRequest) -> bool:
-    return request.user.has_perm("listings.review_dataproduct")
+    return request.user.has_perm(REVIEW_DATAPRODUCT)
 
 
 ResolutionForm = reason_form(field="resolution", label=_("Resolution"))
@@ -502,7 +503,7 @@ class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Revision]:
         queryset = super().get_queryset(request).filter(product__board_id__in=_visible_board_ids(request))
-        if not request.user.has_perm("listings.review_dataproduct"):
+        if not request.user.has_perm(REVIEW_DATAPRODUCT):
             # Drafts are the provider's own until submitted; only reviewers (and the provider) read them.
             queryset = queryset.exclude(status=Revision.Status.DRAFT)
         return queryset.annotate(
@@ -742,7 +743,7 @@ class RevisionInline(ReadOnlyAdminMixin, admin.TabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Revision]:
         queryset = super().get_queryset(request)
-        if not request.user.has_perm("listings.review_dataproduct"):
+        if not request.user.has_perm(REVIEW_DATAPRODUCT):
             queryset = queryset.exclude(status=Revision.Status.DRAFT)  # as in the review queue
         return queryset
 

@@ -19,6 +19,7 @@ from django.http import Http404
 from exchange.selectors import board_access, user_firm_id
 
 from .models import Category, DataProduct, DeliveryMode, ListingStatus, PricePlan, Revision
+from .permissions import is_reviewer
 
 
 def plans_visible_q(firm_id: int | None) -> Q:
@@ -27,10 +28,6 @@ def plans_visible_q(firm_id: int | None) -> Q:
     if firm_id is not None:
         visible |= Q(buyer_firm_id=firm_id)
     return Q(is_active=True) & visible
-
-
-def _is_reviewer(user: Any) -> bool:
-    return bool(getattr(user, "is_staff", False) and user.has_perm("listings.review_dataproduct"))
 
 
 def _with_display(queryset: QuerySet[DataProduct], firm_id: int | None) -> QuerySet[DataProduct]:
@@ -84,7 +81,7 @@ def product_list_for_provider(*, user: Any) -> QuerySet[DataProduct]:
 
 def product_list_for_review(*, user: Any) -> QuerySet[DataProduct]:
     """Every product on the boards a reviewer covers."""
-    if not _is_reviewer(user):
+    if not is_reviewer(user):
         return DataProduct.objects.none()
     return _with_display(DataProduct.objects.filter(board_id__in=board_access(user=user).visible), None)
 
@@ -100,7 +97,7 @@ def product_get_for_user(*, user: Any, pk: Any) -> DataProduct:
     condition = Q(listing_status=ListingStatus.LISTED, board_id__in=access.visible)
     if firm_id is not None:
         condition |= Q(provider_id=firm_id)
-    if _is_reviewer(user):
+    if is_reviewer(user):
         condition |= Q(board_id__in=access.visible)
     # A product in public notice is shown to the board's members so that they can object; that is the
     # point of the notice, and it holds for a first listing as much as for a new revision.
@@ -135,7 +132,7 @@ def product_is_own(*, user: Any, product: DataProduct) -> bool:
 
 def revision_for_display(*, user: Any, product: DataProduct, number: int | None = None) -> Revision:
     """The revision a user reads: the listed one for buyers; providers and reviewers may ask for any."""
-    privileged = product_is_own(user=user, product=product) or _is_reviewer(user)
+    privileged = product_is_own(user=user, product=product) or is_reviewer(user)
     in_notice = product.revisions.select_related("category").filter(status__in=PUBLIC_NOTICE_STATES).first()
     if number is not None:
         if privileged:

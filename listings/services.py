@@ -31,6 +31,7 @@ from exchange.transitions import transition
 from . import validation
 from .checks import run_pre_listing_checks, run_submission_hooks
 from .models import Category, DataProduct, ImportantSource, ListingStatus, Objection, PricePlan, Revision
+from .permissions import is_reviewer
 from .search import revision_index
 
 Status = Revision.Status
@@ -55,12 +56,7 @@ def can_edit_product(user: User, product: DataProduct) -> bool:
 
 def can_review_product(user: User, product: DataProduct) -> bool:
     """Staff with the review permission, for the boards their role covers."""
-    return (
-        user.is_authenticated
-        and user.is_staff
-        and user.has_perm("listings.review_dataproduct")
-        and product.board_id in board_access(user=user).visible
-    )
+    return is_reviewer(user) and product.board_id in board_access(user=user).visible
 
 
 def _product_create_refusal(user: User) -> str | None:

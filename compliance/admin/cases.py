@@ -25,6 +25,7 @@ from exchange.admin_kit import (
 from .. import services
 from ..display import evidence_label
 from ..models import ComplianceCase, ComplianceCaseEvent
+from ..permissions import DECIDE_CASE
 from .shared import ADMIN_CSS
 
 Status = ComplianceCase.Status
@@ -178,7 +179,7 @@ class ComplianceCaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         css = {"all": [ADMIN_CSS]}
 
     def has_decide_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("compliance.decide_compliancecase")
+        return request.user.has_perm(DECIDE_CASE)
 
     @admin.display(description=_("rules"))
     def rule_list(self, case: ComplianceCase) -> str:

@@ -21,6 +21,7 @@ from exchange.files import IMAGE_EXTENSIONS, file_response
 
 from .. import services
 from ..models import Filing
+from ..permissions import REVIEW_FILING
 from .shared import ADMIN_CSS
 
 OptionalReasonForm = reason_form(label=_("Notes (optional)"), required=False, rows=3)
@@ -96,7 +97,7 @@ class FilingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return super().get_queryset(request).annotate(products_n=Count("products"))
 
     def has_review_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("compliance.review_filing")
+        return request.user.has_perm(REVIEW_FILING)
 
     def get_urls(self) -> list[URLPattern]:
         document = self.admin_site.admin_view(self.document_view)

@@ -24,7 +24,7 @@ from .filings import (
     filings_expire,
 )
 from .ftz import ftz_items_import
-from .gate import trade_clear
+from .gate import trade_decide
 from .listing import listing_assess, listing_decisions_record, review_holds
 from .parties import parties_import, party_save
 from .reference import (
@@ -42,5 +42,5 @@ __all__ = [
     "export_record", "filing_accept", "filing_add_receipt", "filing_expiry", "filing_reject", "filing_revoke",
     "filing_submit", "filing_verify_receipt", "filings_expire", "ftz_items_import", "ftz_list_delete",
     "ftz_list_items_save", "ftz_list_save", "listing_assess", "listing_decisions_record", "parties_import",
-    "party_save", "review_holds", "trade_assess", "trade_clear",
+    "party_save", "review_holds", "trade_assess", "trade_decide",
 ]  # fmt: skip

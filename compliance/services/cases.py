@@ -8,16 +8,16 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed
+from exchange.exceptions import ApplicationError, InvalidTransition
 from exchange.models import MemberFirm, User
 from exchange.services import audit_record
 from exchange.transitions import transition
 from listings.models import DataProduct, ListingStatus
 
 from ..models import Assessment, ComplianceCase, ComplianceCaseEvent
+from ..permissions import may_decide_cases, require_case_officer
 from ..selectors import CLEARED, PROHIBITED, trade_precheck
 
-DECIDE_PERM = "compliance.decide_compliancecase"
 OFFICER_REVIEW = "officer_review"  # the `missing` item of a hold that an officer's decision releases
 
 
@@ -82,11 +82,6 @@ def case_open(
     return case
 
 
-def _require_officer(user: User) -> None:
-    if not (user.is_authenticated and user.is_staff and user.has_perm(DECIDE_PERM)):
-        raise NotAllowed(_("Only compliance officers decide compliance cases."))
-
-
 def _close(case: ComplianceCase, new: str, *, actor: User | None, resolution: str) -> ComplianceCase:
     def record(case: ComplianceCase, old: str, new: str) -> None:
         _event(case, new, actor, resolution=resolution)
@@ -108,7 +103,7 @@ def _close(case: ComplianceCase, new: str, *, actor: User | None, resolution: st
 @transaction.atomic
 def case_clear(*, case: ComplianceCase, actor: User, resolution: str) -> ComplianceCase:
     """The officer releases what the case held (a listing, or this buyer's trade of this revision)."""
-    _require_officer(actor)
+    require_case_officer(actor)
     if not resolution.strip():
         raise ApplicationError(_("Write the reasons for the decision: they are the record."), code="reason_required")
     case = ComplianceCase.objects.select_for_update().get(pk=case.pk)  # decide on what is stored now
@@ -129,7 +124,7 @@ def case_clear(*, case: ComplianceCase, actor: User, resolution: str) -> Complia
 
 @transaction.atomic
 def case_refuse(*, case: ComplianceCase, actor: User, resolution: str) -> ComplianceCase:
-    _require_officer(actor)
+    require_case_officer(actor)
     if not resolution.strip():
         raise ApplicationError(_("Write the reasons for the decision: they are the record."), code="reason_required")
     return _close(case, ComplianceCase.Status.REFUSED, actor=actor, resolution=resolution.strip())
@@ -137,8 +132,8 @@ def case_refuse(*, case: ComplianceCase, actor: User, resolution: str) -> Compli
 
 @transaction.atomic
 def case_assign(*, case: ComplianceCase, actor: User, officer: User | None) -> ComplianceCase:
-    _require_officer(actor)
-    if officer is not None and not (officer.is_staff and officer.has_perm(DECIDE_PERM)):
+    require_case_officer(actor)
+    if officer is not None and not may_decide_cases(officer):
         raise ApplicationError(_("Cases are assigned to compliance officers."), code="not_an_officer")
     if case.status != ComplianceCase.Status.OPEN:
         raise InvalidTransition(_("This case is already closed."))
@@ -153,7 +148,7 @@ def case_assign(*, case: ComplianceCase, actor: User, officer: User | None) -> C
 
 @transaction.atomic
 def case_note(*, case: ComplianceCase, actor: User, text: str) -> ComplianceCase:
-    _require_officer(actor)
+    require_case_officer(actor)
     if not text.strip():
         raise ApplicationError(_("The note is empty."), code="note_empty")
     _event(case, ComplianceCaseEvent.Kind.NOTE, actor, text=text.strip())

@@ -39,7 +39,7 @@ class TradeDecision:
     assessment: Assessment
     counter: ExportCounter
     increment: tuple[int, int]
-    # Set by the gate (compliance.services.gate.trade_clear): whether the trade may go ahead now. None when
+    # Set by the gate (compliance.services.gate.trade_decide): whether the trade may go ahead now. None when
     # only decided (trade_assess alone); export_record refuses a trade the gate held.
     released: bool | None = None
 
@@ -91,7 +91,7 @@ def trade_assess(
 def export_record(*, decided: TradeDecision, actor: Any = None) -> ExportCounter:
     """Count a completed export on the exporter's yearly counter, in the transaction that cleared the trade.
 
-    Only a trade the gate released (compliance.services.gate.trade_clear) is recorded, and only while the
+    Only a trade the gate released (compliance.services.gate.trade_decide) is recorded, and only while the
     counter still reads what the decision read: the counter's lock is held from the decision to here, so a
     different value means the decision was made in another transaction and may be stale.
     """
@@ -99,7 +99,7 @@ def export_record(*, decided: TradeDecision, actor: Any = None) -> ExportCounter
     if assessment.decision in ("prohibited", "no_transfer"):
         raise ValueError(f"a {assessment.decision} trade is not an export to record")
     if decided.released is not True:
-        raise ValueError("only a trade the gate released (trade_clear) is an export to record")
+        raise ValueError("only a trade the gate released (trade_decide) is an export to record")
     counter = ExportCounter.objects.select_for_update().get(pk=decided.counter.pk)
     read = (decided.counter.personal_info_subjects, decided.counter.sensitive_personal_info_subjects)
     if (counter.personal_info_subjects, counter.sensitive_personal_info_subjects) != read:

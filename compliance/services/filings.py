@@ -34,6 +34,7 @@ from listings.models import DataProduct
 
 from ..calendar import SHANGHAI, contract_filing_due
 from ..models import EvidenceKind, Filing, filing_upload_to
+from ..permissions import require_filing_officer
 from ..rules import ISO_COUNTRIES
 from .cases import cases_recheck_for_exporter
 
@@ -42,7 +43,6 @@ EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)
 # The law fixes validities of 3 years at most (assessments, certificates); a contract's own term stated as
 # ending more than 10 years from today is a typo, and would keep a filing "valid" past any review.
 MAX_YEARS_VALID_AHEAD = 10
-DECIDE_PERM = "compliance.review_filing"
 # Magic bytes of the document formats accepted (COMPLIANCE_FILING_EXTENSIONS): a renamed file is refused.
 SIGNATURES = {"pdf": (b"%PDF-",), "png": (b"\x89PNG\r\n\x1a\n",), "jpg": (b"\xff\xd8\xff",), "jpeg": (b"\xff\xd8\xff",)}
 
@@ -92,11 +92,6 @@ def filing_may_submit(user: User, firm: MemberFirm) -> bool:
     except NotAllowed:
         return False
     return True
-
-
-def _require_officer(user: User) -> None:
-    if not (user.is_authenticated and user.is_staff and user.has_perm(DECIDE_PERM)):
-        raise NotAllowed(_("Only compliance officers decide on filings."))
 
 
 def _field_error(field: str, message: str, code: str) -> ValidationError:
@@ -285,7 +280,7 @@ def _move(filing: Filing, new: str, *, actor: User | None, reason: str = "", **f
 @transaction.atomic
 def filing_accept(*, filing: Filing, actor: User, reason: str = "") -> Filing:
     """Accept a filing; trades held only for want of it are cleared at once (their cases close)."""
-    _require_officer(actor)
+    require_filing_officer(actor)
     receipt = {}
     if filing.receipt_reference and filing.receipt_filed_on and filing.receipt_document:
         # The officer accepting a contract filed with its receipt document checks both at once.
@@ -297,7 +292,7 @@ def filing_accept(*, filing: Filing, actor: User, reason: str = "") -> Filing:
 
 @transaction.atomic
 def filing_reject(*, filing: Filing, actor: User, reason: str) -> Filing:
-    _require_officer(actor)
+    require_filing_officer(actor)
     if not reason.strip():
         raise ApplicationError(_("Say why the filing is rejected: the provider reads it."), code="reason_required")
     return _move(filing, Filing.Status.REJECTED, actor=actor, reason=reason.strip())
@@ -305,10 +300,10 @@ def filing_reject(*, filing: Filing, actor: User, reason: str) -> Filing:
 
 @transaction.atomic
 def filing_revoke(*, filing: Filing, actor: User, reason: str) -> Filing:
-    _require_officer(actor)
+    require_filing_officer(actor)
     if not reason.strip():
         raise ApplicationError(_("Say why the filing is revoked."), code="reason_required")
-    # trade_clear holds the exporter's filings locked while it decides: the revocation waits for a trade being
+    # trade_decide holds the exporter's filings locked while it decides: the revocation waits for a trade being
     # decided on this filing, and any later trade sees it revoked. Never both.
     return _move(filing, Filing.Status.REVOKED, actor=actor, reason=reason.strip())
 
@@ -359,7 +354,7 @@ def filing_add_receipt(
 def filing_verify_receipt(*, filing: Filing, actor: User) -> Filing:
     """An officer checks a contract's filing receipt: from now on the contract covers trades past its 10th
     working day. Trades held only for want of it are released (their cases close)."""
-    _require_officer(actor)
+    require_filing_officer(actor)
     if not (filing.receipt_reference and filing.receipt_filed_on and filing.receipt_document):
         raise ApplicationError(_("There is no filing receipt to check."), code="no_receipt")
     changed = Filing.objects.filter(

@@ -1,6 +1,6 @@
 """The gate on trades: cleared, held (with the case and what is missing), or prohibited.
 
-`trade_clear` is the one door for a trade: settlements call it for every order inside the order's
+`trade_decide` is the one door for a trade: settlements call it for every order inside the order's
 transaction, then `export_record` when the order goes ahead. It stores the decision (an Assessment) and
 opens or updates a ComplianceCase when it holds. `trade_precheck` (compliance.selectors) answers the same
 question without writing anything (the member's pre-check, the product page's verdict, the rechecks of held
@@ -42,7 +42,7 @@ from .counters import TradeDecision, trade_assess
 
 
 @transaction.atomic
-def trade_clear(*, product: DataProduct, buyer_firm: MemberFirm, delivery: str, as_of: date | None = None) -> Clearance:
+def trade_decide(*, product: DataProduct, buyer_firm: MemberFirm, delivery: str, as_of: date | None = None) -> Clearance:
     """Decide a prospective trade and store the decision; hold it with a case when something is missing.
 
     The exporter's counter stays locked until the caller's transaction ends, so the caller records the

@@ -56,7 +56,7 @@ def messages_of(response) -> list[str]:
 def held_for_evidence(provider, reviewer, international) -> tuple[DataProduct, ComplianceCase]:
     """A trade of 150,000 individuals' data to Singapore: held until a contract, PIPIA and consent are on file."""
     product = with_pi(listed_product(provider, reviewer), 150_000)
-    clearance = services.trade_clear(product=product, buyer_firm=international.membership.firm, delivery="file")
+    clearance = services.trade_decide(product=product, buyer_firm=international.membership.firm, delivery="file")
     assert clearance.status == selectors.HELD
     assert clearance.case is not None
     return product, clearance.case
@@ -68,7 +68,7 @@ def held_for_review(provider, reviewer, international) -> ComplianceCase:
     # Test set-up only: as if the reviewer had confirmed the classification as important.
     Revision.objects.filter(pk=product.listed_revision_id).update(confirmed_classification="important")
     product.refresh_from_db()
-    clearance = services.trade_clear(product=product, buyer_firm=international.membership.firm, delivery="file")
+    clearance = services.trade_decide(product=product, buyer_firm=international.membership.firm, delivery="file")
     assert clearance.status == selectors.HELD, clearance.decision
     assert clearance.case is not None
     assert clearance.case.missing == [{"kind": "officer_review", "alternatives": []}]
@@ -574,7 +574,7 @@ def test_the_queues_cost_the_same_number_of_queries_for_1_and_4_rows(
     def add_rows(n: int) -> None:
         for i in range(n):
             product = with_pi(listed_product(provider, reviewer, title_en=f"Product {i} {n}"), 150_000)
-            services.trade_clear(product=product, buyer_firm=international.membership.firm, delivery="file")
+            services.trade_decide(product=product, buyer_firm=international.membership.firm, delivery="file")
             filing(provider, EvidenceKind.PIPIA_REPORT, products=[product], reference=f"P-{i}-{n}")
 
     url = reverse(f"admin:compliance_{changelist}_changelist")

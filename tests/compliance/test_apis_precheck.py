@@ -145,7 +145,7 @@ def test_held_names_what_is_missing_and_gathers_the_inputs(pi_product, internati
 
 def test_held_with_the_case_that_already_holds_it(pi_product, international):
     # given the trade was tried once and held (the gate opened a case)
-    held = services.trade_clear(
+    held = services.trade_decide(
         product=pi_product, buyer_firm=international.membership.firm, delivery="file", as_of=date(2026, 6, 1)
     )
     # when

@@ -41,7 +41,7 @@ def _with_pi(product, pi, sensitive=0):
 
 def _trade(product, buyer, when=date(2026, 6, 1)):
     with transaction.atomic():
-        cleared = services.trade_clear(product=product, buyer_firm=buyer.membership.firm, delivery="file", as_of=when)
+        cleared = services.trade_decide(product=product, buyer_firm=buyer.membership.firm, delivery="file", as_of=when)
         assert cleared.status == "cleared", cleared.missing
         if cleared.decision["decision"] != "no_transfer":
             services.export_record(decided=cleared.decided)

@@ -1,4 +1,4 @@
-"""The trade gate: every decision path through trade_clear and trade_precheck, and what they write."""
+"""The trade gate: every decision path through trade_decide and trade_precheck, and what they write."""
 
 import threading
 from datetime import date
@@ -26,7 +26,7 @@ def buyer_firm(user) -> MemberFirm:
 
 
 def clear(product, buyer, day=DAY, delivery="file"):
-    return services.trade_clear(product=product, buyer_firm=buyer_firm(buyer), delivery=delivery, as_of=day)
+    return services.trade_decide(product=product, buyer_firm=buyer_firm(buyer), delivery=delivery, as_of=day)
 
 
 def precheck(product, buyer, day=DAY, delivery="file"):

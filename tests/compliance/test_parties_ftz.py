@@ -157,7 +157,7 @@ class TestFtz:
     def test_the_list_version_is_stored_with_the_decision(self, provider, reviewer, international):
         self._in_zone(provider)
         product = listed_product(provider, reviewer, category=category("finance-credit"))
-        decided = services.trade_clear(product=product, buyer_firm=international.membership.firm, delivery="file")
+        decided = services.trade_decide(product=product, buyer_firm=international.membership.firm, delivery="file")
         assert decided.decided.assessment.ftz_list_version.startswith("shanghai:2024@")
 
     def test_csv_import_updates_and_adds_items(self, superuser):
