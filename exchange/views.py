@@ -26,6 +26,7 @@ from .forms import ApiKeyCreateForm, LoginForm, add_service_errors
 from .models import ApiKey, Board, Membership
 from .security import log_access_denied, security_log
 from .selectors import board_access, user_membership
+from .types import AuthenticatedHttpRequest
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def landing(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def portal_home(request: HttpRequest) -> HttpResponse:
+def portal_home(request: AuthenticatedHttpRequest) -> HttpResponse:
     membership = user_membership(request.user)
     access = board_access(user=request.user)
     boards = [
@@ -82,7 +83,7 @@ def portal_home(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _firm_admin_membership(request: HttpRequest) -> Membership:
+def _firm_admin_membership(request: AuthenticatedHttpRequest) -> Membership:
     membership = user_membership(request.user)
     if membership is None:
         raise Http404
@@ -95,7 +96,7 @@ def _firm_admin_membership(request: HttpRequest) -> Membership:
 @never_cache  # the page may carry a raw key: no cache may keep it
 @login_required
 @require_http_methods(["GET", "POST"])
-def portal_api_keys(request: HttpRequest) -> HttpResponse:
+def portal_api_keys(request: AuthenticatedHttpRequest) -> HttpResponse:
     membership = _firm_admin_membership(request)
     firm = membership.firm
     form = ApiKeyCreateForm(request.POST or None, firm=firm, initial={"user": request.user})
@@ -126,7 +127,7 @@ def portal_api_keys(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def portal_api_key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+def portal_api_key_revoke(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     membership = _firm_admin_membership(request)
     # Another firm's key answers 404: its existence is not ours to reveal.
     api_key = get_object_or_404(ApiKey, pk=pk, firm=membership.firm)

@@ -32,6 +32,7 @@ from exchange.models import Board
 from exchange.money import CURRENCIES
 from exchange.pagination import CursorOrNumberedPagination, IdCursorPagination
 from exchange.selectors import user_firm_id
+from exchange.types import AuthenticatedRequest
 
 from . import services, validation
 from .filters import CatalogueFilter
@@ -483,7 +484,7 @@ class ProductCreateApi(APIView):
         request=InputSerializer,
         responses={201: ProductDetailApi.OutputSerializer, **_errors(400, 401, 403)},
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         serializer = ProductCreateApi.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         content = _content(serializer.validated_data)
@@ -504,7 +505,7 @@ class ProductUpdateApi(APIView):
         request=InputSerializer,
         responses={200: ProductDetailApi.OutputSerializer, **_errors(400, 401, 403, 404, 409)},
     )
-    def patch(self, request: Request, pk: int) -> Response:
+    def patch(self, request: AuthenticatedRequest, pk: int) -> Response:
         product = _own_product(request.user, pk)
         serializer = ProductUpdateApi.InputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
@@ -529,7 +530,7 @@ class ProductSampleUploadApi(APIView):
         request={"multipart/form-data": InputSerializer},
         responses={200: ProductDetailApi.OutputSerializer, **_errors(400, 401, 403, 404, 409)},
     )
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         product = _own_product(request.user, pk)
         serializer = ProductSampleUploadApi.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -617,7 +618,7 @@ class PlanCreateApi(APIView):
         request=InputSerializer,
         responses={201: PlanOutputSerializer, **_errors(400, 401, 403, 404, 409)},
     )
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         product = _own_product(request.user, pk)
         serializer = PlanCreateApi.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -632,7 +633,7 @@ class PlanRetireApi(APIView):
         request=None,
         responses={200: PlanOutputSerializer, **_errors(401, 403, 404, 409)},
     )
-    def post(self, request: Request, pk: int, plan_id: int) -> Response:
+    def post(self, request: AuthenticatedRequest, pk: int, plan_id: int) -> Response:
         product = _own_product(request.user, pk)
         plan = next((p for p in plans_for_user(user=request.user, product=product) if p.pk == plan_id), None)
         if plan is None:
