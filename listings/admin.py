@@ -34,6 +34,7 @@ from exchange.admin_kit import (
 from exchange.exceptions import ApplicationError
 from exchange.models import AuditEvent, Board
 from exchange.selectors import board_access
+from exchange.types import staff_user
 
 from . import services
 from .models import Category, Classification, DataProduct, DeliveryMode, ListingStatus, Objection, PricePlan, Revision
@@ -185,7 +186,7 @@ class CategoryAdmin(admin.ModelAdmin):
         return False
 
     def save_model(self, request: HttpRequest, obj: Category, form: forms.ModelForm, change: bool) -> None:
-        services.category_save(category=obj, actor=request.user)
+        services.category_save(category=obj, actor=staff_user(request))
 
     def _set_active(self, request: HttpRequest, queryset: QuerySet[Category], active: bool) -> None:
         changed = 0
@@ -193,7 +194,7 @@ class CategoryAdmin(admin.ModelAdmin):
             if category.is_active == active:
                 continue
             category.is_active = active
-            services.category_save(category=category, actor=request.user)
+            services.category_save(category=category, actor=staff_user(request))
             changed += 1
         template = (
             ngettext("%(n)d category activated.", "%(n)d categories activated.", changed)
@@ -639,7 +640,7 @@ class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             request,
             self._open_only(request, queryset),
             lambda revision: services.review_start(
-                product=revision.product, actor=request.user, number=revision.number
+                product=revision.product, actor=staff_user(request), number=revision.number
             ),
             lambda n: (
                 ngettext("Review started for %(n)d revision.", "Review started for %(n)d revisions.", n) % {"n": n}
@@ -671,7 +672,7 @@ class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             self._open_only(request, queryset),
             lambda revision: services.review_approve(
                 product=revision.product,
-                actor=request.user,
+                actor=staff_user(request),
                 confirmed_classification=form.classification_for(revision),
                 notes=notes,
                 number=revision.number,
@@ -706,7 +707,7 @@ class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             request,
             self._open_only(request, queryset),
             lambda revision: services.review_reject(
-                product=revision.product, actor=request.user, reasons=reasons, number=revision.number
+                product=revision.product, actor=staff_user(request), reasons=reasons, number=revision.number
             ),
             lambda n: ngettext("%(n)d revision rejected.", "%(n)d revisions rejected.", n) % {"n": n},
         )

@@ -18,6 +18,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 
 from exchange.admin_kit import ReadOnlyAdminMixin, reason_action, reason_form, report_each
 from exchange.files import IMAGE_EXTENSIONS, file_response
+from exchange.types import staff_user
 
 from .. import services
 from ..models import Filing
@@ -242,7 +243,7 @@ class FilingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             self,
             request,
             self._selected(queryset),
-            lambda filing: services.filing_verify_receipt(filing=filing, actor=request.user),
+            lambda filing: services.filing_verify_receipt(filing=filing, actor=staff_user(request)),
             lambda n: ngettext("%(n)d filing receipt checked.", "%(n)d filing receipts checked.", n) % {"n": n},
         )
 
