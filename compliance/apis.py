@@ -400,7 +400,7 @@ class FilingCreateApi(APIView):
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.fields["buyer_firm"].queryset = judicial_authorities()
+            self.fields["buyer_firm"].queryset = judicial_authorities()  # type: ignore[attr-defined]  # a PrimaryKeyRelatedField
 
         document = serializers.FileField(
             max_length=200,

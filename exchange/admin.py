@@ -116,7 +116,7 @@ class GroupAdmin(DjangoGroupAdmin):
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         group = form.instance
-        before = getattr(group, "_audit_permissions_before", set())
+        before: set[tuple[str, str]] = getattr(group, "_audit_permissions_before", set())
         after = set(group.permissions.values_list("content_type__app_label", "codename"))
         if before != after or not change:
             services.audit_record(
@@ -245,7 +245,7 @@ class MembershipInline(admin.TabularInline):
         formset = super().get_formset(request, obj, **kwargs)
         may_place_staff = request.user.is_superuser
 
-        class MembershipForm(formset.form):  # type: ignore[name-defined,misc]
+        class MembershipForm(formset.form):  # type: ignore[name-defined]
             def clean(self) -> dict[str, Any]:
                 cleaned = super().clean()
                 # The service refuses it too (exchange.services.membership_add); here it is a form error.
@@ -391,7 +391,7 @@ class ApiKeyAddForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         # The service checks these too; checking here turns them into form errors instead of a failed save.
-        data = super().clean()
+        data: dict[str, Any] = super().clean()  # type: ignore[assignment]  # returns cleaned_data; the stubs allow None
         firm, user, expires_at = data.get("firm"), data.get("user"), data.get("expires_at")
         if firm and user and not Membership.objects.filter(user=user, firm=firm).exists():
             self.add_error("user", _("This person is not a member of that firm."))
@@ -431,7 +431,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             "last_used_at",
         ]
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:  # type: ignore[override]  # flat field names only
         if obj is None:
             return ["firm", "user", "name", "scopes", "expires_at"]
         return self.get_readonly_fields(request, obj)

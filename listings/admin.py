@@ -157,8 +157,8 @@ class CategoryAdmin(admin.ModelAdmin):
     list_display = ["code", "name_en", "name_zh", "position", "is_active", "revision_count"]
     list_editable = ["position", "is_active"]
     list_filter = ["is_active"]
-    list_select_related: list[str] = []  # no relations to follow
-    raw_id_fields: list[str] = []  # no relations to pick
+    list_select_related = []  # no relations to follow
+    raw_id_fields = []  # no relations to pick
     search_fields = ["code", "name_en", "name_zh"]
     ordering = ["position", "code"]
     actions = ["activate", "deactivate"]
@@ -300,7 +300,7 @@ def _display(value: Any, field_name: str, categories: dict[str, str]) -> str:
         return gettext("Yes") if value else gettext("No")
     field = Revision._meta.get_field(field_name)
     if getattr(field, "choices", None):
-        return str(dict(field.flatchoices).get(value, value))
+        return str(dict(field.flatchoices).get(value, value))  # type: ignore[union-attr]  # a concrete model field
     if field_name == "delivery_modes":
         return ", ".join(str(DeliveryMode(v).label) if v in DeliveryMode.values else str(v) for v in value)
     if isinstance(value, list):
@@ -341,7 +341,7 @@ def revision_comparison(revision: Revision) -> dict[str, Any]:
     categories = {c.code: c.name for c in Category.objects.filter(code__in=codes)}
     fields = [
         {
-            "label": Revision._meta.get_field(name).verbose_name,
+            "label": Revision._meta.get_field(name).verbose_name,  # type: ignore[union-attr]  # a concrete model field
             "name": name,
             "old": _display(old, name, categories) if listed is not None else "—",
             "new": _display(new, name, categories),
@@ -737,7 +737,7 @@ class RevisionInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = Revision
     extra = 0
     fields = ["number", "status", "title_en", "classification", "confirmed_classification", "submitted_at"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # fields here are plain names
     show_change_link = True
     ordering = ["-number"]
     verbose_name_plural = _("revisions")
@@ -765,7 +765,7 @@ class PricePlanInline(ReadOnlyAdminMixin, admin.TabularInline):
         "is_active",
         "retired_at",
     ]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # fields here are plain names
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[PricePlan]:
         return super().get_queryset(request).select_related("buyer_firm")
@@ -825,7 +825,7 @@ class DataProductAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # fields here are plain names
 
     class Media:
         css = {"all": [REVIEW_CSS]}
@@ -942,7 +942,7 @@ class ObjectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "resolved_by",
         "resolved_at",
     ]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # fields here are plain names
 
     class Media:
         css = {"all": [REVIEW_CSS]}

@@ -286,7 +286,7 @@ def _product_page(
     if can_object and open_revision is not None and product.listed_revision is not None:
         # What the revision in public notice would change, so that members know what they may object to.
         notice_changes = [
-            capfirst(Revision._meta.get_field(name).verbose_name)
+            capfirst(Revision._meta.get_field(name).verbose_name)  # type: ignore[union-attr,misc]  # a concrete model field; a lazy string
             for name in revision_diff(old=product.listed_revision, new=open_revision)
         ]
     columns = [f["name"] for f in revision.dictionary]
@@ -686,7 +686,7 @@ def product_revisions(request: AuthenticatedHttpRequest, pk: int) -> HttpRespons
                 "previous": previous,
                 "changes": [
                     {
-                        "label": capfirst(Revision._meta.get_field(name).verbose_name),
+                        "label": capfirst(Revision._meta.get_field(name).verbose_name),  # type: ignore[union-attr]  # a concrete model field
                         "old": _display_value(name, old),
                         "new": _display_value(name, new),
                     }

@@ -73,7 +73,7 @@ class ComplianceCaseEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = ComplianceCaseEvent
     extra = 0
     fields = ["at", "kind", "actor", "details"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # fields here are plain names
     can_delete = False
     verbose_name_plural = _("case trail")
 
