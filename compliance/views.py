@@ -13,7 +13,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.text import capfirst
@@ -200,7 +200,7 @@ def filing_receipt(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         for errors in form.errors.values():
             for message in errors:
-                messages.error(request, message)
+                messages.error(request, message)  # type: ignore[arg-type]  # an ErrorList yields its messages
     else:
         try:
             upload = form.cleaned_data["receipt_document"]
@@ -240,7 +240,7 @@ def precheck(request: AuthenticatedHttpRequest) -> HttpResponse:
         .exclude(provider_id=membership.firm_id)
         .order_by("listed_revision__title_en", "pk")
     )
-    data = request.GET if "product" in request.GET else None
+    data: QueryDict | None = request.GET if "product" in request.GET else None
     if data is not None and "delivery" not in data:
         data = data.copy()
         data["delivery"] = "file"

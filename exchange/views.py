@@ -11,7 +11,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -37,7 +37,7 @@ class LoginView(auth_views.LoginView):
     authentication_form = LoginForm
     redirect_authenticated_user = True
 
-    def dispatch(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+    def dispatch(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponseBase:
         # A staff session still waiting for its second factor may sign in again with the code, rather than
         # being sent on as already logged in.
         self.redirect_authenticated_user = not getattr(request.user, "staff_powers_withheld", False)
@@ -54,7 +54,7 @@ class LoginView(auth_views.LoginView):
         if codes & {"otp_required", "otp_invalid", "otp_no_device"}:
             security_log.warning(
                 "staff_second_factor_failed code=%s username=%r ip=%s",
-                ",".join(sorted(codes)),
+                ",".join(sorted(codes)),  # type: ignore[arg-type]  # the form's errors all carry a code
                 (form.data.get("username") or "")[:254],
                 self.request.META.get("REMOTE_ADDR", "-"),
             )

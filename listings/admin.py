@@ -236,7 +236,7 @@ class PipelineStatusFilter(admin.SimpleListFilter):
             return queryset.filter(status=value)
         return queryset.none()
 
-    def choices(self, changelist: Any) -> Iterable[dict[str, Any]]:
+    def choices(self, changelist: Any) -> Iterable[dict[str, Any]]:  # type: ignore[override]  # the same keys
         facet_counts = self.get_facet_queryset(changelist) if changelist.add_facets else None
         current = self.value() or self.PIPELINE
         for i, (lookup, title) in enumerate(self.lookup_choices):

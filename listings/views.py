@@ -278,7 +278,10 @@ def _dictionary_rows(revision: Revision) -> list[dict[str, Any]]:
 
 
 def _product_page(
-    request: AuthenticatedHttpRequest, product: DataProduct, revision: Revision, objection_form: ObjectionForm | None = None
+    request: AuthenticatedHttpRequest,
+    product: DataProduct,
+    revision: Revision,
+    objection_form: ObjectionForm | None = None,
 ) -> HttpResponse:
     open_revision = services.open_revision(product)
     can_object = services.objection_may_lodge(request.user, product, open_revision)

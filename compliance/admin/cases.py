@@ -129,7 +129,7 @@ class ComplianceCaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_help_text = _("Product title (English or Chinese), buyer firm name or subject.")
     # Open cases first, oldest first: the queue is worked in order of arrival.
     ordering = [
-        Case(When(status=Status.OPEN, then=Value(0)), default=Value(1), output_field=IntegerField()).asc(),
+        Case(When(status=Status.OPEN, then=Value(0)), default=Value(1), output_field=IntegerField()).asc(),  # type: ignore[list-item]  # Django takes expressions
         "opened_at",
         "pk",
     ]
