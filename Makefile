@@ -32,11 +32,12 @@ PYTEST_WORKERS ?= 2
 test: $(VENV)/.dev
 	$(VENV)/bin/pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist worksteal) $(PYTEST_ARGS)
 
-## lint: ruff, migrations in step with the models, and the import contracts of pyproject.toml (lint-imports)
+## lint: ruff, migrations in step with the models, the import contracts of pyproject.toml (lint-imports), and mypy
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy exchange listings compliance settlements reporting
 
 ## lock: re-resolve the pinned, hashed dependency locks from pyproject.toml
 lock: $(VENV)/.base

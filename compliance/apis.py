@@ -37,6 +37,7 @@ from exchange.files import file_response
 from exchange.models import ApiKey, MemberFirm
 from exchange.pagination import IdCursorPagination
 from exchange.selectors import user_firm, user_firm_id
+from exchange.types import AuthenticatedRequest
 from listings.models import DataProduct
 from listings.selectors import product_get_for_user, product_list_for_provider
 
@@ -399,7 +400,7 @@ class FilingCreateApi(APIView):
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.fields["buyer_firm"].queryset = judicial_authorities()
+            self.fields["buyer_firm"].queryset = judicial_authorities()  # type: ignore[attr-defined]  # a PrimaryKeyRelatedField
 
         document = serializers.FileField(
             max_length=200,
@@ -420,7 +421,7 @@ class FilingCreateApi(APIView):
         request={"multipart/form-data": InputSerializer},
         responses={201: FilingDetailApi.OutputSerializer, **_errors(400, 401, 403)},
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         firm = _caller_firm(request)
         serializer = FilingCreateApi.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -472,7 +473,7 @@ class FilingReceiptAddApi(APIView):
         request=InputSerializer,
         responses={200: FilingDetailApi.OutputSerializer, **_errors(400, 401, 403, 404, 409)},
     )
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         filing = filing_get_for_user(user=request.user, pk=pk)
         serializer = FilingReceiptAddApi.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -82,7 +82,7 @@ def _product(actor: User, title_en: str, title_zh: str, **content: Any) -> DataP
 def _list(product: DataProduct, reviewer: User) -> None:
     if product.listed_revision_id:
         return
-    revision = listing_services.product_submit(product=product, actor=product.revisions.first().created_by)
+    revision = listing_services.product_submit(product=product, actor=product.revisions.first().created_by)  # type: ignore[union-attr]  # seeded
     listing_services.review_start(product=product, actor=reviewer)
     listing_services.review_approve(product=product, actor=reviewer, notes="Demo: registration checked.")
     Revision.objects.filter(pk=revision.pk).update(notice_ends_at=timezone.now() - timedelta(days=1))

@@ -98,7 +98,7 @@ class FilingForm(forms.Form):
         return upload
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data: dict[str, Any] = super().clean()  # type: ignore[assignment]  # returns cleaned_data; the stubs allow None
         issued, expires = data.get("issued_on"), data.get("expires_on")
         if issued and expires and expires < issued:
             self.add_error("expires_on", _("Its last valid day cannot come before the day it was issued."))

@@ -133,7 +133,7 @@ def ftz_list_in_force(*, zone: str, day: date) -> FtzList | None:
         .filter(Q(effective_to__isnull=True) | Q(effective_to__gt=day))
         .order_by("-effective_from", "-pk")
     )
-    by_zone = {}
+    by_zone: dict[str, FtzList] = {}
     for ftz_list in candidates:
         by_zone.setdefault(ftz_list.zone, ftz_list)
     return next((by_zone[z] for z in zones if z in by_zone), None)
@@ -742,14 +742,14 @@ def products_affected(*, firm_id: int, day: date | None = None) -> list[Affected
     """The firm's listed international products with something missing for a destination they are sold to
     (for an ordinary commercial buyer there): what a trade would be held for today."""
     day = day or timezone.localdate(timezone=SHANGHAI)
-    products = DataProduct.objects.filter(
+    queryset = DataProduct.objects.filter(
         provider_id=firm_id,
         board__code=Board.Code.INTERNATIONAL,
         listing_status=ListingStatus.LISTED,
         listed_revision__isnull=False,
     ).select_related("listed_revision__category", "provider", "board")
-    affected = []
-    products = list(products)
+    affected: list[AffectedProduct] = []
+    products = list(queryset)
     if not products:
         return affected
     exporter = products[0].provider
@@ -759,7 +759,7 @@ def products_affected(*, firm_id: int, day: date | None = None) -> list[Affected
     )
     filings = filings_on_record(exporter=exporter)
     for product in products:
-        revision = product.listed_revision
+        revision: Revision = product.listed_revision  # type: ignore[assignment]  # listed_revision__isnull=False above
         for decided in listing_decide(revision=revision, day=day, counter=counter):
             outcome = decided.decision["decision"]
             if outcome == "prohibited":
@@ -786,7 +786,7 @@ def product_verdict_for_user(*, user: Any, product: DataProduct) -> Clearance | 
         return None
     if product.board.code != Board.Code.INTERNATIONAL:
         return None
-    delivery = delivery_for(product.listed_revision)
+    delivery = delivery_for(product.listed_revision)  # type: ignore[arg-type]  # a listed product has one
     try:
         return trade_precheck(product=product, buyer_firm=firm, delivery=delivery).for_buyer()
     except ApplicationError as exc:

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.text import capfirst
@@ -27,6 +27,7 @@ from exchange.files import file_response
 from exchange.forms import add_service_errors, add_service_messages
 from exchange.models import Membership
 from exchange.selectors import user_membership
+from exchange.types import AuthenticatedHttpRequest
 from listings.selectors import product_list_catalogue, product_list_for_provider
 
 from . import display, selectors, services
@@ -35,7 +36,7 @@ from .models import EvidenceKind, Filing
 from .services.filings import filing_may_submit
 
 
-def _membership(request: HttpRequest) -> Membership:
+def _membership(request: AuthenticatedHttpRequest) -> Membership:
     """The member's membership; anyone without a firm (staff included) finds no such page."""
     membership = user_membership(request.user)
     if membership is None:
@@ -43,7 +44,7 @@ def _membership(request: HttpRequest) -> Membership:
     return membership
 
 
-def _own_products(request: HttpRequest) -> Any:
+def _own_products(request: AuthenticatedHttpRequest) -> Any:
     return product_list_for_provider(user=request.user)
 
 
@@ -103,7 +104,7 @@ def _filing_rows(filings: list[Filing], *, may_file: bool) -> list[dict[str, Any
 
 
 def _home_page(
-    request: HttpRequest, membership: Membership, *, form: FilingForm | None = None, status: int = 200
+    request: AuthenticatedHttpRequest, membership: Membership, *, form: FilingForm | None = None, status: int = 200
 ) -> HttpResponse:
     firm_id = membership.firm_id
     may_file = filing_may_submit(request.user, membership.firm)
@@ -137,13 +138,13 @@ def _home_page(
 
 @login_required
 @require_GET
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: AuthenticatedHttpRequest) -> HttpResponse:
     return _home_page(request, _membership(request))
 
 
 @login_required
 @require_POST
-def filing_create(request: HttpRequest) -> HttpResponse:
+def filing_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     membership = _membership(request)
     form = FilingForm(request.POST, request.FILES, products=_own_products(request))
     if not form.is_valid():
@@ -193,13 +194,13 @@ def filing_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def filing_receipt(request: HttpRequest, pk: int) -> HttpResponse:
+def filing_receipt(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     filing = selectors.filing_get_for_user(user=request.user, pk=pk)
     form = ReceiptForm(request.POST, request.FILES)
     if not form.is_valid():
         for errors in form.errors.values():
             for message in errors:
-                messages.error(request, message)
+                messages.error(request, message)  # type: ignore[arg-type]  # an ErrorList yields its messages
     else:
         try:
             upload = form.cleaned_data["receipt_document"]
@@ -223,14 +224,14 @@ def filing_receipt(request: HttpRequest, pk: int) -> HttpResponse:
 @never_cache
 @login_required
 @require_GET
-def filing_document(request: HttpRequest, pk: int) -> FileResponse:
+def filing_document(request: AuthenticatedHttpRequest, pk: int) -> FileResponse:
     filing = selectors.filing_get_for_user(user=request.user, pk=pk)
     return file_response(filing.document, filename_stem=f"{filing.kind}-{filing.pk}")
 
 
 @login_required
 @require_GET
-def precheck(request: HttpRequest) -> HttpResponse:
+def precheck(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Would a trade of this product be cleared for the member's firm today? Writes nothing."""
     membership = _membership(request)
     # Listed products the member may buy: what the catalogue shows it, less its own firm's.
@@ -239,7 +240,7 @@ def precheck(request: HttpRequest) -> HttpResponse:
         .exclude(provider_id=membership.firm_id)
         .order_by("listed_revision__title_en", "pk")
     )
-    data = request.GET if "product" in request.GET else None
+    data: QueryDict | None = request.GET if "product" in request.GET else None
     if data is not None and "delivery" not in data:
         data = data.copy()
         data["delivery"] = "file"

@@ -21,6 +21,7 @@ from guardian.admin import GuardedModelAdmin
 from . import services
 from .exceptions import ApplicationError
 from .models import ApiKey, AuditEvent, Board, BoardGroupObjectPermission, MemberFirm, Membership, User
+from .types import staff_user
 
 
 @admin.register(User)
@@ -67,7 +68,7 @@ class UserAdmin(DjangoUserAdmin):
         changed = [name for name in form.changed_data if name in ("is_active", "is_staff", "is_superuser", "email")]
         if changed or not change:
             services.audit_record(
-                actor=request.user,
+                actor=staff_user(request),
                 verb="user.update" if change else "user.create",
                 target=obj,
                 payload={name: form.cleaned_data.get(name) for name in changed},
@@ -81,7 +82,7 @@ class UserAdmin(DjangoUserAdmin):
         after_perms = set(form.instance.user_permissions.values_list("codename", flat=True))
         if before != after or before_perms != after_perms:
             services.audit_record(
-                actor=request.user,
+                actor=staff_user(request),
                 verb="user.privileges",
                 target=form.instance,
                 payload={
@@ -115,11 +116,11 @@ class GroupAdmin(DjangoGroupAdmin):
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         group = form.instance
-        before = getattr(group, "_audit_permissions_before", set())
+        before: set[tuple[str, str]] = getattr(group, "_audit_permissions_before", set())
         after = set(group.permissions.values_list("content_type__app_label", "codename"))
         if before != after or not change:
             services.audit_record(
-                actor=request.user,
+                actor=staff_user(request),
                 verb="group.permissions",
                 target=group,
                 payload={
@@ -168,7 +169,7 @@ class BoardAdmin(GuardedModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Board, form: forms.ModelForm, change: bool) -> None:
         services.board_update(
-            board=obj, actor=request.user, **{name: form.cleaned_data[name] for name in form.changed_data}
+            board=obj, actor=staff_user(request), **{name: form.cleaned_data[name] for name in form.changed_data}
         )
 
     def _object_permissions_allowed(self, request: HttpRequest) -> bool:
@@ -189,7 +190,7 @@ class BoardAdmin(GuardedModelAdmin):
         if request.method == "POST" and response.status_code == 302:
             target = User.objects.filter(pk=user_id).first()
             services.audit_record(
-                actor=request.user,
+                actor=staff_user(request),
                 verb="board.object_permissions",
                 target=Board.objects.get(pk=object_pk),
                 payload={
@@ -214,7 +215,7 @@ class BoardAdmin(GuardedModelAdmin):
         response = super().obj_perms_manage_group_view(request, object_pk, group_id)
         if request.method == "POST" and response.status_code == 302:
             services.audit_record(
-                actor=request.user,
+                actor=staff_user(request),
                 verb="board.object_permissions",
                 target=Board.objects.get(pk=object_pk),
                 payload={"group": group_id, "permissions": request.POST.getlist("permissions")},
@@ -244,7 +245,7 @@ class MembershipInline(admin.TabularInline):
         formset = super().get_formset(request, obj, **kwargs)
         may_place_staff = request.user.is_superuser
 
-        class MembershipForm(formset.form):  # type: ignore[name-defined,misc]
+        class MembershipForm(formset.form):  # type: ignore[name-defined]
             def clean(self) -> dict[str, Any]:
                 cleaned = super().clean()
                 # The service refuses it too (exchange.services.membership_add); here it is a form error.
@@ -272,7 +273,7 @@ def _admission_action(board_code: str, *, grant: bool) -> Any:
         done = 0
         for firm in queryset.order_by("pk"):
             try:
-                (services.firm_admit if grant else services.firm_revoke)(firm=firm, board=board, actor=request.user)
+                (services.firm_admit if grant else services.firm_revoke)(firm=firm, board=board, actor=staff_user(request))
                 done += 1
             except ApplicationError as exc:
                 modeladmin.message_user(request, exc.message, messages.ERROR)
@@ -335,10 +336,10 @@ class MemberFirmAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: MemberFirm, form: forms.ModelForm, change: bool) -> None:
         fields = {name: form.cleaned_data[name] for name in form.changed_data if name in form.cleaned_data}
         if change:
-            saved = services.firm_update(firm=obj, actor=request.user, **fields)
+            saved = services.firm_update(firm=obj, actor=staff_user(request), **fields)
         else:
             data = {name: form.cleaned_data[name] for name in form.cleaned_data}
-            saved = services.firm_create(actor=request.user, **data)
+            saved = services.firm_create(actor=staff_user(request), **data)
         obj.pk, obj.group = saved.pk, saved.group
         obj._state.adding = False
 
@@ -354,28 +355,28 @@ class MemberFirmAdmin(admin.ModelAdmin):
             instance = inline_form.instance
             if formset._should_delete_form(inline_form):
                 if instance.pk:
-                    services.membership_remove(membership=instance, actor=request.user)
+                    services.membership_remove(membership=instance, actor=staff_user(request))
             elif instance.pk and "user" in inline_form.changed_data:
                 # Another person on an existing row: the first leaves the firm (and loses its keys), the
                 # second joins it.
                 previous = Membership.objects.select_related("user", "firm").get(pk=instance.pk)
-                services.membership_remove(membership=previous, actor=request.user)
+                services.membership_remove(membership=previous, actor=staff_user(request))
                 services.membership_add(
                     user=inline_form.cleaned_data["user"],
                     firm=firm,
                     role=inline_form.cleaned_data["role"],
-                    actor=request.user,
+                    actor=staff_user(request),
                 )
             elif instance.pk:
                 services.membership_change_role(
-                    membership=instance, role=inline_form.cleaned_data["role"], actor=request.user
+                    membership=instance, role=inline_form.cleaned_data["role"], actor=staff_user(request)
                 )
             else:
                 services.membership_add(
                     user=inline_form.cleaned_data["user"],
                     firm=firm,
                     role=inline_form.cleaned_data["role"],
-                    actor=request.user,
+                    actor=staff_user(request),
                 )
         formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         return None
@@ -390,7 +391,7 @@ class ApiKeyAddForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         # The service checks these too; checking here turns them into form errors instead of a failed save.
-        data = super().clean()
+        data: dict[str, Any] = super().clean()  # type: ignore[assignment]  # returns cleaned_data; the stubs allow None
         firm, user, expires_at = data.get("firm"), data.get("user"), data.get("expires_at")
         if firm and user and not Membership.objects.filter(user=user, firm=firm).exists():
             self.add_error("user", _("This person is not a member of that firm."))
@@ -430,7 +431,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             "last_used_at",
         ]
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:  # type: ignore[override]  # flat field names only
         if obj is None:
             return ["firm", "user", "name", "scopes", "expires_at"]
         return self.get_readonly_fields(request, obj)
@@ -448,7 +449,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             name=form.cleaned_data["name"],
             scopes=form.cleaned_data["scopes"],
             expires_at=form.cleaned_data["expires_at"],
-            actor=request.user,
+            actor=staff_user(request),
         )
         obj.pk, obj.prefix = api_key.pk, api_key.prefix
         obj._state.adding = False
@@ -470,7 +471,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         revoked = 0
         for api_key in queryset.select_related("firm").order_by("pk"):
             try:
-                services.api_key_revoke(api_key=api_key, actor=request.user)
+                services.api_key_revoke(api_key=api_key, actor=staff_user(request))
                 revoked += 1
             except ApplicationError as exc:
                 self.message_user(request, exc.message, messages.WARNING)

@@ -4,7 +4,7 @@ form, the confirmation page an action posts back through, and the per-object rep
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -20,7 +20,10 @@ from django.utils.translation import gettext_lazy as _
 
 from .exceptions import ApplicationError
 
-StrOrPromise = str | Promise  # labels and texts given when the class is defined: gettext_lazy
+if TYPE_CHECKING:
+    from django.utils.functional import _StrOrPromise as StrOrPromise  # the stubs' lazy str, not any Promise
+else:
+    StrOrPromise = str | Promise  # labels and texts given when the class is defined: gettext_lazy
 
 ACTION_FORM_TEMPLATE = "admin/exchange/action_form.html"
 
@@ -108,7 +111,7 @@ def ask_first(
     return confirmation_page(
         modeladmin,
         request,
-        objects,
+        objects,  # type: ignore[arg-type]  # confirmation_page only iterates them
         form=form,
         title=str(title),
         intro=str(intro),

@@ -3,7 +3,7 @@ negotiation of endpoints that answer with a file."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -58,9 +58,11 @@ class MoneyField(serializers.DecimalField):
 class JsonErrorsOnly(BaseContentNegotiation):
     """For endpoints that answer with a file whatever the client accepts: only errors are rendered, as JSON."""
 
-    def select_parser(self, request: Any, parsers: list[Any]) -> Any:
+    def select_parser(self, request: Any, parsers: Iterable[Any]) -> Any:
         content_type = request.content_type or ""
         return next((p for p in parsers if content_type.startswith(p.media_type)), None)
 
-    def select_renderer(self, request: Any, renderers: list[Any], format_suffix: str | None = None) -> Any:
+    def select_renderer(  # type: ignore[override]  # DRF passes a list
+        self, request: Any, renderers: list[Any], format_suffix: str | None = None
+    ) -> Any:
         return renderers[0], renderers[0].media_type

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from .exceptions import error_body
 from .models import Board
 from .selectors import board_access, user_membership
+from .types import AuthenticatedRequest
 
 
 class BoardOutputSerializer(serializers.ModelSerializer):
@@ -48,7 +49,7 @@ class MeApi(APIView):
         boards_tradable = serializers.ListField(child=serializers.CharField())
 
     @extend_schema(responses=OutputSerializer, summary="The caller: user, firm and boards")
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         user = request.user
         membership = user_membership(user)
         access = board_access(user=user)

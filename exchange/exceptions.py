@@ -19,7 +19,7 @@ from rest_framework.response import Response
 
 class ApplicationError(Exception):
     code = "invalid_request"
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
 
     def __init__(self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None):
         super().__init__(message)
@@ -117,7 +117,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         code = _first_code(exc.get_codes()) or "error"
         message = str(exc.detail) if not isinstance(exc.detail, (dict, list)) else "Request failed."
         details = {}
-        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-            details = {"retry_after_seconds": int(exc.wait)}
+        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:  # type: ignore[attr-defined]  # set in Throttled.__init__; the stubs omit it
+            details = {"retry_after_seconds": int(exc.wait)}  # type: ignore[attr-defined,dict-item]  # as above; details is any JSON
     response.data = error_body(code, message, details)
     return response

@@ -96,7 +96,7 @@ class LoginForm(AuthenticationForm):
 
 class ApiKeyCreateForm(forms.Form):
     name = forms.CharField(label=_("Name"), max_length=100, help_text=_("What the key is for, e.g. “ERP integration”."))
-    user = forms.ModelChoiceField(
+    user: forms.ModelChoiceField = forms.ModelChoiceField(
         label=_("Acts for"), queryset=None, help_text=_("The member whose access the key uses.")
     )
     scopes = forms.MultipleChoiceField(
@@ -112,4 +112,4 @@ class ApiKeyCreateForm(forms.Form):
 
     def __init__(self, *args: Any, firm: MemberFirm, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["user"].queryset = User.objects.filter(membership__firm=firm, is_active=True).order_by("email")
+        self.fields["user"].queryset = User.objects.filter(membership__firm=firm, is_active=True).order_by("email")  # type: ignore[attr-defined]  # the ModelChoiceField declared above

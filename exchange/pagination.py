@@ -18,7 +18,7 @@ class StrictCursorPagination(CursorPagination):
     """DRF answers a bad cursor with 404; it is a bad parameter (400). A tampered position is refused here
     too, so that it never reaches the database as a malformed value."""
 
-    page_size = settings.REST_FRAMEWORK["PAGE_SIZE"]
+    page_size: int = settings.REST_FRAMEWORK["PAGE_SIZE"]  # type: ignore[assignment]  # REST_FRAMEWORK mixes value types
     page_size_query_param = "page_size"
     max_page_size = 100
     template = None
@@ -29,7 +29,7 @@ class StrictCursorPagination(CursorPagination):
     def decode_cursor(self, request: Request) -> Any:
         try:
             cursor = super().decode_cursor(request)
-            if cursor is not None and cursor.position is not None and not self.position_is_valid(cursor.position):
+            if cursor is not None and cursor.position is not None and not self.position_is_valid(cursor.position):  # type: ignore[arg-type]  # positions are strings; the stubs say int
                 raise exceptions.NotFound
         except (exceptions.NotFound, binascii.Error, UnicodeError):
             raise exceptions.ValidationError(
@@ -68,7 +68,7 @@ class CursorOrNumberedPagination(StrictCursorPagination):
         if self.mode == "cursor":
             return super().paginate_queryset(queryset, request, view)
         self.request = request
-        self.page_size = self.get_page_size(request)
+        self.page_size = self.get_page_size(request)  # type: ignore[assignment]  # never None: page_size is set
         self.base_url = remove_query_param(request.build_absolute_uri(), self.cursor_query_param)
         raw = request.query_params.get(self.page_query_param, "1")
         try:
@@ -90,7 +90,7 @@ class CursorOrNumberedPagination(StrictCursorPagination):
     def get_next_link(self) -> str | None:
         if self.mode == "cursor":
             return super().get_next_link()
-        return replace_query_param(self.base_url, self.page_query_param, self.number + 1) if self.has_next else None
+        return replace_query_param(self.base_url, self.page_query_param, self.number + 1) if self.has_next else None  # type: ignore[arg-type]  # base_url is set in paginate_queryset
 
     def get_previous_link(self) -> str | None:
         if self.mode == "cursor":
@@ -98,8 +98,8 @@ class CursorOrNumberedPagination(StrictCursorPagination):
         if not self.has_previous:
             return None
         if self.number == 2:
-            return remove_query_param(self.base_url, self.page_query_param)
-        return replace_query_param(self.base_url, self.page_query_param, self.number - 1)
+            return remove_query_param(self.base_url, self.page_query_param)  # type: ignore[arg-type]  # base_url is set in paginate_queryset
+        return replace_query_param(self.base_url, self.page_query_param, self.number - 1)  # type: ignore[arg-type]  # base_url is set in paginate_queryset
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         parameters = super().get_schema_operation_parameters(view)

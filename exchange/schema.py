@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from drf_spectacular.openapi import AutoSchema
 from rest_framework import serializers
@@ -15,7 +15,7 @@ class ExchangeAutoSchema(AutoSchema):
     this every one of them would be the schema component "Output", and they would overwrite each other.
     """
 
-    def get_serializer_name(self, serializer: Any, direction: str) -> str:
+    def get_serializer_name(self, serializer: Any, direction: Literal["request", "response"]) -> str:
         qualname = serializer.__class__.__qualname__
         return qualname.replace(".", "") if "." in qualname else super().get_serializer_name(serializer, direction)
 

@@ -101,17 +101,17 @@ def _device_snapshot(device: TOTPDevice) -> tuple[Any, ...]:
 
 @receiver(post_init, sender=TOTPDevice, dispatch_uid="exchange.device_snapshot")
 def remember_device(sender: Any, instance: TOTPDevice, **kwargs: Any) -> None:
-    instance._audit_snapshot = None if instance.pk is None else _device_snapshot(instance)  # type: ignore[attr-defined]
+    instance._audit_snapshot = None if instance.pk is None else _device_snapshot(instance)
 
 
 @receiver(post_save, sender=TOTPDevice, dispatch_uid="exchange.audit_device_save")
 def audit_device_save(sender: Any, instance: TOTPDevice, created: bool, **kwargs: Any) -> None:
     before = getattr(instance, "_audit_snapshot", None)
     after = _device_snapshot(instance)
-    instance._audit_snapshot = after  # type: ignore[attr-defined]
+    instance._audit_snapshot = after
     if not created and (before is None or before == after):
         return
-    changed = [] if created else [n for n, b, a in zip(_DEVICE_AUDITED_FIELDS, before, after, strict=True) if b != a]
+    changed = [] if created else [n for n, b, a in zip(_DEVICE_AUDITED_FIELDS, before, after, strict=True) if b != a]  # type: ignore[arg-type]  # not created: the pre_save snapshot exists
     audit_record(
         actor=current_actor(),
         verb="user.otp_device_add" if created else "user.otp_device_change",

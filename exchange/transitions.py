@@ -28,7 +28,7 @@ Recorder = Callable[[Any, str, str], object]
 
 
 def _label(obj: models.Model, field: str, value: str) -> str:
-    choices = dict(obj._meta.get_field(field).flatchoices)
+    choices = dict(obj._meta.get_field(field).flatchoices)  # type: ignore[union-attr]  # a concrete model field
     return str(choices.get(value, value))
 
 

@@ -1,11 +1,11 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 
 from . import views
 from .metrics import metrics_view
 
-portal_patterns = (
+portal_patterns: tuple[list[URLPattern | URLResolver], str] = (
     [
         path("", views.portal_home, name="home"),
         path("", include("listings.urls")),

@@ -11,7 +11,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -26,6 +26,7 @@ from .forms import ApiKeyCreateForm, LoginForm, add_service_errors
 from .models import ApiKey, Board, Membership
 from .security import log_access_denied, security_log
 from .selectors import board_access, user_membership
+from .types import AuthenticatedHttpRequest
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class LoginView(auth_views.LoginView):
     authentication_form = LoginForm
     redirect_authenticated_user = True
 
-    def dispatch(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+    def dispatch(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponseBase:
         # A staff session still waiting for its second factor may sign in again with the code, rather than
         # being sent on as already logged in.
         self.redirect_authenticated_user = not getattr(request.user, "staff_powers_withheld", False)
@@ -53,7 +54,7 @@ class LoginView(auth_views.LoginView):
         if codes & {"otp_required", "otp_invalid", "otp_no_device"}:
             security_log.warning(
                 "staff_second_factor_failed code=%s username=%r ip=%s",
-                ",".join(sorted(codes)),
+                ",".join(sorted(codes)),  # type: ignore[arg-type]  # the form's errors all carry a code
                 (form.data.get("username") or "")[:254],
                 self.request.META.get("REMOTE_ADDR", "-"),
             )
@@ -68,7 +69,7 @@ def landing(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def portal_home(request: HttpRequest) -> HttpResponse:
+def portal_home(request: AuthenticatedHttpRequest) -> HttpResponse:
     membership = user_membership(request.user)
     access = board_access(user=request.user)
     boards = [
@@ -82,7 +83,7 @@ def portal_home(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _firm_admin_membership(request: HttpRequest) -> Membership:
+def _firm_admin_membership(request: AuthenticatedHttpRequest) -> Membership:
     membership = user_membership(request.user)
     if membership is None:
         raise Http404
@@ -95,7 +96,7 @@ def _firm_admin_membership(request: HttpRequest) -> Membership:
 @never_cache  # the page may carry a raw key: no cache may keep it
 @login_required
 @require_http_methods(["GET", "POST"])
-def portal_api_keys(request: HttpRequest) -> HttpResponse:
+def portal_api_keys(request: AuthenticatedHttpRequest) -> HttpResponse:
     membership = _firm_admin_membership(request)
     firm = membership.firm
     form = ApiKeyCreateForm(request.POST or None, firm=firm, initial={"user": request.user})
@@ -126,7 +127,7 @@ def portal_api_keys(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def portal_api_key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+def portal_api_key_revoke(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     membership = _firm_admin_membership(request)
     # Another firm's key answers 404: its existence is not ours to reveal.
     api_key = get_object_or_404(ApiKey, pk=pk, firm=membership.firm)

@@ -34,6 +34,7 @@ from exchange.admin_kit import (
 from exchange.exceptions import ApplicationError
 from exchange.models import AuditEvent, Board
 from exchange.selectors import board_access
+from exchange.types import staff_user
 
 from . import services
 from .models import Category, Classification, DataProduct, DeliveryMode, ListingStatus, Objection, PricePlan, Revision
@@ -156,8 +157,8 @@ class CategoryAdmin(admin.ModelAdmin):
     list_display = ["code", "name_en", "name_zh", "position", "is_active", "revision_count"]
     list_editable = ["position", "is_active"]
     list_filter = ["is_active"]
-    list_select_related: list[str] = []  # no relations to follow
-    raw_id_fields: list[str] = []  # no relations to pick
+    list_select_related = []  # no relations to follow
+    raw_id_fields = []  # no relations to pick
     search_fields = ["code", "name_en", "name_zh"]
     ordering = ["position", "code"]
     actions = ["activate", "deactivate"]
@@ -185,7 +186,7 @@ class CategoryAdmin(admin.ModelAdmin):
         return False
 
     def save_model(self, request: HttpRequest, obj: Category, form: forms.ModelForm, change: bool) -> None:
-        services.category_save(category=obj, actor=request.user)
+        services.category_save(category=obj, actor=staff_user(request))
 
     def _set_active(self, request: HttpRequest, queryset: QuerySet[Category], active: bool) -> None:
         changed = 0
@@ -193,7 +194,7 @@ class CategoryAdmin(admin.ModelAdmin):
             if category.is_active == active:
                 continue
             category.is_active = active
-            services.category_save(category=category, actor=request.user)
+            services.category_save(category=category, actor=staff_user(request))
             changed += 1
         template = (
             ngettext("%(n)d category activated.", "%(n)d categories activated.", changed)
@@ -235,7 +236,7 @@ class PipelineStatusFilter(admin.SimpleListFilter):
             return queryset.filter(status=value)
         return queryset.none()
 
-    def choices(self, changelist: Any) -> Iterable[dict[str, Any]]:
+    def choices(self, changelist: Any) -> Iterable[dict[str, Any]]:  # type: ignore[override]  # the same keys
         facet_counts = self.get_facet_queryset(changelist) if changelist.add_facets else None
         current = self.value() or self.PIPELINE
         for i, (lookup, title) in enumerate(self.lookup_choices):
@@ -299,7 +300,7 @@ def _display(value: Any, field_name: str, categories: dict[str, str]) -> str:
         return gettext("Yes") if value else gettext("No")
     field = Revision._meta.get_field(field_name)
     if getattr(field, "choices", None):
-        return str(dict(field.flatchoices).get(value, value))
+        return str(dict(field.flatchoices).get(value, value))  # type: ignore[union-attr]  # a concrete model field
     if field_name == "delivery_modes":
         return ", ".join(str(DeliveryMode(v).label) if v in DeliveryMode.values else str(v) for v in value)
     if isinstance(value, list):
@@ -340,7 +341,7 @@ def revision_comparison(revision: Revision) -> dict[str, Any]:
     categories = {c.code: c.name for c in Category.objects.filter(code__in=codes)}
     fields = [
         {
-            "label": Revision._meta.get_field(name).verbose_name,
+            "label": Revision._meta.get_field(name).verbose_name,  # type: ignore[union-attr]  # a concrete model field
             "name": name,
             "old": _display(old, name, categories) if listed is not None else "—",
             "new": _display(new, name, categories),
@@ -639,7 +640,7 @@ class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             request,
             self._open_only(request, queryset),
             lambda revision: services.review_start(
-                product=revision.product, actor=request.user, number=revision.number
+                product=revision.product, actor=staff_user(request), number=revision.number
             ),
             lambda n: (
                 ngettext("Review started for %(n)d revision.", "Review started for %(n)d revisions.", n) % {"n": n}
@@ -671,7 +672,7 @@ class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             self._open_only(request, queryset),
             lambda revision: services.review_approve(
                 product=revision.product,
-                actor=request.user,
+                actor=staff_user(request),
                 confirmed_classification=form.classification_for(revision),
                 notes=notes,
                 number=revision.number,
@@ -706,7 +707,7 @@ class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             request,
             self._open_only(request, queryset),
             lambda revision: services.review_reject(
-                product=revision.product, actor=request.user, reasons=reasons, number=revision.number
+                product=revision.product, actor=staff_user(request), reasons=reasons, number=revision.number
             ),
             lambda n: ngettext("%(n)d revision rejected.", "%(n)d revisions rejected.", n) % {"n": n},
         )
@@ -736,7 +737,7 @@ class RevisionInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = Revision
     extra = 0
     fields = ["number", "status", "title_en", "classification", "confirmed_classification", "submitted_at"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # fields here are plain names
     show_change_link = True
     ordering = ["-number"]
     verbose_name_plural = _("revisions")
@@ -764,7 +765,7 @@ class PricePlanInline(ReadOnlyAdminMixin, admin.TabularInline):
         "is_active",
         "retired_at",
     ]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # fields here are plain names
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[PricePlan]:
         return super().get_queryset(request).select_related("buyer_firm")
@@ -824,7 +825,7 @@ class DataProductAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # fields here are plain names
 
     class Media:
         css = {"all": [REVIEW_CSS]}
@@ -941,7 +942,7 @@ class ObjectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "resolved_by",
         "resolved_at",
     ]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # fields here are plain names
 
     class Media:
         css = {"all": [REVIEW_CSS]}

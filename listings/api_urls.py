@@ -15,7 +15,7 @@ def _path_of(*operations: type) -> Any:
     # The classes define different HTTP methods (asserted), so composing them only routes by method.
     methods = [{m for m in ("get", "post", "put", "patch", "delete") if m in vars(op)} for op in operations]
     assert all(not (a & b) for i, a in enumerate(methods) for b in methods[i + 1 :]), methods
-    return type("".join(op.__name__ for op in operations), operations, {}).as_view()
+    return type("".join(op.__name__ for op in operations), operations, {}).as_view()  # type: ignore[attr-defined]  # APIViews
 
 
 urlpatterns = [

@@ -32,6 +32,7 @@ from exchange.models import Board
 from exchange.money import CURRENCIES
 from exchange.pagination import CursorOrNumberedPagination, IdCursorPagination
 from exchange.selectors import user_firm_id
+from exchange.types import AuthenticatedRequest
 
 from . import services, validation
 from .filters import CatalogueFilter
@@ -189,7 +190,7 @@ def _detail_data(request: Request, product: DataProduct, number: int | None = No
         "revision": revision,
         "sample_url": sample_url,
         "plans": plans_for_user(user=user, product=product),
-        "open_revision": next((r for r in revisions if r.status in Revision.OPEN), None) if own else None,
+        "open_revision": next((r for r in revisions or () if r.status in Revision.OPEN), None) if own else None,
         "revisions": revisions,
     }
 
@@ -448,7 +449,7 @@ class ContentInputSerializer(serializers.Serializer):
     update_frequency = serializers.ChoiceField(choices=UpdateFrequency.choices, required=False)
     volume = serializers.CharField(max_length=200, allow_blank=True, required=False)
     delivery_modes = serializers.ListField(child=serializers.CharField(max_length=20), max_length=10)
-    dictionary = DictionaryFieldSerializer(many=True, max_length=validation.MAX_FIELDS)
+    dictionary = DictionaryFieldSerializer(many=True, max_length=validation.MAX_FIELDS)  # type: ignore[call-arg]  # to the ListSerializer
     licence_en = serializers.CharField(max_length=20000)
     licence_zh = serializers.CharField(max_length=20000)
     licence_terms = LicenceTermsSerializer()
@@ -483,7 +484,7 @@ class ProductCreateApi(APIView):
         request=InputSerializer,
         responses={201: ProductDetailApi.OutputSerializer, **_errors(400, 401, 403)},
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         serializer = ProductCreateApi.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         content = _content(serializer.validated_data)
@@ -504,7 +505,7 @@ class ProductUpdateApi(APIView):
         request=InputSerializer,
         responses={200: ProductDetailApi.OutputSerializer, **_errors(400, 401, 403, 404, 409)},
     )
-    def patch(self, request: Request, pk: int) -> Response:
+    def patch(self, request: AuthenticatedRequest, pk: int) -> Response:
         product = _own_product(request.user, pk)
         serializer = ProductUpdateApi.InputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
@@ -529,7 +530,7 @@ class ProductSampleUploadApi(APIView):
         request={"multipart/form-data": InputSerializer},
         responses={200: ProductDetailApi.OutputSerializer, **_errors(400, 401, 403, 404, 409)},
     )
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         product = _own_product(request.user, pk)
         serializer = ProductSampleUploadApi.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -617,7 +618,7 @@ class PlanCreateApi(APIView):
         request=InputSerializer,
         responses={201: PlanOutputSerializer, **_errors(400, 401, 403, 404, 409)},
     )
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         product = _own_product(request.user, pk)
         serializer = PlanCreateApi.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -632,7 +633,7 @@ class PlanRetireApi(APIView):
         request=None,
         responses={200: PlanOutputSerializer, **_errors(401, 403, 404, 409)},
     )
-    def post(self, request: Request, pk: int, plan_id: int) -> Response:
+    def post(self, request: AuthenticatedRequest, pk: int, plan_id: int) -> Response:
         product = _own_product(request.user, pk)
         plan = next((p for p in plans_for_user(user=request.user, product=product) if p.pk == plan_id), None)
         if plan is None:
@@ -655,8 +656,8 @@ class MyProductListApi(ListAPIView):
         open_revision = serializers.SerializerMethodField()
         plans = PlanOutputSerializer(source="visible_plans", many=True, help_text="The active public plans.")
 
-        def _latest(self, product: DataProduct) -> Revision:
-            return product.open_revisions[0] if product.open_revisions else product.listed_revision
+        def _latest(self, product: DataProduct) -> Revision | None:
+            return product.open_revisions[0] if product.open_revisions else product.listed_revision  # type: ignore[attr-defined]  # Prefetch(to_attr=) in the selector
 
         def get_title_en(self, product: DataProduct) -> str:
             latest = self._latest(product)
@@ -668,9 +669,9 @@ class MyProductListApi(ListAPIView):
 
         @extend_schema_field(RevisionStatusSerializer(allow_null=True))
         def get_open_revision(self, product: DataProduct) -> dict[str, Any] | None:
-            if not product.open_revisions:
+            if not product.open_revisions:  # type: ignore[attr-defined]  # Prefetch(to_attr=) in the selector
                 return None
-            return RevisionStatusSerializer(product.open_revisions[0]).data
+            return RevisionStatusSerializer(product.open_revisions[0]).data  # type: ignore[attr-defined]  # as above
 
     serializer_class = OutputSerializer
     pagination_class = IdCursorPagination

@@ -61,7 +61,7 @@ class DictionaryRowForm(forms.Form):
         return not any(data.get(k) for k in ("name", "type", "description", "unit", "personal", "sensitive"))
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data: dict[str, Any] = super().clean()  # type: ignore[assignment]  # returns cleaned_data; the stubs allow None
         if self.is_blank():
             return data
         name = data.get("name", "")
@@ -119,7 +119,7 @@ def dictionary_formset(
         validate_max=True,
         absolute_max=validation.MAX_FIELDS,
     )
-    return formset_class(data, initial=initial, prefix="dictionary")
+    return formset_class(data, initial=initial, prefix="dictionary")  # type: ignore[return-value]  # a BaseDictionaryFormSet subclass; formset_factory's stubs drop it
 
 
 class ProductContentForm(forms.Form):
@@ -233,7 +233,7 @@ class ProductContentForm(forms.Form):
         return _split(self.cleaned_data["territories"], ",， ")
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data: dict[str, Any] = super().clean()  # type: ignore[assignment]  # returns cleaned_data; the stubs allow None
         if {"purposes", "territories", "duration_months"} <= set(data):
             terms = {
                 "purposes": data["purposes"],

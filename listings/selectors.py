@@ -101,7 +101,7 @@ def product_get_for_user(*, user: Any, pk: Any) -> DataProduct:
         condition |= Q(board_id__in=access.visible)
     # A product in public notice is shown to the board's members so that they can object; that is the
     # point of the notice, and it holds for a first listing as much as for a new revision.
-    condition |= Q(board_id__in=access.visible) & Exists(
+    condition |= Q(board_id__in=access.visible) & Exists(  # type: ignore[assignment]  # Q & Exists is a Q
         Revision.objects.filter(product=OuterRef("pk"), status__in=PUBLIC_NOTICE_STATES)
     )
     product = _with_display(DataProduct.objects.filter(condition), firm_id).filter(pk=pk).first()

@@ -784,7 +784,7 @@ def _clean_plan(product: DataProduct, plan: PricePlan) -> None:
         ):
             # The same words whether no firm has the code or the firm may not trade here: a provider learns
             # nothing about who is a member where.
-            add("buyer_code", PRIVATE_OFFER_REFUSAL)
+            add("buyer_code", PRIVATE_OFFER_REFUSAL)  # type: ignore[arg-type]  # lazy; rendered by ValidationError
     if errors:
         raise ValidationError(errors)
 

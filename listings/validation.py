@@ -142,7 +142,7 @@ def clean_delivery_modes(value: Any) -> list[str]:
 def clean_tags(value: Any) -> list[str]:
     if not isinstance(value, list) or len(value) > MAX_TAGS:
         raise field_error("tags", _("At most %(n)d tags.") % {"n": MAX_TAGS}, "tags_invalid")
-    tags = []
+    tags: list[str] = []
     for tag in value:
         tag = str(tag).strip()
         if not tag or len(tag) > MAX_TAG_LENGTH:

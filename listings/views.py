@@ -16,7 +16,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
-from django.http import FileResponse, HttpRequest, HttpResponse, QueryDict
+from django.http import FileResponse, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.text import capfirst
@@ -30,6 +30,7 @@ from exchange.files import file_response
 from exchange.forms import add_service_errors, add_service_messages
 from exchange.models import Board
 from exchange.selectors import board_access, user_firm_id
+from exchange.types import AuthenticatedHttpRequest
 
 from . import services
 from .filters import SORTS, CatalogueFilter
@@ -95,7 +96,7 @@ def _prices_from(plans: list[PricePlan]) -> list[tuple[str, Any]]:
     return sorted(lowest.items())
 
 
-def _plans(request: HttpRequest, product: DataProduct) -> list[PricePlan]:
+def _plans(request: AuthenticatedHttpRequest, product: DataProduct) -> list[PricePlan]:
     plans = plans_for_user(user=request.user, product=product)
     for plan in plans:
         plan.unit_price_display = _unit_price(plan.unit_price)  # type: ignore[attr-defined]
@@ -164,7 +165,7 @@ def _query_with(params: QueryDict, name: str, value: str | None) -> str:
     return f"?{encoded}" if encoded else "?"
 
 
-def _facets(request: HttpRequest, counts: dict[str, dict[str, int]]) -> list[Facet]:
+def _facets(request: AuthenticatedHttpRequest, counts: dict[str, dict[str, int]]) -> list[Facet]:
     params = request.GET
     board_names = {b.code: b.name for b in Board.objects.filter(code__in=list(counts.get("board", {})))}
     category_names = {c.code: c.name for c in category_list()}
@@ -206,7 +207,7 @@ def _facets(request: HttpRequest, counts: dict[str, dict[str, int]]) -> list[Fac
 
 @login_required
 @require_GET
-def catalogue(request: HttpRequest) -> HttpResponse:
+def catalogue(request: AuthenticatedHttpRequest) -> HttpResponse:
     firm_id = user_firm_id(request.user)
     visible = product_list_catalogue(user=request.user)
     catalogue_filter = CatalogueFilter(request.GET, queryset=visible, firm_id=firm_id)
@@ -246,14 +247,14 @@ def catalogue(request: HttpRequest) -> HttpResponse:
 # --- The product page ----------------------------------------------------------------------------------
 
 
-def _requested_revision(request: HttpRequest) -> int | None:
+def _requested_revision(request: AuthenticatedHttpRequest) -> int | None:
     try:
         return int(request.GET["revision"])
     except (KeyError, ValueError):
         return None
 
 
-def _displayed(request: HttpRequest, pk: int) -> tuple[DataProduct, Revision]:
+def _displayed(request: AuthenticatedHttpRequest, pk: int) -> tuple[DataProduct, Revision]:
     product = product_get_for_user(user=request.user, pk=pk)
     revision = revision_for_display(user=request.user, product=product, number=_requested_revision(request))
     return product, revision
@@ -277,7 +278,10 @@ def _dictionary_rows(revision: Revision) -> list[dict[str, Any]]:
 
 
 def _product_page(
-    request: HttpRequest, product: DataProduct, revision: Revision, objection_form: ObjectionForm | None = None
+    request: AuthenticatedHttpRequest,
+    product: DataProduct,
+    revision: Revision,
+    objection_form: ObjectionForm | None = None,
 ) -> HttpResponse:
     open_revision = services.open_revision(product)
     can_object = services.objection_may_lodge(request.user, product, open_revision)
@@ -285,7 +289,7 @@ def _product_page(
     if can_object and open_revision is not None and product.listed_revision is not None:
         # What the revision in public notice would change, so that members know what they may object to.
         notice_changes = [
-            capfirst(Revision._meta.get_field(name).verbose_name)
+            capfirst(Revision._meta.get_field(name).verbose_name)  # type: ignore[union-attr,misc]  # a concrete model field; a lazy string
             for name in revision_diff(old=product.listed_revision, new=open_revision)
         ]
     columns = [f["name"] for f in revision.dictionary]
@@ -321,7 +325,7 @@ def _product_page(
 
 @login_required
 @require_GET
-def notices(request: HttpRequest) -> HttpResponse:
+def notices(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Products in public notice on the member's boards: what may still be objected to, and until when."""
     products = product_list_in_notice(user=request.user)
     return render(request, "listings/notices.html", {"products": products})
@@ -329,7 +333,7 @@ def notices(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def product_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def product_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     product, revision = _displayed(request, pk)
     return _product_page(request, product, revision)
 
@@ -337,14 +341,14 @@ def product_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @never_cache
 @login_required
 @require_GET
-def product_sample(request: HttpRequest, pk: int) -> FileResponse:
+def product_sample(request: AuthenticatedHttpRequest, pk: int) -> FileResponse:
     product, revision = _displayed(request, pk)
     return file_response(revision.sample, filename_stem=f"sample-{product.pk}-r{revision.number}")
 
 
 @login_required
 @require_POST
-def product_object(request: HttpRequest, pk: int) -> HttpResponse:
+def product_object(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     product = product_get_for_user(user=request.user, pk=pk)
     revision = revision_for_display(user=request.user, product=product)
     form = ObjectionForm(request.POST)
@@ -375,7 +379,7 @@ def _status(product: DataProduct) -> tuple[str, str]:
 
 @login_required
 @require_GET
-def my_products(request: HttpRequest) -> HttpResponse:
+def my_products(request: AuthenticatedHttpRequest) -> HttpResponse:
     # The reviewer's notes may sit on an older revision (a rejection starts a new draft): fetch the light
     # columns of every revision in one query rather than one per product.
     history = Revision.objects.only(
@@ -407,12 +411,12 @@ def my_products(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _own_product(request: HttpRequest, pk: int) -> DataProduct:
+def _own_product(request: AuthenticatedHttpRequest, pk: int) -> DataProduct:
     """One of the user's firm's products; anyone else's is not found."""
     return product_get_own(user=request.user, pk=pk)
 
 
-def _service_error_to_message(request: HttpRequest, exc: ApplicationError | ValidationError) -> None:
+def _service_error_to_message(request: AuthenticatedHttpRequest, exc: ApplicationError | ValidationError) -> None:
     if isinstance(exc, NotAllowed):
         raise PermissionDenied(exc.message)
     add_service_messages(request, exc)
@@ -420,7 +424,7 @@ def _service_error_to_message(request: HttpRequest, exc: ApplicationError | Vali
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def product_create(request: HttpRequest) -> HttpResponse:
+def product_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     if not services.product_may_create(request.user):
         raise PermissionDenied(_("Only administrators and traders of a verified provider firm create products."))
     boards = Board.objects.filter(id__in=board_access(user=request.user).tradable).order_by("id")
@@ -452,7 +456,7 @@ def product_create(request: HttpRequest) -> HttpResponse:
 
 
 def _manage_page(
-    request: HttpRequest,
+    request: AuthenticatedHttpRequest,
     product: DataProduct,
     *,
     form: ProductContentForm | None = None,
@@ -509,7 +513,7 @@ def _manage_page(
     )
 
 
-def _delisted(request: HttpRequest, product: DataProduct) -> HttpResponse | None:
+def _delisted(request: AuthenticatedHttpRequest, product: DataProduct) -> HttpResponse | None:
     """A friendly refusal before the forms: delisting withdrew any open revision, so the services would refuse
     these steps anyway (with a less specific message)."""
     if product.listing_status != ListingStatus.DELISTED:
@@ -518,14 +522,14 @@ def _delisted(request: HttpRequest, product: DataProduct) -> HttpResponse | None
     return redirect("portal:my-product-edit", pk=product.pk)
 
 
-def _require_editor(request: HttpRequest, product: DataProduct) -> None:
+def _require_editor(request: AuthenticatedHttpRequest, product: DataProduct) -> None:
     if not services.can_edit_product(request.user, product):
         raise PermissionDenied(_("Only the provider's administrators and traders may change this product."))
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def product_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def product_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     product = _own_product(request, pk)
     if request.method == "GET":
         return _manage_page(request, product)
@@ -554,7 +558,7 @@ def product_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def product_sample_upload(request: HttpRequest, pk: int) -> HttpResponse:
+def product_sample_upload(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     product = _own_product(request, pk)
     _require_editor(request, product)
     if refused := _delisted(request, product):
@@ -579,7 +583,7 @@ def product_sample_upload(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def plan_create(request: HttpRequest, pk: int) -> HttpResponse:
+def plan_create(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     product = _own_product(request, pk)
     _require_editor(request, product)
     form = PricePlanForm(request.POST, currencies=product.board.settlement_currencies)
@@ -598,7 +602,7 @@ def plan_create(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def plan_retire(request: HttpRequest, pk: int, plan_pk: int) -> HttpResponse:
+def plan_retire(request: AuthenticatedHttpRequest, pk: int, plan_pk: int) -> HttpResponse:
     product = _own_product(request, pk)
     plan = get_object_or_404(PricePlan.objects.select_related("product__board"), pk=plan_pk, product=product)
     try:
@@ -610,7 +614,7 @@ def plan_retire(request: HttpRequest, pk: int, plan_pk: int) -> HttpResponse:
     return redirect("portal:my-product-edit", pk=product.pk)
 
 
-def _transition(request: HttpRequest, pk: int, action: Any, success: str) -> HttpResponse:
+def _transition(request: AuthenticatedHttpRequest, pk: int, action: Any, success: str) -> HttpResponse:
     product = _own_product(request, pk)
     if action is services.product_submit and (refused := _delisted(request, product)):
         return refused
@@ -625,7 +629,7 @@ def _transition(request: HttpRequest, pk: int, action: Any, success: str) -> Htt
 
 @login_required
 @require_POST
-def product_submit(request: HttpRequest, pk: int) -> HttpResponse:
+def product_submit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     return _transition(
         request, pk, services.product_submit, _("Submitted for registration review. The revision is now frozen.")
     )
@@ -633,7 +637,7 @@ def product_submit(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def product_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
+def product_withdraw(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     return _transition(
         request, pk, services.product_withdraw, _("The submission is withdrawn. Start a new revision to change it.")
     )
@@ -641,7 +645,7 @@ def product_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def revision_new(request: HttpRequest, pk: int) -> HttpResponse:
+def revision_new(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     return _transition(
         request,
         pk,
@@ -652,7 +656,7 @@ def revision_new(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def product_delist(request: HttpRequest, pk: int) -> HttpResponse:
+def product_delist(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     product = _own_product(request, pk)
     form = ReasonForm(request.POST)
     if not form.is_valid():
@@ -670,7 +674,7 @@ def product_delist(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def product_revisions(request: HttpRequest, pk: int) -> HttpResponse:
+def product_revisions(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     product = _own_product(request, pk)
     revisions = list(revision_list(product=product))
     history = []
@@ -685,7 +689,7 @@ def product_revisions(request: HttpRequest, pk: int) -> HttpResponse:
                 "previous": previous,
                 "changes": [
                     {
-                        "label": capfirst(Revision._meta.get_field(name).verbose_name),
+                        "label": capfirst(Revision._meta.get_field(name).verbose_name),  # type: ignore[union-attr]  # a concrete model field
                         "old": _display_value(name, old),
                         "new": _display_value(name, new),
                     }

@@ -21,6 +21,7 @@ from exchange.admin_kit import (
     report_each,
     short_datetime,
 )
+from exchange.types import staff_user
 
 from .. import services
 from ..display import evidence_label
@@ -62,7 +63,7 @@ class AssignedFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[ComplianceCase]) -> QuerySet[ComplianceCase]:
         if self.value() == self.ME:
-            return queryset.filter(assigned_to=request.user)
+            return queryset.filter(assigned_to=staff_user(request))
         if self.value() == self.NOBODY:
             return queryset.filter(assigned_to__isnull=True)
         return queryset
@@ -72,7 +73,7 @@ class ComplianceCaseEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = ComplianceCaseEvent
     extra = 0
     fields = ["at", "kind", "actor", "details"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # fields here are plain names
     can_delete = False
     verbose_name_plural = _("case trail")
 
@@ -128,7 +129,7 @@ class ComplianceCaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_help_text = _("Product title (English or Chinese), buyer firm name or subject.")
     # Open cases first, oldest first: the queue is worked in order of arrival.
     ordering = [
-        Case(When(status=Status.OPEN, then=Value(0)), default=Value(1), output_field=IntegerField()).asc(),
+        Case(When(status=Status.OPEN, then=Value(0)), default=Value(1), output_field=IntegerField()).asc(),  # type: ignore[list-item]  # Django takes expressions
         "opened_at",
         "pk",
     ]
@@ -277,7 +278,7 @@ class ComplianceCaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             self,
             request,
             self._selected(queryset),
-            lambda case: services.case_assign(case=case, actor=request.user, officer=request.user),
+            lambda case: services.case_assign(case=case, actor=staff_user(request), officer=staff_user(request)),
             lambda n: ngettext("%(n)d case assigned to you.", "%(n)d cases assigned to you.", n) % {"n": n},
         )
 

@@ -18,6 +18,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 
 from exchange.admin_kit import ReadOnlyAdminMixin, reason_action, reason_form, report_each
 from exchange.files import IMAGE_EXTENSIONS, file_response
+from exchange.types import staff_user
 
 from .. import services
 from ..models import Filing
@@ -100,12 +101,12 @@ class FilingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return request.user.has_perm(REVIEW_FILING)
 
     def get_urls(self) -> list[URLPattern]:
-        document = self.admin_site.admin_view(self.document_view)
+        document = self.admin_site.admin_view(self.document_view)  # type: ignore[misc]  # csp_replace types only plain view functions
         return [
             path("<path:object_id>/document/", document, name="compliance_filing_document"),
             path(
                 "<path:object_id>/receipt/",
-                self.admin_site.admin_view(self.receipt_view),
+                self.admin_site.admin_view(self.receipt_view),  # type: ignore[misc]  # csp_replace types only plain view functions
                 name="compliance_filing_receipt",
             ),
             *super().get_urls(),
@@ -189,13 +190,13 @@ class FilingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     # The document is framed by the change page (same origin only) and otherwise opened in its own tab.
     @xframe_options_sameorigin
-    @csp_replace({"frame-ancestors": ["'self'"]})
-    def document_view(self, request: HttpRequest, object_id: str) -> FileResponse:
+    @csp_replace({"frame-ancestors": ["'self'"]})  # type: ignore[arg-type]  # it wraps methods too
+    def document_view(self, request: HttpRequest, object_id: str) -> FileResponse:  # type: ignore[misc]  # see the decorator
         return self._serve(request, object_id, "document")
 
     @xframe_options_sameorigin
-    @csp_replace({"frame-ancestors": ["'self'"]})
-    def receipt_view(self, request: HttpRequest, object_id: str) -> FileResponse:
+    @csp_replace({"frame-ancestors": ["'self'"]})  # type: ignore[arg-type]  # it wraps methods too
+    def receipt_view(self, request: HttpRequest, object_id: str) -> FileResponse:  # type: ignore[misc]  # see the decorator
         return self._serve(request, object_id, "receipt_document")
 
     def _serve(self, request: HttpRequest, object_id: str, field: str) -> FileResponse:
@@ -242,7 +243,7 @@ class FilingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             self,
             request,
             self._selected(queryset),
-            lambda filing: services.filing_verify_receipt(filing=filing, actor=request.user),
+            lambda filing: services.filing_verify_receipt(filing=filing, actor=staff_user(request)),
             lambda n: ngettext("%(n)d filing receipt checked.", "%(n)d filing receipts checked.", n) % {"n": n},
         )
 

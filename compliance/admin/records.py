@@ -65,7 +65,7 @@ class AssessmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "evidence_display",
         "inputs_display",
     ]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # fields here are plain names
 
     class Media:
         css = {"all": [ADMIN_CSS]}

@@ -71,7 +71,7 @@ class CalendarDayAdmin(admin.ModelAdmin):
     search_fields = ["name_en", "name_zh", "source"]
     date_hierarchy = "date"
     list_select_related = ["updated_by"]
-    raw_id_fields: list[str] = []  # updated_by is set from the request, never chosen
+    raw_id_fields = []  # updated_by is set from the request, never chosen
     readonly_fields = ["updated_by", "updated_at"]
     fields = ["date", "kind", "name_en", "name_zh", "source", "updated_by", "updated_at"]
     ordering = ["-date"]
@@ -153,7 +153,7 @@ class FtzListItemInline(admin.TabularInline):
         "description_en",
         "description_zh",
     ]
-    raw_id_fields: list[str] = []  # category: a short taxonomy, picked from a list
+    raw_id_fields = []  # category: a short taxonomy, picked from a list
     formfield_overrides = {models.TextField: {"widget": forms.Textarea(attrs={"rows": 2, "cols": 30})}}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[FtzListItem]:
@@ -164,8 +164,8 @@ class FtzListItemInline(admin.TabularInline):
 class FtzListAdmin(admin.ModelAdmin):
     list_display = ["__str__", "zone", "version", "title_en", "effective_from", "effective_to", "item_count"]
     list_filter = ["zone"]
-    list_select_related: list[str] = []  # no foreign keys; the item count is annotated
-    raw_id_fields: list[str] = []  # covered categories: a short taxonomy, picked from a list
+    list_select_related = []  # no foreign keys; the item count is annotated
+    raw_id_fields = []  # covered categories: a short taxonomy, picked from a list
     filter_horizontal = ["covered_categories"]
     search_fields = ["version", "title_en", "title_zh", "items__code"]
     readonly_fields = ["updated_at", "import_link"]
@@ -277,8 +277,8 @@ class RestrictedPartyIdentifierInline(admin.TabularInline):
 class RestrictedPartyAdmin(admin.ModelAdmin):
     list_display = ["name", "country", "source_list", "listed_on", "active", "updated_at"]
     list_filter = ["source_list", "country", "active"]
-    list_select_related: list[str] = []  # no foreign keys
-    raw_id_fields: list[str] = []  # no foreign keys to pick
+    list_select_related = []  # no foreign keys
+    raw_id_fields = []  # no foreign keys to pick
     search_fields = ["name", "aliases", "names__value", "identifiers__value", "notes"]
     search_help_text = _("Name, other name, normalised name or identifier.")
     fields = [

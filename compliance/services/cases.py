@@ -173,7 +173,10 @@ def cases_recheck_for_exporter(*, exporter: MemberFirm) -> list[int]:
             continue  # a new revision is traded now: the old subject's case stays for the record
         try:
             check = trade_precheck(
-                product=product, buyer_firm=case.buyer_firm, delivery=case.assessment.delivery, as_of=None
+                product=product,
+                buyer_firm=case.buyer_firm,  # type: ignore[arg-type]  # a trade case names its buyer
+                delivery=case.assessment.delivery,
+                as_of=None,
             )
         except ApplicationError:
             continue  # e.g. the delivery mode is no longer offered: the next trade decides afresh

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from exchange.models import MemberFirm
 from exchange.services import audit_record
-from listings.models import DataProduct
+from listings.models import DataProduct, Revision
 
 from .. import rules
 from ..calendar import SHANGHAI, shanghai_year
@@ -111,7 +111,7 @@ def export_record(*, decided: TradeDecision, actor: Any = None) -> ExportCounter
     counter.sensitive_personal_info_subjects += sensitive
     counter.save(update_fields=["personal_info_subjects", "sensitive_personal_info_subjects", "updated_at"])
     product = assessment.product
-    revision = product.listed_revision
+    revision: Revision = product.listed_revision  # type: ignore[union-attr,assignment]  # a released trade's product is listed
     seen, _ = ProductExport.objects.get_or_create(exporter=counter.exporter, year=counter.year, product=product)
     seen.personal_info_subjects = max(seen.personal_info_subjects, revision.personal_info_subjects)
     seen.sensitive_personal_info_subjects = max(

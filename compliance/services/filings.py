@@ -64,7 +64,7 @@ def filing_expiry(*, kind: str, issued_on: date, given: date | None, renews: Fil
         and issued_on <= renews.expires_on  # granted while the approval it extends was still in force
     )
     if extends:
-        start = renews.expires_on
+        start = renews.expires_on  # type: ignore[union-attr,assignment]  # `extends` checked both
     term = {
         EvidenceKind.SECURITY_ASSESSMENT: relativedelta(years=settings.COMPLIANCE_ASSESSMENT_VALIDITY_YEARS),
         EvidenceKind.CERTIFICATION: relativedelta(years=settings.COMPLIANCE_CERTIFICATE_VALIDITY_YEARS),

@@ -75,7 +75,7 @@ def ftz_items_import(*, ftz_list: FtzList, content: bytes, actor: Any, replace: 
         tags = [t.strip() for t in (row["tags"] or "").split(";") if t.strip()]
         item = existing.get(code) or FtzListItem(ftz_list=ftz_list, code=code)
         item.sector, item.scenario = (row["sector"] or "").strip(), (row["scenario"] or "").strip()
-        item.category, item.tags, item.personal_info_only, item.mechanism = category, tags, pi_only, mechanism
+        item.category, item.tags, item.personal_info_only, item.mechanism = category, tags, pi_only, mechanism  # type: ignore[assignment]  # not None: the row was skipped otherwise
         item.description_en, item.description_zh = row["description_en"].strip(), row["description_zh"].strip()
         try:
             # The model's own rules (required fields, lengths) before anything is written.

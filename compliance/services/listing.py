@@ -16,6 +16,7 @@ hold refuses the listing at the end of the notice until the officer clears the c
 from __future__ import annotations
 
 from datetime import date
+from typing import TypeGuard
 
 from django.db import transaction
 
@@ -52,7 +53,7 @@ def _store(revision: Revision, decided: ListingDecision) -> Assessment:
     )
 
 
-def _same(stored: Assessment | None, decided: ListingDecision) -> bool:
+def _same(stored: Assessment | None, decided: ListingDecision) -> TypeGuard[Assessment]:
     return (
         stored is not None
         and stored.decision == decided.decision["decision"]

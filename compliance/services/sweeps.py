@@ -106,7 +106,7 @@ def listings_reassess(*, today: date) -> list[int]:
         listed_revision__isnull=False,
     ).select_related("listed_revision__category", "provider", "board")
     for product in products:
-        revision = product.listed_revision
+        revision: Revision = product.listed_revision  # type: ignore[assignment]  # listed_revision__isnull=False above
         latest = (
             Assessment.objects.filter(
                 product=product, purpose=Assessment.Purpose.LISTING, revision_number=revision.number

@@ -36,4 +36,4 @@ class Command(BaseCommand):
         self.stdout.write(f"TOTP device “{name}” created for {user.email}. Scan this into an authenticator app:")
         self.stdout.write(device.config_url)
         if not no_qr:
-            segno.make(device.config_url).terminal(out=self.stdout, compact=True)
+            segno.make(device.config_url).terminal(out=self.stdout, compact=True)  # type: ignore[arg-type]  # OutputWrapper wraps a TextIO
