@@ -50,11 +50,11 @@ class LoginView(auth_views.LoginView):
         return response
 
     def form_invalid(self, form: LoginForm) -> HttpResponse:  # type: ignore[override]
-        codes = {error.code for error in form.non_field_errors().as_data()}
+        codes = {error.code or "" for error in form.non_field_errors().as_data()}
         if codes & {"otp_required", "otp_invalid", "otp_no_device"}:
             security_log.warning(
                 "staff_second_factor_failed code=%s username=%r ip=%s",
-                ",".join(sorted(codes)),  # type: ignore[arg-type]  # the form's errors all carry a code
+                ",".join(sorted(code for code in codes if code)),
                 (form.data.get("username") or "")[:254],
                 self.request.META.get("REMOTE_ADDR", "-"),
             )
