@@ -6,17 +6,8 @@ from django.db import connection
 
 from exchange import services
 from exchange.models import AuditChainHead, AuditEvent
-from tests.factories import MemberFirmFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def trail(ops, boards):
-    firm = MemberFirmFactory()
-    services.firm_admit(firm=firm, board=boards["domestic"], actor=ops)
-    services.audit_record(actor=ops, verb="test.note", target=firm, payload={"amount": "12.50", "达": "中文"})
-    return list(AuditEvent.objects.order_by("seq"))
 
 
 def test_rows_are_chained_in_sequence(trail):

@@ -19,19 +19,10 @@ from exchange import services
 from exchange.audit import Checkpoint, audit_hash, canonical_json
 from exchange.checks import audit_hmac_key
 from exchange.models import AuditChainHead, AuditEvent
-from tests.factories import MemberFirmFactory
 
 pytestmark = pytest.mark.django_db
 
 postgresql_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL triggers and roles")
-
-
-@pytest.fixture
-def trail(ops, boards):
-    firm = MemberFirmFactory()
-    services.firm_admit(firm=firm, board=boards["domestic"], actor=ops)
-    services.audit_record(actor=ops, verb="test.note", target=firm, payload={"amount": "12.50", "达": "中文"})
-    return list(AuditEvent.objects.order_by("seq"))
 
 
 @pytest.fixture

@@ -52,6 +52,17 @@ def _portal_login(client: Client, user, token: str = "") -> object:
 
 
 @pytest.fixture
+def ops_client(client, ops):
+    device = TOTPDevice.objects.create(user=ops, name="phone", confirmed=True)
+    response = client.post(
+        "/admin/login/?next=/admin/",
+        {"username": ops.email, "password": PASSWORD, "otp_device": device.persistent_id, "otp_token": _token(device)},
+    )
+    assert response.status_code == 302
+    return client
+
+
+@pytest.fixture
 def in_review(provider, reviewer):
     """A product a reviewer sees and members do not: submitted and taken in review."""
     product = draft_product(provider)
@@ -195,16 +206,6 @@ class TestApiKeys:
 
 
 class TestAccountTakeOver:
-    @pytest.fixture
-    def ops_client(self, client, ops):
-        device = TOTPDevice.objects.create(user=ops, name="phone", confirmed=True)
-        response = client.post(
-            "/admin/login/?next=/admin/",
-            {"username": ops.email, "password": PASSWORD, "otp_device": device.persistent_id, "otp_token": _token(device)},
-        )
-        assert response.status_code == 302
-        return client
-
     @pytest.fixture
     def peer(self, db):
         from exchange import roles
@@ -386,16 +387,6 @@ def test_the_code_field_is_shown_only_where_it_is_asked_for(client, settings):
 
 class TestReviewFindings:
     """What a second hostile review found after the first fixes."""
-
-    @pytest.fixture
-    def ops_client(self, client, ops):
-        device = TOTPDevice.objects.create(user=ops, name="phone", confirmed=True)
-        response = client.post(
-            "/admin/login/?next=/admin/",
-            {"username": ops.email, "password": PASSWORD, "otp_device": device.persistent_id, "otp_token": _token(device)},
-        )
-        assert response.status_code == 302
-        return client
 
     def test_an_unusable_password_set_in_the_admin_is_audited(self, ops_client, ops, provider):
         url = reverse("admin:auth_user_password_change", args=[provider.pk])

@@ -26,6 +26,7 @@ from tests.factories import (
 )
 from tests.factories import api_client_for as client_for
 from tests.factories import api_error as error
+from tests.listings.personas import CATALOGUE_BOARDS
 
 pytestmark = pytest.mark.django_db
 
@@ -53,31 +54,12 @@ def other_provider(boards, superuser):
 
 
 @pytest.fixture
-def catalogue(provider, reviewer, international):
-    """A listed product on each board, a draft, and a private offer for the international buyer."""
-    intl = listed_product(
-        provider, reviewer, "international", title_en="Global shipping lanes", title_zh="全球航线数据"
-    )
-    dom = listed_product(
-        provider, reviewer, "domestic", title_en="Shanghai retail footfall", title_zh="上海零售客流数据",
-        delivery_modes=["sandbox"], origin_region="Pudong",
-    )  # fmt: skip
-    draft = draft_product(provider, "international", title_en="Unreleased draft", title_zh="未发布草稿")
-    offer = services.plan_create(
-        product=intl, actor=provider, name_en="Special", kind="one_off", currency="USD",
-        amount=Decimal("999.00"), buyer_code=international.membership.firm.lei,
-    )  # fmt: skip
-    return {"international": intl, "domestic": dom, "draft": draft, "offer": offer}
+def domestic_extras():
+    return {"delivery_modes": ["sandbox"], "origin_region": "Pudong"}
 
 
 # persona -> boards whose listed products the catalogue shows
-EXPECTED = {
-    "unadmitted": set(),
-    "domestic": {"domestic"},
-    "international": {"international"},
-    "provider": {"domestic", "international"},
-    "reviewer": {"domestic", "international"},
-}
+EXPECTED = {p: boards for p, boards in CATALOGUE_BOARDS.items() if p not in ("anonymous", "clerk")}
 MEMBERS = ["unadmitted", "domestic", "international", "provider"]
 # (persona, auth) pairs: staff have no firm and so no API key
 CALLERS = [(p, a) for p in EXPECTED for a in AUTHS if not (p == "reviewer" and a == "key")]

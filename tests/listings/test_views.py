@@ -16,20 +16,13 @@ from django.test.utils import CaptureQueriesContext
 from listings import services
 from listings.models import Objection, PricePlan, Revision
 from tests.factories import MemberFirmFactory, admit, draft_product, listed_product, login_as, member
+from tests.listings.personas import CATALOGUE_BOARDS
 
 pytestmark = pytest.mark.django_db
 
 PERSONAS = ["anonymous", "unadmitted", "domestic", "international", "provider", "reviewer", "clerk"]
 # The listed products each persona finds in the catalogue (by board).
-EXPECTED = {
-    "anonymous": set(),
-    "unadmitted": set(),
-    "domestic": {"domestic"},
-    "international": {"international"},
-    "provider": {"domestic", "international"},
-    "reviewer": {"domestic", "international"},
-    "clerk": {"domestic", "international"},
-}
+EXPECTED = CATALOGUE_BOARDS
 # The product pages each persona may open: the provider and the reviewer also see drafts.
 PAGES = {
     **{persona: boards for persona, boards in EXPECTED.items()},
@@ -39,21 +32,8 @@ PAGES = {
 
 
 @pytest.fixture
-def catalogue(provider, reviewer, international):
-    """A listed product on each board, a draft, and a private offer for the international buyer."""
-    intl = listed_product(
-        provider, reviewer, "international", title_en="Global shipping lanes", title_zh="全球航线数据"
-    )
-    dom = listed_product(
-        provider, reviewer, "domestic", title_en="Shanghai retail footfall", title_zh="上海零售客流数据",
-        delivery_modes=["sandbox"],
-    )  # fmt: skip
-    draft = draft_product(provider, "international", title_en="Unreleased draft", title_zh="未发布草稿")
-    offer = services.plan_create(
-        product=intl, actor=provider, name_en="Special", kind="one_off", currency="USD",
-        amount=Decimal("999.00"), buyer_code=international.membership.firm.lei,
-    )  # fmt: skip
-    return {"international": intl, "domestic": dom, "draft": draft, "offer": offer}
+def domestic_extras():
+    return {"delivery_modes": ["sandbox"]}
 
 
 def _client_for(request, client, persona):

@@ -5,39 +5,11 @@ from django.http import Http404
 
 from listings import selectors, services
 from listings.filters import CatalogueFilter
-from tests.factories import draft_product, listed_product
+from tests.listings.personas import CATALOGUE_BOARDS
 
 pytestmark = pytest.mark.django_db
 
-
-@pytest.fixture
-def catalogue(provider, reviewer, international):
-    """A listed product on each board, a draft, and a private offer for the international buyer."""
-    from decimal import Decimal
-
-    intl = listed_product(
-        provider, reviewer, "international", title_en="Global shipping lanes", title_zh="全球航线数据"
-    )
-    dom = listed_product(
-        provider, reviewer, "domestic", title_en="Shanghai retail footfall", title_zh="上海零售客流数据"
-    )
-    draft = draft_product(provider, "international", title_en="Unreleased draft", title_zh="未发布草稿")
-    offer = services.plan_create(
-        product=intl, actor=provider, name_en="Special", kind="one_off", currency="USD",
-        amount=Decimal("999.00"), buyer_code=international.membership.firm.lei,
-    )  # fmt: skip
-    return {"international": intl, "domestic": dom, "draft": draft, "offer": offer}
-
-
-EXPECTED = {
-    "anonymous": set(),
-    "unadmitted": set(),
-    "domestic": {"domestic"},
-    "international": {"international"},
-    "provider": {"domestic", "international"},
-    "reviewer": {"domestic", "international"},
-    "clerk": {"domestic", "international"},
-}
+EXPECTED = CATALOGUE_BOARDS
 
 
 @pytest.mark.parametrize("persona", list(EXPECTED))
