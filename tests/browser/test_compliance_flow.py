@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from exchange import roles
+from tests.browser.pages import logged_in_page
 from tests.compliance.factories import PDF, filing, with_pi
-from tests.factories import PASSWORD, MemberFirmFactory, UserFactory, admit, ensure_categories, listed_product, member
+from tests.factories import MemberFirmFactory, UserFactory, admit, ensure_categories, listed_product, member
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -36,13 +37,6 @@ def people(transactional_db, boards, superuser):
     }
 
 
-def _log_in(page, base: str, email: str, *, admin: bool = False) -> None:
-    page.goto(f"{base}/admin/login/" if admin else f"{base}/accounts/login/")
-    page.fill("input[name=username]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.locator("form [type=submit]").last.click()
-
-
 def test_a_buyer_abroad_sees_the_standard_contract_on_file(launch_browser, people, live_server, tmp_path: Path):
     from playwright.sync_api import expect
 
@@ -58,10 +52,7 @@ def test_a_buyer_abroad_sees_the_standard_contract_on_file(launch_browser, peopl
     base = live_server.url
     with launch_browser() as browser:
         # --- the buyer sees the trade held: the standard contract is not on file ----------------------------
-        context = browser.new_context(viewport={"width": 1280, "height": 1000}, locale="en-GB")
-        context.set_default_timeout(15_000)
-        page = context.new_page()
-        _log_in(page, base, people["buyer"].email)
+        context, page = logged_in_page(browser, base, people["buyer"].email)
         page.goto(f"{base}/portal/products/{product.pk}/")
         verdict = page.locator("#compliance-verdict")
         expect(verdict).to_contain_text("Held")
@@ -69,10 +60,7 @@ def test_a_buyer_abroad_sees_the_standard_contract_on_file(launch_browser, peopl
         context.close()
 
         # --- the provider files the contract and its CAC receipt in the portal --------------------------------
-        context = browser.new_context(viewport={"width": 1280, "height": 1400}, locale="en-GB")
-        context.set_default_timeout(15_000)
-        page = context.new_page()
-        _log_in(page, base, people["provider"].email)
+        context, page = logged_in_page(browser, base, people["provider"].email, height=1400)
         page.goto(f"{base}/portal/compliance/")
         form = page.locator("form.product-form")
         form.locator("[name=kind]").select_option("standard_contract")
@@ -92,10 +80,7 @@ def test_a_buyer_abroad_sees_the_standard_contract_on_file(launch_browser, peopl
         assert contract.status == "submitted" and contract.expires_on == CONTRACT_END
 
         # --- the compliance officer accepts it in the admin ---------------------------------------------------
-        context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-GB")
-        context.set_default_timeout(15_000)
-        page = context.new_page()
-        _log_in(page, base, people["officer"].email, admin=True)
+        context, page = logged_in_page(browser, base, people["officer"].email, admin=True, width=1400)
         page.goto(f"{base}/admin/compliance/filing/?status__exact=submitted")
         row = page.locator("#result_list tr", has_text="SC-2026-HZ-17")
         row.locator("input.action-select").check()
@@ -108,10 +93,7 @@ def test_a_buyer_abroad_sees_the_standard_contract_on_file(launch_browser, peopl
         assert contract.status == "accepted" and contract.decided_by == people["officer"]
 
         # --- the buyer abroad now reads the verdict: cleared, the contract on file until its end ------------------
-        context = browser.new_context(viewport={"width": 1280, "height": 1000}, locale="en-GB")
-        context.set_default_timeout(15_000)
-        page = context.new_page()
-        _log_in(page, base, people["buyer"].email)
+        context, page = logged_in_page(browser, base, people["buyer"].email)
         page.goto(f"{base}/portal/products/{product.pk}/")
         verdict = page.locator("#compliance-verdict")
         expect(verdict).to_contain_text("Cleared")

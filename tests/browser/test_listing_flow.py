@@ -12,8 +12,8 @@ import pytest
 from django.utils import timezone
 
 from exchange import roles
+from tests.browser.pages import logged_in_page
 from tests.factories import (
-    PASSWORD,
     SAMPLE_CSV,
     MemberFirmFactory,
     UserFactory,
@@ -44,13 +44,6 @@ def people(transactional_db, boards, superuser):
     }
 
 
-def _log_in(page, base: str, email: str, *, admin: bool = False) -> None:
-    page.goto(f"{base}/admin/login/" if admin else f"{base}/accounts/login/")
-    page.fill("input[name=username]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.locator("form [type=submit]").last.click()
-
-
 def test_provider_submits_reviewer_approves_buyer_finds_it_in_chinese(
     launch_browser, people, live_server, tmp_path: Path
 ):
@@ -64,10 +57,7 @@ def test_provider_submits_reviewer_approves_buyer_finds_it_in_chinese(
     base = live_server.url
     with launch_browser() as browser:
         # --- the provider creates, completes and submits the product in the portal ------------------------
-        context = browser.new_context(viewport={"width": 1280, "height": 1000}, locale="en-GB")
-        context.set_default_timeout(15_000)
-        page = context.new_page()
-        _log_in(page, base, people["provider"].email)
+        context, page = logged_in_page(browser, base, people["provider"].email)
         page.goto(f"{base}/portal/my-products/new")
         form = page.locator("form.product-form")
         form.locator("[name=title_en]").fill(TITLE_EN)
@@ -108,10 +98,7 @@ def test_provider_submits_reviewer_approves_buyer_finds_it_in_chinese(
         context.close()
 
         # --- the reviewer starts the review and approves it in the admin ------------------------------------
-        context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-GB")
-        context.set_default_timeout(15_000)
-        page = context.new_page()
-        _log_in(page, base, people["reviewer"].email, admin=True)
+        context, page = logged_in_page(browser, base, people["reviewer"].email, admin=True, width=1400)
         page.goto(f"{base}/admin/listings/revision/")
         row = page.locator("#result_list tr", has_text=TITLE_EN)
         row.locator("input.action-select").check()
@@ -136,10 +123,7 @@ def test_provider_submits_reviewer_approves_buyer_finds_it_in_chinese(
         assert DataProduct.objects.get(pk=product_id).listing_status == "listed"
 
         # --- a buyer abroad finds it by a Chinese term ------------------------------------------------------
-        context = browser.new_context(viewport={"width": 1280, "height": 1000}, locale="en-GB")
-        context.set_default_timeout(15_000)
-        page = context.new_page()
-        _log_in(page, base, people["buyer"].email)
+        context, page = logged_in_page(browser, base, people["buyer"].email)
         page.goto(f"{base}/portal/catalogue/?q=冷藏集装箱")
         card = page.locator("main").get_by_text(TITLE_EN)
         expect(card).to_be_visible()

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from tests.browser.pages import new_page
 from tests.factories import PASSWORD, MemberFirmFactory, admit, member
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -24,9 +25,7 @@ def test_login_lists_both_boards_and_switches_to_chinese(launch_browser, both_bo
     from playwright.sync_api import expect
 
     with launch_browser() as browser:
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
-        context.set_default_timeout(15_000)
-        page = context.new_page()
+        context, page = new_page(browser, height=900)
 
         page.goto(f"{live_server.url}/accounts/login/")
         page.fill("input[name=username]", EMAIL)
