@@ -130,29 +130,21 @@ def _staff(email: str, role: str | None) -> User:
     return user
 
 
-@pytest.fixture
-def superuser(db) -> User:
-    return _staff("root@exchange.example", None)
+def _staff_fixture(name: str, email: str, role: str | None):
+    """A fixture `name`: a staff account `email` with the one staff role `role` (a superuser when None)."""
+
+    @pytest.fixture(name=name)
+    def fixture(db) -> User:
+        return _staff(email, role)
+
+    return fixture
 
 
-@pytest.fixture
-def ops(db) -> User:
-    return _staff("ops@exchange.example", roles.EXCHANGE_ADMINS)
-
-
-@pytest.fixture
-def reviewer(db) -> User:
-    return _staff("reviewer@exchange.example", roles.LISTING_REVIEWERS)
-
-
-@pytest.fixture
-def officer(db) -> User:
-    return _staff("officer@exchange.example", roles.COMPLIANCE_OFFICERS)
-
-
-@pytest.fixture
-def clerk(db) -> User:
-    return _staff("clerk@exchange.example", roles.SETTLEMENT_CLERKS)
+superuser = _staff_fixture("superuser", "root@exchange.example", None)
+ops = _staff_fixture("ops", "ops@exchange.example", roles.EXCHANGE_ADMINS)
+reviewer = _staff_fixture("reviewer", "reviewer@exchange.example", roles.LISTING_REVIEWERS)
+officer = _staff_fixture("officer", "officer@exchange.example", roles.COMPLIANCE_OFFICERS)
+clerk = _staff_fixture("clerk", "clerk@exchange.example", roles.SETTLEMENT_CLERKS)
 
 
 @pytest.fixture
