@@ -10,6 +10,14 @@ from compliance.models import Filing
 from exchange.models import User
 from listings.models import DataProduct, Revision
 
+FTZ_HEADER = "code,sector,scenario,category,tags,personal_info_only,mechanism,description_en,description_zh\n"
+
+
+def ftz_csv(*rows: str) -> str:
+    """An FTZ negative-list import file: the header and `rows`, one line each."""
+    return FTZ_HEADER + "".join(f"{row}\n" for row in rows)
+
+
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 
 

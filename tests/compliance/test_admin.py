@@ -23,7 +23,7 @@ from compliance.models import (
 )
 from exchange.models import AuditEvent, MemberFirm
 from listings.models import DataProduct, Revision
-from tests.compliance.factories import filing, with_pi
+from tests.compliance.factories import FTZ_HEADER, filing, with_pi
 from tests.factories import MemberFirmFactory, listed_product, login_as
 
 pytestmark = pytest.mark.django_db
@@ -326,9 +326,6 @@ def test_ops_read_filings_but_cannot_decide(client, provider, ops):
 
 
 # --- FTZ lists -----------------------------------------------------------------------------------------
-
-FTZ_HEADER = "code,sector,scenario,category,tags,personal_info_only,mechanism,description_en,description_zh\n"
-
 
 @pytest.fixture
 def ftz_list(db) -> FtzList:

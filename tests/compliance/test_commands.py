@@ -5,8 +5,15 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from compliance.models import FtzListItem, RestrictedParty
+from tests.compliance.factories import ftz_csv
 
 pytestmark = pytest.mark.django_db
+
+
+def _items_csv(tmp_path, row: str):
+    path = tmp_path / "items.csv"
+    path.write_text(ftz_csv(row), encoding="utf-8")
+    return path
 
 
 def test_parties_import(tmp_path, capsys):
@@ -28,11 +35,8 @@ def test_parties_import_refuses_a_bad_file_with_exit_2(tmp_path):
 
 
 def test_ftz_import(tmp_path, capsys):
-    path = tmp_path / "items.csv"
-    path.write_text(
-        "code,sector,scenario,category,tags,personal_info_only,mechanism,description_en,description_zh\n"
-        "SH-IS-09,international shipping,bunkering,supply-chain,,no,security_assessment,Fuel,燃料\n",
-        encoding="utf-8",
+    path = _items_csv(
+        tmp_path, "SH-IS-09,international shipping,bunkering,supply-chain,,no,security_assessment,Fuel,燃料"
     )
     call_command("ftz_import", "shanghai", "2024", str(path))
     assert FtzListItem.objects.filter(code="SH-IS-09").exists()
@@ -49,11 +53,8 @@ def test_compliance_daily(capsys):
 
 
 def test_ftz_import_can_replace_the_whole_list(tmp_path, capsys):
-    path = tmp_path / "items.csv"
-    path.write_text(
-        "code,sector,scenario,category,tags,personal_info_only,mechanism,description_en,description_zh\n"
-        "SH-RE-01,reinsurance,cessions,finance-credit,reinsurance,yes,contract_or_certification,Kept,保留\n",
-        encoding="utf-8",
+    path = _items_csv(
+        tmp_path, "SH-RE-01,reinsurance,cessions,finance-credit,reinsurance,yes,contract_or_certification,Kept,保留"
     )
     call_command("ftz_import", "shanghai", "2024", str(path), "--replace")
     assert "4 removed" in capsys.readouterr().out

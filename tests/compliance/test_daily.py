@@ -11,7 +11,7 @@ from compliance.models import Assessment, ComplianceCase, EvidenceKind, FilingRe
 from compliance.tasks import compliance_daily_task, listing_assess_task
 from listings import services as listing_services
 from listings.models import Revision
-from tests.compliance.factories import filing
+from tests.compliance.factories import filing, ftz_csv
 from tests.factories import draft_product, listed_product
 
 pytestmark = pytest.mark.django_db
@@ -107,9 +107,8 @@ def test_a_zone_list_change_re_assesses_the_zones_products(provider, reviewer, s
     ftz_list = FtzList.objects.get(zone="shanghai", version="2024")
     services.ftz_items_import(
         ftz_list=ftz_list,
-        content=(
-            "code,sector,scenario,category,tags,personal_info_only,mechanism,description_en,description_zh\n"
-            "SH-RE-01,reinsurance,cessions,finance-credit,reinsurance,no,security_assessment,Changed,已修改\n"
+        content=ftz_csv(
+            "SH-RE-01,reinsurance,cessions,finance-credit,reinsurance,no,security_assessment,Changed,已修改"
         ).encode(),
         actor=superuser,
     )

@@ -253,17 +253,19 @@ class TestProhibited:
         assert clear(product, other).status == "prohibited"
 
 
-class TestOfficerReview:
-    def _us_origin(self, provider, reviewer):
-        product = listed_product(provider, reviewer)
-        Revision.objects.filter(pk=product.listed_revision_id).update(origin_countries=["US"])
-        product.refresh_from_db()
-        return product
+def _us_origin(provider, reviewer):
+    """A listed product whose data originates in the US."""
+    product = listed_product(provider, reviewer)
+    Revision.objects.filter(pk=product.listed_revision_id).update(origin_countries=["US"])
+    product.refresh_from_db()
+    return product
 
+
+class TestOfficerReview:
     def test_us_origin_data_for_a_china_linked_buyer_is_held_until_an_officer_clears_it(
         self, provider, reviewer, officer, superuser
     ):
-        product = self._us_origin(provider, reviewer)
+        product = _us_origin(provider, reviewer)
         hk = member(admit(MemberFirmFactory(country="HK", role="buyer"), "international"))
         result = clear(product, hk)
         assert result.status == "held" and result.decision["rules"][0] == "R4"
@@ -275,7 +277,7 @@ class TestOfficerReview:
         assert events == [("opened", None), ("cleared", officer.pk)]
 
     def test_a_refused_review_prohibits_the_trade(self, provider, reviewer, officer, superuser):
-        product = self._us_origin(provider, reviewer)
+        product = _us_origin(provider, reviewer)
         hk = member(admit(MemberFirmFactory(country="HK", role="buyer"), "international"))
         result = clear(product, hk)
         services.case_refuse(case=result.case, actor=officer, resolution="Bulk US genomic data.")
@@ -284,7 +286,7 @@ class TestOfficerReview:
     def test_only_officers_decide_and_always_with_reasons(self, provider, reviewer, officer, superuser):
         from exchange.exceptions import ApplicationError, NotAllowed
 
-        product = self._us_origin(provider, reviewer)
+        product = _us_origin(provider, reviewer)
         hk = member(admit(MemberFirmFactory(country="HK", role="buyer"), "international"))
         case = clear(product, hk).case
         with pytest.raises(NotAllowed):
@@ -353,14 +355,8 @@ def test_concurrent_decisions_on_one_subject_open_one_case(provider, reviewer, i
 
 
 class TestReviewsAndRechecks:
-    def _us_origin(self, provider, reviewer):
-        product = listed_product(provider, reviewer)
-        Revision.objects.filter(pk=product.listed_revision_id).update(origin_countries=["US"])
-        product.refresh_from_db()
-        return product
-
     def test_the_newest_review_decides_and_only_an_officers(self, provider, reviewer, officer, superuser):
-        product = self._us_origin(provider, reviewer)
+        product = _us_origin(provider, reviewer)
         hk = member(admit(MemberFirmFactory(country="HK", role="buyer"), "international"))
         first = clear(product, hk).case
         services.case_clear(case=first, actor=officer, resolution="Reviewed.")
@@ -378,7 +374,7 @@ class TestReviewsAndRechecks:
         assert clear(product, hk).status == "prohibited"
 
     def test_a_case_that_closed_itself_is_no_officers_review(self, provider, reviewer, superuser):
-        product = self._us_origin(provider, reviewer)
+        product = _us_origin(provider, reviewer)
         hk = member(admit(MemberFirmFactory(country="HK", role="buyer"), "international"))
         case = clear(product, hk).case
         ComplianceCase.objects.filter(pk=case.pk).update(status="cleared", resolution="evidence on file")

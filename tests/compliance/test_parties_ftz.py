@@ -10,7 +10,7 @@ from exchange import services as exchange_services
 from exchange.exceptions import ApplicationError
 from exchange.models import Board
 from listings.models import Category
-from tests.compliance.factories import with_pi
+from tests.compliance.factories import ftz_csv, with_pi
 from tests.factories import MemberFirmFactory, listed_product
 
 pytestmark = pytest.mark.django_db
@@ -160,26 +160,29 @@ class TestFtz:
         decided = services.trade_decide(product=product, buyer_firm=international.membership.firm, delivery="file")
         assert decided.decided.assessment.ftz_list_version.startswith("shanghai:2024@")
 
-    def test_csv_import_updates_and_adds_items(self, superuser):
+    @staticmethod
+    def _import(superuser, *rows):
+        """Import `rows` into the Shanghai 2024 list as `superuser`."""
         ftz_list = FtzList.objects.get(zone="shanghai", version="2024")
-        content = (
-            "code,sector,scenario,category,tags,personal_info_only,mechanism,description_en,description_zh\n"
-            "SH-RE-01,reinsurance,cessions,finance-credit,reinsurance,yes,security_assessment,Changed,已修改\n"
-            "SH-CM-09,commerce,marketplaces,consumer,,no,contract_or_certification,New item,新条目\n"
-        ).encode()
-        result = services.ftz_items_import(ftz_list=ftz_list, content=content, actor=superuser)
+        return services.ftz_items_import(ftz_list=ftz_list, content=ftz_csv(*rows).encode(), actor=superuser)
+
+    def test_csv_import_updates_and_adds_items(self, superuser):
+        result = self._import(
+            superuser,
+            "SH-RE-01,reinsurance,cessions,finance-credit,reinsurance,yes,security_assessment,Changed,已修改",
+            "SH-CM-09,commerce,marketplaces,consumer,,no,contract_or_certification,New item,新条目",
+        )
         assert (result.created, result.updated) == (1, 1)
+        ftz_list = FtzList.objects.get(zone="shanghai", version="2024")
         assert FtzListItem.objects.get(ftz_list=ftz_list, code="SH-RE-01").mechanism == "security_assessment"
 
     def test_csv_import_with_a_bad_row_changes_nothing(self, superuser):
-        ftz_list = FtzList.objects.get(zone="shanghai", version="2024")
-        content = (
-            "code,sector,scenario,category,tags,personal_info_only,mechanism,description_en,description_zh\n"
-            "SH-NEW-1,commerce,x,consumer,,no,contract_or_certification,New,新\n"
-            "SH-NEW-2,commerce,x,no-such-category,,maybe,exempt,,\n"
-        ).encode()
         with pytest.raises(ApplicationError) as exc:
-            services.ftz_items_import(ftz_list=ftz_list, content=content, actor=superuser)
+            self._import(
+                superuser,
+                "SH-NEW-1,commerce,x,consumer,,no,contract_or_certification,New,新",
+                "SH-NEW-2,commerce,x,no-such-category,,maybe,exempt,,",
+            )
         assert "line 3" in exc.value.details["lines"][0]
         assert not FtzListItem.objects.filter(code__startswith="SH-NEW").exists()
 
