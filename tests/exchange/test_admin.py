@@ -60,23 +60,24 @@ def test_staff_without_the_permission_do_not_get_the_actions(client, reviewer, b
     assert board_codes_for_firm(firm=firm) == set()
 
 
+def _add_firm(client, user, **fields):
+    """Post the admin's add-firm form as `user`: a firm in China, KYC pending, no memberships, and `fields`."""
+    login_as(client, user)
+    data = {
+        "country": "CN",
+        "kyc_status": "pending",
+        "memberships-TOTAL_FORMS": "0",
+        "memberships-INITIAL_FORMS": "0",
+        **fields,
+    }
+    return client.post(reverse("admin:exchange_memberfirm_add"), data)
+
+
 def test_creating_a_firm_in_admin_goes_through_the_service(client, ops):
-    login_as(client, ops)
-    response = client.post(
-        reverse("admin:exchange_memberfirm_add"),
-        {
-            "legal_name_en": "Admin Made Co.",
-            "legal_name_zh": "后台数据有限公司",
-            "country": "CN",
-            "uscc": "91310115MA1KDATA0X",
-            "lei": "",
-            "role": "provider",
-            "kyc_status": "pending",
-            "ftz": "shanghai_lingang",
-            "memberships-TOTAL_FORMS": "0",
-            "memberships-INITIAL_FORMS": "0",
-        },
-    )
+    response = _add_firm(
+        client, ops, legal_name_en="Admin Made Co.", legal_name_zh="后台数据有限公司", uscc="91310115MA1KDATA0X",
+        lei="", role="provider", ftz="shanghai_lingang",
+    )  # fmt: skip
     assert response.status_code == 302, response.content.decode()[:2000]
     firm = MemberFirm.objects.get(legal_name_en="Admin Made Co.")
     assert firm.group.name == f"firm:{firm.pk}"
@@ -84,19 +85,7 @@ def test_creating_a_firm_in_admin_goes_through_the_service(client, ops):
 
 
 def test_a_bad_uscc_in_admin_is_a_form_error(client, ops):
-    login_as(client, ops)
-    response = client.post(
-        reverse("admin:exchange_memberfirm_add"),
-        {
-            "legal_name_en": "Typo Co.",
-            "country": "CN",
-            "uscc": "911100007109288315",
-            "role": "buyer",
-            "kyc_status": "pending",
-            "memberships-TOTAL_FORMS": "0",
-            "memberships-INITIAL_FORMS": "0",
-        },
-    )
+    response = _add_firm(client, ops, legal_name_en="Typo Co.", uscc="911100007109288315", role="buyer")
     assert response.status_code == 200
     assert "check character" in response.content.decode()
     assert not MemberFirm.objects.exists()
