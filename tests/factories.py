@@ -216,17 +216,33 @@ def draft_product(
     return product
 
 
-def listed_product_via_workflow(provider: User, reviewer: User, board_code: str = "international", **content: Any):
-    """A product taken through the whole workflow to listed: for the workflow's own tests (and the test that
-    holds `listed_product` to it, tests/test_factories.py)."""
+def product_in_review(provider: User, reviewer: User, board_code: str = "international", **content: Any):
+    """A draft product submitted by its provider and taken in review by `reviewer`."""
     from listings import services as listing_services
-    from listings.models import Revision
 
     product = draft_product(provider, board_code, **content)
     listing_services.product_submit(product=product, actor=provider)
     listing_services.review_start(product=product, actor=reviewer)
+    return product
+
+
+def approved_past_notice(provider: User, reviewer: User, board_code: str = "international", **content: Any):
+    """(product, revision): a product approved by `reviewer` whose notice period has just ended."""
+    from listings import services as listing_services
+    from listings.models import Revision
+
+    product = product_in_review(provider, reviewer, board_code, **content)
     revision = listing_services.review_approve(product=product, actor=reviewer)
     Revision.objects.filter(pk=revision.pk).update(notice_ends_at=timezone.now() - timedelta(seconds=1))
+    return product, revision
+
+
+def listed_product_via_workflow(provider: User, reviewer: User, board_code: str = "international", **content: Any):
+    """A product taken through the whole workflow to listed: for the workflow's own tests (and the test that
+    holds `listed_product` to it, tests/test_factories.py)."""
+    from listings import services as listing_services
+
+    product, revision = approved_past_notice(provider, reviewer, board_code, **content)
     listing_services.notice_conclude(revision_id=revision.pk)
     product.refresh_from_db()
     return product

@@ -10,7 +10,7 @@ from django.utils import timezone
 from exchange.models import AuditEvent
 from listings import checks, services
 from listings.models import Objection, Revision
-from tests.factories import draft_product, listed_product, login_as
+from tests.factories import approved_past_notice, draft_product, listed_product, login_as, product_in_review
 
 pytestmark = pytest.mark.django_db
 
@@ -100,9 +100,7 @@ def test_drafts_stay_out_of_the_admin_for_non_reviewers(request, client, provide
 def test_no_objection_after_the_notice_has_ended(provider, reviewer, international):
     from exchange.exceptions import InvalidTransition
 
-    product = draft_product(provider)
-    services.product_submit(product=product, actor=provider)
-    services.review_start(product=product, actor=reviewer)
+    product = product_in_review(provider, reviewer)
     revision = services.review_approve(product=product, actor=reviewer)
     Revision.objects.filter(pk=revision.pk).update(notice_ends_at=timezone.now() - timedelta(minutes=1))
     with pytest.raises(InvalidTransition):
@@ -110,9 +108,7 @@ def test_no_objection_after_the_notice_has_ended(provider, reviewer, internation
 
 
 def test_a_notice_with_an_open_objection_is_never_concluded(provider, reviewer, international):
-    product = draft_product(provider)
-    services.product_submit(product=product, actor=provider)
-    services.review_start(product=product, actor=reviewer)
+    product = product_in_review(provider, reviewer)
     revision = services.review_approve(product=product, actor=reviewer)
     # as a lost race could leave it: an open objection on a revision still in notice
     Objection.objects.create(revision=revision, firm=international.membership.firm, raised_by=international, reason="x")
@@ -123,11 +119,7 @@ def test_a_notice_with_an_open_objection_is_never_concluded(provider, reviewer, 
 
 
 def test_a_blocked_listing_is_audited_once_not_every_ten_minutes(provider, reviewer):
-    product = draft_product(provider)
-    services.product_submit(product=product, actor=provider)
-    services.review_start(product=product, actor=reviewer)
-    revision = services.review_approve(product=product, actor=reviewer)
-    Revision.objects.filter(pk=revision.pk).update(notice_ends_at=timezone.now() - timedelta(seconds=1))
+    product, revision = approved_past_notice(provider, reviewer)
     checks.register_pre_listing_check("test.blocked", lambda r: ["No assessment on file."])
     try:
         for _ in range(3):

@@ -237,31 +237,18 @@ def test_the_catalogue_stays_under_a_fixed_number_of_queries(
 
 @pytest.mark.parametrize("persona", PERSONAS)
 @pytest.mark.parametrize("which", ["domestic", "international", "draft"])
-def test_product_page_visibility(request, client, catalogue, persona, which):
+@pytest.mark.parametrize("door", ["page", "sample"])
+def test_product_page_and_sample_download_visibility(request, client, catalogue, persona, which, door):
     client = _client_for(request, client, persona)
 
-    response = client.get(f"/portal/products/{catalogue[which].pk}/")
+    response = client.get(f"/portal/products/{catalogue[which].pk}/" + ("sample" if door == "sample" else ""))
 
     if persona == "anonymous":
         assert response.status_code == 302 and response.url.startswith("/accounts/login/")
     elif which in PAGES[persona]:
         assert response.status_code == 200
-    else:
-        assert response.status_code == 404
-
-
-@pytest.mark.parametrize("persona", PERSONAS)
-@pytest.mark.parametrize("which", ["domestic", "international", "draft"])
-def test_sample_download_visibility(request, client, catalogue, persona, which):
-    client = _client_for(request, client, persona)
-
-    response = client.get(f"/portal/products/{catalogue[which].pk}/sample")
-
-    if persona == "anonymous":
-        assert response.status_code == 302 and response.url.startswith("/accounts/login/")
-    elif which in PAGES[persona]:
-        assert response.status_code == 200
-        assert b"".join(response.streaming_content).startswith(b"hs_code,month,value_usd,origin")
+        if door == "sample":
+            assert b"".join(response.streaming_content).startswith(b"hs_code,month,value_usd,origin")
     else:
         assert response.status_code == 404
 

@@ -11,7 +11,15 @@ from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed
 from exchange.models import AuditEvent
 from listings import checks, services
 from listings.models import DataProduct, ListingStatus, Objection, Revision
-from tests.factories import SAMPLE_CSV, draft_product, listed_product_via_workflow, member, product_content
+from tests.factories import (
+    SAMPLE_CSV,
+    approved_past_notice,
+    draft_product,
+    listed_product_via_workflow,
+    member,
+    product_content,
+    product_in_review,
+)
 
 pytestmark = pytest.mark.django_db
 Status = Revision.Status
@@ -103,9 +111,7 @@ def test_only_one_revision_is_open_at_a_time(provider, reviewer):
 
 
 def test_rejection_returns_a_draft_with_the_reasons(provider, reviewer):
-    product = draft_product(provider)
-    services.product_submit(product=product, actor=provider)
-    services.review_start(product=product, actor=reviewer)
+    product = product_in_review(provider, reviewer)
     with pytest.raises(ApplicationError):
         services.review_reject(product=product, actor=reviewer, reasons="  ")
     rejected = services.review_reject(product=product, actor=reviewer, reasons="The sample has no 2025 rows.")
@@ -117,9 +123,7 @@ def test_rejection_returns_a_draft_with_the_reasons(provider, reviewer):
 
 
 def test_an_objection_pauses_the_notice_until_a_reviewer_decides(provider, reviewer, international):
-    product = draft_product(provider)
-    services.product_submit(product=product, actor=provider)
-    services.review_start(product=product, actor=reviewer)
+    product = product_in_review(provider, reviewer)
     revision = services.review_approve(product=product, actor=reviewer)
     objection = services.objection_lodge(product=product, actor=international, reason="This is our customs data.")
     revision.refresh_from_db()
@@ -136,9 +140,7 @@ def test_an_objection_pauses_the_notice_until_a_reviewer_decides(provider, revie
 
 
 def test_a_firm_objects_again_only_once_its_objection_is_decided(provider, reviewer, international):
-    product = draft_product(provider)
-    services.product_submit(product=product, actor=provider)
-    services.review_start(product=product, actor=reviewer)
+    product = product_in_review(provider, reviewer)
     services.review_approve(product=product, actor=reviewer)
     first = services.objection_lodge(product=product, actor=international, reason="Ours.")
     with pytest.raises(ApplicationError) as exc:
@@ -151,9 +153,7 @@ def test_a_firm_objects_again_only_once_its_objection_is_decided(provider, revie
 
 
 def test_an_upheld_objection_rejects_the_revision(provider, reviewer, international):
-    product = draft_product(provider)
-    services.product_submit(product=product, actor=provider)
-    services.review_start(product=product, actor=reviewer)
+    product = product_in_review(provider, reviewer)
     services.review_approve(product=product, actor=reviewer)
     objection = services.objection_lodge(product=product, actor=international, reason="Scraped from our site.")
     services.objection_resolve(objection=objection, actor=reviewer, uphold=True, resolution="Source not licensed.")
@@ -164,9 +164,7 @@ def test_an_upheld_objection_rejects_the_revision(provider, reviewer, internatio
 
 
 def test_who_may_object(provider, reviewer, domestic, international):
-    product = draft_product(provider)
-    services.product_submit(product=product, actor=provider)
-    services.review_start(product=product, actor=reviewer)
+    product = product_in_review(provider, reviewer)
     services.review_approve(product=product, actor=reviewer)
     with pytest.raises(NotAllowed):
         services.objection_lodge(product=product, actor=provider, reason="x")  # its own
@@ -241,9 +239,7 @@ def test_a_provider_lists_only_on_boards_it_is_admitted_to(provider, boards):
 
 
 def test_core_data_is_never_approved(provider, reviewer):
-    product = draft_product(provider)
-    services.product_submit(product=product, actor=provider)
-    services.review_start(product=product, actor=reviewer)
+    product = product_in_review(provider, reviewer)
     with pytest.raises(ApplicationError) as exc:
         services.review_approve(product=product, actor=reviewer, confirmed_classification="core")
     assert exc.value.code == "pre_listing_check_failed"
@@ -252,9 +248,7 @@ def test_core_data_is_never_approved(provider, reviewer):
 
 
 def test_a_registered_check_adds_its_reasons(provider, reviewer):
-    product = draft_product(provider)
-    services.product_submit(product=product, actor=provider)
-    services.review_start(product=product, actor=reviewer)
+    product = product_in_review(provider, reviewer)
     checks.register_pre_listing_check("test.extra", lambda revision: ["No assessment on file."])
     try:
         with pytest.raises(ApplicationError) as exc:
@@ -289,9 +283,7 @@ def test_delisting_withdraws_the_revision_on_its_way(provider, reviewer, interna
 
 
 def test_a_resolved_objection_cannot_be_upheld_later(provider, reviewer, international):
-    product = draft_product(provider)
-    services.product_submit(product=product, actor=provider)
-    services.review_start(product=product, actor=reviewer)
+    product = product_in_review(provider, reviewer)
     services.review_approve(product=product, actor=reviewer)
     objection = services.objection_lodge(product=product, actor=international, reason="x")
     services.objection_resolve(objection=objection, actor=reviewer, uphold=False, resolution="Unfounded.")
@@ -313,11 +305,7 @@ def test_categories_are_saved_and_audited_through_the_service(ops):
 
 
 def test_the_checks_run_again_when_the_notice_ends(provider, reviewer):
-    product = draft_product(provider)
-    services.product_submit(product=product, actor=provider)
-    services.review_start(product=product, actor=reviewer)
-    revision = services.review_approve(product=product, actor=reviewer)
-    Revision.objects.filter(pk=revision.pk).update(notice_ends_at=timezone.now() - timedelta(seconds=1))
+    product, revision = approved_past_notice(provider, reviewer)
     checks.register_pre_listing_check("test.lapsed", lambda revision: ["The assessment lapsed."])
     try:
         assert services.notice_conclude(revision_id=revision.pk) is None
@@ -332,9 +320,7 @@ def test_the_checks_run_again_when_the_notice_ends(provider, reviewer):
 def test_the_provider_losing_its_admission_blocks_the_listing(provider, reviewer, ops, boards):
     from exchange import services as exchange_services
 
-    product = draft_product(provider)
-    services.product_submit(product=product, actor=provider)
-    services.review_start(product=product, actor=reviewer)
+    product = product_in_review(provider, reviewer)
     exchange_services.firm_revoke(firm=provider.membership.firm, board=boards["international"], actor=ops)
     with pytest.raises(ApplicationError) as exc:
         services.review_approve(product=product, actor=reviewer)
