@@ -43,6 +43,7 @@ from listings.selectors import product_get_for_user, product_list_for_provider
 
 from . import selectors, services
 from .calendar import SHANGHAI
+from .forms import read_capped
 from .models import EvidenceKind, Filing
 from .policy import policy_from_settings
 from .rules import InvalidInput, assess
@@ -444,11 +445,7 @@ class FilingCreateApi(APIView):
             renews=_own_filing(request, data.get("renews")),
             buyer_firm=data["buyer_firm"],
             receipt_document_name=data["receipt_document"].name if data["receipt_document"] else "",
-            receipt_document=(
-                data["receipt_document"].read(settings.COMPLIANCE_FILING_MAX_BYTES + 1)
-                if data["receipt_document"]
-                else b""
-            ),
+            receipt_document=read_capped(data["receipt_document"]),
             document_name=upload.name,
             document=content,
         )

@@ -30,6 +30,12 @@ def product_title(product: DataProduct) -> str:
     return open_revisions[0].title if open_revisions else str(product)
 
 
+def read_capped(upload: Any) -> bytes:
+    """An uploaded document's bytes, one past the limit at most (enough for the service to refuse an oversize
+    file; a huge upload is never read whole); none for no upload."""
+    return upload.read(settings.COMPLIANCE_FILING_MAX_BYTES + 1) if upload else b""
+
+
 class ProductChoices(forms.ModelMultipleChoiceField):
     def label_from_instance(self, obj: DataProduct) -> str:
         return product_title(obj)

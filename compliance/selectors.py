@@ -265,6 +265,21 @@ def engine_input(
     }
 
 
+def _exporter_inputs(
+    *, product: DataProduct, revision: Revision, day: date, counter: ExportCounter | None
+) -> tuple[ExportCounter, tuple[int, int], FtzInputs | None]:
+    """The exporter's side of the engine's input: the year's counter (as given, or read as it stands), what this
+    revision would add to it, and the FTZ inputs for the day."""
+    exporter = product.provider
+    year = shanghai_year(day)
+    if counter is None:
+        counter = ExportCounter.objects.filter(exporter=exporter, year=year).first() or ExportCounter(
+            exporter=exporter, year=year
+        )
+    increment = export_increment(exporter=exporter, year=year, product=product, revision=revision)
+    return counter, increment, ftz_inputs(exporter=exporter, revision=revision, day=day)
+
+
 def trade_revision(*, product: DataProduct, buyer_firm: MemberFirm, delivery: str) -> Revision:
     """The listed revision a trade of the product would deliver, or an ApplicationError saying why there is
     no such trade (not listed, a delivery mode or destination not offered)."""
@@ -299,13 +314,7 @@ def trade_inputs(
     """
     revision = trade_revision(product=product, buyer_firm=buyer_firm, delivery=delivery)
     exporter = product.provider
-    year = shanghai_year(as_of)
-    if counter is None:
-        counter = ExportCounter.objects.filter(exporter=exporter, year=year).first() or ExportCounter(
-            exporter=exporter, year=year
-        )
-    increment = export_increment(exporter=exporter, year=year, product=product, revision=revision)
-    ftz = ftz_inputs(exporter=exporter, revision=revision, day=as_of)
+    counter, increment, ftz = _exporter_inputs(product=product, revision=revision, day=as_of, counter=counter)
     raw = engine_input(
         revision=revision,
         exporter=exporter,
@@ -598,13 +607,7 @@ def listing_decide(
     day = day or timezone.localdate(timezone=SHANGHAI)
     product = revision.product
     exporter = product.provider
-    year = shanghai_year(day)
-    if counter is None:
-        counter = ExportCounter.objects.filter(exporter=exporter, year=year).first() or ExportCounter(
-            exporter=exporter, year=year
-        )
-    increment = export_increment(exporter=exporter, year=year, product=product, revision=revision)
-    ftz = ftz_inputs(exporter=exporter, revision=revision, day=day)
+    counter, increment, ftz = _exporter_inputs(product=product, revision=revision, day=day, counter=counter)
     results = []
     for destination in listing_destinations(revision):
         raw = engine_input(

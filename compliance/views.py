@@ -31,7 +31,7 @@ from exchange.types import AuthenticatedHttpRequest
 from listings.selectors import product_list_catalogue, product_list_for_provider
 
 from . import display, selectors, services
-from .forms import FilingForm, PrecheckForm, ReceiptForm, product_title
+from .forms import FilingForm, PrecheckForm, ReceiptForm, product_title, read_capped
 from .models import EvidenceKind, Filing
 from .services.filings import filing_may_submit
 
@@ -171,11 +171,7 @@ def filing_create(request: AuthenticatedHttpRequest) -> HttpResponse:
             receipt_filed_on=data["receipt_filed_on"],
             buyer_firm=data["buyer_firm"],
             receipt_document_name=data["receipt_document"].name if data["receipt_document"] else "",
-            receipt_document=(
-                data["receipt_document"].read(settings.COMPLIANCE_FILING_MAX_BYTES + 1)
-                if data["receipt_document"]
-                else b""
-            ),
+            receipt_document=read_capped(data["receipt_document"]),
         )
     except NotAllowed as exc:
         form.add_error(None, exc.message)

@@ -41,6 +41,13 @@ class InvalidTransition(ApplicationError):
     status_code = status.HTTP_409_CONFLICT
 
 
+def require_reason(text: str, message: str) -> str:
+    """The reason given, stripped; refused with `message` (code `reason_required`) when it is blank."""
+    if not text.strip():
+        raise ApplicationError(message, code="reason_required")
+    return text.strip()
+
+
 def _first_code(codes: Any) -> str | None:
     if isinstance(codes, str):
         return codes

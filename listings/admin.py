@@ -59,8 +59,14 @@ def _visible_board_ids(request: HttpRequest) -> frozenset[int]:
     return request._listings_visible_boards  # type: ignore[attr-defined]
 
 
-def _has_review_permission(request: HttpRequest) -> bool:
-    return request.user.has_perm(REVIEW_DATAPRODUCT)
+class ReviewAdminBase(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """What the listing reviewers' pages share: their style sheet, and the permission their actions ask for."""
+
+    class Media:
+        css = {"all": [REVIEW_CSS]}
+
+    def has_review_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(REVIEW_DATAPRODUCT)
 
 
 ResolutionForm = reason_form(field="resolution", label=_("Resolution"))
@@ -395,7 +401,7 @@ def _revision_buttons(revision: Revision) -> list[tuple[str, str]]:
 
 
 @admin.register(Revision)
-class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class RevisionAdmin(ReviewAdminBase):
     """The review queue: revisions in the pipeline on the boards the reviewer covers."""
 
     list_display = [
@@ -499,9 +505,6 @@ class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ),
     )
 
-    class Media:
-        css = {"all": [REVIEW_CSS]}
-
     def get_queryset(self, request: HttpRequest) -> QuerySet[Revision]:
         queryset = super().get_queryset(request).filter(product__board_id__in=_visible_board_ids(request))
         if not request.user.has_perm(REVIEW_DATAPRODUCT):
@@ -525,9 +528,6 @@ class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return queryset.get(pk=int(object_id))
         except (ValueError, Revision.DoesNotExist):
             return None
-
-    def has_review_permission(self, request: HttpRequest) -> bool:
-        return _has_review_permission(request)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         return super().changelist_view(request, {"title": gettext("Review queue"), **(extra_context or {})})
@@ -783,7 +783,7 @@ def _product_buttons(product: DataProduct) -> list[tuple[str, str]]:
 
 
 @admin.register(DataProduct)
-class DataProductAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class DataProductAdmin(ReviewAdminBase):
     list_display = [
         "__str__",
         "listing_status",
@@ -827,9 +827,6 @@ class DataProductAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     ]
     readonly_fields = fields  # type: ignore[assignment]  # fields here are plain names
 
-    class Media:
-        css = {"all": [REVIEW_CSS]}
-
     def get_queryset(self, request: HttpRequest) -> QuerySet[DataProduct]:
         return (
             super()
@@ -843,9 +840,6 @@ class DataProductAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 )
             )
         )
-
-    def has_review_permission(self, request: HttpRequest) -> bool:
-        return _has_review_permission(request)
 
     @admin.display(description=_("in progress"))
     def open_revision(self, product: DataProduct) -> str:
@@ -906,7 +900,7 @@ def _objection_resolve(*, objection: Objection, actor: Any, resolution: str, uph
 
 
 @admin.register(Objection)
-class ObjectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ObjectionAdmin(ReviewAdminBase):
     list_display = [
         "__str__",
         "revision_link",
@@ -944,14 +938,8 @@ class ObjectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     ]
     readonly_fields = fields  # type: ignore[assignment]  # fields here are plain names
 
-    class Media:
-        css = {"all": [REVIEW_CSS]}
-
     def get_queryset(self, request: HttpRequest) -> QuerySet[Objection]:
         return super().get_queryset(request).filter(revision__product__board_id__in=_visible_board_ids(request))
-
-    def has_review_permission(self, request: HttpRequest) -> bool:
-        return _has_review_permission(request)
 
     @admin.display(description=_("revision"))
     def revision_link(self, objection: Objection) -> str:

@@ -510,8 +510,7 @@ class ProductUpdateApi(APIView):
         serializer = ProductUpdateApi.InputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         revision = services.revision_update(product=product, actor=request.user, **_content(serializer.validated_data))
-        product = product_get_for_user(user=request.user, pk=pk)
-        return Response(ProductDetailApi.OutputSerializer(_detail_data(request, product, revision.number)).data)
+        return _product_response(request, pk, revision.number)
 
 
 class ProductSampleUploadApi(APIView):
@@ -538,16 +537,20 @@ class ProductSampleUploadApi(APIView):
         # One byte past the limit is enough for the service to refuse an oversize file.
         content = upload.read(settings.LISTING_SAMPLE_MAX_BYTES + 1)
         revision = services.revision_set_sample(product=product, actor=request.user, name=upload.name, content=content)
-        product = product_get_for_user(user=request.user, pk=pk)
-        return Response(ProductDetailApi.OutputSerializer(_detail_data(request, product, revision.number)).data)
+        return _product_response(request, pk, revision.number)
 
 
 def _transition(request: Request, pk: int, service: Any, status_code: int = status.HTTP_200_OK) -> Response:
     """A provider's workflow step on its own product, answered with the product as it now stands."""
     product = _own_product(request.user, pk)
     revision = service(product=product, actor=request.user)
+    return _product_response(request, pk, revision.number, status_code)
+
+
+def _product_response(request: Request, pk: int, number: int, status_code: int = status.HTTP_200_OK) -> Response:
+    """The product as it now stands, with the revision a provider's step just changed."""
     product = product_get_for_user(user=request.user, pk=pk)
-    data = ProductDetailApi.OutputSerializer(_detail_data(request, product, revision.number)).data
+    data = ProductDetailApi.OutputSerializer(_detail_data(request, product, number)).data
     return Response(data, status=status_code)
 
 

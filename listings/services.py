@@ -21,7 +21,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from guardian.shortcuts import assign_perm
 
-from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed
+from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed, require_reason
 from exchange.models import AuditEvent, Board, MemberFirm, Membership, User
 from exchange.money import quantize
 from exchange.selectors import board_access, firm_get_by_public_code, group_board_access, user_membership
@@ -486,8 +486,7 @@ def objection_lodge(*, product: DataProduct, actor: User, reason: str) -> Object
         raise NotAllowed(refusal)
     membership = user_membership(actor)
     assert membership is not None  # refused above otherwise
-    if not reason.strip():
-        raise ApplicationError(_("Say what you object to."), code="reason_required")
+    require_reason(reason, _("Say what you object to."))
     # Locked: a reviewer dismissing the last objection (back to IN_NOTICE) or the notice being concluded
     # waits for this objection, or this objection sees their outcome.
     revision = _open_revision_or_error(product, Status.IN_NOTICE, Status.OBJECTED, lock=True)
@@ -663,8 +662,7 @@ def _set_listing_status(product: DataProduct, actor: User, new: str, verb: str, 
 @transaction.atomic
 def product_suspend(*, product: DataProduct, actor: User, reason: str) -> DataProduct:
     _require_reviewer(actor, product)
-    if not reason.strip():
-        raise ApplicationError(_("Say why the product is suspended."), code="reason_required")
+    require_reason(reason, _("Say why the product is suspended."))
     return _set_listing_status(product, actor, ListingStatus.SUSPENDED, "suspended", reason)
 
 
@@ -679,8 +677,7 @@ def product_delist(*, product: DataProduct, actor: User, reason: str) -> DataPro
     """Listed or suspended -> delisted, for good: by a reviewer, or by the provider's administrators."""
     if not product_may_delist(actor, product):
         raise NotAllowed(_("Only listing reviewers and the provider's administrators may delist a product."))
-    if not reason.strip():
-        raise ApplicationError(_("Say why the product is delisted."), code="reason_required")
+    require_reason(reason, _("Say why the product is delisted."))
     product = _set_listing_status(product, actor, ListingStatus.DELISTED, "delisted", reason)
     # Whatever was in progress will never be listed now (recorded in the delisting's own audit row below).
     revision = open_revision(product)

@@ -7,9 +7,11 @@ ValidationError, which the page shows as a form error or a message, never as a s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -569,16 +571,40 @@ def product_sample_upload(request: AuthenticatedHttpRequest, pk: int) -> HttpRes
         upload = form.cleaned_data["sample"]
         # One byte past the limit is enough to know the file is too big; never read a huge upload whole.
         content = upload.read(limit + 1)
-        try:
-            services.revision_set_sample(product=product, actor=request.user, name=upload.name, content=content)
-        except NotAllowed as exc:
-            raise PermissionDenied(exc.message) from None
-        except (ValidationError, ApplicationError) as exc:
-            add_service_errors(form, exc, default_field="sample")
-        else:
-            messages.success(request, _("The sample is checked against the dictionary and saved."))
-            return redirect("portal:my-product-edit", pk=product.pk)
+        saved = _manage_save(
+            request,
+            product,
+            form,
+            lambda: services.revision_set_sample(
+                product=product, actor=request.user, name=upload.name, content=content
+            ),
+            _("The sample is checked against the dictionary and saved."),
+            default_field="sample",
+        )
+        if saved is not None:
+            return saved
     return _manage_page(request, product, sample_form=form, status=400)
+
+
+def _manage_save(
+    request: AuthenticatedHttpRequest,
+    product: DataProduct,
+    form: forms.Form,
+    save: Callable[[], Any],
+    success: str,
+    default_field: str | None = None,
+) -> HttpResponse | None:
+    """Save one of the product page's forms through its service: back to the page with `success` said, or None
+    with the service's refusal put on the form (a NotAllowed is a 403)."""
+    try:
+        save()
+    except NotAllowed as exc:
+        raise PermissionDenied(exc.message) from None
+    except (ValidationError, ApplicationError) as exc:
+        add_service_errors(form, exc, default_field=default_field)
+        return None
+    messages.success(request, success)
+    return redirect("portal:my-product-edit", pk=product.pk)
 
 
 @login_required
@@ -588,15 +614,15 @@ def plan_create(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     _require_editor(request, product)
     form = PricePlanForm(request.POST, currencies=product.board.settlement_currencies)
     if form.is_valid():
-        try:
-            services.plan_create(product=product, actor=request.user, **form.cleaned_data)
-        except NotAllowed as exc:
-            raise PermissionDenied(exc.message) from None
-        except (ValidationError, ApplicationError) as exc:
-            add_service_errors(form, exc)
-        else:
-            messages.success(request, _("The price plan is added."))
-            return redirect("portal:my-product-edit", pk=product.pk)
+        saved = _manage_save(
+            request,
+            product,
+            form,
+            lambda: services.plan_create(product=product, actor=request.user, **form.cleaned_data),
+            _("The price plan is added."),
+        )
+        if saved is not None:
+            return saved
     return _manage_page(request, product, plan_form=form, status=400)
 
 

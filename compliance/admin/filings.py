@@ -215,10 +215,7 @@ class FilingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     accept = _decision(
         services.filing_accept,
         description=_("Accept"),
-        permission="review",
-        target="filing",
         form_class=OptionalReasonForm,
-        selected=_selected,
         title=_("Accept filings"),
         intro=_(
             "Accepted filings count as evidence on file for the dates and scope they state; trades held only "

@@ -23,24 +23,26 @@ def _json(value: Any) -> str:
 # --- Assessments and counters ----------------------------------------------------------------------------
 
 
+# What an assessment was decided on, shown both in the list and on the page.
+_ASSESSMENT_COLUMNS = [
+    "purpose",
+    "decision",
+    "rule_list",
+    "product",
+    "revision_number",
+    "buyer_firm",
+    "destination",
+    "delivery",
+    "as_of",
+    "rule_version",
+]
+
+
 @admin.register(Assessment)
 class AssessmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Every decision of the rules engine, with what it was decided on. Never changed once written."""
 
-    list_display = [
-        "id",
-        "created_at",
-        "purpose",
-        "decision",
-        "rule_list",
-        "product",
-        "revision_number",
-        "buyer_firm",
-        "destination",
-        "delivery",
-        "as_of",
-        "rule_version",
-    ]
+    list_display = ["id", "created_at", *_ASSESSMENT_COLUMNS]
     list_filter = ["purpose", "decision", "rule_version"]
     list_select_related = ["product__listed_revision", "buyer_firm"]
     raw_id_fields = ["product", "buyer_firm"]
@@ -49,16 +51,7 @@ class AssessmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     show_full_result_count = False
     date_hierarchy = "created_at"
     fields = [
-        "purpose",
-        "decision",
-        "rule_list",
-        "product",
-        "revision_number",
-        "buyer_firm",
-        "destination",
-        "delivery",
-        "as_of",
-        "rule_version",
+        *_ASSESSMENT_COLUMNS,
         "ftz_list_version",
         "created_at",
         "reasons_display",

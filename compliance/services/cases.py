@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from exchange.exceptions import ApplicationError, InvalidTransition
+from exchange.exceptions import ApplicationError, InvalidTransition, require_reason
 from exchange.models import MemberFirm, User
 from exchange.services import audit_record
 from exchange.transitions import transition
@@ -104,8 +104,7 @@ def _close(case: ComplianceCase, new: str, *, actor: User | None, resolution: st
 def case_clear(*, case: ComplianceCase, actor: User, resolution: str) -> ComplianceCase:
     """The officer releases what the case held (a listing, or this buyer's trade of this revision)."""
     require_case_officer(actor)
-    if not resolution.strip():
-        raise ApplicationError(_("Write the reasons for the decision: they are the record."), code="reason_required")
+    resolution = require_reason(resolution, _("Write the reasons for the decision: they are the record."))
     case = ComplianceCase.objects.select_for_update().get(pk=case.pk)  # decide on what is stored now
     if case.status != ComplianceCase.Status.OPEN:
         raise InvalidTransition(_("This case is already closed."))
@@ -119,15 +118,14 @@ def case_clear(*, case: ComplianceCase, actor: User, resolution: str) -> Complia
             % {"kinds": ", ".join(evidence)},
             code="evidence_missing",
         )
-    return _close(case, ComplianceCase.Status.CLEARED, actor=actor, resolution=resolution.strip())
+    return _close(case, ComplianceCase.Status.CLEARED, actor=actor, resolution=resolution)
 
 
 @transaction.atomic
 def case_refuse(*, case: ComplianceCase, actor: User, resolution: str) -> ComplianceCase:
     require_case_officer(actor)
-    if not resolution.strip():
-        raise ApplicationError(_("Write the reasons for the decision: they are the record."), code="reason_required")
-    return _close(case, ComplianceCase.Status.REFUSED, actor=actor, resolution=resolution.strip())
+    resolution = require_reason(resolution, _("Write the reasons for the decision: they are the record."))
+    return _close(case, ComplianceCase.Status.REFUSED, actor=actor, resolution=resolution)
 
 
 @transaction.atomic

@@ -25,7 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed
+from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed, require_reason
 from exchange.models import MemberFirm, Membership, User
 from exchange.selectors import user_membership
 from exchange.services import audit_record
@@ -293,19 +293,17 @@ def filing_accept(*, filing: Filing, actor: User, reason: str = "") -> Filing:
 @transaction.atomic
 def filing_reject(*, filing: Filing, actor: User, reason: str) -> Filing:
     require_filing_officer(actor)
-    if not reason.strip():
-        raise ApplicationError(_("Say why the filing is rejected: the provider reads it."), code="reason_required")
-    return _move(filing, Filing.Status.REJECTED, actor=actor, reason=reason.strip())
+    reason = require_reason(reason, _("Say why the filing is rejected: the provider reads it."))
+    return _move(filing, Filing.Status.REJECTED, actor=actor, reason=reason)
 
 
 @transaction.atomic
 def filing_revoke(*, filing: Filing, actor: User, reason: str) -> Filing:
     require_filing_officer(actor)
-    if not reason.strip():
-        raise ApplicationError(_("Say why the filing is revoked."), code="reason_required")
+    reason = require_reason(reason, _("Say why the filing is revoked."))
     # trade_decide holds the exporter's filings locked while it decides: the revocation waits for a trade being
     # decided on this filing, and any later trade sees it revoked. Never both.
-    return _move(filing, Filing.Status.REVOKED, actor=actor, reason=reason.strip())
+    return _move(filing, Filing.Status.REVOKED, actor=actor, reason=reason)
 
 
 @transaction.atomic

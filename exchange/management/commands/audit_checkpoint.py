@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from exchange.services import audit_checkpoint, audit_verify
+from exchange.management.commands._audit import verify_or_fail
+from exchange.services import audit_checkpoint
 
 
 class Command(BaseCommand):
@@ -17,11 +18,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         # Never anchor a trail that is already broken: that would vouch for whatever was done to it.
-        problems = audit_verify()
-        if problems:
-            for problem in problems:
-                self.stderr.write(problem)
-            raise CommandError(f"The audit trail is broken: {len(problems)} problem(s); no checkpoint written.")
+        verify_or_fail(self, consequence="; no checkpoint written")
         checkpoint = audit_checkpoint()
         if checkpoint is None:
             self.stdout.write("The audit trail is empty: nothing to checkpoint.")

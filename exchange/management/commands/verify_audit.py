@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
+from exchange.management.commands._audit import verify_or_fail
 from exchange.models import AuditEvent
-from exchange.services import audit_verify
 
 
 class Command(BaseCommand):
@@ -17,9 +17,5 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        problems = audit_verify()
-        if problems:
-            for problem in problems:
-                self.stderr.write(problem)
-            raise CommandError(f"The audit trail is broken: {len(problems)} problem(s).")
+        verify_or_fail(self)
         self.stdout.write(self.style.SUCCESS(f"The audit trail is intact: {AuditEvent.objects.count()} events."))
