@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
+from django.urls import Resolver404, resolve
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -75,5 +78,18 @@ class BoardListApi(APIView):
         return Response(BoardOutputSerializer(boards, many=True, context={"tradable_ids": access.tradable}).data)
 
 
-def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
-    return JsonResponse(error_body("not_found", "No such API endpoint."), status=404)
+@csrf_exempt
+def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    """Every path under /api/v1/ that no endpoint matches, for every method: the API's JSON 404. Exempt from
+    CSRF, which would otherwise refuse a POST first with Django's HTML page; it changes nothing."""
+    if request.method in ("GET", "HEAD") and not request.path.endswith("/"):
+        # What CommonMiddleware's APPEND_SLASH would do if this catch-all did not match everything.
+        try:
+            match = resolve(request.path + "/")
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not not_found:
+            return redirect(request.get_full_path().replace(request.path, request.path + "/", 1), permanent=True)
+    response = JsonResponse(error_body("not_found", "No such API endpoint."), status=404)
+    response["Cache-Control"] = "private, no-store"
+    return response

@@ -15,13 +15,14 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, Js
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_otp import login as otp_login
 
 from . import services
 from .celery import app as celery_app
-from .exceptions import ApplicationError
+from .exceptions import ApplicationError, error_body
 from .forms import ApiKeyCreateForm, LoginForm, add_service_errors
 from .models import ApiKey, Board, Membership
 from .security import log_access_denied, security_log
@@ -170,3 +171,20 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse(
         {"status": "ok" if healthy else "unavailable", "checks": checks}, status=200 if healthy else 503
     )
+
+
+# --- The API's error shape for what no endpoint answers -------------------------------------------------
+
+
+def _api_error(code: str, message: str, status: int) -> JsonResponse:
+    response = JsonResponse(error_body(code, message), status=status)
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: the API's JSON error under /api/, Django's page elsewhere."""
+    log_access_denied(request, "csrf")
+    if request.path.startswith("/api/"):
+        return _api_error("csrf_failed", _("CSRF verification failed: send the CSRF token with a session, or use an API key."), 403)
+    return django_csrf_failure(request, reason=reason)

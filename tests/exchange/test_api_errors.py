@@ -1,0 +1,52 @@
+"""The API's one error shape for what no endpoint answers: unmatched paths (any method) and CSRF failures."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+from tests.factories import api_client_for, api_error, login_as
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("debug", [True, False], ids=["debug", "production"])
+@pytest.mark.parametrize("method", ["get", "post", "put", "patch", "delete"])
+def test_an_unmatched_path_is_the_apis_json_404(settings, method, debug):
+    settings.DEBUG = debug
+    response = getattr(APIClient(enforce_csrf_checks=True), method)("/api/v1/no-such-thing/42")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert api_error(response)["code"] == "not_found"
+
+
+def test_a_post_with_a_session_and_no_csrf_token_to_an_unmatched_path_is_still_json(provider):
+    client = Client(enforce_csrf_checks=True)
+    login_as(client, provider)
+    response = client.post("/api/v1/products/1/nothing-here", {"x": 1})
+    assert response.status_code == 404 and api_error(response)["code"] == "not_found"
+
+
+def test_a_missing_slash_still_goes_on_to_the_endpoint():
+    response = Client().get("/api/v1/docs?x=1")
+    assert response.status_code == 301 and response["Location"] == "/api/v1/docs/?x=1"
+
+
+def test_endpoints_still_answer(provider):
+    assert api_client_for(provider).get("/api/v1/me").status_code == 200
+    assert APIClient().get("/api/v1/me").status_code == 401
+
+
+def test_a_csrf_failure_under_the_api_is_json_and_elsewhere_djangos_page(rf):
+    # Django's CsrfViewMiddleware guards only non-DRF views (DRF checks CSRF itself, as a JSON 403); this is the
+    # answer if one under /api/ ever refuses.
+    from exchange.views import csrf_failure
+
+    api = csrf_failure(rf.post("/api/v1/something"), reason="CSRF cookie not set.")
+    assert api.status_code == 403 and api["Content-Type"] == "application/json"
+    import json
+
+    assert json.loads(api.content)["error"]["code"] == "csrf_failed"
+    page = csrf_failure(rf.post("/portal/my-products/new"), reason="CSRF cookie not set.")
+    assert page.status_code == 403 and page["Content-Type"].startswith("text/html")
