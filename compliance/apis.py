@@ -124,7 +124,7 @@ class DayField(serializers.DateField):
 
 
 class DecisionSerializer(serializers.Serializer):
-    """The engine's decision object (shared/compliance-rules.md)."""
+    """The engine's decision object (docs/compliance-rules.md)."""
 
     decision = serializers.CharField(help_text="e.g. `exempt`, `contract_or_certification`, `prohibited`.")
     rules = serializers.ListField(child=serializers.CharField(), help_text="The rules that fired, first one first.")
@@ -185,7 +185,7 @@ class AssessmentCreateApi(APIView):
         description=(
             "Two bodies are accepted, told apart by `product`.\n\n"
             "**The engine's input** (`product` is an object): the groups `product`, `exporter`, `trade` and the "
-            "key `as_of` (shared/compliance-rules.md); omitted fields take their neutral value. The answer is the "
+            "key `as_of` (docs/compliance-rules.md); omitted fields take their neutral value. The answer is the "
             "decision object: `decision`, the `rules` that fired, `reasons` (English, Chinese, legal source), the "
             "`evidence` required, the `rule_version` and the `direction`. It is the same decision as "
             "`manage.py assess` gives for the same input.\n\n"

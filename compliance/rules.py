@@ -1,6 +1,6 @@
 """The cross-border rules engine: a pure function from plain inputs to a decision.
 
-This module is the exchange's reading of China's data-export law as a table (shared/compliance-rules.md):
+This module is the exchange's reading of China's data-export law as a table (docs/compliance-rules.md):
 it imports nothing from Django and touches no database, so that counsel can read and test it on its own.
 Rules are data, evaluated in the specification's order; the first that matches decides. Numbers that are
 platform policy rather than law come in a `Policy`, which the Django side fills from settings.

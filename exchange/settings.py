@@ -406,7 +406,7 @@ LISTING_MAX_PRICE = Decimal(os.environ.get("LISTING_MAX_PRICE", "100000000"))  #
 LISTING_PRIVATE_OFFERS_PER_DAY = env_int("LISTING_PRIVATE_OFFERS_PER_DAY", 30)
 
 # Compliance: thresholds of the Provisions on cross-border data flows (Arts 5(4), 7, 8) and validity periods.
-# Counsel's reading of the law as of 2026 (shared/compliance-rules.md); change only on counsel's advice.
+# Counsel's reading of the law as of 2026 (docs/compliance-rules.md); change only on counsel's advice.
 COMPLIANCE_PI_EXEMPT_BELOW = env_int("COMPLIANCE_PI_EXEMPT_BELOW", 100_000)
 COMPLIANCE_PI_SECURITY_ASSESSMENT_FROM = env_int("COMPLIANCE_PI_SECURITY_ASSESSMENT_FROM", 1_000_000)
 COMPLIANCE_SENSITIVE_SECURITY_ASSESSMENT_FROM = env_int("COMPLIANCE_SENSITIVE_SECURITY_ASSESSMENT_FROM", 10_000)

@@ -1,6 +1,6 @@
 """Browser tests: Playwright (sync API) driving the system's Chromium against pytest-django's live server.
 
-See /work/shared/browser-testing.md. Never `playwright install`: the browser is Debian's
+See docs/browser-tests.md. Never `playwright install`: the browser is Debian's
 (`apt-get install -y chromium fonts-wqy-microhei`; the font makes Chinese text render instead of boxes).
 Where Chromium is missing the tests skip with the reason, except under CI (CI=true), where they fail:
 CI must run them.

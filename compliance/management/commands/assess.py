@@ -16,7 +16,7 @@ from compliance.rules import InvalidInput, assess
 class Command(BaseCommand):
     help = (
         "Decide a cross-border transfer with the rules engine. The input is one JSON object with the groups "
-        "product, exporter, trade and the key as_of (shared/compliance-rules.md). Prints the decision as JSON "
+        "product, exporter, trade and the key as_of (docs/compliance-rules.md). Prints the decision as JSON "
         "and exits 0; invalid input prints what is wrong and exits 2."
     )
 
