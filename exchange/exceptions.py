@@ -18,14 +18,26 @@ from rest_framework.response import Response
 
 
 class ApplicationError(Exception):
-    code = "invalid_request"
-    status_code: int = status.HTTP_400_BAD_REQUEST
+    """A request the exchange understood and refuses for what it asks (422), or with the status a subclass or the
+    raiser gives: 403 for who asks, 409 for the state of what it asks about."""
 
-    def __init__(self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None):
+    code = "invalid_request"
+    status_code: int = status.HTTP_422_UNPROCESSABLE_ENTITY
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+        status_code: int | None = None,
+    ):
         super().__init__(message)
         self.message = message
         if code:
             self.code = code
+        if status_code:
+            self.status_code = status_code
         self.details = details or {}
 
 
@@ -64,6 +76,51 @@ def _first_code(codes: Any) -> str | None:
     return None
 
 
+# The codes of DRF's own field checks: a request refused with one of these does not fit the schema (400). Any
+# other code (a service's rule, a related object that does not exist, a check digit) is a request that fits the
+# schema and breaks a rule it cannot state (422). Our own shape checks use the same codes or are listed here.
+SCHEMA_CODES = frozenset(
+    {
+        "required", "null", "blank", "invalid", "max_length", "min_length", "max_value", "min_value", "max_digits",
+        "max_decimal_places", "max_whole_digits", "invalid_choice", "not_a_list", "empty", "not_a_dict", "date",
+        "datetime", "make_aware", "overflow", "max_string_length", "no_name", "incorrect_type", "incorrect_match",
+        "float", "invalid_cursor", "invalid_page", "unknown_parameter", "repeated_parameter", "parse_error",
+    }
+)  # fmt: skip
+
+
+def flatten_details(detail: Any, prefix: str = "") -> dict[str, list[Any]]:
+    """DRF's nested errors (`{"dictionary": [{}, {"type": [...]}]}`) as one level keyed by dotted path
+    (`{"dictionary.1.type": [...]}`), the one style of every validation error the API answers."""
+    flat: dict[str, list[Any]] = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = "non_field_errors" if key == "__all__" else str(key)
+            for path, leaves in flatten_details(value, f"{prefix}.{name}" if prefix else name).items():
+                flat.setdefault(path, []).extend(leaves)
+    elif isinstance(detail, list) and any(isinstance(item, (dict, list)) for item in detail):
+        for index, item in enumerate(detail):
+            if item in ({}, [], None, ""):
+                continue  # a list item with no error
+            child = f"{prefix}.{index}" if prefix else str(index)
+            if not isinstance(item, (dict, list)):
+                flat.setdefault(prefix or "non_field_errors", []).append(item)
+                continue
+            for path, leaves in flatten_details(item, child).items():
+                flat.setdefault(path, []).extend(leaves)
+    else:
+        items = detail if isinstance(detail, list) else [detail]
+        flat.setdefault(prefix or "non_field_errors", []).extend(items)
+    return flat
+
+
+def _codes(codes: Any) -> set[str]:
+    if isinstance(codes, str):
+        return {codes}
+    values = codes.values() if isinstance(codes, dict) else codes if isinstance(codes, list) else []
+    return set().union(*(_codes(v) for v in values)) if values else set()
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
@@ -87,6 +144,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+    # A service's own rules (full_clean, a ValidationError it raises) are checked on requests that already fit
+    # the schema: whatever their codes, they are 422.
+    semantic = isinstance(exc, DjangoValidationError)
     if isinstance(exc, RecursionError):
         # A body nested thousands deep exhausts the JSON parser: malformed input, not a server fault.
         exc = exceptions.ParseError("The request body is nested too deeply.")
@@ -119,7 +179,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, exceptions.ValidationError):
         code = "validation_error"
         message = "The request is not valid; see details."
-        details = response.data
+        details = flatten_details(response.data)
+        if semantic or not (_codes(exc.get_codes()) & SCHEMA_CODES):
+            response.status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
     else:
         code = _first_code(exc.get_codes()) or "error"
         message = str(exc.detail) if not isinstance(exc.detail, (dict, list)) else "Request failed."

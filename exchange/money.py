@@ -9,6 +9,8 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 # ISO 4217 code -> digits of the minor unit.
 CURRENCIES: dict[str, int] = {"CNY": 2, "USD": 2}
+# The currencies as choices, for forms and the API schema's one `Currency` enum.
+CURRENCY_CHOICES = [(code, code) for code in CURRENCIES]
 
 
 def quantize(amount: Decimal, currency: str) -> Decimal:

@@ -21,12 +21,74 @@ class ExchangeAutoSchema(AutoSchema):
 
 
 class ApiErrorBodySerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="Stable, machine-readable: validation_error, not_found, not_allowed…")
-    message = serializers.CharField()
-    details = serializers.DictField(help_text="For validation errors: the messages per field.")
+    code = serializers.CharField(help_text="Stable, machine-readable: `validation_error`, `not_found`, `not_allowed`…")
+    message = serializers.CharField(help_text="For people; its wording may change.")
+    details = serializers.DictField(
+        help_text="What the code needs. For `validation_error`: the messages per field, keyed by the field's dotted "
+        'path (`dictionary.1.type`; `non_field_errors` for the request as a whole). For `throttled`: "retry_after_seconds".'
+    )
 
 
 class ApiErrorSerializer(serializers.Serializer):
     """The one error shape of every API response that is not a success (exchange.exceptions)."""
 
+    # drf-spectacular names the component after the class: "ApiError", which postprocess_contract refers to.
+
     error = ApiErrorBodySerializer()
+
+
+# The statuses any operation can answer whatever it does, added to every operation of the schema by
+# `postprocess_contract`, so that each view declares only the answers of its own (403, 404, 409, 422).
+GENERIC_RESPONSES = {
+    400: "The request does not fit the schema (`validation_error`, every field's messages at once in `details`, "
+    "keyed by dotted path), or its body is not valid JSON (`parse_error`).",
+    401: "No credentials (`not_authenticated`), or an API key that is unknown (`invalid_api_key`), revoked "
+    "(`api_key_revoked`), expired (`api_key_expired`) or whose member left the firm (`api_key_inactive`).",
+    404: "No such object, or one the caller may not see: the two are not told apart (`not_found`).",
+    406: "The `Accept` header asks for a media type this operation does not answer in (`not_acceptable`).",
+    413: "The request body is larger than the exchange takes (`request_too_large`).",
+    415: "The body's media type is not the one this operation takes (`unsupported_media_type`).",
+    429: "Too many requests (`throttled`): wait `Retry-After` seconds, also given in `details.retry_after_seconds`.",
+}
+ERROR_COMPONENT = "ApiError"
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR_COMPONENT}"}}},
+    }
+
+
+def postprocess_contract(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """Every operation documents every status it can answer, in the one error shape.
+
+    What an operation can answer follows from what it takes: any operation may be throttled, refused for
+    credentials or asked for a media type it does not have; one with parameters or a body can be malformed;
+    one with a body can be too large or of the wrong type; one with a path parameter can name a missing object.
+    """
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            parameters = operation.get("parameters", [])
+            has_body = "requestBody" in operation
+            applicable = {401, 406, 429}
+            if parameters or has_body:
+                applicable.add(400)
+            if has_body:
+                applicable |= {413, 415}
+            if any(p.get("in") == "path" for p in parameters):
+                applicable.add(404)
+            for status in sorted(applicable):
+                responses.setdefault(str(status), _error_response(GENERIC_RESPONSES[status]))
+            responses["429"].setdefault(
+                "headers",
+                {
+                    "Retry-After": {
+                        "description": "Seconds to wait before the next request.",
+                        "schema": {"type": "integer", "minimum": 0},
+                    }
+                },
+            )
+            operation["responses"] = dict(sorted(responses.items()))
+    return result

@@ -123,7 +123,7 @@ class LicenceTermsSerializer(serializers.Serializer):
     resale = serializers.BooleanField(required=False)
 
 
-class RevisionStatusSerializer(serializers.Serializer):
+class RevisionSummarySerializer(serializers.Serializer):
     number = serializers.IntegerField()
     status = serializers.ChoiceField(choices=Revision.Status.choices)
     submitted_at = serializers.DateTimeField(allow_null=True)
@@ -360,10 +360,10 @@ class ProductDetailApi(APIView):
         revision = RevisionOutputSerializer(help_text="The revision shown: the listed one unless asked otherwise.")
         sample_url = serializers.URLField(allow_null=True)
         plans = PlanOutputSerializer(many=True)
-        open_revision = RevisionStatusSerializer(
+        open_revision = RevisionSummarySerializer(
             allow_null=True, help_text="The provider's draft or revision in review; null for other callers."
         )
-        revisions = RevisionStatusSerializer(
+        revisions = RevisionSummarySerializer(
             many=True, allow_null=True, help_text="The provider's revision history; null for other callers."
         )
 
@@ -670,11 +670,11 @@ class MyProductListApi(ListAPIView):
             latest = self._latest(product)
             return latest.title_zh if latest else ""
 
-        @extend_schema_field(RevisionStatusSerializer(allow_null=True))
+        @extend_schema_field(RevisionSummarySerializer(allow_null=True))
         def get_open_revision(self, product: DataProduct) -> dict[str, Any] | None:
             if not product.open_revisions:  # type: ignore[attr-defined]  # Prefetch(to_attr=) in the selector
                 return None
-            return RevisionStatusSerializer(product.open_revisions[0]).data  # type: ignore[attr-defined]  # as above
+            return RevisionSummarySerializer(product.open_revisions[0]).data  # type: ignore[attr-defined]  # as above
 
     serializer_class = OutputSerializer
     pagination_class = IdCursorPagination
