@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import re
 import uuid
@@ -11,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
 from django.utils.cache import patch_cache_control
 from django.utils.translation import gettext as _
 
@@ -115,4 +117,67 @@ class PrivateResponseCacheMiddleware:
         user = getattr(request, "user", None)
         if is_api or "HTTP_AUTHORIZATION" in request.META or (user is not None and user.is_authenticated):
             patch_cache_control(response, private=True, no_store=True)
+        return response
+
+
+# Query parameters DRF itself reads on every endpoint (`?format=api` for the browsable API), though no operation
+# documents them.
+FRAMEWORK_PARAMETERS = frozenset({"format"})
+
+
+@functools.cache
+def _documented_parameters() -> dict[tuple[Any, str], tuple[frozenset[str], frozenset[str]]]:
+    """Per (view function, method): the query parameters the schema documents, and those of them that are
+    lists (which may repeat). Read from the schema itself, so that the check and the contract cannot drift."""
+    # why: the schema generator imports every app's API, which import models; this module loads before them.
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    documented: dict[tuple[Any, str], tuple[frozenset[str], frozenset[str]]] = {}
+    for path, operations in schema.get("paths", {}).items():
+        try:
+            match = resolve(re.sub(r"\{[^}]+\}", "1", path))
+        except Resolver404:
+            continue
+        for method, operation in operations.items():
+            query = [p for p in operation.get("parameters", []) if p.get("in") == "query"]
+            names = frozenset(p["name"] for p in query)
+            lists = frozenset(p["name"] for p in query if p.get("schema", {}).get("type") == "array")
+            documented[(match.func, method.upper())] = (names, lists)
+    return documented
+
+
+class ApiQueryParameterMiddleware:
+    """Under /api/v1/, a query parameter the operation does not document, or one given twice that is not a list,
+    is a 400 in the API's error shape: a typo in a filter (`?bord=international`) must not quietly widen a
+    search, and `?page_size=10&page_size=1000` must not leave the server to pick one."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, view_func: Any, view_args: Any, view_kwargs: Any) -> Any:
+        if not request.path_info.startswith("/api/v1/") or not request.GET:
+            return None
+        method = "GET" if request.method == "HEAD" else request.method or ""
+        known = _documented_parameters().get((view_func, method))
+        if known is None:
+            return None  # not an operation of the schema: the schema's own views, an unknown path or method
+        names, lists = known
+        details: dict[str, list[str]] = {}
+        for name in request.GET:
+            if name in FRAMEWORK_PARAMETERS:
+                continue
+            if name not in names:
+                details[name] = [_("This operation takes no such parameter.")]
+            elif name not in lists and len(request.GET.getlist(name)) > 1:
+                details[name] = [_("Give this parameter once.")]
+        if not details:
+            return None
+        response = JsonResponse(
+            error_body("validation_error", _("The request is not valid; see details."), details), status=400
+        )
+        patch_cache_control(response, private=True, no_store=True)
         return response

@@ -26,6 +26,29 @@ class StrictCursorPagination(CursorPagination):
     def position_is_valid(self, position: str) -> bool:
         raise NotImplementedError
 
+    def get_page_size(self, request: Request) -> int:
+        """DRF quietly falls back to the default for a malformed size and cuts a large one to the maximum; the
+        schema says 1 to max_page_size, so anything else is a 400."""
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not re.fullmatch(r"[0-9]{1,4}", raw) or not 1 <= int(raw) <= self.max_page_size:
+            raise exceptions.ValidationError(
+                {self.page_size_query_param: [f"A page size from 1 to {self.max_page_size}."]}, code="invalid"
+            )
+        return int(raw)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["description"] = f"Rows per page, 1 to {self.max_page_size} (default {self.page_size})."
+                parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": self.max_page_size}
+            elif parameter["name"] == self.cursor_query_param:
+                parameter["description"] = "The cursor from `next` or `previous`, as given: it is opaque."
+                parameter["schema"] = {"type": "string", "maxLength": 500}
+        return parameters
+
     def decode_cursor(self, request: Request) -> Any:
         try:
             cursor = super().decode_cursor(request)
@@ -65,6 +88,16 @@ class CursorOrNumberedPagination(StrictCursorPagination):
 
     def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any] | None:
         self.mode = "cursor" if self.uses_cursor(request) else "page"
+        # A position of the other mode would be ignored, and the client would read the first page again.
+        if self.mode == "cursor" and self.page_query_param in request.query_params:
+            raise exceptions.ValidationError(
+                {self.page_query_param: ["Numbered pages are for the orders a cursor does not page; follow `next`."]},
+                code="invalid_page",
+            )
+        if self.mode == "page" and self.cursor_query_param in request.query_params:
+            raise exceptions.ValidationError(
+                {self.cursor_query_param: ["This order is paged by `page`, not by cursor."]}, code="invalid_cursor"
+            )
         if self.mode == "cursor":
             return super().paginate_queryset(queryset, request, view)
         self.request = request
@@ -104,7 +137,6 @@ class CursorOrNumberedPagination(StrictCursorPagination):
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         parameters = super().get_schema_operation_parameters(view)
         parameters[0]["description"] = self.cursor_description
-        parameters[1]["schema"] = {"type": "integer", "minimum": 1, "maximum": self.max_page_size}
         parameters.append(
             {
                 "name": self.page_query_param,

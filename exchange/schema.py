@@ -92,3 +92,4 @@ def postprocess_contract(result: dict[str, Any], generator: Any, request: Any, p
             )
             operation["responses"] = dict(sorted(responses.items()))
     return result
+

@@ -50,3 +50,69 @@ def test_a_csrf_failure_under_the_api_is_json_and_elsewhere_djangos_page(rf):
     assert json.loads(api.content)["error"]["code"] == "csrf_failed"
     page = csrf_failure(rf.post("/portal/my-products/new"), reason="CSRF cookie not set.")
     assert page.status_code == 403 and page["Content-Type"].startswith("text/html")
+
+
+class TestValidationErrors:
+    """One nested-error style (dotted paths) and the 400/422 split, decided by the codes (docs/api.md)."""
+
+    def _answer(self, exc):
+        from exchange.exceptions import api_exception_handler
+
+        return api_exception_handler(exc, {})
+
+    def test_nested_errors_are_keyed_by_dotted_path(self):
+        from rest_framework.exceptions import ValidationError
+
+        # given DRF's nested shape: a list serializer with an error on its second item, a nested object
+        exc = ValidationError(
+            {
+                "dictionary": [{}, {"type": ["Not a valid choice."]}],
+                "licence_terms": {"purposes": {"0": ["Too long."]}},
+                "title_en": ["Required."],
+            }
+        )
+        # when the handler answers it
+        response = self._answer(exc)
+        # then every message is keyed by the field's path, one level deep
+        assert response.data["error"]["details"] == {
+            "dictionary.1.type": ["Not a valid choice."],
+            "licence_terms.purposes.0": ["Too long."],
+            "title_en": ["Required."],
+        }
+
+    def test_a_schema_error_is_400_even_beside_a_rule_error(self):
+        from rest_framework.exceptions import ErrorDetail, ValidationError
+
+        exc = ValidationError(
+            {
+                "category": [ErrorDetail("No such category.", code="does_not_exist")],
+                "title_en": [ErrorDetail("This field is required.", code="required")],
+            }
+        )
+        response = self._answer(exc)
+        assert response.status_code == 400
+        assert set(response.data["error"]["details"]) == {"category", "title_en"}
+
+    def test_only_rule_errors_are_422(self):
+        from rest_framework.exceptions import ErrorDetail, ValidationError
+
+        exc = ValidationError({"category": [ErrorDetail("No such category.", code="does_not_exist")]})
+        assert self._answer(exc).status_code == 422
+
+    def test_a_services_validation_error_is_422_whatever_its_code(self):
+        from django.core.exceptions import ValidationError
+
+        response = self._answer(ValidationError({"delivery_modes": ValidationError("Pick one.", code="invalid")}))
+        assert response.status_code == 422
+        assert response.data["error"] == {
+            "code": "validation_error",
+            "message": "The request is not valid; see details.",
+            "details": {"delivery_modes": ["Pick one."]},
+        }
+
+    def test_an_application_error_is_422_unless_it_says_otherwise(self):
+        from exchange.exceptions import ApplicationError, InvalidTransition
+
+        assert self._answer(ApplicationError("No.", code="no")).status_code == 422
+        assert self._answer(ApplicationError("Busy.", code="busy", status_code=409)).status_code == 409
+        assert self._answer(InvalidTransition("Not now.")).status_code == 409
