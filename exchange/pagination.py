@@ -101,7 +101,7 @@ class CursorOrNumberedPagination(StrictCursorPagination):
         if self.mode == "cursor":
             return super().paginate_queryset(queryset, request, view)
         self.request = request
-        self.page_size = self.get_page_size(request)  # type: ignore[assignment]  # never None: page_size is set
+        self.page_size = self.get_page_size(request)
         self.base_url = remove_query_param(request.build_absolute_uri(), self.cursor_query_param)
         raw = request.query_params.get(self.page_query_param, "1")
         try:
