@@ -78,13 +78,14 @@ def _first_code(codes: Any) -> str | None:
 
 # The codes of DRF's own field checks: a request refused with one of these does not fit the schema (400). Any
 # other code (a service's rule, a related object that does not exist, a check digit) is a request that fits the
-# schema and breaks a rule it cannot state (422). Our own shape checks use the same codes or are listed here.
+# schema and breaks a rule it cannot state (422): a cursor the server did not issue, say, as a cursor is opaque.
+# Our own shape checks use the same codes or are listed here.
 SCHEMA_CODES = frozenset(
     {
         "required", "null", "blank", "invalid", "max_length", "min_length", "max_value", "min_value", "max_digits",
         "max_decimal_places", "max_whole_digits", "invalid_choice", "not_a_list", "empty", "not_a_dict", "date",
         "datetime", "make_aware", "overflow", "max_string_length", "no_name", "incorrect_type", "incorrect_match",
-        "float", "invalid_cursor", "invalid_page", "unknown_parameter", "repeated_parameter", "parse_error",
+        "float", "invalid_page", "unknown_parameter", "repeated_parameter", "parse_error",
     }
 )  # fmt: skip
 

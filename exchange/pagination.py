@@ -46,11 +46,30 @@ class StrictCursorPagination(CursorPagination):
                 parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": self.max_page_size}
             elif parameter["name"] == self.cursor_query_param:
                 parameter["description"] = "The cursor from `next` or `previous`, as given: it is opaque."
-                parameter["schema"] = {"type": "string", "maxLength": 500}
+                parameter["schema"] = {"type": "string", "minLength": 1, "maxLength": 500}
         return parameters
 
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        """DRF's envelope, in OpenAPI 3.1 (`null` as a type, not 3.0's `nullable`) and with links of ours rather
+        than DRF's example.org examples."""
+        link = {"type": ["string", "null"], "format": "uri"}
+        return {
+            "type": "object",
+            "required": ["next", "previous", "results"],
+            "properties": {
+                "next": {**link, "description": "The next page, or null on the last; follow it as given."},
+                "previous": {**link, "description": "The previous page, or null on the first."},
+                "results": schema,
+            },
+        }
+
     def decode_cursor(self, request: Request) -> Any:
+        raw = request.query_params.get(self.cursor_query_param)
         try:
+            # base64 ignores what is not of its alphabet, so "%%%" would decode to the first page: a cursor is
+            # only ever what `next` and `previous` gave.
+            if raw is not None and not re.fullmatch(r"[A-Za-z0-9+/=_-]{1,500}", raw):
+                raise exceptions.NotFound
             cursor = super().decode_cursor(request)
             if cursor is not None and cursor.position is not None and not self.position_is_valid(cursor.position):  # type: ignore[arg-type]  # positions are strings; the stubs say int
                 raise exceptions.NotFound
@@ -92,11 +111,11 @@ class CursorOrNumberedPagination(StrictCursorPagination):
         if self.mode == "cursor" and self.page_query_param in request.query_params:
             raise exceptions.ValidationError(
                 {self.page_query_param: ["Numbered pages are for the orders a cursor does not page; follow `next`."]},
-                code="invalid_page",
+                code="page_not_taken",
             )
         if self.mode == "page" and self.cursor_query_param in request.query_params:
             raise exceptions.ValidationError(
-                {self.cursor_query_param: ["This order is paged by `page`, not by cursor."]}, code="invalid_cursor"
+                {self.cursor_query_param: ["This order is paged by `page`, not by cursor."]}, code="cursor_not_taken"
             )
         if self.mode == "cursor":
             return super().paginate_queryset(queryset, request, view)

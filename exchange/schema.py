@@ -41,7 +41,8 @@ class ApiErrorSerializer(serializers.Serializer):
 # `postprocess_contract`, so that each view declares only the answers of its own (403, 404, 409, 422).
 GENERIC_RESPONSES = {
     400: "The request does not fit the schema (`validation_error`, every field's messages at once in `details`, "
-    "keyed by dotted path), or its body is not valid JSON (`parse_error`).",
+    "keyed by dotted path; a query parameter the operation does not take, or one given twice, is named there too), "
+    "or its body is not valid JSON (`parse_error`).",
     401: "No credentials (`not_authenticated`), or an API key that is unknown (`invalid_api_key`), revoked "
     "(`api_key_revoked`), expired (`api_key_expired`) or whose member left the firm (`api_key_inactive`).",
     404: "No such object, or one the caller may not see: the two are not told apart (`not_found`).",
@@ -51,6 +52,10 @@ GENERIC_RESPONSES = {
     429: "Too many requests (`throttled`): wait `Retry-After` seconds, also given in `details.retry_after_seconds`.",
 }
 ERROR_COMPONENT = "ApiError"
+CURSOR_REFUSAL = (
+    "A `cursor` the server did not issue, a `cursor` on an order paged by number, or a `page` on an order paged by "
+    "cursor (`validation_error`, naming the parameter in `details`)."
+)
 
 
 def _error_response(description: str) -> dict[str, Any]:
@@ -60,27 +65,47 @@ def _error_response(description: str) -> dict[str, Any]:
     }
 
 
+def _describe_path_parameter(path: str, parameter: dict[str, Any]) -> None:
+    """`{id}` in `/products/{id}/plans` is "The product's id."; `{plan_id}` is "The plan's id."."""
+    name = parameter["name"]
+    if name == "id":
+        segments = path.split("/")
+        owner = segments[segments.index("{id}") - 1].replace("-", " ")
+        owner = owner[:-1] if owner.endswith("s") else owner
+    else:
+        owner = name.removesuffix("_id").replace("_", " ")
+    parameter.setdefault("description", f"The {owner}'s id.")
+    if parameter.get("schema", {}).get("type") == "integer":
+        parameter["schema"].setdefault("minimum", 1)
+
+
 def postprocess_contract(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     """Every operation documents every status it can answer, in the one error shape.
 
     What an operation can answer follows from what it takes: any operation may be throttled, refused for
-    credentials or asked for a media type it does not have; one with parameters or a body can be malformed;
-    one with a body can be too large or of the wrong type; one with a path parameter can name a missing object.
+    credentials, sent a query parameter it does not take or asked for a media type it does not have; one with a body can be too large or of the wrong type; one with a path parameter can name a missing object.
     """
-    for path_item in result.get("paths", {}).values():
+    for path, path_item in result.get("paths", {}).items():
         for operation in path_item.values():
             responses = operation.setdefault("responses", {})
             parameters = operation.get("parameters", [])
+            for parameter in parameters:
+                if parameter.get("in") == "path":
+                    _describe_path_parameter(path, parameter)
             has_body = "requestBody" in operation
-            applicable = {401, 406, 429}
-            if parameters or has_body:
-                applicable.add(400)
+            # 400 for every operation: any may be sent a parameter it does not take (exchange.middleware).
+            applicable = {400, 401, 406, 429}
             if has_body:
                 applicable |= {413, 415}
             if any(p.get("in") == "path" for p in parameters):
                 applicable.add(404)
             for status in sorted(applicable):
                 responses.setdefault(str(status), _error_response(GENERIC_RESPONSES[status]))
+            if any(p.get("in") == "query" and p.get("name") == "cursor" for p in parameters):
+                if "422" in responses:
+                    responses["422"]["description"] += " " + CURSOR_REFUSAL
+                else:
+                    responses["422"] = _error_response(CURSOR_REFUSAL)
             responses["429"].setdefault(
                 "headers",
                 {

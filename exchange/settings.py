@@ -293,7 +293,7 @@ REST_FRAMEWORK = {
     # that the schema advertises one media type per body, the one the server reads.
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "exchange.pagination.IdCursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "exchange.schema.ExchangeAutoSchema",
     "EXCEPTION_HANDLER": "exchange.exceptions.api_exception_handler",

@@ -70,6 +70,30 @@ def _audit_checkpoints(settings, tmp_path) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _api_answers_match_the_schema(request, monkeypatch) -> Iterator[None]:
+    """Every answer a test receives from an operation of the API is checked against the schema by openapi-core
+    (tests/api/validation.py): the contract holds for every answer the tests provoke, errors included, and a
+    status or field a view answers that the schema does not document fails the test that provoked it."""
+    from django.test.client import Client
+
+    from tests.api.validation import problem_of_test_response
+
+    problems: list[str] = []
+    original = Client.request
+
+    def checked(self, **kwargs):
+        response = original(self, **kwargs)
+        found = problem_of_test_response(response)
+        if found:
+            problems.append(found)
+        return response
+
+    monkeypatch.setattr(Client, "request", checked)
+    yield
+    assert not problems, "Answers the schema does not document:\n" + "\n".join(problems)
+
+
+@pytest.fixture(autouse=True)
 def _float_trap() -> Iterator[None]:
     # Money is Decimal built from strings or ints; mixing in a float raises in every test.
     context = decimal.getcontext()

@@ -16,8 +16,8 @@ def client(international):
     return api_client_for(international, auth="key")
 
 
-def _bad_parameter(response, name):
-    assert response.status_code == 400, response.content
+def _bad_parameter(response, name, status=400):
+    assert response.status_code == status, response.content
     error = api_error(response)
     assert error["code"] == "validation_error"
     assert name in error["details"], error
@@ -70,13 +70,19 @@ def test_a_cursor_on_an_order_paged_by_number_is_refused(client):
     # given the relevance order (computed per request), which is paged by number
     # when a cursor is sent with it
     response = client.get("/api/v1/products", {"q": "trade", "cursor": "cD0yMDI2"})
-    # then the caller learns the cursor means nothing here
-    _bad_parameter(response, "cursor")
+    # then the caller learns the cursor means nothing here (a rule between parameters: 422)
+    _bad_parameter(response, "cursor", status=422)
 
 
 def test_a_page_number_on_the_cursor_order_is_refused(client):
     response = client.get("/api/v1/products", {"sort": "newest", "page": "2"})
-    _bad_parameter(response, "page")
+    _bad_parameter(response, "page", status=422)
+
+
+@pytest.mark.parametrize("cursor", ["nonsense", "cD0yMDI2LTEzLTQw", "%%%"])
+def test_a_cursor_the_server_did_not_issue_is_a_422(client, cursor):
+    # The schema says only "a string": whether it is one of ours is a rule it cannot state.
+    _bad_parameter(client.get("/api/v1/products", {"cursor": cursor}), "cursor", status=422)
 
 
 def test_the_schema_documents_the_bounds_it_enforces(client):
