@@ -8,11 +8,13 @@ is checked against the same schema by openapi-core, a validator independent of d
 
 from __future__ import annotations
 
+import enum
 import importlib
 import json
 import pkgutil
 import subprocess
 import sys
+import typing
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,12 +122,34 @@ class Partner:
         )
         return client
 
-    def api(self, tag: str, operation: str) -> Any:
-        return importlib.import_module(f"{PACKAGE}.api.{tag}.{operation}")
+    def call(self, operation_id: str, **arguments: Any) -> Any:
+        """Call an operation by its id through the generated module, as a partner's code would: plain values
+        become the generated types first (a dict the body's model, a string the parameter's enum), and the answer
+        is the generated `Response` with its typed `parsed`."""
+        module = operation_module(self.package, operation_id)
+        hints = typing.get_type_hints(module.sync_detailed)
+        typed = {name: _typed(hints.get(name), value) for name, value in arguments.items()}
+        return module.sync_detailed(client=self.client(), **typed)
 
-    @property
-    def models(self) -> Any:
-        return importlib.import_module(f"{PACKAGE}.models")
+
+def operation_module(package: ModuleType, operation_id: str) -> ModuleType:
+    for module in pkgutil.walk_packages(package.api.__path__, f"{PACKAGE}.api."):
+        if module.name.rsplit(".", 1)[-1] == operation_id:
+            return importlib.import_module(module.name)
+    raise LookupError(f"the generated client has no operation {operation_id}")
+
+
+def _typed(hint: Any, value: Any) -> Any:
+    candidates = typing.get_args(hint) or (hint,)
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, enum.Enum) and isinstance(value, str):
+            return candidate(value)
+        if isinstance(value, dict) and hasattr(candidate, "from_dict"):
+            return candidate.from_dict(value)
+        if isinstance(value, list) and typing.get_origin(candidate) is list:
+            (item,) = typing.get_args(candidate)
+            return [_typed(item, v) for v in value]
+    return value
 
 
 def schemathesis_run(url: str, raw_key: str, *, max_examples: int, workdir: Path) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,6 @@ import re
 
 import pytest
 from django.core.management import call_command
-from django.test import Client
 
 from exchange import services as exchange_services
 from exchange.models import User
@@ -25,14 +24,6 @@ from .contract import iter_operations, schemathesis_run
 SCHEMATHESIS_EXAMPLES = 15
 
 GENERIC_SUFFIXES = re.compile(r"_(create|retrieve|partial_update|update_partial|destroy)$")
-
-
-@pytest.fixture(scope="module")
-def schema(django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock():
-        response = Client().get("/api/v1/schema/?format=json")
-    assert response.status_code == 200
-    return response.json()
 
 
 class TestTheSchema:

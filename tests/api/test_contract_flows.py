@@ -1,0 +1,209 @@
+"""A partner's flows through the client generated from the published schema (tests/api/contract.py): the
+catalogue and the compliance pre-check as a foreign buyer, and a provider's listing and filings, each answer
+typed by the generated models and validated against the schema by openapi-core on the way."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import date
+
+import pytest
+
+from exchange import services as exchange_services
+from tests.compliance.factories import filing, with_pi
+from tests.factories import DICTIONARY, LICENCE_TERMS, SAMPLE_CSV, listed_product
+
+from .contract import Partner, ValidatingApp
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def partner_of(client_package, settings):
+    """A partner's generated client acting with a new key of `user`'s firm; its answers checked on the way."""
+    apps = []
+
+    def make(user, scopes=("read", "trade")):
+        firm = user.membership.firm
+        admin = firm.memberships.filter(role="firm_admin").first().user
+        _key, raw = exchange_services.api_key_create(
+            firm=firm, user=user, name="partner", scopes=list(scopes), actor=admin
+        )
+        app = ValidatingApp()
+        apps.append(app)
+        return Partner(package=client_package, app=app, raw_key=raw)
+
+    # The in-process server closes the database connection at the end of each request, which would close the
+    # test's transaction; Django's own test client disconnects the same handlers.
+    from django.core import signals
+    from django.db import close_old_connections
+
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    try:
+        yield make
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
+    problems = [p for app in apps for p in app.problems]
+    assert not problems, "\n".join(problems)
+
+
+def _ok(response, status=200):
+    assert response.status_code == status, response.content[:2000]
+    parsed = response.parsed
+    # Typed: a generated model (or a list of them, or bytes for a file), never None or a raw dict.
+    assert parsed is not None and not isinstance(parsed, dict), type(parsed)
+    return parsed
+
+
+def _model(value):
+    assert type(value).__module__.startswith("exchange_client.models"), type(value)
+    return value
+
+
+def test_the_generated_client_imports_whole(client_package):
+    # The fixture generated it with no warning and imported every module; it has every operation.
+    assert client_package.AuthenticatedClient
+
+
+def test_a_buyer_browses_the_catalogue(partner_of, provider, reviewer, international):
+    # given a listed product on the international board
+    product = listed_product(provider, reviewer)
+    partner = partner_of(international)
+    # when the foreign buyer's system walks the catalogue through its generated client
+    me = _model(_ok(partner.call("me_get")))
+    boards = _ok(partner.call("boards_list"))
+    categories = _ok(partner.call("categories_list"))
+    page = _model(_ok(partner.call("products_list", board="international", page_size=10)))
+    facets = _model(_ok(partner.call("products_facets", board="international")))
+    detail = _model(_ok(partner.call("products_get", id=product.pk)))
+    sample = partner.call("products_sample_download", id=product.pk)
+    plans = _ok(partner.call("products_plans_list", id=product.pk))
+    # then every answer is typed and says what the exchange holds
+    assert me.firm.id == international.membership.firm.pk
+    assert [b.code.value for b in boards] == ["international"]
+    assert categories and all(_model(c).code for c in categories)
+    assert [p.id for p in page.results] == [product.pk]
+    assert detail.id == product.pk and detail.revision.title_en == product.listed_revision.title_en
+    assert sample.status_code == 200
+    content = sample.parsed.payload.read() if hasattr(sample.parsed, "payload") else sample.content
+    assert content == SAMPLE_CSV
+    assert [p.id for p in plans] == [p.pk for p in product.plans.all()]
+    assert facets is not None
+
+
+def test_a_buyer_asks_the_compliance_gate(partner_of, provider, reviewer, international, officer):
+    # given a listed product with personal information of 150,000 people, and its exporter's evidence on file
+    product = with_pi(listed_product(provider, reviewer), 150_000)
+    filing(provider, "pipia_report", products=[product], issued_on=date(2026, 1, 5), accepted_by=officer)
+    partner = partner_of(international)
+    # when the buyer asks the engine directly and pre-checks a trade of the product
+    engine = _ok(
+        partner.call(
+            "compliance_assess",
+            body={
+                "product": {"classification": "general", "origin": "cn", "personal_info_subjects": 150000},
+                "exporter": {"country": "CN", "ytd_personal_info_subjects": 0},
+                "trade": {"buyer_country": "SG", "delivery": "file"},
+                "as_of": "2026-11-24",
+            },
+        )
+    )
+    precheck = _ok(partner.call("compliance_assess", body={"product": product.pk, "delivery": "file"}))
+    # then each answer is its own typed model, told apart by the discriminator
+    assert type(engine) is not type(precheck)
+    assert _model(engine).decision.value == "contract_or_certification"
+    assert _model(precheck).product == product.pk
+    assert precheck.status.value in {"cleared", "held", "prohibited"}
+
+
+def test_a_provider_lists_a_product_and_files_evidence(partner_of, provider, officer):
+    partner = partner_of(provider)
+    # when the provider's system creates a product, edits it, uploads its sample and prices it
+    content = {
+        "board": "international",
+        "title_en": "Container throughput by port",
+        "title_zh": "港口集装箱吞吐量",
+        "summary_en": "Weekly TEU by port.",
+        "summary_zh": "按港口的每周标准箱量。",
+        "category": "trade",
+        "origin_countries": ["CN"],
+        "delivery_modes": ["file"],
+        "dictionary": DICTIONARY,
+        "licence_en": "Internal use.",
+        "licence_zh": "仅限内部使用。",
+        "licence_terms": LICENCE_TERMS,
+    }
+    created = _model(_ok(partner.call("products_create", body=content), 201))
+    product_id = created.id
+    updated = _model(_ok(partner.call("products_update", id=product_id, body={"summary_en": "Weekly TEU, 40 ports."})))
+    module_models = partner.package.models
+    upload_type = next(
+        getattr(module_models, name)
+        for name in dir(module_models)
+        if name.startswith("ProductSampleUpload") and hasattr(getattr(module_models, name), "to_multipart")
+    )
+    file_type = partner.package.types.File
+    sample = upload_type(sample=file_type(payload=io.BytesIO(SAMPLE_CSV), file_name="sample.csv", mime_type="text/csv"))
+    _model(_ok(partner.call("products_sample_upload", id=product_id, body=sample)))
+    plan = _model(
+        _ok(
+            partner.call(
+                "products_plans_create",
+                id=product_id,
+                body={
+                    "name_en": "Annual",
+                    "kind": "subscription",
+                    "period": "year",
+                    "currency": "CNY",
+                    "amount": "1200.00",
+                },
+            ),
+            201,
+        )
+    )
+    submitted = _model(_ok(partner.call("products_submit", id=product_id)))
+    withdrawn = _model(_ok(partner.call("products_withdraw", id=product_id)))
+    draft = _model(_ok(partner.call("products_draft_start", id=product_id), 201))
+    retired = _model(_ok(partner.call("products_plans_retire", id=product_id, plan_id=plan.id)))
+    mine = _model(_ok(partner.call("my_products_list")))
+    # then each step answered the product as it now stands
+    assert updated.revision.summary_en == "Weekly TEU, 40 ports."
+    assert submitted.open_revision.status.value == "submitted"
+    assert withdrawn.open_revision is None or withdrawn.open_revision.status.value != "submitted"
+    assert draft.open_revision.status.value == "draft"
+    assert retired.is_active is False
+    assert product_id in [p.id for p in mine.results]
+
+    # when it files a piece of evidence with its document, and reads it back
+    filing_type = next(
+        getattr(module_models, name)
+        for name in dir(module_models)
+        if name.startswith("FilingCreate") and hasattr(getattr(module_models, name), "to_multipart")
+    )
+    document = file_type(payload=io.BytesIO(b"%PDF-1.4\n%%EOF\n"), file_name="report.pdf", mime_type="application/pdf")
+    body = filing_type.from_dict(
+        {"kind": "pipia_report", "reference": "PIPIA-2026-07", "issued_on": "2026-06-01", "all_products": True}
+    )
+    body.document = document
+    filed = _model(_ok(partner.call("compliance_filings_create", body=body), 201))
+    listed = _model(_ok(partner.call("compliance_filings_list")))
+    one = _model(_ok(partner.call("compliance_filings_get", id=filed.id)))
+    downloaded = partner.call("compliance_filings_document_download", id=filed.id)
+    counters = _model(_ok(partner.call("compliance_counters_get")))
+    # then the filing is there, typed, and its document comes back as bytes
+    assert filed.kind.value == "pipia_report" and filed.status.value == "submitted"
+    assert filed.id in [f.id for f in listed.results] and one.reference == "PIPIA-2026-07"
+    assert downloaded.status_code == 200 and downloaded.content.startswith(b"%PDF")
+    assert counters is not None
+
+
+def test_json_bodies_are_json(partner_of, provider):
+    # The generated client sends JSON for every body that has no file: what the server reads.
+    partner = partner_of(provider)
+    response = partner.call("products_create", body={"title_en": "x"})
+    assert response.status_code == 400
+    error = json.loads(response.content)["error"]
+    assert error["code"] == "validation_error" and "title_zh" in error["details"]
