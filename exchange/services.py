@@ -226,14 +226,17 @@ def firm_update(*, firm: MemberFirm, actor: User | None, **fields: Any) -> Membe
     return locked
 
 
-@transaction.atomic
 def _require_superuser_for_staff(user: User, actor: User | None, message: str) -> None:
     # Whoever places a staff account in a firm, or makes a key that acts for one, can act under that person's
     # name there: a superuser's decision, as every change to a staff account is (commands pass actor=None).
-    if (user.is_staff or user.is_superuser) and actor is not None and not actor.is_superuser:
+    # A staff account whose powers this request withholds (an API key's user, a session without its second
+    # factor) is still a staff account, and such an actor is no superuser for the request.
+    is_staff_account = user.is_staff or user.is_superuser or getattr(user, "staff_powers_withheld", False)
+    if is_staff_account and actor is not None and not actor.is_superuser:
         raise NotAllowed(message, code="staff_account")
 
 
+@transaction.atomic
 def membership_add(*, user: User, firm: MemberFirm, role: str, actor: User | None) -> Membership:
     _require_superuser_for_staff(user, actor, _("Only a superuser may make an exchange staff account a member of a firm."))
     if Membership.objects.filter(user=user).exists():
