@@ -397,6 +397,10 @@ class ApiKeyAddForm(forms.ModelForm):
             self.add_error("user", _("This person is not a member of that firm."))
         if expires_at and expires_at <= timezone.now():
             self.add_error("expires_at", _("A key's expiry must be in the future."))
+        elif expires_at and expires_at - timezone.now() > ApiKey.MAX_LIFETIME:
+            self.add_error(
+                "expires_at", _("A key is valid for at most %(days)d days.") % {"days": ApiKey.MAX_LIFETIME.days}
+            )
         return data
 
 

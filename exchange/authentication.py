@@ -64,6 +64,8 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
             "type": "apiKey",
             "in": "header",
             "name": "Authorization",
-            "description": "`Api-Key dxk_<prefix>_<secret>`, created by a firm administrator in the portal "
-            "or by exchange staff. Scopes: `read` (safe methods), `trade` (everything else).",
+            "description": "`Api-Key dxk_<prefix>_<secret>`, created by a firm administrator (in the portal, or "
+            "by `api_keys_create` with a key holding `keys`) or by exchange staff. Scopes: `read` (reads: the "
+            "catalogue, compliance pre-checks, the firm's records), `trade` (writes: a provider's listings, the "
+            "firm's filings), `keys` (the firm's API keys). `me_get` answers any key.",
         }

@@ -104,10 +104,17 @@ class ApiKeyCreateForm(forms.Form):
         choices=ApiKey.Scope.choices,
         widget=forms.CheckboxSelectMultiple,
         initial=[ApiKey.Scope.READ],
-        help_text=_("Read: catalogue and statements. Trade: orders and everything else that changes something."),
+        help_text=_(
+            "Read: the catalogue, compliance pre-checks and the firm's records. Trade: the firm's listings as a "
+            "provider, and its filings. Manage API keys: create, rotate and revoke the firm's keys by API."
+        ),
     )
     lifetime_days = forms.IntegerField(
-        label=_("Valid for (days)"), min_value=1, max_value=730, initial=365, help_text=_("At most two years.")
+        label=_("Valid for (days)"),
+        min_value=1,
+        max_value=ApiKey.MAX_LIFETIME.days,
+        initial=365,
+        help_text=_("At most two years."),
     )
 
     def __init__(self, *args: Any, firm: MemberFirm, **kwargs: Any) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -333,6 +334,10 @@ class ApiKey(models.Model):
     class Scope(models.TextChoices):
         READ = "read", _("Read")
         TRADE = "trade", _("Trade")
+        KEYS = "keys", _("Manage API keys")
+
+    # A key lives at most this long from its creation (or its rotation), whoever makes it.
+    MAX_LIFETIME = timedelta(days=730)
 
     firm = models.ForeignKey(MemberFirm, on_delete=models.CASCADE, related_name="api_keys")
     user = models.ForeignKey(
@@ -365,6 +370,11 @@ class ApiKey(models.Model):
     def is_usable(self, at: Any = None) -> bool:
         at = at or timezone.now()
         return self.revoked_at is None and self.expires_at > at
+
+    @property
+    def is_active(self) -> bool:
+        """Usable now: neither revoked nor expired."""
+        return self.is_usable()
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes

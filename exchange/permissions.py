@@ -1,5 +1,5 @@
 """Permissions shared by every app: the staff-permission predicate (each app's own permissions module names
-its permissions and builds on it) and the DRF permission classes of the API."""
+its permissions and builds on it), the firm administrator's, and the DRF permission classes of the API."""
 
 from __future__ import annotations
 
@@ -9,15 +9,14 @@ from rest_framework import exceptions
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from .exceptions import NotAllowed
-from .models import ApiKey
+from .models import ApiKey, MemberFirm, Membership
+from .selectors import user_membership
 
 
 def staff_has_perm(user: Any, perm: str) -> bool:
     """A staff power: an exchange staff account holding `perm`. (A staff session without its second factor is
     not staff for the request: exchange.security.StaffSecondFactorMiddleware.)"""
-    return bool(
-        getattr(user, "is_authenticated", False) and getattr(user, "is_staff", False) and user.has_perm(perm)
-    )
+    return bool(getattr(user, "is_authenticated", False) and getattr(user, "is_staff", False) and user.has_perm(perm))
 
 
 def require_staff_perm(user: Any, perm: str, message: str) -> None:
@@ -25,19 +24,43 @@ def require_staff_perm(user: Any, perm: str, message: str) -> None:
         raise NotAllowed(message)
 
 
+def require_firm_admin(user: Any, message: str) -> MemberFirm:
+    """The firm `user` administers; NotAllowed with `message` (saying who may) for anyone else: its traders and
+    analysts, exchange staff, a log-in of no firm."""
+    membership = user_membership(user)
+    if membership is None or membership.role != Membership.Role.FIRM_ADMIN:
+        raise NotAllowed(message)
+    return membership.firm
+
+
 class ApiKeyScope(BasePermission):
     """A key's scopes bound what it may do: `read` for safe methods, `trade` for the rest.
 
-    A view can ask for a scope of its own with `required_scope`. Session users are not limited here.
+    An operation asks for a scope of its own with a `required_scope` attribute on its class: a scope, or ANY
+    for what every key may ask (who am I). The class that defines the method's handler decides, so that a path
+    serving two operation classes (list and create) asks each one's scope. Session users are not limited here.
     """
+
+    ANY = "*"
+
+    @classmethod
+    def required(cls, request: Any, view: Any) -> str:
+        method = (request.method or "").lower()
+        mro = type(view).__mro__
+        if method == "head" and not any("head" in vars(klass) for klass in mro):
+            method = "get"  # Django answers HEAD with the GET handler
+        # The first class of the view's MRO that defines the handler is the operation's own class.
+        operation = next((klass for klass in mro if method in vars(klass)), type(view))
+        scope = getattr(operation, "required_scope", None)
+        if scope:
+            return str(scope)
+        return ApiKey.Scope.READ if request.method in SAFE_METHODS else ApiKey.Scope.TRADE
 
     def has_permission(self, request: Any, view: Any) -> bool:
         api_key = request.auth
         if not isinstance(api_key, ApiKey):
             return True
-        required = getattr(view, "required_scope", None) or (
-            ApiKey.Scope.READ if request.method in SAFE_METHODS else ApiKey.Scope.TRADE
-        )
-        if not api_key.has_scope(required):
+        required = self.required(request, view)
+        if required != self.ANY and not api_key.has_scope(required):
             raise exceptions.PermissionDenied(f"This API key lacks the '{required}' scope.", code="insufficient_scope")
         return True

@@ -7,9 +7,10 @@ from typing import Any
 
 from django.contrib.auth.models import Group
 from django.db.models import Q, QuerySet
+from django.http import Http404
 from guardian.shortcuts import get_objects_for_user
 
-from .models import Board, BoardGroupObjectPermission, MemberFirm, Membership
+from .models import ApiKey, Board, BoardGroupObjectPermission, MemberFirm, Membership
 
 VIEW_BOARD = "view_board"
 TRADE_ON_BOARD = "trade_on_board"
@@ -104,3 +105,22 @@ def board_codes_for_firm(*, firm: MemberFirm) -> set[str]:
     """Codes of the boards a firm is admitted to."""
     access = group_board_access(group=firm.group_id)
     return set(Board.objects.filter(id__in=access.visible).values_list("code", flat=True))
+
+
+# The largest id a database integer column holds: past it an id names nothing (and would not reach the database).
+MAX_ID = 2**63 - 1
+
+
+def api_key_list_for_firm(*, firm: MemberFirm) -> QuerySet[ApiKey]:
+    """A firm's keys, in every state, with the people they name."""
+    return ApiKey.objects.filter(firm=firm).select_related("user", "created_by")
+
+
+def api_key_get_for_firm(*, firm: MemberFirm, pk: int) -> ApiKey:
+    """One of the firm's keys; Http404 alike for another firm's and for none."""
+    if not 1 <= pk <= MAX_ID:
+        raise Http404
+    key = api_key_list_for_firm(firm=firm).select_related("firm").filter(pk=pk).first()
+    if key is None:
+        raise Http404
+    return key

@@ -24,7 +24,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 
 from .admission import run_admission_checks
 from .audit import Checkpoint, audit_hash, audit_key, checkpoint_lines, checkpoint_store
-from .exceptions import ApplicationError, NotAllowed
+from .exceptions import ApplicationError, InvalidTransition, NotAllowed
 from .middleware import current_request_id
 from .models import ApiKey, AuditChainHead, AuditEvent, Board, MemberFirm, Membership, User
 from .selectors import board_codes_for_firm, user_membership
@@ -226,14 +226,17 @@ def firm_update(*, firm: MemberFirm, actor: User | None, **fields: Any) -> Membe
     return locked
 
 
-@transaction.atomic
 def _require_superuser_for_staff(user: User, actor: User | None, message: str) -> None:
     # Whoever places a staff account in a firm, or makes a key that acts for one, can act under that person's
     # name there: a superuser's decision, as every change to a staff account is (commands pass actor=None).
-    if (user.is_staff or user.is_superuser) and actor is not None and not actor.is_superuser:
+    # A staff account whose powers this request withholds (an API key's user, a session without its second
+    # factor) is still a staff account, and such an actor is no superuser for the request.
+    is_staff_account = user.is_staff or user.is_superuser or getattr(user, "staff_powers_withheld", False)
+    if is_staff_account and actor is not None and not actor.is_superuser:
         raise NotAllowed(message, code="staff_account")
 
 
+@transaction.atomic
 def membership_add(*, user: User, firm: MemberFirm, role: str, actor: User | None) -> Membership:
     _require_superuser_for_staff(user, actor, _("Only a superuser may make an exchange staff account a member of a firm."))
     if Membership.objects.filter(user=user).exists():
@@ -394,25 +397,49 @@ def api_key_matches(api_key: ApiKey, raw_key: str) -> bool:
     return hmac.compare_digest(api_key.key_hash, api_key_hash(raw_key))
 
 
-@transaction.atomic
-def api_key_create(
-    *,
-    firm: MemberFirm,
-    user: User,
-    name: str,
-    scopes: list[str],
-    actor: User,
-    expires_at: datetime | None = None,
-) -> tuple[ApiKey, str]:
-    """Create a key; answer it with the raw key, which is shown once and never stored."""
-    if not (_user_is_firm_admin(actor, firm) or (actor.is_staff and actor.has_perm("exchange.add_apikey"))):
-        raise NotAllowed(_("Only the firm's administrators and exchange staff may create its API keys."))
-    _require_superuser_for_staff(user, actor, _("Only a superuser may create an API key that acts for exchange staff."))
-    # Lock the firm before counting its keys: a key being created for the firm by a concurrent request
-    # waits here until this one commits, and then counts it (without the lock, each would count the same
-    # keys and all would pass the limit).
-    firm = MemberFirm.objects.select_for_update(no_key=True).get(pk=firm.pk)
-    now = timezone.now()
+def _api_key_manager(actor: User, firm: MemberFirm, staff_perm: str) -> bool:
+    # A staff power needs is_staff, which an API key's user never has (exchange.authentication): through a key,
+    # only the firm's administrators manage its keys.
+    return _user_is_firm_admin(actor, firm) or (actor.is_staff and actor.has_perm(staff_perm))
+
+
+def _api_key_scopes(scopes: list[str], *, actor_key: ApiKey | None) -> list[str]:
+    scopes = sorted(set(scopes))
+    if not scopes or any(s not in ApiKey.Scope.values for s in scopes):
+        message = _("Choose the key's scopes among: %(scopes)s.") % {"scopes": ", ".join(ApiKey.Scope.values)}
+        raise ApplicationError(message, code="invalid_scopes", details={"scopes": [message]})
+    if actor_key is not None:
+        # A key hands on only what it holds: a leaked read key never mints a trade key.
+        missing = [s for s in scopes if not actor_key.has_scope(s)]
+        if missing:
+            raise NotAllowed(
+                _("This API key cannot give another key scopes it does not hold itself: %(scopes)s.")
+                % {"scopes": ", ".join(missing)},
+                code="insufficient_scope",
+                details={"scopes": missing},
+            )
+    return scopes
+
+
+def _api_key_check_expiry(expires_at: datetime, now: datetime) -> None:
+    if expires_at <= now:
+        message = _("A key's expiry must be in the future.")
+    elif expires_at - now > ApiKey.MAX_LIFETIME:
+        message = _("A key is valid for at most %(days)d days.") % {"days": ApiKey.MAX_LIFETIME.days}
+    else:
+        return
+    raise ApplicationError(message, code="invalid_expiry", details={"expires_at": [message]})
+
+
+def _api_key_lock_firm(firm: MemberFirm) -> MemberFirm:
+    # Lock the firm before counting its keys: a key being created (or rotated) for the firm by a concurrent
+    # request waits here until this one commits, and then counts it (without the lock, each would count the
+    # same keys and all would pass the limit).
+    return MemberFirm.objects.select_for_update(no_key=True).get(pk=firm.pk)
+
+
+def _api_key_require_room(firm: MemberFirm, now: datetime) -> None:
+    """The firm's limit of active keys, counted under the firm's lock (_api_key_lock_firm)."""
     active = ApiKey.objects.filter(firm=firm, revoked_at__isnull=True, expires_at__gt=now).count()
     if active >= settings.API_KEY_MAX_ACTIVE_PER_FIRM:
         raise ApplicationError(
@@ -420,19 +447,22 @@ def api_key_create(
             % {"firm": firm, "n": settings.API_KEY_MAX_ACTIVE_PER_FIRM},
             code="api_key_limit",
         )
-    # Locked so that the member cannot leave the firm (membership_remove revokes their keys) while this key
-    # is being made for them: one of the two transactions waits for the other.
+
+
+def _api_key_lock_member(user: User, firm: MemberFirm) -> Membership:
+    # Locked so that the member cannot leave the firm (membership_remove revokes their keys) while a key is
+    # being made for them: one of the two transactions waits for the other.
     membership = Membership.objects.select_for_update().filter(user=user, firm=firm).first()
     if membership is None:
         raise ApplicationError(
             _("%(user)s is not a member of %(firm)s.") % {"user": user, "firm": firm}, code="not_a_member"
         )
-    scopes = sorted(set(scopes))
-    if not scopes or any(s not in ApiKey.Scope.values for s in scopes):
-        raise ApplicationError(_("Choose the key's scopes among: read, trade."), code="invalid_scopes")
-    expires_at = expires_at or now + timedelta(days=settings.API_KEY_DEFAULT_LIFETIME_DAYS)
-    if expires_at <= now:
-        raise ApplicationError(_("A key's expiry must be in the future."), code="invalid_expiry")
+    return membership
+
+
+def _api_key_new(
+    *, firm: MemberFirm, user: User, name: str, scopes: list[str], actor: User, expires_at: datetime
+) -> tuple[ApiKey, str]:
     prefix = secrets.token_hex(API_KEY_PREFIX_BYTES)
     raw_key = f"{API_KEY_LABEL}_{prefix}_{secrets.token_urlsafe(32)}"
     api_key = ApiKey(
@@ -447,6 +477,35 @@ def api_key_create(
     )
     api_key.full_clean()
     api_key.save()
+    return api_key, raw_key
+
+
+@transaction.atomic
+def api_key_create(
+    *,
+    firm: MemberFirm,
+    user: User,
+    name: str,
+    scopes: list[str],
+    actor: User,
+    expires_at: datetime | None = None,
+    actor_key: ApiKey | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key; answer it with the raw key, which is shown once and never stored.
+
+    `actor_key` is the API key the actor acts through, if any: the new key's scopes must be among its own.
+    """
+    if not _api_key_manager(actor, firm, "exchange.add_apikey"):
+        raise NotAllowed(_("Only the firm's administrators and exchange staff may create its API keys."))
+    _require_superuser_for_staff(user, actor, _("Only a superuser may create an API key that acts for exchange staff."))
+    scopes = _api_key_scopes(scopes, actor_key=actor_key)
+    now = timezone.now()
+    expires_at = expires_at or now + timedelta(days=settings.API_KEY_DEFAULT_LIFETIME_DAYS)
+    _api_key_check_expiry(expires_at, now)
+    firm = _api_key_lock_firm(firm)
+    _api_key_require_room(firm, now)
+    _api_key_lock_member(user, firm)
+    api_key, raw_key = _api_key_new(firm=firm, user=user, name=name, scopes=scopes, actor=actor, expires_at=expires_at)
     audit_record(
         actor=actor,
         verb="api_key.create",
@@ -456,18 +515,75 @@ def api_key_create(
     return api_key, raw_key
 
 
+def _api_key_already_revoked(api_key: ApiKey) -> InvalidTransition:
+    return InvalidTransition(_("The key %(key)s is already revoked.") % {"key": api_key})
+
+
 @transaction.atomic
 def api_key_revoke(*, api_key: ApiKey, actor: User) -> ApiKey:
-    if not (_user_is_firm_admin(actor, api_key.firm) or (actor.is_staff and actor.has_perm("exchange.change_apikey"))):
+    if not _api_key_manager(actor, api_key.firm, "exchange.change_apikey"):
         raise NotAllowed(_("Only the firm's administrators and exchange staff may revoke its API keys."))
     now = timezone.now()
     # Compare-and-swap: a key is revoked once, by whoever gets there first.
     updated = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now, revoked_by=actor)
     if updated != 1:
-        raise ApplicationError(_("The key %(key)s is already revoked.") % {"key": api_key}, code="already_revoked")
+        raise _api_key_already_revoked(api_key)
     api_key.refresh_from_db()
     audit_record(actor=actor, verb="api_key.revoke", target=api_key, payload={"firm": api_key.firm_id})
     return api_key
+
+
+@transaction.atomic
+def api_key_rotate(*, api_key: ApiKey, actor: User, actor_key: ApiKey | None = None) -> tuple[ApiKey, str]:
+    """Replace a key by a new one for the same member, with the same name, scopes and lifetime (counted from
+    now, and at most ApiKey.MAX_LIFETIME), and revoke the old one, in one transaction: either both happen or
+    neither does. Answers the new key and its raw key, shown once.
+
+    `actor_key` is the API key the actor acts through, if any: the key rotated may hold only scopes it holds.
+    """
+    firm = api_key.firm
+    if not (
+        _api_key_manager(actor, firm, "exchange.add_apikey") and _api_key_manager(actor, firm, "exchange.change_apikey")
+    ):
+        raise NotAllowed(_("Only the firm's administrators and exchange staff may rotate its API keys."))
+    user = api_key.user
+    _require_superuser_for_staff(user, actor, _("Only a superuser may create an API key that acts for exchange staff."))
+    scopes = _api_key_scopes(api_key.scopes, actor_key=actor_key)
+    now = timezone.now()
+    expires_at = now + min(api_key.expires_at - api_key.created_at, ApiKey.MAX_LIFETIME)
+    # The locks in the order every key service takes them: the firm, the member, then the key.
+    firm = _api_key_lock_firm(firm)
+    _api_key_lock_member(user, firm)
+    # Compare-and-swap, as api_key_revoke does: of a rotation and a revocation (or two rotations) of the same
+    # key at once, exactly one gets the key.
+    updated = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now, revoked_by=actor)
+    if updated != 1:
+        raise _api_key_already_revoked(api_key)
+    # Counted with the old key already revoked: rotating an active key at the firm's limit replaces it.
+    _api_key_require_room(firm, now)
+    new_key, raw_key = _api_key_new(
+        firm=firm, user=user, name=api_key.name, scopes=scopes, actor=actor, expires_at=expires_at
+    )
+    api_key.refresh_from_db()
+    audit_record(
+        actor=actor,
+        verb="api_key.revoke",
+        target=api_key,
+        payload={"firm": firm.pk, "replaced_by": new_key.prefix},
+    )
+    audit_record(
+        actor=actor,
+        verb="api_key.rotate",
+        target=new_key,
+        payload={
+            "firm": firm.pk,
+            "user": user.email,
+            "scopes": scopes,
+            "expires_at": expires_at,
+            "replaces": api_key.prefix,
+        },
+    )
+    return new_key, raw_key
 
 
 def api_key_touch(*, api_key: ApiKey) -> None:

@@ -11,10 +11,14 @@ portal_patterns: tuple[list[URLPattern | URLResolver], str] = (
         path("", include("listings.urls")),
         path("compliance/", include("compliance.urls")),
         path("api-keys/", views.portal_api_keys, name="api-keys"),
+        path("api-keys/created", views.portal_api_key_created, name="api-key-created"),
         path("api-keys/<int:pk>/revoke", views.portal_api_key_revoke, name="api-key-revoke"),
     ],
     "portal",
 )
+
+# The portal's refusals in the site's layout, saying who may (the admin and the API keep their own).
+handler403 = views.permission_denied
 
 urlpatterns = [
     path("", views.landing, name="landing"),

@@ -11,22 +11,25 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
+from django.views.defaults import permission_denied as django_permission_denied
 from django_otp import login as otp_login
 
 from . import services
 from .celery import app as celery_app
-from .exceptions import ApplicationError, error_body
+from .exceptions import ApplicationError, NotAllowed, error_body
 from .forms import ApiKeyCreateForm, LoginForm, add_service_errors
-from .models import ApiKey, Board, Membership
+from .models import Board, MemberFirm
+from .permissions import require_firm_admin
 from .security import log_access_denied, security_log
-from .selectors import board_access, user_membership
+from .selectors import api_key_get_for_firm, api_key_list_for_firm, board_access, user_membership
 from .types import AuthenticatedHttpRequest
 
 log = logging.getLogger(__name__)
@@ -84,24 +87,32 @@ def portal_home(request: AuthenticatedHttpRequest) -> HttpResponse:
     )
 
 
-def _firm_admin_membership(request: AuthenticatedHttpRequest) -> Membership:
-    membership = user_membership(request.user)
-    if membership is None:
-        raise Http404
-    if membership.role != Membership.Role.FIRM_ADMIN:
+def _key_admin_firm(request: AuthenticatedHttpRequest) -> MemberFirm:
+    """The firm whose keys the user administers; the portal's 403 page, saying who may, for anyone else."""
+    try:
+        return require_firm_admin(request.user, _("Only your firm's administrators can manage API keys."))
+    except NotAllowed as exc:
         log_access_denied(request, "not_firm_admin")
-        raise PermissionDenied(_("Only your firm's administrators manage its API keys."))
-    return membership
+        raise PermissionDenied(exc.message) from None
 
 
-@never_cache  # the page may carry a raw key: no cache may keep it
+def _see_other(to: str, *args: object) -> HttpResponseRedirect:
+    # 303: the browser follows with a GET, so that a reload of the next page never repeats the POST.
+    response = redirect(to, *args)
+    response.status_code = 303
+    return response
+
+
+# The session key holding a new key between the POST that made it and the one page that shows it.
+NEW_API_KEY_SESSION_KEY = "exchange_new_api_key"
+
+
+@never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
 def portal_api_keys(request: AuthenticatedHttpRequest) -> HttpResponse:
-    membership = _firm_admin_membership(request)
-    firm = membership.firm
+    firm = _key_admin_firm(request)
     form = ApiKeyCreateForm(request.POST or None, firm=firm, initial={"user": request.user})
-    raw_key = None
     if request.method == "POST" and form.is_valid():
         try:
             api_key, raw_key = services.api_key_create(
@@ -115,30 +126,49 @@ def portal_api_keys(request: AuthenticatedHttpRequest) -> HttpResponse:
         except ApplicationError as exc:
             add_service_errors(form, exc)
         else:
-            # Rendered in this response only: the raw key is never stored, redirected with, or put in a message.
-            form = ApiKeyCreateForm(firm=firm, initial={"user": request.user})
-    keys = ApiKey.objects.filter(firm=firm).select_related("user").order_by("-created_at")
+            # Kept in the session (on the server, never in a cookie or a URL) only until the next page has shown
+            # it once; reloading that page shows no key and makes none.
+            request.session[NEW_API_KEY_SESSION_KEY] = {"id": api_key.pk, "key": raw_key}
+            return _see_other("portal:api-key-created")
+    keys = api_key_list_for_firm(firm=firm).order_by("-created_at", "-id")
+    return render(
+        request, "exchange/portal_api_keys.html", {"firm": firm, "keys": keys, "form": form, "now": timezone.now()}
+    )
+
+
+@never_cache  # the page may carry a raw key: no cache may keep it
+@login_required
+@require_GET
+def portal_api_key_created(request: AuthenticatedHttpRequest) -> HttpResponse:
+    firm = _key_admin_firm(request)
+    new = request.session.pop(NEW_API_KEY_SESSION_KEY, None)
+    api_key = api_key_list_for_firm(firm=firm).filter(pk=new["id"]).first() if new else None
     return render(
         request,
-        "exchange/portal_api_keys.html",
-        {"firm": firm, "keys": keys, "form": form, "raw_key": raw_key, "now": timezone.now()},
-        status=201 if raw_key else 200,
+        "exchange/portal_api_key_created.html",
+        {"api_key": api_key, "raw_key": new["key"] if api_key is not None else None},
     )
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def portal_api_key_revoke(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
-    membership = _firm_admin_membership(request)
+    """GET asks to confirm, naming the key; POST (with its CSRF token) revokes it."""
+    firm = _key_admin_firm(request)
     # Another firm's key answers 404: its existence is not ours to reveal.
-    api_key = get_object_or_404(ApiKey, pk=pk, firm=membership.firm)
-    try:
-        services.api_key_revoke(api_key=api_key, actor=request.user)
-    except ApplicationError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, _("The key %(prefix)s… is revoked.") % {"prefix": api_key.prefix})
-    return redirect("portal:api-keys")
+    api_key = api_key_get_for_firm(firm=firm, pk=pk)
+    if request.method == "POST":
+        try:
+            services.api_key_revoke(api_key=api_key, actor=request.user)
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, _("The key %(prefix)s… is revoked.") % {"prefix": api_key.prefix})
+        return _see_other("portal:api-keys")
+    if api_key.revoked_at is not None:
+        messages.info(request, _("The key %(key)s is already revoked.") % {"key": api_key})
+        return _see_other("portal:api-keys")
+    return render(request, "exchange/portal_api_key_revoke.html", {"api_key": api_key, "now": timezone.now()})
 
 
 def _check_database() -> None:
@@ -182,9 +212,51 @@ def _api_error(code: str, message: str, status: int) -> JsonResponse:
     return response
 
 
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def _is_admin(request: HttpRequest) -> bool:
+    return request.path.startswith(reverse("admin:index"))
+
+
+def _refusal_page(request: HttpRequest, message: str, **context: object) -> HttpResponse:
+    """The site's 403 page: what was refused, who may do it, and who the visitor is signed in as."""
+    return render(
+        request,
+        "exchange/forbidden.html",
+        {"message": message, "membership": user_membership(getattr(request, "user", None)), **context},
+        status=403,
+    )
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """handler403. Every portal view refuses by raising PermissionDenied with a message that says who may
+    (e.g. "Only your firm's administrators can manage API keys."), shown here in the site's layout. The admin
+    keeps Django's own answer; under /api/ it is the API's JSON error (DRF's views answer their own 403s, so
+    this is only for a view of Django's there)."""
+    message = str(exception.args[0]) if exception is not None and exception.args else ""
+    if _is_api(request):
+        return _api_error("not_allowed", message or _("You may not do this."), 403)
+    if _is_admin(request):
+        return django_permission_denied(request, exception or PermissionDenied())
+    return _refusal_page(request, message)
+
+
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
-    """CSRF_FAILURE_VIEW: the API's JSON error under /api/, Django's page elsewhere."""
+    """CSRF_FAILURE_VIEW: the API's JSON error under /api/, Django's page in the admin, and the site's 403 page
+    everywhere else."""
     log_access_denied(request, "csrf")
-    if request.path.startswith("/api/"):
-        return _api_error("csrf_failed", _("CSRF verification failed: send the CSRF token with a session, or use an API key."), 403)
-    return django_csrf_failure(request, reason=reason)
+    if _is_api(request):
+        return _api_error(
+            "csrf_failed", _("CSRF verification failed: send the CSRF token with a session, or use an API key."), 403
+        )
+    if _is_admin(request):
+        return django_csrf_failure(request, reason=reason)
+    return _refusal_page(
+        request,
+        _(
+            "The form was sent without its security token, or with an old one. Go back, reload the page and send it again."
+        ),
+        csrf_reason=reason if settings.DEBUG else "",
+    )

@@ -182,14 +182,14 @@ def test_keys_that_must_not_work(api_client, provider, key_for, spoil, code, tim
 
 def test_a_read_key_cannot_write(api_client, provider, key_for):
     _, raw_key = key_for(provider, scopes=["read"])
-    response = api_client.post("/api/v1/me", {}, HTTP_AUTHORIZATION=f"Api-Key {raw_key}", format="json")
+    response = api_client.post("/api/v1/boards", {}, HTTP_AUTHORIZATION=f"Api-Key {raw_key}", format="json")
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "insufficient_scope"
 
 
 def test_a_trade_key_gets_past_the_scope_check(api_client, provider, key_for):
     _, raw_key = key_for(provider, scopes=["read", "trade"])
-    response = api_client.post("/api/v1/me", {}, HTTP_AUTHORIZATION=f"Api-Key {raw_key}", format="json")
+    response = api_client.post("/api/v1/boards", {}, HTTP_AUTHORIZATION=f"Api-Key {raw_key}", format="json")
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "method_not_allowed"
 
@@ -215,3 +215,29 @@ def test_api_list_queries_stay_flat(api_client, provider, key_for, django_assert
         assert _get(api_client, "/api/v1/boards", raw_key).status_code == 200
     with django_assert_max_num_queries(6):
         assert _get(api_client, "/api/v1/me", raw_key).status_code == 200
+
+
+# --- The firm's API keys: its administrators' business, in the portal and the API --------------------------
+
+
+@pytest.mark.parametrize("persona", MEMBERS + STAFF, indirect=True)
+def test_key_pages_and_operations_by_persona(client, api_client, persona, request):
+    # every member persona administers its firm; staff have no firm's keys to manage (they use the admin)
+    name = request.node.callspec.params["persona"]
+    login_as(client, persona)
+    login_as(api_client, persona)
+    page, keys = client.get("/portal/api-keys/"), api_client.get("/api/v1/api-keys")
+    if name in MEMBERS:
+        own = persona.membership.firm.api_keys.values_list("pk", flat=True)
+        assert page.status_code == 200 and keys.status_code == 200
+        assert [row["id"] for row in keys.json()["results"]] == sorted(own, reverse=True)
+    else:
+        assert page.status_code == 403 and keys.status_code == 403
+        assert keys.json()["error"]["code"] == "not_allowed"
+
+
+def test_a_key_sees_only_its_firms_keys(api_client, provider, domestic, key_for):
+    _, theirs = key_for(domestic, scopes=["keys"])
+    mine, raw_key = key_for(provider, scopes=["keys"])
+    rows = _get(api_client, "/api/v1/api-keys", raw_key).json()["results"]
+    assert [row["id"] for row in rows] == [mine.pk]

@@ -313,7 +313,24 @@ class TestEveryDoor:
         from tests.compliance.factories import filing
 
         document = filing(provider, "pipia_report", products=[in_review])
-        return {"id": in_review.pk, "plan_id": in_review.plans.get().pk, "filing_id": document.pk, "pk": in_review.pk}
+        api_key, _ = services.api_key_create(
+            firm=provider.membership.firm, user=provider, name="door", scopes=["read"], actor=provider
+        )
+        return {
+            "id": in_review.pk,
+            "plan_id": in_review.plans.get().pk,
+            "filing_id": document.pk,
+            "pk": in_review.pk,
+            "key_id": api_key.pk,
+        }
+
+    @staticmethod
+    def _object_id(path: str, objects) -> int:
+        if "/filings/" in path:
+            return objects["filing_id"]
+        if "api-keys/" in path:
+            return objects["key_id"]
+        return objects["id"]
 
     @pytest.fixture
     def outsider(self, db):
@@ -328,8 +345,7 @@ class TestEveryDoor:
             for method in operations:
                 if method not in {"get", "post", "patch", "put", "delete"}:
                     continue
-                ids = dict(objects, id=objects["filing_id"] if "/filings/" in template else objects["id"])
-                yield method, template.format(**ids)
+                yield method, template.format(**dict(objects, id=TestEveryDoor._object_id(template, objects)))
 
     @staticmethod
     def _answer(client, method, path):
@@ -364,8 +380,8 @@ class TestEveryDoor:
         for route in pages(get_resolver()):
             if not route.startswith("portal/"):
                 continue
-            for name in ("<int:pk>", "<int:plan_pk>"):
-                route = route.replace(name, str(objects["plan_id"] if "plan" in name else objects["pk"]))
+            route = route.replace("<int:plan_pk>", str(objects["plan_id"]))
+            route = route.replace("<int:pk>", str(objects["key_id"] if "api-keys/" in route else objects["pk"]))
             paths.append("/" + route)
         assert len(paths) >= 15
         outsider_client = Client()
