@@ -285,15 +285,17 @@ def trade_revision(*, product: DataProduct, buyer_firm: MemberFirm, delivery: st
     no such trade (not listed, a delivery mode or destination not offered)."""
     revision = product.listed_revision
     if revision is None or product.listing_status != "listed":
-        raise ApplicationError(_("Only a listed product can be traded."), code="not_listed")
+        # The product's state (in review, in public notice, delisted), which may change: a conflict.
+        raise ApplicationError(_("Only a listed product can be traded."), code="not_listed", status_code=409)
     if delivery not in DELIVERY:
-        raise ApplicationError(_("Unknown delivery mode."), code="delivery_invalid")
-    if revision.delivery_modes and delivery not in revision.delivery_modes:
         raise ApplicationError(
-            _("This product is not delivered that way (offered: %(modes)s).")
-            % {"modes": ", ".join(revision.delivery_modes)},
-            code="delivery_not_offered",
+            _("Unknown delivery mode."), code="delivery_invalid", details={"delivery": [_("Unknown delivery mode.")]}
         )
+    if revision.delivery_modes and delivery not in revision.delivery_modes:
+        message = _("This product is not delivered that way (offered: %(modes)s).") % {
+            "modes": ", ".join(revision.delivery_modes)
+        }
+        raise ApplicationError(message, code="delivery_not_offered", details={"delivery": [message]})
     destination = str(buyer_firm.country)
     if revision.export_destinations and destination not in revision.export_destinations:
         # The listing was assessed for these destinations only (listing_decide).

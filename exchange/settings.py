@@ -340,6 +340,16 @@ SPECTACULAR_SETTINGS = {
         "PlanPeriod": "listings.models.PricePlan.Period",
         "EvidenceKind": "compliance.models.EvidenceKind",
         "FilingStatus": "compliance.models.Filing.Status",
+        # The rules engine's vocabulary (compliance.rules) and the trade gate's answers.
+        "CountryCode": "compliance.apis.COUNTRY_CODES",
+        "Origin": "compliance.rules.ORIGINS",
+        "TransferDelivery": "compliance.rules.DELIVERIES",
+        "BuyerType": "compliance.rules.BUYER_TYPES",
+        "ExemptionClaimed": "compliance.rules.EXEMPTIONS",
+        "DecisionOutcome": "compliance.rules.DECISIONS",
+        "Direction": "compliance.apis.DIRECTIONS",
+        "ClearanceStatus": "compliance.apis.GATE_STATUSES",
+        "ClearanceItemKind": "compliance.apis.CLEARANCE_ITEM_KINDS",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

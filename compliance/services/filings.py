@@ -13,6 +13,7 @@ scope takes in the product and the destination, and the delivery date falls insi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
@@ -94,58 +95,70 @@ def filing_may_submit(user: User, firm: MemberFirm) -> bool:
     return True
 
 
-def _field_error(field: str, message: str, code: str) -> ValidationError:
-    # A nested ValidationError keeps its code (a dict's top-level `code=` is dropped by Django).
-    return ValidationError({field: ValidationError(message, code=code)})
+Problems = dict[str, list[ValidationError]]
 
 
-def _clean_document(name: str, content: bytes) -> str:
+def _problem(problems: Problems, field: str, message: str, code: str) -> None:
+    # Each message keeps its code (a dict's top-level `code=` is dropped by Django).
+    problems.setdefault(field, []).append(ValidationError(message, code=code))
+
+
+def _document_problem(problems: Problems, field: str, name: str, content: bytes) -> str:
+    """The document's extension, or "" with the problem under `field` (format, size, magic bytes)."""
     extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     allowed = settings.COMPLIANCE_FILING_EXTENSIONS
     if extension not in allowed:
         message = _("Upload the document as %(formats)s.") % {"formats": ", ".join(allowed).upper()}
-        raise _field_error("document", message, "document_format")
-    if not content:
-        raise _field_error("document", _("The document is empty."), "document_empty")
-    if len(content) > settings.COMPLIANCE_FILING_MAX_BYTES:
+        _problem(problems, field, message, "document_format")
+    elif not content:
+        _problem(problems, field, _("The document is empty."), "document_empty")
+    elif len(content) > settings.COMPLIANCE_FILING_MAX_BYTES:
         message = _("The document is larger than %(mb)d MB.") % {"mb": settings.COMPLIANCE_FILING_MAX_BYTES // 2**20}
-        raise _field_error("document", message, "document_too_large")
-    if not content.startswith(SIGNATURES[extension]):
+        _problem(problems, field, message, "document_too_large")
+    elif not content.startswith(SIGNATURES[extension]):
         message = _("The file is not a %(format)s document.") % {"format": extension.upper()}
-        raise _field_error("document", message, "document_format")
-    return extension
+        _problem(problems, field, message, "document_format")
+    else:
+        return extension
+    return ""
 
 
-def _clean_destinations(values: list[str]) -> list[str]:
+def _destinations_problem(problems: Problems, values: list[str]) -> list[str]:
     codes = sorted({str(v).strip().upper() for v in values if str(v).strip()})
     unknown = [c for c in codes if c not in ISO_COUNTRIES]
     if unknown:
         message = _("Unknown country: %(codes)s.") % {"codes": ", ".join(unknown[:5])}
-        raise _field_error("destinations", message, "destination_invalid")
+        _problem(problems, "destinations", message, "destination_invalid")
     return codes
 
 
-def _clean_dates(issued_on: date, expires_on: date | None, receipt_filed_on: date | None) -> None:
+def _dates_problems(
+    problems: Problems, issued_on: date, expires_on: date | None, receipt_filed_on: date | None
+) -> None:
     # Far-off dates are typos, and the validity arithmetic (years, working days) cannot run past year 9999.
+    in_range = {}
     for field, value in (("issued_on", issued_on), ("expires_on", expires_on), ("receipt_filed_on", receipt_filed_on)):
-        if value is not None and not (EARLIEST <= value <= LATEST):
+        in_range[field] = value is None or EARLIEST <= value <= LATEST
+        if not in_range[field]:
             message = _("Give a date between %(first)s and %(last)s.") % {"first": EARLIEST, "last": LATEST}
-            raise _field_error(field, message, "date_out_of_range")
+            _problem(problems, field, message, "date_out_of_range")
     # A document on file exists: it was issued by today (in Shanghai, whose calendar the filings follow).
     today = timezone.localdate(timezone=SHANGHAI)
-    if issued_on > today:
+    if in_range["issued_on"] and issued_on > today:
         message = _("A document on file was issued or took effect by today (%(today)s).") % {"today": today}
-        raise _field_error("issued_on", message, "issued_in_future")
-    if expires_on is not None and expires_on < issued_on:
+        _problem(problems, "issued_on", message, "issued_in_future")
+    if expires_on is None or not in_range["expires_on"]:
+        return
+    if in_range["issued_on"] and expires_on < issued_on:
         message = _("Its last valid day cannot come before the day it was issued.")
-        raise _field_error("expires_on", message, "expires_before_issue")
+        _problem(problems, "expires_on", message, "expires_before_issue")
     latest_expiry = today + relativedelta(years=MAX_YEARS_VALID_AHEAD)
-    if expires_on is not None and expires_on > latest_expiry:
+    if expires_on > latest_expiry:
         message = _("Its last valid day is at most %(years)d years from today (%(last)s at the latest).") % {
             "years": MAX_YEARS_VALID_AHEAD,
             "last": latest_expiry,
         }
-        raise _field_error("expires_on", message, "expires_too_far")
+        _problem(problems, "expires_on", message, "expires_too_far")
 
 
 @transaction.atomic
@@ -168,44 +181,68 @@ def filing_submit(
     buyer_firm: MemberFirm | None = None,
     receipt_document_name: str = "",
     receipt_document: bytes = b"",
+    unresolved: Mapping[str, list[str]] | None = None,
 ) -> Filing:
     """File an evidence item for the exporter; it waits for a compliance officer's decision. A PRC approval
-    (DSL Art 36) names the foreign authority it answers (`buyer_firm`): it lifts R2 for that buyer only."""
+    (DSL Art 36) names the foreign authority it answers (`buyer_firm`): it lifts R2 for that buyer only.
+
+    Every problem comes in one ValidationError, keyed by field. `unresolved` carries the problems the caller
+    found first in the same request (ids that name no record of the firm, which it could not turn into the
+    products or the filing it passes), so that they come with the others rather than one request later.
+    """
     _require_filer(actor, exporter)
-    errors: dict[str, Any] = {}
+    # Every problem at once, each under the field it is about, so that the member fixes them in one go.
+    problems: Problems = {}
     if kind not in EvidenceKind.values:
-        errors["kind"] = _("Unknown kind of evidence.")
+        _problem(problems, "kind", _("Unknown kind of evidence."), "invalid_choice")
     products = list(products or [])
     if any(p.provider_id != exporter.pk for p in products):
-        errors["products"] = _("A filing covers only the firm's own products.")
-    if not all_products and not products:
-        errors["products"] = _("Name the products it covers, or say it covers all of them.")
-    if all_products and products:
-        errors["products"] = _("Either all products or a list, not both.")
+        _problem(problems, "products", _("A filing covers only the firm's own products."), "product_not_own")
+    elif not all_products and not products:
+        message = _("Name the products it covers, or say it covers all of them.")
+        _problem(problems, "products", message, "products_required")
+    elif all_products and products:
+        _problem(problems, "products", _("Either all products or a list, not both."), "products_and_all")
     if kind == EvidenceKind.PRC_APPROVAL and buyer_firm is None:
-        errors["buyer_firm"] = _("A PRC approval answers one request: name the authority it was given for.")
-    if buyer_firm is not None and not buyer_firm.is_judicial_authority:
-        errors["buyer_firm"] = _("Choose the foreign judicial or law-enforcement body the approval was given for.")
-    if buyer_firm is not None and kind != EvidenceKind.PRC_APPROVAL:
-        errors["buyer_firm"] = _("Only a PRC approval names a buyer.")
-    if buyer_firm is not None and buyer_firm.pk == exporter.pk:
-        errors["buyer_firm"] = _("The approval is for another firm.")
+        message = _("A PRC approval answers one request: name the authority it was given for.")
+        _problem(problems, "buyer_firm", message, "buyer_firm_required")
+    elif buyer_firm is not None and kind != EvidenceKind.PRC_APPROVAL:
+        _problem(problems, "buyer_firm", _("Only a PRC approval names a buyer."), "buyer_firm_not_allowed")
+    elif buyer_firm is not None and buyer_firm.pk == exporter.pk:
+        _problem(problems, "buyer_firm", _("The approval is for another firm."), "buyer_firm_own")
+    elif buyer_firm is not None and not buyer_firm.is_judicial_authority:
+        message = _("Choose the foreign judicial or law-enforcement body the approval was given for.")
+        _problem(problems, "buyer_firm", message, "buyer_firm_not_authority")
     if renews is not None and (renews.exporter_id != exporter.pk or renews.kind != kind):
-        errors["renews"] = _("A filing renews an earlier filing of the same firm and kind.")
-    if bool(receipt_filed_on) != bool(receipt_reference.strip()):
-        errors["receipt_reference"] = _("Give the filing receipt's number and its date together.")
-    elif receipt_filed_on and not receipt_document:
-        errors["receipt_document"] = _("Upload the filing receipt with its number and date.")
+        message = _("A filing renews an earlier filing of the same firm and kind.")
+        _problem(problems, "renews", message, "renews_mismatch")
     if receipt_filed_on and kind != EvidenceKind.STANDARD_CONTRACT:
-        errors["receipt_reference"] = _("Only a standard contract has a filing receipt.")
-    if receipt_filed_on and (receipt_filed_on < issued_on or receipt_filed_on > timezone.localdate()):
-        errors["receipt_filed_on"] = _("The receipt is dated between the contract's date and today.")
-    if errors:
-        raise ValidationError(errors)
-    _clean_dates(issued_on, expires_on, receipt_filed_on)
-    extension = _clean_document(document_name, document)
-    receipt_extension = _clean_document(receipt_document_name, receipt_document) if receipt_document else ""
-    clean_destinations = _clean_destinations(destinations or [])
+        message = _("Only a standard contract has a filing receipt.")
+        _problem(problems, "receipt_reference", message, "not_a_contract")
+    elif bool(receipt_filed_on) != bool(receipt_reference.strip()):
+        message = _("Give the filing receipt's number and its date together.")
+        _problem(problems, "receipt_reference", message, "receipt_incomplete")
+    elif receipt_filed_on and not receipt_document:
+        message = _("Upload the filing receipt with its number and date.")
+        _problem(problems, "receipt_document", message, "receipt_document_required")
+    _dates_problems(problems, issued_on, expires_on, receipt_filed_on)
+    today = timezone.localdate(timezone=SHANGHAI)
+    if receipt_filed_on and "receipt_filed_on" not in problems and not issued_on <= receipt_filed_on <= today:
+        message = _("The receipt is dated between the contract's date and today.")
+        _problem(problems, "receipt_filed_on", message, "receipt_date")
+    extension = _document_problem(problems, "document", document_name, document)
+    receipt_extension = (
+        _document_problem(problems, "receipt_document", receipt_document_name, receipt_document)
+        if receipt_document
+        else ""
+    )
+    clean_destinations = _destinations_problem(problems, destinations or [])
+    for field, messages in (unresolved or {}).items():
+        # The caller's own finding replaces the service's about the same field (an id that named nothing of
+        # the firm's is why a list came out short).
+        problems[field] = [ValidationError(message, code=f"{field}_unknown") for message in messages]
+    if problems:
+        raise ValidationError(problems)
     filing = Filing(
         exporter=exporter,
         kind=kind,
@@ -320,17 +357,22 @@ def filing_add_receipt(
     trades only after a compliance officer has checked it (filing_verify_receipt)."""
     _require_filer(actor, filing.exporter)
     if filing.kind != EvidenceKind.STANDARD_CONTRACT:
+        # What the filing is, which no later state changes (422), unlike a closed filing or a receipt on file (409).
         raise ApplicationError(_("Only a standard contract has a filing receipt."), code="not_a_contract")
     if filing.status not in (Filing.Status.SUBMITTED, Filing.Status.ACCEPTED):
         raise InvalidTransition(_("This filing is closed."))
     if filing.receipt_filed_on:
         # One receipt per contract: a receipt waiting for the officer's check is never swapped under them.
         raise InvalidTransition(_("The receipt is already on file."), code="receipt_on_file")
+    problems: Problems = {}
     if not receipt_reference.strip():
-        raise ValidationError({"receipt_reference": _("Give the filing receipt's number.")})
-    if receipt_filed_on < filing.issued_on or receipt_filed_on > timezone.localdate():
-        raise ValidationError({"receipt_filed_on": _("The receipt is dated between the contract's date and today.")})
-    extension = _clean_document(document_name, document)
+        _problem(problems, "receipt_reference", _("Give the filing receipt's number."), "receipt_incomplete")
+    if not filing.issued_on <= receipt_filed_on <= timezone.localdate(timezone=SHANGHAI):
+        message = _("The receipt is dated between the contract's date and today.")
+        _problem(problems, "receipt_filed_on", message, "receipt_date")
+    extension = _document_problem(problems, "document", document_name, document)
+    if problems:
+        raise ValidationError(problems)
     stored = default_storage.save(filing_upload_to(filing, f"receipt.{extension}"), ContentFile(document))
     changed = Filing.objects.filter(
         pk=filing.pk, status__in=[Filing.Status.SUBMITTED, Filing.Status.ACCEPTED], receipt_filed_on__isnull=True

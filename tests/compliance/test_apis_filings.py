@@ -2,7 +2,8 @@
 
 A firm sees and files its own filings only; another firm's are "not found", exactly like missing ones, and
 never appear in its list. Uploads need a `trade` key (or a session) and a filer's role; bad uploads save
-nothing.
+nothing: a body that does not fit the schema is a 400, one that breaks a rule the schema cannot state a 422, with
+every field's messages at once.
 """
 
 from datetime import date, timedelta
@@ -109,7 +110,7 @@ def test_a_provider_files_reads_and_downloads_its_evidence(provider, product, au
     # when
     response = client.post(
         FILINGS,
-        upload(all_products=None, products=[product.pk], destinations=["sg", "JP"], expires_on="2029-01-05"),
+        upload(all_products=None, products=[product.pk], destinations=["SG", "JP"], expires_on="2029-01-05"),
         format="multipart",
     )
     # then
@@ -201,11 +202,11 @@ def test_a_filing_cannot_cover_or_renew_another_firms_records(provider, other_pr
     covers = client.post(FILINGS, upload(all_products=None, products=[product.pk]), format="multipart")
     renews = client.post(FILINGS, upload(kind="pipia_report", renews=theirs.pk), format="multipart")
     unknown = client.post(FILINGS, upload(all_products=None, products=[10**9]), format="multipart")
-    # then they are unknown to B, with the same answer as ids that exist nowhere
-    assert covers.status_code == 400 and "products" in error(covers)["details"]
-    assert error(covers)["details"]["products"] != []
-    assert unknown.status_code == 400 and "products" in error(unknown)["details"]
-    assert renews.status_code == 400 and "renews" in error(renews)["details"]
+    # then they are unknown to B, with the same answer as ids that exist nowhere (the ids aside)
+    assert covers.status_code == 422 and list(error(covers)["details"]) == ["products"]
+    assert error(covers)["details"]["products"] == [f"Not a product of the firm: {product.pk}."]
+    assert unknown.status_code == 422 and list(error(unknown)["details"]) == ["products"]
+    assert renews.status_code == 422 and list(error(renews)["details"]) == ["renews"]
     assert Filing.objects.count() == 1
 
 
@@ -217,7 +218,7 @@ def test_a_renewal_of_the_firms_own_filing(provider):
     assert response.json()["renews"] == earlier.pk
     # of another kind, it is no renewal
     response = client.post(FILINGS, upload(kind="consent_record", renews=earlier.pk), format="multipart")
-    assert response.status_code == 400 and "renews" in error(response)["details"]
+    assert response.status_code == 422 and "renews" in error(response)["details"]
 
 
 # --- Bad uploads save nothing --------------------------------------------------------------------------
@@ -240,8 +241,8 @@ def test_filing_dates_are_bounded_by_today_in_shanghai(provider, time_machine, f
     # when a report is filed as issued in the future, or valid for longer than 10 years
     response = client.post(FILINGS, upload(kind="pipia_report", **fields), format="multipart")
 
-    # then it is refused for that field, and nothing is filed
-    assert response.status_code == 400, response.content
+    # then it is refused for that field (a rule about today, which the schema cannot state), and nothing is filed
+    assert response.status_code == 422, response.content
     assert list(error(response)["details"]) == [field], error(response)
     assert not Filing.objects.exists()
     # while today's date and a last day 10 years on are accepted
@@ -253,56 +254,109 @@ def test_filing_dates_are_bounded_by_today_in_shanghai(provider, time_machine, f
 @pytest.mark.parametrize(
     "fields, field",
     [
-        ({"name": "contract.txt"}, "document"),  # not an accepted format
-        ({"name": "contract.exe"}, "document"),
-        ({"name": "contract.pdf", "content": b"MZ\x90\x00 not a pdf"}, "document"),  # a renamed file
-        ({"name": "scan.png", "content": PDF}, "document"),
-        ({"name": "contract.pdf", "content": b""}, "document"),
         ({"document": None}, "document"),
         ({"document": "not a file"}, "document"),
         ({"kind": "birth_certificate"}, "kind"),
         ({"kind": ""}, "kind"),
         ({"reference": ""}, "reference"),
+        ({"reference": "   "}, "reference"),
         ({"reference": "x" * 101}, "reference"),
         ({"issued_on": "garbage"}, "issued_on"),
         ({"issued_on": "2026-02-30"}, "issued_on"),
+        ({"issued_on": "20260105"}, "issued_on"),
         ({"issued_on": None}, "issued_on"),
-        ({"issued_on": "9999-12-31"}, "issued_on"),  # its receipt's working-day deadline overflows
+        ({"issued_on": "9999-12-31"}, "issued_on"),  # its receipt's working-day deadline would overflow
         ({"kind": "security_assessment", "issued_on": "9999-12-31"}, "issued_on"),  # so would 3 years' validity
         ({"issued_on": "0001-01-01"}, "issued_on"),
         ({"kind": "pipia_report", "expires_on": "9999-12-31"}, "expires_on"),
-        ({"kind": "pipia_report", "expires_on": "2026-01-01"}, "expires_on"),  # before issue
-        ({"destinations": ["XX"]}, "destinations"),
-        ({"destinations": ["Singapore"]}, "destinations"),
-        ({"all_products": None}, "products"),  # neither all products nor a list
+        ({"kind": "pipia_report", "expires_on": ""}, "expires_on"),  # an empty value is not an omitted one
+        ({"destinations": ["XX"]}, "destinations.0"),
+        ({"destinations": ["Singapore"]}, "destinations.0"),
+        ({"destinations": ["sg"]}, "destinations.0"),  # the codes are capitals
         ({"all_products": "maybe"}, "all_products"),
-        ({"all_products": None, "products": ["-1"]}, "products"),
-        ({"all_products": None, "products": ["NaN"]}, "products"),
-        ({"all_products": None, "products": ["1.5"]}, "products"),
-        ({"all_products": None, "products": ["one"]}, "products"),
-        ({"all_products": None, "products": [str(10**20)]}, "products"),
-        ({"products": ["<own>"]}, "products"),  # both all products and a list
-        ({"receipt_reference": "", "receipt_filed_on": "2026-01-09"}, "receipt_reference"),
+        ({"all_products": "1"}, "all_products"),
+        ({"all_products": None, "products": ["-1"]}, "products.0"),
+        ({"all_products": None, "products": ["NaN"]}, "products.0"),
+        ({"all_products": None, "products": ["1.5"]}, "products.0"),
+        ({"all_products": None, "products": ["one"]}, "products.0"),
+        ({"all_products": None, "products": [str(10**20)]}, "products.0"),
         ({"receipt_filed_on": "yesterday"}, "receipt_filed_on"),
         ({"renews": "abc"}, "renews"),
         ({"renews": "-3"}, "renews"),
+        ({"renews": ""}, "renews"),
+        ({"buyer_firm": "x"}, "buyer_firm"),
+        ({"expired_on": "2027-01-01"}, "expired_on"),  # a misspelt field is refused, not ignored
     ],
 )
-def test_bad_uploads_are_400_and_save_nothing(provider, product, fields, field):
-    name, content = fields.pop("name", "contract.pdf"), fields.pop("content", PDF)
-    if fields.get("products") == ["<own>"]:
-        fields["products"] = [product.pk]
-    response = client_for(provider).post(FILINGS, upload(name, content, **fields), format="multipart")
+def test_uploads_that_do_not_fit_the_schema_are_400_and_save_nothing(provider, product, fields, field):
+    response = client_for(provider).post(FILINGS, upload(**fields), format="multipart")
     assert response.status_code == 400, response.content
     assert error(response)["code"] == "validation_error"
     assert field in error(response)["details"], error(response)
     assert not Filing.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"name": "contract.txt"}, "document"),  # not an accepted format
+        ({"name": "contract.exe"}, "document"),
+        ({"name": "contract.pdf", "content": b"MZ\x90\x00 not a pdf"}, "document"),  # a renamed file
+        ({"name": "scan.png", "content": PDF}, "document"),
+        ({"name": "contract.pdf", "content": b""}, "document"),
+        ({"kind": "pipia_report", "expires_on": "2026-01-01"}, "expires_on"),  # before issue
+        ({"all_products": None}, "products"),  # neither all products nor a list
+        ({"products": ["<own>"]}, "products"),  # both all products and a list
+        ({"receipt_reference": "", "receipt_filed_on": "2026-01-09"}, "receipt_reference"),
+        ({"receipt_filed_on": "2026-01-04"}, "receipt_filed_on"),  # before the contract
+        ({"kind": "pipia_report", "receipt_reference": "R", "receipt_filed_on": "2026-01-09"}, "receipt_reference"),
+        ({"kind": "prc_approval"}, "buyer_firm"),  # a PRC approval names the authority
+        ({"buyer_firm": "<own firm>"}, "buyer_firm"),  # no judicial authority
+        ({"renews": str(10**9)}, "renews"),
+    ],
+)
+def test_uploads_that_break_a_rule_are_422_and_save_nothing(provider, product, fields, field):
+    name, content = fields.pop("name", "contract.pdf"), fields.pop("content", PDF)
+    if fields.get("products") == ["<own>"]:
+        fields["products"] = [product.pk]
+    if fields.get("buyer_firm") == "<own firm>":
+        fields["buyer_firm"] = provider.membership.firm_id
+    response = client_for(provider).post(FILINGS, upload(name, content, **fields), format="multipart")
+    assert response.status_code == 422, response.content
+    assert error(response)["code"] == "validation_error"
+    assert field in error(response)["details"], error(response)
+    assert not Filing.objects.exists()
+
+
+def test_every_problem_comes_in_one_answer(provider):
+    # given an upload with a problem in five fields, and one with five rules broken
+    client = client_for(provider)
+    misshapen = upload(kind="pipia_report", reference="", issued_on="soon", destinations=["XX"], renews="a")
+    broken = upload(
+        "contract.exe",
+        kind="pipia_report",
+        issued_on="2026-01-05",
+        expires_on="2025-12-31",
+        all_products=None,
+        products=[str(10**9)],
+        renews=str(10**9),
+        receipt_reference="R",
+        receipt_filed_on="2026-01-09",
+    )
+    # when
+    shape, rules = client.post(FILINGS, misshapen, format="multipart"), client.post(FILINGS, broken, format="multipart")
+    # then each answer names every field at once, by the request's field names
+    assert shape.status_code == 400
+    assert set(error(shape)["details"]) == {"reference", "issued_on", "destinations.0", "renews"}
+    assert rules.status_code == 422
+    assert set(error(rules)["details"]) == {"document", "expires_on", "products", "renews", "receipt_reference"}
+    assert not Filing.objects.exists()
+
+
 def test_an_oversize_document_is_refused(provider, settings):
     settings.COMPLIANCE_FILING_MAX_BYTES = 1024
     response = client_for(provider).post(FILINGS, upload(content=PDF + b"0" * 2048), format="multipart")
-    assert response.status_code == 400 and "document" in error(response)["details"]
+    assert response.status_code == 422 and "document" in error(response)["details"]
     assert "MB" in error(response)["details"]["document"][0]
     assert not Filing.objects.exists()
 
@@ -312,6 +366,47 @@ def test_a_png_is_accepted_and_a_json_body_is_not(provider):
     assert client.post(FILINGS, upload("scan.png", PNG), format="multipart").status_code == 201
     response = client.post(FILINGS, {"kind": "pipia_report"}, format="json")
     assert response.status_code == 415 and Filing.objects.count() == 1
+
+
+def test_the_document_downloads_as_the_bytes_filed_under_its_media_type(provider, client):
+    # given a PNG on file
+    api = client_for(provider)
+    pk = api.post(FILINGS, upload("scan.png", PNG), format="multipart").json()["id"]
+    url = f"{FILINGS}/{pk}/document"
+    # when it is downloaded as a generated client does (no Accept), as a browser does, and as plain bytes
+    plain, browser, octets = (
+        api.get(url),
+        api.get(url, HTTP_ACCEPT="image/*,*/*;q=0.8"),
+        api.get(url, HTTP_ACCEPT="application/octet-stream"),
+    )
+    # then the same bytes, under its own media type, or under the one asked for
+    for response in (plain, browser, octets):
+        assert response.status_code == 200 and b"".join(response.streaming_content) == PNG
+        assert response["X-Content-Type-Options"] == "nosniff"
+    assert plain["Content-Type"] == browser["Content-Type"] == "image/png"
+    assert octets["Content-Type"] == "application/octet-stream"
+    # and the schema models exactly these answers as binary files
+    schema = client.get("/api/v1/schema/?format=json").json()
+    ok = schema["paths"]["/api/v1/compliance/filings/{id}/document"]["get"]["responses"]["200"]["content"]
+    assert set(ok) == {"application/octet-stream", "application/pdf", "image/png", "image/jpeg"}
+    assert all(media["schema"] == {"type": "string", "format": "binary"} for media in ok.values())
+
+
+def test_the_filing_schema_names_its_enums_and_bounds(client):
+    schemas = client.get("/api/v1/schema/?format=json").json()["components"]["schemas"]
+    output = schemas["FilingDetailApiOutput"]["properties"]
+    assert output["kind"] == {"$ref": "#/components/schemas/EvidenceKind"}
+    assert output["status"] == {"$ref": "#/components/schemas/FilingStatus"}
+    assert output["destinations"]["items"] == {"$ref": "#/components/schemas/CountryCode"}
+    upload_schema = schemas["FilingCreateApiInputRequest"]
+    assert upload_schema["additionalProperties"] is False
+    properties = upload_schema["properties"]
+    assert properties["kind"] == {"$ref": "#/components/schemas/EvidenceKind"}
+    assert properties["issued_on"]["pattern"].startswith("^(20[0-9]{2}|2100)-")
+    assert properties["document"]["format"] == "binary"
+    assert properties["products"]["items"]["type"] == "integer"
+    # multipart bodies have no null (a form part cannot say it): an optional field is left out instead
+    assert not [name for name, p in properties.items() if "null" in str(p.get("type"))]
 
 
 # --- The receipt and the officer's decision ------------------------------------------------------------
@@ -328,18 +423,28 @@ def test_a_contracts_receipt_is_added_once_the_firm_has_it(provider, officer):
     def post(**fields):
         return client.post(url, {"document": SimpleUploadedFile("receipt.pdf", PDF), **fields}, format="multipart")
 
-    bad = [
-        post(receipt_reference="R", receipt_filed_on="2025-12-31"),  # predates the contract
+    misshapen = [
         post(receipt_reference="", receipt_filed_on="2026-01-09"),
+        post(receipt_reference=" ", receipt_filed_on="2026-01-09"),
         post(receipt_reference="R", receipt_filed_on="soon"),
         post(receipt_reference="R", receipt_filed_on="9999-12-31"),
         post(receipt_reference="R" * 101, receipt_filed_on="2026-01-09"),
+        post(receipt_reference="R", receipt_filed_on="2026-01-09", number="7"),  # no such field
         client.post(url, {"receipt_reference": "R", "receipt_filed_on": "2026-01-09"}, format="multipart"),  # no file
     ]
+    predates = post(receipt_reference="R", receipt_filed_on="2025-12-31")  # the contract's date is a record's
+    not_pdf = client.post(
+        url,
+        {"receipt_reference": "R", "receipt_filed_on": "2025-12-31", "document": SimpleUploadedFile("r.pdf", b"x")},
+        format="multipart",
+    )
     response = post(receipt_reference="SH-2026-77", receipt_filed_on="2026-01-09")
     # then
-    for refused in bad:
+    for refused in misshapen:
         assert refused.status_code == 400 and error(refused)["code"] == "validation_error", refused.content
+    assert predates.status_code == 422 and list(error(predates)["details"]) == ["receipt_filed_on"]
+    # and every rule broken is named at once
+    assert not_pdf.status_code == 422 and set(error(not_pdf)["details"]) == {"receipt_filed_on", "document"}
     assert response.status_code == 200, response.content
     assert response.json()["receipt_reference"] == "SH-2026-77" and response.json()["receipt_filed_on"] == "2026-01-09"
     assert response.json()["status"] == "accepted" and response.json()["receipt_checked"] is False
@@ -363,8 +468,9 @@ def test_only_a_contract_has_a_receipt_and_a_closed_filing_takes_none(provider, 
             "document": SimpleUploadedFile("r.pdf", PDF),
         }
 
+    # what the filing is, which no later state changes, is a rule (422); a closed filing is a state (409)
     response = client.post(f"{FILINGS}/{report.pk}/receipt", body(), format="multipart")
-    assert response.status_code == 400 and error(response)["code"] == "not_a_contract"
+    assert response.status_code == 422 and error(response)["code"] == "not_a_contract"
     response = client.post(f"{FILINGS}/{contract.pk}/receipt", body(), format="multipart")
     assert response.status_code == 409 and error(response)["code"] == "invalid_transition"
     # and the provider reads the officer's reason
@@ -462,11 +568,15 @@ def test_the_counters_of_the_firm_against_the_thresholds(provider, reviewer, int
     assert client.get(COUNTERS, {"year": 2025}).json()["personal_info_subjects"] == 0
     theirs = client_for(other_provider, auth).get(COUNTERS, {"year": 2026}).json()
     assert theirs["personal_info_subjects"] == 0 and theirs["sensitive_personal_info_subjects"] == 0
+    # 2026.0 is the integer 2026, as JSON Schema reads it
+    assert client.get(COUNTERS, {"year": "2026.0"}).json()["year"] == 2026
     this_year = client.get(COUNTERS).json()
     assert this_year["year"] == shanghai_year(timezone.now())
 
 
-@pytest.mark.parametrize("year", ["abc", "1999", "2101", "-2026", "2026.5", "NaN", "99999999999999999999"])
+@pytest.mark.parametrize(
+    "year", ["", "abc", "1999", "2101", "-2026", "2026.5", " 2026", "+2026", "NaN", "99999999999999999999"]
+)
 def test_a_bad_year_is_400(provider, year):
     response = client_for(provider).get(COUNTERS, {"year": year})
     assert response.status_code == 400, (year, response.content)

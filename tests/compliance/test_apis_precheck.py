@@ -2,13 +2,15 @@
 
 Who may ask (members, through a session or an API key of either scope), about what (a listed product their
 firm may see, never its own), what they hear (cleared, held, prohibited, with the inputs the exchange
-gathered), that nothing is written, and that bad input is a 400.
+gathered), that nothing is written, and that a body not fitting the schema is a 400, a rule the schema cannot
+state a 422 and a product not listed now a 409.
 """
 
 from datetime import date
 
 import pytest
 from django.urls import get_resolver
+from jsonschema import Draft202012Validator
 
 from compliance import services
 from compliance.models import Assessment, ComplianceCase, EvidenceKind, ExportCounter, RestrictedParty
@@ -92,7 +94,7 @@ def test_members_ask_about_what_their_firm_sees_and_nothing_else(request, pi_pro
 
 def test_a_firms_own_product_is_no_trade(provider, pi_product):
     response = ask(client_for(provider), pi_product)
-    assert response.status_code == 400 and error(response)["code"] == "own_product"
+    assert response.status_code == 422 and error(response)["code"] == "own_product"
     assert "product" in error(response)["details"]
 
 
@@ -106,8 +108,9 @@ def test_a_product_in_public_notice_is_not_yet_tradable(provider, reviewer, inte
     assert client.get(f"/api/v1/products/{product.pk}").status_code == 200
     # when
     response = ask(client, product)
-    # then
-    assert response.status_code == 400 and error(response)["code"] == "not_listed"
+    # then the product's state does not allow a trade now
+    assert response.status_code == 409 and error(response)["code"] == "not_listed"
+    assert "product" in error(response)["details"]
 
 
 # --- What they hear ------------------------------------------------------------------------------------
@@ -127,7 +130,7 @@ def test_held_names_what_is_missing_and_gathers_the_inputs(pi_product, internati
     assert body["status"] == "held" and body["cleared"] is False and body["on_file"] == []
     assert [m["kind"] for m in body["missing"]] == list(CONTRACT_PACK)
     assert body["missing"][0]["alternatives"] == ["certification"]
-    assert body["case"] is None and body["delivery"] == "file"
+    assert body["case"] is None and body["delivery"] == "file" and body["kind"] == "trade_precheck"
     inputs = body["inputs"]
     assert inputs["product"]["personal_info_subjects"] == 150_000
     # the provider's own business (its yearly counts, whether it is a CIIO) is not the buyer's to read
@@ -136,7 +139,8 @@ def test_held_names_what_is_missing_and_gathers_the_inputs(pi_product, internati
         inputs["exporter"]
     )
     assert inputs["trade"] == {
-        "buyer_country": "SG", "delivery": "file", "buyer_type": "commercial", "buyer_restricted": False
+        "buyer_country": "SG", "delivery": "file", "buyer_type": "commercial", "buyer_restricted": False,
+        "buyer_china_linked": None,
     }  # fmt: skip
     assert inputs["as_of"] == DAY
     # and asking wrote nothing: no decision, no case, no counter, no audit row
@@ -172,6 +176,9 @@ def test_cleared_once_the_officer_accepted_the_evidence(pi_product, provider, of
         (k, f.expires_on.isoformat() if f.expires_on else None) for k, f in filed.items()
     }
     assert not any("filing" in row or "reference" in row for row in body["on_file"])  # the provider's own records
+    assert {row["filed_as"] for row in body["on_file"]} == set(CONTRACT_PACK) and all(
+        row["case"] is None for row in body["on_file"]
+    )
     assert written() == before
     # and the delivery date counts: before the filings were issued, nothing covered the trade
     early = ask(client, pi_product, as_of="2026-01-02").json()
@@ -196,7 +203,9 @@ def test_no_personal_information_is_cleared_with_nothing_to_file(provider, revie
 def test_a_delivery_mode_the_product_does_not_offer_is_refused(provider, reviewer, international):
     product = listed_product(provider, reviewer, delivery_modes=["file"])
     response = ask(client_for(international), product, delivery="api")
-    assert response.status_code == 400 and response.json()["error"]["code"] == "delivery_not_offered"
+    # then the body fits the schema ("api" is a delivery mode) and breaks the product's offer
+    assert response.status_code == 422 and error(response)["code"] == "delivery_not_offered"
+    assert "delivery" in error(response)["details"]
 
 
 def test_a_restricted_buyer_is_prohibited(pi_product, international, superuser):
@@ -242,12 +251,18 @@ def test_a_foreign_judicial_authority_is_prohibited_without_a_prc_approval(pi_pr
         ({"product": None, "delivery": "file"}, "product"),
         ({"product": [1], "delivery": "file"}, "product"),
         ({"product": "PRODUCT", "delivery": "file"}, "product"),
+        ({"product": "42", "delivery": "file"}, "product"),  # an id is a JSON integer, not its digits
+        ({"product": "<id>", "delivery": "sandbox_results_only"}, "delivery"),  # the engine's value, not a mode
+        ({"product": "<id>", "delivery": "file", "asof": "2026-06-01"}, "asof"),  # a typo is not ignored
         ({"product": "<id>", "delivery": "fax"}, "delivery"),
         ({"product": "<id>"}, "delivery"),
         ({"product": "<id>", "delivery": ["file"]}, "delivery"),
         ({"product": "<id>", "delivery": "file", "as_of": "garbage"}, "as_of"),
         ({"product": "<id>", "delivery": "file", "as_of": "2026-02-30"}, "as_of"),
         ({"product": "<id>", "delivery": "file", "as_of": 20260601}, "as_of"),
+        ({"product": "<id>", "delivery": "file", "as_of": "20260601"}, "as_of"),
+        ({"product": "<id>", "delivery": "file", "as_of": "1999-12-31"}, "as_of"),
+        ({"product": "<id>", "delivery": "file", "as_of": "2101-01-01"}, "as_of"),
         ({"product": "<id>", "delivery": "file", "as_of": "9999-12-31"}, "as_of"),
         ({"product": "<id>", "delivery": "file", "as_of": "0001-01-01"}, "as_of"),
     ],
@@ -259,6 +274,11 @@ def test_bad_input_is_a_400_naming_the_field(pi_product, international, body, fi
     assert response.status_code == 400, response.content
     assert error(response)["code"] == "validation_error" and field in error(response)["details"], error(response)
     assert written() == before
+
+
+def test_an_id_with_a_zero_fraction_is_that_id(pi_product, international):
+    response = client_for(international).post(URL, {"product": float(pi_product.pk), "delivery": "file"}, format="json")
+    assert response.status_code == 200 and response.json()["product"] == pi_product.pk
 
 
 def test_nan_and_huge_numbers_in_the_raw_body_are_400(pi_product, international):
@@ -301,7 +321,78 @@ def test_every_compliance_route_is_documented(client):
             for response in errors.values():
                 ref = response["content"]["application/json"]["schema"]["$ref"]
                 assert ref.endswith("/ApiError"), (path, method)
-    precheck = schema["components"]["schemas"]["AssessmentCreateApiInputRequest"]
+    precheck = schema["components"]["schemas"]["TradePrecheckInputRequest"]
     assert precheck["properties"]["product"]["type"] == "integer"
+    assert precheck["required"] == ["delivery", "product"] and precheck["additionalProperties"] is False
+    assessment = schema["paths"]["/api/v1/compliance/assessments"]["post"]
+    assert assessment["operationId"] == "compliance_assess" and assessment["requestBody"]["required"] is True
     upload = schema["paths"]["/api/v1/compliance/filings"]["post"]["requestBody"]["content"]
     assert set(upload) == {"multipart/form-data"}
+
+
+def _matches(schema, name, instance):
+    """The schemas of the oneOf `name` that `instance` is valid against (strict JSON Schema 2020-12)."""
+    found = []
+    for option in schema["components"]["schemas"][name]["oneOf"]:
+        root = {**option, "components": schema["components"]}
+        if Draft202012Validator(root).is_valid(instance):
+            found.append(option["$ref"].rsplit("/", 1)[1])
+    return found
+
+
+def test_each_answer_and_body_matches_exactly_one_schema(client, pi_product, international):
+    # given the schema and a member's client
+    schema = client.get("/api/v1/schema/?format=json").json()
+    member = client_for(international)
+    engine_input = {
+        "product": {"classification": "general", "origin": "cn", "personal_info_subjects": 150000},
+        "exporter": {"country": "CN"},
+        "trade": {"buyer_country": "SG", "delivery": "file"},
+        "as_of": DAY,
+    }
+    precheck = {"product": pi_product.pk, "delivery": "file", "as_of": DAY}
+    # when it asks both ways
+    decision = member.post(URL, engine_input, format="json").json()
+    answer = member.post(URL, precheck, format="json").json()
+    # then each body is one of the two, and so is each answer, the one its kind names
+    assert _matches(schema, "AssessmentRequest", engine_input) == ["EngineInputRequest"]
+    assert _matches(schema, "AssessmentRequest", precheck) == ["TradePrecheckInputRequest"]
+    assert _matches(schema, "AssessmentAnswer", decision) == ["Decision"] and decision["kind"] == "decision"
+    assert _matches(schema, "AssessmentAnswer", answer) == ["TradePrecheck"] and answer["kind"] == "trade_precheck"
+
+
+def test_the_schemas_examples_are_bodies_it_takes(client):
+    schema = client.get("/api/v1/schema/?format=json").json()
+    content = schema["paths"]["/api/v1/compliance/assessments"]["post"]["requestBody"]["content"]
+    examples = {name: example["value"] for name, example in content["application/json"]["examples"].items()}
+    assert len(examples) == 2
+    assert sorted(match for value in examples.values() for match in _matches(schema, "AssessmentRequest", value)) == [
+        "EngineInputRequest",
+        "TradePrecheckInputRequest",
+    ]
+
+
+def test_the_precheck_example_clears_a_demo_buyer():
+    # given the demo exchange, where the example's product 1 is "China export flows by HS code" when seeded
+    # into a fresh database (elsewhere its id differs, as the example says: it is looked up by title here)
+    from django.core.management import call_command
+    from django.test import Client
+
+    from exchange.models import User
+    from listings.models import DataProduct
+
+    call_command("seed_demo", quiet=True)
+    schema = Client().get("/api/v1/schema/?format=json").json()
+    content = schema["paths"]["/api/v1/compliance/assessments"]["post"]["requestBody"]["content"]
+    example = next(
+        e for e in content["application/json"]["examples"].values() if isinstance(e["value"]["product"], int)
+    )
+    product = DataProduct.objects.get(listed_revision__title_en="China export flows by HS code")
+    assert "China export flows by HS code" in example["description"]
+    # when the demo buyer sends it
+    response = client_for(User.objects.get(email="admin@pacific.example")).post(
+        URL, {**example["value"], "product": product.pk}, format="json"
+    )
+    # then
+    assert response.status_code == 200, response.content
+    assert response.json()["kind"] == "trade_precheck" and response.json()["status"] == "cleared"
