@@ -502,7 +502,7 @@ def test_the_list_pages_newest_first(provider):
     assert seen == [f.pk for f in reversed(made)]
     for cursor in ("garbage", "cD1hYmM="):
         response = client.get(FILINGS, {"cursor": cursor})
-        assert response.status_code == 400 and "cursor" in error(response)["details"]
+        assert response.status_code == 422 and "cursor" in error(response)["details"]
 
 
 @pytest.mark.parametrize("auth", ["session", "key"])
