@@ -93,8 +93,13 @@ def postprocess_contract(result: dict[str, Any], generator: Any, request: Any, p
                 if parameter.get("in") == "path":
                     _describe_path_parameter(path, parameter)
             has_body = "requestBody" in operation
-            # 400 for every operation: any may be sent a parameter it does not take (exchange.middleware).
-            applicable = {400, 401, 406, 429}
+            # 400 for every operation: any may be sent a parameter it does not take (exchange.middleware). 406
+            # for those answering JSON: a file download answers its file whatever is asked (exchange.api
+            # JsonErrorsOnly).
+            applicable = {400, 401, 429}
+            success = next((r for s, r in responses.items() if str(s).startswith("2")), {})
+            if not success.get("content") or "application/json" in success["content"]:
+                applicable.add(406)
             if has_body:
                 applicable |= {413, 415}
             if any(p.get("in") == "path" for p in parameters):

@@ -185,9 +185,15 @@ def test_a_provider_lists_a_product_and_files_evidence(partner_of, provider, off
     )
     document = file_type(payload=io.BytesIO(b"%PDF-1.4\n%%EOF\n"), file_name="report.pdf", mime_type="application/pdf")
     body = filing_type.from_dict(
-        {"kind": "pipia_report", "reference": "PIPIA-2026-07", "issued_on": "2026-06-01", "all_products": True}
+        {
+            "kind": "pipia_report",
+            "reference": "PIPIA-2026-07",
+            "issued_on": "2026-06-01",
+            "all_products": True,
+            "document": document.payload,
+        }
     )
-    body.document = document
+    body.document = document  # from_dict takes the bytes; the file's name and media type come with File
     filed = _model(_ok(partner.call("compliance_filings_create", body=body), 201))
     listed = _model(_ok(partner.call("compliance_filings_list")))
     one = _model(_ok(partner.call("compliance_filings_get", id=filed.id)))
