@@ -339,6 +339,9 @@ SPECTACULAR_SETTINGS = {
         "PlanPeriod": "listings.models.PricePlan.Period",
         "EvidenceKind": "compliance.models.EvidenceKind",
         "FilingStatus": "compliance.models.Filing.Status",
+        "CountryCode": "django_countries.countries",
+        "Territory": "listings.validation.TERRITORY_CHOICES",
+        "ProductOrigin": "listings.models.Origin",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
