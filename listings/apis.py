@@ -28,7 +28,7 @@ from django.utils.translation import gettext_lazy
 from django_countries import countries
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.fields import SkipField, get_error_detail
 from rest_framework.generics import ListAPIView
@@ -817,6 +817,36 @@ def _content(validated: dict[str, Any]) -> dict[str, Any]:
     return content
 
 
+PRODUCT_EXAMPLE = OpenApiExample(
+    "A product on the international board",
+    request_only=True,
+    value={
+        "board": "international",
+        "title_en": "Port congestion index",
+        "title_zh": "港口拥堵指数",
+        "summary_en": "Daily congestion at the world's main ports.",
+        "summary_zh": "全球主要港口每日拥堵情况。",
+        "category": "supply-chain",
+        "tags": ["ports"],
+        "origin_countries": ["CN", "SG"],
+        "delivery_modes": ["api"],
+        "dictionary": [
+            {"name": "port", "type": "string", "description": "UN/LOCODE"},
+            {"name": "day", "type": "date"},
+            {"name": "waiting_ships", "type": "integer"},
+        ],
+        "licence_en": "Internal use only.",
+        "licence_zh": "仅限内部使用。",
+        "licence_terms": {"purposes": ["market research"], "territories": ["worldwide"], "duration_months": 12},
+    },
+)
+PLAN_EXAMPLE = OpenApiExample(
+    "A monthly subscription",
+    request_only=True,
+    value={"name_en": "Monthly", "kind": "subscription", "period": "month", "currency": "CNY", "amount": "2500.00"},
+)
+
+
 class ProductCreateApi(APIView):
     class InputSerializer(ContentInputSerializer):
         board = serializers.ChoiceField(choices=Board.Code.choices, help_text="The board to list the product on.")
@@ -833,6 +863,7 @@ class ProductCreateApi(APIView):
         description="A new product owned by the caller's firm, with its first draft revision. Then upload a "
         "sample, add a price plan and submit it for review. Every field's errors come in one answer.",
         request=InputSerializer,
+        examples=[PRODUCT_EXAMPLE],
         responses={
             201: ProductDetailApi.OutputSerializer,
             **_errors(
@@ -1075,6 +1106,7 @@ class PlanCreateApi(APIView):
         description="Every field's errors come in one answer: those of the schema, and the rules between them "
         "(a one-off plan has no period, only metered plans have included calls and a unit price...).",
         request=InputSerializer,
+        examples=[PLAN_EXAMPLE],
         responses={
             201: PlanOutputSerializer,
             **_errors(
