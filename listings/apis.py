@@ -204,13 +204,22 @@ class JsonBooleanField(serializers.BooleanField):
 NOT_ONLY_SPACE = r"[^\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
 
 
+class FullMatchValidator(RegexValidator):
+    """The schema's `pattern` as the schema means it: Python's `$` also matches before a final newline, which
+    the schema's (ECMAScript) `$` does not."""
+
+    def __call__(self, value: Any) -> None:
+        if not re.fullmatch(self.regex, str(value)):
+            raise DjangoValidationError(self.message, code=self.code, params={"value": value})
+
+
 def _text(*, max_length: int, blank: bool = False, pattern: str | None = None, **kwargs: Any) -> JsonCharField:
     """A text field checked as the schema states it: its length as sent (DRF would trim it first, so that 201
     characters ending in a space would pass a limit of 200), and, unless it may be blank, at least one character
     that is not a space (DRF would refuse "  " as blank, which a schema's minLength cannot say)."""
-    validators = []
+    validators: list[RegexValidator] = []
     if pattern is not None:
-        validators.append(RegexValidator(pattern, code="invalid"))
+        validators.append(FullMatchValidator(pattern, code="invalid"))
     elif not blank:
         validators.append(RegexValidator(NOT_ONLY_SPACE, gettext_lazy("This field may not be blank."), code="blank"))
     return JsonCharField(
@@ -453,20 +462,21 @@ class CatalogueFilterBackend(DjangoFilterBackend):
 
 
 PRICE_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,2})?$"
+CATEGORY_CODE = r"^[-a-zA-Z0-9_]+$"  # a category's code is a slug (Category.code)
 
 
 class CatalogueParamsSerializer(serializers.Serializer):
     """The catalogue's filters exactly as the schema states them (the portal's form is more forgiving): an empty
     or malformed value is a 400, never taken for an absent one. CatalogueFilter then applies them."""
 
-    q = serializers.RegexField(r"^[^\x00]*$", max_length=200, allow_blank=True, required=False, trim_whitespace=False)
+    q = _text(pattern=r"^[^\x00]*$", max_length=200, blank=True, required=False)
     board = serializers.ChoiceField(choices=Board.Code.choices, required=False)
-    category = serializers.RegexField(r"^[-a-zA-Z0-9_]+$", max_length=50, required=False, trim_whitespace=False)
+    category = _text(pattern=CATEGORY_CODE, max_length=50, required=False)
     classification = serializers.ChoiceField(choices=Classification.choices, required=False)
     delivery_mode = serializers.ChoiceField(choices=DeliveryMode.choices, required=False)
     currency = serializers.ChoiceField(choices=CURRENCY_CHOICES, required=False)
-    price_min = serializers.RegexField(PRICE_PATTERN, required=False, trim_whitespace=False)
-    price_max = serializers.RegexField(PRICE_PATTERN, required=False, trim_whitespace=False)
+    price_min = _text(pattern=PRICE_PATTERN, max_length=15, required=False)
+    price_max = _text(pattern=PRICE_PATTERN, max_length=15, required=False)
     provider_country = serializers.ChoiceField(choices=list(countries), required=False)
     # "true" or "false", as the schema's boolean is written in a query; not Django's other spellings ("1", "on").
     contains_personal_info = serializers.ChoiceField(choices=["true", "false"], required=False)
@@ -490,7 +500,7 @@ FILTER_PARAMETERS = [
     OpenApiParameter("board", _ref("BoardCode"), description="Only products on this board."),
     OpenApiParameter(
         "category",
-        {"type": "string", "maxLength": 50, "pattern": r"^[-a-zA-Z0-9_]+$"},
+        {"type": "string", "maxLength": 50, "pattern": CATEGORY_CODE},
         description="Only products of this category (its `code`, from `/categories`).",
     ),
     OpenApiParameter(
@@ -741,6 +751,20 @@ class ProductPlanListApi(APIView):
 # --- Providers ----------------------------------------------------------------------------------------
 
 
+@extend_schema_field({"type": "string", "maxLength": 50, "pattern": CATEGORY_CODE})
+class CategoryField(serializers.SlugRelatedField):
+    """A category by its code: one that is no slug does not fit the schema (400, and never reaches the database,
+    which may refuse to compare it); one that names no category breaks a rule (422)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(slug_field="code", queryset=Category.objects.all(), **kwargs)
+
+    def to_internal_value(self, data: Any) -> Category:
+        if not isinstance(data, str) or len(data) > 50 or not re.fullmatch(CATEGORY_CODE, data, re.ASCII):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def _countries(**kwargs: Any) -> serializers.ListField:
     return serializers.ListField(
         child=serializers.ChoiceField(choices=list(countries)), max_length=validation.MAX_COUNTRIES, **kwargs
@@ -758,9 +782,7 @@ class ContentInputSerializer(OnePassSerializer):
     summary_zh = _text(max_length=500)
     description_en = _text(max_length=20000, blank=True, required=False)
     description_zh = _text(max_length=20000, blank=True, required=False)
-    category = serializers.SlugRelatedField(
-        slug_field="code", queryset=Category.objects.all(), help_text="A category's `code` (from `/categories`)."
-    )
+    category = CategoryField(help_text="A category's `code` (from `/categories`).")
     tags = serializers.ListField(
         child=_text(max_length=validation.MAX_TAG_LENGTH),
         max_length=validation.MAX_TAGS,
