@@ -340,9 +340,11 @@ SPECTACULAR_SETTINGS = {
         "PlanPeriod": "listings.models.PricePlan.Period",
         "EvidenceKind": "compliance.models.EvidenceKind",
         "FilingStatus": "compliance.models.Filing.Status",
+        # Countries (ISO 3166-1 alpha-2) and a licence's territories, which add "worldwide".
+        "CountryCode": "django_countries.countries",
+        "Territory": "listings.validation.TERRITORY_CHOICES",
         # The rules engine's vocabulary (compliance.rules) and the trade gate's answers.
-        "CountryCode": "compliance.apis.COUNTRY_CODES",
-        "Origin": "compliance.rules.ORIGINS",
+        "Origin": "listings.models.Origin",
         "TransferDelivery": "compliance.rules.DELIVERIES",
         "BuyerType": "compliance.rules.BUYER_TYPES",
         "ExemptionClaimed": "compliance.rules.EXEMPTIONS",

@@ -6,7 +6,6 @@ from decimal import Decimal
 from typing import Any
 
 import django_filters
-from django.conf import settings
 from django.core.validators import MaxValueValidator
 from django.db import connection
 from django.db.models import Exists, F, OuterRef, QuerySet
@@ -20,12 +19,16 @@ from .models import Classification, DataProduct, DeliveryMode, PricePlan
 from .search import search_products
 from .selectors import annotate_price_from, plans_visible_q
 
+# The highest price a filter takes: the most the price column holds (a bound higher than any plan's price
+# simply matches every plan, as the API's `price_max` pattern of 12 whole digits allows).
+MAX_FILTER_PRICE = Decimal("999999999999.99")
+
 
 class PriceFilter(django_filters.NumberFilter):
     """django-filter's NumberFilter caps values with a float (1e50); money is compared as Decimal only."""
 
     def get_max_validator(self) -> MaxValueValidator:
-        return MaxValueValidator(settings.LISTING_MAX_PRICE)
+        return MaxValueValidator(MAX_FILTER_PRICE)
 
 
 SORTS = {

@@ -245,7 +245,9 @@ class ProductContentForm(forms.Form):
             try:
                 data["licence_terms"] = validation.clean_licence_terms(terms)
             except ValidationError as exc:
-                self.add_error("territories", exc.messages)
+                for key, messages in exc.message_dict.items():
+                    name = key.removeprefix("licence_terms.")
+                    self.add_error(name if name in LICENCE_TERM_FIELDS else "territories", messages)
         return data
 
     def content(self, dictionary: list[dict[str, Any]]) -> dict[str, Any]:
@@ -257,16 +259,39 @@ class ProductContentForm(forms.Form):
         return content
 
     def add_service_errors(self, exc: ValidationError | ApplicationError, formset: BaseDictionaryFormSet) -> None:
-        """Put a service's refusal next to the field it names (the dictionary's above the table)."""
-        if isinstance(exc, ValidationError) and hasattr(exc, "error_dict") and "dictionary" in exc.error_dict:
-            errors = exc.message_dict
+        """Put a service's refusal next to the field it names. The services key a field's parts by dotted path
+        (`dictionary.1.name`, `licence_terms.duration_months`, `tags.0`): a dictionary field's errors go on its
+        row of the table (above the table when no row matches), the licence terms' on their own fields here,
+        a list's on the list's field."""
+        if not (isinstance(exc, ValidationError) and hasattr(exc, "error_dict")):
+            add_service_errors(self, exc)
+            return
+        rows = [form for form in formset.forms if not form.is_blank()]
+        above_table: list[str] = []
+        errors: dict[str, list[str]] = {}
+        for key, messages in exc.message_dict.items():
+            root, _, rest = key.partition(".")
+            if root == "dictionary":
+                index, _, attribute = rest.partition(".")
+                row = rows[int(index)] if index.isdigit() and int(index) < len(rows) else None
+                if row is not None and attribute in row.fields:
+                    row.add_error(attribute, messages)
+                else:
+                    above_table.extend(messages)
+            elif root == "licence_terms":
+                errors.setdefault(rest if rest in LICENCE_TERM_FIELDS else "territories", []).extend(messages)
+            else:
+                errors.setdefault(root, []).extend(messages)
+        if above_table:
             formset._non_form_errors = formset.error_class(  # type: ignore[attr-defined]
-                [*formset.non_form_errors(), *errors.pop("dictionary")], error_class="nonform"
+                [*formset.non_form_errors(), *above_table], error_class="nonform"
             )
-            if not errors:
-                return
-            exc = ValidationError(errors)
-        add_service_errors(self, exc, aliases={"licence_terms": "territories"})
+        if errors:
+            add_service_errors(self, ValidationError(errors))
+
+
+# The licence terms are fields of the content form of their own.
+LICENCE_TERM_FIELDS = ("purposes", "territories", "duration_months", "onward_transfer", "resale")
 
 
 CONTENT_FROM_FORM = (

@@ -96,6 +96,14 @@ class FieldType(models.TextChoices):
     CURRENCY = "currency", _("Currency code")
 
 
+class Origin(models.TextChoices):
+    """Where a product's data was collected, as the compliance rules take it (Revision.origin)."""
+
+    CN = "cn", _("Collected in China")
+    FOREIGN_ONLY = "foreign_only", _("Collected abroad only")
+    MIXED = "mixed", _("Collected in China and abroad")
+
+
 class ListingStatus(models.TextChoices):
     UNLISTED = "unlisted", _("Not listed")
     LISTED = "listed", _("Listed")
@@ -343,8 +351,8 @@ class Revision(models.Model):
         """`cn`, `foreign_only` or `mixed`, as the compliance rules take it."""
         countries = set(self.origin_countries)
         if not countries or countries == {"CN"}:
-            return "cn"
-        return "mixed" if "CN" in countries else "foreign_only"
+            return Origin.CN
+        return Origin.MIXED if "CN" in countries else Origin.FOREIGN_ONLY
 
     def content(self) -> dict[str, Any]:
         """The revision's content as plain values, for diffs, snapshots and the audit trail."""

@@ -157,6 +157,11 @@ def revision_for_display(*, user: Any, product: DataProduct, number: int | None 
     raise Http404
 
 
+def revision_draft(*, product: DataProduct) -> Revision | None:
+    """The product's draft, if its revision in progress is one: what an edit would change."""
+    return product.revisions.filter(status=Revision.Status.DRAFT).select_related("category").first()
+
+
 def revision_list(*, product: DataProduct) -> QuerySet[Revision]:
     return product.revisions.select_related("category", "reviewer").order_by("-number")
 

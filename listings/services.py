@@ -9,7 +9,6 @@ transaction, and raises a clear ApplicationError when the move is not allowed.
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -18,7 +17,6 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 from guardian.shortcuts import assign_perm
 
 from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed, require_reason
@@ -30,7 +28,7 @@ from exchange.transitions import transition
 
 from . import validation
 from .checks import run_pre_listing_checks, run_submission_hooks
-from .models import Category, DataProduct, ImportantSource, ListingStatus, Objection, PricePlan, Revision
+from .models import Category, DataProduct, ListingStatus, Objection, PricePlan, Revision
 from .permissions import is_reviewer
 from .search import revision_index
 
@@ -184,24 +182,10 @@ def _open_revision_or_error(
 # --- Content ---------------------------------------------------------------------------------------
 
 
-def _clean_content(fields: dict[str, Any]) -> dict[str, Any]:
-    cleaned = dict(fields)
-    errors: dict[str, list[str]] = {}
-    cleaners = {
-        "dictionary": validation.clean_dictionary,
-        "licence_terms": validation.clean_licence_terms,
-        "delivery_modes": validation.clean_delivery_modes,
-        "tags": validation.clean_tags,
-        "origin_countries": validation.clean_origin_countries,
-        "export_destinations": validation.clean_export_destinations,
-    }
-    for name, cleaner in cleaners.items():
-        if name in cleaned:
-            try:
-                cleaned[name] = cleaner(cleaned[name])
-            except ValidationError as exc:
-                for key, messages in exc.message_dict.items():
-                    errors.setdefault(key, []).extend(messages)
+def _clean_content(content: dict[str, Any], *, base: Revision | None = None) -> dict[str, Any]:
+    """The content cleaned by listings.validation; every rule it breaks at once otherwise, each field's own and
+    those between fields (on the draft `base` with the content applied)."""
+    cleaned, errors = validation.content_check(content, base=base)
     if errors:
         raise ValidationError(errors)
     return cleaned
@@ -209,38 +193,7 @@ def _clean_content(fields: dict[str, Any]) -> dict[str, Any]:
 
 def _validate_revision(revision: Revision) -> None:
     """Rules across fields, checked on every save of a draft and again at submission."""
-    errors: dict[str, list[str]] = {}
-
-    def add(field: str, message: str) -> None:
-        errors.setdefault(field, []).append(message)
-
-    if revision.coverage_start and revision.coverage_end and revision.coverage_start > revision.coverage_end:
-        add("coverage_end", _("The coverage ends before it starts."))
-    personal = any(f.get("personal") for f in revision.dictionary)
-    sensitive = any(f.get("sensitive") for f in revision.dictionary)
-    if personal and not revision.contains_personal_info:
-        add(
-            "contains_personal_info",
-            _("The dictionary has personal fields: the product contains personal information."),
-        )
-    if revision.contains_personal_info:
-        if revision.personal_info_subjects + revision.sensitive_personal_info_subjects == 0:
-            add("personal_info_subjects", _("Say how many individuals the personal information covers."))
-        if sensitive and revision.sensitive_personal_info_subjects == 0:
-            add(
-                "sensitive_personal_info_subjects",
-                _("The dictionary has sensitive fields: say how many individuals they cover."),
-            )
-        if revision.sensitive_personal_info_subjects and not sensitive:
-            add("dictionary", _("Mark which fields hold the sensitive personal information."))
-    elif revision.personal_info_subjects or revision.sensitive_personal_info_subjects:
-        add("contains_personal_info", _("Individuals are counted, so the product contains personal information."))
-    if revision.classification == "important" and revision.important_source == ImportantSource.NONE:
-        add("important_source", _("Say why the data is important."))
-    if revision.classification != "important" and revision.important_source != ImportantSource.NONE:
-        add("important_source", _("Only important data has a reason for being important."))
-    if revision.category_id and not Category.objects.filter(pk=revision.category_id, is_active=True).exists():
-        add("category", _("This category is no longer in use."))
+    errors = validation.revision_rule_errors(revision)
     if errors:
         raise ValidationError(errors)
 
@@ -290,7 +243,7 @@ def revision_update(*, product: DataProduct, actor: User, **content: Any) -> Rev
         raise ApplicationError(_("Unknown fields: %(fields)s.") % {"fields": ", ".join(sorted(unknown))})
     revision = _open_revision_or_error(product, Status.DRAFT, lock=True)
     before = revision.content()
-    for name, value in _clean_content(content).items():
+    for name, value in _clean_content(content, base=revision).items():
         setattr(revision, name, value)
     if "dictionary" in content and revision.sample and before["dictionary"] != revision.dictionary:
         # The sample was checked against the old dictionary; it must be checked again.
@@ -378,6 +331,7 @@ def product_submit(*, product: DataProduct, actor: User) -> Revision:
             _("Before submitting, add %(missing)s.") % {"missing": _(" and ").join(map(str, missing))},
             code="incomplete",
             details={"missing": [str(m) for m in missing]},
+            status_code=409,  # the draft is valid; it is not finished yet
         )
     _revision_move(
         product, revision, Status.SUBMITTED, actor=actor, verb="submit", payload={"revision": revision.number},
@@ -698,9 +652,6 @@ def product_delist(*, product: DataProduct, actor: User, reason: str) -> DataPro
     return product
 
 
-PRIVATE_OFFER_REFUSAL = gettext_lazy("No firm that may trade on this board has this code.")
-
-
 # --- Categories (staff) -------------------------------------------------------------------------------
 
 
@@ -732,56 +683,7 @@ def category_save(*, category: Category, actor: User) -> Category:
 
 
 def _clean_plan(product: DataProduct, plan: PricePlan) -> None:
-    errors: dict[str, list[str]] = {}
-
-    def add(field: str, message: str) -> None:
-        errors.setdefault(field, []).append(message)
-
-    if plan.currency not in product.board.settlement_currencies:
-        add(
-            "currency",
-            _("The %(board)s settles in %(currencies)s only.")
-            % {"board": product.board.name, "currencies": ", ".join(product.board.settlement_currencies)},
-        )
-    for field in ("amount", "unit_price"):
-        value = getattr(plan, field)
-        if value is None:
-            continue
-        if not isinstance(value, Decimal) or not value.is_finite():
-            add(field, _("Enter a number."))
-        elif value < 0:
-            add(field, _("A price cannot be negative."))
-        elif value > settings.LISTING_MAX_PRICE:
-            add(field, _("A price above %(max)s is not accepted.") % {"max": settings.LISTING_MAX_PRICE})
-    if plan.kind != PricePlan.Kind.METERED and plan.amount is not None and plan.amount == 0:
-        add("amount", _("Free data is not sold here: a plan has a price above zero."))
-    if plan.kind == PricePlan.Kind.ONE_OFF:
-        if plan.period:
-            add("period", _("A one-off plan has no billing period."))
-        if plan.included_calls is not None or plan.unit_price is not None:
-            add("kind", _("Only metered plans have included calls and a unit price."))
-    else:
-        if not plan.period:
-            add("period", _("Choose monthly or annual billing."))
-    if plan.kind == PricePlan.Kind.SUBSCRIPTION and (plan.included_calls is not None or plan.unit_price is not None):
-        add("kind", _("Only metered plans have included calls and a unit price."))
-    if plan.kind == PricePlan.Kind.METERED:
-        if plan.included_calls is None:
-            add("included_calls", _("Say how many calls a period includes (0 for none)."))
-        if plan.unit_price is None:
-            add("unit_price", _("Set the price per call beyond those included."))
-    if plan.buyer_code:
-        buyer = plan.buyer_firm
-        if buyer is not None and buyer.pk == product.provider_id:
-            add("buyer_code", _("A private offer is for another firm."))
-        elif (
-            buyer is None
-            or not buyer.is_kyc_verified
-            or product.board_id not in group_board_access(group=buyer.group_id).tradable
-        ):
-            # The same words whether no firm has the code or the firm may not trade here: a provider learns
-            # nothing about who is a member where.
-            add("buyer_code", PRIVATE_OFFER_REFUSAL)  # type: ignore[arg-type]  # lazy; rendered by ValidationError
+    errors = validation.plan_rule_errors(product, plan)
     if errors:
         raise ValidationError(errors)
 

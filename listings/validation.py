@@ -6,10 +6,12 @@ the services all report the same message in the same place.
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
 import re
+from collections.abc import Collection, Mapping
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -17,16 +19,24 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django_countries import countries
 
-from .models import DeliveryMode, FieldType
+from exchange.selectors import group_board_access
+
+from .models import DataProduct, DeliveryMode, FieldType, ImportantSource, PricePlan, Revision
 
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_FIELDS = 500
 MAX_TAGS = 20
 MAX_TAG_LENGTH = 40
+MAX_COUNTRIES = 300
 SAMPLE_FORMATS = ("csv", "json")
 WORLDWIDE = "worldwide"
+# The values of a licence's `territories`: "worldwide", or countries by their ISO code.
+TERRITORY_CHOICES = [(WORLDWIDE, gettext_lazy("Worldwide")), *countries]
+
+Errors = dict[str, list[ValidationError]]
 
 
 def field_error(field: str, messages: str | list[str], code: str) -> ValidationError:
@@ -35,41 +45,71 @@ def field_error(field: str, messages: str | list[str], code: str) -> ValidationE
     return ValidationError({field: [ValidationError(str(m), code=code) for m in items]})
 
 
+def _add(errors: Errors, field: str, message: str, code: str) -> None:
+    errors.setdefault(field, []).append(ValidationError(message, code=code))
+
+
+def merge_errors(errors: Errors, exc: ValidationError) -> None:
+    """Add a ValidationError's messages, with their codes, under the keys it names."""
+    for key, items in (exc.error_dict if hasattr(exc, "error_dict") else {"__all__": exc.error_list}).items():
+        errors.setdefault(key, []).extend(items)
+
+
 def clean_dictionary(value: Any) -> list[dict[str, Any]]:
-    """A list of fields {name, type, description, unit, personal, sensitive}; names unique, types known."""
+    """A list of fields {name, type, description, unit, personal, sensitive}; names unique, types known.
+
+    The errors of one field of the dictionary are keyed by its position and attribute (`dictionary.1.name`), as
+    the API's shape checks key theirs."""
     if not isinstance(value, list) or not value:
         raise field_error("dictionary", _("Describe at least one field."), "dictionary_empty")
     if len(value) > MAX_FIELDS:
         raise field_error("dictionary", _("At most %(n)d fields.") % {"n": MAX_FIELDS}, "dictionary_size")
-    errors: list[str] = []
+    errors: Errors = {}
     cleaned: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for position, field in enumerate(value, start=1):
+    for index, field in enumerate(value):
+        at = f"dictionary.{index}"
         if not isinstance(field, dict):
-            errors.append(_("Field %(i)d is not an object.") % {"i": position})
+            _add(errors, at, _("A field is an object."), "not_an_object")
             continue
         name = str(field.get("name", "")).strip()
         field_type = str(field.get("type", "")).strip()
         if not FIELD_NAME.match(name):
-            errors.append(
-                _("Field %(i)d: “%(name)s” is not a valid name (letters, digits and _, starting with a letter).")
-                % {"i": position, "name": name[:80]}
+            _add(
+                errors,
+                f"{at}.name",
+                _("“%(name)s” is not a valid name (letters, digits and _, starting with a letter or _).")
+                % {"name": name[:80]},
+                "invalid_name",
             )
         elif name.lower() in seen:
-            errors.append(_("Field %(i)d: the name “%(name)s” is used twice.") % {"i": position, "name": name})
+            _add(
+                errors,
+                f"{at}.name",
+                _("The name “%(name)s” is used twice (names are compared ignoring case).") % {"name": name},
+                "duplicate_name",
+            )
         seen.add(name.lower())
         if field_type not in FieldType.values:
-            errors.append(
-                _("Field %(i)d: unknown type “%(type)s” (one of %(types)s).")
-                % {"i": position, "type": field_type[:40], "types": ", ".join(FieldType.values)}
+            _add(
+                errors,
+                f"{at}.type",
+                _("Unknown type “%(type)s” (one of %(types)s).")
+                % {"type": field_type[:40], "types": ", ".join(FieldType.values)},
+                "invalid_type",
             )
         personal = field.get("personal", False)
         sensitive = field.get("sensitive", False)
+        for flag, flag_value in (("personal", personal), ("sensitive", sensitive)):
+            if not isinstance(flag_value, bool):
+                _add(errors, f"{at}.{flag}", _("True or false."), "not_a_boolean")
         if not isinstance(personal, bool) or not isinstance(sensitive, bool):
-            errors.append(_("Field %(i)d: “personal” and “sensitive” are true or false.") % {"i": position})
             continue
         if sensitive and not personal:
-            errors.append(_("Field %(i)d: sensitive personal information is personal information.") % {"i": position})
+            _add(
+                errors, f"{at}.sensitive", _("Sensitive personal information is personal information."),
+                "sensitive_not_personal",
+            )  # fmt: skip
         cleaned.append(
             {
                 "name": name,
@@ -81,22 +121,26 @@ def clean_dictionary(value: Any) -> list[dict[str, Any]]:
             }
         )
     if errors:
-        raise field_error("dictionary", errors, "dictionary_invalid")
+        raise ValidationError(errors)
     return cleaned
 
 
 def clean_licence_terms(value: Any) -> dict[str, Any]:
-    """{purposes: [..], territories: ["worldwide"|ISO codes], duration_months: int|null, onward_transfer, resale}."""
+    """{purposes: [..], territories: ["worldwide"|ISO codes], duration_months: int|null, onward_transfer, resale},
+    each term's errors keyed by its path (`licence_terms.duration_months`)."""
     if not isinstance(value, dict):
         raise field_error("licence_terms", _("The licence terms are an object."), "licence_invalid")
-    errors: list[str] = []
+    errors: Errors = {}
     purposes = value.get("purposes")
     if not isinstance(purposes, list) or not purposes or not all(isinstance(p, str) and p.strip() for p in purposes):
-        errors.append(_("List the permitted purposes."))
+        _add(errors, "licence_terms.purposes", _("List the permitted purposes."), "purposes_missing")
         purposes = []
     territories = value.get("territories")
     if not isinstance(territories, list) or not territories:
-        errors.append(_("List the territories where the data may be used (or “worldwide”)."))
+        _add(
+            errors, "licence_terms.territories",
+            _("List the territories where the data may be used (or “worldwide”)."), "territories_missing",
+        )  # fmt: skip
         territories = []
     else:
         territories = [
@@ -104,20 +148,26 @@ def clean_licence_terms(value: Any) -> dict[str, Any]:
         ]
         unknown = [t for t in territories if t != WORLDWIDE and t not in countries]
         if unknown:
-            errors.append(_("Unknown territory: %(codes)s.") % {"codes": ", ".join(unknown[:5])})
+            _add(
+                errors, "licence_terms.territories",
+                _("Unknown territory: %(codes)s.") % {"codes": ", ".join(unknown[:5])}, "unknown_territory",
+            )  # fmt: skip
     duration = value.get("duration_months")
     if duration is not None and (
         not isinstance(duration, int) or isinstance(duration, bool) or not 1 <= duration <= 120
     ):
-        errors.append(_("The licence lasts 1 to 120 months, or has no end (null)."))
+        _add(
+            errors, "licence_terms.duration_months", _("The licence lasts 1 to 120 months, or has no end (null)."),
+            "duration_invalid",
+        )  # fmt: skip
     flags = {}
     for flag in ("onward_transfer", "resale"):
         flag_value = value.get(flag, False)
         if not isinstance(flag_value, bool):
-            errors.append(_("“%(flag)s” is true or false.") % {"flag": flag})
+            _add(errors, f"licence_terms.{flag}", _("True or false."), "not_a_boolean")
         flags[flag] = bool(flag_value)
     if errors:
-        raise field_error("licence_terms", errors, "licence_invalid")
+        raise ValidationError(errors)
     return {
         "purposes": [p.strip()[:200] for p in purposes],
         "territories": sorted(set(territories)),
@@ -129,13 +179,15 @@ def clean_licence_terms(value: Any) -> dict[str, Any]:
 def clean_delivery_modes(value: Any) -> list[str]:
     if not isinstance(value, list) or not value:
         raise field_error("delivery_modes", _("Offer at least one delivery mode."), "delivery_empty")
-    unknown = [m for m in value if m not in DeliveryMode.values]
-    if unknown:
-        raise field_error(
-            "delivery_modes",
-            _("Unknown delivery mode: %(modes)s.") % {"modes": ", ".join(map(str, unknown))[:100]},
-            "delivery_invalid",
-        )
+    errors: Errors = {}
+    for index, mode in enumerate(value):
+        if mode not in DeliveryMode.values:
+            _add(
+                errors, f"delivery_modes.{index}",
+                _("Unknown delivery mode: %(mode)s.") % {"mode": str(mode)[:40]}, "delivery_invalid",
+            )  # fmt: skip
+    if errors:
+        raise ValidationError(errors)
     return [m for m in DeliveryMode.values if m in value]
 
 
@@ -152,16 +204,25 @@ def clean_tags(value: Any) -> list[str]:
     return tags
 
 
+def _country_codes(field: str, value: list[Any], code: str, *, skip_blank: bool = False) -> list[str]:
+    errors: Errors = {}
+    codes: set[str] = set()
+    for index, item in enumerate(value):
+        text = str(item).strip().upper()
+        if not text and skip_blank:
+            continue
+        if text not in countries:
+            _add(errors, f"{field}.{index}", _("Unknown country: %(code)s.") % {"code": str(item)[:10]}, code)
+        codes.add(text)
+    if errors:
+        raise ValidationError(errors)
+    return sorted(codes)
+
+
 def clean_origin_countries(value: Any) -> list[str]:
     if not isinstance(value, list) or not value:
         raise field_error("origin_countries", _("Say where the data was collected."), "origin_empty")
-    codes = sorted({str(c).strip().upper() for c in value})
-    unknown = [c for c in codes if c not in countries]
-    if unknown:
-        raise field_error(
-            "origin_countries", _("Unknown country: %(codes)s.") % {"codes": ", ".join(unknown[:5])}, "origin_invalid"
-        )
-    return codes
+    return _country_codes("origin_countries", value, "origin_invalid")
 
 
 def clean_export_destinations(value: Any) -> list[str]:
@@ -170,15 +231,190 @@ def clean_export_destinations(value: Any) -> list[str]:
         return []
     if not isinstance(value, list):
         raise field_error("export_destinations", _("A list of country codes."), "destinations_invalid")
-    codes = sorted({str(c).strip().upper() for c in value if str(c).strip()})
-    unknown = [c for c in codes if c not in countries]
-    if unknown:
-        raise field_error(
-            "export_destinations",
-            _("Unknown country: %(codes)s.") % {"codes": ", ".join(unknown[:5])},
-            "destinations_invalid",
+    return _country_codes("export_destinations", value, "destinations_invalid", skip_blank=True)
+
+
+# Each field's own rules, by field.
+CONTENT_CLEANERS = {
+    "dictionary": clean_dictionary,
+    "licence_terms": clean_licence_terms,
+    "delivery_modes": clean_delivery_modes,
+    "tags": clean_tags,
+    "origin_countries": clean_origin_countries,
+    "export_destinations": clean_export_destinations,
+}
+
+# The rules between a revision's fields, each with the fields it reads: a rule is not checked while one of
+# them is already refused, since its message would be about a value the caller must change anyway.
+_COVERAGE = frozenset({"coverage_start", "coverage_end"})
+_PERSONAL = frozenset(
+    {"dictionary", "contains_personal_info", "personal_info_subjects", "sensitive_personal_info_subjects"}
+)
+_IMPORTANCE = frozenset({"classification", "important_source"})
+
+
+def revision_rule_errors(revision: Revision, *, refused: Collection[str] = ()) -> Errors:
+    """Every rule between fields the revision breaks (each checked on every save of a draft and again at
+    submission), leaving out those that read a field in `refused`."""
+    errors: Errors = {}
+    refused_roots = {key.split(".", 1)[0] for key in refused}
+
+    def checked(fields: frozenset[str]) -> bool:
+        return not fields & refused_roots
+
+    start, end = revision.coverage_start, revision.coverage_end
+    if checked(_COVERAGE) and start and end and start > end:
+        _add(errors, "coverage_end", _("The coverage ends before it starts."), "coverage_reversed")
+    if checked(_PERSONAL):
+        personal = any(f.get("personal") for f in revision.dictionary)
+        sensitive = any(f.get("sensitive") for f in revision.dictionary)
+        if personal and not revision.contains_personal_info:
+            _add(
+                errors, "contains_personal_info",
+                _("The dictionary has personal fields: the product contains personal information."),
+                "personal_info_undeclared",
+            )  # fmt: skip
+        if revision.contains_personal_info:
+            if revision.personal_info_subjects + revision.sensitive_personal_info_subjects == 0:
+                _add(
+                    errors, "personal_info_subjects",
+                    _("Say how many individuals the personal information covers."), "subjects_missing",
+                )  # fmt: skip
+            if sensitive and revision.sensitive_personal_info_subjects == 0:
+                _add(
+                    errors, "sensitive_personal_info_subjects",
+                    _("The dictionary has sensitive fields: say how many individuals they cover."), "subjects_missing",
+                )  # fmt: skip
+            if revision.sensitive_personal_info_subjects and not sensitive:
+                _add(
+                    errors, "dictionary", _("Mark which fields hold the sensitive personal information."),
+                    "sensitive_fields_missing",
+                )  # fmt: skip
+        elif revision.personal_info_subjects or revision.sensitive_personal_info_subjects:
+            _add(
+                errors, "contains_personal_info",
+                _("Individuals are counted, so the product contains personal information."),
+                "personal_info_undeclared",
+            )  # fmt: skip
+    if checked(_IMPORTANCE):
+        if revision.classification == "important" and revision.important_source == ImportantSource.NONE:
+            _add(errors, "important_source", _("Say why the data is important."), "important_source_missing")
+        if revision.classification != "important" and revision.important_source != ImportantSource.NONE:
+            _add(
+                errors, "important_source", _("Only important data has a reason for being important."),
+                "important_source_unexpected",
+            )  # fmt: skip
+    if checked(frozenset({"category"})) and revision.category_id and not revision.category.is_active:
+        _add(errors, "category", _("This category is no longer in use."), "category_inactive")
+    return errors
+
+
+def content_check(
+    content: Mapping[str, Any],
+    *,
+    base: Revision | None = None,
+    refused: Collection[str] = (),
+    between: bool = True,
+) -> tuple[dict[str, Any], Errors]:
+    """The content cleaned, and every rule it breaks at once: each field's own and those between fields, on the
+    draft `base` with the content applied (on a new revision's defaults without one).
+
+    `refused` names the fields the caller already refused (the API's shape checks): they are not cleaned, and
+    the rules that read them are left out. Without `between`, only each field's own rules are checked (for an
+    edit with no draft to apply it to)."""
+    cleaned = {name: value for name, value in content.items() if name not in refused}
+    errors: Errors = {}
+    for name, cleaner in CONTENT_CLEANERS.items():
+        if name in cleaned:
+            try:
+                cleaned[name] = cleaner(cleaned[name])
+            except ValidationError as exc:
+                merge_errors(errors, exc)
+                del cleaned[name]
+    if not between:
+        return cleaned, errors
+    revision = copy.copy(base) if base is not None else Revision()
+    for name, value in cleaned.items():
+        setattr(revision, name, value)
+    rules = revision_rule_errors(revision, refused={*refused, *errors, *(set(content) - set(cleaned))})
+    for key, items in rules.items():
+        errors.setdefault(key, []).extend(items)
+    return cleaned, errors
+
+
+# --- Price plans -------------------------------------------------------------------------------------
+
+PRIVATE_OFFER_REFUSAL = gettext_lazy("No firm that may trade on this board has this code.")
+
+
+def plan_rule_errors(product: DataProduct, plan: PricePlan, *, refused: Collection[str] = ()) -> Errors:
+    """Every rule the plan breaks, leaving out those that read a field in `refused` (already refused by the
+    caller's shape checks). `plan.buyer_firm` is the firm its `buyer_code` names, if any."""
+    errors: Errors = {}
+
+    def checked(*fields: str) -> bool:
+        return not set(fields) & set(refused)
+
+    def add(field: str, message: str, code: str) -> None:
+        _add(errors, field, message, code)
+
+    if checked("currency") and plan.currency not in product.board.settlement_currencies:
+        add(
+            "currency",
+            _("The %(board)s settles in %(currencies)s only.")
+            % {"board": product.board.name, "currencies": ", ".join(product.board.settlement_currencies)},
+            "currency_not_settled",
         )
-    return codes
+    for field in ("amount", "unit_price"):
+        value = getattr(plan, field)
+        if value is None or not checked(field):
+            continue
+        if not isinstance(value, Decimal) or not value.is_finite():
+            add(field, _("Enter a number."), "not_a_number")
+        elif value < 0:
+            add(field, _("A price cannot be negative."), "price_negative")
+        elif value > settings.LISTING_MAX_PRICE:
+            add(
+                field,
+                _("A price above %(max)s is not accepted.") % {"max": settings.LISTING_MAX_PRICE},
+                "price_too_high",
+            )
+    metered_only = _("Only metered plans have included calls and a unit price.")
+    if checked("kind", "amount") and plan.kind and plan.kind != PricePlan.Kind.METERED and plan.amount == 0:
+        add("amount", _("Free data is not sold here: a plan has a price above zero."), "price_zero")
+    if plan.kind == PricePlan.Kind.ONE_OFF:
+        if checked("kind", "period") and plan.period:
+            add("period", _("A one-off plan has no billing period."), "period_unexpected")
+        if checked("kind", "included_calls", "unit_price") and (
+            plan.included_calls is not None or plan.unit_price is not None
+        ):
+            add("kind", metered_only, "metered_only")
+    elif plan.kind and checked("kind", "period") and not plan.period:
+        add("period", _("Choose monthly or annual billing."), "period_missing")
+    if (
+        plan.kind == PricePlan.Kind.SUBSCRIPTION
+        and checked("kind", "included_calls", "unit_price")
+        and (plan.included_calls is not None or plan.unit_price is not None)
+    ):
+        add("kind", metered_only, "metered_only")
+    if plan.kind == PricePlan.Kind.METERED:
+        if checked("kind", "included_calls") and plan.included_calls is None:
+            add("included_calls", _("Say how many calls a period includes (0 for none)."), "included_calls_missing")
+        if checked("kind", "unit_price") and plan.unit_price is None:
+            add("unit_price", _("Set the price per call beyond those included."), "unit_price_missing")
+    if plan.buyer_code and checked("buyer_code"):
+        buyer = plan.buyer_firm
+        if buyer is not None and buyer.pk == product.provider_id:
+            add("buyer_code", _("A private offer is for another firm."), "private_offer_own_firm")
+        elif (
+            buyer is None
+            or not buyer.is_kyc_verified
+            or product.board_id not in group_board_access(group=buyer.group_id).tradable
+        ):
+            # The same words whether no firm has the code or the firm may not trade here: a provider learns
+            # nothing about who is a member where.
+            add("buyer_code", str(PRIVATE_OFFER_REFUSAL), "private_offer_refused")
+    return errors
 
 
 # --- Samples ------------------------------------------------------------------------------------------
@@ -290,7 +526,9 @@ def parse_sample(*, name: str, content: bytes, dictionary: list[dict[str, Any]])
             "sample_size",
         )
     if not dictionary:
-        raise field_error("sample", _("Describe the fields in the dictionary before uploading a sample."), "invalid")
+        raise field_error(
+            "sample", _("Describe the fields in the dictionary before uploading a sample."), "sample_needs_dictionary"
+        )
     try:
         text = content.decode("utf-8-sig")
         if "\x00" in text:
@@ -334,7 +572,7 @@ def parse_sample(*, name: str, content: bytes, dictionary: list[dict[str, Any]])
                     break
         except csv.Error as exc:
             raise field_error(
-                "sample", _("The CSV sample is malformed: %(error)s") % {"error": exc}, "invalid"
+                "sample", _("The CSV sample is malformed: %(error)s") % {"error": exc}, "sample_csv"
             ) from None
     else:
         try:

@@ -582,41 +582,122 @@ def test_another_firms_product_is_not_found_for_every_write(catalogue, other_pro
     assert client_for(other_provider).get("/api/v1/my/products").json()["results"] == []
 
 
-# --- Providers: bad input is a 400 that names the field and saves nothing --------------------------------
+# --- Providers: bad input names every field at once and saves nothing ---------------------------------
+# 400 when the request does not fit the schema (type, length, enum, pattern), 422 when it does but breaks a
+# content rule; the details are keyed by the request's dotted paths.
 
 
 @pytest.mark.parametrize(
-    "overrides, field",
+    "overrides, status, field",
     [
-        ({"dictionary": [{"name": "a", "type": "string"}, {"name": "A", "type": "string"}]}, "dictionary"),
-        ({"dictionary": [{"name": "1bad", "type": "string"}]}, "dictionary"),
-        ({"dictionary": [{"name": "a", "type": "blob"}]}, "dictionary"),
-        ({"dictionary": [{"name": "a", "type": "string", "sensitive": True}]}, "dictionary"),
-        ({"dictionary": "hs_code,month"}, "dictionary"),
-        ({"dictionary": [["hs_code", "string"]]}, "dictionary"),
-        ({"dictionary": []}, "dictionary"),
-        ({"licence_terms": {"purposes": [], "territories": ["moon"]}}, "licence_terms"),
-        ({"licence_terms": "anything"}, "licence_terms"),
-        ({"delivery_modes": ["fax"]}, "delivery_modes"),
-        ({"origin_countries": ["XX"]}, "origin_countries"),
-        ({"category": "nonsense"}, "category"),
-        ({"board": "moon"}, "board"),
-        ({"title_en": "x" * 201}, "title_en"),
-        ({"title_en": ""}, "title_en"),
-        ({"tags": ["x" * 41]}, "tags"),
-        ({"classification": "important"}, "important_source"),
-        ({"coverage_start": "2026-02-01", "coverage_end": "2026-01-01"}, "coverage_end"),
-        ({"personal_info_subjects": 10}, "contains_personal_info"),
-        ({"personal_info_subjects": -1}, "personal_info_subjects"),
+        ({"dictionary": [{"name": "a", "type": "string"}, {"name": "A", "type": "string"}]}, 422, "dictionary.1.name"),
+        ({"dictionary": [{"name": "1bad", "type": "string"}]}, 400, "dictionary.0.name"),
+        ({"dictionary": [{"name": "a", "type": "blob"}]}, 400, "dictionary.0.type"),
+        ({"dictionary": [{"name": "a", "type": "string", "sensitive": True}]}, 422, "dictionary.0.sensitive"),
+        ({"dictionary": "hs_code,month"}, 400, "dictionary"),
+        ({"dictionary": [["hs_code", "string"]]}, 400, "dictionary.0.non_field_errors"),
+        ({"dictionary": []}, 400, "dictionary"),
+        ({"licence_terms": {"purposes": [], "territories": ["moon"]}}, 400, "licence_terms.purposes"),
+        ({"licence_terms": {"purposes": ["x"], "territories": ["moon"]}}, 400, "licence_terms.territories.0"),
+        ({"licence_terms": {**LICENCE_TERMS, "duration_months": 0}}, 400, "licence_terms.duration_months"),
+        ({"licence_terms": "anything"}, 400, "licence_terms.non_field_errors"),
+        ({"delivery_modes": ["fax"]}, 400, "delivery_modes.0"),
+        ({"delivery_modes": []}, 400, "delivery_modes"),
+        ({"origin_countries": ["CN", "XX"]}, 400, "origin_countries.1"),
+        ({"category": "nonsense"}, 422, "category"),
+        ({"board": "moon"}, 400, "board"),
+        ({"title_en": "x" * 201}, 400, "title_en"),
+        ({"title_en": ""}, 400, "title_en"),
+        ({"tags": ["x" * 41]}, 400, "tags.0"),
+        ({"classification": "important"}, 422, "important_source"),
+        ({"coverage_start": "2026-02-01", "coverage_end": "2026-01-01"}, 422, "coverage_end"),
+        ({"personal_info_subjects": 10}, 422, "contains_personal_info"),
+        ({"personal_info_subjects": -1}, 400, "personal_info_subjects"),
     ],
 )
-def test_bad_content_on_create(provider, overrides, field):
+def test_bad_content_on_create(provider, overrides, status, field):
+    # given a body with one thing wrong
     body = new_product(**overrides)
+
+    # when a provider creates the product
     response = client_for(provider).post(PRODUCTS, body, format="json")
-    assert response.status_code == 400, response.content
+
+    # then the answer names the field by its path, with the status of what is wrong, and saves nothing
+    assert response.status_code == status, response.content
     assert error(response)["code"] == "validation_error"
     assert field in error(response)["details"], error(response)
     assert not DataProduct.objects.exists() and not Revision.objects.exists()
+
+
+def test_a_body_wrong_in_many_places_is_answered_once_with_every_field(provider):
+    # given a body whose dictionary repeats a name (a rule), with no delivery mode and a licence of 0 months and
+    # no purposes (shapes), and whose importance and coverage break rules between fields
+    body = new_product(
+        dictionary=[{"name": "ref", "type": "string"}, {"name": "REF", "type": "integer"}],
+        delivery_modes=[],
+        licence_terms={"purposes": [], "territories": ["worldwide"], "duration_months": 0},
+        classification="important",
+        coverage_start="2026-02-01",
+        coverage_end="2026-01-01",
+    )
+
+    # when it is sent
+    response = client_for(provider).post(PRODUCTS, body, format="json")
+
+    # then one 400 (some of it does not fit the schema) lists them all, in one style of keys
+    assert response.status_code == 400, response.content
+    details = error(response)["details"]
+    assert {
+        "dictionary.1.name", "delivery_modes", "licence_terms.purposes", "licence_terms.duration_months",
+        "important_source", "coverage_end",
+    } <= set(details), details  # fmt: skip
+    assert all("." not in key or key.split(".")[0] in body for key in details)
+    assert not DataProduct.objects.exists()
+
+
+def test_a_body_that_fits_the_schema_but_breaks_rules_is_422_with_every_rule(provider):
+    # given a well-formed body breaking three rules: a repeated name, a reason for unimportant data, a coverage
+    # that ends before it starts
+    body = new_product(
+        dictionary=[{"name": "id", "type": "string"}, {"name": "Id", "type": "string"}],
+        important_source="notified",
+        coverage_start="2026-02-01",
+        coverage_end="2026-01-01",
+    )
+
+    # when it is sent
+    response = client_for(provider).post(PRODUCTS, body, format="json")
+
+    # then one 422 names each
+    assert response.status_code == 422, response.content
+    details = error(response)["details"]
+    assert set(details) == {"dictionary.1.name", "important_source", "coverage_end"}, details
+
+
+def test_an_edit_is_checked_with_the_draft_it_changes(provider):
+    # given a draft without personal information
+    product = draft_product(provider)
+    client = client_for(provider)
+
+    # when the edit adds a personal field (a rule against the draft's contains_personal_info) and a bad tag
+    dictionary = [*DICTIONARY, {"name": "email", "type": "string", "personal": True}]
+    response = client.patch(f"{PRODUCTS}/{product.pk}", {"dictionary": dictionary, "tags": [""]}, format="json")
+
+    # then both come in one answer, a 400 for the tag's shape
+    assert response.status_code == 400, response.content
+    assert set(error(response)["details"]) == {"tags.0", "contains_personal_info"}
+
+    # and without the bad tag it is the rule alone: 422
+    response = client.patch(f"{PRODUCTS}/{product.pk}", {"dictionary": dictionary}, format="json")
+    assert response.status_code == 422 and set(error(response)["details"]) == {"contains_personal_info"}
+
+
+def test_an_edit_replaces_the_licence_terms_whole(provider):
+    product = draft_product(provider)
+    response = client_for(provider).patch(
+        f"{PRODUCTS}/{product.pk}", {"licence_terms": {"purposes": ["research"]}}, format="json"
+    )
+    assert response.status_code == 400 and "licence_terms.territories" in error(response)["details"]
 
 
 def test_bad_content_on_update_changes_nothing(provider):
@@ -628,7 +709,7 @@ def test_bad_content_on_update_changes_nothing(provider):
         {"title_en": "Half saved?", "dictionary": [{"name": "dup", "type": "string"}, {"name": "dup", "type": "date"}]},
         format="json",
     )
-    assert response.status_code == 400 and "dictionary" in error(response)["details"]
+    assert response.status_code == 422 and "dictionary.1.name" in error(response)["details"]
     assert product.revisions.get().content() == before
     response = client.patch(f"{PRODUCTS}/{product.pk}", {"unknown_field": 1, "volume": "x" * 201}, format="json")
     assert response.status_code == 400 and "volume" in error(response)["details"]
@@ -658,7 +739,8 @@ def test_bad_samples(provider, name, content, code):
     product = draft_product(provider, sample=False)
     upload = SimpleUploadedFile(name, content)
     response = client_for(provider).post(f"{PRODUCTS}/{product.pk}/sample", {"sample": upload}, format="multipart")
-    assert response.status_code == 400, response.content
+    # a file is a file to the schema: what is wrong is in its contents
+    assert response.status_code == 422, response.content
     assert code in error(response)["details"]
     revision = product.revisions.get()
     assert not revision.sample and revision.sample_preview == []
@@ -685,7 +767,7 @@ def test_json_sample_values_must_match_the_dictionary(provider, content, message
     response = client_for(provider).post(f"{PRODUCTS}/{product.pk}/sample", {"sample": upload}, format="multipart")
 
     # then it is refused, naming the row and the field
-    assert response.status_code == 400, response.content
+    assert response.status_code == 422, response.content
     assert error(response)["code"] == "validation_error"
     assert error(response)["details"]["sample"][0].startswith(message), error(response)
     assert not product.revisions.get().sample
@@ -698,7 +780,7 @@ def test_an_oversize_sample_is_refused_without_reading_it_all(provider, settings
     response = client_for(provider).post(
         f"{PRODUCTS}/{product.pk}/sample", {"sample": SimpleUploadedFile("s.csv", big)}, format="multipart"
     )
-    assert response.status_code == 400 and "sample" in error(response)["details"]
+    assert response.status_code == 422 and "sample" in error(response)["details"]
     assert "KiB" in error(response)["details"]["sample"][0]
     assert not product.revisions.get().sample
 
@@ -716,43 +798,62 @@ PLAN = {"name_en": "Once", "kind": "one_off", "currency": "CNY", "amount": "100.
 
 
 @pytest.mark.parametrize(
-    "overrides, field",
+    "overrides, status, field",
     [
-        ({"amount": "-1.00"}, "amount"),
-        ({"amount": "0"}, "amount"),
-        ({"amount": "NaN"}, "amount"),
-        ({"amount": "Infinity"}, "amount"),
-        ({"amount": "1e309"}, "amount"),
-        ({"amount": "100000000.01"}, "amount"),
-        ({"amount": "12.345"}, "amount"),
-        ({"amount": "twelve"}, "amount"),
-        ({"amount": 12.5}, "amount"),  # a JSON float
-        ({"amount": True}, "amount"),
-        ({"amount": None}, "amount"),
-        ({"currency": "USD"}, "currency"),  # not settled on the domestic board
-        ({"currency": "EUR"}, "currency"),
-        ({"kind": "lifetime"}, "kind"),
-        ({"period": "month"}, "period"),
-        ({"kind": "subscription"}, "period"),
-        ({"kind": "metered", "period": "month", "included_calls": 10}, "unit_price"),
-        ({"kind": "metered", "period": "month", "included_calls": 1, "unit_price": "-0.01"}, "unit_price"),
-        ({"kind": "metered", "period": "month", "included_calls": 1, "unit_price": "0.0000001"}, "unit_price"),
-        ({"kind": "metered", "period": "month", "included_calls": 1, "unit_price": 0.01}, "unit_price"),
-        ({"kind": "metered", "period": "month", "included_calls": -1, "unit_price": "0.01"}, "included_calls"),
-        ({"included_calls": 5}, "kind"),
-        ({"buyer_code": "529900T8BM49AURSDO55"}, "buyer_code"),
-        ({"buyer_code": "X" * 21}, "buyer_code"),
-        ({"name_en": ""}, "name_en"),
+        ({"amount": "-1.00"}, 400, "amount"),
+        ({"amount": "0"}, 422, "amount"),  # fits the schema; a one-off plan is not free
+        ({"amount": "NaN"}, 400, "amount"),
+        ({"amount": "Infinity"}, 400, "amount"),
+        ({"amount": "1e309"}, 400, "amount"),
+        ({"amount": " 12"}, 400, "amount"),
+        ({"amount": "1000000000"}, 400, "amount"),  # ten digits: more than the schema's nine
+        ({"amount": "100000000.01"}, 422, "amount"),  # nine digits, above the exchange's highest price
+        ({"amount": "12.345"}, 400, "amount"),
+        ({"amount": "twelve"}, 400, "amount"),
+        ({"amount": 12.5}, 400, "amount"),  # a JSON float
+        ({"amount": True}, 400, "amount"),
+        ({"amount": None}, 400, "amount"),
+        ({"currency": "USD"}, 422, "currency"),  # not settled on the domestic board
+        ({"currency": "EUR"}, 400, "currency"),
+        ({"kind": "lifetime"}, 400, "kind"),
+        ({"period": "month"}, 422, "period"),
+        ({"period": "week"}, 400, "period"),
+        ({"kind": "subscription"}, 422, "period"),
+        ({"kind": "metered", "period": "month", "included_calls": 10}, 422, "unit_price"),
+        ({"kind": "metered", "period": "month", "included_calls": 1, "unit_price": "-0.01"}, 400, "unit_price"),
+        ({"kind": "metered", "period": "month", "included_calls": 1, "unit_price": "0.0000001"}, 400, "unit_price"),
+        ({"kind": "metered", "period": "month", "included_calls": 1, "unit_price": 0.01}, 400, "unit_price"),
+        ({"kind": "metered", "period": "month", "included_calls": -1, "unit_price": "0.01"}, 400, "included_calls"),
+        ({"included_calls": 5}, 422, "kind"),
+        ({"buyer_code": "529900T8BM49AURSDO55"}, 422, "buyer_code"),  # an LEI no firm has
+        ({"buyer_code": "X" * 21}, 400, "buyer_code"),
+        ({"buyer_code": "91310000-MA1FL0XX"}, 400, "buyer_code"),
+        ({"name_en": ""}, 400, "name_en"),
     ],
 )
-def test_bad_plans(provider, overrides, field):
+def test_bad_plans(provider, overrides, status, field):
     product = draft_product(provider, board_code="domestic", plan=False)
     plans_before = product.plans.count()
     response = client_for(provider).post(f"{PRODUCTS}/{product.pk}/plans", {**PLAN, **overrides}, format="json")
-    assert response.status_code == 400, response.content
+    assert response.status_code == status, response.content
     assert error(response)["code"] == "validation_error"
     assert field in error(response)["details"], error(response)
     assert product.plans.count() == plans_before
+
+
+def test_a_plan_wrong_in_many_places_is_answered_once(provider):
+    # given a one-off plan in a currency the domestic board does not settle in, with a period and a unit price
+    # (rules), and an amount with three decimals (shape)
+    product = draft_product(provider, board_code="domestic", plan=False)
+    body = {**PLAN, "currency": "USD", "period": "month", "unit_price": "0.01", "amount": "1.005"}
+
+    # when it is sent
+    response = client_for(provider).post(f"{PRODUCTS}/{product.pk}/plans", body, format="json")
+
+    # then one 400 names the amount's shape and every rule the other fields break
+    assert response.status_code == 400, response.content
+    assert set(error(response)["details"]) == {"amount", "currency", "period", "kind"}
+    assert not product.plans.exists()
 
 
 def test_a_private_offer_for_a_firm_that_cannot_trade_there(provider, other_buyer):
@@ -760,7 +861,7 @@ def test_a_private_offer_for_a_firm_that_cannot_trade_there(provider, other_buye
     client = client_for(provider)
     for firm in (other_buyer.membership.firm, provider.membership.firm):
         response = client.post(f"{PRODUCTS}/{product.pk}/plans", {**PLAN, "buyer_code": firm.uscc or firm.lei}, format="json")
-        assert response.status_code == 400 and "buyer_code" in error(response)["details"]
+        assert response.status_code == 422 and "buyer_code" in error(response)["details"]
     assert not PricePlan.objects.filter(product=product, buyer_firm__isnull=False).exists()
 
 
@@ -780,7 +881,7 @@ def test_private_offers_are_no_membership_oracle(provider, domestic, internation
         response = client.post(f"{PRODUCTS}/{product.pk}/plans", {**PLAN, "buyer_code": code}, format="json")
         answers[why] = (response.status_code, response.json())
     assert len({repr(answer) for answer in answers.values()}) == 1, answers
-    assert answers["unknown"][0] == 400
+    assert answers["unknown"][0] == 422
     # ids are not taken at all any more
     by_id = client.post(f"{PRODUCTS}/{product.pk}/plans", {**PLAN, "buyer_firm": domestic.membership.firm_id}, format="json")
     assert by_id.status_code == 201 and by_id.json()["is_private"] is False
@@ -807,10 +908,11 @@ def test_json_numbers_out_of_range_and_nan_are_400(provider):
     assert not product.plans.exists()
 
 
-def test_submitting_an_incomplete_draft(provider):
+def test_submitting_an_incomplete_draft_is_a_state_conflict(provider):
     product = draft_product(provider, sample=False)
     response = client_for(provider).post(f"{PRODUCTS}/{product.pk}/submit")
-    assert response.status_code == 400 and error(response)["code"] == "incomplete"
+    assert response.status_code == 409 and error(response)["code"] == "incomplete"
+    assert error(response)["details"] == {"missing": ["a sample file"]}
     assert product.revisions.get().status == Revision.Status.DRAFT
 
 
@@ -835,7 +937,8 @@ def test_every_catalogue_route_is_documented(client):
     }
     assert "cursor" in listing["description"].lower()
     money = schema["components"]["schemas"]["PlanCreateApiInputRequest"]["properties"]["amount"]
-    assert money["type"] == "string" and money["format"] == "decimal"
+    text, whole = money["oneOf"]
+    assert text["type"] == "string" and text["format"] == "decimal" and whole["type"] == "integer"
 
 
 def test_a_provider_creates_only_on_boards_its_firm_trades_on(boards, superuser):
@@ -892,7 +995,7 @@ def test_private_offers_are_bounded_per_day(provider, domestic, settings):
         assert client.post(url, {**PLAN, "buyer_code": domestic.membership.firm.uscc}, format="json").status_code == 201
     refused = client.post(url, {**PLAN, "buyer_code": domestic.membership.firm.uscc}, format="json")
     unknown = client.post(url, {**PLAN, "buyer_code": "91310000MA1FL0XX0X"}, format="json")
-    assert refused.status_code == unknown.status_code == 400
+    assert refused.status_code == unknown.status_code == 422
     assert error(refused)["code"] == error(unknown)["code"] == "private_offer_limit"
     # public plans are not limited
     assert client.post(url, PLAN, format="json").status_code == 201

@@ -376,8 +376,14 @@ class TestBadInput:
         ensure_categories()
         with pytest.raises(ValidationError) as exc:
             services.product_create(actor=provider, board=_board(), **product_content(dictionary=bad))
-        messages = exc.value.message_dict["dictionary"]
-        assert len(messages) == 4
+        # each problem under the field of the dictionary it is about, as the API keys them
+        codes = {key: [e.code for e in errors] for key, errors in exc.value.error_dict.items()}
+        assert codes == {
+            "dictionary.1.name": ["duplicate_name"],
+            "dictionary.2.name": ["invalid_name"],
+            "dictionary.3.type": ["invalid_type"],
+            "dictionary.4.sensitive": ["sensitive_not_personal"],
+        }
         assert not DataProduct.objects.exists()
 
     def test_personal_fields_need_counts(self, provider):
