@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import fields as dataclass_fields
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.validators import RegexValidator
@@ -81,7 +81,7 @@ MAX_ID = 2**63 - 1
 # The closed sets of the engine's vocabulary, as named enums of the schema (settings.ENUM_NAME_OVERRIDES).
 # The same 249 codes as the engine's ISO_COUNTRIES (tests/compliance hold them equal), as the one CountryCode enum
 # the whole schema shares with the catalogue.
-COUNTRY_CODES = countries
+COUNTRY_CODES = cast("list[tuple[str, str]]", countries)  # iterated afresh, so in the request's language
 DIRECTIONS = ("outbound", "domestic", "inbound", "foreign")
 GATE_STATUSES = (selectors.CLEARED, selectors.HELD, selectors.PROHIBITED)
 # What a pre-check finds on file or missing: an evidence item, or a compliance officer's review of the trade.

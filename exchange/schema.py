@@ -97,7 +97,7 @@ def postprocess_contract(result: dict[str, Any], generator: Any, request: Any, p
             # for those answering JSON: a file download answers its file whatever is asked (exchange.api
             # JsonErrorsOnly).
             applicable = {400, 401, 429}
-            success = next((r for s, r in responses.items() if str(s).startswith("2")), {})
+            success: dict[str, Any] = next((r for s, r in responses.items() if str(s).startswith("2")), {})
             if not success.get("content") or "application/json" in success["content"]:
                 applicable.add(406)
             if has_body:
