@@ -99,8 +99,10 @@ class JsonErrorsOnly(BaseContentNegotiation):
 
 def path_of_operations(*operations: type) -> Any:
     """One view for a path that serves several operations (list and create), each its own class with its own
-    serializers, schema and `required_scope`. The classes define different HTTP methods (asserted), so composing
-    them only routes by method."""
+    serializers, schema and `required_scope` (exchange.permissions.ApiKeyScope reads it per method). The classes
+    define different HTTP methods (asserted), so composing them only routes by method."""
     methods = [{m for m in ("get", "post", "put", "patch", "delete") if m in vars(op)} for op in operations]
     assert all(not (a & b) for i, a in enumerate(methods) for b in methods[i + 1 :]), methods
-    return type("".join(op.__name__ for op in operations), operations, {}).as_view()  # type: ignore[attr-defined]  # APIViews
+    scopes = {m: getattr(op, "required_scope", None) for op, ms in zip(operations, methods, strict=True) for m in ms}
+    name = "".join(op.__name__ for op in operations)
+    return type(name, operations, {"required_scopes": scopes}).as_view()  # type: ignore[attr-defined]  # APIViews

@@ -36,9 +36,10 @@ def require_firm_admin(user: Any, message: str) -> MemberFirm:
 class ApiKeyScope(BasePermission):
     """A key's scopes bound what it may do: `read` for safe methods, `trade` for the rest.
 
-    An operation asks for a scope of its own with a `required_scope` attribute on its class: a scope, or ANY
-    for what every key may ask (who am I). The class that defines the method's handler decides, so that a path
-    serving two operation classes (list and create) asks each one's scope. Session users are not limited here.
+    An operation asks for a scope of its own with a `required_scope` attribute: a scope, or ANY for what every
+    key may ask (who am I). A view serving several operation classes on one path
+    (exchange.api.path_of_operations) carries each one's by method in `required_scopes`, so that neither takes
+    the other's. Session users are not limited here.
     """
 
     ANY = "*"
@@ -46,12 +47,10 @@ class ApiKeyScope(BasePermission):
     @classmethod
     def required(cls, request: Any, view: Any) -> str:
         method = (request.method or "").lower()
-        mro = type(view).__mro__
-        if method == "head" and not any("head" in vars(klass) for klass in mro):
-            method = "get"  # Django answers HEAD with the GET handler
-        # The first class of the view's MRO that defines the handler is the operation's own class.
-        operation = next((klass for klass in mro if method in vars(klass)), type(view))
-        scope = getattr(operation, "required_scope", None)
+        per_method: dict[str, str | None] = getattr(view, "required_scopes", {})
+        # Django answers HEAD with the GET handler.
+        method = "get" if method == "head" and "head" not in per_method else method
+        scope = per_method[method] if method in per_method else getattr(view, "required_scope", None)
         if scope:
             return str(scope)
         return ApiKey.Scope.READ if request.method in SAFE_METHODS else ApiKey.Scope.TRADE
