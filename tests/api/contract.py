@@ -15,7 +15,7 @@ import pkgutil
 import subprocess
 import sys
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -157,3 +157,36 @@ def _typed(hint: Any, value: Any) -> Any:
             (item,) = typing.get_args(candidate)
             return [_typed(item, v) for v in value]
     return value
+
+
+def schemathesis_run(url: str, raw_key: str, *, max_examples: int, workdir: Path) -> subprocess.CompletedProcess[str]:
+    """`st run --checks all` against a live server, as a partner would run it (schemathesis.toml at the
+    project's root configures what the project decided: see there)."""
+    return subprocess.run(
+        [
+            str(BIN / "st"),
+            "--no-color",
+            "--config-file",
+            str(Path(__file__).resolve().parents[2] / "schemathesis.toml"),
+            "run",
+            f"{url}/api/v1/schema/?format=json",
+            "--checks",
+            "all",
+            "-H",
+            f"Authorization: Api-Key {raw_key}",
+            "--max-examples",
+            str(max_examples),
+            "--request-timeout",
+            "30",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=workdir,
+    )
+
+
+def iter_operations(schema: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            yield method.upper(), path, operation

@@ -48,7 +48,8 @@ class TestTheSchema:
                 assert "404" in responses, (method, path)
             if "requestBody" in operation:
                 assert {"400", "413", "415"} <= set(responses), (method, path)
-                assert operation["requestBody"].get("required") is True, (method, path)
+                # A PATCH changes the fields it is given: no body changes nothing, and is not a mistake.
+                assert method == "PATCH" or operation["requestBody"].get("required") is True, (method, path)
             for status, response in responses.items():
                 if int(status) >= 400:
                     content = response["content"]

@@ -190,7 +190,7 @@ def test_a_provider_lists_a_product_and_files_evidence(partner_of, provider, off
             "reference": "PIPIA-2026-07",
             "issued_on": "2026-06-01",
             "all_products": True,
-            "document": document.payload,
+            "document": b"%PDF-1.4\n%%EOF\n",
         }
     )
     body.document = document  # from_dict takes the bytes; the file's name and media type come with File
@@ -206,10 +206,27 @@ def test_a_provider_lists_a_product_and_files_evidence(partner_of, provider, off
     assert counters is not None
 
 
-def test_json_bodies_are_json(partner_of, provider):
-    # The generated client sends JSON for every body that has no file: what the server reads.
+def test_a_refusal_is_the_typed_error_with_every_field_named(partner_of, provider):
+    # given a body the schema takes but whose category and board the exchange does not have
     partner = partner_of(provider)
-    response = partner.call("products_create", body={"title_en": "x"})
-    assert response.status_code == 400
-    error = json.loads(response.content)["error"]
-    assert error["code"] == "validation_error" and "title_zh" in error["details"]
+    content = {
+        "board": "international",
+        "title_en": "Port calls",
+        "title_zh": "港口挂靠",
+        "summary_en": "Weekly.",
+        "summary_zh": "每周。",
+        "category": "no-such-category",
+        "origin_countries": ["CN"],
+        "delivery_modes": ["file"],
+        "dictionary": DICTIONARY,
+        "licence_en": "Internal use.",
+        "licence_zh": "仅限内部使用。",
+        "licence_terms": {**LICENCE_TERMS, "duration_months": 12},
+    }
+    # when the generated client sends it (as JSON: the one media type of the body)
+    response = partner.call("products_create", body=content)
+    # then the answer is the documented error, parsed into the generated error model
+    assert response.status_code == 422, response.content
+    error = _model(response.parsed).error
+    assert error.code == "validation_error"
+    assert "category" in json.loads(response.content)["error"]["details"]

@@ -57,6 +57,8 @@ def problem(method: str, path: str, query: Any, status: int, content_type: str, 
     answers the API's 404 and a method the path does not take a 405, neither of them an operation)."""
     if not path.startswith("/api/v1/") or path.startswith(UNDOCUMENTED):
         return ""
+    if content_type.startswith("text/html"):
+        return ""  # DRF's browsable API, asked for by a browser: a page for people beside the JSON contract
     asked = Asked(method=method, path=path, query=query)
     if not content_type.split(";")[0].strip().endswith(("json", "+json")):
         # A file: openapi-core hands the body to the schema as bytes, which a 3.1 `type: string` refuses. Octets

@@ -356,7 +356,8 @@ def test_each_filter_narrows_the_list_and_its_facets(shelf, international, param
 def test_invalid_parameters_are_400_with_the_field_named(shelf, international, params, field):
     client = client_for(international)
     response = client.get(PRODUCTS, params)
-    assert response.status_code == 400, response.content
+    # A cursor is opaque to the schema (any string): one the server did not issue breaks a rule it cannot state.
+    assert response.status_code == (422 if field == "cursor" else 400), response.content
     assert error(response)["code"] == "validation_error"
     assert field in error(response)["details"]
     if field not in ("cursor", "page"):
@@ -370,7 +371,7 @@ def test_odd_searches_never_fail(shelf, international, q, sort):
     params = {"q": q} if sort is None else {"q": q, "sort": sort}
     client = client_for(international)
     assert client.get(PRODUCTS, params).status_code == 200
-    assert client.get(f"{PRODUCTS}/facets", params).status_code == 200
+    assert client.get(f"{PRODUCTS}/facets", {"q": q}).status_code == 200  # facets have no order
 
 
 # --- Query counts (P3) ---------------------------------------------------------------------------------
@@ -982,7 +983,7 @@ def test_my_products_pages_by_cursor(provider):
     assert ids == [p.pk for p in reversed(products)] and pages == 2
     for cursor in ("garbage", "cD1hYmM="):  # p=abc
         response = client.get("/api/v1/my/products", {"cursor": cursor})
-        assert response.status_code == 400 and "cursor" in error(response)["details"]
+        assert response.status_code == 422 and "cursor" in error(response)["details"]
 
 
 def test_private_offers_are_bounded_per_day(provider, domestic, settings):

@@ -20,16 +20,16 @@ def _cursor(position: str) -> str:
 
 
 @pytest.mark.parametrize("position", ["2026-13-45T00:00:00", "2026-01-01T00:00:00+99:00"])
-def test_impossible_cursor_dates_are_400(api_client, international, position):
+def test_impossible_cursor_dates_are_422(api_client, international, position):
     login_as(api_client, international)
     response = api_client.get("/api/v1/products", {"cursor": _cursor(position)})
-    assert response.status_code == 400 and "cursor" in response.json()["error"]["details"]
+    assert response.status_code == 422 and "cursor" in response.json()["error"]["details"]
 
 
-def test_unicode_digits_in_a_cursor_are_400(api_client, provider):
+def test_unicode_digits_in_a_cursor_are_422(api_client, provider):
     login_as(api_client, provider)
     response = api_client.get("/api/v1/my/products", {"cursor": _cursor("²")})
-    assert response.status_code == 400
+    assert response.status_code == 422
 
 
 @pytest.mark.parametrize(
