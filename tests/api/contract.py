@@ -8,6 +8,7 @@ is checked against the same schema by openapi-core, a validator independent of d
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import importlib
 import json
@@ -23,7 +24,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
+from django.core import signals
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 
 from .validation import problem
 
@@ -130,6 +133,36 @@ class Partner:
         hints = typing.get_type_hints(module.sync_detailed)
         typed = {name: _typed(hints.get(name), value) for name, value in arguments.items()}
         return module.sync_detailed(client=self.client(), **typed)
+
+
+@contextlib.contextmanager
+def in_process_requests() -> Iterator[None]:
+    """Requests served in the test's own thread, inside its transaction: the start and end of each would close
+    the test's database connection, so these handlers are disconnected, as Django's own test client does."""
+    for signal in (signals.request_started, signals.request_finished):
+        signal.disconnect(close_old_connections)
+    try:
+        yield
+    finally:
+        for signal in (signals.request_started, signals.request_finished):
+            signal.connect(close_old_connections)
+
+
+@contextlib.contextmanager
+def partners(package: ModuleType) -> Iterator[Callable[[str], Partner]]:
+    """Make partners (a generated client with one raw key each) talking in-process; on the way out, every answer
+    any of them received must have been one the schema documents."""
+    apps: list[ValidatingApp] = []
+
+    def make(raw_key: str) -> Partner:
+        app = ValidatingApp()
+        apps.append(app)
+        return Partner(package=package, app=app, raw_key=raw_key)
+
+    with in_process_requests():
+        yield make
+    problems = [p for app in apps for p in app.problems]
+    assert not problems, "\n".join(problems)
 
 
 def operation_module(package: ModuleType, operation_id: str) -> ModuleType:

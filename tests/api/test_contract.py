@@ -96,7 +96,7 @@ def _key(email: str, scopes: list[str]) -> str:
     strict=False,
     reason="Known open findings of the last clean-clone run (issue 10 stays open until they are fixed): "
     "POST /products/{id}/draft can answer Django's HTML 404; a blank receipt_reference on "
-    "/compliance/filings/{id}/receipt is a 400 the schema does not state; unit_price \"\" is taken on a "
+    '/compliance/filings/{id}/receipt is a 400 the schema does not state; unit_price "" is taken on a '
     "subscription plan although the schema's pattern refuses it.",
 )
 @pytest.mark.django_db(transaction=True)

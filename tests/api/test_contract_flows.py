@@ -14,40 +14,25 @@ from exchange import services as exchange_services
 from tests.compliance.factories import filing, with_pi
 from tests.factories import DICTIONARY, LICENCE_TERMS, SAMPLE_CSV, listed_product
 
-from .contract import Partner, ValidatingApp
+from .contract import partners
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def partner_of(client_package, settings):
+def partner_of(client_package):
     """A partner's generated client acting with a new key of `user`'s firm; its answers checked on the way."""
-    apps = []
+    with partners(client_package) as make:
 
-    def make(user, scopes=("read", "trade")):
-        firm = user.membership.firm
-        admin = firm.memberships.filter(role="firm_admin").first().user
-        _key, raw = exchange_services.api_key_create(
-            firm=firm, user=user, name="partner", scopes=list(scopes), actor=admin
-        )
-        app = ValidatingApp()
-        apps.append(app)
-        return Partner(package=client_package, app=app, raw_key=raw)
+        def of(user, scopes=("read", "trade")):
+            firm = user.membership.firm
+            admin = firm.memberships.filter(role="firm_admin").first().user
+            _key, raw = exchange_services.api_key_create(
+                firm=firm, user=user, name="partner", scopes=list(scopes), actor=admin
+            )
+            return make(raw)
 
-    # The in-process server closes the database connection at the end of each request, which would close the
-    # test's transaction; Django's own test client disconnects the same handlers.
-    from django.core import signals
-    from django.db import close_old_connections
-
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    try:
-        yield make
-    finally:
-        signals.request_started.connect(close_old_connections)
-        signals.request_finished.connect(close_old_connections)
-    problems = [p for app in apps for p in app.problems]
-    assert not problems, "\n".join(problems)
+        yield of
 
 
 def _ok(response, status=200):

@@ -9,27 +9,20 @@ from __future__ import annotations
 import datetime
 import importlib
 import io
-import json
-import pkgutil
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
-from django.db import close_old_connections
 from django.test import Client as DjangoClient
 
 from compliance.models import EvidenceKind, Filing
 from exchange import services as exchange_services
+from tests.api.contract import PACKAGE, generate_client, in_process_requests
 from tests.compliance.factories import PDF, with_pi
 from tests.factories import listed_product
 
 pytestmark = pytest.mark.django_db
-PACKAGE = "compliance_contract_client"
 
 
 @pytest.fixture(scope="module")
@@ -37,34 +30,7 @@ def generated(tmp_path_factory, django_db_setup, django_db_blocker) -> Any:
     """The client package, generated from /api/v1/schema/ and imported whole (every module)."""
     with django_db_blocker.unblock():
         schema = DjangoClient().get("/api/v1/schema/?format=json").json()
-    directory = tmp_path_factory.mktemp("client")
-    (directory / "schema.json").write_text(json.dumps(schema))
-    (directory / "config.json").write_text(json.dumps({"package_name_override": PACKAGE, "post_hooks": []}))
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "openapi-python-client"),
-            "generate",
-            "--path",
-            str(directory / "schema.json"),
-            "--meta",
-            "none",
-            "--output-path",
-            str(directory / PACKAGE),
-            "--config",
-            str(directory / "config.json"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Warning" not in result.stdout + result.stderr, result.stdout + result.stderr
-    sys.path.insert(0, str(directory))
-    package = importlib.import_module(PACKAGE)
-    for module in pkgutil.walk_packages(package.__path__, f"{PACKAGE}."):
-        importlib.import_module(module.name)
-    yield package
-    sys.path.remove(str(directory))
+    return generate_client(schema, tmp_path_factory.mktemp("client"))
 
 
 def client_of(package: Any, user: Any) -> Any:
@@ -94,12 +60,8 @@ def _media(settings, tmp_path):
 
 @pytest.fixture(autouse=True)
 def _one_connection():
-    # As Django's test client does: a request's start and end would close the test's database connection.
-    for signal in (request_started, request_finished):
-        signal.disconnect(close_old_connections)
-    yield
-    for signal in (request_started, request_finished):
-        signal.connect(close_old_connections)
+    with in_process_requests():
+        yield
 
 
 def test_a_provider_files_with_lists_and_downloads_the_bytes(generated, provider, reviewer):

@@ -5,12 +5,10 @@ answer typed by the generated models and validated against the schema by openapi
 from __future__ import annotations
 
 import pytest
-from django.core import signals
-from django.db import close_old_connections
 from django.test import Client
 
 from exchange import services
-from tests.api.contract import Partner, ValidatingApp, generate_client
+from tests.api.contract import generate_client, partners
 
 pytestmark = pytest.mark.django_db
 
@@ -24,24 +22,8 @@ def client_package(django_db_setup, django_db_blocker, tmp_path_factory):
 
 @pytest.fixture
 def partner(client_package):
-    apps: list[ValidatingApp] = []
-
-    def make(raw_key: str) -> Partner:
-        app = ValidatingApp()
-        apps.append(app)
-        return Partner(package=client_package, app=app, raw_key=raw_key)
-
-    # The in-process server would close the test's transaction at the end of each request (as in
-    # tests/api/test_contract_flows.py).
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    try:
+    with partners(client_package) as make:
         yield make
-    finally:
-        signals.request_started.connect(close_old_connections)
-        signals.request_finished.connect(close_old_connections)
-    problems = [p for app in apps for p in app.problems]
-    assert not problems, "\n".join(problems)
 
 
 def _typed(response, status=200):
