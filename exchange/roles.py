@@ -32,6 +32,22 @@ _COMPLIANCE_READ = [
     "compliance.view_exportcounter",
 ]
 
+# The money records exchange administrators read (and settlement clerks work on).
+_SETTLEMENTS_READ = [
+    "settlements.view_order",
+    "settlements.view_orderevent",
+    "settlements.view_charge",
+    "settlements.view_accessrequest",
+    "settlements.view_account",
+    "settlements.view_journalentry",
+    "settlements.view_posting",
+    "settlements.view_deposit",
+    "settlements.view_bankstatement",
+    "settlements.view_withdrawal",
+    "settlements.view_feeschedule",
+    "settlements.view_fxrate",
+]
+
 STAFF_ROLES: dict[str, list[str]] = {
     EXCHANGE_ADMINS: [
         "exchange.view_user",
@@ -63,6 +79,7 @@ STAFF_ROLES: dict[str, list[str]] = {
         "compliance.add_calendarday",
         "compliance.change_calendarday",
         *_COMPLIANCE_READ,
+        *_SETTLEMENTS_READ,
         "axes.view_accessattempt",
         "axes.delete_accessattempt",
     ],
@@ -106,8 +123,26 @@ STAFF_ROLES: dict[str, list[str]] = {
         "listings.view_dataproduct",
         "listings.view_revision",
         "listings.view_priceplan",
+        # The orders a case holds.
+        "settlements.view_order",
+        "settlements.view_orderevent",
     ],
-    SETTLEMENT_CLERKS: [*_FIRM_READ, "listings.view_dataproduct", "listings.view_priceplan"],
+    SETTLEMENT_CLERKS: [
+        *_FIRM_READ,
+        "listings.view_dataproduct",
+        "listings.view_priceplan",
+        *_SETTLEMENTS_READ,
+        "settlements.add_deposit",
+        "settlements.add_bankstatement",
+        "settlements.change_withdrawal",
+        "settlements.approve_withdrawal",
+        "settlements.change_order",
+        "settlements.refund_order",
+        "settlements.add_feeschedule",
+        "settlements.add_fxrate",
+        "settlements.change_fxrate",
+        "exchange.view_auditevent",
+    ],
 }
 
 

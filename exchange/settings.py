@@ -476,6 +476,23 @@ COMPLIANCE_CERTIFICATE_REAPPLY_MONTHS = 6
 COMPLIANCE_FILING_MAX_BYTES = env_int("COMPLIANCE_FILING_MAX_BYTES", 10 * 1024 * 1024)
 COMPLIANCE_FILING_EXTENSIONS = ("pdf", "png", "jpg", "jpeg")
 
+# Settlements: orders, access requests, withdrawals.
+# Days after delivery within which the buyer accepts or disputes; after them a periodic task accepts for it.
+SETTLEMENT_ACCEPTANCE_DAYS = env_int("SETTLEMENT_ACCEPTANCE_DAYS", 7)
+# Days a provider has to answer an access request before it expires; days an approval stays good for one order.
+SETTLEMENT_ACCESS_REQUEST_DAYS = env_int("SETTLEMENT_ACCESS_REQUEST_DAYS", 14)
+SETTLEMENT_ACCESS_APPROVAL_DAYS = env_int("SETTLEMENT_ACCESS_APPROVAL_DAYS", 30)
+# Withdrawals above these amounts need a second staff member's approval (never the first approver's):
+# "CNY:100000,USD:15000".
+SETTLEMENT_SECOND_APPROVAL_ABOVE = {
+    currency.strip().upper(): Decimal(amount)
+    for currency, _sep, amount in (
+        item.partition(":") for item in env_list("SETTLEMENT_SECOND_APPROVAL_ABOVE", "CNY:100000,USD:15000")
+    )
+}
+# The largest usage budget a buyer may hold in escrow for one metered order, in the plan's currency.
+SETTLEMENT_MAX_USAGE_BUDGET = Decimal(os.environ.get("SETTLEMENT_MAX_USAGE_BUDGET", "10000000"))
+
 # The largest request body the exchange reads at all (the largest upload it takes, a filing's document with
 # its receipt, plus the form around them): a bigger one is refused with 413 before a byte of it is read or
 # spooled to disk (exchange.middleware.RequestBodyLimitMiddleware). Set the proxy's own limit to the same

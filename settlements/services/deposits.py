@@ -1,0 +1,204 @@
+"""Deposits: money a firm sent to the exchange's bank account, booked to its cash, one by one or from a bank
+statement (CSV). The bank's reference is unique: a statement imported twice, or a line already booked by hand,
+books nothing twice."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
+
+from exchange.exceptions import ApplicationError
+from exchange.models import MemberFirm, User
+from exchange.money import CURRENCIES, is_quantized
+from exchange.outbox import outbox_publish
+from exchange.services import audit_record
+
+from ..models import Account, BankStatement, Deposit, JournalEntry
+from ..permissions import require_deposit_clerk
+from ..selectors import firm_for_deposit_reference
+from .ledger import Leg, account_for, entry_post, exchange_account
+
+# The largest single deposit the exchange books: a typo guard, not a limit on trading.
+MAX_DEPOSIT = Decimal("1000000000.00")
+STATEMENT_COLUMNS = ("value_date", "bank_reference", "payment_reference", "currency", "amount")
+
+
+def _check_amount(amount: Decimal, currency: str) -> list[tuple[str, str, str]]:
+    problems = []
+    if currency not in CURRENCIES:
+        problems.append(("currency", _("Unknown currency."), "unknown_currency"))
+    elif amount <= 0 or not is_quantized(amount, currency):
+        problems.append(("amount", _("Give a positive amount in whole minor units (e.g. 1200.00)."), "invalid_amount"))
+    elif amount > MAX_DEPOSIT:
+        problems.append(("amount", _("That is more than any single deposit the exchange books."), "invalid_amount"))
+    return problems
+
+
+@transaction.atomic
+def deposit_book(
+    *,
+    firm: MemberFirm,
+    currency: str,
+    amount: Decimal,
+    bank_reference: str,
+    value_date: date,
+    actor: User,
+    statement: BankStatement | None = None,
+) -> Deposit:
+    """Book a deposit to the firm's cash: the bank clearing account up, the firm's cash up."""
+    require_deposit_clerk(actor)
+    bank_reference = bank_reference.strip()
+    problems = _check_amount(amount, currency)
+    if not bank_reference:
+        problems.append(("bank_reference", _("Give the bank's reference of the credit."), "required"))
+    if not firm.is_kyc_verified:
+        problems.append(("firm", _("The firm is not verified: it cannot hold money at the exchange."), "firm_not_verified"))
+    if problems:
+        field, message, code = problems[0]
+        raise ApplicationError(message, code=code, details={f: [m] for f, m, _c in problems})
+    if Deposit.objects.filter(bank_reference=bank_reference).exists():
+        raise ApplicationError(
+            _("A deposit with this bank reference is booked already."),
+            code="duplicate_bank_reference",
+            details={"bank_reference": [bank_reference]},
+        )
+    cash = account_for(firm=firm, kind=Account.Kind.CASH, currency=currency)
+    bank = exchange_account(kind=Account.Kind.BANK_CLEARING, currency=currency)
+    try:
+        with transaction.atomic():
+            # The reference is unique: of two clerks booking the same credit at once, one books it.
+            entry = entry_post(
+                kind=JournalEntry.Kind.DEPOSIT,
+                reference=f"bank:{bank_reference}"[:64],
+                legs=[Leg(bank, amount), Leg(cash, amount)],
+                actor=actor,
+                memo=_("Deposit %(reference)s") % {"reference": bank_reference},
+            )
+            deposit = Deposit(
+                firm=firm,
+                currency=currency,
+                amount=amount,
+                bank_reference=bank_reference,
+                value_date=value_date,
+                statement=statement,
+                entry=entry,
+                booked_by=actor,
+            )
+            deposit.full_clean(exclude=["entry", "statement"])
+            deposit.save()
+    except IntegrityError:
+        raise ApplicationError(
+            _("A deposit with this bank reference is booked already."),
+            code="duplicate_bank_reference",
+            details={"bank_reference": [bank_reference]},
+        ) from None
+    audit_record(
+        actor=actor,
+        verb="settlements.deposit_booked",
+        target=deposit,
+        payload={"firm": firm.pk, "currency": currency, "amount": str(amount), "bank_reference": bank_reference},
+    )
+    outbox_publish(
+        topic="deposit.booked",
+        payload={"deposit": deposit.pk, "firm": firm.pk, "currency": currency, "amount": str(amount)},
+    )
+    return deposit
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    line: int
+    values: dict[str, str]
+
+
+def _parse_statement(content: bytes) -> list[StatementLine]:
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ApplicationError(_("The statement is not UTF-8 text."), code="invalid_file") from None
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    missing = [c for c in STATEMENT_COLUMNS if c not in header]
+    if missing:
+        raise ApplicationError(
+            _("The statement's header lacks: %(columns)s.") % {"columns": ", ".join(missing)},
+            code="invalid_file",
+            details={"expected": list(STATEMENT_COLUMNS)},
+        )
+    return [
+        StatementLine(line=number, values={(k or "").strip(): (v or "").strip() for k, v in row.items()})
+        for number, row in enumerate(reader, start=2)
+    ]
+
+
+@transaction.atomic
+def statement_import(*, file_name: str, content: bytes, actor: User) -> BankStatement:
+    """Book every credit of a bank statement CSV (columns: value_date, bank_reference, payment_reference, currency,
+    amount). A line is refused, with its reason in the report, when its reference was booked before (by hand or by
+    an earlier import), its payment reference names no verified firm, or a value is malformed; the other lines are
+    booked. Each line is booked in its own savepoint, the statement and its report in the same transaction."""
+    require_deposit_clerk(actor)
+    lines = _parse_statement(content)
+    statement = BankStatement.objects.create(
+        file_name=file_name[:200], sha256=hashlib.sha256(content).hexdigest(), imported_by=actor
+    )
+    report: list[dict[str, Any]] = []
+    booked = refused = 0
+    for line in lines:
+        values = line.values
+        outcome: dict[str, Any] = {"line": line.line, "bank_reference": values.get("bank_reference", "")}
+        try:
+            value_date = date.fromisoformat(values.get("value_date", ""))
+        except ValueError:
+            value_date = None
+        try:
+            amount = Decimal(values.get("amount", ""))
+        except InvalidOperation:
+            amount = None
+        firm = firm_for_deposit_reference(reference=values.get("payment_reference", ""))
+        reason = ""
+        if value_date is None:
+            reason = _("The value date is not a date (YYYY-MM-DD).")
+        elif amount is None or not amount.is_finite():
+            reason = _("The amount is not a number.")
+        elif firm is None:
+            reason = _("The payment reference names no member firm (it should be the firm's USCC or LEI).")
+        if not reason:
+            assert amount is not None and value_date is not None and firm is not None
+            try:
+                with transaction.atomic():
+                    deposit = deposit_book(
+                        firm=firm,
+                        currency=values.get("currency", "").upper(),
+                        amount=amount,
+                        bank_reference=values.get("bank_reference", ""),
+                        value_date=value_date,
+                        actor=actor,
+                        statement=statement,
+                    )
+            except ApplicationError as exc:
+                reason = exc.message
+            else:
+                outcome.update(status="booked", deposit=deposit.pk, firm=firm.pk, amount=str(amount))
+                booked += 1
+        if reason:
+            outcome.update(status="refused", reason=reason)
+            refused += 1
+        report.append(outcome)
+    BankStatement.objects.filter(pk=statement.pk).update(booked=booked, refused=refused, report=report)
+    statement.refresh_from_db()
+    audit_record(
+        actor=actor,
+        verb="settlements.statement_imported",
+        target=statement,
+        payload={"file": file_name, "sha256": statement.sha256, "booked": booked, "refused": refused},
+    )
+    return statement
