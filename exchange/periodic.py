@@ -20,6 +20,10 @@ PERIODIC_TASKS: dict[str, tuple[str, dict[str, str]]] = {
     "Checkpoint the audit trail's end outside the database": ("exchange.audit_checkpoint", {"minute": "5"}),
     "List products whose public notice has ended": ("listings.conclude_notices", {"minute": "*/10"}),
     "Compliance: expire filings, remind, re-assess listings": ("compliance.daily", {"minute": "15", "hour": "1"}),
+    # Besides the kick after each commit that publishes: what a kick missed (a broker down, a failing subscriber's
+    # next attempt) goes out within the minute.
+    "Relay the outbox to its subscribers": ("exchange.outbox_relay", {"minute": "*"}),
+    "Prune published outbox events": ("exchange.outbox_prune", {"minute": "20", "hour": "3"}),
 }
 
 
