@@ -383,3 +383,61 @@ class ApiKey(models.Model):
     def scope_labels(self) -> list[str]:
         labels = dict(self.Scope.choices)
         return [str(labels.get(scope, scope)) for scope in self.scopes]
+
+
+class OutboxEvent(models.Model):
+    """A domain event, written in the transaction of the change it reports (exchange.outbox.outbox_publish) and
+    handed to every subscriber of its topic by the relay, until each has taken it once."""
+
+    topic = models.CharField(_("topic"), max_length=100, db_index=True)
+    key = models.CharField(
+        _("key"), max_length=200, blank=True, help_text=_("What the event is about, e.g. “order:42”.")
+    )
+    payload = models.JSONField(_("payload"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+    published_at = models.DateTimeField(
+        _("published at"), null=True, blank=True, help_text=_("When every subscriber had taken it.")
+    )
+    attempts = models.PositiveIntegerField(_("failed attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), default=timezone.now)
+    last_error = models.TextField(_("last error"), blank=True)
+
+    class Meta:
+        verbose_name = _("outbox event")
+        verbose_name_plural = _("outbox events")
+        ordering = ["-id"]
+        permissions = [("retry_outboxevent", _("Can retry outbox events now"))]
+        indexes = [
+            # The relay's and the metrics' question: what is still pending, and what is due.
+            models.Index(
+                fields=["next_attempt_at"], condition=Q(published_at__isnull=True), name="outbox_pending_idx"
+            ),
+            models.Index(fields=["published_at"], name="outbox_published_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.topic}"
+
+    @property
+    def is_published(self) -> bool:
+        return self.published_at is not None
+
+
+class OutboxDelivery(models.Model):
+    """One subscriber took one event: written in the same transaction as the subscriber's own work, so that the
+    unique constraint makes the delivery happen once whatever relays run."""
+
+    event = models.ForeignKey(OutboxEvent, on_delete=models.CASCADE, related_name="deliveries")
+    subscriber = models.CharField(_("subscriber"), max_length=200)
+    delivered_at = models.DateTimeField(_("delivered at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("outbox delivery")
+        verbose_name_plural = _("outbox deliveries")
+        constraints = [
+            models.UniqueConstraint(fields=["event", "subscriber"], name="outbox_delivery_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.event_id} → {self.subscriber}"
+

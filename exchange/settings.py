@@ -439,6 +439,10 @@ API_KEY_MAX_ACTIVE_PER_FIRM = env_int("API_KEY_MAX_ACTIVE_PER_FIRM", 20)
 API_KEY_LAST_USED_RESOLUTION = timedelta(seconds=60)
 HEALTHZ_BROKER_TIMEOUT = 2.0
 
+# The outbox (exchange.outbox): published events are kept this many days for the record, then pruned. An event
+# some subscriber has not taken yet is never pruned.
+OUTBOX_RETENTION_DAYS = env_int("OUTBOX_RETENTION_DAYS", 30)
+
 # Listings: the public notice before listing, samples, prices.
 LISTING_NOTICE_DAYS = env_int("LISTING_NOTICE_DAYS", 3)
 # When a dismissed objection resumes a notice whose end has passed, members get at least this long again.

@@ -36,6 +36,7 @@ ADMIN_DOORS = {
     "/admin/exchange/auditevent/": {"ops", "officer", "reviewer", "superuser"},
     "/admin/exchange/apikey/": {"ops", "superuser"},
     "/admin/exchange/user/": {"ops", "superuser"},
+    "/admin/exchange/outboxevent/": {"ops", "superuser"},
     "/admin/compliance/compliancecase/": {"ops", "officer", "reviewer", "superuser"},
     "/admin/compliance/filing/": {"ops", "officer", "superuser"},
     "/admin/compliance/ftzlist/": {"ops", "officer", "superuser"},
