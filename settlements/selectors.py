@@ -12,21 +12,31 @@ from typing import Any
 from dateutil.relativedelta import relativedelta
 from django.conf import settings
 from django.db import connection, models
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
+from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from exchange.exceptions import ApplicationError, NotAllowed
 from exchange.models import Board, MemberFirm, Membership
 from exchange.money import bps_of, is_quantized, quantize
-from exchange.selectors import board_ids_tradable, firm_get_by_public_code, user_membership
+from exchange.selectors import board_access, board_ids_tradable, firm_get_by_public_code, user_membership
 from listings.models import DataProduct, ListingStatus, PricePlan, Revision
 from listings.selectors import plans_visible_q, product_get_for_user
 
 from .models import AccessRequest, Account, Charge, FeeSchedule, FxRate, JournalEntry, Posting, Withdrawal
 
 ZERO = Decimal("0.00")
+AMOUNT = models.DecimalField(max_digits=20, decimal_places=2)
+# Half a minor unit: a sum at least this far from zero is not zero. (SQLite adds decimals as floats, leaving
+# residues like 4.5e-14 in a sum that is exactly zero; PostgreSQL's numeric is exact either way.)
+NONZERO = Q(total__gte=Decimal("0.005")) | Q(total__lte=Decimal("-0.005"))
+
+
+def money_sum(field: str, **extra: Any) -> Sum:
+    """SUM of an amount column, read back as an amount (quantized to the minor unit on SQLite)."""
+    return Sum(field, output_field=AMOUNT, **extra)
 
 
 # --- Balances and statements ----------------------------------------------------------------------------------
@@ -146,16 +156,16 @@ def ledger_problems() -> list[str]:
     exchange owes its members plus its fees (money in = money out + balances).
     """
     problems: list[str] = []
-    for row in Posting.objects.values("entry_id", "currency").annotate(total=Sum("amount")).exclude(total=0):
+    for row in Posting.objects.values("entry_id", "currency").annotate(total=money_sum("amount")).filter(NONZERO):
         problems.append(f"entry {row['entry_id']} does not balance in {row['currency']}: {row['total']}")
     for account in Account.objects.filter(firm__isnull=False, balance__lt=0):
         problems.append(f"account {account.pk} ({account}) is below zero: {account.balance}")
-    sums = dict(Posting.objects.values("account_id").annotate(total=Sum("amount")).values_list("account_id", "total"))
+    sums = dict(Posting.objects.values("account_id").annotate(total=money_sum("amount")).values_list("account_id", "total"))
     for account in Account.objects.all():
         expected = sums.get(account.pk, ZERO) * account.sign
         if account.balance != expected:
             problems.append(f"account {account.pk} ({account}) caches {account.balance}, its postings say {expected}")
-    trial = Posting.objects.values("currency").annotate(total=Sum("amount")).exclude(total=0)
+    trial = Posting.objects.values("currency").annotate(total=money_sum("amount")).filter(NONZERO)
     for row in trial:
         problems.append(f"the trial balance in {row['currency']} is {row['total']}, not zero")
 
@@ -163,32 +173,39 @@ def ledger_problems() -> list[str]:
     for row in (
         Charge.objects.filter(status=Charge.Status.HELD)
         .values("order__buyer_firm_id", "currency")
-        .annotate(total=Sum("price") + Sum("buyer_fee"))
+        .annotate(total=money_sum(F("price") + F("buyer_fee")))
     ):
         held[(row["order__buyer_firm_id"], row["currency"])] = row["total"]
-    escrow = {
-        (a.firm_id, a.currency): a.balance for a in Account.objects.filter(kind=Account.Kind.ESCROW)
-    }
+    escrow = {(a.firm_id, a.currency): a.balance for a in Account.objects.filter(kind=Account.Kind.ESCROW)}
     for key in set(held) | set(escrow):
         if held.get(key, ZERO) != escrow.get(key, ZERO):
-            problems.append(f"escrow of firm {key[0]} in {key[1]} is {escrow.get(key, ZERO)}, its held charges {held.get(key, ZERO)}")
+            problems.append(
+                f"escrow of firm {key[0]} in {key[1]} is {escrow.get(key, ZERO)}, its held charges {held.get(key, ZERO)}"
+            )
 
     earned = dict(
         Charge.objects.exclude(status=Charge.Status.HELD)
         .values("currency")
-        .annotate(total=Sum("fee_collected"))
+        .annotate(total=money_sum("fee_collected"))
         .values_list("currency", "total")
     )
     revenue = dict(Account.objects.filter(kind=Account.Kind.FEE_REVENUE).values_list("currency", "balance"))
     for currency in set(earned) | set(revenue):
         if earned.get(currency, ZERO) != revenue.get(currency, ZERO):
-            problems.append(f"fee revenue in {currency} is {revenue.get(currency, ZERO)}, fees earned {earned.get(currency, ZERO)}")
+            problems.append(
+                f"fee revenue in {currency} is {revenue.get(currency, ZERO)}, fees earned {earned.get(currency, ZERO)}"
+            )
 
     counts = defaultdict(int)
     for row in JournalEntry.objects.filter(charge__isnull=False, reverses__isnull=True).values("charge_id", "kind"):
         counts[(row["charge_id"], row["kind"])] += 1
-    for charge in Charge.objects.values("pk", "status", "refunded", "provider_net", "fee_collected"):
+    for charge in Charge.objects.values(
+        "pk", "status", "price", "buyer_fee", "refunded", "provider_net", "fee_collected"
+    ):
         pk = charge["pk"]
+        ended = charge["refunded"] + charge["provider_net"] + charge["fee_collected"]
+        if charge["status"] != Charge.Status.HELD and ended != charge["price"] + charge["buyer_fee"]:
+            problems.append(f"charge {pk} held {charge['price'] + charge['buyer_fee']} and accounts for {ended}")
         if counts.get((pk, JournalEntry.Kind.FUNDING), 0) != 1:
             problems.append(f"charge {pk} has {counts.get((pk, JournalEntry.Kind.FUNDING), 0)} funding entries")
         settled = 1 if charge["provider_net"] or charge["fee_collected"] else 0
@@ -197,26 +214,36 @@ def ledger_problems() -> list[str]:
             settled = refunded = 0
         for kind, expected in ((JournalEntry.Kind.SETTLEMENT, settled), (JournalEntry.Kind.REFUND, refunded)):
             if counts.get((pk, kind), 0) != expected:
-                problems.append(f"charge {pk} ({charge['status']}) has {counts.get((pk, kind), 0)} {kind} entries, not {expected}")
+                problems.append(
+                    f"charge {pk} ({charge['status']}) has {counts.get((pk, kind), 0)} {kind} entries, not {expected}"
+                )
 
     pending = defaultdict(lambda: ZERO)
-    for row in Withdrawal.objects.filter(status__in=Withdrawal.OPEN).values("firm_id", "currency").annotate(total=Sum("amount")):
+    for row in (
+        Withdrawal.objects.filter(status__in=Withdrawal.OPEN)
+        .values("firm_id", "currency")
+        .annotate(total=money_sum("amount"))
+    ):
         pending[(row["firm_id"], row["currency"])] = row["total"]
     on_hold = {(a.firm_id, a.currency): a.balance for a in Account.objects.filter(kind=Account.Kind.WITHDRAWAL)}
     for key in set(pending) | set(on_hold):
         if pending.get(key, ZERO) != on_hold.get(key, ZERO):
-            problems.append(f"withdrawals of firm {key[0]} in {key[1]}: account {on_hold.get(key, ZERO)}, open {pending.get(key, ZERO)}")
+            problems.append(
+                f"withdrawals of firm {key[0]} in {key[1]}: account {on_hold.get(key, ZERO)}, open {pending.get(key, ZERO)}"
+            )
 
     owed = dict(
         Account.objects.exclude(kind=Account.Kind.BANK_CLEARING)
         .values("currency")
-        .annotate(total=Sum("balance"))
+        .annotate(total=money_sum("balance"))
         .values_list("currency", "total")
     )
     bank = dict(Account.objects.filter(kind=Account.Kind.BANK_CLEARING).values_list("currency", "balance"))
     for currency in set(owed) | set(bank):
         if owed.get(currency, ZERO) != bank.get(currency, ZERO):
-            problems.append(f"the bank holds {bank.get(currency, ZERO)} {currency}, members and fees {owed.get(currency, ZERO)}")
+            problems.append(
+                f"the bank holds {bank.get(currency, ZERO)} {currency}, members and fees {owed.get(currency, ZERO)}"
+            )
     return problems
 
 
@@ -233,19 +260,20 @@ def trial_balance() -> list[TrialBalanceRow]:
     rows = (
         Posting.objects.values("currency", "account__kind")
         .annotate(
-            debit=Coalesce(Sum("amount", filter=Q(amount__gt=0)), ZERO),
-            credit=Coalesce(Sum("amount", filter=Q(amount__lt=0)), ZERO),
+            debit=Coalesce(money_sum("amount", filter=Q(amount__gt=0)), ZERO, output_field=AMOUNT),
+            credit=Coalesce(money_sum("amount", filter=Q(amount__lt=0)), ZERO, output_field=AMOUNT),
         )
         .order_by("currency", "account__kind")
     )
     return [
-        TrialBalanceRow(currency=r["currency"], kind=r["account__kind"], debit=r["debit"], credit=-r["credit"]) for r in rows
+        TrialBalanceRow(currency=r["currency"], kind=r["account__kind"], debit=r["debit"], credit=-r["credit"])
+        for r in rows
     ]
 
 
 def ledger_reconcile() -> list[tuple[int, Decimal, Decimal]]:
     """Accounts whose cached balance differs from their postings: (account id, cached, from postings)."""
-    sums = dict(Posting.objects.values("account_id").annotate(total=Sum("amount")).values_list("account_id", "total"))
+    sums = dict(Posting.objects.values("account_id").annotate(total=money_sum("amount")).values_list("account_id", "total"))
     out = []
     for pk, kind, balance in Account.objects.values_list("pk", "kind", "balance"):
         sign = 1 if kind in Account.DEBIT_NORMAL else -1
@@ -349,7 +377,9 @@ def _charges(plan: PricePlan, schedule: FeeSchedule, usage_budget: Decimal | Non
         ]
     if plan.kind == PricePlan.Kind.METERED and usage_budget:
         # Usage is charged (with its fees) at the end of each period, from this budget: nothing is earned yet.
-        charges.append(ChargeTerms(Charge.Kind.USAGE_BUDGET, Fees(price=usage_budget, buyer_fee=ZERO, provider_fee=ZERO)))
+        charges.append(
+            ChargeTerms(Charge.Kind.USAGE_BUDGET, Fees(price=usage_budget, buyer_fee=ZERO, provider_fee=ZERO))
+        )
     return [c for c in charges if c.total > 0]
 
 
@@ -374,7 +404,7 @@ def order_terms(
     buyer = membership.firm
     if not buyer.is_kyc_verified:
         raise NotAllowed(_("Your firm is not verified yet: it cannot trade."), code="firm_not_verified")
-    product = product_get_for_user(user=user, pk=product_id)  # 404 for what the user may not see
+    product = _product_for_order(user=user, pk=product_id)
     if for_update:
         share_lock(DataProduct, product.pk)
         product.refresh_from_db(fields=["listing_status", "listed_revision"])
@@ -389,7 +419,12 @@ def order_terms(
     if product.board_id not in board_ids_tradable(user=user):
         raise refuse(_("Your firm is not admitted to trade on this board."), "board_not_tradable", status=403)
     plan = PricePlan.objects.filter(pk=_int(plan_id), product=product).filter(plans_visible_q(buyer.pk)).first()
-    if plan is None and PricePlan.objects.filter(pk=_int(plan_id), product=product, is_active=False, buyer_firm__isnull=True).exists():
+    if (
+        plan is None
+        and PricePlan.objects.filter(
+            pk=_int(plan_id), product=product, is_active=False, buyer_firm__isnull=True
+        ).exists()
+    ):
         raise refuse(_("This price plan is retired."), "plan_retired", status=409, field="plan")
     if plan is None:
         raise refuse(_("This product has no such plan for you."), "plan_not_found", field="plan")
@@ -400,7 +435,8 @@ def order_terms(
             raise refuse(_("This price plan is retired."), "plan_retired", status=409, field="plan")
     if delivery_mode not in revision.delivery_modes:
         problems["delivery_mode"] = [
-            _("This product is not delivered that way (offered: %(modes)s).") % {"modes": ", ".join(revision.delivery_modes)}
+            _("This product is not delivered that way (offered: %(modes)s).")
+            % {"modes": ", ".join(revision.delivery_modes)}
         ]
     if plan.currency not in product.board.settlement_currencies:
         problems["plan"] = [_("The board does not settle in this plan's currency.")]
@@ -461,6 +497,20 @@ def order_terms(
     )
 
 
+def _product_for_order(*, user: Any, pk: Any) -> DataProduct:
+    """The product as the catalogue shows it to the user (404 for what the user may not see); a product suspended
+    on a board the user sees is refused as suspended rather than as unknown: it was on the user's screen."""
+    try:
+        return product_get_for_user(user=user, pk=pk)
+    except Http404:
+        suspended = DataProduct.objects.filter(
+            pk=_int(pk), listing_status=ListingStatus.SUSPENDED, board_id__in=board_access(user=user).visible
+        ).exists()
+        if suspended:
+            raise refuse(_("Trading in this product is suspended."), "suspended", status=409) from None
+        raise
+
+
 def _int(value: Any) -> int | None:
     try:
         return int(value)
@@ -489,7 +539,9 @@ def share_lock(model: type[models.Model], pk: int) -> None:
         cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR SHARE", [pk])  # noqa: S608  # the table name is ours
 
 
-def access_request_usable(*, buyer_firm: MemberFirm, product: DataProduct, for_update: bool = False) -> AccessRequest | None:
+def access_request_usable(
+    *, buyer_firm: MemberFirm, product: DataProduct, for_update: bool = False
+) -> AccessRequest | None:
     """The buyer's approved, unexpired and unused access request for the product, if any."""
     queryset = AccessRequest.objects.filter(
         buyer_firm=buyer_firm,

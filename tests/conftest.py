@@ -40,6 +40,7 @@ REFERENCE_DATA_STEPS = [
     ("listings.migrations.0002_categories", "create"),
     ("compliance.migrations.0002_seed_prc_calendar", "seed"),
     ("compliance.migrations.0005_seed_shanghai_ftz_2024", "seed"),
+    ("settlements.migrations.0003_initial_fee_schedules", "forward"),
 ]
 
 

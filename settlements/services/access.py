@@ -56,9 +56,7 @@ def _move(request: AccessRequest, to: str, *, actor: User | None, verb: str, **f
 
 
 @transaction.atomic
-def access_request_create(
-    *, actor: User, product_id: Any, intended_use: str, destination: str = ""
-) -> AccessRequest:
+def access_request_create(*, actor: User, product_id: Any, intended_use: str, destination: str = "") -> AccessRequest:
     membership = user_membership(actor)
     if membership is None or membership.role not in ACTING_ROLES:
         raise NotAllowed(_("Access requests are filed by a member firm's administrators and traders."))
@@ -148,7 +146,13 @@ def access_request_decline(*, request: AccessRequest, actor: User, reason: str) 
     _require_provider(actor, request)
     reason = require_reason(reason, _("Say why you decline: the buyer reads it."))
     request = _move(
-        request, S.DECLINED, actor=actor, verb="declined", decided_at=timezone.now(), decided_by=actor, decision_reason=reason
+        request,
+        S.DECLINED,
+        actor=actor,
+        verb="declined",
+        decided_at=timezone.now(),
+        decided_by=actor,
+        decision_reason=reason,
     )
     _publish(request, "declined")
     return request

@@ -60,7 +60,9 @@ def deposit_book(
     if not bank_reference:
         problems.append(("bank_reference", _("Give the bank's reference of the credit."), "required"))
     if not firm.is_kyc_verified:
-        problems.append(("firm", _("The firm is not verified: it cannot hold money at the exchange."), "firm_not_verified"))
+        problems.append(
+            ("firm", _("The firm is not verified: it cannot hold money at the exchange."), "firm_not_verified")
+        )
     if problems:
         field, message, code = problems[0]
         raise ApplicationError(message, code=code, details={f: [m] for f, m, _c in problems})

@@ -92,6 +92,9 @@ def entry_post(
         raise ValueError(f"An entry must balance per currency: {unbalanced}.")
 
     locked = accounts_lock([leg.account for leg in legs])
+    if JournalEntry.objects.filter(kind=kind, reference=reference).exists():
+        # Said before the balances are judged: a repeat is a repeat, whatever the first one left on the accounts.
+        raise AlreadyPosted(_("This was already posted."), details={"kind": kind, "reference": reference})
     changes: dict[int, Decimal] = defaultdict(Decimal)
     for leg in legs:
         changes[leg.account.pk] += leg.delta
@@ -113,7 +116,12 @@ def entry_post(
         raise AlreadyPosted(_("This was already posted."), details={"kind": kind, "reference": reference}) from None
     Posting.objects.bulk_create(
         [
-            Posting(entry=entry, account_id=leg.account.pk, amount=leg.delta * leg.account.sign, currency=leg.account.currency)
+            Posting(
+                entry=entry,
+                account_id=leg.account.pk,
+                amount=leg.delta * leg.account.sign,
+                currency=leg.account.currency,
+            )
             for leg in legs
         ]
     )

@@ -33,7 +33,7 @@ from exchange.money import allocate
 from exchange.outbox import outbox_publish
 from exchange.selectors import user_membership
 from exchange.services import audit_record
-from exchange.transitions import transition
+from exchange.transitions import assert_can_transition, transition
 
 from ..models import AccessRequest, Account, Charge, JournalEntry, Order, OrderEvent
 from ..permissions import require_refund_clerk
@@ -119,9 +119,7 @@ def may_act_as_buyer(user: Any, order: Order) -> bool:
 
 def may_act_as_provider(user: Any, order: Order) -> bool:
     membership = user_membership(user)
-    return (
-        membership is not None and membership.firm_id == order.provider_firm_id and membership.role in ACTING_ROLES
-    )
+    return membership is not None and membership.firm_id == order.provider_firm_id and membership.role in ACTING_ROLES
 
 
 # --- Money of charges -------------------------------------------------------------------------------------------
@@ -136,7 +134,8 @@ def _fund(charge: Charge, actor: User | None) -> None:
         reference=f"charge:{charge.pk}",
         legs=[Leg(cash, -charge.total), Leg(escrow, charge.total)],
         actor=actor,
-        memo=_("%(order)s: %(charge)s held in escrow") % {"order": order.reference, "charge": charge.get_kind_display()},
+        memo=_("%(order)s: %(charge)s held in escrow")
+        % {"order": order.reference, "charge": charge.get_kind_display()},
         charge=charge,
     )
 
@@ -169,11 +168,18 @@ def _close_charge(charge: Charge, *, refund: Decimal, actor: User | None, memo: 
     if rest > 0:
         legs = [Leg(escrow, -rest)]
         if provider_net:
-            legs.append(Leg(account_for(firm=order.provider_firm, kind=Account.Kind.PAYABLE, currency=currency), provider_net))
+            legs.append(
+                Leg(account_for(firm=order.provider_firm, kind=Account.Kind.PAYABLE, currency=currency), provider_net)
+            )
         if fees:
             legs.append(Leg(exchange_account(kind=Account.Kind.FEE_REVENUE, currency=currency), fees))
         entry_post(
-            kind=JournalEntry.Kind.SETTLEMENT, reference=f"charge:{charge.pk}", legs=legs, actor=actor, memo=memo, charge=charge
+            kind=JournalEntry.Kind.SETTLEMENT,
+            reference=f"charge:{charge.pk}",
+            legs=legs,
+            actor=actor,
+            memo=memo,
+            charge=charge,
         )
     status = Charge.Status.REFUNDED if rest == 0 else Charge.Status.SETTLED
     Charge.objects.filter(pk=charge.pk, status=Charge.Status.HELD).update(
@@ -343,7 +349,12 @@ def order_place(
         actor=actor,
         verb="settlements.order_placed",
         target=order,
-        payload={"reference": order.reference, "total": str(order.total), "currency": currency, "gate": clearance.status},
+        payload={
+            "reference": order.reference,
+            "total": str(order.total),
+            "currency": currency,
+            "gate": clearance.status,
+        },
     )
     _publish(order, "created", total=str(order.total))
     if clearance.status == CLEARED:
@@ -395,7 +406,9 @@ def order_compliance_recheck(*, order: Order) -> Order:
 
 def _refuse(order: Order, *, reason: str) -> Order:
     order = _move(order, S.REFUSED, actor=None, verb="refused", why=reason, closed_at=timezone.now())
-    returned = _return_all(order, None, _("%(order)s refused by compliance: escrow returned") % {"order": order.reference})
+    returned = _return_all(
+        order, None, _("%(order)s refused by compliance: escrow returned") % {"order": order.reference}
+    )
     _publish(order, "refused", reason=reason, returned=str(returned))
     return order
 
@@ -422,10 +435,10 @@ def order_cancel(*, order: Order, actor: User, reason: str = "") -> Order:
     _require_side(actor, order.buyer_firm_id, _("Only the buyer's administrators and traders cancel its orders."))
     if order.status not in (S.COMPLIANCE_HOLD, S.RELEASED):
         raise InvalidTransition(_("An order can be cancelled only before it is delivered."))
-    order = _move(
-        order, S.CANCELLED, actor=actor, verb="cancelled", why=reason.strip(), closed_at=timezone.now()
+    order = _move(order, S.CANCELLED, actor=actor, verb="cancelled", why=reason.strip(), closed_at=timezone.now())
+    returned = _return_all(
+        order, actor, _("%(order)s cancelled by the buyer: escrow returned") % {"order": order.reference}
     )
-    returned = _return_all(order, actor, _("%(order)s cancelled by the buyer: escrow returned") % {"order": order.reference})
     _publish(order, "cancelled", returned=str(returned))
     return order
 
@@ -446,7 +459,9 @@ def order_confirm_delivery(*, order: Order, actor: User, note: str = "") -> Orde
     )
     if note.strip():
         _event(order, "note", actor, text=note.strip())
-    _publish(order, "delivered", acceptance_due_at=order.acceptance_due_at.isoformat() if order.acceptance_due_at else None)
+    _publish(
+        order, "delivered", acceptance_due_at=order.acceptance_due_at.isoformat() if order.acceptance_due_at else None
+    )
     return order
 
 
@@ -483,7 +498,9 @@ def order_settle(*, order: Order) -> Order:
     if order.status != S.ACCEPTED:
         return order
     for charge in order.charges.filter(status=Charge.Status.HELD, kind__in=SETTLED_ON_ACCEPTANCE).order_by("pk"):
-        _close_charge(charge, refund=Decimal("0.00"), actor=None, memo=_("%(order)s settled") % {"order": order.reference})
+        _close_charge(
+            charge, refund=Decimal("0.00"), actor=None, memo=_("%(order)s settled") % {"order": order.reference}
+        )
     order = _move(order, S.SETTLED, actor=None, verb="settled", settled_at=timezone.now())
     _publish(order, "settled")
     return order
@@ -514,13 +531,15 @@ def order_refund(*, order: Order, actor: User, reason: str, amount: Decimal | No
     require_refund_clerk(actor)
     reason = require_reason(reason, _("Say why the order is refunded: both firms read it."))
     order = Order.objects.select_for_update().get(pk=order.pk)
+    assert_can_transition(order, S.REFUNDED, Order.ALLOWED)  # a settled or closed order first says so
     held = list(order.charges.filter(status=Charge.Status.HELD).order_by("pk"))
     holding = sum((c.total for c in held), Decimal("0.00"))
     if amount is None:
         amount = holding
     if amount <= 0 or amount > holding:
         raise ApplicationError(
-            _("Refund between 0.01 and the %(held)s %(currency)s the order holds.") % {"held": holding, "currency": order.currency},
+            _("Refund between 0.01 and the %(held)s %(currency)s the order holds.")
+            % {"held": holding, "currency": order.currency},
             code="invalid_amount",
             details={"amount": [str(amount)], "held": str(holding)},
         )
@@ -534,7 +553,9 @@ def order_refund(*, order: Order, actor: User, reason: str, amount: Decimal | No
 
 
 @transaction.atomic
-def order_resolve_dispute(*, order: Order, actor: User, outcome: str, reason: str, amount: Decimal | None = None) -> Order:
+def order_resolve_dispute(
+    *, order: Order, actor: User, outcome: str, reason: str, amount: Decimal | None = None
+) -> Order:
     """Staff end a dispute: `release` (accepted for the buyer, then settled) or `refund` (whole or `amount`)."""
     require_refund_clerk(actor)
     if order.status != S.DISPUTED:

@@ -63,7 +63,9 @@ def _return_to_cash(withdrawal: Withdrawal, actor: User | None) -> None:
 
 
 @transaction.atomic
-def withdrawal_request(*, firm: MemberFirm, currency: str, amount: Decimal, bank_account: str, actor: User) -> Withdrawal:
+def withdrawal_request(
+    *, firm: MemberFirm, currency: str, amount: Decimal, bank_account: str, actor: User
+) -> Withdrawal:
     """A firm administrator's request: the amount moves from cash to the withdrawals account now, refused
     (`insufficient_funds`) when less cash is available."""
     admin_of = require_firm_admin(actor, _("Only the firm's administrators request withdrawals."))
@@ -119,7 +121,12 @@ def withdrawal_approve(*, withdrawal: Withdrawal, actor: User) -> Withdrawal:
         raise InvalidTransition(_("This withdrawal has had its first approval already."))
     to = S.AWAITING_SECOND if second_approval_needed(withdrawal) else S.APPROVED
     return _move(
-        withdrawal, to, actor=actor, verb="settlements.withdrawal_approved", approved_by=actor, approved_at=timezone.now()
+        withdrawal,
+        to,
+        actor=actor,
+        verb="settlements.withdrawal_approved",
+        approved_by=actor,
+        approved_at=timezone.now(),
     )
 
 

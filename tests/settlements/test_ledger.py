@@ -19,8 +19,15 @@ from exchange.outbox import OutboxEvent
 from settlements.models import Account, BankStatement, Deposit, JournalEntry, Posting, Withdrawal
 from settlements.selectors import balances_for_firm, ledger_problems, ledger_reconcile, trial_balance
 from settlements.services import deposits, withdrawals
-from settlements.services.ledger import AlreadyPosted, InsufficientFunds, Leg, account_for, entry_post, entry_reverse
-from settlements.services.ledger import exchange_account
+from settlements.services.ledger import (
+    AlreadyPosted,
+    InsufficientFunds,
+    Leg,
+    account_for,
+    entry_post,
+    entry_reverse,
+    exchange_account,
+)
 from tests.factories import member
 from tests.settlements.factories import fund
 
@@ -143,40 +150,40 @@ class TestTheDatabaseRefuses:
 
     def test_an_unbalanced_raw_entry_fails_at_commit(self, international):
         cash, bank = self._accounts(international)
-        with pytest.raises(DatabaseError, match="does not balance"), transaction.atomic():
-            with connection.cursor() as cursor:
-                entry = self._entry(cursor, "raw:1")
-                cursor.execute(
-                    "INSERT INTO settlements_posting (entry_id, account_id, amount, currency) VALUES "
-                    "(%s, %s, 10.00, 'CNY'), (%s, %s, -9.99, 'CNY')",
-                    [entry, bank.pk, entry, cash.pk],
-                )
+        with (
+            pytest.raises(DatabaseError, match="does not balance"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            entry = self._entry(cursor, "raw:1")
+            cursor.execute(
+                "INSERT INTO settlements_posting (entry_id, account_id, amount, currency) VALUES "
+                "(%s, %s, 10.00, 'CNY'), (%s, %s, -9.99, 'CNY')",
+                [entry, bank.pk, entry, cash.pk],
+            )
         assert not JournalEntry.objects.exists()
 
     def test_a_one_legged_or_empty_entry_fails_at_commit(self, international):
         cash, _bank = self._accounts(international)
-        with pytest.raises(DatabaseError), transaction.atomic():
-            with connection.cursor() as cursor:
-                self._entry(cursor, "raw:empty")
-        with pytest.raises(DatabaseError), transaction.atomic():
-            with connection.cursor() as cursor:
-                entry = self._entry(cursor, "raw:zero")
-                cursor.execute(
-                    "INSERT INTO settlements_posting (entry_id, account_id, amount, currency) VALUES (%s, %s, 0, 'CNY')",
-                    [entry, cash.pk],
-                )
+        with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+            self._entry(cursor, "raw:empty")
+        with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+            entry = self._entry(cursor, "raw:zero")
+            cursor.execute(
+                "INSERT INTO settlements_posting (entry_id, account_id, amount, currency) VALUES (%s, %s, 0, 'CNY')",
+                [entry, cash.pk],
+            )
         assert not JournalEntry.objects.exists()
 
     def test_a_posting_in_another_currency_than_its_account_is_refused(self, international):
         cash, bank = self._accounts(international)
-        with pytest.raises(DatabaseError, match="currency"), transaction.atomic():
-            with connection.cursor() as cursor:
-                entry = self._entry(cursor, "raw:usd")
-                cursor.execute(
-                    "INSERT INTO settlements_posting (entry_id, account_id, amount, currency) VALUES "
-                    "(%s, %s, 10.00, 'USD'), (%s, %s, -10.00, 'USD')",
-                    [entry, bank.pk, entry, cash.pk],
-                )
+        with pytest.raises(DatabaseError, match="currency"), transaction.atomic(), connection.cursor() as cursor:
+            entry = self._entry(cursor, "raw:usd")
+            cursor.execute(
+                "INSERT INTO settlements_posting (entry_id, account_id, amount, currency) VALUES "
+                "(%s, %s, 10.00, 'USD'), (%s, %s, -10.00, 'USD')",
+                [entry, bank.pk, entry, cash.pk],
+            )
 
     def test_update_and_delete_are_refused(self, international, clerk):
         fund(international, clerk, "10.00")
@@ -186,9 +193,8 @@ class TestTheDatabaseRefuses:
             "UPDATE settlements_journalentry SET memo = 'rewritten'",
             "DELETE FROM settlements_journalentry",
         ):
-            with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-                with connection.cursor() as cursor:
-                    cursor.execute(statement)
+            with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(statement)
         assert cash_of(international) == D("10.00")
 
 
@@ -298,7 +304,11 @@ class TestDeposits:
 class TestWithdrawals:
     def _request(self, user, amount="100.00", currency="CNY"):
         return withdrawals.withdrawal_request(
-            firm=user.membership.firm, currency=currency, amount=D(amount), bank_account="ACME, 6222 0000, ICBC", actor=user
+            firm=user.membership.firm,
+            currency=currency,
+            amount=D(amount),
+            bank_account="ACME, 6222 0000, ICBC",
+            actor=user,
         )
 
     def test_a_request_holds_the_cash_and_payment_takes_it_out_of_the_bank(self, international, clerk):

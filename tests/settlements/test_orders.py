@@ -16,8 +16,8 @@ from compliance.models import Assessment, ComplianceCase, EvidenceKind, ExportCo
 from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed
 from exchange.outbox import OutboxEvent, outbox_relay
 from listings.models import ListingStatus, PricePlan, Revision
-from settlements.models import Account, AccessRequest, Charge, FeeSchedule, Order
-from settlements.selectors import balances_for_firm, order_terms
+from settlements.models import AccessRequest, Account, Charge, FeeSchedule, Order
+from settlements.selectors import order_terms
 from settlements.services import access, orders
 from settlements.services.ledger import account_for, exchange_account
 from tests.compliance.factories import filing, with_pi
@@ -33,7 +33,9 @@ def balance(user, kind="cash", currency="CNY") -> Decimal:
 
 
 def one_off(product, amount="1000.00", currency="CNY", **fields) -> PricePlan:
-    return PricePlanFactory(product=product, name_en="Once", kind="one_off", period="", currency=currency, amount=D(amount), **fields)
+    return PricePlanFactory(
+        product=product, name_en="Once", kind="one_off", period="", currency=currency, amount=D(amount), **fields
+    )
 
 
 def place(user, product, plan, **fields) -> Order:
@@ -59,7 +61,11 @@ def relay() -> None:
 
 
 def topics(order) -> list[str]:
-    return list(OutboxEvent.objects.filter(key=str(order.pk), topic__startswith="order.").order_by("id").values_list("topic", flat=True))
+    return list(
+        OutboxEvent.objects.filter(key=str(order.pk), topic__startswith="order.")
+        .order_by("id")
+        .values_list("topic", flat=True)
+    )
 
 
 @pytest.fixture
@@ -95,19 +101,25 @@ class TestPlacing:
         order.refresh_from_db()
         # then the order still says what was bought
         snap = order.snapshot
-        assert snap["plan"]["amount"] == "1000.00" and snap["licence"]["en"] == "For the buyer's internal analytics only."
+        assert (
+            snap["plan"]["amount"] == "1000.00" and snap["licence"]["en"] == "For the buyer's internal analytics only."
+        )
         assert snap["licence"]["zh"] and snap["licence"]["terms"]
         assert snap["fees"]["provider_rate_bps"] == 80 and snap["compliance"]["assessment"] == order.assessment_id
         assert snap["stated"] == {"intended_use": "Market sizing for our board.", "destination": "SG"}
 
-    def test_fees_come_from_the_schedule_in_force_and_the_buyer_sees_them_first(self, product, international, clerk, superuser):
+    def test_fees_come_from_the_schedule_in_force_and_the_buyer_sees_them_first(
+        self, product, international, clerk, superuser
+    ):
         FeeSchedule.objects.create(
             board=product.board, currency="CNY", effective_from=timezone.localdate() - timedelta(days=1),
             provider_rate_bps=250, buyer_rate_bps=100, buyer_fixed=D("5.00"),
         )  # fmt: skip
         fund(international, clerk)
         plan = one_off(product, "999.99")
-        terms = order_terms(user=international, product_id=product.pk, plan_id=plan.pk, delivery_mode="file", intended_use="x")
+        terms = order_terms(
+            user=international, product_id=product.pk, plan_id=plan.pk, delivery_mode="file", intended_use="x"
+        )
         assert (terms.price, terms.buyer_fee, terms.provider_fee, terms.total) == (
             D("999.99"), D("15.00"), D("25.00"), D("1014.99"),
         )  # fmt: skip
@@ -133,10 +145,18 @@ class TestPlacing:
     def test_a_metered_plan_holds_its_base_fee_and_the_budget_the_buyer_chose(self, product, international, clerk):
         fund(international, clerk, "1000.00")
         plan = PricePlanFactory(
-            product=product, kind="metered", period="month", amount=D("100.00"), included_calls=1000, unit_price=D("0.0125")
+            product=product,
+            kind="metered",
+            period="month",
+            amount=D("100.00"),
+            included_calls=1000,
+            unit_price=D("0.0125"),
         )
         order = place(international, product, plan, usage_budget=D("250.00"))
-        assert sorted(order.charges.values_list("kind", "price")) == [("period", D("100.00")), ("usage_budget", D("250.00"))]
+        assert sorted(order.charges.values_list("kind", "price")) == [
+            ("period", D("100.00")),
+            ("usage_budget", D("250.00")),
+        ]
         assert balance(international, "escrow") == D("350.00") and order.usage_budget == D("250.00")
         assert refusal(international, product, plan).details.get("usage_budget")
         assert refusal(international, product, one_off(product), usage_budget=D("1.00")).details.get("usage_budget")
@@ -216,7 +236,9 @@ class TestCompliance:
         assert not ExportCounter.objects.filter(personal_info_subjects__gt=0).exists()
         # when the officer accepts the exporter's filings, the case clears itself and tells settlements
         for kind in (EvidenceKind.STANDARD_CONTRACT, EvidenceKind.PIPIA_REPORT, EvidenceKind.CONSENT_RECORD):
-            filing(provider, kind, accepted_by=officer, receipt_reference="SH-2026-1", receipt_filed_on=date(2026, 1, 9))
+            filing(
+                provider, kind, accepted_by=officer, receipt_reference="SH-2026-1", receipt_filed_on=date(2026, 1, 9)
+            )
         relay()
         order.refresh_from_db()
         # then the order is released and the export counted then
@@ -299,7 +321,7 @@ class TestAfterRelease:
         with time_machine.travel(timezone.now() + timedelta(days=settings.SETTLEMENT_ACCEPTANCE_DAYS, seconds=1)):
             assert orders.orders_accept_due() == [order.pk]
             assert orders.orders_accept_due() == []  # run twice, accepted once
-        relay()
+            relay()
         order.refresh_from_db()
         assert order.status == "settled" and order.events.filter(kind="accepted", actor=None).exists()
 
@@ -321,7 +343,9 @@ class TestAfterRelease:
         orders.order_dispute(order=order, actor=international, reason="Half the files are empty.")
         with pytest.raises(NotAllowed):
             orders.order_refund(order=order, actor=international, reason="x")
-        orders.order_resolve_dispute(order=order, actor=clerk, outcome="refund", reason="Half delivered.", amount=D("400.00"))
+        orders.order_resolve_dispute(
+            order=order, actor=clerk, outcome="refund", reason="Half delivered.", amount=D("400.00")
+        )
         order.refresh_from_db()
         assert order.status == "refunded"
         charge = order.charges.get()
@@ -338,9 +362,9 @@ class TestAfterRelease:
 
     def test_no_dispute_after_the_window(self, order, provider, international, settings):
         orders.order_confirm_delivery(order=order, actor=provider)
-        with time_machine.travel(timezone.now() + timedelta(days=settings.SETTLEMENT_ACCEPTANCE_DAYS, seconds=1)):
-            with pytest.raises(InvalidTransition) as closed:
-                orders.order_dispute(order=order, actor=international, reason="Too late.")
+        later = timezone.now() + timedelta(days=settings.SETTLEMENT_ACCEPTANCE_DAYS, seconds=1)
+        with time_machine.travel(later), pytest.raises(InvalidTransition) as closed:
+            orders.order_dispute(order=order, actor=international, reason="Too late.")
         assert closed.value.code == "acceptance_window_closed"
 
     def test_a_whole_refund_by_staff(self, order, international, clerk):
@@ -366,7 +390,9 @@ class TestAccessRequests:
         fund(international, clerk)
         plan = one_off(gated)
         assert refusal(international, gated, plan).code == "access_request_required"
-        request = access.access_request_create(actor=international, product_id=gated.pk, intended_use="Credit scoring of importers.")
+        request = access.access_request_create(
+            actor=international, product_id=gated.pk, intended_use="Credit scoring of importers."
+        )
         assert request.status == "pending" and request.destination == "SG"
         with pytest.raises(ApplicationError) as twice:
             access.access_request_create(actor=international, product_id=gated.pk, intended_use="again")
