@@ -25,7 +25,6 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
 from django_countries import countries
-from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.serializers import PolymorphicProxySerializerExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -43,7 +42,7 @@ from rest_framework.response import Response
 from rest_framework.utils import html
 from rest_framework.views import APIView
 
-from exchange.api import JsonErrorsOnly, error_responses
+from exchange.api import ClosedObject, JsonErrorsOnly, error_responses
 from exchange.exceptions import ApplicationError, NotAllowed
 from exchange.files import file_response
 from exchange.models import ApiKey, MemberFirm
@@ -229,33 +228,6 @@ class DayField(FormValueMixin, serializers.DateField):
         if day > FILING_LATEST:
             self.fail("max_value", last=FILING_LATEST)
         return day
-
-
-# A body that takes no field but its own (`additionalProperties: false`): a misspelt optional field is refused,
-# never silently ignored (a typo in `as_of` must not decide for today instead). (A comment, not a docstring: the
-# schema would give it to every subclass as its description.)
-class ClosedObject(serializers.Serializer):
-    def to_internal_value(self, data: Any) -> Any:
-        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, Mapping) else []
-        errors: dict[str, Any] = {str(k): [ErrorDetail(_("Unknown field."), code="invalid")] for k in unknown}
-        try:
-            value = super().to_internal_value(data)
-        except serializers.ValidationError as exc:
-            detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-            raise serializers.ValidationError({**detail, **errors}) from None
-        if errors:
-            raise serializers.ValidationError(errors)
-        return value
-
-
-class ClosedObjectSchema(OpenApiSerializerExtension):
-    target_class = ClosedObject
-    match_subclasses = True
-
-    def map_serializer(self, auto_schema: Any, direction: Any) -> Any:
-        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
-        schema["additionalProperties"] = False
-        return schema
 
 
 def _kind_field(value: str, help_text: str) -> serializers.Field:

@@ -21,6 +21,7 @@ urlpatterns = [
         csp_update({"style-src": ["'unsafe-inline'"]})(SpectacularSwaggerSplitView.as_view(url_name="api:schema")),
         name="docs",
     ),
-    # Last: an unknown API path answers in the API's error shape, not with an HTML page.
-    re_path(r"^.*$", apis.not_found, name="not-found"),
+    # Last: an unknown API path answers in the API's error shape, not with an HTML page. (?s): a path holding a
+    # newline (%0A) is unknown too; `.*` would stop at the newline and Django's HTML 404 answers.
+    re_path(r"^[\s\S]*$", apis.not_found, name="not-found"),
 ]

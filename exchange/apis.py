@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import services
-from .api import DateTimeField, error_responses
+from .api import ClosedObject, DateTimeField, error_responses
 from .exceptions import error_body
 from .models import ApiKey, Board, MemberFirm, Membership
 from .money import CURRENCY_CHOICES
@@ -229,7 +229,7 @@ class ApiKeyCreatedSerializer(ApiKeyDetailApi.OutputSerializer):
 class ApiKeyCreateApi(APIView):
     required_scope = ApiKey.Scope.KEYS
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(ClosedObject):
         # Taken as given: a label the firm chooses (a name of spaces is its own affair, and trimming would make
         # "  " a schema-valid request the server refuses).
         name = serializers.CharField(

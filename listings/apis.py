@@ -24,12 +24,13 @@ from django.core.validators import RegexValidator
 from django.http import FileResponse, Http404
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext, gettext_lazy
 from django_countries import countries
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
+from rest_framework.exceptions import ErrorDetail
 from rest_framework.fields import SkipField, get_error_detail
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import MultiPartParser
@@ -38,7 +39,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
-from exchange.api import JsonErrorsOnly, MoneyField, error_responses
+from exchange.api import ClosedObject, JsonErrorsOnly, MoneyField, error_responses
 from exchange.files import file_response
 from exchange.models import Board
 from exchange.money import CURRENCY_CHOICES
@@ -231,9 +232,10 @@ def _text(*, max_length: int, blank: bool = False, pattern: str | None = None, *
 PRICE_DIGITS = len(str(int(settings.LISTING_MAX_PRICE)))
 
 
-class OnePassSerializer(serializers.Serializer):
-    """A request body checked in one pass: every field's shape, then the rules (`rule_errors`) of the fields
-    that fit it, all in one ValidationError. DRF's own `to_internal_value` raises the shape errors alone."""
+class OnePassSerializer(ClosedObject):
+    """A request body checked in one pass: every field's shape (and no field it does not take), then the rules
+    (`rule_errors`) of the fields that fit it, all in one ValidationError. DRF's own `to_internal_value` raises the
+    shape errors alone."""
 
     def rule_errors(self, valid: dict[str, Any], refused: set[str]) -> validation.Errors:
         """The rules broken by the `valid` fields, leaving out those that read a `refused` one."""
@@ -243,7 +245,9 @@ class OnePassSerializer(serializers.Serializer):
         if not isinstance(data, Mapping):
             return super().to_internal_value(data)  # DRF's 400 for a body that is not an object
         valid: dict[str, Any] = {}
-        errors: dict[str, Any] = {}
+        errors: dict[str, Any] = {
+            str(k): [ErrorDetail(gettext("Unknown field."), code="invalid")] for k in sorted(set(data) - set(self.fields))
+        }
         for field in self._writable_fields:
             name = str(field.field_name)  # bound fields have their name
             method = getattr(self, f"validate_{name}", None)
@@ -295,7 +299,7 @@ class PlanOutputSerializer(serializers.Serializer):
     is_active = serializers.BooleanField()
 
 
-class DictionaryFieldSerializer(serializers.Serializer):
+class DictionaryFieldSerializer(ClosedObject):
     name = _text(
         pattern=validation.FIELD_NAME.pattern,
         max_length=64,
@@ -319,7 +323,7 @@ class DictionaryFieldOutputSerializer(serializers.Serializer):
     sensitive = serializers.BooleanField()
 
 
-class LicenceTermsSerializer(serializers.Serializer):
+class LicenceTermsSerializer(ClosedObject):
     purposes = serializers.ListField(
         child=_text(max_length=200), min_length=1, max_length=50, help_text="The permitted purposes."
     )
@@ -952,7 +956,7 @@ class ProductUpdateApi(APIView):
 class ProductSampleUploadApi(APIView):
     parser_classes = [MultiPartParser]
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(ClosedObject):
         sample = serializers.FileField(
             allow_empty_file=True,  # an empty file is refused for its contents (422), as any other bad file
             help_text="A .csv (with a header row) or .json (a list of objects) file.",

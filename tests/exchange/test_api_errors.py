@@ -21,6 +21,15 @@ def test_an_unmatched_path_is_the_apis_json_404(settings, method, debug):
     assert api_error(response)["code"] == "not_found"
 
 
+@pytest.mark.parametrize("path", ["/api/v1/products/%0A/draft", "/api/v1/products/1%0A/draft", "/api/v1/x%0D%0Ay"])
+def test_a_path_holding_a_newline_is_the_apis_json_404_too(path):
+    # The catch-all's `.` would stop at a newline, leaving such a path to Django's HTML 404 (schemathesis found it).
+    response = APIClient().post(path)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert api_error(response)["code"] == "not_found"
+
+
 def test_a_post_with_a_session_and_no_csrf_token_to_an_unmatched_path_is_still_json(provider):
     client = Client(enforce_csrf_checks=True)
     login_as(client, provider)
@@ -116,3 +125,17 @@ class TestValidationErrors:
         assert self._answer(ApplicationError("No.", code="no")).status_code == 422
         assert self._answer(ApplicationError("Busy.", code="busy", status_code=409)).status_code == 409
         assert self._answer(InvalidTransition("Not now.")).status_code == 409
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/api/v1/products", {"title_en": "x", "colour": "blue"}),
+        ("/api/v1/api-keys", {"name": "x", "scopes": ["read"], "colour": "blue"}),
+    ],
+)
+def test_a_body_field_the_operation_does_not_take_is_a_400_naming_it(provider, path, body):
+    # A misspelt optional field is refused, never silently ignored (`additionalProperties: false` in the schema).
+    response = api_client_for(provider).post(path, body, format="json")
+    assert response.status_code == 400
+    assert "colour" in api_error(response)["details"]

@@ -825,6 +825,9 @@ PLAN = {"name_en": "Once", "kind": "one_off", "currency": "CNY", "amount": "100.
         ({"kind": "metered", "period": "month", "included_calls": 1, "unit_price": "0.0000001"}, 400, "unit_price"),
         ({"kind": "metered", "period": "month", "included_calls": 1, "unit_price": 0.01}, 400, "unit_price"),
         ({"kind": "metered", "period": "month", "included_calls": -1, "unit_price": "0.01"}, 400, "included_calls"),
+        # An amount or null, as the schema says: a blank string is neither (DRF would read it as null).
+        ({"kind": "subscription", "period": "month", "unit_price": ""}, 400, "unit_price"),
+        ({"kind": "metered", "period": "month", "included_calls": 1, "unit_price": " "}, 400, "unit_price"),
         ({"included_calls": 5}, 422, "kind"),
         ({"buyer_code": "529900T8BM49AURSDO55"}, 422, "buyer_code"),  # an LEI no firm has
         ({"buyer_code": "X" * 21}, 400, "buyer_code"),
@@ -883,9 +886,11 @@ def test_private_offers_are_no_membership_oracle(provider, domestic, internation
         answers[why] = (response.status_code, response.json())
     assert len({repr(answer) for answer in answers.values()}) == 1, answers
     assert answers["unknown"][0] == 422
-    # ids are not taken at all any more
+    # ids are not taken at all any more: a body naming one is refused for its unknown field, and makes no plan
+    plans = product.plans.count()
     by_id = client.post(f"{PRODUCTS}/{product.pk}/plans", {**PLAN, "buyer_firm": domestic.membership.firm_id}, format="json")
-    assert by_id.status_code == 201 and by_id.json()["is_private"] is False
+    assert by_id.status_code == 400 and list(by_id.json()["error"]["details"]) == ["buyer_firm"]
+    assert product.plans.count() == plans
     # the admitted firm's code makes the offer, and the provider sees the code it entered, never the name
     made = client.post(
         f"{PRODUCTS}/{product.pk}/plans", {**PLAN, "buyer_code": domestic.membership.firm.uscc.lower()}, format="json"
