@@ -166,10 +166,9 @@ def request_fingerprint(request: Request) -> str:
         body = {"form": {name: [_form_value(value) for value in values] for name, values in data.lists()}}
     else:
         body = {"json": data}
-    canonical = json.dumps(
-        [request.method, request.path, body], sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    # ASCII escapes: a JSON body may carry a lone surrogate ("\ud800"), which no UTF-8 encoding takes.
+    canonical = json.dumps([request.method, request.path, body], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 def _form_value(value: Any) -> Any:

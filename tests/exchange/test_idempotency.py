@@ -414,6 +414,12 @@ class TestFingerprint:
         assert self._json({"b": [1, 2]}) != self._json({"b": [2, 1]})
         assert self._json({"a": 1}) != self._json({"a": 1}, path="/api/v1/other")
 
+    def test_a_body_with_a_lone_surrogate_has_a_fingerprint_too(self):
+        django_request = APIRequestFactory().post(
+            "/api/v1/things", b'{"name": "\\ud800"}', content_type="application/json"
+        )
+        assert len(request_fingerprint(Request(django_request, parsers=[JSONParser()]))) == 64
+
     def test_a_form_is_compared_by_its_fields_and_each_files_contents(self):
         def document(content=b"%PDF-1.7 approval", name="approval.pdf"):
             return SimpleUploadedFile(name, content, content_type="application/pdf")
