@@ -45,6 +45,7 @@ from rest_framework.views import APIView
 from exchange.api import ClosedObject, JsonErrorsOnly, error_responses
 from exchange.exceptions import ApplicationError, NotAllowed
 from exchange.files import file_response
+from exchange.idempotency import idempotent
 from exchange.models import ApiKey, MemberFirm
 from exchange.pagination import IdCursorPagination
 from exchange.selectors import user_firm, user_firm_id
@@ -747,6 +748,7 @@ class FilingCreateApi(APIView):
             "contents must be of the format its name says.",
         )
 
+    @idempotent(required=False)
     @extend_schema(
         operation_id="compliance_filings_create",
         summary="File an evidence item",

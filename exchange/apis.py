@@ -227,6 +227,8 @@ class ApiKeyCreatedSerializer(ApiKeyDetailApi.OutputSerializer):
 
 
 class ApiKeyCreateApi(APIView):
+    # Not @idempotent (exchange.idempotency), nor is the rotation: the answer carries the new key itself, which the
+    # exchange keeps only as a hash, and a stored answer to replay would keep it in clear (docs/api.md).
     required_scope = ApiKey.Scope.KEYS
 
     class InputSerializer(ClosedObject):

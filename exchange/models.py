@@ -441,3 +441,34 @@ class OutboxDelivery(models.Model):
     def __str__(self) -> str:
         return f"#{self.event_id} → {self.subscriber}"
 
+
+class IdempotencyKey(models.Model):
+    """A client's Idempotency-Key on a POST, per firm (exchange.idempotency): reserved while the request runs,
+    then holding the stored answer that a retry with the same key gets back."""
+
+    class State(models.TextChoices):
+        IN_FLIGHT = "in_flight", _("In flight")
+        DONE = "done", _("Done")
+
+    scope = models.CharField(max_length=40)  # "firm:<id>", or "user:<id>" for a log-in of no firm
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)  # SHA-256 of the method, the path and the body
+    state = models.CharField(max_length=10, choices=State.choices, default=State.IN_FLIGHT)
+    # Who holds the reservation: the completing write is conditional on it, so that a request whose reservation
+    # was taken over (it looked dead) cannot also commit its work.
+    owner = models.CharField(max_length=32)
+    locked_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(db_index=True)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The rendered JSON as text, not a JSONField: PostgreSQL's jsonb would reorder the keys of the replay.
+    response_body = models.TextField(blank=True)
+    response_location = models.CharField(max_length=2000, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key"], name="idempotency_key_once_per_scope"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key} ({self.state})"

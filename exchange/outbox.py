@@ -34,6 +34,7 @@ import copy
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -85,6 +86,7 @@ H = TypeVar("H", bound=Handler)
 # topic -> subscriber name -> handler
 _subscribers: dict[str, dict[str, Handler]] = {}
 _discovered = False
+_discovering = threading.Lock()
 # Set while this thread runs the relay. An event that a subscriber publishes meanwhile comes later in id order,
 # so the same run takes it; kicking another relay would, with eager Celery, run it nested inside this one, and a
 # chain of subscribers publishing events would recurse without end.
@@ -138,9 +140,12 @@ def subscribers_of(topic: str) -> dict[str, Handler]:
     global _discovered
     if not _discovered:
         # Here rather than in AppConfig.ready(): a subscriber module imports its app's services, which would then
-        # load while the apps are still being set up, and only the relay needs them.
-        autodiscover_modules("subscribers")
-        _discovered = True
+        # load while the apps are still being set up, and only the relay needs them. Under a lock, so that no
+        # thread reads the registry while another fills it.
+        with _discovering:
+            if not _discovered:
+                autodiscover_modules("subscribers")
+                _discovered = True
     return dict(_subscribers.get(topic, {}))
 
 

@@ -24,6 +24,7 @@ PERIODIC_TASKS: dict[str, tuple[str, dict[str, str]]] = {
     # next attempt) goes out within the minute.
     "Relay the outbox to its subscribers": ("exchange.outbox_relay", {"minute": "*"}),
     "Prune published outbox events": ("exchange.outbox_prune", {"minute": "20", "hour": "3"}),
+    "Prune expired idempotency keys": ("exchange.idempotency_prune", {"minute": "40"}),
     "Accept deliveries whose acceptance window has closed": ("settlements.accept_due_orders", {"minute": "*/15"}),
     "Expire unanswered access requests and unused approvals": ("settlements.expire_access_requests", {"minute": "20"}),
     "Reconcile cached balances with the ledger's postings": ("settlements.reconcile_ledger", {"minute": "45", "hour": "2"}),

@@ -442,6 +442,12 @@ HEALTHZ_BROKER_TIMEOUT = 2.0
 # The outbox (exchange.outbox): published events are kept this many days for the record, then pruned. An event
 # some subscriber has not taken yet is never pruned.
 OUTBOX_RETENTION_DAYS = env_int("OUTBOX_RETENTION_DAYS", 30)
+# Idempotency keys (exchange.idempotency): a key and its stored answer are kept at least this many hours (the
+# retention docs/api.md publishes); a request whose reservation is older than IDEMPOTENCY_IN_FLIGHT_SECONDS is
+# taken to have died with its process, and a retry may take the key over: keep it above the longest a request may
+# run (gunicorn's --timeout, 30 s by default).
+IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
+IDEMPOTENCY_IN_FLIGHT_SECONDS = env_int("IDEMPOTENCY_IN_FLIGHT_SECONDS", 60)
 
 # Listings: the public notice before listing, samples, prices.
 LISTING_NOTICE_DAYS = env_int("LISTING_NOTICE_DAYS", 3)

@@ -6,6 +6,7 @@ import logging
 
 from celery import shared_task
 
+from .idempotency import idempotency_key_prune
 from .outbox import outbox_prune, outbox_relay
 from .services import audit_checkpoint, audit_verify
 
@@ -46,3 +47,8 @@ def outbox_prune_task() -> int:
     """Delete the outbox events published more than OUTBOX_RETENTION_DAYS ago (daily). Safe to repeat."""
     return outbox_prune()
 
+
+@shared_task(name="exchange.idempotency_prune")
+def idempotency_prune_task() -> int:
+    """Delete the idempotency keys whose retention has passed (hourly). Safe to repeat."""
+    return idempotency_key_prune()

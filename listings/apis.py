@@ -41,6 +41,7 @@ from rest_framework.views import APIView
 
 from exchange.api import ClosedObject, JsonErrorsOnly, MoneyField, error_responses
 from exchange.files import file_response
+from exchange.idempotency import idempotent
 from exchange.models import Board
 from exchange.money import CURRENCY_CHOICES
 from exchange.pagination import CursorOrNumberedPagination, IdCursorPagination
@@ -883,6 +884,7 @@ class ProductCreateApi(APIView):
                 raise serializers.ValidationError("This board is not open.", code="board_unavailable")
             return board
 
+    @idempotent(required=False)
     @extend_schema(
         operation_id="products_create",
         summary="Create a product (provider)",
@@ -1054,6 +1056,7 @@ class ProductWithdrawApi(APIView):
 
 
 class ProductDraftCreateApi(APIView):
+    @idempotent(required=False)
     @extend_schema(
         operation_id="products_draft_start",
         summary="Start a new draft (provider)",
@@ -1126,6 +1129,7 @@ class PlanCreateApi(APIView):
             plan = PricePlan(product=self.context["product"], **fields)
             return validation.plan_rule_errors(self.context["product"], plan, refused={*refused, "buyer_code"})
 
+    @idempotent(required=False)
     @extend_schema(
         operation_id="products_plans_create",
         summary="Add a price plan (provider)",
