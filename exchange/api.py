@@ -8,7 +8,9 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from django.core.validators import RegexValidator
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
@@ -142,3 +144,24 @@ class ClosedObjectSchema(OpenApiSerializerExtension):
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
         schema["additionalProperties"] = False
         return schema
+
+
+def text_field(**kwargs: Any) -> serializers.CharField:
+    """Text that is not blank, taken as sent: the schema's `maxLength` and `pattern` hold for the value itself
+    (the services strip it), so that "   " is refused as the schema says, and 101 characters are too many."""
+    return serializers.CharField(
+        trim_whitespace=False,
+        validators=[RegexValidator(r"\S", message=gettext_lazy("Give a value that is not blank."), code="blank")],
+        **kwargs,
+    )
+
+
+def require_body(request: Any) -> None:
+    """An operation whose body is required (its fields all optional, `{}` will do) refuses a request without one
+    as the schema says: a 400, not a silent default."""
+    if request.META.get("CONTENT_LENGTH") in (None, "", "0") and "chunked" not in request.META.get(
+        "HTTP_TRANSFER_ENCODING", ""
+    ):
+        raise serializers.ValidationError(
+            {"non_field_errors": [_("This operation takes a JSON object as its body; {} will do.")]}, code="required"
+        )

@@ -155,7 +155,11 @@ def postprocess_contract(result: dict[str, Any], generator: Any, request: Any, p
     credentials, sent a query parameter it does not take or asked for a media type it does not have; one with a body can be too large or of the wrong type; one with a path parameter can name a missing object.
     """
     for path, path_item in result.get("paths", {}).items():
-        for operation in path_item.values():
+        for method, operation in path_item.items():
+            if "requestBody" in operation and method != "patch":
+                # A body whose fields are all optional is still a body: `{}` will do, none is a 400
+                # (exchange.api.require_body). Only a PATCH may come without one: it changes nothing.
+                operation["requestBody"]["required"] = True
             responses = operation.setdefault("responses", {})
             parameters = operation.get("parameters", [])
             for parameter in parameters:

@@ -352,6 +352,14 @@ SPECTACULAR_SETTINGS = {
         "Direction": "compliance.apis.DIRECTIONS",
         "ClearanceStatus": "compliance.apis.GATE_STATUSES",
         "ClearanceItemKind": "compliance.apis.CLEARANCE_ITEM_KINDS",
+        # Trading (settlements).
+        "OrderStatus": "settlements.models.Order.Status",
+        "OrderGateStatus": "settlements.apis.ORDER_GATE",
+        "OrderSide": "settlements.apis.SIDES",
+        "AccessRequestStatus": "settlements.models.AccessRequest.Status",
+        "WithdrawalStatus": "settlements.models.Withdrawal.Status",
+        "AccountKind": "settlements.apis.MEMBER_ACCOUNTS",
+        "EntryKind": "settlements.models.JournalEntry.Kind",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -31,5 +31,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(("listings.api_urls", "listings-api"))),
     path("api/v1/compliance/", include(("compliance.api_urls", "compliance-api"))),
+    path("api/v1/", include(("settlements.api_urls", "settlements-api"))),
     path("api/v1/", include(("exchange.api_urls", "api"))),
 ]

@@ -12,7 +12,7 @@ from typing import Any
 from dateutil.relativedelta import relativedelta
 from django.conf import settings
 from django.db import connection, models
-from django.db.models import F, Q, QuerySet, Sum
+from django.db.models import F, Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
@@ -21,11 +21,22 @@ from django.utils.translation import gettext as _
 from exchange.exceptions import ApplicationError, NotAllowed
 from exchange.models import Board, MemberFirm, Membership
 from exchange.money import bps_of, is_quantized, quantize
-from exchange.selectors import board_access, board_ids_tradable, firm_get_by_public_code, user_membership
+from exchange.selectors import board_access, board_ids_tradable, firm_get_by_public_code, user_firm_id, user_membership
 from listings.models import DataProduct, ListingStatus, PricePlan, Revision
 from listings.selectors import plans_visible_q, product_get_for_user
 
-from .models import AccessRequest, Account, Charge, FeeSchedule, FxRate, JournalEntry, Posting, Withdrawal
+from .models import (
+    AccessRequest,
+    Account,
+    Charge,
+    FeeSchedule,
+    FxRate,
+    JournalEntry,
+    Order,
+    OrderEvent,
+    Posting,
+    Withdrawal,
+)
 
 ZERO = Decimal("0.00")
 AMOUNT = models.DecimalField(max_digits=20, decimal_places=2)
@@ -160,7 +171,9 @@ def ledger_problems() -> list[str]:
         problems.append(f"entry {row['entry_id']} does not balance in {row['currency']}: {row['total']}")
     for account in Account.objects.filter(firm__isnull=False, balance__lt=0):
         problems.append(f"account {account.pk} ({account}) is below zero: {account.balance}")
-    sums = dict(Posting.objects.values("account_id").annotate(total=money_sum("amount")).values_list("account_id", "total"))
+    sums = dict(
+        Posting.objects.values("account_id").annotate(total=money_sum("amount")).values_list("account_id", "total")
+    )
     for account in Account.objects.all():
         expected = sums.get(account.pk, ZERO) * account.sign
         if account.balance != expected:
@@ -273,7 +286,9 @@ def trial_balance() -> list[TrialBalanceRow]:
 
 def ledger_reconcile() -> list[tuple[int, Decimal, Decimal]]:
     """Accounts whose cached balance differs from their postings: (account id, cached, from postings)."""
-    sums = dict(Posting.objects.values("account_id").annotate(total=money_sum("amount")).values_list("account_id", "total"))
+    sums = dict(
+        Posting.objects.values("account_id").annotate(total=money_sum("amount")).values_list("account_id", "total")
+    )
     out = []
     for pk, kind, balance in Account.objects.values_list("pk", "kind", "balance"):
         sign = 1 if kind in Account.DEBIT_NORMAL else -1
@@ -552,3 +567,82 @@ def access_request_usable(
     if for_update:
         queryset = queryset.select_for_update()
     return queryset.first()
+
+
+# --- Orders, requests and withdrawals as each firm may see them --------------------------------------------------
+
+MAX_ID = 2**63 - 1
+
+
+def _pk(pk: Any) -> int:
+    """A path's id as a row id, or 404: an id no row can have is as unknown as a missing one."""
+    value = _int(pk)
+    if value is None or not 1 <= value <= MAX_ID:
+        raise Http404
+    return value
+
+
+def order_list_for_firm(*, firm_id: int, side: str | None = None, status: str | None = None) -> QuerySet[Order]:
+    """The orders the firm placed or received (or one side), newest first, with what a page shows."""
+    if side == "buyer":
+        queryset = Order.objects.filter(buyer_firm_id=firm_id)
+    elif side == "provider":
+        queryset = Order.objects.filter(provider_firm_id=firm_id)
+    else:
+        queryset = Order.objects.filter(Q(buyer_firm_id=firm_id) | Q(provider_firm_id=firm_id))
+    if status:
+        queryset = queryset.filter(status=status)
+    return (
+        queryset.select_related("buyer_firm", "provider_firm")
+        .prefetch_related(Prefetch("events", queryset=OrderEvent.objects.select_related("actor").order_by("pk")))
+        .order_by("-id")
+    )
+
+
+def order_get_for_user(*, user: Any, pk: Any) -> Order:
+    """One of the user's firm's orders (either side), else 404 (missing and another firm's alike)."""
+    firm_id = user_firm_id(user)
+    if firm_id is None:
+        raise Http404
+    order = order_list_for_firm(firm_id=firm_id).filter(pk=_pk(pk)).first()
+    if order is None:
+        raise Http404
+    return order
+
+
+def access_request_list_for_firm(
+    *, firm_id: int, side: str | None = None, status: str | None = None
+) -> QuerySet[AccessRequest]:
+    if side == "buyer":
+        queryset = AccessRequest.objects.filter(buyer_firm_id=firm_id)
+    elif side == "provider":
+        queryset = AccessRequest.objects.filter(product__provider_id=firm_id)
+    else:
+        queryset = AccessRequest.objects.filter(Q(buyer_firm_id=firm_id) | Q(product__provider_id=firm_id))
+    if status:
+        queryset = queryset.filter(status=status)
+    return queryset.select_related("buyer_firm", "product", "requested_by").order_by("-id")
+
+
+def access_request_get_for_user(*, user: Any, pk: Any) -> AccessRequest:
+    firm_id = user_firm_id(user)
+    if firm_id is None:
+        raise Http404
+    found = access_request_list_for_firm(firm_id=firm_id).filter(pk=_pk(pk)).first()
+    if found is None:
+        raise Http404
+    return found
+
+
+def withdrawal_list_for_firm(*, firm_id: int) -> QuerySet[Withdrawal]:
+    return Withdrawal.objects.filter(firm_id=firm_id).order_by("-id")
+
+
+def withdrawal_get_for_user(*, user: Any, pk: Any) -> Withdrawal:
+    firm_id = user_firm_id(user)
+    if firm_id is None:
+        raise Http404
+    found = withdrawal_list_for_firm(firm_id=firm_id).filter(pk=_pk(pk)).first()
+    if found is None:
+        raise Http404
+    return found

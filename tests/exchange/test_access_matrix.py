@@ -33,7 +33,7 @@ ADMIN_DOORS = {
     "/admin/": set(STAFF),
     "/admin/exchange/memberfirm/": set(STAFF),
     "/admin/exchange/board/": set(STAFF),
-    "/admin/exchange/auditevent/": {"ops", "officer", "reviewer", "superuser"},
+    "/admin/exchange/auditevent/": {"ops", "officer", "reviewer", "clerk", "superuser"},
     "/admin/exchange/apikey/": {"ops", "superuser"},
     "/admin/exchange/user/": {"ops", "superuser"},
     "/admin/exchange/outboxevent/": {"ops", "superuser"},

@@ -459,6 +459,9 @@ def test_the_schema_documents_the_optional_header_and_its_answers(schema):
         "products_draft_start",
         "products_plans_create",
         "compliance_filings_create",
+        "orders_create",
+        "access_requests_create",
+        "withdrawals_create",
     }
 
 
