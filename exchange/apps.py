@@ -14,7 +14,8 @@ class ExchangeConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Wiring only: log-in auditing and the staff role groups. No business rules live in signals.
+        # Wiring only: log-in auditing, the audit chains' heads after migrate, the staff role groups. No business
+        # rules live in signals.
         # why (imported here): they import models, which the app registry loads after apps.py.
         from . import checks, periodic, roles, signals  # noqa: F401
 
