@@ -501,7 +501,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ["seq", "created_at", "actor_repr", "verb", "object_type", "object_repr", "request_id"]
+    # Newest first across the chains (Meta.ordering: created_at, then id); chain and seq say where a row is
+    # in its own hash chain, which is what verify_audit's reports name.
+    list_display = ["created_at", "chain", "seq", "actor_repr", "verb", "object_type", "object_repr", "request_id"]
     list_filter = ["verb", "object_type", ("created_at", admin.DateFieldListFilter)]
     search_fields = ["actor_repr", "verb", "object_id", "object_repr", "request_id"]
     date_hierarchy = "created_at"

@@ -267,12 +267,18 @@ class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
 
 
 class AuditEvent(models.Model):
-    """One step of someone's work, chained to the previous row by its hash.
+    """One step of someone's work, chained by its hash to the previous row of the same chain.
 
-    Rows are only ever inserted (exchange.services.audit_record); `verify_audit` recomputes the chain.
+    The trail is several hash chains (AuditChainHead, settings.AUDIT_CHAINS of them), so that concurrent
+    writers append side by side instead of queueing on one row. Each chain is complete on its own: `seq` counts
+    within the chain and the hash covers the chain too. `created_at`, then the id, give the order across chains.
+    Rows are only ever inserted (exchange.services.audit_record); `verify_audit` recomputes every chain.
     """
 
-    seq = models.PositiveBigIntegerField(_("sequence"), unique=True, editable=False)
+    # db_default as well: a writer that does not know of chains (the previous release, during a rolling
+    # deployment) appends to chain 1, under head 1's lock, with the hashes chain 1 has always had.
+    chain = models.PositiveSmallIntegerField(_("chain"), default=1, db_default=1, editable=False)
+    seq = models.PositiveBigIntegerField(_("sequence"), editable=False)
     created_at = models.DateTimeField(_("when"), default=timezone.now, editable=False, db_index=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -297,11 +303,12 @@ class AuditEvent(models.Model):
     class Meta:
         verbose_name = _("audit event")
         verbose_name_plural = _("audit events")
-        ordering = ["-seq"]
+        ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object_idx")]
+        constraints = [models.UniqueConstraint(fields=["chain", "seq"], name="audit_chain_seq_unique")]
 
     def __str__(self) -> str:
-        return f"#{self.seq} {self.verb} {self.object_repr}"
+        return f"#{self.chain}.{self.seq} {self.verb} {self.object_repr}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
@@ -313,21 +320,23 @@ class AuditEvent(models.Model):
 
 
 class AuditChainHead(models.Model):
-    """The single row that serialises appends to the audit chain and remembers its end.
+    """The end of one audit chain: the row an append locks, and what verify_audit holds the chain against.
 
-    Locking this row (SELECT ... FOR UPDATE) makes concurrent writers take turns, so two events never
-    claim the same predecessor; keeping the last hash here lets verify_audit notice a deleted tail.
+    An append locks one head (SELECT ... FOR UPDATE SKIP LOCKED, exchange.services.audit_record), so two events
+    never claim the same predecessor in that chain; the last hash kept here lets verify_audit notice a deleted
+    tail. Migrations create heads 1..settings.AUDIT_CHAINS; on PostgreSQL a trigger lets a head move only
+    forward, onto an event of its own chain.
     """
 
-    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    id = models.PositiveSmallIntegerField(primary_key=True, editable=False)
     last_seq = models.PositiveBigIntegerField(default=0)
     last_hash = models.CharField(max_length=64, blank=True)
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=Q(id=1), name="audit_chain_head_singleton")]
+        constraints = [models.CheckConstraint(condition=Q(id__gte=1), name="audit_chain_head_id")]
 
     def __str__(self) -> str:
-        return f"audit chain at #{self.last_seq}"
+        return f"audit chain {self.id} at #{self.last_seq}"
 
 
 class ApiKey(models.Model):

@@ -437,6 +437,10 @@ if not AUDIT_HMAC_KEY and DEBUG:
 # Every checkpoint is also logged on the logger "exchange.audit.checkpoint", for a log sink.
 AUDIT_CHECKPOINT_PATH = os.environ.get("AUDIT_CHECKPOINT_PATH", str(VAR_DIR / "audit-checkpoints.jsonl"))
 AUDIT_CHECKPOINT_STORAGE = os.environ.get("AUDIT_CHECKPOINT_STORAGE", "")
+# The trail is this many hash chains, each with its own head row, so that up to this many transactions append
+# at once without waiting for each other (exchange.services.audit_record). `migrate` creates the heads; raise
+# it and migrate again to add chains. Lowering it only stops appends to the higher chains, which stay verified.
+AUDIT_CHAINS = max(1, env_int("AUDIT_CHAINS", 16))
 
 # --- The exchange's own settings ---------------------------------------------------------------
 # API keys expire after this many days unless their creator picks another date.
