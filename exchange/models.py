@@ -25,6 +25,36 @@ from .validators import validate_lei, validate_uscc
 MAINLAND_CHINA = "CN"
 
 
+class AppendOnlyQuerySet(models.QuerySet[Any]):
+    def update(self, **kwargs: Any) -> int:
+        raise PermissionError("These rows are append-only: correct them with new rows (a reversal).")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise PermissionError("These rows are append-only: correct them with new rows (a reversal).")
+
+    update.queryset_only = True  # type: ignore[attr-defined]
+    delete.queryset_only = True  # type: ignore[attr-defined]
+
+
+class AppendOnlyModel(models.Model):
+    """Rows that are only ever inserted (the ledger's entries and postings): the ORM refuses to change or delete
+    them, and `manage.py db_grant_app_role` takes UPDATE, DELETE and TRUNCATE on their tables from the
+    application's database role; an app adds database triggers of its own where it needs them."""
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise PermissionError("These rows are append-only: correct them with new rows (a reversal).")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise PermissionError("These rows are append-only: correct them with new rows (a reversal).")
+
+
 class TimeStampedModel(models.Model):
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)

@@ -21,37 +21,11 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_countries.fields import CountryField
 
-from exchange.models import Board, MemberFirm
+from exchange.models import AppendOnlyModel, Board, MemberFirm
 from exchange.money import CURRENCY_CHOICES
 
 # Ledger amounts: up to 10^16 in the currency's main unit, two decimal places (CNY and USD).
 MONEY = {"max_digits": 18, "decimal_places": 2}
-
-
-class AppendOnlyQuerySet(models.QuerySet[Any]):
-    def update(self, **kwargs: Any) -> int:
-        raise PermissionError("The ledger is append-only: correct it with a reversal.")
-
-    def delete(self) -> tuple[int, dict[str, int]]:
-        raise PermissionError("The ledger is append-only: correct it with a reversal.")
-
-    update.queryset_only = True  # type: ignore[attr-defined]
-    delete.queryset_only = True  # type: ignore[attr-defined]
-
-
-class AppendOnlyModel(models.Model):
-    objects = AppendOnlyQuerySet.as_manager()
-
-    class Meta:
-        abstract = True
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if not self._state.adding:
-            raise PermissionError("The ledger is append-only: correct it with a reversal.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
-        raise PermissionError("The ledger is append-only: correct it with a reversal.")
 
 
 class Account(models.Model):

@@ -88,7 +88,7 @@ def backward_trigger(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("exchange", "0005_audit_keyed_chain")]
+    dependencies = [("exchange", "0007_idempotencykey")]
 
     operations = [
         # No UPDATE of any row: PostgreSQL adds a column with a constant default without touching the rows.

@@ -12,10 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
-from exchange.models import AuditChainHead, AuditEvent
+from exchange.models import AppendOnlyModel, AuditChainHead, AuditEvent
+
+
+def append_only_tables() -> list[str]:
+    """The tables of every installed model built on the core's AppendOnlyModel, whichever app it belongs to."""
+    return sorted(m._meta.db_table for m in apps.get_models() if issubclass(m, AppendOnlyModel))
 
 
 class Command(BaseCommand):
@@ -63,6 +69,11 @@ class Command(BaseCommand):
                 # The trail is insert-only; each append updates one head, which migrate created and nobody deletes.
                 f"REVOKE UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES ON {q(audit)} FROM {role_q}",
                 f"REVOKE INSERT, DELETE, TRUNCATE, TRIGGER, REFERENCES ON {q(head)} FROM {role_q}",
+                # Every other append-only table (the ledger's postings and entries): corrections are new rows.
+                *(
+                    f"REVOKE UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES ON {q(table)} FROM {role_q}"
+                    for table in append_only_tables()
+                ),
             ]:
                 cursor.execute(statement)
         self.stdout.write(
