@@ -306,8 +306,9 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Cross-border Data Exchange API",
     "DESCRIPTION": (
-        "The catalogue, compliance pre-checks and a provider's listings, and the firm's filings and API keys, for "
-        "member firms' systems. Authenticate with `Authorization: Api-Key <key>`. Every answer that is not a "
+        "The catalogue, compliance pre-checks and a provider's listings, orders (with escrow, the compliance gate "
+        "and idempotency keys), access requests, balances, statement lines and withdrawals, and the firm's filings "
+        "and API keys, for member firms' systems. Authenticate with `Authorization: Api-Key <key>`. Every answer that is not a "
         'success is `{"error": {"code", "message", "details"}}`; each operation lists the statuses it answers '
         "and their codes (docs/api.md in the repository says the rules)."
     ),
