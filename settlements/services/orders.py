@@ -6,10 +6,11 @@ Every transition is one service here: it checks who may act, moves the status wi
 money through the one posting service (`.ledger.entry_post`) and publishes the order's event to the outbox, all in
 one transaction.
 
-Locks, always in this order so that two transactions never wait on each other in a circle: the buyer's accounts
-(in primary-key order, by the posting service), then the exporter's yearly counter and filings (by the gate).
-A release (the officer cleared the case) locks the order, then the counter; a refund the order, then the
-accounts; neither takes the other's pair in reverse.
+Locks, always in this order so that two transactions never wait on each other in a circle: the product and the
+plan (shared, so that orders do not wait for each other, only a suspension or a retirement for them), the order
+when it exists, the buyer's accounts (in primary-key order), then the exporter's yearly counter and filings (taken
+by the compliance gate). A held order decided again therefore locks the buyer's accounts before it asks the gate,
+as a placement does, although only a refusal will move its money.
 """
 
 from __future__ import annotations
@@ -385,6 +386,7 @@ def order_compliance_recheck(*, order: Order) -> Order:
     order = Order.objects.select_for_update().get(pk=order.pk)
     if order.status != S.COMPLIANCE_HOLD:
         return order
+    _lock_buyer_accounts(order)
     product = order.product
     try:
         clearance = trade_decide(product=product, buyer_firm=order.buyer_firm, delivery=order.delivery_mode)
@@ -402,6 +404,17 @@ def order_compliance_recheck(*, order: Order) -> Order:
         order.case = clearance.case
         _event(order, "case_changed", None, case=clearance.case.pk, missing=clearance.missing)
     return order
+
+
+def _lock_buyer_accounts(order: Order) -> None:
+    """The buyer's cash and escrow in the order's currency, locked before the gate's counter (module docstring)."""
+    firm, currency = order.buyer_firm, order.currency
+    accounts_lock(
+        [
+            account_for(firm=firm, kind=Account.Kind.CASH, currency=currency),
+            account_for(firm=firm, kind=Account.Kind.ESCROW, currency=currency),
+        ]
+    )
 
 
 def _refuse(order: Order, *, reason: str) -> Order:
