@@ -18,6 +18,7 @@ from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from compliance.selectors import firm_is_restricted
 from exchange.exceptions import ApplicationError, NotAllowed
 from exchange.models import Board, MemberFirm, Membership
 from exchange.money import bps_of, is_quantized, quantize
@@ -433,6 +434,13 @@ def order_terms(
         raise refuse(_("Only a listed product can be traded."), "not_listed", status=409)
     if product.board_id not in board_ids_tradable(user=user):
         raise refuse(_("Your firm is not admitted to trade on this board."), "board_not_tradable", status=403)
+    if firm_is_restricted(buyer):
+        # The compliance engine prohibits it too (R3); said first and plainly: no trade for a listed party at all.
+        raise refuse(
+            _("Your firm is on a restricted-party list: the exchange cannot trade with it."),
+            "restricted_party",
+            status=403,
+        )
     plan = PricePlan.objects.filter(pk=_int(plan_id), product=product).filter(plans_visible_q(buyer.pk)).first()
     if (
         plan is None

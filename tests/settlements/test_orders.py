@@ -175,15 +175,29 @@ class TestRefusals:
         refused = refusal(international, product, one_off(product, "10.00", currency="USD"))
         assert refused.code == "currency_not_held"
 
-    def test_prohibited_by_the_engine_before_any_money_moves(self, product, international, clerk, superuser):
+    def test_a_restricted_party_before_any_money_moves(self, product, international, clerk, superuser):
         compliance.party_save(
             party=RestrictedParty(name="OVERSEAS BUYER PTE LTD", country="SG", source_list="Test list"), actor=superuser
         )
         fund(international, clerk)
         refused = refusal(international, product, one_off(product))
-        assert refused.code == "prohibited" and refused.details["rules"] == ["R3"]
-        assert refused.details["reasons"][0]["text_en"]
+        assert refused.code == "restricted_party" and refused.status_code == 403
         assert not Order.objects.exists() and balance(international) == D("100000.00")
+
+    def test_prohibited_by_the_engine_with_its_reasons(self, provider, reviewer, officer, clerk):
+        # US-origin data for a buyer in Hong Kong: the officer refused the review (R4), so the rules prohibit it
+        product = listed_product(provider, reviewer)
+        Revision.objects.filter(pk=product.listed_revision_id).update(origin_countries=["US"])
+        product.refresh_from_db()
+        hk = member(admit(MemberFirmFactory(country="HK", role="buyer"), "international"), "trader")
+        fund(hk, clerk)
+        held = place(hk, product, one_off(product))
+        compliance.case_refuse(case=held.case, actor=officer, resolution="Covered data.")
+        relay()
+        refused = refusal(hk, product, one_off(product))
+        assert refused.code == "prohibited" and refused.details["rules"]
+        assert refused.details["reasons"][0]["text_en"]
+        assert Order.objects.count() == 1 and balance(hk) == D("100000.00")
 
     def test_own_product_suspended_retired_and_unoffered_delivery(self, product, provider, international, clerk):
         fund(international, clerk)
