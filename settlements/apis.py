@@ -46,7 +46,7 @@ STATE_409 = "`invalid_transition`: the order's state does not allow it; `stale_s
 ACTING = "not_allowed` (the caller is no administrator or trader of the firm on that side)"
 PLACE_403 = (
     f"Not allowed: `{ACTING}, `firm_not_verified`, `board_not_tradable` (the firm is not admitted to trade on the "
-    f"product's board), `own_product`, {SCOPE_TRADE}, {NO_FIRM}, {CSRF}."
+    f"product's board), `own_product`, `restricted_party` (the buyer is on a restricted-party list), {SCOPE_TRADE}, {NO_FIRM}, {CSRF}."
 )
 PLACE_404 = "No such product, or one the caller may not see (not told apart): `not_found`."
 PLACE_409 = (
