@@ -53,7 +53,9 @@ def _plan(product: DataProduct, kind: str, currency: str | None = None) -> Price
     plans = product.plans.filter(kind=kind, is_active=True, buyer_firm__isnull=True)
     if currency:
         plans = plans.filter(currency=currency)
-    return plans.order_by("amount").first() or product.plans.filter(is_active=True, buyer_firm__isnull=True).first()
+    plan = plans.order_by("amount").first() or product.plans.filter(is_active=True, buyer_firm__isnull=True).first()
+    assert plan is not None, f"the demo product {product} has no plan"
+    return plan
 
 
 def _order(buyer: str, title_en: str, kind: str = "one_off", **fields: Any) -> Order:

@@ -24,8 +24,8 @@ from django_countries.fields import CountryField
 from exchange.models import AppendOnlyModel, Board, MemberFirm
 from exchange.money import CURRENCY_CHOICES
 
-# Ledger amounts: up to 10^16 in the currency's main unit, two decimal places (CNY and USD).
-MONEY = {"max_digits": 18, "decimal_places": 2}
+# Ledger amounts: max_digits=18, decimal_places=2 on every money field (up to 10^16 in the currency's main unit,
+# two places for CNY and USD).
 
 
 class Account(models.Model):
@@ -51,7 +51,9 @@ class Account(models.Model):
     )
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
     currency = models.CharField(_("currency"), max_length=3, choices=CURRENCY_CHOICES)
-    balance = models.DecimalField(_("balance"), default=Decimal("0.00"), editable=False, **MONEY)
+    balance = models.DecimalField(
+        _("balance"), default=Decimal("0.00"), editable=False, max_digits=18, decimal_places=2
+    )
     created_at = models.DateTimeField(_("opened at"), auto_now_add=True)
 
     class Meta:
@@ -134,7 +136,7 @@ class Posting(AppendOnlyModel):
     entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="postings")
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="postings")
     # Signed, debit positive. The account's currency, repeated so the database can check each entry per currency.
-    amount = models.DecimalField(_("amount"), **MONEY)
+    amount = models.DecimalField(_("amount"), max_digits=18, decimal_places=2)
     currency = models.CharField(_("currency"), max_length=3, choices=CURRENCY_CHOICES)
 
     class Meta:
@@ -174,7 +176,8 @@ class FeeSchedule(models.Model):
         default=Decimal("0.00"),
         validators=[MinValueValidator(Decimal("0"))],
         help_text=_("Charged to the buyer on top of the price, per order."),
-        **MONEY,
+        max_digits=18,
+        decimal_places=2,
     )
     note = models.CharField(_("note"), max_length=200, blank=True)
     created_by = models.ForeignKey(
@@ -349,10 +352,10 @@ class Order(models.Model):
 
     # What was bought, as it was when it was bought: never changed afterwards (a trigger on PostgreSQL).
     currency = models.CharField(_("currency"), max_length=3, choices=CURRENCY_CHOICES)
-    price = models.DecimalField(_("price"), **MONEY)
-    buyer_fee = models.DecimalField(_("buyer's fee"), **MONEY)
-    provider_fee = models.DecimalField(_("provider's fee"), **MONEY)
-    usage_budget = models.DecimalField(_("usage budget"), default=Decimal("0.00"), **MONEY)
+    price = models.DecimalField(_("price"), max_digits=18, decimal_places=2)
+    buyer_fee = models.DecimalField(_("buyer's fee"), max_digits=18, decimal_places=2)
+    provider_fee = models.DecimalField(_("provider's fee"), max_digits=18, decimal_places=2)
+    usage_budget = models.DecimalField(_("usage budget"), default=Decimal("0.00"), max_digits=18, decimal_places=2)
     delivery_mode = models.CharField(_("delivery"), max_length=10)
     intended_use = models.TextField(_("intended use"), max_length=2000)
     destination = CountryField(_("destination"), blank=True)
@@ -470,15 +473,17 @@ class Charge(models.Model):
     period_start = models.DateField(_("period from"), null=True, blank=True)
     period_end = models.DateField(_("period to"), null=True, blank=True)
     currency = models.CharField(_("currency"), max_length=3, choices=CURRENCY_CHOICES)
-    price = models.DecimalField(_("price"), **MONEY)
-    buyer_fee = models.DecimalField(_("buyer's fee"), **MONEY)
-    provider_fee = models.DecimalField(_("provider's fee"), **MONEY)
+    price = models.DecimalField(_("price"), max_digits=18, decimal_places=2)
+    buyer_fee = models.DecimalField(_("buyer's fee"), max_digits=18, decimal_places=2)
+    provider_fee = models.DecimalField(_("provider's fee"), max_digits=18, decimal_places=2)
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.HELD)
     # How the held amount ended: returned to the buyer, paid to the provider, and earned in fees, summing to what
     # it held (settlements.selectors.ledger_problems checks it; SQLite would compare the sums as floats).
-    refunded = models.DecimalField(_("returned"), default=Decimal("0.00"), **MONEY)
-    provider_net = models.DecimalField(_("paid to the provider"), default=Decimal("0.00"), **MONEY)
-    fee_collected = models.DecimalField(_("fees earned"), default=Decimal("0.00"), **MONEY)
+    refunded = models.DecimalField(_("returned"), default=Decimal("0.00"), max_digits=18, decimal_places=2)
+    provider_net = models.DecimalField(
+        _("paid to the provider"), default=Decimal("0.00"), max_digits=18, decimal_places=2
+    )
+    fee_collected = models.DecimalField(_("fees earned"), default=Decimal("0.00"), max_digits=18, decimal_places=2)
     created_at = models.DateTimeField(_("held at"), default=timezone.now)
     closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
 
@@ -513,7 +518,9 @@ class Deposit(models.Model):
 
     firm = models.ForeignKey(MemberFirm, on_delete=models.PROTECT, related_name="deposits", verbose_name=_("firm"))
     currency = models.CharField(_("currency"), max_length=3, choices=CURRENCY_CHOICES)
-    amount = models.DecimalField(_("amount"), validators=[MinValueValidator(Decimal("0.01"))], **MONEY)
+    amount = models.DecimalField(
+        _("amount"), validators=[MinValueValidator(Decimal("0.01"))], max_digits=18, decimal_places=2
+    )
     bank_reference = models.CharField(
         _("bank reference"), max_length=64, help_text=_("The bank's own reference of the credit, unique.")
     )
@@ -581,7 +588,9 @@ class Withdrawal(models.Model):
 
     firm = models.ForeignKey(MemberFirm, on_delete=models.PROTECT, related_name="withdrawals", verbose_name=_("firm"))
     currency = models.CharField(_("currency"), max_length=3, choices=CURRENCY_CHOICES)
-    amount = models.DecimalField(_("amount"), validators=[MinValueValidator(Decimal("0.01"))], **MONEY)
+    amount = models.DecimalField(
+        _("amount"), validators=[MinValueValidator(Decimal("0.01"))], max_digits=18, decimal_places=2
+    )
     bank_account = models.TextField(
         _("to bank account"), max_length=500, help_text=_("Account holder, number and bank, as on the firm's file.")
     )

@@ -40,13 +40,13 @@ from .models import (
 )
 
 ZERO = Decimal("0.00")
-AMOUNT = models.DecimalField(max_digits=20, decimal_places=2)
+AMOUNT: models.DecimalField[Decimal, Decimal] = models.DecimalField(max_digits=20, decimal_places=2)
 # Half a minor unit: a sum at least this far from zero is not zero. (SQLite adds decimals as floats, leaving
 # residues like 4.5e-14 in a sum that is exactly zero; PostgreSQL's numeric is exact either way.)
 NONZERO = Q(total__gte=Decimal("0.005")) | Q(total__lte=Decimal("-0.005"))
 
 
-def money_sum(field: str, **extra: Any) -> Sum:
+def money_sum(field: Any, **extra: Any) -> Sum:
     """SUM of an amount column, read back as an amount (quantized to the minor unit on SQLite)."""
     return Sum(field, output_field=AMOUNT, **extra)
 
@@ -183,13 +183,13 @@ def ledger_problems() -> list[str]:
     for row in trial:
         problems.append(f"the trial balance in {row['currency']} is {row['total']}, not zero")
 
-    held = defaultdict(lambda: ZERO)
+    held: dict[tuple[int | None, str], Decimal] = defaultdict(lambda: ZERO)
     for row in (
         Charge.objects.filter(status=Charge.Status.HELD)
         .values("order__buyer_firm_id", "currency")
-        .annotate(total=money_sum(F("price") + F("buyer_fee")))
+        .annotate(holding=money_sum(F("price") + F("buyer_fee")))
     ):
-        held[(row["order__buyer_firm_id"], row["currency"])] = row["total"]
+        held[(row["order__buyer_firm_id"], row["currency"])] = row["holding"]
     escrow = {(a.firm_id, a.currency): a.balance for a in Account.objects.filter(kind=Account.Kind.ESCROW)}
     for key in set(held) | set(escrow):
         if held.get(key, ZERO) != escrow.get(key, ZERO):
@@ -200,8 +200,8 @@ def ledger_problems() -> list[str]:
     earned = dict(
         Charge.objects.exclude(status=Charge.Status.HELD)
         .values("currency")
-        .annotate(total=money_sum("fee_collected"))
-        .values_list("currency", "total")
+        .annotate(earned=money_sum("fee_collected"))
+        .values_list("currency", "earned")
     )
     revenue = dict(Account.objects.filter(kind=Account.Kind.FEE_REVENUE).values_list("currency", "balance"))
     for currency in set(earned) | set(revenue):
@@ -210,7 +210,7 @@ def ledger_problems() -> list[str]:
                 f"fee revenue in {currency} is {revenue.get(currency, ZERO)}, fees earned {earned.get(currency, ZERO)}"
             )
 
-    counts = defaultdict(int)
+    counts: dict[tuple[int, str], int] = defaultdict(int)
     for row in JournalEntry.objects.filter(charge__isnull=False, reverses__isnull=True).values("charge_id", "kind"):
         counts[(row["charge_id"], row["kind"])] += 1
     for charge in Charge.objects.values(
@@ -441,11 +441,12 @@ def order_terms(
             "restricted_party",
             status=403,
         )
-    plan = PricePlan.objects.filter(pk=_int(plan_id), product=product).filter(plans_visible_q(buyer.pk)).first()
+    plan_pk = _int(plan_id) or 0
+    plan = PricePlan.objects.filter(pk=plan_pk, product=product).filter(plans_visible_q(buyer.pk)).first()
     if (
         plan is None
         and PricePlan.objects.filter(
-            pk=_int(plan_id), product=product, is_active=False, buyer_firm__isnull=True
+            pk=plan_pk, product=product, is_active=False, buyer_firm__isnull=True
         ).exists()
     ):
         raise refuse(_("This price plan is retired."), "plan_retired", status=409, field="plan")
@@ -527,7 +528,7 @@ def _product_for_order(*, user: Any, pk: Any) -> DataProduct:
         return product_get_for_user(user=user, pk=pk)
     except Http404:
         suspended = DataProduct.objects.filter(
-            pk=_int(pk), listing_status=ListingStatus.SUSPENDED, board_id__in=board_access(user=user).visible
+            pk=_int(pk) or 0, listing_status=ListingStatus.SUSPENDED, board_id__in=board_access(user=user).visible
         ).exists()
         if suspended:
             raise refuse(_("Trading in this product is suspended."), "suspended", status=409) from None
