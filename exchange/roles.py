@@ -134,16 +134,18 @@ STAFF_ROLES: dict[str, list[str]] = {
         *_FIRM_READ,
         "listings.view_dataproduct",
         "listings.view_priceplan",
+        # Why an order was held or refused: its case and the assessment behind it.
+        "compliance.view_compliancecase",
+        "compliance.view_assessment",
         *_SETTLEMENTS_READ,
+        # The settlements admin is read-only as model forms: each power below is a page or an action calling a
+        # service (settlements.permissions), not a model form's change permission.
         "settlements.add_deposit",
         "settlements.add_bankstatement",
-        "settlements.change_withdrawal",
         "settlements.approve_withdrawal",
-        "settlements.change_order",
         "settlements.refund_order",
         "settlements.add_feeschedule",
         "settlements.add_fxrate",
-        "settlements.change_fxrate",
         "exchange.view_auditevent",
     ],
 }

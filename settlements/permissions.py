@@ -30,3 +30,11 @@ def require_withdrawal_clerk(user: Any) -> None:
 
 def require_refund_clerk(user: Any) -> None:
     require_staff_perm(user, REFUND_ORDERS, _("Only settlement clerks refund orders and resolve disputes."))
+
+
+def require_fee_clerk(user: Any) -> None:
+    require_staff_perm(user, KEEP_FEES, _("Only settlement clerks keep the fee schedules."))
+
+
+def require_fx_clerk(user: Any) -> None:
+    require_staff_perm(user, KEEP_FX, _("Only settlement clerks keep the FX rates."))
