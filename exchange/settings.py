@@ -522,11 +522,22 @@ DEMO_BANK_ACCOUNTS = {
         "demo": True,
     },
 }
-SETTLEMENT_BANK_ACCOUNTS: dict[str, dict[str, Any]] = (
-    json.loads(os.environ["SETTLEMENT_BANK_ACCOUNTS"])
-    if os.environ.get("SETTLEMENT_BANK_ACCOUNTS")
-    else DEMO_BANK_ACCOUNTS
-)
+
+
+def _bank_accounts() -> dict[str, dict[str, Any]]:
+    raw = os.environ.get("SETTLEMENT_BANK_ACCOUNTS", "")
+    if not raw:
+        return DEMO_BANK_ACCOUNTS  # a deploy check (exchange.E003) refuses them in production
+    try:
+        accounts = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"SETTLEMENT_BANK_ACCOUNTS is not valid JSON: {exc}") from None
+    if not isinstance(accounts, dict) or not all(isinstance(a, dict) for a in accounts.values()):
+        raise ImproperlyConfigured('SETTLEMENT_BANK_ACCOUNTS is a JSON object: {"CNY": {"bank": ..., ...}, ...}.')
+    return accounts
+
+
+SETTLEMENT_BANK_ACCOUNTS = _bank_accounts()
 
 # The largest request body the exchange reads at all (the largest upload it takes, a filing's document with
 # its receipt, plus the form around them): a bigger one is refused with 413 before a byte of it is read or

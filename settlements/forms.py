@@ -71,7 +71,7 @@ class OrderForm(forms.Form):
         super().__init__(*args, **kwargs)
         labels = dict(DeliveryMode.choices)
         self.fields["delivery_mode"].choices = [(m, labels.get(m, m)) for m in delivery_modes]  # type: ignore[attr-defined]  # a ChoiceField
-        if len(delivery_modes) == 1 and not self.is_bound:
+        if delivery_modes and not self.is_bound:
             self.initial.setdefault("delivery_mode", delivery_modes[0])
         if not metered:
             del self.fields["usage_budget"]

@@ -622,10 +622,17 @@ EVENT_LABELS = {
 }
 
 
+# What the compliance gate decides, whoever's request it decided on (an order cleared at placement is released in
+# the buyer's own request, with the buyer as the recorded actor; the gate released it, not the buyer).
+GATE_EVENTS = frozenset({Order.Status.COMPLIANCE_HOLD, Order.Status.RELEASED, Order.Status.REFUSED, "case_changed"})
+
+
 def actor_name(event: OrderEvent, viewer_firm_id: int) -> str:
     """Who did it, as the viewer may know them: a colleague by name, the other firm by its name (not its people),
     exchange staff as the exchange, and no one as the exchange acting on its own (a task, a compliance decision)."""
     actor = event.actor
+    if event.kind in GATE_EVENTS:
+        return _("The exchange's compliance gate")
     if actor is None:
         return _("The exchange (automatic)")
     try:

@@ -119,6 +119,7 @@ class TestTheBuyFlow:
         assert "is placed and released for delivery" in body
         assert order.reference in body and "Released for delivery" in body
         assert "Order placed" in body and "Carol Tan" in body and "1014.99 CNY held in escrow" in body
+        assert "Released for delivery · The exchange's compliance gate" in body
         assert "#" + str(buyer.pk) not in body
 
     def test_a_held_order_is_explained_then_placed_and_held(self, client, buyer, provider, reviewer, clerk):

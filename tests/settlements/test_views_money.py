@@ -83,7 +83,7 @@ class TestBalances:
         page = client.get("/portal/balances/")
         assert page.context["rows"] == [] and page.context["balances"] == []
         login_as(client, international)
-        with django_assert_max_num_queries(12) as few:
+        with django_assert_max_num_queries(6) as few:  # session, user, membership, balances, count, page
             client.get("/portal/balances/")
         for _ in range(20):
             fund(international, clerk, "1.00")

@@ -97,7 +97,7 @@ class TestLists:
         viewer = international if path == "/portal/orders/" else provider
         login_as(client, viewer)
         place(international, product)
-        with django_assert_max_num_queries(12) as few:
+        with django_assert_max_num_queries(6) as few:  # session, user, membership, count, page (P3: <= 6)
             client.get(path)
         for _ in range(12):
             place(international, product)
@@ -246,3 +246,12 @@ def test_the_order_page_in_chinese(client, order, international):
     body = main(client.get(f"/portal/orders/{order.pk}/"))
     for word in ("订单", "全球航线数据", "资金托管", "授权许可", "使用目的", "交易服务费", "取消订单"):
         assert word in body, word
+
+
+def test_the_portal_nav_links_trading_for_members_only(client, international, provider, clerk):
+    login_as(client, international)
+    assert '<a href="/portal/orders/">Trading</a>' in client.get("/portal/").content.decode()
+    login_as(client, provider)  # a firm that only sells goes to its sales
+    assert '<a href="/portal/sales/">Trading</a>' in client.get("/portal/").content.decode()
+    login_as(client, clerk)
+    assert "Trading</a>" not in client.get("/portal/").content.decode()
