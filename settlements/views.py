@@ -301,6 +301,15 @@ def _refusal(exc: ApplicationError) -> dict[str, Any]:
     return {
         "code": exc.code,
         "message": exc.message,
+        # What the details say in words (e.g. "The board does not settle in this plan's currency."), for the
+        # refusals whose message only says "see details".
+        "details": [
+            message
+            for name, messages in details.items()
+            if name not in ("reasons", "missing", "rules") and isinstance(messages, list)
+            for message in messages
+            if isinstance(message, str)
+        ],
         "reasons": _reasons(details.get("reasons", [])) if exc.code == "prohibited" else [],
         "missing": display.missing_labels(details.get("missing", [])) if exc.code == "prohibited" else [],
     }

@@ -368,3 +368,16 @@ def test_a_double_click_sends_two_confirmations_at_once_and_one_order_is_placed(
     # then one order, one escrow hold, and both answers send the browser on (to the order, or to the orders)
     assert errors == [] and statuses == [303, 303]
     assert Order.objects.count() == 1 and cash(buyer, "escrow") == D("1000.00")
+
+
+def test_a_refusal_that_says_see_details_shows_them(client, buyer, product, clerk):
+    # given a plan in a currency the board does not settle in (the order's details say so, not its message)
+    from exchange.models import Board
+
+    fund(buyer, clerk)
+    plan = one_off(product)
+    Board.objects.filter(pk=product.board_id).update(settlement_currencies=["USD"])
+    response = review(client, product, plan)
+    assert response.context["refusal"]["code"] == "validation_error"
+    assert "The board does not settle in this plan's currency." in main(response)
+    assert not Order.objects.exists()
