@@ -34,3 +34,17 @@ def audit_hmac_key(app_configs: Any, **kwargs: Any) -> list[Error]:
             )
         ]
     return []
+
+
+@register(Tags.security, deploy=True)
+def settlement_bank_accounts(app_configs: Any, **kwargs: Any) -> list[Error]:
+    if not settings.DEBUG and any(a.get("demo") for a in settings.SETTLEMENT_BANK_ACCOUNTS.values()):
+        return [
+            Error(
+                "The portal's deposit instructions show the demo bank accounts: members would pay into accounts "
+                "that are not the exchange's.",
+                hint="Set SETTLEMENT_BANK_ACCOUNTS to the exchange's client-funds accounts (README, production).",
+                id="exchange.E003",
+            )
+        ]
+    return []

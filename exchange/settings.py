@@ -8,6 +8,7 @@ README. One module on purpose, as healthchecks does: every knob is greppable in 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from datetime import timedelta
 from decimal import Decimal
@@ -515,6 +516,47 @@ SETTLEMENT_SECOND_APPROVAL_ABOVE = {
 }
 # The largest usage budget a buyer may hold in escrow for one metered order, in the plan's currency.
 SETTLEMENT_MAX_USAGE_BUDGET = Decimal(os.environ.get("SETTLEMENT_MAX_USAGE_BUDGET", "10000000"))
+# The exchange's bank accounts that members pay their deposits into, per currency, shown on the portal's deposit
+# instructions: a JSON object {"CNY": {"bank": ..., "bank_zh": ..., "account_name": ..., "account_name_zh": ...,
+# "account_number": ..., "swift": ...}, "USD": {...}}. The defaults are the demo's (marked as such on the page):
+# set the real ones in production. Members quote their USCC or LEI as the payment reference, which is how the
+# bank statement import matches a deposit to its firm.
+DEMO_BANK_ACCOUNTS = {
+    "CNY": {
+        "bank": "Demo Bank, Shanghai Lingang Special Area Branch",
+        "bank_zh": "演示银行上海临港新片区支行",
+        "account_name": "Cross-border Data Exchange (Demo) Client Funds",
+        "account_name_zh": "跨境数据交易所（演示）客户资金专户",
+        "account_number": "3100 0000 0000 0000 001",
+        "swift": "DEMOCNS1XXX",
+        "demo": True,
+    },
+    "USD": {
+        "bank": "Demo Bank, Shanghai Lingang Special Area Branch (FT account)",
+        "bank_zh": "演示银行上海临港新片区支行（自由贸易账户）",
+        "account_name": "Cross-border Data Exchange (Demo) Client Funds",
+        "account_name_zh": "跨境数据交易所（演示）客户资金专户",
+        "account_number": "FTN 3100 0000 0000 0000 002",
+        "swift": "DEMOCNS1XXX",
+        "demo": True,
+    },
+}
+
+
+def _bank_accounts() -> dict[str, dict[str, Any]]:
+    raw = os.environ.get("SETTLEMENT_BANK_ACCOUNTS", "")
+    if not raw:
+        return DEMO_BANK_ACCOUNTS  # a deploy check (exchange.E003) refuses them in production
+    try:
+        accounts = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"SETTLEMENT_BANK_ACCOUNTS is not valid JSON: {exc}") from None
+    if not isinstance(accounts, dict) or not all(isinstance(a, dict) for a in accounts.values()):
+        raise ImproperlyConfigured('SETTLEMENT_BANK_ACCOUNTS is a JSON object: {"CNY": {"bank": ..., ...}, ...}.')
+    return accounts
+
+
+SETTLEMENT_BANK_ACCOUNTS = _bank_accounts()
 
 # The largest request body the exchange reads at all (the largest upload it takes, a filing's document with
 # its receipt, plus the form around them): a bigger one is refused with 413 before a byte of it is read or

@@ -30,6 +30,7 @@ from .models import (
     AccessRequest,
     Account,
     Charge,
+    Deposit,
     FeeSchedule,
     FxRate,
     JournalEntry,
@@ -95,7 +96,7 @@ def statement_lines(*, firm_id: int) -> QuerySet[Posting]:
     """The postings on the firm's accounts, newest first, with their entry (a statement line each)."""
     return (
         Posting.objects.filter(account__firm_id=firm_id)
-        .select_related("account", "entry", "entry__charge__order")
+        .select_related("account", "entry", "entry__charge__order", "entry__deposit")
         .order_by("-id")
     )
 
@@ -619,6 +620,31 @@ def order_get_for_user(*, user: Any, pk: Any) -> Order:
     return order
 
 
+# --- What a member firm sees of its trading (the portal; every list scoped to the firm, another firm's ids 404) ---
+
+
+def order_list_bought(*, firm_id: int) -> QuerySet[Order]:
+    """The firm's orders as the buyer, newest first, with what a list shows of the other side."""
+    return Order.objects.filter(buyer_firm_id=firm_id).select_related("provider_firm").order_by("-created_at", "-id")
+
+
+def order_list_sold(*, firm_id: int) -> QuerySet[Order]:
+    """The firm's sales as the provider, newest first."""
+    return Order.objects.filter(provider_firm_id=firm_id).select_related("buyer_firm").order_by("-created_at", "-id")
+
+
+def order_get_for_firm(*, firm_id: int, pk: Any) -> Order:
+    """An order the firm bought or sold; 404 for any other (its existence is not the firm's to know)."""
+    order = (
+        Order.objects.filter(Q(buyer_firm_id=firm_id) | Q(provider_firm_id=firm_id), pk=_pk(pk))
+        .select_related("buyer_firm", "provider_firm", "board", "placed_by")
+        .first()
+    )
+    if order is None:
+        raise Http404
+    return order
+
+
 def access_request_list_for_firm(
     *, firm_id: int, side: str | None = None, status: str | None = None
 ) -> QuerySet[AccessRequest]:
@@ -643,10 +669,6 @@ def access_request_get_for_user(*, user: Any, pk: Any) -> AccessRequest:
     return found
 
 
-def withdrawal_list_for_firm(*, firm_id: int) -> QuerySet[Withdrawal]:
-    return Withdrawal.objects.filter(firm_id=firm_id).order_by("-id")
-
-
 def withdrawal_get_for_user(*, user: Any, pk: Any) -> Withdrawal:
     firm_id = user_firm_id(user)
     if firm_id is None:
@@ -655,3 +677,73 @@ def withdrawal_get_for_user(*, user: Any, pk: Any) -> Withdrawal:
     if found is None:
         raise Http404
     return found
+
+
+def order_events(*, order: Order) -> QuerySet[OrderEvent]:
+    """The order's timeline, oldest first, with each actor's firm (to name the actor as the viewer may know it)."""
+    return order.events.select_related("actor__membership__firm").order_by("created_at", "id")
+
+
+def access_request_list_for_buyer(*, firm_id: int) -> QuerySet[AccessRequest]:
+    return (
+        AccessRequest.objects.filter(buyer_firm_id=firm_id)
+        .select_related("product__provider", "product__listed_revision", "order")
+        .order_by("-created_at", "-id")
+    )
+
+
+def access_request_list_for_provider(*, firm_id: int) -> QuerySet[AccessRequest]:
+    return (
+        AccessRequest.objects.filter(product__provider_id=firm_id)
+        .select_related("buyer_firm", "requested_by", "product__listed_revision", "order")
+        .order_by("-created_at", "-id")
+    )
+
+
+def access_request_get_for_firm(*, firm_id: int, pk: Any) -> AccessRequest:
+    """A request the firm filed (as the buyer) or received (as the provider); 404 for any other."""
+    request = (
+        AccessRequest.objects.filter(Q(buyer_firm_id=firm_id) | Q(product__provider_id=firm_id), pk=_pk(pk))
+        .select_related("buyer_firm", "requested_by", "decided_by", "product__provider", "product__listed_revision")
+        .first()
+    )
+    if request is None:
+        raise Http404
+    return request
+
+
+def access_request_latest(*, buyer_firm_id: int, product_id: int) -> AccessRequest | None:
+    """The buyer's most recent request for the product (what the product page says about it)."""
+    return (
+        AccessRequest.objects.filter(buyer_firm_id=buyer_firm_id, product_id=product_id)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def withdrawal_list_for_firm(*, firm_id: int) -> QuerySet[Withdrawal]:
+    return Withdrawal.objects.filter(firm_id=firm_id).select_related("requested_by").order_by("-requested_at", "-id")
+
+
+def withdrawal_get_for_firm(*, firm_id: int, pk: Any) -> Withdrawal:
+    withdrawal = Withdrawal.objects.filter(firm_id=firm_id, pk=_pk(pk)).first()
+    if withdrawal is None:
+        raise Http404
+    return withdrawal
+
+
+def deposit_list_for_firm(*, firm_id: int) -> QuerySet[Deposit]:
+    return Deposit.objects.filter(firm_id=firm_id).order_by("-booked_at", "-id")
+
+
+def account_of_firm(*, firm_id: int, kind: str, currency: str) -> Account | None:
+    return Account.objects.filter(firm_id=firm_id, kind=kind, currency=currency).first()
+
+
+def account_change_after(*, account: Account, posting_id: int) -> Decimal:
+    """How much the account's balance moved through its postings after this one: a page of statement lines,
+    newest first, runs its balance back from the cached balance with one sum, whatever the ledger's size."""
+    total = Posting.objects.filter(account=account, id__gt=posting_id).aggregate(
+        total=Coalesce(money_sum("amount"), ZERO, output_field=AMOUNT)
+    )["total"]
+    return quantize(total, account.currency) * account.sign

@@ -154,6 +154,7 @@ def _production_env(**extra):
         SECRET_KEY="x" * 20 + "-production-like-secret-key-for-the-deploy-check-0123456789",
         ALLOWED_HOSTS="exchange.example",
         AUDIT_HMAC_KEY="y" * 20 + "-production-like-audit-key-0123456789",
+        SETTLEMENT_BANK_ACCOUNTS='{"CNY": {"bank": "Bank of Lingang", "account_number": "6222-01"}}',
         DJANGO_SETTINGS_MODULE="exchange.settings",
         **extra,
     )
@@ -198,3 +199,19 @@ def test_production_settings_harden_cookies_and_transport():
 def test_staff_users_need_no_firm(boards):
     staff = UserFactory(is_staff=True)
     assert not hasattr(staff, "membership") or staff.membership is None
+
+
+def test_production_refuses_the_demo_bank_accounts_and_a_malformed_setting():
+    # the deposit instructions left at the demo accounts would send members' money nowhere
+    env = _production_env()
+    env.pop("SETTLEMENT_BANK_ACCOUNTS")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0 and "exchange.E003" in result.stdout + result.stderr
+    env["SETTLEMENT_BANK_ACCOUNTS"] = "{not json"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0 and "SETTLEMENT_BANK_ACCOUNTS is not valid JSON" in result.stderr
