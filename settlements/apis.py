@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 
 from compliance.apis import GATE_STATUSES
 from compliance.selectors import trade_precheck
-from exchange.api import ClosedObject, MoneyField, error_responses, require_body, text_field
+from exchange.api import ClosedObject, MoneyField, MoneyInputField, error_responses, require_body, text_field
 from exchange.exceptions import NotAllowed
 from exchange.idempotency import idempotent
 from exchange.models import MemberFirm
@@ -189,10 +189,9 @@ class OrderInputSerializer(ClosedObject):
         help_text="Where the data will be used; the buyer's country of registration (the default) is the one the "
         "exchange assesses.",
     )
-    usage_budget = MoneyField(
-        max_digits=12,
+    usage_budget = MoneyInputField(
+        whole_digits=10,
         decimal_places=2,
-        min_value=0,
         required=False,
         allow_null=True,
         help_text="Metered plans only: the budget for usage held in escrow, charged as calls are made.",
@@ -721,7 +720,7 @@ WITHDRAWAL_403 = f"Not allowed: `not_allowed` (only the firm's administrators), 
 class WithdrawalCreateApi(APIView):
     class InputSerializer(ClosedObject):
         currency = serializers.ChoiceField(choices=CURRENCY_CHOICES)
-        amount = MoneyField(max_digits=12, decimal_places=2, min_value=0, help_text="Up to the cash available.")
+        amount = MoneyInputField(whole_digits=10, decimal_places=2, help_text="Up to the cash available.")
         bank_account = text_field(
             max_length=500, help_text="Account holder, number and bank: the firm's account on file."
         )

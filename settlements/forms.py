@@ -15,11 +15,12 @@ from exchange.exceptions import ApplicationError
 from exchange.money import CURRENCY_CHOICES
 from listings.models import DeliveryMode
 
-from .models import MONEY, AccessRequest, Account, Order
+from .models import AccessRequest, Account, Order
 
 TEXTAREA = forms.Textarea(attrs={"rows": 3})
 # The largest amount a person may type: what a ledger amount holds (the services refuse more than is held anyway).
-MAX_DIGITS, DECIMAL_PLACES = MONEY["max_digits"], MONEY["decimal_places"]
+# The ledger's amounts (settlements.models): 18 digits, 2 of them decimal places.
+MAX_DIGITS, DECIMAL_PLACES = 18, 2
 
 
 def add_field_errors(form: forms.Form, exc: ApplicationError) -> bool:

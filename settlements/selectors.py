@@ -475,7 +475,13 @@ def order_terms(
                 "access_request_required",
                 status=409,
             )
-        intended_use = intended_use or access.intended_use
+        # The order keeps the use the provider approved: another one stated now would need its own approval.
+        if intended_use and intended_use != access.intended_use.strip():
+            problems["intended_use"] = [
+                _("The provider approved this use: “%(use)s”. For another use, file a new access request.")
+                % {"use": access.intended_use}
+            ]
+        intended_use = access.intended_use
     if not intended_use:
         problems["intended_use"] = [_("Say what your firm will use the data for.")]
     country = str(buyer.country)

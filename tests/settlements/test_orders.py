@@ -415,6 +415,8 @@ class TestAccessRequests:
         with pytest.raises(NotAllowed):
             access.access_request_approve(request=request, actor=international)
         access.access_request_approve(request=request, actor=provider, reason="Fine.")
+        other_use = refusal(international, gated, plan, intended_use="Resale to third parties.")
+        assert other_use.code == "validation_error" and "intended_use" in other_use.details
         order = place(international, gated, plan, intended_use="")
         assert order.access_request == request and order.intended_use == "Credit scoring of importers."
         request.refresh_from_db()
