@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import Error, Tags, register
+from django.core.checks import Error, Tags, Warning, register  # noqa: A004  # Django's check message class
 
 
 @register(Tags.security, deploy=True)
@@ -31,6 +32,21 @@ def audit_hmac_key(app_configs: Any, **kwargs: Any) -> list[Error]:
                 hint="Set AUDIT_HMAC_KEY, e.g. to `python -c 'import secrets; print(secrets.token_hex(32))'`; "
                 "keep it as you keep SECRET_KEY and never change it (earlier rows would stop verifying).",
                 id="exchange.E002",
+            )
+        ]
+    return []
+
+
+@register(Tags.security, deploy=True)
+def api_public_url(app_configs: Any, **kwargs: Any) -> list[Warning]:
+    url = urlsplit(settings.API_PUBLIC_URL)
+    if not settings.DEBUG and (url.scheme != "https" or url.hostname in ("localhost", "127.0.0.1", "::1", None)):
+        return [
+            Warning(
+                f"API_PUBLIC_URL is {settings.API_PUBLIC_URL!r}: the schema tells partners' generated clients to call "
+                "a local or unencrypted address.",
+                hint="Set API_PUBLIC_URL to where partners reach the exchange, e.g. https://exchange.example.",
+                id="exchange.W001",
             )
         ]
     return []
