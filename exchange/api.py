@@ -146,12 +146,19 @@ class ClosedObjectSchema(OpenApiSerializerExtension):
         return schema
 
 
+# A character that is white space neither to the schema's (ECMAScript) regular expressions nor to Python, which
+# strips the value in the services: Python's `\s` also takes the control characters \x1c to \x1f and \x85, and
+# ECMAScript's also U+FEFF. Read either way, the pattern means the same set, so a value the schema takes is never
+# blank once stripped.
+VISIBLE = r"[^\s\x1c-\x1f\x85\ufeff]"
+
+
 def text_field(**kwargs: Any) -> serializers.CharField:
     """Text that is not blank, taken as sent: the schema's `maxLength` and `pattern` hold for the value itself
     (the services strip it), so that "   " is refused as the schema says, and 101 characters are too many."""
     return serializers.CharField(
         trim_whitespace=False,
-        validators=[RegexValidator(r"\S", message=gettext_lazy("Give a value that is not blank."), code="blank")],
+        validators=[RegexValidator(VISIBLE, message=gettext_lazy("Give a value that is not blank."), code="blank")],
         **kwargs,
     )
 

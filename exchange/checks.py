@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import Error, Tags, register
+from django.core.checks import Error, Tags, Warning, register  # noqa: A004  # Django's check message class
 
 
 @register(Tags.security, deploy=True)
@@ -45,6 +46,21 @@ def settlement_bank_accounts(app_configs: Any, **kwargs: Any) -> list[Error]:
                 "that are not the exchange's.",
                 hint="Set SETTLEMENT_BANK_ACCOUNTS to the exchange's client-funds accounts (README, production).",
                 id="exchange.E003",
+            )
+        ]
+    return []
+
+
+@register(Tags.security, deploy=True)
+def api_public_url(app_configs: Any, **kwargs: Any) -> list[Warning]:
+    url = urlsplit(settings.API_PUBLIC_URL)
+    if not settings.DEBUG and (url.scheme != "https" or url.hostname in ("localhost", "127.0.0.1", "::1", None)):
+        return [
+            Warning(
+                f"API_PUBLIC_URL is {settings.API_PUBLIC_URL!r}: the schema tells partners' generated clients to call "
+                "a local or unencrypted address.",
+                hint="Set API_PUBLIC_URL to where partners reach the exchange, e.g. https://exchange.example.",
+                id="exchange.W001",
             )
         ]
     return []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import json
 import logging
 import re
 import uuid
@@ -120,20 +121,18 @@ class PrivateResponseCacheMiddleware:
         return response
 
 
-# Query parameters DRF itself reads on every endpoint (`?format=api` for the browsable API), though no operation
-# documents them.
-FRAMEWORK_PARAMETERS = frozenset({"format"})
 
 
 @functools.cache
-def _documented_parameters() -> dict[tuple[Any, str], tuple[frozenset[str], frozenset[str]]]:
-    """Per (view function, method): the query parameters the schema documents, and those of them that are
-    lists (which may repeat). Read from the schema itself, so that the check and the contract cannot drift."""
+def _documented_parameters() -> dict[tuple[Any, str], tuple[frozenset[str], frozenset[str], bool]]:
+    """Per (view function, method): the query parameters the schema documents, those of them that are lists
+    (which may repeat), and whether it takes a body. Read from the schema itself, so that the checks and the
+    contract cannot drift."""
     # why: the schema generator imports every app's API, which import models; this module loads before them.
     from drf_spectacular.generators import SchemaGenerator
 
     schema = SchemaGenerator().get_schema(request=None, public=True)
-    documented: dict[tuple[Any, str], tuple[frozenset[str], frozenset[str]]] = {}
+    documented: dict[tuple[Any, str], tuple[frozenset[str], frozenset[str], bool]] = {}
     for path, operations in schema.get("paths", {}).items():
         try:
             match = resolve(re.sub(r"\{[^}]+\}", "1", path))
@@ -143,7 +142,7 @@ def _documented_parameters() -> dict[tuple[Any, str], tuple[frozenset[str], froz
             query = [p for p in operation.get("parameters", []) if p.get("in") == "query"]
             names = frozenset(p["name"] for p in query)
             lists = frozenset(p["name"] for p in query if p.get("schema", {}).get("type") == "array")
-            documented[(match.func, method.upper())] = (names, lists)
+            documented[(match.func, method.upper())] = (names, lists, "requestBody" in operation)
     return documented
 
 
@@ -159,25 +158,47 @@ class ApiQueryParameterMiddleware:
         return self.get_response(request)
 
     def process_view(self, request: HttpRequest, view_func: Any, view_args: Any, view_kwargs: Any) -> Any:
-        if not request.path_info.startswith("/api/v1/") or not request.GET:
+        if not request.path_info.startswith("/api/v1/"):
             return None
         method = "GET" if request.method == "HEAD" else request.method or ""
         known = _documented_parameters().get((view_func, method))
         if known is None:
             return None  # not an operation of the schema: the schema's own views, an unknown path or method
-        names, lists = known
+        names, lists, takes_body = known
         details: dict[str, list[str]] = {}
         for name in request.GET:
-            if name in FRAMEWORK_PARAMETERS:
-                continue
             if name not in names:
                 details[name] = [_("This operation takes no such parameter.")]
             elif name not in lists and len(request.GET.getlist(name)) > 1:
                 details[name] = [_("Give this parameter once.")]
+        if not takes_body and method != "GET":
+            refusal = _body_refusal(request)
+            if refusal is not None:
+                return refusal
         if not details:
             return None
-        response = JsonResponse(
-            error_body("validation_error", _("The request is not valid; see details."), details), status=400
-        )
-        patch_cache_control(response, private=True, no_store=True)
-        return response
+        return _error(400, "validation_error", _("The request is not valid; see details."), details)
+
+
+def _error(status: int, code: str, message: str, details: dict[str, list[str]] | None = None) -> JsonResponse:
+    response = JsonResponse(error_body(code, message, details), status=status)
+    patch_cache_control(response, private=True, no_store=True)
+    return response
+
+
+def _body_refusal(request: HttpRequest) -> JsonResponse | None:
+    """An operation that takes no body refuses one, as every operation refuses a field it does not take: nothing
+    sent is silently ignored. No body, or an empty JSON object, is no body."""
+    body = request.body.strip()
+    if body in (b"", b"{}"):
+        return None
+    # A 400 whatever the media type: for an operation that takes no body, any body is a request that does not fit.
+    try:
+        data = json.loads(body) if request.content_type == "application/json" else None
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        details = {str(name): [_("Unknown field.")] for name in sorted(data)}
+    else:
+        details = {"non_field_errors": [_("This operation takes no body.")]}
+    return _error(400, "validation_error", _("The request is not valid; see details."), details)

@@ -13,6 +13,8 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
+CURSOR_PATTERN = r"^[A-Za-z0-9+/=_-]{1,500}$"
+
 
 class StrictCursorPagination(CursorPagination):
     """DRF answers a bad cursor with 404; it is a bad parameter (400). A tampered position is refused here
@@ -46,7 +48,9 @@ class StrictCursorPagination(CursorPagination):
                 parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": self.max_page_size}
             elif parameter["name"] == self.cursor_query_param:
                 parameter["description"] = "The cursor from `next` or `previous`, as given: it is opaque."
-                parameter["schema"] = {"type": "string", "minLength": 1, "maxLength": 500}
+                # The alphabet of the cursors the server issues (decode_cursor refuses any other): a client, or a
+                # fuzzer, never sends what could not be one, nor a request line longer than a proxy takes.
+                parameter["schema"] = {"type": "string", "pattern": CURSOR_PATTERN}
         return parameters
 
     def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
@@ -68,7 +72,7 @@ class StrictCursorPagination(CursorPagination):
         try:
             # base64 ignores what is not of its alphabet, so "%%%" would decode to the first page: a cursor is
             # only ever what `next` and `previous` gave.
-            if raw is not None and not re.fullmatch(r"[A-Za-z0-9+/=_-]{1,500}", raw):
+            if raw is not None and not re.fullmatch(CURSOR_PATTERN, raw):
                 raise exceptions.NotFound
             cursor = super().decode_cursor(request)
             if cursor is not None and cursor.position is not None and not self.position_is_valid(cursor.position):  # type: ignore[arg-type]  # positions are strings; the stubs say int

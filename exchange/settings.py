@@ -293,6 +293,10 @@ REST_FRAMEWORK = {
     # JSON bodies only: an endpoint that takes a file says so itself (`parser_classes = [MultiPartParser]`), so
     # that the schema advertises one media type per body, the one the server reads.
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON answers only: the API's contract is its schema, and people explore it at /api/v1/docs/. (DRF's
+    # browsable API would answer HTML no operation documents, and `?format=` would be a parameter none takes.)
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "URL_FORMAT_OVERRIDE": None,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "exchange.pagination.IdCursorPagination",
     "PAGE_SIZE": 50,
@@ -563,3 +567,6 @@ SETTLEMENT_BANK_ACCOUNTS = _bank_accounts()
 # spooled to disk (exchange.middleware.RequestBodyLimitMiddleware). Set the proxy's own limit to the same
 # (nginx: client_max_body_size) so that it refuses them first.
 REQUEST_MAX_BYTES = env_int("REQUEST_MAX_BYTES", 2 * COMPLIANCE_FILING_MAX_BYTES + 1024 * 1024)
+# Django's own limit on a body read into memory (a JSON body, a form's fields): the same, so that the one refusal
+# of a body too large is the 413 above, not Django's 400 at 2.5 MiB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BYTES

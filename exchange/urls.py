@@ -20,6 +20,9 @@ portal_patterns: tuple[list[URLPattern | URLResolver], str] = (
 
 # The portal's refusals in the site's layout, saying who may (the admin and the API keep their own).
 handler403 = views.permission_denied
+# Under /api/v1/ every answer is the API's JSON error, those of Django's own refusals too.
+handler400 = views.bad_request
+handler500 = views.server_error
 
 urlpatterns = [
     path("", views.landing, name="landing"),

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import BadRequest, PermissionDenied
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
@@ -19,7 +19,9 @@ from django.utils.translation import gettext as _
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
+from django.views.defaults import bad_request as django_bad_request
 from django.views.defaults import permission_denied as django_permission_denied
+from django.views.defaults import server_error as django_server_error
 from django_otp import login as otp_login
 
 from . import services
@@ -241,6 +243,22 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
     if _is_admin(request):
         return django_permission_denied(request, exception or PermissionDenied())
     return _refusal_page(request, message)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """handler400: what Django refuses before any view (a Host not allowed, too many fields or files, a body larger
+    than it reads): the API's JSON error under /api/, Django's page elsewhere."""
+    if _is_api(request):
+        return _api_error("bad_request", _("The request cannot be read: it is malformed or too large."), 400)
+    return django_bad_request(request, exception or BadRequest())
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: the API's JSON error under /api/ (the error is logged with the request id), Django's page
+    elsewhere."""
+    if _is_api(request):
+        return _api_error("server_error", _("The exchange could not answer; the error is logged."), 500)
+    return django_server_error(request)
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

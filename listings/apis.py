@@ -94,7 +94,8 @@ def _query(request: Request) -> dict[str, str]:
 READ_403 = "`insufficient_scope`: an API key without the `read` scope."
 WRITE_403 = (
     "`not_allowed`: the caller may not do this (only a verified provider firm's administrators and traders "
-    "write its products); `insufficient_scope`: an API key without the `trade` scope."
+    "write its products); `insufficient_scope`: an API key without the `trade` scope; `permission_denied`: a "
+    "session request without its CSRF token."
 )
 NOT_FOUND = "`not_found`: no such product, or one the caller may not see (the two are not told apart)."
 CONTENT_422 = (

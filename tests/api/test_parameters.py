@@ -41,8 +41,14 @@ def test_a_parameter_given_twice_is_refused(client):
     _bad_parameter(response, "page_size")
 
 
-def test_drfs_own_format_parameter_is_still_taken(client):
-    assert client.get("/api/v1/products", {"format": "json"}).status_code == 200
+def test_format_is_no_parameter_of_the_operations_and_html_is_not_acceptable(provider):
+    # JSON answers only: DRF's `?format=` and its browsable HTML pages are off (the docs are at /api/v1/docs/).
+    client = api_client_for(provider, auth="key")
+    refused = client.get("/api/v1/products", {"format": "json"})
+    assert refused.status_code == 400 and "format" in refused.json()["error"]["details"]
+    html = client.get("/api/v1/me", HTTP_ACCEPT="text/html")
+    assert html.status_code == 406 and html["Content-Type"] == "application/json"
+    assert client.get("/api/v1/schema/?format=json").json()["openapi"] == "3.1.0"
 
 
 def test_a_refused_parameter_answers_no_store(client):

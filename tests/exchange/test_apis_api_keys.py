@@ -145,8 +145,9 @@ def test_exchange_staff_manage_keys_in_the_admin_not_here(operation, ops, target
 def test_a_session_write_needs_its_csrf_token(provider, target):
     client = APIClient(enforce_csrf_checks=True)
     login_as(client, provider)
-    for path in (KEYS, f"{KEYS}/{target.pk}/revoke", f"{KEYS}/{target.pk}/rotate"):
-        response = client.post(path, {"name": "x", "scopes": ["read"]}, format="json")
+    bodies = {KEYS: {"name": "x", "scopes": ["read"]}, f"{KEYS}/{target.pk}/revoke": {}, f"{KEYS}/{target.pk}/rotate": {}}
+    for path, body in bodies.items():
+        response = client.post(path, body, format="json")
         assert response.status_code == 403 and error(response)["code"] == "permission_denied"
     assert ApiKey.objects.count() == 1
 

@@ -153,11 +153,12 @@ def _production_env(**extra):
         DJANGO_DEBUG="0",
         SECRET_KEY="x" * 20 + "-production-like-secret-key-for-the-deploy-check-0123456789",
         ALLOWED_HOSTS="exchange.example",
+        API_PUBLIC_URL="https://exchange.example",
         AUDIT_HMAC_KEY="y" * 20 + "-production-like-audit-key-0123456789",
         SETTLEMENT_BANK_ACCOUNTS='{"CNY": {"bank": "Bank of Lingang", "account_number": "6222-01"}}',
         DJANGO_SETTINGS_MODULE="exchange.settings",
-        **extra,
     )
+    env.update(extra)
     return env
 
 
@@ -172,6 +173,18 @@ def test_check_deploy_is_clean_under_production_settings():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_check_deploy_warns_of_a_local_api_url():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"],
+        cwd=ROOT,
+        env=_production_env(API_PUBLIC_URL="http://127.0.0.1:8000"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "exchange.W001" in result.stdout + result.stderr
 
 
 def test_production_refuses_to_start_without_a_secret_key():

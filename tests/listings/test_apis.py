@@ -972,13 +972,15 @@ def test_ids_beyond_any_integer_column_are_not_found(provider):
     assert response.status_code == 400 and "revision" in error(response)["details"]
 
 
-def test_the_browsable_api_renders(catalogue, provider):
+def test_the_api_answers_json_only(catalogue, provider):
+    # No browsable HTML pages: the schema documents JSON, and people explore the API at /api/v1/docs/.
     client = client_for(provider)
     product = catalogue["international"]
     for path in (PRODUCTS, f"{PRODUCTS}/{product.pk}", f"{PRODUCTS}/{product.pk}/plans", "/api/v1/my/products"):
         response = client.get(path, HTTP_ACCEPT="text/html")
-        assert response.status_code == 200, path
-        assert response["Content-Type"].startswith("text/html")
+        assert response.status_code == 406, path
+        assert response["Content-Type"] == "application/json"
+    assert client.get("/api/v1/docs/").status_code == 200
 
 
 def test_my_products_pages_by_cursor(provider):
