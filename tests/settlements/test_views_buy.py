@@ -251,20 +251,41 @@ class TestRefusals:
         assert response.status_code == 403 and "your own firm's product" in main(response)
         assert f"/portal/my-products/{product.pk}/edit" in response.content.decode()
 
-    def test_prohibited_shows_the_reasons_and_no_confirmation(self, client, buyer, product, clerk, superuser):
+    def test_a_restricted_party_is_refused_plainly(self, client, buyer, product, clerk, superuser):
         fund(buyer, clerk)
         plan = one_off(product)
         compliance.party_save(
             party=RestrictedParty(name="OVERSEAS BUYER PTE LTD", country="SG", source_list="Test list"), actor=superuser
         )
         page = review(client, product, plan)
+        assert page.status_code == 403 and "restricted-party list" in main(page)
+        assert "/confirm" not in page.content.decode()
+        assert not Order.objects.exists()
+
+    def test_prohibited_shows_the_reasons_and_no_confirmation(self, client, provider, reviewer, clerk, officer):
+        # US-origin data for a buyer in Hong Kong, whose review an officer refused (R4): the rules prohibit it
+        product = listed_product(provider, reviewer)
+        Revision.objects.filter(pk=product.listed_revision_id).update(origin_countries=["US"])
+        product.refresh_from_db()
+        from settlements.services import orders
+        from tests.factories import admit
+
+        hk = member(admit(MemberFirmFactory(country="HK", role="buyer"), "international"), "trader")
+        fund(hk, clerk)
+        plan = one_off(product)
+        held = orders.order_place(
+            actor=hk, product_id=product.pk, plan_id=plan.pk, delivery_mode="file", intended_use="Research."
+        )
+        compliance.case_refuse(case=held.case, actor=officer, resolution="Covered data for a country of concern.")
+        login_as(client, hk)
+        page = review(client, product, plan)
         assert page.status_code == 200 and page.context["prohibited"]
-        assert "Prohibited" in main(page) and "R3" in main(page) and "cannot be ordered" in main(page)
+        assert "Prohibited" in main(page) and "R4" in main(page) and "cannot be ordered" in main(page)
         assert "/confirm" not in page.content.decode()
         response = confirm(client, product, plan, confirm_data(page))
         assert response.status_code == 422 and response.context["refusal"]["code"] == "prohibited"
         assert "prohibit this trade" in main(response) and response.context["refusal"]["reasons"]
-        assert not Order.objects.exists()
+        assert Order.objects.count() == 1
 
     def test_a_plan_retired_or_a_product_suspended_between_review_and_confirmation(self, client, buyer, product, clerk):
         fund(buyer, clerk)

@@ -200,6 +200,6 @@ def test_the_balances_page_in_chinese(client, traded, international):
     login_as(client, international)
     client.post("/i18n/setlang/", {"language": "zh-hans", "next": "/portal/"})
     body = main(client.get("/portal/balances/"))
-    for word in ("资金托管", "现金", "余额"):
+    for word in ("资金托管", "可用资金", "余额"):
         assert word in body, word
     assert "存入说明" in main(client.get("/portal/deposits/")) or "入金" in main(client.get("/portal/deposits/"))
