@@ -385,3 +385,17 @@ def test_foreign_firm_accounts_are_per_currency(international, clerk):
     fund(international, clerk, "2.00", currency="CNY")
     firm = international.membership.firm
     assert set(firm.accounts.values_list("currency", "kind")) == {("USD", "cash"), ("CNY", "cash")}
+
+
+def test_sums_that_are_exactly_zero_read_as_zero_on_every_database(international, clerk):
+    # given cash of 0.10 and 0.20 deposited, and 0.30 of it waiting to be withdrawn: its postings sum to zero
+    # exactly (SQLite adds decimals as floats: 0.1 + 0.2 - 0.3 is 5.55e-17 there)
+    fund(international, clerk, "0.10")
+    fund(international, clerk, "0.20")
+    withdrawals.withdrawal_request(
+        firm=international.membership.firm, currency="CNY", amount=D("0.30"), bank_account="DBS 1", actor=international
+    )
+    # then the nightly reconciliation and the invariants see a balance of zero, as cached
+    assert cash_of(international) == D("0.00")
+    assert ledger_reconcile() == []
+    assert ledger_problems() == []
