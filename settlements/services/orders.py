@@ -8,8 +8,8 @@ one transaction.
 
 Locks, always in this order so that two transactions never wait on each other in a circle: the buyer's accounts
 (in primary-key order, by the posting service), then the exporter's yearly counter and filings (by the gate).
-A release (the officer cleared the case) locks the order, then the counter; a refund the order, then the
-accounts; neither takes the other's pair in reverse.
+A release (the officer cleared the case) locks the order, then the counter; a refund the order, then every
+account it moves at once (in primary-key order, as a settlement does); neither takes the other's pair in reverse.
 """
 
 from __future__ import annotations
@@ -544,6 +544,20 @@ def order_refund(*, order: Order, actor: User, reason: str, amount: Decimal | No
             details={"amount": [str(amount)], "held": str(holding)},
         )
     order = _move(order, S.REFUNDED, actor=actor, verb="refunded", why=reason, closed_at=timezone.now())
+    # Every account the refund moves, locked now in one go, in primary-key order. Entry by entry, a partial refund
+    # would lock the buyer's cash and escrow (the refund entry) before the provider's payable and the fee revenue
+    # (the settlement of the rest): the reverse of a settlement of another of the buyer's orders, which takes the
+    # fee revenue first (an older account) and then waits for the buyer's escrow; PostgreSQL found the deadlock.
+    accounts = [
+        account_for(firm=order.buyer_firm, kind=Account.Kind.CASH, currency=order.currency),
+        account_for(firm=order.buyer_firm, kind=Account.Kind.ESCROW, currency=order.currency),
+    ]
+    if amount < holding:
+        accounts += [
+            account_for(firm=order.provider_firm, kind=Account.Kind.PAYABLE, currency=order.currency),
+            exchange_account(kind=Account.Kind.FEE_REVENUE, currency=order.currency),
+        ]
+    accounts_lock(accounts)
     shares = allocate(amount, [c.total for c in held], order.currency)
     memo = _("%(order)s refunded: %(reason)s") % {"order": order.reference, "reason": reason[:120]}
     for charge, share in zip(held, shares, strict=True):

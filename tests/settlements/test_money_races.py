@@ -439,3 +439,40 @@ def test_orders_racing_a_suspension_never_commit_after_it(product, international
     placed = [r for r in results[1:] if r is not None]
     assert Order.objects.count() == len(placed)
     assert account_for(firm=firm, kind="escrow", currency="CNY").balance == D("100.00") * len(placed)
+
+
+# --- (f) two entries in one transaction ---------------------------------------------------------------------------
+
+
+def test_a_partial_refund_and_a_settlement_of_the_same_buyer_at_once_do_not_deadlock(
+    product, provider, international, clerk, monkeypatch
+):
+    # given the exchange's fee revenue account opened before the buyer's (as it is, once the first order settled),
+    # and two delivered orders of one buyer, the second accepted and waiting for its settlement
+    monkeypatch.setattr("exchange.outbox._kick_relay", lambda: None)
+    exchange_account(kind="fee_revenue", currency="CNY")
+    fund(international, clerk, "5000.00")
+    plan = one_off(product, "1000.00")
+    refunded, settling = place(international, product, plan), place(international, product, plan)
+    for order in (refunded, settling):
+        orders.order_confirm_delivery(order=order, actor=provider)
+    orders.order_accept(order=Order.objects.get(pk=settling.pk), actor=international)
+    account_for(firm=provider.membership.firm, kind="payable", currency="CNY")
+
+    # when a clerk refunds part of the first (its refund entry posted, its settlement entry next) while the second
+    # settles
+    gate = Gate(orders.entry_post, when=lambda **kw: kw["kind"] == "settlement")
+    monkeypatch.setattr(orders, "entry_post", gate)
+    refunding, refund = _in_thread(
+        lambda: orders.order_refund(order=refunded, actor=clerk, reason="Half delivered.", amount=D("400.00"))
+    )
+    assert gate.inside.wait(timeout=20)
+    settlement_thread, settlement = _in_thread(lambda: orders.order_settle(order=Order.objects.get(pk=settling.pk)))
+    waiting_on_a_lock()
+    gate.open.set()
+    refunding.join(timeout=30), settlement_thread.join(timeout=30)
+
+    # then both complete: the accounts are locked in one order by both, so neither waits for the other in a circle
+    assert "error" not in refund and "error" not in settlement, (refund, settlement)
+    assert Order.objects.get(pk=refunded.pk).status == "refunded"
+    assert Order.objects.get(pk=settling.pk).status == "settled"
