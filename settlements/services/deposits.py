@@ -42,6 +42,16 @@ def _check_amount(amount: Decimal, currency: str) -> list[tuple[str, str, str]]:
     return problems
 
 
+def _entry_reference(bank_reference: str) -> str:
+    """The deposit's journal reference: "bank:" and the bank's reference, or its SHA-256 when that does not fit in
+    the entry's 64 characters. (Cut short instead, two credits whose references share their first 59 characters
+    collided: the second was refused as already posted and could not be booked.)"""
+    reference = f"bank:{bank_reference}"
+    if len(reference) <= 64:
+        return reference
+    return "bank-sha256:" + hashlib.sha256(bank_reference.encode()).hexdigest()[:52]
+
+
 @transaction.atomic
 def deposit_book(
     *,
@@ -79,7 +89,7 @@ def deposit_book(
             # The reference is unique: of two clerks booking the same credit at once, one books it.
             entry = entry_post(
                 kind=JournalEntry.Kind.DEPOSIT,
-                reference=f"bank:{bank_reference}"[:64],
+                reference=_entry_reference(bank_reference),
                 legs=[Leg(bank, amount), Leg(cash, amount)],
                 actor=actor,
                 memo=_("Deposit %(reference)s") % {"reference": bank_reference},

@@ -270,6 +270,30 @@ class TestDeposits:
             )
         assert refused.value.code == code and not Deposit.objects.exists()
 
+    def test_two_long_bank_references_alike_but_for_their_end_are_two_deposits(self, international, clerk):
+        # given two credits whose references (64 characters, the most a reference holds) differ in the last one
+        for last in "AB":
+            deposits.deposit_book(
+                firm=international.membership.firm,
+                currency="CNY",
+                amount=D("1.00"),
+                bank_reference="X" * 63 + last,
+                value_date=date(2026, 6, 1),
+                actor=clerk,
+            )
+        # then both are booked, and each is still booked once
+        assert cash_of(international) == D("2.00") and Deposit.objects.count() == 2
+        with pytest.raises(ApplicationError) as again:
+            deposits.deposit_book(
+                firm=international.membership.firm,
+                currency="CNY",
+                amount=D("1.00"),
+                bank_reference="X" * 63 + "B",
+                value_date=date(2026, 6, 1),
+                actor=clerk,
+            )
+        assert again.value.code == "duplicate_bank_reference"
+
     def test_a_statement_books_what_it_can_and_reports_the_rest(self, international, domestic, clerk):
         fund(international, clerk, "1.00")  # BANK-... already booked by hand
         booked_by_hand = Deposit.objects.get().bank_reference
