@@ -8,8 +8,9 @@ one transaction.
 
 Locks, always in this order so that two transactions never wait on each other in a circle: the buyer's accounts
 (in primary-key order, by the posting service), then the exporter's yearly counter and filings (by the gate).
-A release (the officer cleared the case) locks the order, then the counter; a refund the order, then every
-account it moves at once (in primary-key order, as a settlement does); neither takes the other's pair in reverse.
+A recheck (the officer cleared the case) locks the order, the buyer's accounts, then the counter; a refund the
+order, then every account it moves at once (in primary-key order, as a settlement does); none takes a pair in
+reverse.
 """
 
 from __future__ import annotations
@@ -385,6 +386,16 @@ def order_compliance_recheck(*, order: Order) -> Order:
     order = Order.objects.select_for_update().get(pk=order.pk)
     if order.status != S.COMPLIANCE_HOLD:
         return order
+    # The buyer's accounts before the exporter's counter, which the gate locks (the order of locks above): refused
+    # on the recheck, the order returns its escrow after the gate's decision, and taking the accounts only then
+    # deadlocked with the buyer's next order, which holds them and waits for the counter.
+    accounts_lock(
+        list(
+            Account.objects.filter(
+                firm_id=order.buyer_firm_id, currency=order.currency, kind__in=[Account.Kind.CASH, Account.Kind.ESCROW]
+            )
+        )
+    )
     product = order.product
     try:
         clearance = trade_decide(product=product, buyer_firm=order.buyer_firm, delivery=order.delivery_mode)

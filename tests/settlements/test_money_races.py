@@ -476,3 +476,48 @@ def test_a_partial_refund_and_a_settlement_of_the_same_buyer_at_once_do_not_dead
     assert "error" not in refund and "error" not in settlement, (refund, settlement)
     assert Order.objects.get(pk=refunded.pk).status == "refunded"
     assert Order.objects.get(pk=settling.pk).status == "settled"
+
+
+def test_a_held_order_refused_on_its_recheck_while_its_buyer_orders_again_do_not_deadlock(
+    provider, reviewer, officer, clerk, superuser, monkeypatch
+):
+    from compliance import services as compliance
+    from compliance.models import RestrictedParty
+    from listings.models import Revision
+
+    # given a Hong Kong buyer's order of US-origin data, held for the officer's review, and the case cleared; the
+    # buyer is listed as a restricted party before the relay rechecks the order (so the recheck refuses it)
+    monkeypatch.setattr("exchange.outbox._kick_relay", lambda: None)
+    us = listed_product(provider, reviewer)
+    Revision.objects.filter(pk=us.listed_revision_id).update(origin_countries=["US"])
+    plain = listed_product(provider, reviewer)
+    hk = member(
+        admit(MemberFirmFactory(country="HK", role="buyer", legal_name_en="Harbour Data Ltd."), "international"),
+        "firm_admin",
+    )
+    fund(hk, clerk, "1000.00")
+    held = place(hk, us, one_off(us, "100.00"))
+    assert held.status == "compliance_hold"
+    compliance.case_clear(case=held.case, actor=officer, resolution="Not covered data.")
+    compliance.party_save(
+        party=RestrictedParty(name="HARBOUR DATA LTD", country="HK", source_list="Test list"), actor=superuser
+    )
+    plan = one_off(plain, "100.00")
+
+    # when the relay's recheck has decided (the exporter's counter locked) and is about to return the escrow, while
+    # the buyer orders another product of the same exporter (its accounts locked, the counter next)
+    gate = Gate(orders._refuse)
+    monkeypatch.setattr(orders, "_refuse", gate)
+    relaying, relayed = _in_thread(lambda: outbox_relay())
+    assert gate.inside.wait(timeout=20)
+    buying, bought = _in_thread(lambda: place(hk, plain, plan))
+    waiting_on_a_lock()
+    gate.open.set()
+    relaying.join(timeout=30), buying.join(timeout=30)
+
+    # then neither waits for the other in a circle: the held order is refused with its escrow returned, and the
+    # new order is refused too (the buyer is restricted now), no deadlock on the way
+    assert relayed.get("result", {}).get("failed") == 0, relayed
+    assert getattr(bought.get("error"), "code", bought) == "prohibited"
+    assert Order.objects.get(pk=held.pk).status == "refused"
+    assert account_for(firm=hk.membership.firm, kind="cash", currency="CNY").balance == D("1000.00")
