@@ -6,11 +6,10 @@ Every transition is one service here: it checks who may act, moves the status wi
 money through the one posting service (`.ledger.entry_post`) and publishes the order's event to the outbox, all in
 one transaction.
 
-Locks, always in this order so that two transactions never wait on each other in a circle: the buyer's accounts
-(in primary-key order, by the posting service), then the exporter's yearly counter and filings (by the gate).
-A recheck (the officer cleared the case) locks the order, the buyer's accounts, then the counter; a refund the
-order, then every account it moves at once (in primary-key order, as a settlement does); none takes a pair in
-reverse.
+Locks, always in this order so that two transactions never wait on each other in a circle: the order's row (an
+order already placed), the accounts its money moves (in primary-key order, all of them at once: `_lock_accounts`,
+the posting service), the exporter's yearly counter and filings (by the gate), and last the audit trail's head row,
+which every status move writes (so the accounts are locked before the status moves, never after).
 """
 
 from __future__ import annotations
@@ -195,6 +194,25 @@ def _return_all(order: Order, actor: User | None, memo: str) -> Decimal:
         _close_charge(charge, refund=charge.total, actor=actor, memo=memo)
         returned += charge.total
     return returned
+
+
+def _lock_accounts(order: Order, *, settling: bool = False) -> None:
+    """Lock the accounts an operation on the order will move, in primary-key order, before it moves the order's
+    status: the buyer's cash and escrow, and when part of the money goes on to the provider (`settling`) its payable
+    and the fee revenue. A status move writes the audit trail, whose head row every audited write holds until its
+    transaction ends, and a placement locks the buyer's accounts first and audits last: locking the accounts only
+    after the move deadlocked with the buyer's next order."""
+    accounts = list(
+        Account.objects.filter(
+            firm_id=order.buyer_firm_id, currency=order.currency, kind__in=[Account.Kind.CASH, Account.Kind.ESCROW]
+        )
+    )
+    if settling:
+        accounts += [
+            account_for(firm=order.provider_firm, kind=Account.Kind.PAYABLE, currency=order.currency),
+            exchange_account(kind=Account.Kind.FEE_REVENUE, currency=order.currency),
+        ]
+    accounts_lock(accounts)
 
 
 # --- Placing an order ---------------------------------------------------------------------------------------------
@@ -389,13 +407,7 @@ def order_compliance_recheck(*, order: Order) -> Order:
     # The buyer's accounts before the exporter's counter, which the gate locks (the order of locks above): refused
     # on the recheck, the order returns its escrow after the gate's decision, and taking the accounts only then
     # deadlocked with the buyer's next order, which holds them and waits for the counter.
-    accounts_lock(
-        list(
-            Account.objects.filter(
-                firm_id=order.buyer_firm_id, currency=order.currency, kind__in=[Account.Kind.CASH, Account.Kind.ESCROW]
-            )
-        )
-    )
+    _lock_accounts(order)
     product = order.product
     try:
         clearance = trade_decide(product=product, buyer_firm=order.buyer_firm, delivery=order.delivery_mode)
@@ -430,6 +442,7 @@ def order_compliance_refuse(*, order: Order, reason: str) -> Order:
     order = Order.objects.select_for_update().get(pk=order.pk)
     if order.status != S.COMPLIANCE_HOLD:
         return order
+    _lock_accounts(order)
     return _refuse(order, reason=reason)
 
 
@@ -444,8 +457,10 @@ def held_orders_of_case(case: ComplianceCase) -> list[Order]:
 def order_cancel(*, order: Order, actor: User, reason: str = "") -> Order:
     """The buyer cancels before delivery: its escrow returns to its cash."""
     _require_side(actor, order.buyer_firm_id, _("Only the buyer's administrators and traders cancel its orders."))
+    order = Order.objects.select_for_update().get(pk=order.pk)  # the order, then its accounts, as a refund
     if order.status not in (S.COMPLIANCE_HOLD, S.RELEASED):
         raise InvalidTransition(_("An order can be cancelled only before it is delivered."))
+    _lock_accounts(order)
     order = _move(order, S.CANCELLED, actor=actor, verb="cancelled", why=reason.strip(), closed_at=timezone.now())
     returned = _return_all(
         order, actor, _("%(order)s cancelled by the buyer: escrow returned") % {"order": order.reference}
@@ -554,21 +569,12 @@ def order_refund(*, order: Order, actor: User, reason: str, amount: Decimal | No
             code="invalid_amount",
             details={"amount": [str(amount)], "held": str(holding)},
         )
+    # Every account the refund moves, locked now in one go, in primary-key order, before the status moves. Entry by
+    # entry, a partial refund would lock the buyer's cash and escrow (the refund entry) before the provider's payable
+    # and the fee revenue (the settlement of the rest): the reverse of a settlement of another of the buyer's
+    # orders, which takes the fee revenue first (an older account) and then waits for the buyer's escrow.
+    _lock_accounts(order, settling=amount < holding)
     order = _move(order, S.REFUNDED, actor=actor, verb="refunded", why=reason, closed_at=timezone.now())
-    # Every account the refund moves, locked now in one go, in primary-key order. Entry by entry, a partial refund
-    # would lock the buyer's cash and escrow (the refund entry) before the provider's payable and the fee revenue
-    # (the settlement of the rest): the reverse of a settlement of another of the buyer's orders, which takes the
-    # fee revenue first (an older account) and then waits for the buyer's escrow; PostgreSQL found the deadlock.
-    accounts = [
-        account_for(firm=order.buyer_firm, kind=Account.Kind.CASH, currency=order.currency),
-        account_for(firm=order.buyer_firm, kind=Account.Kind.ESCROW, currency=order.currency),
-    ]
-    if amount < holding:
-        accounts += [
-            account_for(firm=order.provider_firm, kind=Account.Kind.PAYABLE, currency=order.currency),
-            exchange_account(kind=Account.Kind.FEE_REVENUE, currency=order.currency),
-        ]
-    accounts_lock(accounts)
     shares = allocate(amount, [c.total for c in held], order.currency)
     memo = _("%(order)s refunded: %(reason)s") % {"order": order.reference, "reason": reason[:120]}
     for charge, share in zip(held, shares, strict=True):

@@ -521,3 +521,61 @@ def test_a_held_order_refused_on_its_recheck_while_its_buyer_orders_again_do_not
     assert getattr(bought.get("error"), "code", bought) == "prohibited"
     assert Order.objects.get(pk=held.pk).status == "refused"
     assert account_for(firm=hk.membership.firm, kind="cash", currency="CNY").balance == D("1000.00")
+
+
+def test_a_cancellation_and_a_new_order_of_the_same_buyer_at_once_do_not_deadlock(
+    product, international, clerk, monkeypatch
+):
+    # given an order the buyer is cancelling: its status moved and audited, its escrow about to be returned
+    fund(international, clerk, "1000.00")
+    plan = one_off(product, "100.00")
+    first = place(international, product, plan)
+    gate = Gate(orders._return_all)
+    monkeypatch.setattr(orders, "_return_all", gate)
+    cancelling, cancelled = _in_thread(lambda: orders.order_cancel(order=first, actor=international))
+    assert gate.inside.wait(timeout=20)
+
+    # when the buyer places another order meanwhile (its accounts locked first, its audit row last)
+    buying, bought = _in_thread(lambda: place(international, product, plan))
+    waiting_on_a_lock()
+    gate.open.set()
+    cancelling.join(timeout=30), buying.join(timeout=30)
+
+    # then both complete, one after the other
+    assert "error" not in cancelled and "error" not in bought, (cancelled, bought)
+    assert Order.objects.get(pk=first.pk).status == "cancelled"
+    assert bought["result"].status == "released"
+    assert account_for(firm=international.membership.firm, kind="cash", currency="CNY").balance == D("900.00")
+
+
+def test_a_rejected_withdrawal_and_a_new_request_of_the_same_firm_at_once_do_not_deadlock(
+    international, clerk, monkeypatch
+):
+    from settlements.services import withdrawals as withdrawal_services
+
+    # given a withdrawal a clerk is rejecting: its status moved and audited, its amount about to return to cash
+    fund(international, clerk, "1000.00")
+    firm = international.membership.firm
+    first = withdrawal_services.withdrawal_request(
+        firm=firm, currency="CNY", amount=D("100.00"), bank_account="DBS 1", actor=international
+    )
+    gate = Gate(withdrawal_services._return_to_cash)
+    monkeypatch.setattr(withdrawal_services, "_return_to_cash", gate)
+    rejecting, rejected = _in_thread(
+        lambda: withdrawal_services.withdrawal_reject(withdrawal=first, actor=clerk, reason="Wrong account.")
+    )
+    assert gate.inside.wait(timeout=20)
+
+    # when the firm asks for another withdrawal meanwhile (its cash locked first, its audit row last)
+    asking, asked = _in_thread(
+        lambda: withdrawal_services.withdrawal_request(
+            firm=firm, currency="CNY", amount=D("200.00"), bank_account="DBS 1", actor=international
+        )
+    )
+    waiting_on_a_lock()
+    gate.open.set()
+    rejecting.join(timeout=30), asking.join(timeout=30)
+
+    # then both complete
+    assert "error" not in rejected and "error" not in asked, (rejected, asked)
+    assert account_for(firm=firm, kind="cash", currency="CNY").balance == D("800.00")
