@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -87,7 +87,7 @@ def place(user, product, plan) -> Order:
     )
 
 
-def waiting_on_a_lock(count: int = 1, timeout: float = 10.0) -> None:
+def waiting_on_a_lock(count: int = 1, timeout: float = 30.0) -> None:
     """Return once `count` other sessions of this database wait on a lock (a row lock held by a transaction)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -319,6 +319,19 @@ def test_a_payment_and_a_rejection_at_once_do_one_of_the_two(international, cler
 # --- (e) a suspension racing orders --------------------------------------------------------------------------------
 
 
+_gates: list[Gate] = []
+
+
+@pytest.fixture(autouse=True)
+def _open_the_gates() -> Iterator[None]:
+    # A test failing while a thread waits at a gate still lets it go, so that its transaction ends before the
+    # tables are flushed.
+    yield
+    for gate in _gates:
+        gate.open.set()
+    _gates.clear()
+
+
 class Gate:
     """Holds one thread inside a function until the test opens it (the first call only)."""
 
@@ -326,12 +339,13 @@ class Gate:
         self.original, self.when = original, when
         self.inside, self.open = threading.Event(), threading.Event()
         self.used = False
+        _gates.append(self)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not self.used and self.when(*args, **kwargs):
             self.used = True
             self.inside.set()
-            assert self.open.wait(timeout=20)
+            assert self.open.wait(timeout=60)
         return self.original(*args, **kwargs)
 
 
@@ -358,7 +372,7 @@ def test_a_suspension_waits_for_the_order_in_flight(product, international, cler
     gate = Gate(orders.trade_decide)
     monkeypatch.setattr(orders, "trade_decide", gate)
     buying, bought = _in_thread(lambda: place(international, product, plan))
-    assert gate.inside.wait(timeout=20)
+    assert gate.inside.wait(timeout=30)
 
     # when a reviewer suspends the product meanwhile
     suspending, suspended = _in_thread(
@@ -392,7 +406,7 @@ def test_an_order_waits_for_the_suspension_in_flight_and_is_refused(
     suspending, suspended = _in_thread(
         lambda: listing_services.product_suspend(product=product, actor=reviewer, reason="Complaint.")
     )
-    assert gate.inside.wait(timeout=20)
+    assert gate.inside.wait(timeout=30)
 
     # when a buyer orders meanwhile
     buying, bought = _in_thread(lambda: place(international, product, plan))
@@ -466,7 +480,7 @@ def test_a_partial_refund_and_a_settlement_of_the_same_buyer_at_once_do_not_dead
     refunding, refund = _in_thread(
         lambda: orders.order_refund(order=refunded, actor=clerk, reason="Half delivered.", amount=D("400.00"))
     )
-    assert gate.inside.wait(timeout=20)
+    assert gate.inside.wait(timeout=30)
     settlement_thread, settlement = _in_thread(lambda: orders.order_settle(order=Order.objects.get(pk=settling.pk)))
     waiting_on_a_lock()
     gate.open.set()
@@ -509,7 +523,7 @@ def test_a_held_order_refused_on_its_recheck_while_its_buyer_orders_again_do_not
     gate = Gate(orders._refuse)
     monkeypatch.setattr(orders, "_refuse", gate)
     relaying, relayed = _in_thread(lambda: outbox_relay())
-    assert gate.inside.wait(timeout=20)
+    assert gate.inside.wait(timeout=30)
     buying, bought = _in_thread(lambda: place(hk, plain, plan))
     waiting_on_a_lock()
     gate.open.set()
@@ -533,7 +547,7 @@ def test_a_cancellation_and_a_new_order_of_the_same_buyer_at_once_do_not_deadloc
     gate = Gate(orders._return_all)
     monkeypatch.setattr(orders, "_return_all", gate)
     cancelling, cancelled = _in_thread(lambda: orders.order_cancel(order=first, actor=international))
-    assert gate.inside.wait(timeout=20)
+    assert gate.inside.wait(timeout=30)
 
     # when the buyer places another order meanwhile (its accounts locked first, its audit row last)
     buying, bought = _in_thread(lambda: place(international, product, plan))
@@ -564,7 +578,7 @@ def test_a_rejected_withdrawal_and_a_new_request_of_the_same_firm_at_once_do_not
     rejecting, rejected = _in_thread(
         lambda: withdrawal_services.withdrawal_reject(withdrawal=first, actor=clerk, reason="Wrong account.")
     )
-    assert gate.inside.wait(timeout=20)
+    assert gate.inside.wait(timeout=30)
 
     # when the firm asks for another withdrawal meanwhile (its cash locked first, its audit row last)
     asking, asked = _in_thread(
