@@ -24,7 +24,7 @@ from exchange.services import audit_record
 from ..models import Account, BankStatement, Deposit, JournalEntry
 from ..permissions import require_deposit_clerk
 from ..selectors import firm_for_deposit_reference
-from .ledger import Leg, account_for, entry_post, exchange_account
+from .ledger import Leg, account_for, accounts_lock, entry_post, exchange_account
 
 # The largest single deposit the exchange books: a typo guard, not a limit on trading.
 MAX_DEPOSIT = Decimal("1000000000.00")
@@ -151,6 +151,27 @@ def _parse_statement(content: bytes) -> list[StatementLine]:
     ]
 
 
+def _accounts_to_credit(lines: list[StatementLine]) -> list[Account]:
+    """The cash accounts (and the bank clearing accounts) the statement's bookable lines credit, opened if new."""
+    accounts = []
+    for line in lines:
+        values = line.values
+        currency = values.get("currency", "").upper()
+        try:
+            amount = Decimal(values.get("amount", ""))
+            date.fromisoformat(values.get("value_date", ""))
+        except (InvalidOperation, ValueError):
+            continue
+        firm = firm_for_deposit_reference(reference=values.get("payment_reference", ""))
+        if firm is None or not firm.is_kyc_verified or not amount.is_finite() or _check_amount(amount, currency):
+            continue
+        accounts += [
+            account_for(firm=firm, kind=Account.Kind.CASH, currency=currency),
+            exchange_account(kind=Account.Kind.BANK_CLEARING, currency=currency),
+        ]
+    return accounts
+
+
 @transaction.atomic
 def statement_import(*, file_name: str, content: bytes, actor: User) -> BankStatement:
     """Book every credit of a bank statement CSV (columns: value_date, bank_reference, payment_reference, currency,
@@ -159,6 +180,10 @@ def statement_import(*, file_name: str, content: bytes, actor: User) -> BankStat
     booked. Each line is booked in its own savepoint, the statement and its report in the same transaction."""
     require_deposit_clerk(actor)
     lines = _parse_statement(content)
+    # Every account the statement will credit, locked now, at once and in primary-key order. Booked line by line,
+    # the import locked a firm's cash after the audit trail's head row (written by the line before, held until the
+    # import commits), while an order of that firm holds its cash and waits for the head: a deadlock.
+    accounts_lock(_accounts_to_credit(lines))
     statement = BankStatement.objects.create(
         file_name=file_name[:200], sha256=hashlib.sha256(content).hexdigest(), imported_by=actor
     )

@@ -593,3 +593,37 @@ def test_a_rejected_withdrawal_and_a_new_request_of_the_same_firm_at_once_do_not
     # then both complete
     assert "error" not in rejected and "error" not in asked, (rejected, asked)
     assert account_for(firm=firm, kind="cash", currency="CNY").balance == D("800.00")
+
+
+def test_a_bank_statement_import_and_an_order_of_a_firm_it_credits_at_once_do_not_deadlock(
+    product, international, domestic, clerk, monkeypatch
+):
+    from settlements.services import deposits
+
+    # given a statement crediting two firms, its import past the first line (audited) and about to book the second
+    fund(international, clerk, "1000.00")
+    fund(domestic, clerk, "1.00")
+    plan = one_off(product, "100.00")
+    sg, cn = international.membership.firm, domestic.membership.firm
+    content = (
+        "value_date,bank_reference,payment_reference,currency,amount\n"
+        f"2026-06-02,S-1,{cn.uscc},CNY,10.00\n"
+        f"2026-06-02,S-2,{sg.lei},CNY,20.00\n"
+    ).encode()
+    gate = Gate(deposits.deposit_book, when=lambda **kw: kw["firm"].pk == sg.pk)
+    monkeypatch.setattr(deposits, "deposit_book", gate)
+    importing, imported = _in_thread(
+        lambda: deposits.statement_import(file_name="june.csv", content=content, actor=clerk)
+    )
+    assert gate.inside.wait(timeout=30)
+
+    # when the second firm places an order meanwhile
+    buying, bought = _in_thread(lambda: place(international, product, plan))
+    waiting_on_a_lock()
+    gate.open.set()
+    importing.join(timeout=30), buying.join(timeout=30)
+
+    # then both complete: the import booked both lines, the order its escrow
+    assert "error" not in imported and "error" not in bought, (imported, bought)
+    assert imported["result"].booked == 2
+    assert account_for(firm=sg, kind="cash", currency="CNY").balance == D("920.00")
