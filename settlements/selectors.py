@@ -13,7 +13,7 @@ from dateutil.relativedelta import relativedelta
 from django.conf import settings
 from django.db import connection, models
 from django.db.models import F, Prefetch, Q, QuerySet, Sum
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Round
 from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -47,9 +47,11 @@ AMOUNT: models.DecimalField[Decimal, Decimal] = models.DecimalField(max_digits=2
 NONZERO = Q(total__gte=Decimal("0.005")) | Q(total__lte=Decimal("-0.005"))
 
 
-def money_sum(field: Any, **extra: Any) -> Sum:
-    """SUM of an amount column, read back as an amount (quantized to the minor unit on SQLite)."""
-    return Sum(field, output_field=AMOUNT, **extra)
+def money_sum(field: Any, **extra: Any) -> Round:
+    """SUM of an amount column, rounded to the minor unit in the query. SQLite adds decimals as floats and Django
+    reads an aggregate back unquantized, so a sum that is exactly zero came back as 5.55e-17 and the reconciliation
+    reported a balance that was right; on PostgreSQL (exact numeric) the rounding changes nothing."""
+    return Round(Sum(field, output_field=AMOUNT, **extra), 2, output_field=AMOUNT)
 
 
 # --- Balances and statements ----------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from exchange.services import audit_record
 from ..models import Account, BankStatement, Deposit, JournalEntry
 from ..permissions import require_deposit_clerk
 from ..selectors import firm_for_deposit_reference
-from .ledger import Leg, account_for, entry_post, exchange_account
+from .ledger import Leg, account_for, accounts_lock, entry_post, exchange_account
 
 # The largest single deposit the exchange books: a typo guard, not a limit on trading.
 MAX_DEPOSIT = Decimal("1000000000.00")
@@ -40,6 +40,16 @@ def _check_amount(amount: Decimal, currency: str) -> list[tuple[str, str, str]]:
     elif amount > MAX_DEPOSIT:
         problems.append(("amount", _("That is more than any single deposit the exchange books."), "invalid_amount"))
     return problems
+
+
+def _entry_reference(bank_reference: str) -> str:
+    """The deposit's journal reference: "bank:" and the bank's reference, or its SHA-256 when that does not fit in
+    the entry's 64 characters. (Cut short instead, two credits whose references share their first 59 characters
+    collided: the second was refused as already posted and could not be booked.)"""
+    reference = f"bank:{bank_reference}"
+    if len(reference) <= 64:
+        return reference
+    return "bank-sha256:" + hashlib.sha256(bank_reference.encode()).hexdigest()[:52]
 
 
 @transaction.atomic
@@ -79,7 +89,7 @@ def deposit_book(
             # The reference is unique: of two clerks booking the same credit at once, one books it.
             entry = entry_post(
                 kind=JournalEntry.Kind.DEPOSIT,
-                reference=f"bank:{bank_reference}"[:64],
+                reference=_entry_reference(bank_reference),
                 legs=[Leg(bank, amount), Leg(cash, amount)],
                 actor=actor,
                 memo=_("Deposit %(reference)s") % {"reference": bank_reference},
@@ -141,6 +151,27 @@ def _parse_statement(content: bytes) -> list[StatementLine]:
     ]
 
 
+def _accounts_to_credit(lines: list[StatementLine]) -> list[Account]:
+    """The cash accounts (and the bank clearing accounts) the statement's bookable lines credit, opened if new."""
+    accounts = []
+    for line in lines:
+        values = line.values
+        currency = values.get("currency", "").upper()
+        try:
+            amount = Decimal(values.get("amount", ""))
+            date.fromisoformat(values.get("value_date", ""))
+        except (InvalidOperation, ValueError):
+            continue
+        firm = firm_for_deposit_reference(reference=values.get("payment_reference", ""))
+        if firm is None or not firm.is_kyc_verified or not amount.is_finite() or _check_amount(amount, currency):
+            continue
+        accounts += [
+            account_for(firm=firm, kind=Account.Kind.CASH, currency=currency),
+            exchange_account(kind=Account.Kind.BANK_CLEARING, currency=currency),
+        ]
+    return accounts
+
+
 @transaction.atomic
 def statement_import(*, file_name: str, content: bytes, actor: User) -> BankStatement:
     """Book every credit of a bank statement CSV (columns: value_date, bank_reference, payment_reference, currency,
@@ -149,6 +180,10 @@ def statement_import(*, file_name: str, content: bytes, actor: User) -> BankStat
     booked. Each line is booked in its own savepoint, the statement and its report in the same transaction."""
     require_deposit_clerk(actor)
     lines = _parse_statement(content)
+    # Every account the statement will credit, locked now, at once and in primary-key order. Booked line by line,
+    # the import locked a firm's cash after the audit trail's head row (written by the line before, held until the
+    # import commits), while an order of that firm holds its cash and waits for the head: a deadlock.
+    accounts_lock(_accounts_to_credit(lines))
     statement = BankStatement.objects.create(
         file_name=file_name[:200], sha256=hashlib.sha256(content).hexdigest(), imported_by=actor
     )

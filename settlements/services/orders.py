@@ -6,11 +6,11 @@ Every transition is one service here: it checks who may act, moves the status wi
 money through the one posting service (`.ledger.entry_post`) and publishes the order's event to the outbox, all in
 one transaction.
 
-Locks, always in this order so that two transactions never wait on each other in a circle: the product and the
-plan (shared, so that orders do not wait for each other, only a suspension or a retirement for them), the order
-when it exists, the buyer's accounts (in primary-key order), then the exporter's yearly counter and filings (taken
-by the compliance gate). A held order decided again therefore locks the buyer's accounts before it asks the gate,
-as a placement does, although only a refusal will move its money.
+Locks, always in this order so that two transactions never wait on each other in a circle: the order's row (an
+order already placed), the accounts its money moves (in primary-key order, all of them at once: `_lock_accounts`,
+the posting service), the exporter's yearly counter and filings (by the gate), and last the audit trail's head row,
+which every status move writes (so the accounts are locked before the status moves, never after). The product and
+the plan are share-locked first (orders do not wait for each other, only a suspension or a retirement for them).
 """
 
 from __future__ import annotations
@@ -195,6 +195,25 @@ def _return_all(order: Order, actor: User | None, memo: str) -> Decimal:
         _close_charge(charge, refund=charge.total, actor=actor, memo=memo)
         returned += charge.total
     return returned
+
+
+def _lock_accounts(order: Order, *, settling: bool = False) -> None:
+    """Lock the accounts an operation on the order will move, in primary-key order, before it moves the order's
+    status: the buyer's cash and escrow, and when part of the money goes on to the provider (`settling`) its payable
+    and the fee revenue. A status move writes the audit trail, whose head row every audited write holds until its
+    transaction ends, and a placement locks the buyer's accounts first and audits last: locking the accounts only
+    after the move deadlocked with the buyer's next order."""
+    accounts = list(
+        Account.objects.filter(
+            firm_id=order.buyer_firm_id, currency=order.currency, kind__in=[Account.Kind.CASH, Account.Kind.ESCROW]
+        )
+    )
+    if settling:
+        accounts += [
+            account_for(firm=order.provider_firm, kind=Account.Kind.PAYABLE, currency=order.currency),
+            exchange_account(kind=Account.Kind.FEE_REVENUE, currency=order.currency),
+        ]
+    accounts_lock(accounts)
 
 
 # --- Placing an order ---------------------------------------------------------------------------------------------
@@ -386,7 +405,10 @@ def order_compliance_recheck(*, order: Order) -> Order:
     order = Order.objects.select_for_update().get(pk=order.pk)
     if order.status != S.COMPLIANCE_HOLD:
         return order
-    _lock_buyer_accounts(order)
+    # The buyer's accounts before the exporter's counter, which the gate locks (the order of locks above): refused
+    # on the recheck, the order returns its escrow after the gate's decision, and taking the accounts only then
+    # deadlocked with the buyer's next order, which holds them and waits for the counter.
+    _lock_accounts(order)
     product = order.product
     try:
         clearance = trade_decide(product=product, buyer_firm=order.buyer_firm, delivery=order.delivery_mode)
@@ -406,17 +428,6 @@ def order_compliance_recheck(*, order: Order) -> Order:
     return order
 
 
-def _lock_buyer_accounts(order: Order) -> None:
-    """The buyer's cash and escrow in the order's currency, locked before the gate's counter (module docstring)."""
-    firm, currency = order.buyer_firm, order.currency
-    accounts_lock(
-        [
-            account_for(firm=firm, kind=Account.Kind.CASH, currency=currency),
-            account_for(firm=firm, kind=Account.Kind.ESCROW, currency=currency),
-        ]
-    )
-
-
 def _refuse(order: Order, *, reason: str) -> Order:
     order = _move(order, S.REFUSED, actor=None, verb="refused", why=reason, closed_at=timezone.now())
     returned = _return_all(
@@ -432,6 +443,7 @@ def order_compliance_refuse(*, order: Order, reason: str) -> Order:
     order = Order.objects.select_for_update().get(pk=order.pk)
     if order.status != S.COMPLIANCE_HOLD:
         return order
+    _lock_accounts(order)
     return _refuse(order, reason=reason)
 
 
@@ -446,8 +458,10 @@ def held_orders_of_case(case: ComplianceCase) -> list[Order]:
 def order_cancel(*, order: Order, actor: User, reason: str = "") -> Order:
     """The buyer cancels before delivery: its escrow returns to its cash."""
     _require_side(actor, order.buyer_firm_id, _("Only the buyer's administrators and traders cancel its orders."))
+    order = Order.objects.select_for_update().get(pk=order.pk)  # the order, then its accounts, as a refund
     if order.status not in (S.COMPLIANCE_HOLD, S.RELEASED):
         raise InvalidTransition(_("An order can be cancelled only before it is delivered."))
+    _lock_accounts(order)
     order = _move(order, S.CANCELLED, actor=actor, verb="cancelled", why=reason.strip(), closed_at=timezone.now())
     returned = _return_all(
         order, actor, _("%(order)s cancelled by the buyer: escrow returned") % {"order": order.reference}
@@ -556,6 +570,11 @@ def order_refund(*, order: Order, actor: User, reason: str, amount: Decimal | No
             code="invalid_amount",
             details={"amount": [str(amount)], "held": str(holding)},
         )
+    # Every account the refund moves, locked now in one go, in primary-key order, before the status moves. Entry by
+    # entry, a partial refund would lock the buyer's cash and escrow (the refund entry) before the provider's payable
+    # and the fee revenue (the settlement of the rest): the reverse of a settlement of another of the buyer's
+    # orders, which takes the fee revenue first (an older account) and then waits for the buyer's escrow.
+    _lock_accounts(order, settling=amount < holding)
     order = _move(order, S.REFUNDED, actor=actor, verb="refunded", why=reason, closed_at=timezone.now())
     shares = allocate(amount, [c.total for c in held], order.currency)
     memo = _("%(order)s refunded: %(reason)s") % {"order": order.reference, "reason": reason[:120]}

@@ -23,7 +23,7 @@ from exchange.transitions import transition
 
 from ..models import Account, JournalEntry, Withdrawal
 from ..permissions import require_withdrawal_clerk
-from .ledger import Leg, account_for, entry_post, exchange_account
+from .ledger import Leg, account_for, accounts_lock, entry_post, exchange_account
 
 S = Withdrawal.Status
 
@@ -48,6 +48,18 @@ def _move(withdrawal: Withdrawal, to: str, *, actor: User | None, verb: str, **f
         extra_fields=fields,
         stale_message=_("This withdrawal was changed by someone else meanwhile; reload it."),
     )
+
+
+def _lock_accounts(withdrawal: Withdrawal, *, paying: bool = False) -> None:
+    """Lock the accounts the withdrawal's next step moves (its firm's withdrawals account, and its cash or the bank
+    clearing account), in primary-key order, before its status moves: a status move writes the audit trail, whose
+    head row every audited write holds until its transaction ends, and a request or an order locks the firm's cash
+    first and audits last (locking the accounts after the move deadlocked with them)."""
+    held = account_for(firm=withdrawal.firm, kind=Account.Kind.WITHDRAWAL, currency=withdrawal.currency)
+    if paying:
+        accounts_lock([held, exchange_account(kind=Account.Kind.BANK_CLEARING, currency=withdrawal.currency)])
+    else:
+        accounts_lock([held, account_for(firm=withdrawal.firm, kind=Account.Kind.CASH, currency=withdrawal.currency)])
 
 
 def _return_to_cash(withdrawal: Withdrawal, actor: User | None) -> None:
@@ -104,6 +116,7 @@ def withdrawal_cancel(*, withdrawal: Withdrawal, actor: User) -> Withdrawal:
     admin_of = require_firm_admin(actor, _("Only the firm's administrators cancel its withdrawals."))
     if admin_of.pk != withdrawal.firm_id:
         raise NotAllowed(_("Only the firm's administrators cancel its withdrawals."))
+    _lock_accounts(withdrawal)
     withdrawal = _move(
         withdrawal, S.CANCELLED, actor=actor, verb="settlements.withdrawal_cancelled",
         closed_by=actor, closed_at=timezone.now(),
@@ -151,6 +164,7 @@ def withdrawal_pay(*, withdrawal: Withdrawal, actor: User, bank_reference: str) 
     """The bank has paid it: the withdrawals account down, the bank clearing account down."""
     require_withdrawal_clerk(actor)
     bank_reference = require_reason(bank_reference, _("Give the bank's reference of the payment."))
+    _lock_accounts(withdrawal, paying=True)
     withdrawal = _move(
         withdrawal, S.PAID, actor=actor, verb="settlements.withdrawal_paid",
         paid_by=actor, paid_at=timezone.now(), bank_reference=bank_reference[:64],
@@ -176,6 +190,7 @@ def withdrawal_pay(*, withdrawal: Withdrawal, actor: User, bank_reference: str) 
 def withdrawal_reject(*, withdrawal: Withdrawal, actor: User, reason: str) -> Withdrawal:
     require_withdrawal_clerk(actor)
     reason = require_reason(reason, _("Say why the withdrawal is rejected: the firm reads it."))
+    _lock_accounts(withdrawal)
     withdrawal = _move(
         withdrawal, S.REJECTED, actor=actor, verb="settlements.withdrawal_rejected",
         closed_by=actor, closed_at=timezone.now(), reason=reason,

@@ -270,6 +270,30 @@ class TestDeposits:
             )
         assert refused.value.code == code and not Deposit.objects.exists()
 
+    def test_two_long_bank_references_alike_but_for_their_end_are_two_deposits(self, international, clerk):
+        # given two credits whose references (64 characters, the most a reference holds) differ in the last one
+        for last in "AB":
+            deposits.deposit_book(
+                firm=international.membership.firm,
+                currency="CNY",
+                amount=D("1.00"),
+                bank_reference="X" * 63 + last,
+                value_date=date(2026, 6, 1),
+                actor=clerk,
+            )
+        # then both are booked, and each is still booked once
+        assert cash_of(international) == D("2.00") and Deposit.objects.count() == 2
+        with pytest.raises(ApplicationError) as again:
+            deposits.deposit_book(
+                firm=international.membership.firm,
+                currency="CNY",
+                amount=D("1.00"),
+                bank_reference="X" * 63 + "B",
+                value_date=date(2026, 6, 1),
+                actor=clerk,
+            )
+        assert again.value.code == "duplicate_bank_reference"
+
     def test_a_statement_books_what_it_can_and_reports_the_rest(self, international, domestic, clerk):
         fund(international, clerk, "1.00")  # BANK-... already booked by hand
         booked_by_hand = Deposit.objects.get().bank_reference
@@ -385,3 +409,17 @@ def test_foreign_firm_accounts_are_per_currency(international, clerk):
     fund(international, clerk, "2.00", currency="CNY")
     firm = international.membership.firm
     assert set(firm.accounts.values_list("currency", "kind")) == {("USD", "cash"), ("CNY", "cash")}
+
+
+def test_sums_that_are_exactly_zero_read_as_zero_on_every_database(international, clerk):
+    # given cash of 0.10 and 0.20 deposited, and 0.30 of it waiting to be withdrawn: its postings sum to zero
+    # exactly (SQLite adds decimals as floats: 0.1 + 0.2 - 0.3 is 5.55e-17 there)
+    fund(international, clerk, "0.10")
+    fund(international, clerk, "0.20")
+    withdrawals.withdrawal_request(
+        firm=international.membership.firm, currency="CNY", amount=D("0.30"), bank_account="DBS 1", actor=international
+    )
+    # then the nightly reconciliation and the invariants see a balance of zero, as cached
+    assert cash_of(international) == D("0.00")
+    assert ledger_reconcile() == []
+    assert ledger_problems() == []
