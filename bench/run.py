@@ -516,6 +516,8 @@ def bench_env(args: argparse.Namespace) -> dict[str, str]:
             "DATABASE_URL": f"{args.pg}/{args.db_name}",
             "DJANGO_DEBUG": "0",
             "SECRET_KEY": secrets.token_urlsafe(50),
+            # Production refuses to run without the audit trail's HMAC key (exchange.E002).
+            "AUDIT_HMAC_KEY": secrets.token_urlsafe(50),
             "ALLOWED_HOSTS": "127.0.0.1",
             "SECURE_SSL_REDIRECT": "0",
             "STATIC_ROOT": str(RESULTS_DIR / "staticfiles"),
