@@ -352,10 +352,9 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def _released(self, o: OrderModel) -> None:
         o.status = "released"
-        # Data leaving the mainland is an export, counted once per release. So is, today, a mainland buyer's trade
-        # of US-origin data: R4 (hold for review) comes before R5 (no transfer), and every decision but no_transfer
-        # and prohibited is counted (test_a_mainland_trade_of_us_origin_data_is_no_export, xfail, says why not).
-        if o.country != "CN" or o.product_id in self.w.us_origin:
+        # Data leaving the mainland is an export, counted once per release; a mainland buyer's trade never is, even
+        # of US-origin data that R4 held for review (test_a_mainland_trade_of_us_origin_data_is_no_export).
+        if o.country != "CN":
             self.m.exports[o.product_id] += 1
 
     def _settle(self, o: OrderModel) -> None:
@@ -850,13 +849,6 @@ def test_the_ledger_keeps_its_invariants_through_any_sequence_of_services(world)
     assert len(refusals) >= 7, f"only {len(refusals)} kinds of refusal: {sorted(refusals)}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="compliance finding, not fixed here: a mainland buyer's trade of US-origin personal information is "
-    "decided R4 (hold for review) before R5 (no transfer) can say that nothing leaves the mainland, and once the "
-    "officer clears it, settlements counts it on the provider's yearly PRC export counter (it skips only "
-    "no_transfer and prohibited decisions); the counter then reaches the Art 8 threshold early",
-)
 def test_a_mainland_trade_of_us_origin_data_is_no_export(provider, reviewer, officer, clerk):
     from tests.settlements.factories import fund
 
