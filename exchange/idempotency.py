@@ -314,3 +314,39 @@ def idempotency_key_prune(*, now: datetime | None = None) -> int:
         if not ids:
             return pruned
         pruned += IdempotencyKey.objects.filter(pk__in=ids).delete()[0]
+
+
+def run_once(*, scope: str, key: str, fingerprint: str, work: Callable[[], int]) -> tuple[int, bool]:
+    """Do `work` (which makes an object and answers its id) at most once per (scope, key), for the portal's forms:
+    the id and whether it was made before (True: a second submission of the same form). The key's row is written in
+    the same transaction as the work, so that the two commit together or not at all: a second submission arriving
+    meanwhile waits on the row's unique index until the first commits, then finds its id; if the first was refused
+    (its work rolled back), the second does the work itself. Across every web process, whatever the cache. The same
+    key with another fingerprint is `idempotency_key_reused` (422)."""
+    with transaction.atomic():
+        now = timezone.now()
+        try:
+            with transaction.atomic():
+                row = IdempotencyKey.objects.create(
+                    scope=scope,
+                    key=key,
+                    fingerprint=fingerprint,
+                    owner=uuid.uuid4().hex,
+                    locked_at=now,
+                    expires_at=_expiry(now),
+                )
+        except IntegrityError:
+            held = IdempotencyKey.objects.get(scope=scope, key=key)
+            if held.fingerprint != fingerprint:
+                raise ApplicationError(
+                    _("This form was sent before with other values: review it again."), code="idempotency_key_reused"
+                ) from None
+            return int(json.loads(held.response_body)["id"]), True
+        made = work()
+        IdempotencyKey.objects.filter(pk=row.pk).update(
+            state=IdempotencyKey.State.DONE,
+            completed_at=timezone.now(),
+            response_status=status.HTTP_201_CREATED,
+            response_body=json.dumps({"id": made}),
+        )
+        return made, False

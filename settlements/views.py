@@ -21,7 +21,6 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.cache import cache
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
@@ -37,6 +36,7 @@ from django_countries import countries
 from compliance import display
 from compliance.selectors import HELD, PROHIBITED, trade_precheck
 from exchange.exceptions import ApplicationError, NotAllowed
+from exchange.idempotency import run_once
 from exchange.models import MemberFirm, Membership
 from exchange.money import CURRENCIES
 from exchange.selectors import user_membership
@@ -79,11 +79,6 @@ LINES_PER_PAGE = 50
 # One-time tokens of the review page a session keeps (the newest): enough for a few tabs reviewing at once.
 TOKENS_KEPT = 20
 SESSION_TOKENS = "settlements_order_tokens"
-# A confirmation claims its token in the cache before it places the order (an atomic add: of two submissions of
-# one review page, one places the order and the other finds the claim). The claim lives while the order is being
-# placed, then holds the order's id for as long as a page may be resubmitted.
-CLAIM_PLACING_SECONDS = 120
-CLAIM_PLACED_SECONDS = 24 * 3600
 TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
@@ -368,9 +363,11 @@ def _unit_price(value: Any) -> str:
     return f"{whole}.{fraction.ljust(2, '0')}"
 
 
-def _fingerprint(buy: Buy, values: dict[str, Any]) -> str:
-    """What a confirmation must carry to be the order its review showed."""
+def _fingerprint(buy: Buy, values: dict[str, Any], terms: selectors.OrderTerms) -> str:
+    """What a confirmation must carry to be the order its review showed: the same fields, and the same amounts (a
+    fee schedule that came into force meanwhile sends the buyer back to the review)."""
     body = {
+        "amounts": [str(terms.price), str(terms.buyer_fee), str(terms.usage_budget), terms.currency],
         "product": buy.product.pk,
         "plan": buy.plan.pk,
         "delivery_mode": values["delivery_mode"],
@@ -380,10 +377,10 @@ def _fingerprint(buy: Buy, values: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def _issue_token(request: HttpRequest, buy: Buy, values: dict[str, Any]) -> str:
+def _issue_token(request: HttpRequest, buy: Buy, values: dict[str, Any], terms: selectors.OrderTerms) -> str:
     tokens: dict[str, Any] = request.session.get(SESSION_TOKENS, {})
     token = secrets.token_urlsafe(24)
-    tokens[token] = {"fingerprint": _fingerprint(buy, values), "order": None}
+    tokens[token] = {"fingerprint": _fingerprint(buy, values, terms), "order": None}
     while len(tokens) > TOKENS_KEPT:
         tokens.pop(next(iter(tokens)))
     request.session[SESSION_TOKENS] = tokens
@@ -424,7 +421,7 @@ def _review_page(
     available = selectors.cash_available(firm_id=buy.firm.pk, currency=terms.currency)
     shortfall = terms.total - available if terms.total > available else None
     if confirm is None:
-        token = token or _issue_token(request, buy, values)
+        token = token or _issue_token(request, buy, values, terms)
         confirm = buy.form(
             initial={**{k: v for k, v in values.items() if v is not None}, "token": token}, form_class=ConfirmForm
         )
@@ -494,16 +491,16 @@ def buy(request: AuthenticatedHttpRequest, pk: int, plan_pk: int) -> HttpRespons
 def buy_confirm(request: AuthenticatedHttpRequest, pk: int, plan_pk: int) -> HttpResponse:
     """Place the order the review showed, once: the review's one-time token, held in the session, maps to the
     order it placed, so that a second submission of the same page (a double click, a reload, the back button)
-    finds that order instead of placing another; two submissions at the same moment are told apart by an atomic
-    claim of the token in the cache (shared by every web process in production: CACHE_URL)."""
+    finds that order instead of placing another; two submissions at the same moment are told apart by the token's
+    row in the database, written in the order's own transaction (exchange.idempotency.run_once), whichever web
+    process each reaches."""
     membership = _membership(request)
     tokens: dict[str, Any] = request.session.get(SESSION_TOKENS, {})
     token = request.POST.get("token", "")
     if not TOKEN.fullmatch(token):
-        token = ""  # not one this site issued: a cache key only ever holds what secrets.token_urlsafe makes
-    claim = f"settlements:order-token:{membership.firm_id}:{token}"
+        token = ""  # not one this site issued (secrets.token_urlsafe makes them)
     # A page already confirmed: its order, before anything else is checked (the approval it used is spent now).
-    placed = (tokens.get(token) or {}).get("order") or cache.get(claim)
+    placed = (tokens.get(token) or {}).get("order")
     if isinstance(placed, int):
         return _already_placed(request, placed)
     found = _buy(request, pk, plan_pk)
@@ -521,33 +518,39 @@ def buy_confirm(request: AuthenticatedHttpRequest, pk: int, plan_pk: int) -> Htt
         return _review_page(request, buy_, form, token=token, confirm=confirm, status=400)
     values = confirm.order_values()
     issued = tokens.get(token)
-    if issued is None or issued.get("fingerprint") != _fingerprint(buy_, values):
-        # Not the order this session reviewed (an old page, another browser, a changed field): review it again.
+    try:
+        terms = selectors.order_terms(user=request.user, product_id=buy_.product.pk, plan_id=buy_.plan.pk, **values)
+    except NotAllowed as exc:
+        raise _refuse(exc) from None
+    except ApplicationError as exc:
+        form = buy_.form(request.POST)
+        form.is_valid()
+        return _review_page(request, buy_, form, token=token, refusal=exc)
+    fingerprint = _fingerprint(buy_, values, terms)
+    if issued is None or issued.get("fingerprint") != fingerprint:
+        # Not the order this session reviewed (an old page, another browser, a changed field or amount): review it
+        # again.
         messages.warning(request, _("Check the order once more, then confirm it."))
         form = buy_.form(request.POST)
         form.is_valid()
         return _review_page(request, buy_, form, status=409)
-    if not cache.add(claim, "placing", CLAIM_PLACING_SECONDS):
-        placed = cache.get(claim)
-        if isinstance(placed, int):
-            return _already_placed(request, placed)
-        messages.info(request, _("Your order is being placed: it appears in your orders in a moment."))
-        return _see_other(reverse("portal:settlements:orders"))
     try:
-        order = order_place(actor=request.user, product_id=buy_.product.pk, plan_id=buy_.plan.pk, **values)
+        order_id, replayed = run_once(
+            scope=f"firm:{membership.firm_id}",
+            key=f"portal-order:{token}",
+            fingerprint=fingerprint,
+            work=lambda: order_place(actor=request.user, product_id=buy_.product.pk, plan_id=buy_.plan.pk, **values).pk,
+        )
     except NotAllowed as exc:
-        cache.delete(claim)
         raise _refuse(exc) from None
     except ApplicationError as exc:
-        # Refused: nothing was written, so the token is free again for a corrected or later confirmation.
-        cache.delete(claim)
+        # Refused: nothing was written (the token's row neither), so a corrected or later confirmation may use it.
         form = buy_.form(request.POST)
         form.is_valid()
         return _review_page(request, buy_, form, token=token, refusal=exc)
-    except BaseException:
-        cache.delete(claim)
-        raise
-    cache.set(claim, order.pk, CLAIM_PLACED_SECONDS)
+    if replayed:
+        return _already_placed(request, order_id)
+    order = Order.objects.get(pk=order_id)
     tokens[token] = {**issued, "order": order.pk}
     request.session[SESSION_TOKENS] = tokens
     if order.status == Order.Status.COMPLIANCE_HOLD:

@@ -10,7 +10,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
 
 from compliance import services as compliance
@@ -181,14 +180,34 @@ class TestOneOrderPerConfirmation:
         assert "No second order was placed" in main(client.get(second["Location"]))
         assert cash(buyer) == D("99000.00")
 
-    def test_a_confirmation_sent_while_the_first_is_being_placed_places_nothing(self, client, buyer, product, clerk):
+    def test_a_confirmation_whose_first_was_placed_by_another_process_finds_its_order(
+        self, client, buyer, product, clerk
+    ):
         fund(buyer, clerk)
         plan = one_off(product)
         data = confirm_data(review(client, product, plan))
-        # given the first submission has claimed the token and is still placing the order
-        cache.add(f"settlements:order-token:{buyer.membership.firm_id}:{data['token']}", "placing", 60)
+        first = confirm(client, product, plan, data)
+        # given a second submission the session has not heard of (it reached another process at the same moment)
+        session = client.session
+        tokens = session["settlements_order_tokens"]
+        tokens[data["token"]]["order"] = None
+        session["settlements_order_tokens"] = tokens
+        session.save()
+        # when it is confirmed, the token's row in the database says the order is placed
+        second = confirm(client, product, plan, data)
+        assert second.status_code == 303 and second["Location"] == first["Location"]
+        assert Order.objects.count() == 1
+
+    def test_amounts_changed_since_the_review_send_the_buyer_back_to_it(self, client, buyer, product, clerk):
+        fund(buyer, clerk)
+        plan = one_off(product)
+        data = confirm_data(review(client, product, plan))
+        FeeSchedule.objects.create(
+            board=product.board, currency="CNY", effective_from=timezone.localdate(), provider_rate_bps=250,
+            buyer_rate_bps=500, buyer_fixed=D("100.00"),
+        )  # fmt: skip
         response = confirm(client, product, plan, data)
-        assert response.status_code == 303 and response["Location"] == "/portal/orders/"
+        assert response.status_code == 409 and "Check the order once more" in main(response)
         assert not Order.objects.exists()
 
     def test_another_session_with_the_token_reviews_again(self, client, buyer, product, clerk):
