@@ -395,9 +395,15 @@ def _charges(plan: PricePlan, schedule: FeeSchedule, usage_budget: Decimal | Non
             )
         ]
     if plan.kind == PricePlan.Kind.METERED and usage_budget:
-        # Usage is charged (with its fees) at the end of each period, from this budget: nothing is earned yet.
+        # Usage is charged (with its fees) at the end of the period, from this budget; what is not used then goes back
+        # to the buyer (settlements.services.orders.usage_budgets_close). Nothing of it is earned at the order.
         charges.append(
-            ChargeTerms(Charge.Kind.USAGE_BUDGET, Fees(price=usage_budget, buyer_fee=ZERO, provider_fee=ZERO))
+            ChargeTerms(
+                Charge.Kind.USAGE_BUDGET,
+                Fees(price=usage_budget, buyer_fee=ZERO, provider_fee=ZERO),
+                period_start=day,
+                period_end=period_end(day, plan.period),
+            )
         )
     return [c for c in charges if c.total > 0]
 
@@ -448,9 +454,7 @@ def order_terms(
     plan = PricePlan.objects.filter(pk=plan_pk, product=product).filter(plans_visible_q(buyer.pk)).first()
     if (
         plan is None
-        and PricePlan.objects.filter(
-            pk=plan_pk, product=product, is_active=False, buyer_firm__isnull=True
-        ).exists()
+        and PricePlan.objects.filter(pk=plan_pk, product=product, is_active=False, buyer_firm__isnull=True).exists()
     ):
         raise refuse(_("This price plan is retired."), "plan_retired", status=409, field="plan")
     if plan is None:

@@ -9,7 +9,7 @@ from celery import shared_task
 
 from .selectors import ledger_reconcile
 from .services.access import access_requests_expire
-from .services.orders import orders_accept_due
+from .services.orders import orders_accept_due, usage_budgets_close_due
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +18,12 @@ log = logging.getLogger(__name__)
 def accept_due_orders_task() -> list[int]:
     """Accept the deliveries whose acceptance window has closed (SETTLEMENT_ACCEPTANCE_DAYS)."""
     return orders_accept_due()
+
+
+@shared_task(name="settlements.close_usage_budgets")
+def close_usage_budgets_task() -> list[int]:
+    """Return the unused part of each metered order's usage budget whose period has ended (daily)."""
+    return usage_budgets_close_due()
 
 
 @shared_task(name="settlements.expire_access_requests")

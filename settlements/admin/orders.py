@@ -64,7 +64,10 @@ class _AmountForm(forms.Form):
         min_value=Decimal("0.01"),
         max_digits=18,
         decimal_places=2,
-        help_text=_("Leave it blank to refund everything the order still holds in escrow."),
+        help_text=_(
+            "Leave it blank to refund everything the order still holds in escrow. An amount is what returns of the "
+            "price (the rest goes to the provider, net of fees); a usage budget always returns whole."
+        ),
     )
     reason = forms.CharField(
         label=_("Reasons"),

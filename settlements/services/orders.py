@@ -150,6 +150,8 @@ def _close_charge(charge: Charge, *, refund: Decimal, actor: User | None, memo: 
     order = charge.order
     currency = charge.currency
     rest = charge.total - refund
+    # Until usage is metered and charged from it (with delivery), no part of a usage budget is the provider's.
+    assert charge.kind != Charge.Kind.USAGE_BUDGET or rest == 0, "a usage budget only ever returns to the buyer"
     provider_net, fees = (
         allocate(rest, [charge.price - charge.provider_fee, charge.provider_fee + charge.buyer_fee], currency)
         if rest > 0
@@ -533,6 +535,34 @@ def order_settle(*, order: Order) -> Order:
     return order
 
 
+@transaction.atomic
+def usage_budget_close(*, charge: Charge) -> Charge:
+    """End a metered order's usage budget at the end of its period: what was not used goes back to the buyer's cash.
+    (Usage is metered and charged from the budget with delivery, the data gateway; until then none is.) Idempotent:
+    a budget closed already is left as it is."""
+    charge = Charge.objects.select_for_update().select_related("order").get(pk=charge.pk)
+    if charge.status != Charge.Status.HELD or charge.kind != Charge.Kind.USAGE_BUDGET:
+        return charge
+    order = charge.order
+    _lock_accounts(order)
+    memo = _("%(order)s: the usage budget's period ended, its unused part returned") % {"order": order.reference}
+    _close_charge(charge, refund=charge.total, actor=None, memo=memo)
+    _event(order, "usage_budget_returned", None, amount=str(charge.total), period_end=str(charge.period_end))
+    _publish(order, "usage_budget_returned", amount=str(charge.total))
+    charge.refresh_from_db()
+    return charge
+
+
+def usage_budgets_close_due(*, today: Any = None) -> list[int]:
+    """Close every usage budget whose period ended before today (Asia/Shanghai; a periodic task), each in its own
+    transaction."""
+    today = today or timezone.localdate()
+    due = Charge.objects.filter(
+        kind=Charge.Kind.USAGE_BUDGET, status=Charge.Status.HELD, period_end__lt=today
+    ).order_by("pk")
+    return [usage_budget_close(charge=charge).pk for charge in due.iterator()]
+
+
 def orders_accept_due(*, now: Any = None) -> list[int]:
     """Accept every delivered order whose acceptance window has closed (a periodic task); each in its own
     transaction, so one that was disputed or accepted meanwhile (a stale state) does not stop the others."""
@@ -560,27 +590,34 @@ def order_refund(*, order: Order, actor: User, reason: str, amount: Decimal | No
     order = Order.objects.select_for_update().get(pk=order.pk)
     assert_can_transition(order, S.REFUNDED, Order.ALLOWED)  # a settled or closed order first says so
     held = list(order.charges.filter(status=Charge.Status.HELD).order_by("pk"))
-    holding = sum((c.total for c in held), Decimal("0.00"))
+    # A usage budget is the buyer's money until usage is charged from it: refunded whole, always. `amount` is what
+    # returns of the price (the purchase or the period), whose rest is settled to the provider and the fees.
+    budgets = [c for c in held if c.kind == Charge.Kind.USAGE_BUDGET]
+    priced = [c for c in held if c.kind != Charge.Kind.USAGE_BUDGET]
+    refundable = sum((c.total for c in priced), Decimal("0.00"))
     if amount is None:
-        amount = holding
-    if amount <= 0 or amount > holding:
+        amount = refundable
+    if (amount <= 0 and refundable > 0) or amount < 0 or amount > refundable:
         raise ApplicationError(
-            _("Refund between 0.01 and the %(held)s %(currency)s the order holds.")
-            % {"held": holding, "currency": order.currency},
+            _("Refund between 0.01 and the %(held)s %(currency)s the order holds of its price.")
+            % {"held": refundable, "currency": order.currency},
             code="invalid_amount",
-            details={"amount": [str(amount)], "held": str(holding)},
+            details={"amount": [str(amount)], "held": str(refundable)},
         )
     # Every account the refund moves, locked now in one go, in primary-key order, before the status moves. Entry by
     # entry, a partial refund would lock the buyer's cash and escrow (the refund entry) before the provider's payable
     # and the fee revenue (the settlement of the rest): the reverse of a settlement of another of the buyer's
     # orders, which takes the fee revenue first (an older account) and then waits for the buyer's escrow.
-    _lock_accounts(order, settling=amount < holding)
+    _lock_accounts(order, settling=amount < refundable)
     order = _move(order, S.REFUNDED, actor=actor, verb="refunded", why=reason, closed_at=timezone.now())
-    shares = allocate(amount, [c.total for c in held], order.currency)
     memo = _("%(order)s refunded: %(reason)s") % {"order": order.reference, "reason": reason[:120]}
-    for charge, share in zip(held, shares, strict=True):
+    shares = allocate(amount, [c.total for c in priced], order.currency) if priced else []
+    for charge, share in zip(priced, shares, strict=True):
         _close_charge(charge, refund=share, actor=actor, memo=memo)
-    _publish(order, "refunded", amount=str(amount), whole=amount == holding)
+    for charge in budgets:
+        _close_charge(charge, refund=charge.total, actor=actor, memo=memo)
+    returned = amount + sum((c.total for c in budgets), Decimal("0.00"))
+    _publish(order, "refunded", amount=str(returned), whole=amount == refundable)
     return order
 
 

@@ -629,11 +629,14 @@ class LedgerMachine(RuleBasedStateMachine):
         via_dispute = via_dispute and self.has("disputed")
         o = self.pick(("disputed",) if via_dispute else refundable, choice, any_order=wrong == 0)
         holding = o.holding
-        amount = None if how == "whole" else holding + CENT if how == "too much" else quantize(holding * fraction / 100)
+        # `amount` is what returns of the price; a usage budget always returns whole (nothing of it is earned yet).
+        budget = sum((c.total for c in o.charges if c.held and c.kind == "usage_budget"), ZERO)
+        price = holding - budget
+        amount = None if how == "whole" else price + CENT if how == "too much" else quantize(price * fraction / 100)
         refusal: tuple[str, ...] | None = None
         if via_dispute and o.status != "disputed" or o.status not in refundable:
             refusal = ("invalid_transition",)
-        elif amount is not None and not (ZERO < amount <= holding):
+        elif amount is not None and not (ZERO < amount <= price or amount == price == ZERO):
             refusal = ("invalid_amount",)
         clerk = self.w.clerks[choice % 2]
         if via_dispute:
@@ -646,8 +649,8 @@ class LedgerMachine(RuleBasedStateMachine):
         before_fees = self.m.get(None, "fee_revenue", o.currency)
         if self.attempt(call, refusal=refusal) is None:
             return
-        event(f"refunded: {'whole' if amount is None or amount == holding else 'in part'}")
-        if amount is None or amount == holding:
+        event(f"refunded: {'whole' if amount is None or amount == price else 'in part'}")
+        if amount is None or amount == price:
             self._return_all(o, "refunded")
             return
         # In part: the amount back to the buyer, the rest to the provider and the exchange in proportion. The model
@@ -656,9 +659,9 @@ class LedgerMachine(RuleBasedStateMachine):
         payable = balance_of(self.w.exporter_id, "payable", o.currency)
         fees = balance_of(None, "fee_revenue", o.currency)
         to_provider, to_fees = payable - before_payable, fees - before_fees
-        assert to_provider + to_fees == holding - amount and to_provider >= 0 and ZERO <= to_fees <= fees_held
+        assert to_provider + to_fees == price - amount and to_provider >= 0 and ZERO <= to_fees <= fees_held
         self.m.move(o.firm_id, "escrow", o.currency, -holding)
-        self.m.move(o.firm_id, "cash", o.currency, amount)
+        self.m.move(o.firm_id, "cash", o.currency, amount + budget)
         self.m.move(self.w.exporter_id, "payable", o.currency, to_provider)
         self.m.move(None, "fee_revenue", o.currency, to_fees)
         for c in o.charges:

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 import time_machine
+from dateutil.relativedelta import relativedelta
 from django.utils import timezone
 from guardian.shortcuts import remove_perm
 
@@ -455,3 +456,44 @@ def test_no_orders_no_accounts_moved_for_charge_free_plans(product, internationa
     assert order.status == "released" and not order.charges.exists()
     assert not Account.objects.filter(firm=international.membership.firm).exclude(balance=0).exists()
     assert Charge.objects.count() == 0 and ComplianceCase.objects.count() == 0
+
+
+class TestMeteredBudgets:
+    @pytest.fixture
+    def metered(self, product, international, clerk):
+        fund(international, clerk, "2000.00")
+        plan = PricePlanFactory(
+            product=product,
+            kind="metered",
+            period="month",
+            amount=D("100.00"),
+            included_calls=1000,
+            unit_price=D("0.01"),
+        )
+        return place(international, product, plan, usage_budget=D("1000.00"))
+
+    def test_a_settled_order_returns_its_budget_when_the_period_ends(self, metered, provider, international):
+        orders.order_confirm_delivery(order=metered, actor=provider)
+        orders.order_accept(order=metered, actor=international)
+        relay()
+        metered.refresh_from_db()
+        assert metered.status == "settled" and balance(international, "escrow") == D("1000.00")
+        budget = metered.charges.get(kind="usage_budget")
+        assert budget.period_end == budget.period_start + relativedelta(months=1) - timedelta(days=1)
+        assert orders.usage_budgets_close_due(today=budget.period_end) == []
+        assert orders.usage_budgets_close_due(today=budget.period_end + timedelta(days=1)) == [budget.pk]
+        assert orders.usage_budgets_close_due(today=budget.period_end + timedelta(days=2)) == []
+        assert balance(international, "escrow") == D("0.00") and balance(international) == D("1900.00")
+        assert balance(provider, "payable") == D("99.20")  # the period's price net of 0.8 %, never the budget
+
+    def test_a_partial_refund_never_pays_the_budget_to_the_provider(self, metered, provider, international, clerk):
+        orders.order_confirm_delivery(order=metered, actor=provider)
+        orders.order_dispute(order=metered, actor=international, reason="Half the data was missing.")
+        orders.order_resolve_dispute(order=metered, actor=clerk, outcome="refund", reason="Half.", amount=D("50.00"))
+        budget = metered.charges.get(kind="usage_budget")
+        period = metered.charges.get(kind="period")
+        assert (budget.status, budget.refunded, budget.provider_net) == ("refunded", D("1000.00"), D("0.00"))
+        assert (period.refunded, period.provider_net + period.fee_collected) == (D("50.00"), D("50.00"))
+        assert balance(international) == D("1950.00") and balance(provider, "payable") == period.provider_net
+        with pytest.raises(ApplicationError):
+            orders.order_refund(order=metered, actor=clerk, reason="again", amount=D("100.01"))
