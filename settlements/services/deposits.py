@@ -7,12 +7,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 from dataclasses import dataclass
-from datetime import date
-from decimal import Decimal, InvalidOperation
+from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from exchange.exceptions import ApplicationError
@@ -28,6 +30,13 @@ from .ledger import Leg, account_for, accounts_lock, entry_post, exchange_accoun
 
 # The largest single deposit the exchange books: a typo guard, not a limit on trading.
 MAX_DEPOSIT = Decimal("1000000000.00")
+# A bank's reference as Deposit.bank_reference holds it: printable, no control characters (a NUL included).
+REFERENCE_MAX = 64
+REFERENCE = re.compile(r"[^\x00-\x1f\x7f]+")
+# A credit's value date may be a few days ahead (a transfer announced); further is a typo.
+VALUE_DATE_AHEAD_DAYS = 7
+# An amount as a statement line gives it: a plain decimal, no sign, exponent or thousands separator.
+STATEMENT_AMOUNT = re.compile(r"[0-9]{1,13}(\.[0-9]{1,2})?")
 STATEMENT_COLUMNS = ("value_date", "bank_reference", "payment_reference", "currency", "amount")
 
 
@@ -35,10 +44,11 @@ def _check_amount(amount: Decimal, currency: str) -> list[tuple[str, str, str]]:
     problems = []
     if currency not in CURRENCIES:
         problems.append(("currency", _("Unknown currency."), "unknown_currency"))
+    elif not amount.is_finite() or amount > MAX_DEPOSIT:
+        # (Compared first: a number of 40 digits cannot even be rounded to cents in the decimal context.)
+        problems.append(("amount", _("That is more than any single deposit the exchange books."), "invalid_amount"))
     elif amount <= 0 or not is_quantized(amount, currency):
         problems.append(("amount", _("Give a positive amount in whole minor units (e.g. 1200.00)."), "invalid_amount"))
-    elif amount > MAX_DEPOSIT:
-        problems.append(("amount", _("That is more than any single deposit the exchange books."), "invalid_amount"))
     return problems
 
 
@@ -69,6 +79,16 @@ def deposit_book(
     problems = _check_amount(amount, currency)
     if not bank_reference:
         problems.append(("bank_reference", _("Give the bank's reference of the credit."), "required"))
+    elif len(bank_reference) > REFERENCE_MAX or not REFERENCE.fullmatch(bank_reference):
+        problems.append(
+            (
+                "bank_reference",
+                _("A bank reference is up to 64 printable characters, as the bank statement gives it."),
+                "invalid_reference",
+            )
+        )
+    if value_date > timezone.localdate() + timedelta(days=VALUE_DATE_AHEAD_DAYS):
+        problems.append(("value_date", _("The value date is in the future."), "value_date_future"))
     if not firm.is_kyc_verified:
         problems.append(
             ("firm", _("The firm is not verified: it cannot hold money at the exchange."), "firm_not_verified")
@@ -76,7 +96,8 @@ def deposit_book(
     if problems:
         field, message, code = problems[0]
         raise ApplicationError(message, code=code, details={f: [m] for f, m, _c in problems})
-    if Deposit.objects.filter(bank_reference=bank_reference).exists():
+    # Banks write references in either case; the same credit typed twice is one credit.
+    if Deposit.objects.filter(bank_reference__iexact=bank_reference).exists():
         raise ApplicationError(
             _("A deposit with this bank reference is booked already."),
             code="duplicate_bank_reference",
@@ -151,23 +172,50 @@ def _parse_statement(content: bytes) -> list[StatementLine]:
     ]
 
 
+@dataclass(frozen=True)
+class Credit:
+    """A statement line that can be booked, as far as the line itself tells (deposit_book checks the rest)."""
+
+    value_date: date
+    amount: Decimal
+    currency: str
+    firm: MemberFirm
+    bank_reference: str
+
+
+def _credit(values: dict[str, str]) -> Credit | str:
+    """The line's credit, or why it cannot be one (a reason for the report)."""
+    if any("\x00" in value for value in values.values()):
+        return _("A value holds a NUL character.")
+    try:
+        value_date = date.fromisoformat(values.get("value_date", ""))
+    except ValueError:
+        return _("The value date is not a date (YYYY-MM-DD).")
+    raw_amount = values.get("amount", "")
+    if not STATEMENT_AMOUNT.fullmatch(raw_amount):
+        return _("The amount is not a plain decimal number (e.g. 1200.00).")
+    firm = firm_for_deposit_reference(reference=values.get("payment_reference", ""))
+    if firm is None:
+        return _("The payment reference names no member firm (it should be the firm's USCC or LEI).")
+    return Credit(
+        value_date=value_date,
+        amount=Decimal(raw_amount),
+        currency=values.get("currency", "").upper(),
+        firm=firm,
+        bank_reference=values.get("bank_reference", ""),
+    )
+
+
 def _accounts_to_credit(lines: list[StatementLine]) -> list[Account]:
     """The cash accounts (and the bank clearing accounts) the statement's bookable lines credit, opened if new."""
     accounts = []
     for line in lines:
-        values = line.values
-        currency = values.get("currency", "").upper()
-        try:
-            amount = Decimal(values.get("amount", ""))
-            date.fromisoformat(values.get("value_date", ""))
-        except (InvalidOperation, ValueError):
-            continue
-        firm = firm_for_deposit_reference(reference=values.get("payment_reference", ""))
-        if firm is None or not firm.is_kyc_verified or not amount.is_finite() or _check_amount(amount, currency):
+        credit = _credit(line.values)
+        if isinstance(credit, str) or not credit.firm.is_kyc_verified or _check_amount(credit.amount, credit.currency):
             continue
         accounts += [
-            account_for(firm=firm, kind=Account.Kind.CASH, currency=currency),
-            exchange_account(kind=Account.Kind.BANK_CLEARING, currency=currency),
+            account_for(firm=credit.firm, kind=Account.Kind.CASH, currency=credit.currency),
+            exchange_account(kind=Account.Kind.BANK_CLEARING, currency=credit.currency),
         ]
     return accounts
 
@@ -191,40 +239,25 @@ def statement_import(*, file_name: str, content: bytes, actor: User) -> BankStat
     booked = refused = 0
     for line in lines:
         values = line.values
-        outcome: dict[str, Any] = {"line": line.line, "bank_reference": values.get("bank_reference", "")}
-        try:
-            value_date = date.fromisoformat(values.get("value_date", ""))
-        except ValueError:
-            value_date = None
-        try:
-            amount = Decimal(values.get("amount", ""))
-        except InvalidOperation:
-            amount = None
-        firm = firm_for_deposit_reference(reference=values.get("payment_reference", ""))
-        reason = ""
-        if value_date is None:
-            reason = _("The value date is not a date (YYYY-MM-DD).")
-        elif amount is None or not amount.is_finite():
-            reason = _("The amount is not a number.")
-        elif firm is None:
-            reason = _("The payment reference names no member firm (it should be the firm's USCC or LEI).")
-        if not reason:
-            assert amount is not None and value_date is not None and firm is not None
+        outcome: dict[str, Any] = {"line": line.line, "bank_reference": values.get("bank_reference", "")[:80]}
+        credit = _credit(values)
+        reason = credit if isinstance(credit, str) else ""
+        if not isinstance(credit, str):
             try:
                 with transaction.atomic():
                     deposit = deposit_book(
-                        firm=firm,
-                        currency=values.get("currency", "").upper(),
-                        amount=amount,
-                        bank_reference=values.get("bank_reference", ""),
-                        value_date=value_date,
+                        firm=credit.firm,
+                        currency=credit.currency,
+                        amount=credit.amount,
+                        bank_reference=credit.bank_reference,
+                        value_date=credit.value_date,
                         actor=actor,
                         statement=statement,
                     )
             except ApplicationError as exc:
                 reason = exc.message
             else:
-                outcome.update(status="booked", deposit=deposit.pk, firm=firm.pk, amount=str(amount))
+                outcome.update(status="booked", deposit=deposit.pk, firm=credit.firm.pk, amount=str(credit.amount))
                 booked += 1
         if reason:
             outcome.update(status="refused", reason=reason)

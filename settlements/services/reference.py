@@ -275,6 +275,8 @@ def _fx_problems(*, day: date | None, currency: str, rate: Decimal | None, sourc
         problems["rate"] = [_("A positive number of CNY with at most 8 decimal places, e.g. 7.1234.")]
     if not source:
         problems["source"] = [_("Say where the rate comes from, e.g. the CFETS central parity rate.")]
+    elif any(ord(c) < 32 or ord(c) == 127 for c in source):
+        problems["source"] = [_("A source is plain text, without control characters.")]
     elif len(source) > 100:
         problems["source"] = [_("At most 100 characters.")]
     return problems

@@ -423,3 +423,32 @@ def test_sums_that_are_exactly_zero_read_as_zero_on_every_database(international
     assert cash_of(international) == D("0.00")
     assert ledger_reconcile() == []
     assert ledger_problems() == []
+
+
+def test_a_statement_refuses_each_bad_line_and_never_fails_whole(international, clerk):
+    # A reference too long, a NUL, an amount of 40 digits or in scientific notation, a value date years ahead, and
+    # the same credit typed in another case: each line refused with its reason, the good one booked.
+    lei = international.membership.firm.lei
+    content = (
+        "value_date,bank_reference,payment_reference,currency,amount\n"
+        f"2026-06-02,{'R' * 70},{lei},CNY,100.00\n"
+        f"2026-06-02,NUL\x00REF,{lei},CNY,100.00\n"
+        f"2026-06-02,BIG-1,{lei},CNY,1{'0' * 40}\n"
+        f"2026-06-02,EXP-1,{lei},CNY,1e2\n"
+        f"9999-12-31,FUTURE-1,{lei},CNY,100.00\n"
+        f"2026-06-02,DUP-1,{lei},CNY,100.00\n"
+        f"2026-06-02,dup-1,{lei},CNY,100.00\n"
+    ).encode()
+    statement = deposits.statement_import(file_name="odd.csv", content=content, actor=clerk)
+    assert (statement.booked, statement.refused) == (1, 6)
+    assert [line["status"] for line in statement.report] == ["refused"] * 5 + ["booked", "refused"]
+    assert cash_of(international) == D("100.00")
+
+
+def test_an_fx_import_refuses_a_nul_in_a_line(clerk):
+    from settlements.models import FxRate
+    from settlements.services.reference import fx_rates_import
+
+    content = b"day,currency,rate,source\n2026-01-02,USD,7.1,CFE\x00TS\n"
+    fx_rates_import(file_name="fx.csv", content=content, actor=clerk)
+    assert not FxRate.objects.exists()
