@@ -24,7 +24,7 @@ from compliance.selectors import trade_precheck
 from exchange.api import ClosedObject, MoneyField, MoneyInputField, error_responses, require_body, text_field
 from exchange.exceptions import NotAllowed
 from exchange.idempotency import idempotent
-from exchange.models import MemberFirm
+from exchange.models import ApiKey, MemberFirm
 from exchange.money import CURRENCY_CHOICES
 from exchange.pagination import IdCursorPagination
 from exchange.selectors import user_firm
@@ -45,7 +45,7 @@ WITHDRAWAL_404 = "No such withdrawal, or one of another firm: `not_found`."
 STATE_409 = "`invalid_transition`: the order's state does not allow it; `stale_state`: it changed meanwhile."
 ACTING = "not_allowed` (the caller is no administrator or trader of the firm on that side)"
 PLACE_403 = (
-    f"Not allowed: `{ACTING}, `firm_not_verified`, `board_not_tradable` (the firm is not admitted to trade on the "
+    f"Not allowed: `{ACTING}, `staff_made_key` (an API key exchange staff made), `firm_not_verified`, `board_not_tradable` (the firm is not admitted to trade on the "
     f"product's board), `own_product`, `restricted_party` (the buyer is on a restricted-party list), {SCOPE_TRADE}, {NO_FIRM}, {CSRF}."
 )
 PLACE_404 = "No such product, or one the caller may not see (not told apart): `not_found`."
@@ -67,6 +67,18 @@ def _firm(request: Request) -> MemberFirm:
     if firm is None:
         raise NotAllowed(_("Only members of a firm trade."), code="no_firm")
     return firm
+
+
+def _require_firm_made_key(request: Request) -> None:
+    """Money leaves a firm's cash (an order, a withdrawal) only by its own people: through a session, or an API key
+    one of the firm's members made. A key exchange staff made for a member (support) reads and lists, but does not
+    spend or withdraw: a staff member with a key of their making would otherwise act with the firm's money."""
+    key = request.auth
+    if isinstance(key, ApiKey) and not key.firm.memberships.filter(user_id=key.created_by_id).exists():
+        raise NotAllowed(
+            _("This API key was made by the exchange's staff: a key the firm's administrator makes moves its money."),
+            code="staff_made_key",
+        )
 
 
 ID_PARAMETER = OpenApiParameter("id", int, OpenApiParameter.PATH)
@@ -284,6 +296,7 @@ class OrderCreateApi(APIView):
         },
     )
     def post(self, request: AuthenticatedRequest) -> Response:
+        _require_firm_made_key(request)
         serializer = OrderInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         order = orders.order_place(actor=request.user, **_order_arguments(serializer.validated_data))
@@ -714,7 +727,10 @@ class WithdrawalOutputSerializer(serializers.Serializer):
     reason = serializers.CharField(help_text="Why it was rejected; else empty.")
 
 
-WITHDRAWAL_403 = f"Not allowed: `not_allowed` (only the firm's administrators), {SCOPE_TRADE}, {NO_FIRM}, {CSRF}."
+WITHDRAWAL_403 = (
+    f"Not allowed: `not_allowed` (only the firm's administrators), `staff_made_key` (an API key exchange staff "
+    f"made), {SCOPE_TRADE}, {NO_FIRM}, {CSRF}."
+)
 
 
 class WithdrawalCreateApi(APIView):
@@ -746,6 +762,7 @@ class WithdrawalCreateApi(APIView):
     )
     def post(self, request: AuthenticatedRequest) -> Response:
         firm = _firm(request)
+        _require_firm_made_key(request)
         serializer = WithdrawalCreateApi.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         created = withdrawals.withdrawal_request(firm=firm, actor=request.user, **serializer.validated_data)

@@ -474,7 +474,9 @@ def order_terms(
     intended_use = intended_use.strip()
     access = None
     if revision.requires_approval:
-        access = access_request_usable(buyer_firm=buyer, product=product, for_update=for_update)
+        access = access_request_usable(
+            buyer_firm=buyer, product=product, revision_number=revision.number, for_update=for_update
+        )
         if access is None:
             raise refuse(
                 _("The provider approves each buyer of this product: file an access request first."),
@@ -577,15 +579,18 @@ def share_lock(model: type[models.Model], pk: int) -> None:
 
 
 def access_request_usable(
-    *, buyer_firm: MemberFirm, product: DataProduct, for_update: bool = False
+    *, buyer_firm: MemberFirm, product: DataProduct, revision_number: int | None = None, for_update: bool = False
 ) -> AccessRequest | None:
-    """The buyer's approved, unexpired and unused access request for the product, if any."""
+    """The buyer's approved, unexpired and unused access request for the product (for its listed revision when
+    `revision_number` is given: the provider approved what it saw), if any."""
     queryset = AccessRequest.objects.filter(
         buyer_firm=buyer_firm,
         product=product,
         status=AccessRequest.Status.APPROVED,
         approval_expires_at__gt=timezone.now(),
     )
+    if revision_number is not None:
+        queryset = queryset.filter(revision_number=revision_number)
     if for_update:
         queryset = queryset.select_for_update()
     return queryset.first()

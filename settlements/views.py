@@ -284,7 +284,7 @@ def _buy(request: AuthenticatedHttpRequest, pk: int, plan_pk: int) -> Buy | Refu
     if plan is None or revision is None:
         raise Http404
     approved = (
-        selectors.access_request_usable(buyer_firm=membership.firm, product=product)
+        selectors.access_request_usable(buyer_firm=membership.firm, product=product, revision_number=revision.number)
         if revision.requires_approval
         else None
     )

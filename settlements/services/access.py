@@ -82,11 +82,27 @@ def access_request_create(*, actor: User, product_id: Any, intended_use: str, de
     if not intended_use:
         problems["intended_use"] = [_("Say what your firm will use the data for.")]
     destination = destination.strip().upper()
-    if product.board.is_cross_border and not destination:
-        destination = str(buyer.country)
+    country = str(buyer.country)
+    if destination and destination != country:
+        # As for the order it leads to: the exchange assesses a transfer to the buyer's country of registration.
+        problems["destination"] = [
+            _(
+                "The exchange assesses transfers to the buyer's country of registration (%(country)s); "
+                "a transfer elsewhere needs its own assessment: ask the exchange."
+            )
+            % {"country": country}
+        ]
+    if product.board.is_cross_border:
+        destination = country
     if problems:
         raise ApplicationError(_("The request is not valid; see details."), code="validation_error", details=problems)
     now = timezone.now()
+    # An approval of an earlier revision is no approval of this one (the provider approved what it saw then): it
+    # ends here, so that the buyer may ask again for what is listed now.
+    for stale in AccessRequest.objects.select_for_update().filter(
+        buyer_firm=buyer, product=product, status=S.APPROVED, revision_number__lt=revision.number
+    ):
+        _move(stale, S.EXPIRED, actor=None, verb="expired")
     request = AccessRequest(
         buyer_firm=buyer,
         requested_by=actor,

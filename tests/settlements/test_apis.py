@@ -246,3 +246,23 @@ def test_a_step_whose_body_is_all_optional_still_needs_one(product, plan, intern
     bare = client.post(f"/api/v1/orders/{order_id}/cancel")
     assert bare.status_code == 400 and api_error(bare)["code"] == "validation_error"
     assert client.post(f"/api/v1/orders/{order_id}/cancel", {}, format="json").json()["status"] == "cancelled"
+
+
+def test_a_key_staff_made_moves_no_money(product, plan, international, clerk, ops):
+    from exchange import services as exchange_services
+
+    fund(international, clerk, "5000.00")
+    _key, raw = exchange_services.api_key_create(
+        firm=international.membership.firm, user=international, name="support", scopes=["read", "trade"], actor=ops
+    )
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw}")
+    order = place(client, product, plan)
+    assert order.status_code == 403 and api_error(order)["code"] == "staff_made_key"
+    payload = {"currency": "CNY", "amount": "100.00", "bank_account": "Ops, ICBC 6222"}
+    withdrawal = client.post("/api/v1/withdrawals", payload, format="json", HTTP_IDEMPOTENCY_KEY="w")
+    assert withdrawal.status_code == 403 and api_error(withdrawal)["code"] == "staff_made_key"
+    assert client.get("/api/v1/balances").status_code == 200
+    assert not Order.objects.exists() and not Withdrawal.objects.exists()

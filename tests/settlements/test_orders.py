@@ -497,3 +497,24 @@ class TestMeteredBudgets:
         assert balance(international) == D("1950.00") and balance(provider, "payable") == period.provider_net
         with pytest.raises(ApplicationError):
             orders.order_refund(order=metered, actor=clerk, reason="again", amount=D("100.01"))
+
+
+def test_an_approval_is_for_the_buyers_country_and_the_revision_approved(product, provider, international, clerk):
+    from tests.factories import RevisionFactory
+
+    Revision.objects.filter(pk=product.listed_revision_id).update(requires_approval=True)
+    fund(international, clerk)
+    with pytest.raises(ApplicationError) as elsewhere:
+        access.access_request_create(actor=international, product_id=product.pk, intended_use="x", destination="US")
+    assert "destination" in elsewhere.value.details
+    request = access.access_request_create(actor=international, product_id=product.pk, intended_use="Scoring.")
+    access.access_request_approve(request=request, actor=provider)
+    # when the provider lists a new revision, the approval of the old one no longer buys it
+    newer = RevisionFactory(product=product, number=2, created_by=provider, requires_approval=True)
+    type(product).objects.filter(pk=product.pk).update(listed_revision=newer)
+    product.refresh_from_db()
+    assert refusal(international, product, one_off(product)).code == "access_request_required"
+    # and the buyer may ask again: the old approval ends
+    again = access.access_request_create(actor=international, product_id=product.pk, intended_use="Scoring.")
+    request.refresh_from_db()
+    assert request.status == "expired" and again.revision_number == 2
