@@ -454,7 +454,7 @@ def test_the_statement_import_books_good_lines_and_reports_the_refused(clerk_cli
     assert "A deposit with this bank reference is booked already." in page
     assert "The payment reference names no member firm" in page
     assert "The value date is not a date (YYYY-MM-DD)." in page
-    assert "Give a positive amount in whole minor units" in page
+    assert "The amount is not a plain decimal number" in page
     assert "Overseas Buyer Pte. Ltd." in page and "5,000.00 CNY" in page
     # the deposits point back at their statement
     assert set(Deposit.objects.filter(statement=statement).values_list("bank_reference", flat=True)) == {
