@@ -239,7 +239,9 @@ def statement_import(*, file_name: str, content: bytes, actor: User) -> BankStat
     booked = refused = 0
     for line in lines:
         values = line.values
-        outcome: dict[str, Any] = {"line": line.line, "bank_reference": values.get("bank_reference", "")[:80]}
+        # As the report can show it (a NUL cannot even be stored in JSON on PostgreSQL): control characters as "?".
+        shown = re.sub(r"[\x00-\x1f\x7f]", "?", values.get("bank_reference", ""))[:80]
+        outcome: dict[str, Any] = {"line": line.line, "bank_reference": shown}
         credit = _credit(values)
         reason = credit if isinstance(credit, str) else ""
         if not isinstance(credit, str):
