@@ -11,5 +11,6 @@ urlpatterns = [
     path("bench/drf-anon", views.DrfAnonymousApi.as_view(), name="bench-drf-anon"),
     path("bench/drf", views.DrfTrivialApi.as_view(), name="bench-drf"),
     path("bench/catalogue-values", views.catalogue_values, name="bench-catalogue-values"),
+    path("bench/balance-sum", views.BalanceSumApi.as_view(), name="bench-balance-sum"),
     *product_urlpatterns,
 ]

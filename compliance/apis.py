@@ -18,7 +18,6 @@ from datetime import date
 from typing import Any, cast
 
 from django.conf import settings
-from django.core.validators import RegexValidator
 from django.http import FileResponse, Http404
 from django.urls import reverse
 from django.utils import timezone
@@ -42,9 +41,10 @@ from rest_framework.response import Response
 from rest_framework.utils import html
 from rest_framework.views import APIView
 
-from exchange.api import ClosedObject, JsonErrorsOnly, error_responses
+from exchange.api import ClosedObject, JsonErrorsOnly, error_responses, text_field
 from exchange.exceptions import ApplicationError, NotAllowed
 from exchange.files import file_response
+from exchange.idempotency import idempotent
 from exchange.models import ApiKey, MemberFirm
 from exchange.pagination import IdCursorPagination
 from exchange.selectors import user_firm, user_firm_id
@@ -192,24 +192,6 @@ class FormBooleanField(FormValueMixin, serializers.BooleanField):
 
 class FormChoiceField(FormValueMixin, serializers.ChoiceField):
     pass
-
-
-# A character that is white space neither to the schema's (ECMAScript) regular expressions nor to Python, which
-# strips the value in the services: Python's `\s` also takes the control characters \x1c to \x1f and \x85, and
-# ECMAScript's also U+FEFF. Read either way, the pattern means the same set, so a value the schema takes is never
-# blank once stripped.
-VISIBLE = r"[^\s\x1c-\x1f\x85\ufeff]"
-
-
-def text_field(**kwargs: Any) -> serializers.CharField:
-    """Text that is not blank, taken as sent: the schema's `maxLength` and `pattern` hold for the value itself
-    (the services strip it), so that "   " is refused as the schema says, and 101 characters are too many."""
-    return serializers.CharField(
-        trim_whitespace=False,
-        validators=[RegexValidator(VISIBLE, message=_lazy("Give a value that is not blank."), code="blank")],
-        **kwargs,
-    )
-
 
 
 # YYYY-MM-DD from 2000-01-01 to 2100-12-31, the years the exchange deals in: the schema states the bounds.
@@ -755,6 +737,7 @@ class FilingCreateApi(APIView):
             "contents must be of the format its name says.",
         )
 
+    @idempotent(required=False)
     @extend_schema(
         operation_id="compliance_filings_create",
         summary="File an evidence item",

@@ -13,14 +13,26 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
+from django.utils.translation import ngettext, pgettext_lazy
 from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin as OtpTOTPDeviceAdmin
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from guardian.admin import GuardedModelAdmin
 
 from . import services
+from .admin_kit import ReadOnlyAdminMixin
 from .exceptions import ApplicationError
-from .models import ApiKey, AuditEvent, Board, BoardGroupObjectPermission, MemberFirm, Membership, User
+from .models import (
+    ApiKey,
+    AuditEvent,
+    Board,
+    BoardGroupObjectPermission,
+    MemberFirm,
+    Membership,
+    OutboxDelivery,
+    OutboxEvent,
+    User,
+)
+from .outbox import outbox_retry
 from .types import staff_user
 
 
@@ -489,7 +501,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ["seq", "created_at", "actor_repr", "verb", "object_type", "object_repr", "request_id"]
+    # Newest first across the chains (Meta.ordering: created_at, then id); chain and seq say where a row is
+    # in its own hash chain, which is what verify_audit's reports name.
+    list_display = ["created_at", "chain", "seq", "actor_repr", "verb", "object_type", "object_repr", "request_id"]
     list_filter = ["verb", "object_type", ("created_at", admin.DateFieldListFilter)]
     search_fields = ["actor_repr", "verb", "object_id", "object_repr", "request_id"]
     date_hierarchy = "created_at"
@@ -505,6 +519,80 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+OUTBOX_STATES = {
+    "pending": pgettext_lazy("outbox state", "Pending"),
+    "failing": pgettext_lazy("outbox state", "Failing"),
+    "published": pgettext_lazy("outbox state", "Published"),
+}
+
+
+class OutboxStateFilter(admin.SimpleListFilter):
+    title = _("state")
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return list(OUTBOX_STATES.items())
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> QuerySet[OutboxEvent]:
+        if self.value() == "pending":
+            return queryset.filter(published_at__isnull=True, attempts=0)
+        if self.value() == "failing":
+            return queryset.filter(published_at__isnull=True, attempts__gt=0)
+        if self.value() == "published":
+            return queryset.filter(published_at__isnull=False)
+        return queryset
+
+
+class OutboxDeliveryInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = OutboxDelivery
+    extra = 0
+    fields = ["subscriber", "delivered_at"]
+    readonly_fields = ["subscriber", "delivered_at"]
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The outbox, read-only: what was published, what some subscriber has not taken yet and why. Staff with the
+    permission may have failing events offered again now rather than after their backoff."""
+
+    list_display = ["id", "topic", "key", "created_at", "state", "attempts", "next_attempt_at", "error"]
+    list_filter = [OutboxStateFilter, "topic"]
+    search_fields = ["=id", "topic", "key"]
+    list_select_related = False  # no relation is shown in the list
+    readonly_fields = [*(f.name for f in OutboxEvent._meta.fields), "state"]
+    inlines = [OutboxDeliveryInline]
+    actions = ["retry_now"]
+    show_full_result_count = False
+
+    @admin.display(description=_("state"))
+    def state(self, event: OutboxEvent) -> str:
+        if event.published_at is not None:
+            return str(OUTBOX_STATES["published"])
+        return str(OUTBOX_STATES["failing" if event.attempts else "pending"])
+
+    @admin.display(description=_("error"))
+    def error(self, event: OutboxEvent) -> str:
+        first_line = event.last_error.splitlines()[0] if event.last_error else ""
+        return first_line[:120] or "—"
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("exchange.retry_outboxevent")
+
+    @admin.action(description=_("Retry now"), permissions=["retry"])
+    def retry_now(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> None:
+        count = outbox_retry(events=queryset, actor=staff_user(request))
+        self.message_user(
+            request,
+            ngettext(
+                "%(n)d pending event is offered to its subscribers again now.",
+                "%(n)d pending events are offered to their subscribers again now.",
+                count,
+            )
+            % {"n": count},
+            messages.SUCCESS if count else messages.WARNING,
+        )
 
 
 admin.site.site_url = "/"

@@ -6,11 +6,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
+from django.core.validators import RegexValidator
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from drf_spectacular.extensions import OpenApiSerializerExtension
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 from rest_framework.negotiation import BaseContentNegotiation
@@ -142,3 +144,73 @@ class ClosedObjectSchema(OpenApiSerializerExtension):
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
         schema["additionalProperties"] = False
         return schema
+
+
+# A character that is white space neither to the schema's (ECMAScript) regular expressions nor to Python, which
+# strips the value in the services: Python's `\s` also takes the control characters \x1c to \x1f and \x85, and
+# ECMAScript's also U+FEFF. Read either way, the pattern means the same set, so a value the schema takes is never
+# blank once stripped.
+VISIBLE = r"[^\s\x1c-\x1f\x85\ufeff]"
+
+
+def text_field(**kwargs: Any) -> serializers.CharField:
+    """Text that is not blank, taken as sent: the schema's `maxLength` and `pattern` hold for the value itself
+    (the services strip it), so that "   " is refused as the schema says, and 101 characters are too many."""
+    return serializers.CharField(
+        trim_whitespace=False,
+        validators=[RegexValidator(VISIBLE, message=gettext_lazy("Give a value that is not blank."), code="blank")],
+        **kwargs,
+    )
+
+
+def require_body(request: Any) -> None:
+    """An operation whose body is required (its fields all optional, `{}` will do) refuses a request without one
+    as the schema says: a 400, not a silent default."""
+    if request.META.get("CONTENT_LENGTH") in (None, "", "0") and "chunked" not in request.META.get(
+        "HTTP_TRANSFER_ENCODING", ""
+    ):
+        raise serializers.ValidationError(
+            {"non_field_errors": [_("This operation takes a JSON object as its body; {} will do.")]}, code="required"
+        )
+
+
+def json_integer(data: Any) -> Any:
+    """A JSON number with no fraction (12.0 is the integer 12 to JSON Schema) as an int; anything else as it is."""
+    return int(data) if isinstance(data, float) and data.is_integer() else data
+
+
+def _money_schema(whole_digits: int, decimal_places: int) -> dict[str, Any]:
+    return {
+        "oneOf": [
+            {
+                "type": "string",
+                "format": "decimal",
+                "pattern": rf"^[0-9]{{1,{whole_digits}}}(\.[0-9]{{1,{decimal_places}}})?$",
+                "description": 'A decimal string, e.g. "1200.00".',
+            },
+            {"type": "integer", "minimum": 0, "maximum": 10**whole_digits - 1},
+        ]
+    }
+
+
+class MoneyInputField(MoneyField):
+    """A price as the API takes it: a plain decimal string (`1200.00`, at most `whole_digits` digits before the
+    point and `decimal_places` after it), or a whole number. Signs, exponents, spaces and JSON floats do not fit
+    the schema and are refused as such; limits the schema cannot state (the exchange's highest price) are rules."""
+
+    def __init__(self, *, whole_digits: int, decimal_places: int, **kwargs: Any) -> None:
+        super().__init__(
+            max_digits=whole_digits + decimal_places, decimal_places=decimal_places, min_value=Decimal(0), **kwargs
+        )
+        self.whole_digits = whole_digits
+        self.text = re.compile(rf"[0-9]{{1,{whole_digits}}}(\.[0-9]{{1,{decimal_places}}})?", re.ASCII)
+        # The schema of this instance's digits (drf-spectacular reads an annotation on the field object too).
+        extend_schema_field(_money_schema(whole_digits, decimal_places))(cast(Any, self))
+
+    def to_internal_value(self, data: Any) -> Any:
+        data = json_integer(data)
+        if isinstance(data, str) and not self.text.fullmatch(data):
+            self.fail("invalid")
+        if isinstance(data, int) and not isinstance(data, bool) and data >= 10**self.whole_digits:
+            self.fail("max_whole_digits", max_whole_digits=self.whole_digits)
+        return super().to_internal_value(data)

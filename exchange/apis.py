@@ -227,6 +227,8 @@ class ApiKeyCreatedSerializer(ApiKeyDetailApi.OutputSerializer):
 
 
 class ApiKeyCreateApi(APIView):
+    # Not @idempotent (exchange.idempotency), nor is the rotation: the answer carries the new key itself, which the
+    # exchange keeps only as a hash, and a stored answer to replay would keep it in clear (docs/api.md).
     required_scope = ApiKey.Scope.KEYS
 
     class InputSerializer(ClosedObject):
@@ -240,7 +242,7 @@ class ApiKeyCreateApi(APIView):
             min_length=1,
             max_length=len(ApiKey.Scope.values),
             help_text="`read`: the catalogue, compliance pre-checks and the firm's records; `trade`: a provider's "
-            "listings and the firm's filings; `keys`: the firm's API keys. Through an API key, only scopes it "
+            "listings, the firm's filings, orders, access requests and withdrawals; `keys`: the firm's API keys. Through an API key, only scopes it "
             "holds itself.",
         )
         expires_at = DateTimeField(

@@ -4,9 +4,9 @@ The trigger and the revoked privileges stop the application's role from rewritin
 role that owns the tables: it can switch the trigger off, rewrite rows, recompute their hashes and move the
 head. Two things it cannot do make that visible:
 - recompute a row's hash, which is an HMAC under AUDIT_HMAC_KEY, a secret kept in the environment;
-- rewrite the checkpoints: the chain's head (seq, hash, time), written now and then to a file or object
-  store and to a log, each line with its own HMAC. A trail cut back and re-sealed below a checkpoint
-  (TRUNCATE and a reset head, or deleted tail rows) no longer reaches it.
+- rewrite the checkpoints: every chain's end (chain, seq, hash) and the time, written now and then to a file
+  or object store and to a log, each line with its own HMAC. A chain cut back and re-sealed below a
+  checkpoint (TRUNCATE and reset heads, or deleted tail rows) no longer reaches it.
 
 Checkpoints are written with plain file I/O, appending one line per call: Django's storage API has no
 append, and an append-only file (`chattr +a`) is the simplest sink that even its writer cannot rewrite. When
@@ -33,7 +33,8 @@ from django.core.files.storage import storages
 
 log = logging.getLogger("exchange.audit.checkpoint")
 
-# Objects of AUDIT_CHECKPOINT_STORAGE live under this prefix, one per checkpoint, named so that they sort by seq.
+# Objects of AUDIT_CHECKPOINT_STORAGE live under this prefix, one per checkpoint, named so that they sort by the
+# number of events they saw (the sum of the chains' seqs), then by time.
 STORAGE_PREFIX = "audit-checkpoints"
 
 
@@ -56,6 +57,7 @@ def canonical_json(data: object) -> bytes:
 def audit_hash(
     *,
     key: bytes | None,
+    chain: int = 1,
     seq: int,
     prev_hash: str,
     created_at: datetime,
@@ -72,9 +74,15 @@ def audit_hash(
 
     key=None gives the plain SHA-256 that rows carried before migration 0005, kept to verify those rows.
     Rows are never re-hashed with the key instead: on PostgreSQL the trigger refuses every UPDATE, rightly.
+
+    The chain is part of what is hashed, so a row moved to another chain no longer verifies; chain 1 leaves it
+    out, because the rows from before there were chains are chain 1 and must keep their hashes (the same
+    refused UPDATEs). Leaving it out for exactly one value keeps the rendering one-to-one.
     """
+    fields: dict[str, Any] = {} if chain == 1 else {"chain": chain}
     canonical = canonical_json(
         {
+            **fields,
             "seq": seq,
             "prev_hash": prev_hash,
             "created_at": created_at.astimezone(UTC).isoformat(timespec="microseconds"),
@@ -93,29 +101,62 @@ def audit_hash(
     return hmac.new(key, canonical, hashlib.sha256).hexdigest()
 
 
+def create_missing_heads(*, head_model: Any, event_model: Any, count: int) -> int:
+    """Create the missing heads of chains 1..count, empty; how many. Run at migrate time, never per append.
+
+    The models are passed in so that migrations and post_migrate can hand over their historical ones. A chain
+    that has events but no head gets none: its head was deleted, which verify_audit reports, and a new empty
+    head would both hide that and collide with the chain's seqs. Appends pass such a chain by.
+    """
+    wanted = set(range(1, count + 1)) - set(head_model.objects.values_list("id", flat=True))
+    wanted -= set(event_model.objects.filter(chain__in=wanted).values_list("chain", flat=True).distinct())
+    head_model.objects.bulk_create([head_model(id=chain) for chain in sorted(wanted)], ignore_conflicts=True)
+    return len(wanted)
+
+
 @dataclass(frozen=True)
 class Checkpoint:
-    seq: int
-    hash: str
+    """Every chain's end at one moment: (chain, seq, hash) for each chain that has events, by chain."""
+
+    ends: tuple[tuple[int, int, str], ...]
     at: str  # ISO 8601, UTC
 
+    @property
+    def events(self) -> int:
+        """How many events the trail held (each chain counts from 1)."""
+        return sum(seq for _chain, seq, _hash in self.ends)
+
     def mac(self) -> str:
-        body = canonical_json({"seq": self.seq, "hash": self.hash, "at": self.at})
-        return hmac.new(_checkpoint_key(), body, hashlib.sha256).hexdigest()
+        return _mac({"chains": [list(end) for end in self.ends], "at": self.at})
 
     def line(self) -> str:
-        return canonical_json({"seq": self.seq, "hash": self.hash, "at": self.at, "mac": self.mac()}).decode()
+        return canonical_json({"chains": [list(end) for end in self.ends], "at": self.at, "mac": self.mac()}).decode()
 
     @classmethod
     def parse(cls, line: str) -> Checkpoint | None:
-        """The checkpoint a line records, or None when the line is not one this key wrote."""
+        """The checkpoint a line records, or None when the line is not one this key wrote.
+
+        Lines from before there were chains ({"seq", "hash", "at", "mac"}) record chain 1; their MAC covers that
+        older body, which no line of the newer form can pass for (the two bodies have different keys).
+        """
         try:
             data = json.loads(line)
-            checkpoint = cls(seq=int(data["seq"]), hash=str(data["hash"]), at=str(data["at"]))
-            mac = str(data["mac"])
+            at, mac = str(data["at"]), str(data["mac"])
+            if "chains" in data:
+                ends = tuple((int(chain), int(seq), str(hash_)) for chain, seq, hash_ in data["chains"])
+                checkpoint = cls(ends=ends, at=at)
+                expected = checkpoint.mac()
+            else:
+                seq, hash_ = int(data["seq"]), str(data["hash"])
+                checkpoint = cls(ends=((1, seq, hash_),), at=at)
+                expected = _mac({"seq": seq, "hash": hash_, "at": at})
         except (ValueError, TypeError, KeyError):
             return None
-        return checkpoint if hmac.compare_digest(mac, checkpoint.mac()) else None
+        return checkpoint if hmac.compare_digest(mac, expected) else None
+
+
+def _mac(body: dict[str, Any]) -> str:
+    return hmac.new(_checkpoint_key(), canonical_json(body), hashlib.sha256).hexdigest()
 
 
 def checkpoint_store(checkpoint: Checkpoint) -> None:
@@ -124,7 +165,8 @@ def checkpoint_store(checkpoint: Checkpoint) -> None:
     if settings.AUDIT_CHECKPOINT_STORAGE:
         at = datetime.fromisoformat(checkpoint.at).strftime("%Y%m%dT%H%M%S%fZ")
         storage = storages[settings.AUDIT_CHECKPOINT_STORAGE]
-        storage.save(f"{STORAGE_PREFIX}/{checkpoint.seq:015d}-{at}.json", ContentFile(line.encode("utf-8")))
+        name = f"{STORAGE_PREFIX}/{checkpoint.events:015d}-{at}.json"
+        storage.save(name, ContentFile(line.encode("utf-8")))
     if settings.AUDIT_CHECKPOINT_PATH:
         path = Path(settings.AUDIT_CHECKPOINT_PATH)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,20 @@ def audit_hmac_key(app_configs: Any, **kwargs: Any) -> list[Error]:
 
 
 @register(Tags.security, deploy=True)
+def settlement_bank_accounts(app_configs: Any, **kwargs: Any) -> list[Error]:
+    if not settings.DEBUG and any(a.get("demo") for a in settings.SETTLEMENT_BANK_ACCOUNTS.values()):
+        return [
+            Error(
+                "The portal's deposit instructions show the demo bank accounts: members would pay into accounts "
+                "that are not the exchange's.",
+                hint="Set SETTLEMENT_BANK_ACCOUNTS to the exchange's client-funds accounts (README, production).",
+                id="exchange.E003",
+            )
+        ]
+    return []
+
+
+@register(Tags.security, deploy=True)
 def api_public_url(app_configs: Any, **kwargs: Any) -> list[Warning]:
     url = urlsplit(settings.API_PUBLIC_URL)
     if not settings.DEBUG and (url.scheme != "https" or url.hostname in ("localhost", "127.0.0.1", "::1", None)):

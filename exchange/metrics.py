@@ -13,13 +13,14 @@ from collections.abc import Callable, Iterable
 
 import prometheus_client
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, Min
 from django.http import Http404, HttpRequest, HttpResponse
+from django.utils import timezone
 from prometheus_client import multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .models import Board, BoardGroupObjectPermission, MemberFirm
+from .models import Board, BoardGroupObjectPermission, MemberFirm, OutboxEvent
 
 MetricsFunction = Callable[[], Iterable[GaugeMetricFamily]]
 
@@ -53,6 +54,18 @@ def core_metrics() -> Iterable[GaugeMetricFamily]:
     for row in rows:
         admitted.add_metric([codes.get(row["content_object_id"], "?")], row["n"])
     yield admitted
+    # A relay that stopped, or a subscriber failing for good, shows here first: the pending events pile up and the
+    # oldest grows older than the relay's minute.
+    pending = OutboxEvent.objects.filter(published_at__isnull=True).aggregate(n=Count("pk"), oldest=Min("created_at"))
+    yield GaugeMetricFamily(
+        "exchange_outbox_pending_events", "Outbox events some subscriber has not taken yet.", value=pending["n"]
+    )
+    oldest = pending["oldest"]
+    yield GaugeMetricFamily(
+        "exchange_outbox_oldest_pending_seconds",
+        "Age of the oldest pending outbox event, in seconds (0 when none is pending).",
+        value=(timezone.now() - oldest).total_seconds() if oldest else 0,
+    )
 
 
 register_collector("exchange", core_metrics)

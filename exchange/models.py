@@ -25,6 +25,36 @@ from .validators import validate_lei, validate_uscc
 MAINLAND_CHINA = "CN"
 
 
+class AppendOnlyQuerySet(models.QuerySet[Any]):
+    def update(self, **kwargs: Any) -> int:
+        raise PermissionError("These rows are append-only: correct them with new rows (a reversal).")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise PermissionError("These rows are append-only: correct them with new rows (a reversal).")
+
+    update.queryset_only = True  # type: ignore[attr-defined]
+    delete.queryset_only = True  # type: ignore[attr-defined]
+
+
+class AppendOnlyModel(models.Model):
+    """Rows that are only ever inserted (the ledger's entries and postings): the ORM refuses to change or delete
+    them, and `manage.py db_grant_app_role` takes UPDATE, DELETE and TRUNCATE on their tables from the
+    application's database role; an app adds database triggers of its own where it needs them."""
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise PermissionError("These rows are append-only: correct them with new rows (a reversal).")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise PermissionError("These rows are append-only: correct them with new rows (a reversal).")
+
+
 class TimeStampedModel(models.Model):
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
@@ -267,12 +297,18 @@ class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
 
 
 class AuditEvent(models.Model):
-    """One step of someone's work, chained to the previous row by its hash.
+    """One step of someone's work, chained by its hash to the previous row of the same chain.
 
-    Rows are only ever inserted (exchange.services.audit_record); `verify_audit` recomputes the chain.
+    The trail is several hash chains (AuditChainHead, settings.AUDIT_CHAINS of them), so that concurrent
+    writers append side by side instead of queueing on one row. Each chain is complete on its own: `seq` counts
+    within the chain and the hash covers the chain too. `created_at`, then the id, give the order across chains.
+    Rows are only ever inserted (exchange.services.audit_record); `verify_audit` recomputes every chain.
     """
 
-    seq = models.PositiveBigIntegerField(_("sequence"), unique=True, editable=False)
+    # db_default as well: a writer that does not know of chains (the previous release, during a rolling
+    # deployment) appends to chain 1, under head 1's lock, with the hashes chain 1 has always had.
+    chain = models.PositiveSmallIntegerField(_("chain"), default=1, db_default=1, editable=False)
+    seq = models.PositiveBigIntegerField(_("sequence"), editable=False)
     created_at = models.DateTimeField(_("when"), default=timezone.now, editable=False, db_index=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -297,11 +333,12 @@ class AuditEvent(models.Model):
     class Meta:
         verbose_name = _("audit event")
         verbose_name_plural = _("audit events")
-        ordering = ["-seq"]
+        ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object_idx")]
+        constraints = [models.UniqueConstraint(fields=["chain", "seq"], name="audit_chain_seq_unique")]
 
     def __str__(self) -> str:
-        return f"#{self.seq} {self.verb} {self.object_repr}"
+        return f"#{self.chain}.{self.seq} {self.verb} {self.object_repr}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
@@ -313,21 +350,23 @@ class AuditEvent(models.Model):
 
 
 class AuditChainHead(models.Model):
-    """The single row that serialises appends to the audit chain and remembers its end.
+    """The end of one audit chain: the row an append locks, and what verify_audit holds the chain against.
 
-    Locking this row (SELECT ... FOR UPDATE) makes concurrent writers take turns, so two events never
-    claim the same predecessor; keeping the last hash here lets verify_audit notice a deleted tail.
+    An append locks one head (SELECT ... FOR UPDATE SKIP LOCKED, exchange.services.audit_record), so two events
+    never claim the same predecessor in that chain; the last hash kept here lets verify_audit notice a deleted
+    tail. Migrations create heads 1..settings.AUDIT_CHAINS; on PostgreSQL a trigger lets a head move only
+    forward, onto an event of its own chain.
     """
 
-    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    id = models.PositiveSmallIntegerField(primary_key=True, editable=False)
     last_seq = models.PositiveBigIntegerField(default=0)
     last_hash = models.CharField(max_length=64, blank=True)
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=Q(id=1), name="audit_chain_head_singleton")]
+        constraints = [models.CheckConstraint(condition=Q(id__gte=1), name="audit_chain_head_id")]
 
     def __str__(self) -> str:
-        return f"audit chain at #{self.last_seq}"
+        return f"audit chain {self.id} at #{self.last_seq}"
 
 
 class ApiKey(models.Model):
@@ -383,3 +422,92 @@ class ApiKey(models.Model):
     def scope_labels(self) -> list[str]:
         labels = dict(self.Scope.choices)
         return [str(labels.get(scope, scope)) for scope in self.scopes]
+
+
+class OutboxEvent(models.Model):
+    """A domain event, written in the transaction of the change it reports (exchange.outbox.outbox_publish) and
+    handed to every subscriber of its topic by the relay, until each has taken it once."""
+
+    topic = models.CharField(_("topic"), max_length=100, db_index=True)
+    key = models.CharField(
+        _("key"), max_length=200, blank=True, help_text=_("What the event is about, e.g. “order:42”.")
+    )
+    payload = models.JSONField(_("payload"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+    published_at = models.DateTimeField(
+        _("published at"), null=True, blank=True, help_text=_("When every subscriber had taken it.")
+    )
+    attempts = models.PositiveIntegerField(_("failed attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), default=timezone.now)
+    last_error = models.TextField(_("last error"), blank=True)
+
+    class Meta:
+        verbose_name = _("outbox event")
+        verbose_name_plural = _("outbox events")
+        ordering = ["-id"]
+        permissions = [("retry_outboxevent", _("Can retry outbox events now"))]
+        indexes = [
+            # The relay's and the metrics' question: what is still pending, and what is due.
+            models.Index(
+                fields=["next_attempt_at"], condition=Q(published_at__isnull=True), name="outbox_pending_idx"
+            ),
+            models.Index(fields=["published_at"], name="outbox_published_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.topic}"
+
+    @property
+    def is_published(self) -> bool:
+        return self.published_at is not None
+
+
+class OutboxDelivery(models.Model):
+    """One subscriber took one event: written in the same transaction as the subscriber's own work, so that the
+    unique constraint makes the delivery happen once whatever relays run."""
+
+    event = models.ForeignKey(OutboxEvent, on_delete=models.CASCADE, related_name="deliveries")
+    subscriber = models.CharField(_("subscriber"), max_length=200)
+    delivered_at = models.DateTimeField(_("delivered at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("outbox delivery")
+        verbose_name_plural = _("outbox deliveries")
+        constraints = [
+            models.UniqueConstraint(fields=["event", "subscriber"], name="outbox_delivery_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.event_id} → {self.subscriber}"
+
+
+class IdempotencyKey(models.Model):
+    """A client's Idempotency-Key on a POST, per firm (exchange.idempotency): reserved while the request runs,
+    then holding the stored answer that a retry with the same key gets back."""
+
+    class State(models.TextChoices):
+        IN_FLIGHT = "in_flight", _("In flight")
+        DONE = "done", _("Done")
+
+    scope = models.CharField(max_length=40)  # "firm:<id>", or "user:<id>" for a log-in of no firm
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)  # SHA-256 of the method, the path and the body
+    state = models.CharField(max_length=10, choices=State.choices, default=State.IN_FLIGHT)
+    # Who holds the reservation: the completing write is conditional on it, so that a request whose reservation
+    # was taken over (it looked dead) cannot also commit its work.
+    owner = models.CharField(max_length=32)
+    locked_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(db_index=True)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The rendered JSON as text, not a JSONField: PostgreSQL's jsonb would reorder the keys of the replay.
+    response_body = models.TextField(blank=True)
+    response_location = models.CharField(max_length=2000, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key"], name="idempotency_key_once_per_scope"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key} ({self.state})"

@@ -20,6 +20,15 @@ PERIODIC_TASKS: dict[str, tuple[str, dict[str, str]]] = {
     "Checkpoint the audit trail's end outside the database": ("exchange.audit_checkpoint", {"minute": "5"}),
     "List products whose public notice has ended": ("listings.conclude_notices", {"minute": "*/10"}),
     "Compliance: expire filings, remind, re-assess listings": ("compliance.daily", {"minute": "15", "hour": "1"}),
+    # Besides the kick after each commit that publishes: what a kick missed (a broker down, a failing subscriber's
+    # next attempt) goes out within the minute.
+    "Relay the outbox to its subscribers": ("exchange.outbox_relay", {"minute": "*"}),
+    "Prune published outbox events": ("exchange.outbox_prune", {"minute": "20", "hour": "3"}),
+    "Prune expired idempotency keys": ("exchange.idempotency_prune", {"minute": "40"}),
+    "Accept deliveries whose acceptance window has closed": ("settlements.accept_due_orders", {"minute": "*/15"}),
+    "Return unused usage budgets whose period has ended": ("settlements.close_usage_budgets", {"minute": "30", "hour": "0"}),
+    "Expire unanswered access requests and unused approvals": ("settlements.expire_access_requests", {"minute": "20"}),
+    "Reconcile cached balances with the ledger's postings": ("settlements.reconcile_ledger", {"minute": "45", "hour": "2"}),
 }
 
 

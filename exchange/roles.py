@@ -32,6 +32,22 @@ _COMPLIANCE_READ = [
     "compliance.view_exportcounter",
 ]
 
+# The money records exchange administrators read (and settlement clerks work on).
+_SETTLEMENTS_READ = [
+    "settlements.view_order",
+    "settlements.view_orderevent",
+    "settlements.view_charge",
+    "settlements.view_accessrequest",
+    "settlements.view_account",
+    "settlements.view_journalentry",
+    "settlements.view_posting",
+    "settlements.view_deposit",
+    "settlements.view_bankstatement",
+    "settlements.view_withdrawal",
+    "settlements.view_feeschedule",
+    "settlements.view_fxrate",
+]
+
 STAFF_ROLES: dict[str, list[str]] = {
     EXCHANGE_ADMINS: [
         "exchange.view_user",
@@ -51,6 +67,9 @@ STAFF_ROLES: dict[str, list[str]] = {
         "exchange.add_apikey",
         "exchange.change_apikey",
         "exchange.view_auditevent",
+        "exchange.view_outboxevent",
+        "exchange.view_outboxdelivery",
+        "exchange.retry_outboxevent",
         "django_celery_beat.view_periodictask",
         "django_celery_beat.change_periodictask",
         "listings.view_dataproduct",
@@ -63,6 +82,7 @@ STAFF_ROLES: dict[str, list[str]] = {
         "compliance.add_calendarday",
         "compliance.change_calendarday",
         *_COMPLIANCE_READ,
+        *_SETTLEMENTS_READ,
         "axes.view_accessattempt",
         "axes.delete_accessattempt",
     ],
@@ -106,8 +126,28 @@ STAFF_ROLES: dict[str, list[str]] = {
         "listings.view_dataproduct",
         "listings.view_revision",
         "listings.view_priceplan",
+        # The orders a case holds.
+        "settlements.view_order",
+        "settlements.view_orderevent",
     ],
-    SETTLEMENT_CLERKS: [*_FIRM_READ, "listings.view_dataproduct", "listings.view_priceplan"],
+    SETTLEMENT_CLERKS: [
+        *_FIRM_READ,
+        "listings.view_dataproduct",
+        "listings.view_priceplan",
+        # Why an order was held or refused: its case and the assessment behind it.
+        "compliance.view_compliancecase",
+        "compliance.view_assessment",
+        *_SETTLEMENTS_READ,
+        # The settlements admin is read-only as model forms: each power below is a page or an action calling a
+        # service (settlements.permissions), not a model form's change permission.
+        "settlements.add_deposit",
+        "settlements.add_bankstatement",
+        "settlements.approve_withdrawal",
+        "settlements.refund_order",
+        "settlements.add_feeschedule",
+        "settlements.add_fxrate",
+        "exchange.view_auditevent",
+    ],
 }
 
 

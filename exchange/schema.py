@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from django.conf import settings
 from drf_spectacular.openapi import AutoSchema
 from rest_framework import serializers
+
+from .idempotency import HEADER, IN_FLIGHT_RETRY_AFTER, KEY_PATTERN, REPLAYED_HEADER, idempotency_of
 
 
 class ExchangeAutoSchema(AutoSchema):
@@ -18,6 +21,13 @@ class ExchangeAutoSchema(AutoSchema):
     def get_serializer_name(self, serializer: Any, direction: Literal["request", "response"]) -> str:
         qualname = serializer.__class__.__qualname__
         return qualname.replace(".", "") if "." in qualname else super().get_serializer_name(serializer, direction)
+
+    def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        operation = super().get_operation(*args, **kwargs)
+        spec = idempotency_of(getattr(self.view, self.method.lower(), None))
+        if operation is not None and spec is not None:
+            document_idempotency(operation, required=spec.required)
+        return operation
 
 
 class ApiErrorBodySerializer(serializers.Serializer):
@@ -65,6 +75,65 @@ def _error_response(description: str) -> dict[str, Any]:
     }
 
 
+def _add_to_response(responses: dict[str, Any], status: int, description: str) -> dict[str, Any]:
+    """The error response `status` with `description` added to the operation's own, or new."""
+    response = responses.get(str(status))
+    if response is None:
+        response = responses[str(status)] = _error_response(GENERIC_RESPONSES.get(status, "").strip())
+    response["description"] = f"{response['description']} {description}".strip()
+    return response
+
+
+def document_idempotency(operation: dict[str, Any], *, required: bool) -> None:
+    """The `Idempotency-Key` header of an operation made idempotent by exchange.idempotency, and its answers."""
+    hours = settings.IDEMPOTENCY_KEY_TTL_HOURS
+    operation.setdefault("parameters", []).append(
+        {
+            "in": "header",
+            "name": HEADER,
+            "required": required,
+            "description": (
+                "A key of the caller's, new for each new request (a UUID will do), kept for the caller's firm at "
+                f"least {hours} hours: a retry with the same key and the same request gets the first success again, "
+                f"with `{REPLAYED_HEADER}: true`, and does nothing twice. Errors are not kept: a corrected request "
+                "may use the same key. "
+                + ("Required: this operation moves money." if required else "Without it the request is processed.")
+            ),
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": KEY_PATTERN},
+        }
+    )
+    responses = operation.setdefault("responses", {})
+    _add_to_response(
+        responses,
+        400,
+        ("`idempotency_key_required`: no `Idempotency-Key` header. " if required else "")
+        + "An `Idempotency-Key` that is not 1 to 255 printable ASCII characters is a `validation_error` naming it.",
+    )
+    in_flight = _add_to_response(
+        responses,
+        409,
+        "`idempotency_key_in_flight`: a request with the same `Idempotency-Key` is still being processed; retry "
+        "after `Retry-After` seconds.",
+    )
+    in_flight.setdefault("headers", {})["Retry-After"] = {
+        "description": f"Seconds to wait before retrying (with `idempotency_key_in_flight`: {IN_FLIGHT_RETRY_AFTER}).",
+        "schema": {"type": "integer", "minimum": 0},
+    }
+    _add_to_response(
+        responses,
+        422,
+        f"`idempotency_key_reused`: the `Idempotency-Key` was used in the last {hours} hours with another request "
+        "(another method, path or body).",
+    )
+    for status, response in responses.items():
+        if str(status).startswith("2"):
+            response.setdefault("headers", {})[REPLAYED_HEADER] = {
+                "description": "`true` on the answer to a retry: the first answer to this `Idempotency-Key`, "
+                "again; nothing was done this time.",
+                "schema": {"type": "string", "enum": ["true"]},
+            }
+
+
 def _describe_path_parameter(path: str, parameter: dict[str, Any]) -> None:
     """`{id}` in `/products/{id}/plans` is "The product's id."; `{plan_id}` is "The plan's id."."""
     name = parameter["name"]
@@ -86,7 +155,11 @@ def postprocess_contract(result: dict[str, Any], generator: Any, request: Any, p
     credentials, sent a query parameter it does not take or asked for a media type it does not have; one with a body can be too large or of the wrong type; one with a path parameter can name a missing object.
     """
     for path, path_item in result.get("paths", {}).items():
-        for operation in path_item.values():
+        for method, operation in path_item.items():
+            if "requestBody" in operation and method != "patch":
+                # A body whose fields are all optional is still a body: `{}` will do, none is a 400
+                # (exchange.api.require_body). Only a PATCH may come without one: it changes nothing.
+                operation["requestBody"]["required"] = True
             responses = operation.setdefault("responses", {})
             parameters = operation.get("parameters", [])
             for parameter in parameters:

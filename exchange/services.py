@@ -7,17 +7,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
+import random
 import re
 import secrets
+import threading
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import models, transaction
+from django.db import connection, models, transaction
+from django.db.models import F, Max, Q
+from django.db.models.functions import Mod
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from guardian.shortcuts import assign_perm, remove_perm
@@ -38,6 +44,7 @@ BOARD_PERMS = ("view_board", "trade_on_board")
 def audit_event_hash(event: AuditEvent, *, unkeyed: bool = False) -> str:
     return audit_hash(
         key=None if unkeyed else audit_key(),
+        chain=event.chain,
         seq=event.seq,
         prev_hash=event.prev_hash,
         created_at=event.created_at,
@@ -52,17 +59,59 @@ def audit_event_hash(event: AuditEvent, *, unkeyed: bool = False) -> str:
     )
 
 
+class AuditAffinity(threading.local):
+    """The chain this thread appended to last, tried first by its next append (0: none yet)."""
+
+    chain = 0
+
+
+audit_affinity = AuditAffinity()
+
+
+def _audit_head_lock() -> AuditChainHead:
+    """Lock the head of a chain to append to, for the rest of the caller's transaction.
+
+    Each append must be the only one on its chain until it commits, or two events would claim the same
+    predecessor; so the head stays locked to the end of the caller's transaction (an order placement's, say),
+    not just of this function. With one head, every audited write of the exchange queued there. With N heads
+    and SKIP LOCKED a writer takes any head no other transaction holds: it waits only when N transactions hold
+    heads at that moment, and then behind one of them, not behind everyone.
+
+    The heads are tried in turn from the one this thread used last, so that the writers of different threads
+    settle on different heads (instead of all trying head 1 first), and so that a transaction that appends
+    twice takes its own head again (a row one's own transaction locked is never skipped) rather than holding a
+    second one. A thread's first append starts at a random head. On SQLite, which has no row locks (a writer
+    locks the whole database), the query takes no lock and any head will do.
+    """
+    count = settings.AUDIT_CHAINS
+    if not 1 <= audit_affinity.chain <= count:
+        audit_affinity.chain = random.randint(1, count)  # noqa: S311 (spreading load, not a secret)
+    heads = (
+        AuditChainHead.objects.filter(id__lte=count)
+        .alias(turn=Mod(F("id") - audit_affinity.chain + count, count))
+        .order_by("turn")
+    )
+    head = heads.select_for_update(skip_locked=True).first()
+    if head is None:
+        # Every head is held by another transaction right now (or none exists): wait for this thread's own.
+        head = heads.select_for_update().first()
+    if head is None:
+        raise ImproperlyConfigured("The audit trail has no chain heads: run `manage.py migrate`.")
+    audit_affinity.chain = head.id
+    return head
+
+
 @transaction.atomic
 def audit_record(
     *, actor: User | None, verb: str, target: models.Model | None = None, payload: dict[str, Any] | None = None
 ) -> AuditEvent:
-    # The head row is the chain's lock: appends take turns, so no two events share a predecessor.
-    head, _ = AuditChainHead.objects.select_for_update().get_or_create(id=1)
+    head = _audit_head_lock()
     # Store exactly what JSON gives back, so that the hash verify_audit recomputes from the stored row
     # matches the one computed here (Decimals, dates and UUIDs become strings once, now).
     clean_payload = json.loads(json.dumps(payload or {}, cls=DjangoJSONEncoder))
     actor = actor if actor is not None and actor.is_authenticated else None
     event = AuditEvent(
+        chain=head.id,
         seq=head.last_seq + 1,
         created_at=timezone.now(),
         actor=actor,
@@ -77,96 +126,139 @@ def audit_record(
     )
     event.hash = audit_event_hash(event)
     event.save(force_insert=True)
-    AuditChainHead.objects.filter(id=1).update(last_seq=event.seq, last_hash=event.hash)
+    AuditChainHead.objects.filter(id=head.id).update(last_seq=event.seq, last_hash=event.hash)
     return event
 
 
 def audit_verify() -> list[str]:
-    """Recompute the chain and hold it against the checkpoints; answer the problems found (none when intact)."""
+    """Recompute every chain and hold it against its head and the checkpoints; the problems found (none: intact).
+
+    The checkpoints are read first and the rows and heads then in one snapshot (on PostgreSQL, outside a caller's
+    transaction), so that appends committed meanwhile neither look like a moved head nor fall short of a
+    checkpoint written after the reading began.
+    """
+    lines = checkpoint_lines()
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            return _audit_verify(lines)
+    return _audit_verify(lines)
+
+
+def _audit_verify(checkpoint_lines: list[str]) -> list[str]:
     problems: list[str] = []
+    ends: dict[int, tuple[int, str]] = {}
+    events = AuditEvent.objects.order_by("chain", "seq").iterator(chunk_size=2000)
+    for chain, chain_events in itertools.groupby(events, key=lambda event: event.chain):
+        ends[chain] = _audit_verify_chain(chain, chain_events, problems)
+    heads = {head.id: head for head in AuditChainHead.objects.all()}
+    for chain in sorted(ends.keys() | heads.keys()):
+        last_seq, last_hash = ends.get(chain, (0, ""))
+        head = heads.get(chain)
+        if head is None:
+            if last_seq:
+                problems.append(f"the head row of chain {chain} is missing (the chain's end cannot be checked)")
+        elif head.last_seq != last_seq:
+            problems.append(
+                f"chain {chain} should end at event #{head.last_seq} but ends at #{last_seq} "
+                "(events deleted or altered)"
+            )
+        elif head.last_hash != last_hash:
+            problems.append(
+                f"chain {chain} ends at event #{last_seq}, but not at the one its head holds "
+                "(events replaced or reordered)"
+            )
+    return problems + _audit_checkpoint_problems(checkpoint_lines, ends=ends)
+
+
+def _audit_verify_chain(chain: int, events: Iterable[AuditEvent], problems: list[str]) -> tuple[int, str]:
+    """Check one chain's events (in seq order), adding to `problems`; the chain's end (seq, hash)."""
     expected_prev = ""
     expected_seq = 1
     keyed_seen = False
     unkeyed_from: int | None = None
-    for event in AuditEvent.objects.order_by("seq").iterator(chunk_size=2000):
+    for event in events:
         if event.seq != expected_seq:
-            problems.append(f"event #{expected_seq} is missing (next found is #{event.seq})")
+            problems.append(f"event #{expected_seq} of chain {chain} is missing (next found is #{event.seq})")
             expected_seq = event.seq
         if event.prev_hash != expected_prev:
-            problems.append(f"event #{event.seq} does not follow its predecessor (chain broken)")
+            problems.append(f"event #{event.seq} of chain {chain} does not follow its predecessor (chain broken)")
         if event.hash == audit_event_hash(event):
             keyed_seen, unkeyed_from = True, None
-        elif not keyed_seen and event.hash == audit_event_hash(event, unkeyed=True):
+        elif chain == 1 and not keyed_seen and event.hash == audit_event_hash(event, unkeyed=True):
             # Rows from before keyed hashing carry plain SHA-256 hashes. Anyone can compute those, so they are
             # believed only as a prefix that a keyed row follows: its prev_hash vouches for all of them.
-            # Migration 0005 appended that keyed row ("audit.seal") to trails that had unkeyed rows.
+            # Migration 0005 appended that keyed row ("audit.seal") to trails that had unkeyed rows. They were
+            # all written before there were chains, so only chain 1 may begin with them.
             unkeyed_from = unkeyed_from or event.seq
         else:
-            problems.append(f"event #{event.seq} was altered (its content does not match its hash)")
+            problems.append(f"event #{event.seq} of chain {chain} was altered (its content does not match its hash)")
         expected_prev = event.hash
         expected_seq = event.seq + 1
-    head = AuditChainHead.objects.filter(id=1).first()
-    last_seq = expected_seq - 1
     if unkeyed_from is not None:
         problems.append(
-            f"events #{unkeyed_from} to #{last_seq} are hashed without the audit key and no keyed event follows "
-            "them (forged, or never sealed by migration 0005)"
+            f"events #{unkeyed_from} to #{expected_seq - 1} of chain {chain} are hashed without the audit key and "
+            "no keyed event follows them (forged, or never sealed by migration 0005)"
         )
-    if head is None:
-        if last_seq:
-            problems.append("the chain's head row is missing (the trail's end cannot be checked)")
-    elif head.last_seq != last_seq or head.last_hash != expected_prev:
-        problems.append(
-            f"the trail should end at event #{head.last_seq} but ends at #{last_seq} (events deleted or altered)"
-        )
-    return problems + _audit_checkpoint_problems(last_seq=last_seq)
+    return expected_seq - 1, expected_prev
 
 
 # One query per this many checkpointed events; SQLite allows 999 parameters in a query on old builds.
 AUDIT_CHECKPOINT_BATCH = 500
 
 
-def _audit_checkpoint_problems(*, last_seq: int) -> list[str]:
+def _audit_checkpoint_problems(lines: list[str], *, ends: dict[int, tuple[int, str]]) -> list[str]:
     problems: list[str] = []
-    # The first checkpoint seen of each (seq, hash): an unchanged head is checkpointed again and again.
-    checkpoints: dict[tuple[int, str], Checkpoint] = {}
-    for number, line in enumerate(checkpoint_lines(), start=1):
+    # When each (chain, seq, hash) was first seen: an unchanged end is checkpointed again and again.
+    seen: dict[tuple[int, int, str], str] = {}
+    for number, line in enumerate(lines, start=1):
         checkpoint = Checkpoint.parse(line)
         if checkpoint is None:
             problems.append(f"checkpoint line {number} is forged or damaged (its MAC does not match the audit key)")
-        else:
-            checkpoints.setdefault((checkpoint.seq, checkpoint.hash), checkpoint)
-    if not checkpoints:
-        return problems
-    newest = max(checkpoints.values(), key=lambda c: c.seq)
-    if newest.seq > last_seq:
-        problems.append(
-            f"the trail ends at event #{last_seq} but the checkpoint of {newest.at} saw it reach #{newest.seq} "
-            "(events removed and the head reset)"
-        )
-    seqs = sorted({seq for seq, _hash in checkpoints if seq <= last_seq})
-    stored: dict[int, str] = {}
-    for i in range(0, len(seqs), AUDIT_CHECKPOINT_BATCH):
-        batch = seqs[i : i + AUDIT_CHECKPOINT_BATCH]
-        stored.update(AuditEvent.objects.filter(seq__in=batch).values_list("seq", "hash"))
-    for checkpoint in sorted(checkpoints.values(), key=lambda c: (c.seq, c.at)):
-        if checkpoint.seq > last_seq:
             continue
-        if checkpoint.seq not in stored:
-            problems.append(f"event #{checkpoint.seq}, seen by the checkpoint of {checkpoint.at}, is missing")
-        elif stored[checkpoint.seq] != checkpoint.hash:
+        for end in checkpoint.ends:
+            seen.setdefault(end, checkpoint.at)
+    newest: dict[int, tuple[int, str]] = {}
+    for (chain, seq, _hash), at in seen.items():
+        if seq > newest.get(chain, (0, ""))[0]:
+            newest[chain] = (seq, at)
+    for chain, (seq, at) in sorted(newest.items()):
+        last_seq = ends.get(chain, (0, ""))[0]
+        if seq > last_seq:
             problems.append(
-                f"event #{checkpoint.seq} is not the one the checkpoint of {checkpoint.at} saw (the chain was rewritten)"
+                f"chain {chain} ends at event #{last_seq} but the checkpoint of {at} saw it reach #{seq} "
+                "(events removed and the head reset)"
+            )
+    wanted = sorted({(chain, seq) for chain, seq, _hash in seen if seq <= ends.get(chain, (0, ""))[0]})
+    stored: dict[tuple[int, int], str] = {}
+    for chain, group in itertools.groupby(wanted, key=lambda end: end[0]):
+        seqs = [seq for _chain, seq in group]
+        for i in range(0, len(seqs), AUDIT_CHECKPOINT_BATCH):
+            rows = AuditEvent.objects.filter(chain=chain, seq__in=seqs[i : i + AUDIT_CHECKPOINT_BATCH])
+            stored.update(((chain, seq), hash_) for seq, hash_ in rows.values_list("seq", "hash"))
+    for (chain, seq, hash_), at in sorted(seen.items(), key=lambda item: (item[0][0], item[0][1], item[1])):
+        if seq > ends.get(chain, (0, ""))[0]:
+            continue
+        if (chain, seq) not in stored:
+            problems.append(f"event #{seq} of chain {chain}, seen by the checkpoint of {at}, is missing")
+        elif stored[(chain, seq)] != hash_:
+            problems.append(
+                f"event #{seq} of chain {chain} is not the one the checkpoint of {at} saw (the chain was rewritten)"
             )
     return problems
 
 
 def audit_checkpoint() -> Checkpoint | None:
-    """Write the chain's end to the checkpoint sinks, outside the database; None while the trail is empty."""
-    last = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
-    if last is None:
+    """Write every chain's end to the checkpoint sinks, outside the database; None while the trail is empty."""
+    lasts = list(AuditEvent.objects.values_list("chain").annotate(last=Max("seq")).order_by("chain"))
+    if not lasts:
         return None
-    checkpoint = Checkpoint(seq=last[0], hash=last[1], at=timezone.now().astimezone(UTC).isoformat())
+    # Rows are only ever added, so the events these ends name are there for the second query too.
+    ends = Q()
+    for chain, seq in lasts:
+        ends |= Q(chain=chain, seq=seq)
+    rows = AuditEvent.objects.filter(ends).order_by("chain").values_list("chain", "seq", "hash")
+    checkpoint = Checkpoint(ends=tuple(rows), at=timezone.now().astimezone(UTC).isoformat())
     checkpoint_store(checkpoint)
     return checkpoint
 
@@ -238,7 +330,9 @@ def _require_superuser_for_staff(user: User, actor: User | None, message: str) -
 
 @transaction.atomic
 def membership_add(*, user: User, firm: MemberFirm, role: str, actor: User | None) -> Membership:
-    _require_superuser_for_staff(user, actor, _("Only a superuser may make an exchange staff account a member of a firm."))
+    _require_superuser_for_staff(
+        user, actor, _("Only a superuser may make an exchange staff account a member of a firm.")
+    )
     if Membership.objects.filter(user=user).exists():
         raise ApplicationError(_("%(user)s already belongs to a firm.") % {"user": user}, code="already_member")
     membership = Membership(user=user, firm=firm, role=role)

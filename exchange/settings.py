@@ -8,6 +8,7 @@ README. One module on purpose, as healthchecks does: every knob is greppable in 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from datetime import timedelta
 from decimal import Decimal
@@ -310,8 +311,9 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Cross-border Data Exchange API",
     "DESCRIPTION": (
-        "The catalogue, compliance pre-checks and a provider's listings, and the firm's filings and API keys, for "
-        "member firms' systems. Authenticate with `Authorization: Api-Key <key>`. Every answer that is not a "
+        "The catalogue, compliance pre-checks and a provider's listings, orders (with escrow, the compliance gate "
+        "and idempotency keys), access requests, balances, statement lines and withdrawals, and the firm's filings "
+        "and API keys, for member firms' systems. Authenticate with `Authorization: Api-Key <key>`. Every answer that is not a "
         'success is `{"error": {"code", "message", "details"}}`; each operation lists the statuses it answers '
         "and their codes (docs/api.md in the repository says the rules)."
     ),
@@ -356,6 +358,14 @@ SPECTACULAR_SETTINGS = {
         "Direction": "compliance.apis.DIRECTIONS",
         "ClearanceStatus": "compliance.apis.GATE_STATUSES",
         "ClearanceItemKind": "compliance.apis.CLEARANCE_ITEM_KINDS",
+        # Trading (settlements).
+        "OrderStatus": "settlements.models.Order.Status",
+        "OrderGateStatus": "settlements.apis.ORDER_GATE",
+        "OrderSide": "settlements.apis.SIDES",
+        "AccessRequestStatus": "settlements.models.AccessRequest.Status",
+        "WithdrawalStatus": "settlements.models.Withdrawal.Status",
+        "AccountKind": "settlements.apis.MEMBER_ACCOUNTS",
+        "EntryKind": "settlements.models.JournalEntry.Kind",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -433,6 +443,10 @@ if not AUDIT_HMAC_KEY and DEBUG:
 # Every checkpoint is also logged on the logger "exchange.audit.checkpoint", for a log sink.
 AUDIT_CHECKPOINT_PATH = os.environ.get("AUDIT_CHECKPOINT_PATH", str(VAR_DIR / "audit-checkpoints.jsonl"))
 AUDIT_CHECKPOINT_STORAGE = os.environ.get("AUDIT_CHECKPOINT_STORAGE", "")
+# The trail is this many hash chains, each with its own head row, so that up to this many transactions append
+# at once without waiting for each other (exchange.services.audit_record). `migrate` creates the heads; raise
+# it and migrate again to add chains. Lowering it only stops appends to the higher chains, which stay verified.
+AUDIT_CHAINS = max(1, env_int("AUDIT_CHAINS", 16))
 
 # --- The exchange's own settings ---------------------------------------------------------------
 # API keys expire after this many days unless their creator picks another date.
@@ -442,6 +456,16 @@ API_KEY_MAX_ACTIVE_PER_FIRM = env_int("API_KEY_MAX_ACTIVE_PER_FIRM", 20)
 # Writing last_used_at on every request would turn every API read into a write; once a minute is enough.
 API_KEY_LAST_USED_RESOLUTION = timedelta(seconds=60)
 HEALTHZ_BROKER_TIMEOUT = 2.0
+
+# The outbox (exchange.outbox): published events are kept this many days for the record, then pruned. An event
+# some subscriber has not taken yet is never pruned.
+OUTBOX_RETENTION_DAYS = env_int("OUTBOX_RETENTION_DAYS", 30)
+# Idempotency keys (exchange.idempotency): a key and its stored answer are kept at least this many hours (the
+# retention docs/api.md publishes); a request whose reservation is older than IDEMPOTENCY_IN_FLIGHT_SECONDS is
+# taken to have died with its process, and a retry may take the key over: keep it above the longest a request may
+# run (gunicorn's --timeout, 30 s by default).
+IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
+IDEMPOTENCY_IN_FLIGHT_SECONDS = env_int("IDEMPOTENCY_IN_FLIGHT_SECONDS", 60)
 
 # Listings: the public notice before listing, samples, prices.
 LISTING_NOTICE_DAYS = env_int("LISTING_NOTICE_DAYS", 3)
@@ -479,6 +503,64 @@ COMPLIANCE_REMINDER_DAYS = [int(d) for d in os.environ.get("COMPLIANCE_REMINDER_
 COMPLIANCE_CERTIFICATE_REAPPLY_MONTHS = 6
 COMPLIANCE_FILING_MAX_BYTES = env_int("COMPLIANCE_FILING_MAX_BYTES", 10 * 1024 * 1024)
 COMPLIANCE_FILING_EXTENSIONS = ("pdf", "png", "jpg", "jpeg")
+
+# Settlements: orders, access requests, withdrawals.
+# Days after delivery within which the buyer accepts or disputes; after them a periodic task accepts for it.
+SETTLEMENT_ACCEPTANCE_DAYS = env_int("SETTLEMENT_ACCEPTANCE_DAYS", 7)
+# Days a provider has to answer an access request before it expires; days an approval stays good for one order.
+SETTLEMENT_ACCESS_REQUEST_DAYS = env_int("SETTLEMENT_ACCESS_REQUEST_DAYS", 14)
+SETTLEMENT_ACCESS_APPROVAL_DAYS = env_int("SETTLEMENT_ACCESS_APPROVAL_DAYS", 30)
+# Withdrawals above these amounts need a second staff member's approval (never the first approver's):
+# "CNY:100000,USD:15000".
+SETTLEMENT_SECOND_APPROVAL_ABOVE = {
+    currency.strip().upper(): Decimal(amount)
+    for currency, _sep, amount in (
+        item.partition(":") for item in env_list("SETTLEMENT_SECOND_APPROVAL_ABOVE", "CNY:100000,USD:15000")
+    )
+}
+# The largest usage budget a buyer may hold in escrow for one metered order, in the plan's currency.
+SETTLEMENT_MAX_USAGE_BUDGET = Decimal(os.environ.get("SETTLEMENT_MAX_USAGE_BUDGET", "10000000"))
+# The exchange's bank accounts that members pay their deposits into, per currency, shown on the portal's deposit
+# instructions: a JSON object {"CNY": {"bank": ..., "bank_zh": ..., "account_name": ..., "account_name_zh": ...,
+# "account_number": ..., "swift": ...}, "USD": {...}}. The defaults are the demo's (marked as such on the page):
+# set the real ones in production. Members quote their USCC or LEI as the payment reference, which is how the
+# bank statement import matches a deposit to its firm.
+DEMO_BANK_ACCOUNTS = {
+    "CNY": {
+        "bank": "Demo Bank, Shanghai Lingang Special Area Branch",
+        "bank_zh": "演示银行上海临港新片区支行",
+        "account_name": "Cross-border Data Exchange (Demo) Client Funds",
+        "account_name_zh": "跨境数据交易所（演示）客户资金专户",
+        "account_number": "3100 0000 0000 0000 001",
+        "swift": "DEMOCNS1XXX",
+        "demo": True,
+    },
+    "USD": {
+        "bank": "Demo Bank, Shanghai Lingang Special Area Branch (FT account)",
+        "bank_zh": "演示银行上海临港新片区支行（自由贸易账户）",
+        "account_name": "Cross-border Data Exchange (Demo) Client Funds",
+        "account_name_zh": "跨境数据交易所（演示）客户资金专户",
+        "account_number": "FTN 3100 0000 0000 0000 002",
+        "swift": "DEMOCNS1XXX",
+        "demo": True,
+    },
+}
+
+
+def _bank_accounts() -> dict[str, dict[str, Any]]:
+    raw = os.environ.get("SETTLEMENT_BANK_ACCOUNTS", "")
+    if not raw:
+        return DEMO_BANK_ACCOUNTS  # a deploy check (exchange.E003) refuses them in production
+    try:
+        accounts = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"SETTLEMENT_BANK_ACCOUNTS is not valid JSON: {exc}") from None
+    if not isinstance(accounts, dict) or not all(isinstance(a, dict) for a in accounts.values()):
+        raise ImproperlyConfigured('SETTLEMENT_BANK_ACCOUNTS is a JSON object: {"CNY": {"bank": ..., ...}, ...}.')
+    return accounts
+
+
+SETTLEMENT_BANK_ACCOUNTS = _bank_accounts()
 
 # The largest request body the exchange reads at all (the largest upload it takes, a filing's document with
 # its receipt, plus the form around them): a bigger one is refused with 413 before a byte of it is read or

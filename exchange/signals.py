@@ -1,6 +1,6 @@
 """Log-in and credential auditing: staff log-ins, every password change and every second-factor device
 change go to the audit trail, whichever path made them (admin, portal, a command); every log-in failure
-goes to the security log."""
+goes to the security log. And after every `migrate`, the audit chains' heads that are missing."""
 
 from __future__ import annotations
 
@@ -8,18 +8,36 @@ import logging
 import time
 from typing import Any
 
+from django.apps import apps as global_apps
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_login_failed
-from django.db.models.signals import post_delete, post_init, post_save
+from django.db.models.signals import post_delete, post_init, post_migrate, post_save
 from django.dispatch import receiver
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from .audit import create_missing_heads
 from .middleware import current_actor
 from .models import User
 from .security import STAFF_LOGIN_AT
 from .services import audit_record
 
 security_log = logging.getLogger("exchange.security")
+
+
+@receiver(post_migrate, dispatch_uid="exchange.audit_heads")
+def create_audit_heads(sender: Any, **kwargs: Any) -> None:
+    # Migration 0006 created AUDIT_CHAINS heads; this adds those of a raised AUDIT_CHAINS at the next migrate
+    # (and, in the test suite, puts them back after each flush). Every audited write needs one, and
+    # audit_record never creates a head itself: that would be a write to a shared row in every request.
+    if sender.label != "exchange":
+        return
+    apps = kwargs.get("apps") or global_apps  # the models as migrated (flush sends none: then as they are)
+    event_model = apps.get_model("exchange", "AuditEvent")
+    if not any(field.name == "chain" for field in event_model._meta.get_fields()):
+        return  # migrated back to before the chains (0006)
+    create_missing_heads(
+        head_model=apps.get_model("exchange", "AuditChainHead"), event_model=event_model, count=settings.AUDIT_CHAINS
+    )
 
 
 @receiver(user_logged_in, dispatch_uid="exchange.audit_staff_login")

@@ -6,6 +6,8 @@ import logging
 
 from celery import shared_task
 
+from .idempotency import idempotency_key_prune
+from .outbox import outbox_prune, outbox_relay
 from .services import audit_checkpoint, audit_verify
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,29 @@ def audit_verify_task() -> dict[str, object]:
 
 @shared_task(name="exchange.audit_checkpoint")
 def audit_checkpoint_task() -> int | None:
-    """Write the chain's end outside the database (hourly), so a cut-back trail has less to hide in."""
+    """Write every chain's end outside the database (hourly), so a cut-back trail has less to hide in; the
+    number of events it saw."""
     checkpoint = audit_checkpoint()
-    return checkpoint.seq if checkpoint else None
+    return checkpoint.events if checkpoint else None
+
+
+@shared_task(name="exchange.outbox_relay")
+def outbox_relay_task() -> dict[str, int]:
+    """Hand pending outbox events to their subscribers (every minute, and after each commit that published one).
+    Safe to run twice and in parallel: each event goes to each subscriber once (exchange.outbox)."""
+    counts = outbox_relay()
+    if counts["failed"]:
+        log.warning("outbox_relay %s", " ".join(f"{name}={n}" for name, n in counts.items()))
+    return counts
+
+
+@shared_task(name="exchange.outbox_prune")
+def outbox_prune_task() -> int:
+    """Delete the outbox events published more than OUTBOX_RETENTION_DAYS ago (daily). Safe to repeat."""
+    return outbox_prune()
+
+
+@shared_task(name="exchange.idempotency_prune")
+def idempotency_prune_task() -> int:
+    """Delete the idempotency keys whose retention has passed (hourly). Safe to repeat."""
+    return idempotency_key_prune()

@@ -10,6 +10,7 @@ portal_patterns: tuple[list[URLPattern | URLResolver], str] = (
         path("", views.portal_home, name="home"),
         path("", include("listings.urls")),
         path("compliance/", include("compliance.urls")),
+        path("", include("settlements.urls")),
         path("api-keys/", views.portal_api_keys, name="api-keys"),
         path("api-keys/created", views.portal_api_key_created, name="api-key-created"),
         path("api-keys/<int:pk>/revoke", views.portal_api_key_revoke, name="api-key-revoke"),
@@ -34,5 +35,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(("listings.api_urls", "listings-api"))),
     path("api/v1/compliance/", include(("compliance.api_urls", "compliance-api"))),
+    path("api/v1/", include(("settlements.api_urls", "settlements-api"))),
     path("api/v1/", include(("exchange.api_urls", "api"))),
 ]

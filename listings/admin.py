@@ -101,8 +101,8 @@ class ApproveForm(forms.Form):
 def _audit_trail(product: DataProduct) -> list[AuditEvent]:
     events = list(
         AuditEvent.objects.filter(object_type="listings.dataproduct", object_id=str(product.pk))
-        .order_by("-seq")
-        .only("seq", "created_at", "actor_repr", "verb", "payload")[:AUDIT_TRAIL_LIMIT]
+        .order_by("-created_at", "-id")
+        .only("created_at", "actor_repr", "verb", "payload")[:AUDIT_TRAIL_LIMIT]
     )
     for event in events:
         event.details = [(key, _term_display(value)) for key, value in event.payload.items()]  # type: ignore[attr-defined]

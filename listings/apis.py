@@ -15,8 +15,7 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Mapping
-from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -39,8 +38,9 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
-from exchange.api import ClosedObject, JsonErrorsOnly, MoneyField, error_responses
+from exchange.api import ClosedObject, JsonErrorsOnly, MoneyField, MoneyInputField, error_responses, json_integer
 from exchange.files import file_response
+from exchange.idempotency import idempotent
 from exchange.models import Board
 from exchange.money import CURRENCY_CHOICES
 from exchange.pagination import CursorOrNumberedPagination, IdCursorPagination
@@ -114,43 +114,6 @@ def _ref(component: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{component}"}
 
 
-def _money_schema(whole_digits: int, decimal_places: int) -> dict[str, Any]:
-    return {
-        "oneOf": [
-            {
-                "type": "string",
-                "format": "decimal",
-                "pattern": rf"^[0-9]{{1,{whole_digits}}}(\.[0-9]{{1,{decimal_places}}})?$",
-                "description": 'A decimal string, e.g. "1200.00".',
-            },
-            {"type": "integer", "minimum": 0, "maximum": 10**whole_digits - 1},
-        ]
-    }
-
-
-class MoneyInputField(MoneyField):
-    """A price as the API takes it: a plain decimal string (`1200.00`, at most `whole_digits` digits before the
-    point and `decimal_places` after it), or a whole number. Signs, exponents, spaces and JSON floats do not fit
-    the schema and are refused as such; limits the schema cannot state (the exchange's highest price) are rules."""
-
-    def __init__(self, *, whole_digits: int, decimal_places: int, **kwargs: Any) -> None:
-        super().__init__(
-            max_digits=whole_digits + decimal_places, decimal_places=decimal_places, min_value=Decimal(0), **kwargs
-        )
-        self.whole_digits = whole_digits
-        self.text = re.compile(rf"[0-9]{{1,{whole_digits}}}(\.[0-9]{{1,{decimal_places}}})?", re.ASCII)
-        # The schema of this instance's digits (drf-spectacular reads an annotation on the field object too).
-        extend_schema_field(_money_schema(whole_digits, decimal_places))(cast(Any, self))
-
-    def to_internal_value(self, data: Any) -> Any:
-        data = _json_integer(data)
-        if isinstance(data, str) and not self.text.fullmatch(data):
-            self.fail("invalid")
-        if isinstance(data, int) and not isinstance(data, bool) and data >= 10**self.whole_digits:
-            self.fail("max_whole_digits", max_whole_digits=self.whole_digits)
-        return super().to_internal_value(data)
-
-
 # JSON types as the schema states them: DRF also takes 12 for a string, "12" and 12.0 for an integer and "yes"
 # for a boolean, which would make a request the schema refuses succeed.
 
@@ -162,14 +125,9 @@ class JsonCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
-def _json_integer(data: Any) -> Any:
-    """A JSON number with no fraction (12.0 is the integer 12 to JSON Schema) as an int; anything else as it is."""
-    return int(data) if isinstance(data, float) and data.is_integer() else data
-
-
 class JsonIntegerField(serializers.IntegerField):
     def to_internal_value(self, data: Any) -> int:
-        data = _json_integer(data)
+        data = json_integer(data)
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")
         return super().to_internal_value(data)
@@ -884,6 +842,7 @@ class ProductCreateApi(APIView):
                 raise serializers.ValidationError("This board is not open.", code="board_unavailable")
             return board
 
+    @idempotent(required=False)
     @extend_schema(
         operation_id="products_create",
         summary="Create a product (provider)",
@@ -1055,6 +1014,7 @@ class ProductWithdrawApi(APIView):
 
 
 class ProductDraftCreateApi(APIView):
+    @idempotent(required=False)
     @extend_schema(
         operation_id="products_draft_start",
         summary="Start a new draft (provider)",
@@ -1127,6 +1087,7 @@ class PlanCreateApi(APIView):
             plan = PricePlan(product=self.context["product"], **fields)
             return validation.plan_rule_errors(self.context["product"], plan, refused={*refused, "buyer_code"})
 
+    @idempotent(required=False)
     @extend_schema(
         operation_id="products_plans_create",
         summary="Add a price plan (provider)",

@@ -538,7 +538,7 @@ def notice_conclude(*, revision_id: int) -> Revision | None:
             AuditEvent.objects.filter(
                 verb="listing.listing_blocked", object_type="listings.dataproduct", object_id=str(product.pk)
             )
-            .order_by("-seq")
+            .order_by("-created_at", "-id")
             .values_list("payload", flat=True)
             .first()
         )

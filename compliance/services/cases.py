@@ -10,6 +10,7 @@ from django.utils.translation import gettext as _
 
 from exchange.exceptions import ApplicationError, InvalidTransition, require_reason
 from exchange.models import MemberFirm, User
+from exchange.outbox import outbox_publish
 from exchange.services import audit_record
 from exchange.transitions import transition
 from listings.models import DataProduct, ListingStatus
@@ -83,8 +84,23 @@ def case_open(
 
 
 def _close(case: ComplianceCase, new: str, *, actor: User | None, resolution: str) -> ComplianceCase:
+    """Close the case, and tell whoever waits on it (settlements releases or refuses the orders it held) by an
+    outbox event in the same transaction: compliance never imports the apps above it."""
+
     def record(case: ComplianceCase, old: str, new: str) -> None:
         _event(case, new, actor, resolution=resolution)
+        outbox_publish(
+            topic=f"compliance.case_{new}",
+            key=str(case.pk),
+            payload={
+                "case": case.pk,
+                "kind": case.kind,
+                "subject": case.subject,
+                "product": case.product_id,
+                "buyer_firm": case.buyer_firm_id,
+                "resolution": resolution,
+            },
+        )
 
     return transition(
         case,

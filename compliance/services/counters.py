@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from exchange.models import MemberFirm
+from exchange.models import MAINLAND_CHINA, MemberFirm
 from exchange.services import audit_record
 from listings.models import DataProduct, Revision
 
@@ -100,6 +100,10 @@ def export_record(*, decided: TradeDecision, actor: Any = None) -> ExportCounter
         raise ValueError(f"a {assessment.decision} trade is not an export to record")
     if decided.released is not True:
         raise ValueError("only a trade the gate released (trade_decide) is an export to record")
+    if assessment.destination == MAINLAND_CHINA:
+        # Nothing leaves the mainland, whatever held the trade first (US-origin data for a mainland buyer is held
+        # for an officer's review by R4 before R5 can say "no transfer"): no individual is exported.
+        return ExportCounter.objects.get(pk=decided.counter.pk)
     counter = ExportCounter.objects.select_for_update().get(pk=decided.counter.pk)
     read = (decided.counter.personal_info_subjects, decided.counter.sensitive_personal_info_subjects)
     if (counter.personal_info_subjects, counter.sensitive_personal_info_subjects) != read:

@@ -215,3 +215,37 @@ def test_a_refusal_is_the_typed_error_with_every_field_named(partner_of, provide
     error = _model(response.parsed).error
     assert error.code == "validation_error"
     assert "category" in json.loads(response.content)["error"]["details"]
+
+
+def test_a_buyer_orders_and_a_provider_delivers(partner_of, provider, reviewer, international, clerk):
+    from decimal import Decimal
+
+    from exchange.outbox import outbox_relay
+    from tests.factories import PricePlanFactory
+    from tests.settlements.factories import fund
+
+    # given a listed product with a one-off plan, and a foreign buyer with cash at the exchange
+    product = listed_product(provider, reviewer)
+    plan = PricePlanFactory(product=product, name_en="Once", kind="one_off", period="", amount=Decimal("1000.00"))
+    fund(international, clerk, "5000.00")
+    buyer, seller = partner_of(international), partner_of(provider)
+    order = {"product": product.pk, "plan": plan.pk, "delivery_mode": "file", "intended_use": "Market sizing."}
+    # when the buyer's system quotes, then orders with an idempotency key (twice: a retry)
+    quote = _model(_ok(buyer.call("orders_quote", body=order)))
+    placed = _model(_ok(buyer.call("orders_create", body=order, idempotency_key="order-1"), 201))
+    again = _model(_ok(buyer.call("orders_create", body=order, idempotency_key="order-1"), 201))
+    # and the provider confirms delivery, the buyer accepts, the exchange settles
+    _ok(seller.call("orders_confirm_delivery", id=placed.id, body={"note": "By SFTP."}))
+    _ok(buyer.call("orders_accept", id=placed.id))
+    outbox_relay()
+    settled = _model(_ok(buyer.call("orders_get", id=placed.id)))
+    page = _model(_ok(seller.call("orders_list", side="provider")))
+    balances = _ok(seller.call("balances_list"))
+    lines = _model(_ok(buyer.call("statement_lines_list", account="cash")))
+    # then every answer is typed and tells the same story
+    assert quote.total == "1000.00" and quote.compliance.value == "cleared"
+    assert again.id == placed.id and placed.status.value == "released"
+    assert settled.status.value == "settled" and [e.kind for e in settled.events][-1] == "settled"
+    assert [o.id for o in page.results] == [placed.id]
+    assert [(b.currency.value, b.payable) for b in balances] == [("CNY", "992.00")]
+    assert [line.amount for line in lines.results] == ["-1000.00", "5000.00"]

@@ -43,7 +43,7 @@ def test_deleting_a_calendar_day_keeps_what_it_was_on_the_trail(superuser):
     pk = day.pk
     services.calendar_day_delete(day=day, actor=superuser)
     assert not CalendarDay.objects.filter(pk=pk).exists()
-    actions = AuditEvent.objects.filter(verb="calendar.update", object_id=str(pk)).order_by("seq")
+    actions = AuditEvent.objects.filter(verb="calendar.update", object_id=str(pk)).order_by("created_at", "id")
     assert [e.payload["action"] for e in actions] == ["add", "delete"]
 
 

@@ -170,6 +170,6 @@ def test_what_django_refuses_before_any_view_is_json_under_the_api(settings, deb
 
 def test_a_filing_reference_of_a_control_character_is_refused_as_the_schema_says(provider):
     # U+001E is white space to Python (which strips it) and not to the schema's \S: the pattern says neither.
-    from compliance.apis import VISIBLE
+    from exchange.api import VISIBLE
 
     assert not __import__("re").search(VISIBLE, "\x1e") and __import__("re").search(VISIBLE, "a")

@@ -1,4 +1,7 @@
-"""The audit trail is append-only and its hash chain shows any row altered or deleted behind its back."""
+"""The audit trail is append-only and its hash chains show any row altered or deleted behind their back.
+
+The `trail` fixture is one chain's: each test runs on chain 1 and on another (tests/exchange/conftest.py).
+"""
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -15,7 +18,7 @@ def test_rows_are_chained_in_sequence(trail):
     assert trail[0].prev_hash == ""
     for previous, event in zip(trail, trail[1:], strict=False):
         assert event.prev_hash == previous.hash
-    head = AuditChainHead.objects.get()
+    head = AuditChainHead.objects.get(id=trail[0].chain)
     assert (head.last_seq, head.last_hash) == (trail[-1].seq, trail[-1].hash)
 
 
@@ -58,7 +61,9 @@ def test_verify_audit_fails_after_a_row_is_altered_in_the_database(trail):
     _raw("UPDATE exchange_auditevent SET payload = %s WHERE id = %s", ['{"board": "international"}', victim.pk])
     with pytest.raises(CommandError, match="broken"):
         call_command("verify_audit")
-    assert services.audit_verify() == [f"event #{victim.seq} was altered (its content does not match its hash)"]
+    assert services.audit_verify() == [
+        f"event #{victim.seq} of chain {victim.chain} was altered (its content does not match its hash)"
+    ]
 
 
 def test_rehashing_an_altered_row_still_breaks_the_chain(trail):
@@ -67,19 +72,25 @@ def test_rehashing_an_altered_row_still_breaks_the_chain(trail):
     forged = services.audit_event_hash(victim)
     _raw("UPDATE exchange_auditevent SET verb = %s, hash = %s WHERE id = %s", ["board.revoke", forged, victim.pk])
     problems = services.audit_verify()
-    assert problems == [f"event #{trail[1].seq} does not follow its predecessor (chain broken)"]
+    assert problems == [f"event #{trail[1].seq} of chain {victim.chain} does not follow its predecessor (chain broken)"]
 
 
 def test_verify_audit_fails_after_a_row_is_deleted(trail):
     _raw("DELETE FROM exchange_auditevent WHERE id = %s", [trail[1].pk])
     with pytest.raises(CommandError):
         call_command("verify_audit")
-    assert any("missing" in p for p in services.audit_verify())
+    assert services.audit_verify() == [
+        f"event #{trail[1].seq} of chain {trail[1].chain} is missing (next found is #{trail[2].seq})",
+        f"event #{trail[2].seq} of chain {trail[1].chain} does not follow its predecessor (chain broken)",
+    ]
 
 
 def test_verify_audit_notices_a_deleted_tail(trail):
     _raw("DELETE FROM exchange_auditevent WHERE id = %s", [trail[-1].pk])
-    assert any("should end at event" in p for p in services.audit_verify())
+    assert services.audit_verify() == [
+        f"chain {trail[-1].chain} should end at event #{trail[-1].seq} but ends at #{trail[-2].seq} "
+        "(events deleted or altered)"
+    ]
 
 
 def test_the_orm_refuses_updates_and_deletes(trail):

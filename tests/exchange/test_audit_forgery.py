@@ -44,7 +44,7 @@ def _tamper(*statements: tuple[str, list]) -> None:
 
 
 def _fields(event: AuditEvent) -> dict:
-    names = ["seq", "prev_hash", "created_at", "actor_id", "actor_repr", "verb", "object_type", "object_id"]
+    names = ["chain", "seq", "prev_hash", "created_at", "actor_id", "actor_repr", "verb", "object_type", "object_id"]
     return {name: getattr(event, name) for name in names + ["object_repr", "payload", "request_id"]}
 
 
@@ -62,7 +62,7 @@ def _rechained(key: bytes | None) -> list[tuple[str, list]]:
                 [event.actor_repr, event.prev_hash, event.hash, event.pk],
             )
         )
-    statements.append(("UPDATE exchange_auditchainhead SET last_hash = %s WHERE id = 1", [prev]))
+    statements.append(("UPDATE exchange_auditchainhead SET last_hash = %s WHERE id = %s", [prev, event.chain]))
     return statements
 
 
@@ -75,7 +75,9 @@ def test_rows_are_hashed_with_the_key_not_plain_sha256(trail, settings):
 
 def test_an_altered_row_is_reported(trail):
     _tamper(("UPDATE exchange_auditevent SET verb = %s WHERE id = %s", ["board.revoke", trail[1].pk]))
-    assert services.audit_verify() == [f"event #{trail[1].seq} was altered (its content does not match its hash)"]
+    assert services.audit_verify() == [
+        f"event #{trail[1].seq} of chain {trail[1].chain} was altered (its content does not match its hash)"
+    ]
 
 
 @pytest.mark.parametrize("key", [None, b"a key other than the exchange's"], ids=["unkeyed", "other-key"])
@@ -86,13 +88,16 @@ def test_a_chain_rehashed_without_the_key_is_reported(trail, key):
     with pytest.raises(CommandError, match="broken"):
         call_command("verify_audit")
     problems = services.audit_verify()
-    if key is None:
+    chain = trail[0].chain
+    if key is None and chain == 1:
         assert problems == [
-            f"events #1 to #{trail[-1].seq} are hashed without the audit key and no keyed event follows them "
-            "(forged, or never sealed by migration 0005)"
+            f"events #1 to #{trail[-1].seq} of chain 1 are hashed without the audit key and no keyed event follows "
+            "them (forged, or never sealed by migration 0005)"
         ]
     else:
-        assert problems == [f"event #{e.seq} was altered (its content does not match its hash)" for e in trail]
+        # Unkeyed rows are believed only as the start of chain 1, the chain that existed before keyed hashes.
+        altered = "was altered (its content does not match its hash)"
+        assert problems == [f"event #{e.seq} of chain {chain} {altered}" for e in trail]
 
 
 def test_the_key_in_force_decides(trail, settings):
@@ -123,34 +128,38 @@ def _seal() -> None:
     migration.seal_unkeyed_rows(apps, None)
 
 
-def test_unkeyed_rows_are_believed_once_sealed_by_a_keyed_row():
+def test_unkeyed_rows_are_believed_once_sealed_by_a_keyed_row(monkeypatch):
     # given a trail written before migration 0005 (plain SHA-256)
     rows = _unkeyed_rows(3)
     assert services.audit_verify() == [
-        "events #1 to #3 are hashed without the audit key and no keyed event follows them "
+        "events #1 to #3 of chain 1 are hashed without the audit key and no keyed event follows them "
         "(forged, or never sealed by migration 0005)"
     ]
     # when the migration seals it
     _seal()
     # then the trail is intact and ends in the keyed seal, which a second run does not repeat
-    seal = AuditEvent.objects.get(seq=4)
+    seal = AuditEvent.objects.get(chain=1, seq=4)
     assert (seal.verb, seal.payload, seal.prev_hash) == ("audit.seal", {"unkeyed_through": 3}, rows[-1].hash)
     assert services.audit_verify() == []
     _seal()
     assert AuditEvent.objects.count() == 4
-    # and new events chain on with the key
+    # and new events chain on with the key, on chain 1 and on the others
     services.audit_record(actor=None, verb="test.after")
+    assert AuditEvent.objects.get(verb="test.after").seq == 5
+    monkeypatch.setattr(services.audit_affinity, "chain", 2)
+    services.audit_record(actor=None, verb="test.elsewhere")
+    assert AuditEvent.objects.get(verb="test.elsewhere").seq == 1
     assert services.audit_verify() == []
 
 
 def test_a_sealed_unkeyed_row_cannot_be_rewritten():
     _unkeyed_rows(2)
     _seal()
-    victim = AuditEvent.objects.get(seq=1)
+    victim = AuditEvent.objects.get(chain=1, seq=1)
     victim.verb = "legacy.forged"
     forged = audit_hash(key=None, **_fields(victim))
-    _tamper(("UPDATE exchange_auditevent SET verb = %s, hash = %s WHERE seq = 1", [victim.verb, forged]))
-    assert services.audit_verify() == ["event #2 does not follow its predecessor (chain broken)"]
+    _tamper(("UPDATE exchange_auditevent SET verb = %s, hash = %s WHERE id = %s", [victim.verb, forged, victim.pk]))
+    assert services.audit_verify() == ["event #2 of chain 1 does not follow its predecessor (chain broken)"]
 
 
 def test_an_unkeyed_row_after_a_keyed_one_is_altered(trail):
@@ -159,9 +168,11 @@ def test_an_unkeyed_row_after_a_keyed_one_is_altered(trail):
     forged = audit_hash(key=None, **_fields(victim))
     _tamper(
         ("UPDATE exchange_auditevent SET verb = %s, hash = %s WHERE id = %s", [victim.verb, forged, victim.pk]),
-        ("UPDATE exchange_auditchainhead SET last_hash = %s WHERE id = 1", [forged]),
+        ("UPDATE exchange_auditchainhead SET last_hash = %s WHERE id = %s", [forged, victim.chain]),
     )
-    assert services.audit_verify() == [f"event #{victim.seq} was altered (its content does not match its hash)"]
+    assert services.audit_verify() == [
+        f"event #{victim.seq} of chain {victim.chain} was altered (its content does not match its hash)"
+    ]
 
 
 # --- Checkpoints -------------------------------------------------------------------------------------
@@ -171,11 +182,11 @@ def test_checkpoints_are_written_and_verified(trail, checkpoints, capsys):
     # when
     call_command("audit_checkpoint")
     # then
-    assert f"Checkpoint written: event #{trail[-1].seq}" in capsys.readouterr().out
+    assert f"Checkpoint written: {len(trail)} events on 1 chain(s)" in capsys.readouterr().out
     (line,) = checkpoints.read_text().splitlines()
     data = json.loads(line)
-    assert (data["seq"], data["hash"]) == (trail[-1].seq, trail[-1].hash)
-    assert Checkpoint.parse(line) == Checkpoint(seq=data["seq"], hash=data["hash"], at=data["at"])
+    assert data["chains"] == [[trail[-1].chain, trail[-1].seq, trail[-1].hash]]
+    assert Checkpoint.parse(line) == Checkpoint(ends=((trail[-1].chain, trail[-1].seq, trail[-1].hash),), at=data["at"])
     # and the trail grows on past it, checkpointed again
     services.audit_record(actor=None, verb="test.later")
     services.audit_checkpoint()
@@ -216,22 +227,26 @@ def test_a_trail_cut_back_below_a_checkpoint_is_reported(trail, checkpoints):
     services.audit_checkpoint()
     kept = trail[0]
     _tamper(
-        ("DELETE FROM exchange_auditevent WHERE seq > %s", [kept.seq]),
-        ("UPDATE exchange_auditchainhead SET last_seq = %s, last_hash = %s WHERE id = 1", [kept.seq, kept.hash]),
+        ("DELETE FROM exchange_auditevent WHERE chain = %s AND seq > %s", [kept.chain, kept.seq]),
+        (
+            "UPDATE exchange_auditchainhead SET last_seq = %s, last_hash = %s WHERE id = %s",
+            [kept.seq, kept.hash, kept.chain],
+        ),
     )
     # then the chain alone looks whole, but not against the checkpoint
     problems = services.audit_verify()
     assert len(problems) == 1
-    assert problems[0].startswith(f"the trail ends at event #{kept.seq} but the checkpoint of ")
+    assert problems[0].startswith(f"chain {kept.chain} ends at event #{kept.seq} but the checkpoint of ")
     assert problems[0].endswith(f"saw it reach #{trail[-1].seq} (events removed and the head reset)")
 
 
 def test_a_checkpointed_event_rewritten_is_reported(trail):
     checkpoint = services.audit_checkpoint()
     assert checkpoint is not None
-    _tamper(("UPDATE exchange_auditevent SET hash = %s WHERE seq = %s", ["f" * 64, checkpoint.seq]))
+    ((chain, seq, _hash),) = checkpoint.ends
+    _tamper(("UPDATE exchange_auditevent SET hash = %s WHERE chain = %s AND seq = %s", ["f" * 64, chain, seq]))
     rewritten = (
-        f"event #{checkpoint.seq} is not the one the checkpoint of {checkpoint.at} saw (the chain was rewritten)"
+        f"event #{seq} of chain {chain} is not the one the checkpoint of {checkpoint.at} saw (the chain was rewritten)"
     )
     assert rewritten in services.audit_verify()
 
@@ -251,7 +266,8 @@ def test_checkpoints_can_go_to_a_storage(trail, settings, tmp_path):
     assert len(list((tmp_path / "s" / "audit-checkpoints").iterdir())) == 2
     assert services.audit_verify() == []
     assert first is not None
-    _tamper(("UPDATE exchange_auditevent SET hash = %s WHERE seq = %s", ["e" * 64, first.seq]))
+    ((chain, seq, _hash),) = first.ends
+    _tamper(("UPDATE exchange_auditevent SET hash = %s WHERE chain = %s AND seq = %s", ["e" * 64, chain, seq]))
     assert any("is not the one the checkpoint" in p for p in services.audit_verify())
 
 
@@ -266,7 +282,7 @@ def test_the_nightly_task_checkpoints_an_intact_trail_only(trail, checkpoints):
     with pytest.raises(CommandError, match="no checkpoint written"):
         call_command("audit_checkpoint")
     # the hourly one does not verify: earlier checkpoints still catch a cut-back trail
-    assert audit_checkpoint_task.delay().get() == trail[-1].seq
+    assert audit_checkpoint_task.delay().get() == len(trail)
 
 
 def test_production_needs_an_audit_key(settings):

@@ -6,6 +6,7 @@ is created here (cluster-wide, idempotently), granted by `db_grant_app_role`, an
 
 import psycopg
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, connections, transaction
 
@@ -17,18 +18,18 @@ from tests.factories import MemberFirmFactory
 pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL triggers and roles")
 
 APP_ROLE = "exchange_test_app"
-FIELDS = ["seq", "prev_hash", "created_at", "actor_id", "actor_repr", "verb", "object_type", "object_id"]
+FIELDS = ["chain", "seq", "prev_hash", "created_at", "actor_id", "actor_repr", "verb", "object_type", "object_id"]
 FIELDS += ["object_repr", "payload", "request_id"]
 
 
 @pytest.fixture
-def trail(ops, boards):
+def trail(audit_chain, ops, boards):
     firm = MemberFirmFactory()
     services.firm_admit(firm=firm, board=boards["domestic"], actor=ops)
     return list(AuditEvent.objects.order_by("seq"))
 
 
-def _sql(sql: str, params: list | None = None) -> None:
+def _sql(sql: str, params: list | dict | None = None) -> None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 
@@ -54,11 +55,12 @@ def test_a_forged_chain_with_the_triggers_disabled_is_reported(trail):
             "UPDATE exchange_auditevent SET verb = %s, prev_hash = %s, hash = %s WHERE id = %s",
             [event.verb, event.prev_hash, event.hash, event.pk],
         )
-    _sql("UPDATE exchange_auditchainhead SET last_hash = %s WHERE id = 1", [prev])
-    # when / then
-    with pytest.raises(CommandError, match="broken: 1 problem"):
+    _sql("UPDATE exchange_auditchainhead SET last_hash = %s WHERE id = %s", [prev, trail[0].chain])
+    # when / then: unkeyed rows are believed only as the start of chain 1, sealed; anywhere else they are altered
+    with pytest.raises(CommandError, match=f"broken: {1 if trail[0].chain == 1 else len(trail)} problem"):
         call_command("verify_audit")
-    assert "hashed without the audit key" in services.audit_verify()[0]
+    problem = services.audit_verify()[0]
+    assert ("hashed without the audit key" if trail[0].chain == 1 else "was altered") in problem
 
 
 @pytest.mark.django_db
@@ -69,11 +71,11 @@ def test_a_truncated_and_reset_trail_is_reported_against_the_checkpoints(trail):
     _sql("SET CONSTRAINTS ALL IMMEDIATE")
     _sql("TRUNCATE exchange_auditevent")
     _disable("exchange_auditchainhead", "exchange_auditchainhead_forward")
-    _sql("UPDATE exchange_auditchainhead SET last_seq = 0, last_hash = '' WHERE id = 1")
-    # then the empty trail and its head agree, but not with the checkpoint
+    _sql("UPDATE exchange_auditchainhead SET last_seq = 0, last_hash = ''")
+    # then the empty trail and its heads agree, but not with the checkpoint
     with pytest.raises(CommandError, match="broken: 1 problem"):
         call_command("verify_audit")
-    assert services.audit_verify()[0].startswith("the trail ends at event #0 but the checkpoint of ")
+    assert services.audit_verify()[0].startswith(f"chain {trail[0].chain} ends at event #0 but the checkpoint of ")
 
 
 @pytest.mark.django_db
@@ -90,17 +92,22 @@ def test_truncate_is_refused_without_the_test_suites_setting(trail, table):
 @pytest.mark.parametrize(
     "sql",
     [
-        "UPDATE exchange_auditchainhead SET last_seq = last_seq - 1",
-        "UPDATE exchange_auditchainhead SET last_hash = 'f'",
-        "UPDATE exchange_auditchainhead SET last_seq = last_seq + 5",
+        "UPDATE exchange_auditchainhead SET last_seq = last_seq - 1 WHERE id = %(chain)s",
+        "UPDATE exchange_auditchainhead SET last_hash = 'f' WHERE id = %(chain)s",
+        "UPDATE exchange_auditchainhead SET last_seq = last_seq + 5 WHERE id = %(chain)s",
+        # another chain's head onto this chain's last event: it exists, but not in that chain
+        "UPDATE exchange_auditchainhead SET (last_seq, last_hash) = "
+        "(SELECT last_seq, last_hash FROM exchange_auditchainhead WHERE id = %(chain)s) WHERE id = %(chain)s + 1",
+        "UPDATE exchange_auditchainhead SET id = 99 WHERE id = %(chain)s",
     ],
-    ids=["backward", "other-hash", "onto-no-event"],
+    ids=["backward", "other-hash", "onto-no-event", "onto-another-chain", "renumbered"],
 )
-def test_the_head_moves_only_forward_onto_an_event(trail, sql):
+def test_a_head_moves_only_forward_onto_an_event_of_its_chain(trail, sql):
+    chain = trail[0].chain
     with pytest.raises(DatabaseError, match="only moves forward"), transaction.atomic():
-        _sql(sql)
-    head = AuditChainHead.objects.get()
-    assert (head.last_seq, head.last_hash) == (trail[-1].seq, trail[-1].hash)
+        _sql(sql, {"chain": chain})
+    heads = dict(AuditChainHead.objects.values_list("id", "last_seq"))
+    assert heads == {n: trail[-1].seq if n == chain else 0 for n in range(1, settings.AUDIT_CHAINS + 1)}
 
 
 @pytest.mark.django_db
@@ -145,6 +152,9 @@ def app_role(transactional_db):
         "TRUNCATE exchange_auditevent",
         "DELETE FROM exchange_auditchainhead",
         "TRUNCATE exchange_auditchainhead",
+        # heads are made by migrate, as the owner: an extra one is refused, and no head moves but forward
+        "INSERT INTO exchange_auditchainhead (id, last_seq, last_hash) VALUES (99, 0, '')",
+        "UPDATE exchange_auditchainhead SET last_seq = 0, last_hash = ''",
         "SET session_replication_role = replica",
     ],
 )

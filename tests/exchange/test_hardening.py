@@ -176,9 +176,11 @@ def test_switching_off_the_second_factor_in_production_fails_the_deploy_check(se
 def test_a_missing_chain_head_is_reported(ops):
     from exchange.models import AuditChainHead
 
-    services.audit_record(actor=ops, verb="test.event")
+    event = services.audit_record(actor=ops, verb="test.event")
     AuditChainHead.objects.all().delete()
-    assert services.audit_verify() == ["the chain's head row is missing (the trail's end cannot be checked)"]
+    assert services.audit_verify() == [
+        f"the head row of chain {event.chain} is missing (the chain's end cannot be checked)"
+    ]
 
 
 def test_the_api_key_page_is_never_cached(client, provider):

@@ -290,7 +290,7 @@ class TestDeviceAudit:
         device.delete()
         verbs = list(
             AuditEvent.objects.filter(object_id=str(ops.pk), verb__startswith="user.otp")
-            .order_by("seq")
+            .order_by("created_at", "id")
             .values_list("verb", flat=True)
         )
         assert verbs == ["user.otp_device_add", "user.otp_device_change", "user.otp_device_remove"]

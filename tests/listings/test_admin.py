@@ -576,7 +576,7 @@ def test_categories_are_added_and_edited_with_an_audit_row(client, ops):
     assert not category.is_active
     verbs = list(
         AuditEvent.objects.filter(object_type="listings.category", object_id=str(category.pk))
-        .order_by("seq")
+        .order_by("created_at", "id")
         .values_list("verb", flat=True)
     )
     assert verbs == ["category.create", "category.update"]

@@ -312,7 +312,9 @@ def test_the_product_page_shows_terms_before_anything_else(client, catalogue, in
     ):
         assert text in html, text
     assert html.index('id="licence"') < html.index('id="plans"')
-    assert "buy" not in html.lower().split('id="licence"')[1].split("</main>")[0].replace("buyer", "")
+    # and a Buy button on each plan the buyer may buy: the public plan and the private offer made to it
+    for plan in product.plans.filter(is_active=True):
+        assert f'href="/portal/products/{product.pk}/buy/{plan.pk}"' in html
     assert "Lodge an objection" not in html
 
 

@@ -28,7 +28,7 @@ Status = Revision.Status
 def verbs(product):
     return list(
         AuditEvent.objects.filter(object_type="listings.dataproduct", object_id=str(product.pk))
-        .order_by("seq")
+        .order_by("created_at", "id")
         .values_list("verb", flat=True)
     )
 

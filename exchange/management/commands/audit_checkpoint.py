@@ -1,4 +1,4 @@
-"""Write the audit chain's end (seq, hash, time) to the checkpoint sinks, outside the database."""
+"""Write every audit chain's end (chain, seq, hash) and the time to the checkpoint sinks, outside the database."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from exchange.services import audit_checkpoint
 
 class Command(BaseCommand):
     help = (
-        "Verify the audit trail, then record its end in AUDIT_CHECKPOINT_PATH / AUDIT_CHECKPOINT_STORAGE and the "
+        "Verify the audit trail, then record every chain's end in AUDIT_CHECKPOINT_PATH / AUDIT_CHECKPOINT_STORAGE and the "
         "exchange.audit.checkpoint log, where verify_audit will hold the trail against it."
     )
 
@@ -23,4 +23,8 @@ class Command(BaseCommand):
         if checkpoint is None:
             self.stdout.write("The audit trail is empty: nothing to checkpoint.")
         else:
-            self.stdout.write(self.style.SUCCESS(f"Checkpoint written: event #{checkpoint.seq} at {checkpoint.at}."))
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Checkpoint written: {checkpoint.events} events on {len(checkpoint.ends)} chain(s) at {checkpoint.at}."
+                )
+            )

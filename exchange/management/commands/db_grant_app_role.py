@@ -2,18 +2,26 @@
 
 Migrations run as the role that owns the tables; gunicorn and Celery connect as a DML-only role. Only an
 owner may ALTER a table or DISABLE its triggers, so the application's role cannot switch off the audit
-trail's append-only triggers; on top of that it gets no UPDATE, DELETE or TRUNCATE on the trail and cannot
-delete the chain's head (which a trigger lets move forward only). Idempotent: run it after every migrate.
+trail's append-only triggers; on top of that it gets no UPDATE, DELETE or TRUNCATE on the trail, and on the
+chains' heads only SELECT and UPDATE: every append moves one head forward (which a trigger allows only onto an
+event of that chain), but heads are created by `migrate`, as the owner, and never deleted. Idempotent: run it
+after every migrate.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
-from exchange.models import AuditChainHead, AuditEvent
+from exchange.models import AppendOnlyModel, AuditChainHead, AuditEvent
+
+
+def append_only_tables() -> list[str]:
+    """The tables of every installed model built on the core's AppendOnlyModel, whichever app it belongs to."""
+    return sorted(m._meta.db_table for m in apps.get_models() if issubclass(m, AppendOnlyModel))
 
 
 class Command(BaseCommand):
@@ -58,14 +66,19 @@ class Command(BaseCommand):
                 # Tables and sequences later migrations create (as this same owner) get the same grants.
                 f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema_q} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role_q}",
                 f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema_q} GRANT USAGE, SELECT ON SEQUENCES TO {role_q}",
-                # The trail is insert-only; the head row is updated by each append but never deleted.
+                # The trail is insert-only; each append updates one head, which migrate created and nobody deletes.
                 f"REVOKE UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES ON {q(audit)} FROM {role_q}",
-                f"REVOKE DELETE, TRUNCATE, TRIGGER, REFERENCES ON {q(head)} FROM {role_q}",
+                f"REVOKE INSERT, DELETE, TRUNCATE, TRIGGER, REFERENCES ON {q(head)} FROM {role_q}",
+                # Every other append-only table (the ledger's postings and entries): corrections are new rows.
+                *(
+                    f"REVOKE UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES ON {q(table)} FROM {role_q}"
+                    for table in append_only_tables()
+                ),
             ]:
                 cursor.execute(statement)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Granted {role} DML on {db_name}.{schema} (as {owner}), without UPDATE/DELETE/TRUNCATE on {audit} "
-                f"or DELETE/TRUNCATE on {head}."
+                f"or INSERT/DELETE/TRUNCATE on {head}."
             )
         )

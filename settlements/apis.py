@@ -1,0 +1,827 @@
+"""The trading API: orders (with a quote first), access requests, balances, statement lines and withdrawals.
+
+One class per operation (`<Entity><Action>Api`); reads go through settlements.selectors, which scope every list
+and every object to the caller's firm (another firm's id answers 404, as a missing one does); writes call the
+services. Money POSTs that create something (orders, withdrawals) require an `Idempotency-Key`
+(exchange.idempotency); access requests take one if given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.translation import gettext as _
+from django_countries import countries
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import serializers, status
+from rest_framework.generics import ListAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from compliance.apis import GATE_STATUSES
+from compliance.selectors import trade_precheck
+from exchange.api import ClosedObject, MoneyField, MoneyInputField, error_responses, require_body, text_field
+from exchange.exceptions import NotAllowed
+from exchange.idempotency import idempotent
+from exchange.models import ApiKey, MemberFirm
+from exchange.money import CURRENCY_CHOICES
+from exchange.pagination import IdCursorPagination
+from exchange.selectors import user_firm
+from exchange.types import AuthenticatedRequest
+from listings.models import DeliveryMode, PricePlan
+
+from . import selectors
+from .models import AccessRequest, Account, JournalEntry, Order, Withdrawal
+from .services import access, orders, withdrawals
+
+SCOPE_READ = "`insufficient_scope` (an API key without the `read` scope)"
+SCOPE_TRADE = "`insufficient_scope` (an API key without the `trade` scope)"
+NO_FIRM = "`no_firm` (a session of exchange staff, who belong to no firm)"
+CSRF = "`permission_denied` (a session request without its CSRF token)"
+ORDER_404 = "No such order, or one of another firm (the two are not told apart): `not_found`."
+REQUEST_404 = "No such access request, or one of another firm: `not_found`."
+WITHDRAWAL_404 = "No such withdrawal, or one of another firm: `not_found`."
+STATE_409 = "`invalid_transition`: the order's state does not allow it; `stale_state`: it changed meanwhile."
+ACTING = "not_allowed` (the caller is no administrator or trader of the firm on that side)"
+PLACE_403 = (
+    f"Not allowed: `{ACTING}, `staff_made_key` (an API key exchange staff made), `firm_not_verified`, `board_not_tradable` (the firm is not admitted to trade on the "
+    f"product's board), `own_product`, `restricted_party` (the buyer is on a restricted-party list), {SCOPE_TRADE}, {NO_FIRM}, {CSRF}."
+)
+PLACE_404 = "No such product, or one the caller may not see (not told apart): `not_found`."
+PLACE_409 = (
+    "The product's state: `not_listed`, `suspended`, `plan_retired`, `access_request_required` (its provider "
+    "approves each buyer: file an access request first), `no_fee_schedule`."
+)
+PLACE_422 = (
+    "`validation_error` (every field's messages in `details`: a plan of the product there is no such for the "
+    "caller, a delivery mode it does not offer, a destination other than the buyer's country, a usage budget "
+    "missing or not taken), `delivery_not_offered`, `plan_not_found`, `currency_not_held` (the firm holds no money "
+    "in the plan's currency), `insufficient_funds` (`details`: needed, available), `prohibited` (the compliance "
+    "rules prohibit the trade; `details`: decision, rules, reasons, missing)."
+)
+
+
+def _firm(request: Request) -> MemberFirm:
+    firm = user_firm(request.user)
+    if firm is None:
+        raise NotAllowed(_("Only members of a firm trade."), code="no_firm")
+    return firm
+
+
+def _require_firm_made_key(request: Request) -> None:
+    """Money leaves a firm's cash (an order, a withdrawal) only by its own people: through a session, or an API key
+    one of the firm's members made. A key exchange staff made for a member (support) reads and lists, but does not
+    spend or withdraw: a staff member with a key of their making would otherwise act with the firm's money."""
+    key = request.auth
+    if isinstance(key, ApiKey) and not key.firm.memberships.filter(user_id=key.created_by_id).exists():
+        raise NotAllowed(
+            _("This API key was made by the exchange's staff: a key the firm's administrator makes moves its money."),
+            code="staff_made_key",
+        )
+
+
+ID_PARAMETER = OpenApiParameter("id", int, OpenApiParameter.PATH)
+SIDES = [("buyer", "buyer"), ("provider", "provider")]
+# The schema's named enums (exchange/settings.py ENUM_NAME_OVERRIDES) need each choice set as a module constant.
+ORDER_GATE = [("cleared", "cleared"), ("held", "held")]
+MEMBER_ACCOUNTS = [(k, v) for k, v in Account.Kind.choices if k in Account.MEMBER_KINDS]
+
+
+# --- Shared output -------------------------------------------------------------------------------------------------
+
+
+class CounterpartySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField(source="legal_name_en", help_text="Its legal name in English.")
+    name_zh = serializers.CharField(source="legal_name_zh", help_text="Its legal name in Chinese, if any.")
+    country = serializers.CharField(help_text="ISO 3166-1 alpha-2 code of its country of registration.")
+
+
+class OrderEventSerializer(serializers.Serializer):
+    at = serializers.DateTimeField(source="created_at")
+    kind = serializers.CharField(help_text="`placed`, a status reached (`released`, `delivered`...), or `note`.")
+    old_status = serializers.ChoiceField(choices=Order.Status.choices, allow_blank=True, help_text="Empty if none.")
+    new_status = serializers.ChoiceField(choices=Order.Status.choices, allow_blank=True, help_text="Empty if none.")
+    by = serializers.SerializerMethodField(help_text="Who: a person's name, or null for the exchange's own steps.")
+    details = serializers.DictField(source="data", help_text="The reason or note, when there is one.")
+
+    def get_by(self, event: Any) -> str | None:
+        return event.actor.get_full_name() if event.actor_id else None
+
+
+class OrderComplianceSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=ORDER_GATE, help_text="What the gate decided when the order was placed.")
+    decision = serializers.CharField(help_text="The rules engine's decision (see compliance_assess).")
+    rules = serializers.ListField(child=serializers.CharField(), help_text="The rules that decided it.")
+    reasons = serializers.ListField(child=serializers.DictField(), help_text="Each reason with its legal source.")
+    missing = serializers.ListField(
+        child=serializers.DictField(), help_text="What a held order waits for (evidence kinds, an officer's review)."
+    )
+
+
+class OrderOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    reference = serializers.CharField(help_text="The order's number as people quote it, e.g. `DX-00000012`.")
+    status = serializers.ChoiceField(choices=Order.Status.choices)
+    side = serializers.SerializerMethodField(help_text="The caller's side of the order.")
+    buyer = CounterpartySerializer(source="buyer_firm")
+    provider = CounterpartySerializer(source="provider_firm")
+    product = serializers.IntegerField(source="product_id")
+    title_en = serializers.CharField(source="snapshot.revision.title_en")
+    title_zh = serializers.CharField(source="snapshot.revision.title_zh")
+    revision = serializers.IntegerField(source="snapshot.revision.number", help_text="The revision bought.")
+    plan = serializers.IntegerField(source="plan_id")
+    plan_kind = serializers.ChoiceField(source="snapshot.plan.kind", choices=PricePlan.Kind.choices)
+    currency = serializers.ChoiceField(choices=CURRENCY_CHOICES)
+    price = MoneyField(max_digits=18, decimal_places=2, currency_source="currency")
+    buyer_fee = serializers.SerializerMethodField(help_text="The exchange's fee to the buyer; null for the provider.")
+    provider_fee = serializers.SerializerMethodField(
+        help_text="The exchange's fee to the provider; null for the buyer."
+    )
+    usage_budget = MoneyField(
+        max_digits=18, decimal_places=2, currency_source="currency", help_text="Held for a metered plan's usage."
+    )
+    delivery_mode = serializers.ChoiceField(choices=DeliveryMode.choices)
+    intended_use = serializers.CharField()
+    destination = serializers.CharField(help_text="Where the data is used: the buyer's country.")
+    licence_en = serializers.CharField(source="snapshot.licence.en")
+    licence_zh = serializers.CharField(source="snapshot.licence.zh")
+    licence_terms = serializers.DictField(source="snapshot.licence.terms")
+    compliance = OrderComplianceSerializer(source="snapshot.compliance")
+    reason = serializers.CharField(help_text="Why it was cancelled, refused, disputed or refunded; else empty.")
+    placed_at = serializers.DateTimeField(source="created_at")
+    released_at = serializers.DateTimeField(allow_null=True)
+    delivered_at = serializers.DateTimeField(allow_null=True)
+    acceptance_due_at = serializers.DateTimeField(
+        allow_null=True, help_text="When a delivered order is accepted for the buyer unless it accepts or disputes."
+    )
+    accepted_at = serializers.DateTimeField(allow_null=True)
+    settled_at = serializers.DateTimeField(allow_null=True)
+    events = OrderEventSerializer(many=True, help_text="The order's timeline, oldest first.")
+
+    def _side(self, order: Order) -> str:
+        return "buyer" if order.buyer_firm_id == self.context["firm_id"] else "provider"
+
+    @extend_schema_field(serializers.ChoiceField(choices=SIDES))
+    def get_side(self, order: Order) -> str:
+        return self._side(order)
+
+    @extend_schema_field(MoneyField(max_digits=18, decimal_places=2, allow_null=True))
+    def get_buyer_fee(self, order: Order) -> str | None:
+        return str(order.buyer_fee) if self._side(order) == "buyer" else None
+
+    @extend_schema_field(MoneyField(max_digits=18, decimal_places=2, allow_null=True))
+    def get_provider_fee(self, order: Order) -> str | None:
+        return str(order.provider_fee) if self._side(order) == "provider" else None
+
+
+def _order_data(request: Request, order: Order) -> Any:
+    return OrderOutputSerializer(order, context={"firm_id": _firm(request).pk}).data
+
+
+# --- Orders --------------------------------------------------------------------------------------------------------
+
+
+class OrderInputSerializer(ClosedObject):
+    product = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="The product's id.")
+    plan = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="One of the product's plans.")
+    delivery_mode = serializers.ChoiceField(choices=DeliveryMode.choices, help_text="One the revision offers.")
+    intended_use = serializers.CharField(
+        max_length=2000,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="What the firm will use the data for (kept on the order); taken from the approved access request "
+        "when omitted there.",
+    )
+    destination = serializers.ChoiceField(
+        choices=list(countries),
+        required=False,
+        help_text="Where the data will be used; the buyer's country of registration (the default) is the one the "
+        "exchange assesses.",
+    )
+    usage_budget = MoneyInputField(
+        whole_digits=10,
+        decimal_places=2,
+        required=False,
+        allow_null=True,
+        help_text="Metered plans only: the budget for usage held in escrow, charged as calls are made.",
+    )
+
+
+def _order_arguments(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "product_id": data["product"],
+        "plan_id": data["plan"],
+        "delivery_mode": data["delivery_mode"],
+        "intended_use": data.get("intended_use", ""),
+        "destination": data.get("destination", ""),
+        "usage_budget": data.get("usage_budget"),
+    }
+
+
+class OrderQuoteApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        currency = serializers.ChoiceField(choices=CURRENCY_CHOICES)
+        price = MoneyField(max_digits=18, decimal_places=2, currency_source="currency")
+        buyer_fee = MoneyField(max_digits=18, decimal_places=2, currency_source="currency")
+        usage_budget = MoneyField(max_digits=18, decimal_places=2, currency_source="currency")
+        total = MoneyField(
+            max_digits=18, decimal_places=2, currency_source="currency", help_text="What moves to escrow."
+        )
+        cash_available = MoneyField(max_digits=18, decimal_places=2, currency_source="currency")
+        compliance = serializers.ChoiceField(
+            choices=GATE_STATUSES,
+            help_text="What the gate would decide now: cleared (released at once), held (placed, and waits for "
+            "compliance), prohibited (refused).",
+        )
+        missing = serializers.ListField(child=serializers.DictField(), help_text="What a hold would wait for.")
+        reasons = serializers.ListField(child=serializers.DictField(), help_text="The rules' reasons.")
+        licence_en = serializers.CharField()
+        licence_zh = serializers.CharField()
+        licence_terms = serializers.DictField()
+
+    @extend_schema(
+        operation_id="orders_quote",
+        summary="What an order would be (buyer)",
+        description="The checks and the amounts of an order, without placing it: the price, the buyer's fee and the "
+        "total that would move to escrow, the cash available, the compliance gate's verdict for the caller now, and "
+        "the licence the order would bind. Nothing is written. The refusals are those of `orders_create`.",
+        request=OrderInputSerializer,
+        responses={
+            200: OutputSerializer,
+            **error_responses({403: PLACE_403, 404: PLACE_404, 409: PLACE_409, 422: PLACE_422}, 403, 404, 409, 422),
+        },
+    )
+    def post(self, request: AuthenticatedRequest) -> Response:
+        serializer = OrderInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        terms = selectors.order_terms(user=request.user, **_order_arguments(serializer.validated_data))
+        verdict = trade_precheck(
+            product=terms.product, buyer_firm=terms.buyer_firm, delivery=terms.delivery_mode
+        ).for_buyer()
+        revision = terms.revision
+        data = {
+            "currency": terms.currency,
+            "price": terms.price,
+            "buyer_fee": terms.buyer_fee,
+            "usage_budget": terms.usage_budget,
+            "total": terms.total,
+            "cash_available": selectors.cash_available(firm_id=terms.buyer_firm.pk, currency=terms.currency),
+            "compliance": verdict.status,
+            "missing": verdict.missing,
+            "reasons": verdict.decision.get("reasons", []),
+            "licence_en": revision.licence_en,
+            "licence_zh": revision.licence_zh,
+            "licence_terms": revision.licence_terms,
+        }
+        return Response(OrderQuoteApi.OutputSerializer(data).data)
+
+
+class OrderCreateApi(APIView):
+    @idempotent(required=True)
+    @extend_schema(
+        operation_id="orders_create",
+        summary="Place an order (buyer)",
+        description="Moves the total (price, the buyer's fee, any usage budget) from the firm's cash to escrow and "
+        "lets the compliance gate decide, in one step: cleared, the order is `released` for delivery; held, it "
+        "waits in `compliance_hold` until a compliance officer clears it (then released) or refuses it (then "
+        "`refused`, the escrow returned); prohibited, nothing happens and the answer is 422 `prohibited`. Requires "
+        "an `Idempotency-Key`: a retry with the same key and body answers the same order, never a second one.",
+        request=OrderInputSerializer,
+        responses={
+            201: OrderOutputSerializer,
+            **error_responses({403: PLACE_403, 404: PLACE_404, 409: PLACE_409, 422: PLACE_422}, 403, 404, 409, 422),
+        },
+    )
+    def post(self, request: AuthenticatedRequest) -> Response:
+        _require_firm_made_key(request)
+        serializer = OrderInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        order = orders.order_place(actor=request.user, **_order_arguments(serializer.validated_data))
+        order = selectors.order_get_for_user(user=request.user, pk=order.pk)
+        return Response(
+            _order_data(request, order),
+            status=status.HTTP_201_CREATED,
+            headers={"Location": f"/api/v1/orders/{order.pk}"},
+        )
+
+
+class OrderListApi(ListAPIView):
+    serializer_class = OrderOutputSerializer
+    pagination_class = IdCursorPagination
+    filter_backends: list[Any] = []
+
+    class ParamsSerializer(ClosedObject):
+        side = serializers.ChoiceField(
+            choices=SIDES,
+            required=False,
+            help_text="Only the orders the firm placed (`buyer`) or received (`provider`); both when omitted.",
+        )
+        status = serializers.ChoiceField(choices=Order.Status.choices, required=False, help_text="Only this status.")
+
+    def get_queryset(self) -> Any:
+        params = OrderListApi.ParamsSerializer(
+            data={k: v for k, v in self.request.query_params.items() if k in ("side", "status")}
+        )
+        params.is_valid(raise_exception=True)
+        return selectors.order_list_for_firm(firm_id=_firm(self.request).pk, **params.validated_data)
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        return {**super().get_serializer_context(), "firm_id": _firm(self.request).pk}
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        assert page is not None
+        return self.get_paginated_response([_order_data(request, order) for order in page])
+
+    @extend_schema(
+        operation_id="orders_list",
+        summary="The firm's orders",
+        description="The orders the caller's firm placed or received, newest first, paged by cursor (follow `next`).",
+        parameters=[ParamsSerializer],
+        responses={200: OrderOutputSerializer(many=True), **error_responses({403: f"{SCOPE_READ}, {NO_FIRM}."}, 403)},
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class OrderDetailApi(APIView):
+    @extend_schema(
+        operation_id="orders_get",
+        summary="One of the firm's orders",
+        description="What was bought (as it was then), its money, its compliance decision and its timeline.",
+        parameters=[ID_PARAMETER],
+        responses={
+            200: OrderOutputSerializer,
+            **error_responses({403: f"{SCOPE_READ}, {NO_FIRM}.", 404: ORDER_404}, 403, 404),
+        },
+    )
+    def get(self, request: AuthenticatedRequest, pk: int) -> Response:
+        _firm(request)
+        return Response(_order_data(request, selectors.order_get_for_user(user=request.user, pk=pk)))
+
+
+class ReasonInputSerializer(ClosedObject):
+    reason = serializers.CharField(
+        max_length=2000, required=False, allow_blank=True, default="", help_text="Why; optional."
+    )
+
+
+class RequiredReasonInputSerializer(ClosedObject):
+    reason = text_field(max_length=2000, help_text="Why: the other side and the exchange read it.")
+
+
+class NoteInputSerializer(ClosedObject):
+    note = serializers.CharField(
+        max_length=2000, required=False, allow_blank=True, default="", help_text="How it was delivered; optional."
+    )
+
+
+def _order_step(
+    operation_id: str, summary: str, description: str, body: type | None, call: Any, *, e403: str
+) -> type[APIView]:
+    """An order's step as its own operation: the caller's firm's order, the service, the order as it is now."""
+
+    @extend_schema(
+        operation_id=operation_id,
+        summary=summary,
+        description=description,
+        parameters=[ID_PARAMETER],
+        request=body,
+        responses={
+            200: OrderOutputSerializer,
+            **error_responses(
+                {403: e403, 404: ORDER_404, 409: STATE_409, 422: "`validation_error`, `reason_required`."},
+                403,
+                404,
+                409,
+                422,
+            ),
+        },
+    )
+    def post(self: APIView, request: AuthenticatedRequest, pk: int) -> Response:
+        _firm(request)
+        order = selectors.order_get_for_user(user=request.user, pk=pk)
+        data: dict[str, Any] = {}
+        if body is not None:
+            require_body(request)
+            serializer = body(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            data = serializer.validated_data
+        call(order=order, actor=request.user, **data)
+        return Response(_order_data(request, selectors.order_get_for_user(user=request.user, pk=pk)))
+
+    name = "".join(part.title() for part in operation_id.split("_")) + "Api"
+    return type(name, (APIView,), {"post": post, "__doc__": description})
+
+
+BUYER_403 = f"Not allowed: `{ACTING} (the buyer's), {SCOPE_TRADE}, {NO_FIRM}, {CSRF}."
+PROVIDER_403 = f"Not allowed: `{ACTING} (the provider's), {SCOPE_TRADE}, {NO_FIRM}, {CSRF}."
+
+OrderCancelApi = _order_step(
+    "orders_cancel",
+    "Cancel an order (buyer)",
+    "Before delivery (held or released): the escrow returns to the firm's cash.",
+    ReasonInputSerializer,
+    orders.order_cancel,
+    e403=BUYER_403,
+)
+OrderConfirmDeliveryApi = _order_step(
+    "orders_confirm_delivery",
+    "Confirm delivery (provider)",
+    "The data is delivered: the buyer then accepts or disputes it, or it is accepted for the buyer when "
+    "`acceptance_due_at` passes.",
+    NoteInputSerializer,
+    orders.order_confirm_delivery,
+    e403=PROVIDER_403,
+)
+OrderAcceptApi = _order_step(
+    "orders_accept",
+    "Accept a delivery (buyer)",
+    "The escrow is then settled: the price net of the exchange's fee to the provider.",
+    None,
+    orders.order_accept,
+    e403=BUYER_403,
+)
+OrderDisputeApi = _order_step(
+    "orders_dispute",
+    "Dispute a delivery (buyer)",
+    "Within the acceptance window: the escrow stays held until the exchange's staff release or refund it.",
+    RequiredReasonInputSerializer,
+    orders.order_dispute,
+    e403=BUYER_403,
+)
+
+
+# --- Access requests ---------------------------------------------------------------------------------------------
+
+
+class AccessRequestOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=AccessRequest.Status.choices)
+    buyer = CounterpartySerializer(source="buyer_firm")
+    product = serializers.IntegerField(source="product_id")
+    revision = serializers.IntegerField(source="revision_number")
+    intended_use = serializers.CharField()
+    destination = serializers.CharField(help_text="ISO 3166-1 alpha-2, or empty on the domestic board.")
+    requested_at = serializers.DateTimeField(source="created_at")
+    expires_at = serializers.DateTimeField(help_text="The provider's answer is due by then, or the request expires.")
+    decided_at = serializers.DateTimeField(allow_null=True)
+    decision_reason = serializers.CharField(help_text="The provider's reason; empty if none.")
+    approval_expires_at = serializers.DateTimeField(
+        allow_null=True, help_text="An approval is good for one order until then."
+    )
+
+
+class AccessRequestCreateApi(APIView):
+    class InputSerializer(ClosedObject):
+        product = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="The product's id.")
+        intended_use = text_field(max_length=2000, help_text="What the firm will use the data for.")
+        destination = serializers.ChoiceField(
+            choices=list(countries), required=False, help_text="Where the data will be used (cross-border boards)."
+        )
+
+    @idempotent(required=False)
+    @extend_schema(
+        operation_id="access_requests_create",
+        summary="Ask a provider for access (buyer)",
+        description="For a product whose provider approves each buyer: the request states the intended use; the "
+        "provider approves or declines it, or it expires.",
+        request=InputSerializer,
+        responses={
+            201: AccessRequestOutputSerializer,
+            **error_responses(
+                {
+                    403: PLACE_403,
+                    404: PLACE_404,
+                    409: "`not_listed`, `approval_not_required` (order it directly), `access_request_open` (one is "
+                    "waiting or approved already).",
+                    422: "`validation_error`.",
+                },
+                403,
+                404,
+                409,
+                422,
+            ),
+        },
+    )
+    def post(self, request: AuthenticatedRequest) -> Response:
+        _firm(request)
+        serializer = AccessRequestCreateApi.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        created = access.access_request_create(
+            actor=request.user,
+            product_id=data["product"],
+            intended_use=data["intended_use"],
+            destination=data.get("destination", ""),
+        )
+        found = selectors.access_request_get_for_user(user=request.user, pk=created.pk)
+        return Response(AccessRequestOutputSerializer(found).data, status=status.HTTP_201_CREATED)
+
+
+class AccessRequestListApi(ListAPIView):
+    serializer_class = AccessRequestOutputSerializer
+    pagination_class = IdCursorPagination
+    filter_backends: list[Any] = []
+
+    class ParamsSerializer(ClosedObject):
+        side = serializers.ChoiceField(
+            choices=SIDES,
+            required=False,
+            help_text="The requests the firm filed (`buyer`) or received (`provider`); both when omitted.",
+        )
+        status = serializers.ChoiceField(choices=AccessRequest.Status.choices, required=False)
+
+    def get_queryset(self) -> Any:
+        params = AccessRequestListApi.ParamsSerializer(
+            data={k: v for k, v in self.request.query_params.items() if k in ("side", "status")}
+        )
+        params.is_valid(raise_exception=True)
+        return selectors.access_request_list_for_firm(firm_id=_firm(self.request).pk, **params.validated_data)
+
+    @extend_schema(
+        operation_id="access_requests_list",
+        summary="The firm's access requests",
+        description="Filed and received, newest first, paged by cursor.",
+        parameters=[ParamsSerializer],
+        responses={
+            200: AccessRequestOutputSerializer(many=True),
+            **error_responses({403: f"{SCOPE_READ}, {NO_FIRM}."}, 403),
+        },
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class AccessRequestDetailApi(APIView):
+    @extend_schema(
+        operation_id="access_requests_get",
+        summary="One of the firm's access requests",
+        parameters=[ID_PARAMETER],
+        responses={
+            200: AccessRequestOutputSerializer,
+            **error_responses({403: f"{SCOPE_READ}, {NO_FIRM}.", 404: REQUEST_404}, 403, 404),
+        },
+    )
+    def get(self, request: AuthenticatedRequest, pk: int) -> Response:
+        _firm(request)
+        return Response(
+            AccessRequestOutputSerializer(selectors.access_request_get_for_user(user=request.user, pk=pk)).data
+        )
+
+
+def _request_step(operation_id: str, summary: str, body: type | None, call: Any, *, e403: str) -> type[APIView]:
+    @extend_schema(
+        operation_id=operation_id,
+        summary=summary,
+        parameters=[ID_PARAMETER],
+        request=body,
+        responses={
+            200: AccessRequestOutputSerializer,
+            **error_responses(
+                {
+                    403: e403,
+                    404: REQUEST_404,
+                    409: "`invalid_transition`: already answered, withdrawn, used or expired; `expired`; "
+                    "`stale_state`.",
+                    422: "`validation_error`, `reason_required`.",
+                },
+                403,
+                404,
+                409,
+                422,
+            ),
+        },
+    )
+    def post(self: APIView, request: AuthenticatedRequest, pk: int) -> Response:
+        _firm(request)
+        found = selectors.access_request_get_for_user(user=request.user, pk=pk)
+        data: dict[str, Any] = {}
+        if body is not None:
+            require_body(request)
+            serializer = body(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            data = serializer.validated_data
+        call(request=found, actor=request.user, **data)
+        return Response(
+            AccessRequestOutputSerializer(selectors.access_request_get_for_user(user=request.user, pk=pk)).data
+        )
+
+    name = "".join(part.title() for part in operation_id.split("_")) + "Api"
+    return type(name, (APIView,), {"post": post})
+
+
+AccessRequestApproveApi = _request_step(
+    "access_requests_approve", "Approve an access request (provider)", ReasonInputSerializer,
+    access.access_request_approve, e403=PROVIDER_403,
+)  # fmt: skip
+AccessRequestDeclineApi = _request_step(
+    "access_requests_decline", "Decline an access request (provider)", RequiredReasonInputSerializer,
+    access.access_request_decline, e403=PROVIDER_403,
+)  # fmt: skip
+AccessRequestWithdrawApi = _request_step(
+    "access_requests_withdraw", "Withdraw an access request (buyer)", None,
+    access.access_request_withdraw, e403=BUYER_403,
+)  # fmt: skip
+
+
+# --- Balances and statement lines -------------------------------------------------------------------------------
+
+
+class BalanceListApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        currency = serializers.ChoiceField(choices=CURRENCY_CHOICES)
+        cash = MoneyField(max_digits=18, decimal_places=2, help_text="Available to spend or withdraw.")
+        escrow = MoneyField(max_digits=18, decimal_places=2, help_text="Held for the firm's open orders.")
+        payable = MoneyField(
+            max_digits=18, decimal_places=2, help_text="Owed to the firm from settled sales, awaiting payout."
+        )
+        withdrawal = MoneyField(max_digits=18, decimal_places=2, help_text="Withdrawals requested, not yet paid.")
+
+    @extend_schema(
+        operation_id="balances_list",
+        summary="The firm's balances",
+        description="Per currency the firm holds at the exchange.",
+        responses={200: OutputSerializer(many=True), **error_responses({403: f"{SCOPE_READ}, {NO_FIRM}."}, 403)},
+    )
+    def get(self, request: AuthenticatedRequest) -> Response:
+        balances = selectors.balances_for_firm(firm_id=_firm(request).pk)
+        return Response(BalanceListApi.OutputSerializer(balances, many=True).data)
+
+
+class StatementLineListApi(ListAPIView):
+    pagination_class = IdCursorPagination
+    filter_backends: list[Any] = []
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        at = serializers.DateTimeField(source="entry.created_at")
+        account = serializers.ChoiceField(source="account.kind", choices=Account.Kind.choices)
+        currency = serializers.ChoiceField(choices=CURRENCY_CHOICES)
+        amount = serializers.SerializerMethodField(
+            help_text="The change of the account's balance: positive in, negative out, e.g. `-1200.00`."
+        )
+        kind = serializers.ChoiceField(source="entry.kind", choices=JournalEntry.Kind.choices)
+        memo = serializers.CharField(source="entry.memo")
+        order = serializers.SerializerMethodField(help_text="The order's id, for a line of an order; else null.")
+
+        @extend_schema_field(MoneyField(max_digits=18, decimal_places=2))
+        def get_amount(self, posting: Any) -> str:
+            # Postings are signed debit positive; a member's accounts are credit-normal: the firm's view is the
+            # change of what the exchange owes it.
+            return str(posting.amount * posting.account.sign)
+
+        @extend_schema_field(serializers.IntegerField(allow_null=True))
+        def get_order(self, posting: Any) -> int | None:
+            charge = posting.entry.charge
+            return charge.order_id if charge is not None else None
+
+    class ParamsSerializer(ClosedObject):
+        currency = serializers.ChoiceField(choices=CURRENCY_CHOICES, required=False)
+        account = serializers.ChoiceField(choices=MEMBER_ACCOUNTS, required=False)
+
+    def get_queryset(self) -> Any:
+        params = StatementLineListApi.ParamsSerializer(
+            data={k: v for k, v in self.request.query_params.items() if k in ("currency", "account")}
+        )
+        params.is_valid(raise_exception=True)
+        lines = selectors.statement_lines(firm_id=_firm(self.request).pk)
+        if "currency" in params.validated_data:
+            lines = lines.filter(currency=params.validated_data["currency"])
+        if "account" in params.validated_data:
+            lines = lines.filter(account__kind=params.validated_data["account"])
+        return lines
+
+    def get_serializer_class(self) -> Any:
+        return StatementLineListApi.OutputSerializer
+
+    @extend_schema(
+        operation_id="statement_lines_list",
+        summary="The firm's statement lines",
+        description="Every movement on the firm's accounts, newest first, paged by cursor.",
+        parameters=[ParamsSerializer],
+        responses={
+            200: OutputSerializer(many=True),
+            **error_responses({403: f"{SCOPE_READ}, {NO_FIRM}."}, 403),
+        },
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+# --- Withdrawals ---------------------------------------------------------------------------------------------------
+
+
+class WithdrawalOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=Withdrawal.Status.choices)
+    currency = serializers.ChoiceField(choices=CURRENCY_CHOICES)
+    amount = MoneyField(max_digits=18, decimal_places=2, currency_source="currency")
+    bank_account = serializers.CharField()
+    requested_at = serializers.DateTimeField()
+    paid_at = serializers.DateTimeField(allow_null=True)
+    bank_reference = serializers.CharField(help_text="The bank's reference of the payment, once paid.")
+    reason = serializers.CharField(help_text="Why it was rejected; else empty.")
+
+
+WITHDRAWAL_403 = (
+    f"Not allowed: `not_allowed` (only the firm's administrators), `staff_made_key` (an API key exchange staff "
+    f"made), {SCOPE_TRADE}, {NO_FIRM}, {CSRF}."
+)
+
+
+class WithdrawalCreateApi(APIView):
+    class InputSerializer(ClosedObject):
+        currency = serializers.ChoiceField(choices=CURRENCY_CHOICES)
+        amount = MoneyInputField(whole_digits=10, decimal_places=2, help_text="Up to the cash available.")
+        bank_account = text_field(
+            max_length=500, help_text="Account holder, number and bank: the firm's account on file."
+        )
+
+    @idempotent(required=True)
+    @extend_schema(
+        operation_id="withdrawals_create",
+        summary="Request a withdrawal (firm administrator)",
+        description="The amount leaves the cash available at once and waits until the exchange's settlement clerks "
+        "approve it (two of them above a limit) and pay it. Requires an `Idempotency-Key`.",
+        request=InputSerializer,
+        responses={
+            201: WithdrawalOutputSerializer,
+            **error_responses(
+                {
+                    403: WITHDRAWAL_403,
+                    422: "`validation_error`; `insufficient_funds` (more than the cash available).",
+                },
+                403,
+                422,
+            ),
+        },
+    )
+    def post(self, request: AuthenticatedRequest) -> Response:
+        firm = _firm(request)
+        _require_firm_made_key(request)
+        serializer = WithdrawalCreateApi.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        created = withdrawals.withdrawal_request(firm=firm, actor=request.user, **serializer.validated_data)
+        found = selectors.withdrawal_get_for_user(user=request.user, pk=created.pk)
+        return Response(WithdrawalOutputSerializer(found).data, status=status.HTTP_201_CREATED)
+
+
+class WithdrawalListApi(ListAPIView):
+    serializer_class = WithdrawalOutputSerializer
+    pagination_class = IdCursorPagination
+    filter_backends: list[Any] = []
+
+    def get_queryset(self) -> Any:
+        return selectors.withdrawal_list_for_firm(firm_id=_firm(self.request).pk)
+
+    @extend_schema(
+        operation_id="withdrawals_list",
+        summary="The firm's withdrawals",
+        description="Newest first, paged by cursor.",
+        responses={
+            200: WithdrawalOutputSerializer(many=True),
+            **error_responses({403: f"{SCOPE_READ}, {NO_FIRM}."}, 403),
+        },
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class WithdrawalDetailApi(APIView):
+    @extend_schema(
+        operation_id="withdrawals_get",
+        summary="One of the firm's withdrawals",
+        parameters=[ID_PARAMETER],
+        responses={
+            200: WithdrawalOutputSerializer,
+            **error_responses({403: f"{SCOPE_READ}, {NO_FIRM}.", 404: WITHDRAWAL_404}, 403, 404),
+        },
+    )
+    def get(self, request: AuthenticatedRequest, pk: int) -> Response:
+        _firm(request)
+        return Response(WithdrawalOutputSerializer(selectors.withdrawal_get_for_user(user=request.user, pk=pk)).data)
+
+
+class WithdrawalCancelApi(APIView):
+    @extend_schema(
+        operation_id="withdrawals_cancel",
+        summary="Cancel a withdrawal (firm administrator)",
+        description="Before a clerk has approved it: the amount returns to the cash available.",
+        parameters=[ID_PARAMETER],
+        request=None,
+        responses={
+            200: WithdrawalOutputSerializer,
+            **error_responses(
+                {403: WITHDRAWAL_403, 404: WITHDRAWAL_404, 409: "`invalid_transition`, `stale_state`."}, 403, 404, 409
+            ),
+        },
+    )
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
+        _firm(request)
+        found = selectors.withdrawal_get_for_user(user=request.user, pk=pk)
+        withdrawals.withdrawal_cancel(withdrawal=found, actor=request.user)
+        return Response(WithdrawalOutputSerializer(selectors.withdrawal_get_for_user(user=request.user, pk=pk)).data)

@@ -1,0 +1,639 @@
+"""Orders: placed through the compliance gate with their money in escrow, then released, delivered, accepted and
+settled to the provider, or cancelled, refused by compliance, disputed and refunded.
+
+Every transition is one service here: it checks who may act, moves the status with the core's compare-and-swap
+(`exchange.transitions.transition`), writes the order's timeline (OrderEvent) and the audit trail, posts the
+money through the one posting service (`.ledger.entry_post`) and publishes the order's event to the outbox, all in
+one transaction.
+
+Locks, always in this order so that two transactions never wait on each other in a circle: the order's row (an
+order already placed), the accounts its money moves (in primary-key order, all of them at once: `_lock_accounts`,
+the posting service), the exporter's yearly counter and filings (by the gate), and last the audit trail's head row,
+which every status move writes (so the accounts are locked before the status moves, never after). The product and
+the plan are share-locked first (orders do not wait for each other, only a suspension or a retirement for them).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from compliance.models import ComplianceCase
+from compliance.selectors import CLEARED, HELD, PROHIBITED
+from compliance.services.counters import export_record
+from compliance.services.gate import trade_decide
+from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed, require_reason
+from exchange.models import Membership, User
+from exchange.money import allocate
+from exchange.outbox import outbox_publish
+from exchange.selectors import user_membership
+from exchange.services import audit_record
+from exchange.transitions import assert_can_transition, transition
+
+from ..models import AccessRequest, Account, Charge, JournalEntry, Order, OrderEvent
+from ..permissions import require_refund_clerk
+from ..selectors import OrderTerms, order_terms
+from .ledger import InsufficientFunds, Leg, account_for, accounts_lock, entry_post, exchange_account
+
+S = Order.Status
+# Charges settled when the order is accepted; a metered plan's usage budget stays in escrow for its usage.
+SETTLED_ON_ACCEPTANCE = (Charge.Kind.PURCHASE, Charge.Kind.PERIOD)
+# Decisions that are no export to count (the data does not leave, or the trade does not happen).
+NOT_AN_EXPORT = ("no_transfer", "prohibited")
+
+
+class OrderRefused(ApplicationError):
+    """The compliance engine prohibits the trade: nothing was written, no money moved."""
+
+    code = "prohibited"
+    status_code = 422
+
+
+# --- The timeline and the outbox ---------------------------------------------------------------------------------
+
+
+def _event(order: Order, kind: str, actor: User | None, *, old: str = "", new: str = "", **data: Any) -> None:
+    OrderEvent.objects.create(order=order, kind=kind, actor=actor, old_status=old, new_status=new, data=data)
+
+
+def _publish(order: Order, topic: str, **extra: Any) -> None:
+    outbox_publish(
+        topic=f"order.{topic}",
+        key=str(order.pk),
+        payload={
+            "order": order.pk,
+            "reference": order.reference,
+            "status": order.status,
+            "buyer_firm": order.buyer_firm_id,
+            "provider_firm": order.provider_firm_id,
+            "product": order.product_id,
+            "currency": order.currency,
+            "price": str(order.price),
+            **extra,
+        },
+    )
+
+
+def _move(order: Order, to: str, *, actor: User | None, verb: str, why: str = "", **fields: Any) -> Order:
+    """The order's status along an allowed edge, with its timeline row and audit row, in the caller's transaction.
+    `why` is recorded on both and kept as the order's `reason`."""
+    if why:
+        fields["reason"] = why
+
+    def record(order: Order, old: str, new: str) -> None:
+        _event(order, new, actor, old=old, new=new, **({"reason": why} if why else {}))
+
+    return transition(
+        order,
+        to=to,
+        allowed=Order.ALLOWED,
+        actor=actor,
+        verb=f"settlements.order_{verb}",
+        payload={"reference": order.reference, **({"reason": why} if why else {})},
+        extra_fields=fields,
+        record=record,
+        stale_message=_("This order was changed meanwhile; reload it and try again."),
+    )
+
+
+# --- Who may act on an order ---------------------------------------------------------------------------------------
+
+ACTING_ROLES = (Membership.Role.FIRM_ADMIN, Membership.Role.TRADER)
+
+
+def _require_side(actor: User, firm_id: int, message: str) -> None:
+    membership = user_membership(actor)
+    if membership is None or membership.firm_id != firm_id or membership.role not in ACTING_ROLES:
+        raise NotAllowed(message)
+
+
+def may_act_as_buyer(user: Any, order: Order) -> bool:
+    membership = user_membership(user)
+    return membership is not None and membership.firm_id == order.buyer_firm_id and membership.role in ACTING_ROLES
+
+
+def may_act_as_provider(user: Any, order: Order) -> bool:
+    membership = user_membership(user)
+    return membership is not None and membership.firm_id == order.provider_firm_id and membership.role in ACTING_ROLES
+
+
+# --- Money of charges -------------------------------------------------------------------------------------------
+
+
+def _fund(charge: Charge, actor: User | None) -> None:
+    order = charge.order
+    cash = account_for(firm=order.buyer_firm, kind=Account.Kind.CASH, currency=charge.currency)
+    escrow = account_for(firm=order.buyer_firm, kind=Account.Kind.ESCROW, currency=charge.currency)
+    entry_post(
+        kind=JournalEntry.Kind.FUNDING,
+        reference=f"charge:{charge.pk}",
+        legs=[Leg(cash, -charge.total), Leg(escrow, charge.total)],
+        actor=actor,
+        memo=_("%(order)s: %(charge)s held in escrow")
+        % {"order": order.reference, "charge": charge.get_kind_display()},
+        charge=charge,
+    )
+
+
+def _close_charge(charge: Charge, *, refund: Decimal, actor: User | None, memo: str) -> None:
+    """End a held charge: `refund` back to the buyer's cash, the rest to the provider and the exchange's fees in
+    proportion to what the charge held for each (exchange.money.allocate: the parts sum to the rest exactly)."""
+    charge = Charge.objects.select_for_update().select_related("order").get(pk=charge.pk)
+    if charge.status != Charge.Status.HELD:
+        return  # closed by an earlier run of the same operation
+    order = charge.order
+    currency = charge.currency
+    rest = charge.total - refund
+    # Until usage is metered and charged from it (with delivery), no part of a usage budget is the provider's.
+    assert charge.kind != Charge.Kind.USAGE_BUDGET or rest == 0, "a usage budget only ever returns to the buyer"
+    provider_net, fees = (
+        allocate(rest, [charge.price - charge.provider_fee, charge.provider_fee + charge.buyer_fee], currency)
+        if rest > 0
+        else [Decimal("0.00"), Decimal("0.00")]
+    )
+    escrow = account_for(firm=order.buyer_firm, kind=Account.Kind.ESCROW, currency=currency)
+    if refund > 0:
+        cash = account_for(firm=order.buyer_firm, kind=Account.Kind.CASH, currency=currency)
+        entry_post(
+            kind=JournalEntry.Kind.REFUND,
+            reference=f"charge:{charge.pk}",
+            legs=[Leg(escrow, -refund), Leg(cash, refund)],
+            actor=actor,
+            memo=memo,
+            charge=charge,
+        )
+    if rest > 0:
+        legs = [Leg(escrow, -rest)]
+        if provider_net:
+            legs.append(
+                Leg(account_for(firm=order.provider_firm, kind=Account.Kind.PAYABLE, currency=currency), provider_net)
+            )
+        if fees:
+            legs.append(Leg(exchange_account(kind=Account.Kind.FEE_REVENUE, currency=currency), fees))
+        entry_post(
+            kind=JournalEntry.Kind.SETTLEMENT,
+            reference=f"charge:{charge.pk}",
+            legs=legs,
+            actor=actor,
+            memo=memo,
+            charge=charge,
+        )
+    status = Charge.Status.REFUNDED if rest == 0 else Charge.Status.SETTLED
+    Charge.objects.filter(pk=charge.pk, status=Charge.Status.HELD).update(
+        status=status, refunded=refund, provider_net=provider_net, fee_collected=fees, closed_at=timezone.now()
+    )
+
+
+def _return_all(order: Order, actor: User | None, memo: str) -> Decimal:
+    """Every charge the order still holds back to the buyer's cash; what was returned."""
+    returned = Decimal("0.00")
+    for charge in order.charges.filter(status=Charge.Status.HELD).order_by("pk"):
+        _close_charge(charge, refund=charge.total, actor=actor, memo=memo)
+        returned += charge.total
+    return returned
+
+
+def _lock_accounts(order: Order, *, settling: bool = False) -> None:
+    """Lock the accounts an operation on the order will move, in primary-key order, before it moves the order's
+    status: the buyer's cash and escrow, and when part of the money goes on to the provider (`settling`) its payable
+    and the fee revenue. A status move writes the audit trail, whose head row every audited write holds until its
+    transaction ends, and a placement locks the buyer's accounts first and audits last: locking the accounts only
+    after the move deadlocked with the buyer's next order."""
+    accounts = list(
+        Account.objects.filter(
+            firm_id=order.buyer_firm_id, currency=order.currency, kind__in=[Account.Kind.CASH, Account.Kind.ESCROW]
+        )
+    )
+    if settling:
+        accounts += [
+            account_for(firm=order.provider_firm, kind=Account.Kind.PAYABLE, currency=order.currency),
+            exchange_account(kind=Account.Kind.FEE_REVENUE, currency=order.currency),
+        ]
+    accounts_lock(accounts)
+
+
+# --- Placing an order ---------------------------------------------------------------------------------------------
+
+
+def _snapshot(terms: OrderTerms, clearance: Any) -> dict[str, Any]:
+    revision, plan, product = terms.revision, terms.plan, terms.product
+    assessment = clearance.decided.assessment
+    return {
+        "product": {"id": product.pk, "board": product.board.code, "provider": product.provider_id},
+        "revision": {
+            "number": revision.number,
+            "title_en": revision.title_en,
+            "title_zh": revision.title_zh,
+            "delivery_modes": revision.delivery_modes,
+            "requires_approval": revision.requires_approval,
+        },
+        "plan": {
+            "id": plan.pk,
+            "name_en": plan.name_en,
+            "name_zh": plan.name_zh,
+            "kind": plan.kind,
+            "period": plan.period,
+            "currency": plan.currency,
+            "amount": str(plan.amount),
+            "included_calls": plan.included_calls,
+            "unit_price": None if plan.unit_price is None else str(plan.unit_price),
+            "private": plan.is_private,
+        },
+        "licence": {"en": revision.licence_en, "zh": revision.licence_zh, "terms": revision.licence_terms},
+        "fees": terms.schedule.snapshot(),
+        "charges": [
+            {
+                "kind": c.kind,
+                "price": str(c.fees.price),
+                "buyer_fee": str(c.fees.buyer_fee),
+                "provider_fee": str(c.fees.provider_fee),
+                "period_start": c.period_start.isoformat() if c.period_start else None,
+                "period_end": c.period_end.isoformat() if c.period_end else None,
+            }
+            for c in terms.charges
+        ],
+        "stated": {"intended_use": terms.intended_use, "destination": terms.destination},
+        "compliance": {
+            "assessment": assessment.pk,
+            "status": clearance.status,
+            "decision": assessment.decision,
+            "rules": assessment.rules,
+            "reasons": assessment.reasons,
+            "rule_version": assessment.rule_version,
+            "missing": clearance.missing,
+            "case": clearance.case.pk if clearance.case else None,
+        },
+    }
+
+
+@transaction.atomic
+def order_place(
+    *,
+    actor: User,
+    product_id: Any,
+    plan_id: Any,
+    delivery_mode: str,
+    intended_use: str = "",
+    destination: str = "",
+    usage_budget: Decimal | None = None,
+) -> Order:
+    """Place an order: check it, move its money from the buyer's cash to escrow and let the compliance gate decide,
+    in one transaction. Prohibited: refused before any money moves (nothing is written). Cleared: released, and the
+    export counted. Held: waits in `compliance_hold` with the gate's case."""
+    terms = order_terms(
+        user=actor,
+        product_id=product_id,
+        plan_id=plan_id,
+        delivery_mode=delivery_mode,
+        intended_use=intended_use,
+        destination=destination,
+        usage_budget=usage_budget,
+        for_update=True,
+    )
+    buyer, product, currency = terms.buyer_firm, terms.product, terms.currency
+    if terms.total > 0:
+        # The buyer's cash and escrow, locked first (the posting service locks the same rows, in the same order):
+        # of two orders against one balance, the second waits here and then sees what the first left.
+        cash = account_for(firm=buyer, kind=Account.Kind.CASH, currency=currency)
+        escrow = account_for(firm=buyer, kind=Account.Kind.ESCROW, currency=currency)
+        locked = accounts_lock([cash, escrow])
+        if locked[cash.pk].balance < terms.total:
+            raise InsufficientFunds(
+                _("Not enough cash: %(total)s %(currency)s needed, %(balance)s available.")
+                % {"total": terms.total, "currency": currency, "balance": locked[cash.pk].balance},
+                details={"needed": str(terms.total), "available": str(locked[cash.pk].balance), "currency": currency},
+            )
+    clearance = trade_decide(product=product, buyer_firm=buyer, delivery=terms.delivery_mode, as_of=terms.day)
+    if clearance.status == PROHIBITED:
+        raise OrderRefused(
+            _("The compliance rules prohibit this trade."),
+            details={
+                "decision": clearance.decision["decision"],
+                "rules": clearance.decision["rules"],
+                "reasons": clearance.decision["reasons"],
+                "missing": clearance.missing,
+            },
+        )
+    assert clearance.decided is not None
+    order = Order(
+        buyer_firm=buyer,
+        placed_by=actor,
+        provider_firm_id=product.provider_id,
+        board_id=product.board_id,
+        product=product,
+        revision=terms.revision,
+        plan=terms.plan,
+        currency=currency,
+        price=terms.price,
+        buyer_fee=terms.buyer_fee,
+        provider_fee=terms.provider_fee,
+        usage_budget=terms.usage_budget,
+        delivery_mode=terms.delivery_mode,
+        intended_use=terms.intended_use,
+        destination=terms.destination,
+        snapshot=_snapshot(terms, clearance),
+        assessment=clearance.decided.assessment,
+        case=clearance.case if clearance.status == HELD else None,
+        access_request=terms.access_request,
+    )
+    order.full_clean(exclude=["snapshot", "assessment", "case", "access_request", "revision", "plan", "product"])
+    order.save()
+    for sequence, c in enumerate(terms.charges, start=1):
+        charge = Charge.objects.create(
+            order=order,
+            kind=c.kind,
+            sequence=1 if c.kind != Charge.Kind.USAGE_BUDGET else sequence,
+            period_start=c.period_start,
+            period_end=c.period_end,
+            currency=currency,
+            price=c.fees.price,
+            buyer_fee=c.fees.buyer_fee,
+            provider_fee=c.fees.provider_fee,
+        )
+        _fund(charge, actor)
+    if terms.access_request is not None:
+        transition(
+            terms.access_request,
+            to=AccessRequest.Status.USED,
+            allowed=AccessRequest.ALLOWED,
+            actor=actor,
+            verb="settlements.access_request_used",
+            payload={"order": order.pk},
+        )
+    _event(order, "placed", actor, new=S.CREATED, total=str(order.total), currency=currency)
+    audit_record(
+        actor=actor,
+        verb="settlements.order_placed",
+        target=order,
+        payload={
+            "reference": order.reference,
+            "total": str(order.total),
+            "currency": currency,
+            "gate": clearance.status,
+        },
+    )
+    _publish(order, "created", total=str(order.total))
+    if clearance.status == CLEARED:
+        _release(order, clearance, actor=actor)
+    else:
+        order = _move(order, S.COMPLIANCE_HOLD, actor=None, verb="held")
+        _publish(order, "held", case=order.case_id, missing=clearance.missing)
+    return order
+
+
+def _release(order: Order, clearance: Any, *, actor: User | None) -> Order:
+    """The gate cleared it: count the export (same transaction, same counter lock) and release the order."""
+    if clearance.decided.assessment.decision not in NOT_AN_EXPORT:
+        export_record(decided=clearance.decided, actor=actor)
+    order = _move(order, S.RELEASED, actor=actor, verb="released", released_at=timezone.now())
+    _publish(order, "released", assessment=clearance.decided.assessment.pk)
+    return order
+
+
+# --- What compliance decided about a held order (outbox subscribers call these) ---------------------------------------
+
+
+@transaction.atomic
+def order_compliance_recheck(*, order: Order) -> Order:
+    """Decide a held order again (its case was cleared): cleared, it is released and its export counted now; held
+    still, it waits with the gate's current case; prohibited now (the buyer was listed meanwhile), it is refused and
+    its escrow returned. A product no longer on sale refuses it too. Idempotent: an order no longer held is left."""
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    if order.status != S.COMPLIANCE_HOLD:
+        return order
+    # The buyer's accounts before the exporter's counter, which the gate locks (the order of locks above): refused
+    # on the recheck, the order returns its escrow after the gate's decision, and taking the accounts only then
+    # deadlocked with the buyer's next order, which holds them and waits for the counter.
+    _lock_accounts(order)
+    product = order.product
+    try:
+        clearance = trade_decide(product=product, buyer_firm=order.buyer_firm, delivery=order.delivery_mode)
+    except ApplicationError as exc:
+        return _refuse(order, reason=exc.message)
+    if product.listed_revision_id != order.revision_id:
+        return _refuse(order, reason=_("The product has a new revision since the order; order it again."))
+    if clearance.status == CLEARED:
+        return _release(order, clearance, actor=None)
+    if clearance.status == PROHIBITED:
+        reasons = "; ".join(f"{r.get('rule', '')}: {r.get('text_en', '')}" for r in clearance.decision["reasons"])
+        return _refuse(order, reason=reasons or _("The compliance rules prohibit this trade."))
+    if clearance.case is not None and clearance.case.pk != order.case_id:
+        Order.objects.filter(pk=order.pk).update(case=clearance.case)
+        order.case = clearance.case
+        _event(order, "case_changed", None, case=clearance.case.pk, missing=clearance.missing)
+    return order
+
+
+def _refuse(order: Order, *, reason: str) -> Order:
+    order = _move(order, S.REFUSED, actor=None, verb="refused", why=reason, closed_at=timezone.now())
+    returned = _return_all(
+        order, None, _("%(order)s refused by compliance: escrow returned") % {"order": order.reference}
+    )
+    _publish(order, "refused", reason=reason, returned=str(returned))
+    return order
+
+
+@transaction.atomic
+def order_compliance_refuse(*, order: Order, reason: str) -> Order:
+    """The officer refused the order's case: the order is refused and its escrow returned (idempotent)."""
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    if order.status != S.COMPLIANCE_HOLD:
+        return order
+    _lock_accounts(order)
+    return _refuse(order, reason=reason)
+
+
+def held_orders_of_case(case: ComplianceCase) -> list[Order]:
+    return list(Order.objects.filter(case=case, status=S.COMPLIANCE_HOLD).order_by("pk"))
+
+
+# --- The buyer's and the provider's steps ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def order_cancel(*, order: Order, actor: User, reason: str = "") -> Order:
+    """The buyer cancels before delivery: its escrow returns to its cash."""
+    _require_side(actor, order.buyer_firm_id, _("Only the buyer's administrators and traders cancel its orders."))
+    order = Order.objects.select_for_update().get(pk=order.pk)  # the order, then its accounts, as a refund
+    if order.status not in (S.COMPLIANCE_HOLD, S.RELEASED):
+        raise InvalidTransition(_("An order can be cancelled only before it is delivered."))
+    _lock_accounts(order)
+    order = _move(order, S.CANCELLED, actor=actor, verb="cancelled", why=reason.strip(), closed_at=timezone.now())
+    returned = _return_all(
+        order, actor, _("%(order)s cancelled by the buyer: escrow returned") % {"order": order.reference}
+    )
+    _publish(order, "cancelled", returned=str(returned))
+    return order
+
+
+@transaction.atomic
+def order_confirm_delivery(*, order: Order, actor: User, note: str = "") -> Order:
+    """The provider has delivered; the buyer then accepts, disputes, or is taken to accept after
+    SETTLEMENT_ACCEPTANCE_DAYS."""
+    _require_side(actor, order.provider_firm_id, _("Only the provider's administrators and traders confirm delivery."))
+    now = timezone.now()
+    order = _move(
+        order,
+        S.DELIVERED,
+        actor=actor,
+        verb="delivered",
+        delivered_at=now,
+        acceptance_due_at=now + timedelta(days=settings.SETTLEMENT_ACCEPTANCE_DAYS),
+    )
+    if note.strip():
+        _event(order, "note", actor, text=note.strip())
+    _publish(
+        order, "delivered", acceptance_due_at=order.acceptance_due_at.isoformat() if order.acceptance_due_at else None
+    )
+    return order
+
+
+@transaction.atomic
+def order_accept(*, order: Order, actor: User | None) -> Order:
+    """The buyer accepts the delivery (actor None: accepted automatically when the window closed). Settlement to
+    the provider follows from the `order.accepted` event (order_settle)."""
+    if actor is not None:
+        _require_side(actor, order.buyer_firm_id, _("Only the buyer's administrators and traders accept its orders."))
+        if order.status != S.DELIVERED:
+            raise InvalidTransition(_("Only a delivered order can be accepted."))
+    order = _move(order, S.ACCEPTED, actor=actor, verb="accepted", accepted_at=timezone.now())
+    _publish(order, "accepted", automatic=actor is None)
+    return order
+
+
+@transaction.atomic
+def order_dispute(*, order: Order, actor: User, reason: str) -> Order:
+    """The buyer disputes the delivery within the acceptance window; staff resolve it (release or refund)."""
+    _require_side(actor, order.buyer_firm_id, _("Only the buyer's administrators and traders dispute its orders."))
+    reason = require_reason(reason, _("Say what is wrong with the delivery: the provider and the exchange read it."))
+    if order.status == S.DELIVERED and order.acceptance_due_at and order.acceptance_due_at <= timezone.now():
+        raise InvalidTransition(_("The acceptance window has closed."), code="acceptance_window_closed")
+    order = _move(order, S.DISPUTED, actor=actor, verb="disputed", why=reason)
+    _publish(order, "disputed", reason=reason)
+    return order
+
+
+@transaction.atomic
+def order_settle(*, order: Order) -> Order:
+    """Pay an accepted order's held price to the provider's payable and its fees to the exchange (idempotent: a
+    settled order is left as it is, and each charge's settlement entry is unique)."""
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    if order.status != S.ACCEPTED:
+        return order
+    for charge in order.charges.filter(status=Charge.Status.HELD, kind__in=SETTLED_ON_ACCEPTANCE).order_by("pk"):
+        _close_charge(
+            charge, refund=Decimal("0.00"), actor=None, memo=_("%(order)s settled") % {"order": order.reference}
+        )
+    order = _move(order, S.SETTLED, actor=None, verb="settled", settled_at=timezone.now())
+    _publish(order, "settled")
+    return order
+
+
+@transaction.atomic
+def usage_budget_close(*, charge: Charge) -> Charge:
+    """End a metered order's usage budget at the end of its period: what was not used goes back to the buyer's cash.
+    (Usage is metered and charged from the budget with delivery, the data gateway; until then none is.) Idempotent:
+    a budget closed already is left as it is."""
+    charge = Charge.objects.select_for_update().select_related("order").get(pk=charge.pk)
+    if charge.status != Charge.Status.HELD or charge.kind != Charge.Kind.USAGE_BUDGET:
+        return charge
+    order = charge.order
+    _lock_accounts(order)
+    memo = _("%(order)s: the usage budget's period ended, its unused part returned") % {"order": order.reference}
+    _close_charge(charge, refund=charge.total, actor=None, memo=memo)
+    _event(order, "usage_budget_returned", None, amount=str(charge.total), period_end=str(charge.period_end))
+    _publish(order, "usage_budget_returned", amount=str(charge.total))
+    charge.refresh_from_db()
+    return charge
+
+
+def usage_budgets_close_due(*, today: Any = None) -> list[int]:
+    """Close every usage budget whose period ended before today (Asia/Shanghai; a periodic task), each in its own
+    transaction."""
+    today = today or timezone.localdate()
+    due = Charge.objects.filter(
+        kind=Charge.Kind.USAGE_BUDGET, status=Charge.Status.HELD, period_end__lt=today
+    ).order_by("pk")
+    return [usage_budget_close(charge=charge).pk for charge in due.iterator()]
+
+
+def orders_accept_due(*, now: Any = None) -> list[int]:
+    """Accept every delivered order whose acceptance window has closed (a periodic task); each in its own
+    transaction, so one that was disputed or accepted meanwhile (a stale state) does not stop the others."""
+    now = now or timezone.now()
+    accepted = []
+    due = Order.objects.filter(status=S.DELIVERED, acceptance_due_at__lte=now).order_by("acceptance_due_at", "pk")
+    for order in due.iterator():
+        try:
+            order_accept(order=order, actor=None)
+        except InvalidTransition:
+            continue
+        accepted.append(order.pk)
+    return accepted
+
+
+# --- Staff: refunds and disputes -------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def order_refund(*, order: Order, actor: User, reason: str, amount: Decimal | None = None) -> Order:
+    """Refund an order (staff): all it holds in escrow, or `amount` of it, the rest then settled to the provider
+    and the fees in proportion. Refundable until it is settled: released, delivered or disputed."""
+    require_refund_clerk(actor)
+    reason = require_reason(reason, _("Say why the order is refunded: both firms read it."))
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    assert_can_transition(order, S.REFUNDED, Order.ALLOWED)  # a settled or closed order first says so
+    held = list(order.charges.filter(status=Charge.Status.HELD).order_by("pk"))
+    # A usage budget is the buyer's money until usage is charged from it: refunded whole, always. `amount` is what
+    # returns of the price (the purchase or the period), whose rest is settled to the provider and the fees.
+    budgets = [c for c in held if c.kind == Charge.Kind.USAGE_BUDGET]
+    priced = [c for c in held if c.kind != Charge.Kind.USAGE_BUDGET]
+    refundable = sum((c.total for c in priced), Decimal("0.00"))
+    if amount is None:
+        amount = refundable
+    if (amount <= 0 and refundable > 0) or amount < 0 or amount > refundable:
+        raise ApplicationError(
+            _("Refund between 0.01 and the %(held)s %(currency)s the order holds of its price.")
+            % {"held": refundable, "currency": order.currency},
+            code="invalid_amount",
+            details={"amount": [str(amount)], "held": str(refundable)},
+        )
+    # Every account the refund moves, locked now in one go, in primary-key order, before the status moves. Entry by
+    # entry, a partial refund would lock the buyer's cash and escrow (the refund entry) before the provider's payable
+    # and the fee revenue (the settlement of the rest): the reverse of a settlement of another of the buyer's
+    # orders, which takes the fee revenue first (an older account) and then waits for the buyer's escrow.
+    _lock_accounts(order, settling=amount < refundable)
+    order = _move(order, S.REFUNDED, actor=actor, verb="refunded", why=reason, closed_at=timezone.now())
+    memo = _("%(order)s refunded: %(reason)s") % {"order": order.reference, "reason": reason[:120]}
+    shares = allocate(amount, [c.total for c in priced], order.currency) if priced else []
+    for charge, share in zip(priced, shares, strict=True):
+        _close_charge(charge, refund=share, actor=actor, memo=memo)
+    for charge in budgets:
+        _close_charge(charge, refund=charge.total, actor=actor, memo=memo)
+    returned = amount + sum((c.total for c in budgets), Decimal("0.00"))
+    _publish(order, "refunded", amount=str(returned), whole=amount == refundable)
+    return order
+
+
+@transaction.atomic
+def order_resolve_dispute(
+    *, order: Order, actor: User, outcome: str, reason: str, amount: Decimal | None = None
+) -> Order:
+    """Staff end a dispute: `release` (accepted for the buyer, then settled) or `refund` (whole or `amount`)."""
+    require_refund_clerk(actor)
+    if order.status != S.DISPUTED:
+        raise InvalidTransition(_("This order is not disputed."))
+    if outcome == "refund":
+        return order_refund(order=order, actor=actor, reason=reason, amount=amount)
+    if outcome != "release":
+        raise ApplicationError(_("Release or refund."), code="validation_error", details={"outcome": [outcome]})
+    reason = require_reason(reason, _("Say why the dispute is resolved this way: both firms read it."))
+    order = _move(order, S.ACCEPTED, actor=actor, verb="dispute_released", why=reason, accepted_at=timezone.now())
+    _publish(order, "accepted", automatic=False, resolved_by_staff=True)
+    return order

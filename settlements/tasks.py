@@ -1,0 +1,40 @@
+"""The settlements app's background work: each task takes ids (or nothing), calls a service and is safe to run
+twice (the services leave what already moved as it is)."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from .selectors import ledger_reconcile
+from .services.access import access_requests_expire
+from .services.orders import orders_accept_due, usage_budgets_close_due
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="settlements.accept_due_orders")
+def accept_due_orders_task() -> list[int]:
+    """Accept the deliveries whose acceptance window has closed (SETTLEMENT_ACCEPTANCE_DAYS)."""
+    return orders_accept_due()
+
+
+@shared_task(name="settlements.close_usage_budgets")
+def close_usage_budgets_task() -> list[int]:
+    """Return the unused part of each metered order's usage budget whose period has ended (daily)."""
+    return usage_budgets_close_due()
+
+
+@shared_task(name="settlements.expire_access_requests")
+def expire_access_requests_task() -> int:
+    return access_requests_expire()
+
+
+@shared_task(name="settlements.reconcile_ledger")
+def reconcile_ledger_task() -> int:
+    """Every cached balance against its postings (nightly); a difference is an alert for a person, not a fix."""
+    differences = ledger_reconcile()
+    for account_id, cached, computed in differences:
+        log.error("ledger_balance_mismatch account=%s cached=%s postings=%s", account_id, cached, computed)
+    return len(differences)
