@@ -300,7 +300,7 @@ class OrderCreateApi(APIView):
         serializer = OrderInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         order = orders.order_place(actor=request.user, **_order_arguments(serializer.validated_data))
-        order = selectors.order_get_for_user(user=request.user, pk=order.pk)
+        order = selectors.order_get_for_firm(firm_id=_firm(request).pk, pk=order.pk)
         return Response(
             _order_data(request, order),
             status=status.HTTP_201_CREATED,
@@ -360,7 +360,7 @@ class OrderDetailApi(APIView):
     )
     def get(self, request: AuthenticatedRequest, pk: int) -> Response:
         _firm(request)
-        return Response(_order_data(request, selectors.order_get_for_user(user=request.user, pk=pk)))
+        return Response(_order_data(request, selectors.order_get_for_firm(firm_id=_firm(request).pk, pk=pk)))
 
 
 class ReasonInputSerializer(ClosedObject):
@@ -403,7 +403,7 @@ def _order_step(
     )
     def post(self: APIView, request: AuthenticatedRequest, pk: int) -> Response:
         _firm(request)
-        order = selectors.order_get_for_user(user=request.user, pk=pk)
+        order = selectors.order_get_for_firm(firm_id=_firm(request).pk, pk=pk)
         data: dict[str, Any] = {}
         if body is not None:
             require_body(request)
@@ -411,7 +411,7 @@ def _order_step(
             serializer.is_valid(raise_exception=True)
             data = serializer.validated_data
         call(order=order, actor=request.user, **data)
-        return Response(_order_data(request, selectors.order_get_for_user(user=request.user, pk=pk)))
+        return Response(_order_data(request, selectors.order_get_for_firm(firm_id=_firm(request).pk, pk=pk)))
 
     name = "".join(part.title() for part in operation_id.split("_")) + "Api"
     return type(name, (APIView,), {"post": post, "__doc__": description})
@@ -518,7 +518,7 @@ class AccessRequestCreateApi(APIView):
             intended_use=data["intended_use"],
             destination=data.get("destination", ""),
         )
-        found = selectors.access_request_get_for_user(user=request.user, pk=created.pk)
+        found = selectors.access_request_get_for_firm(firm_id=_firm(request).pk, pk=created.pk)
         return Response(AccessRequestOutputSerializer(found).data, status=status.HTTP_201_CREATED)
 
 
@@ -569,7 +569,7 @@ class AccessRequestDetailApi(APIView):
     def get(self, request: AuthenticatedRequest, pk: int) -> Response:
         _firm(request)
         return Response(
-            AccessRequestOutputSerializer(selectors.access_request_get_for_user(user=request.user, pk=pk)).data
+            AccessRequestOutputSerializer(selectors.access_request_get_for_firm(firm_id=_firm(request).pk, pk=pk)).data
         )
 
 
@@ -598,7 +598,7 @@ def _request_step(operation_id: str, summary: str, body: type | None, call: Any,
     )
     def post(self: APIView, request: AuthenticatedRequest, pk: int) -> Response:
         _firm(request)
-        found = selectors.access_request_get_for_user(user=request.user, pk=pk)
+        found = selectors.access_request_get_for_firm(firm_id=_firm(request).pk, pk=pk)
         data: dict[str, Any] = {}
         if body is not None:
             require_body(request)
@@ -607,7 +607,7 @@ def _request_step(operation_id: str, summary: str, body: type | None, call: Any,
             data = serializer.validated_data
         call(request=found, actor=request.user, **data)
         return Response(
-            AccessRequestOutputSerializer(selectors.access_request_get_for_user(user=request.user, pk=pk)).data
+            AccessRequestOutputSerializer(selectors.access_request_get_for_firm(firm_id=_firm(request).pk, pk=pk)).data
         )
 
     name = "".join(part.title() for part in operation_id.split("_")) + "Api"
@@ -766,7 +766,7 @@ class WithdrawalCreateApi(APIView):
         serializer = WithdrawalCreateApi.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         created = withdrawals.withdrawal_request(firm=firm, actor=request.user, **serializer.validated_data)
-        found = selectors.withdrawal_get_for_user(user=request.user, pk=created.pk)
+        found = selectors.withdrawal_get_for_firm(firm_id=_firm(request).pk, pk=created.pk)
         return Response(WithdrawalOutputSerializer(found).data, status=status.HTTP_201_CREATED)
 
 
@@ -803,7 +803,7 @@ class WithdrawalDetailApi(APIView):
     )
     def get(self, request: AuthenticatedRequest, pk: int) -> Response:
         _firm(request)
-        return Response(WithdrawalOutputSerializer(selectors.withdrawal_get_for_user(user=request.user, pk=pk)).data)
+        return Response(WithdrawalOutputSerializer(selectors.withdrawal_get_for_firm(firm_id=_firm(request).pk, pk=pk)).data)
 
 
 class WithdrawalCancelApi(APIView):
@@ -822,6 +822,6 @@ class WithdrawalCancelApi(APIView):
     )
     def post(self, request: AuthenticatedRequest, pk: int) -> Response:
         _firm(request)
-        found = selectors.withdrawal_get_for_user(user=request.user, pk=pk)
+        found = selectors.withdrawal_get_for_firm(firm_id=_firm(request).pk, pk=pk)
         withdrawals.withdrawal_cancel(withdrawal=found, actor=request.user)
-        return Response(WithdrawalOutputSerializer(selectors.withdrawal_get_for_user(user=request.user, pk=pk)).data)
+        return Response(WithdrawalOutputSerializer(selectors.withdrawal_get_for_firm(firm_id=_firm(request).pk, pk=pk)).data)

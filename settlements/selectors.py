@@ -22,7 +22,7 @@ from compliance.selectors import firm_is_restricted
 from exchange.exceptions import ApplicationError, NotAllowed
 from exchange.models import Board, MemberFirm, Membership
 from exchange.money import bps_of, is_quantized, quantize
-from exchange.selectors import board_access, board_ids_tradable, firm_get_by_public_code, user_firm_id, user_membership
+from exchange.selectors import board_access, board_ids_tradable, firm_get_by_public_code, user_membership
 from listings.models import DataProduct, ListingStatus, PricePlan, Revision
 from listings.selectors import plans_visible_q, product_get_for_user
 
@@ -626,15 +626,6 @@ def order_list_for_firm(*, firm_id: int, side: str | None = None, status: str | 
     )
 
 
-def order_get_for_user(*, user: Any, pk: Any) -> Order:
-    """One of the user's firm's orders (either side), else 404 (missing and another firm's alike)."""
-    firm_id = user_firm_id(user)
-    if firm_id is None:
-        raise Http404
-    order = order_list_for_firm(firm_id=firm_id).filter(pk=_pk(pk)).first()
-    if order is None:
-        raise Http404
-    return order
 
 
 # --- What a member firm sees of its trading (the portal; every list scoped to the firm, another firm's ids 404) ---
@@ -676,24 +667,8 @@ def access_request_list_for_firm(
     return queryset.select_related("buyer_firm", "product", "requested_by").order_by("-id")
 
 
-def access_request_get_for_user(*, user: Any, pk: Any) -> AccessRequest:
-    firm_id = user_firm_id(user)
-    if firm_id is None:
-        raise Http404
-    found = access_request_list_for_firm(firm_id=firm_id).filter(pk=_pk(pk)).first()
-    if found is None:
-        raise Http404
-    return found
 
 
-def withdrawal_get_for_user(*, user: Any, pk: Any) -> Withdrawal:
-    firm_id = user_firm_id(user)
-    if firm_id is None:
-        raise Http404
-    found = withdrawal_list_for_firm(firm_id=firm_id).filter(pk=_pk(pk)).first()
-    if found is None:
-        raise Http404
-    return found
 
 
 def order_events(*, order: Order) -> QuerySet[OrderEvent]:
