@@ -369,9 +369,10 @@ def trading_prepare(env: dict[str, str], args: argparse.Namespace) -> dict[str, 
     TRADING_JSON.write_text(json.dumps(trading) + "\n")
     TRADING_JSON.chmod(0o600)  # API keys
     pg = trading["pgbench"]
+    postings = (trading.get("ledger") or {}).get("postings_on_account", 0)
     log(
         f"trading data: {len(trading['buyers'])} buyer firms + the hot-row buyer, {len(trading['products'])} providers' "
-        f"products, {trading['ledger']['postings_on_account']:,} postings on the balance account; pgbench script "
+        f"products, {postings:,} postings on the balance account; pgbench script "
         f"of {pg['statements']} statements in {pg['transactions']} transactions"
     )
     return trading

@@ -39,6 +39,8 @@ from .models import (
     FtzList,
     ProductExport,
     RestrictedParty,
+    RestrictedPartyIdentifier,
+    RestrictedPartyName,
 )
 from .policy import policy_from_settings
 
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
 
 
 # --- Subjects: the one open case per subject (compliance.services.case_open) ----------------------------------------
+
 
 def listing_subject(product: DataProduct, revision_number: int) -> str:
     return f"listing:{product.pk}:r{revision_number}"
@@ -95,12 +98,14 @@ def firm_screen(firm: MemberFirm) -> list[RestrictedParty]:
     names = {normalise_name(n) for n in (firm.legal_name_en, firm.legal_name_zh) if n}
     names.discard("")
     identifiers = {normalise_identifier(i) for i in (firm.uscc, firm.lei) if i}
+    # Each kind of match by its own indexed subquery: one OR across two joined tables would read every party's
+    # names and identifiers (no index serves it), and a real list has many thousands.
     condition = Q(pk__in=[])
     if names:
-        condition |= Q(names__value__in=names)
+        condition |= Q(pk__in=RestrictedPartyName.objects.filter(value__in=names).values("party_id"))
     if identifiers:
-        condition |= Q(identifiers__value__in=identifiers)
-    return list(RestrictedParty.objects.filter(condition, active=True).distinct().order_by("name"))
+        condition |= Q(pk__in=RestrictedPartyIdentifier.objects.filter(value__in=identifiers).values("party_id"))
+    return list(RestrictedParty.objects.filter(condition, active=True).order_by("name"))
 
 
 def firm_is_restricted(firm: MemberFirm) -> bool:
@@ -639,6 +644,7 @@ def listing_assessments_on_file(revision: Revision) -> dict[str, Assessment]:
 
 # --- Filings: the reminders the daily task owes ---------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Reminder:
     filing: Filing
@@ -673,6 +679,7 @@ def reminders_due(*, today: date) -> list[Reminder]:
 
 
 # --- Pages and API --------------------------------------------------------------------------------------------------
+
 
 def judicial_authorities() -> QuerySet[MemberFirm]:
     """The member firms that are foreign judicial or law-enforcement bodies: those a PRC approval can name."""

@@ -137,6 +137,11 @@ def subscriber_remove(*, name: str) -> None:
 
 def subscribers_of(topic: str) -> dict[str, Handler]:
     """The subscribers of `topic` by name, every app's `subscribers.py` imported first."""
+    _discover()
+    return dict(_subscribers.get(topic, {}))
+
+
+def _discover() -> None:
     global _discovered
     if not _discovered:
         # Here rather than in AppConfig.ready(): a subscriber module imports its app's services, which would then
@@ -146,7 +151,6 @@ def subscribers_of(topic: str) -> dict[str, Handler]:
             if not _discovered:
                 autodiscover_modules("subscribers")
                 _discovered = True
-    return dict(_subscribers.get(topic, {}))
 
 
 def _check_payload(topic: str, payload: dict[str, Any]) -> None:
@@ -200,7 +204,8 @@ def _kick_relay() -> None:
 
 
 def outbox_relay(*, limit: int | None = None) -> dict[str, int]:
-    """Hand the pending, due events to their subscribers, oldest first, at most `limit` (OUTBOX_BATCH_SIZE) of them.
+    """Hand the pending, due events to their subscribers, oldest first, at most `limit` (OUTBOX_BATCH_SIZE) of them;
+    first mark published, all at once, the due events of topics that no subscriber takes.
 
     Safe to run twice and in parallel: each event is taken under its row lock, skipped by the other runs, and each
     (event, subscriber) is delivered once. Returns what it did, for the task's result and the log.
@@ -209,8 +214,9 @@ def outbox_relay(*, limit: int | None = None) -> dict[str, int]:
     counts = {"events": 0, "delivered": 0, "failed": 0, "published": 0}
     running = _relaying.set(True)
     try:
-        last_id = 0
-        while counts["events"] < limit:
+        counts["published"] = counts["events"] = _publish_unsubscribed()
+        last_id = taken = 0
+        while taken < limit:
             with transaction.atomic():
                 event = (
                     OutboxEvent.objects.select_for_update(skip_locked=True)
@@ -223,10 +229,25 @@ def outbox_relay(*, limit: int | None = None) -> dict[str, int]:
                 # Onwards from here: an event failing now is not offered twice in one run.
                 last_id = event.pk
                 _relay_event(event, counts)
+            taken += 1
             counts["events"] += 1
     finally:
         _relaying.reset(running)
     return counts
+
+
+def _publish_unsubscribed() -> int:
+    """Mark published, in one statement, the due events of topics no subscriber takes (yet): there is no one to
+    hand them to, and one transaction per event would cost each of them three statements. Their rows stay for the
+    record (and the admin) until pruned; a subscriber registered later does not get them, as for any event."""
+    _discover()
+    subscribed = [topic for topic, handlers in _subscribers.items() if handlers]
+    now = timezone.now()
+    return (
+        OutboxEvent.objects.filter(published_at__isnull=True, next_attempt_at__lte=now)
+        .exclude(topic__in=subscribed)
+        .update(published_at=now)
+    )
 
 
 def _relay_event(event: OutboxEvent, counts: dict[str, int]) -> None:
@@ -292,9 +313,9 @@ def outbox_prune(*, now: datetime | None = None) -> int:
     pruned = 0
     while True:
         ids = list(
-            OutboxEvent.objects.filter(published_at__lt=cutoff).order_by("pk").values_list("pk", flat=True)[
-                :PRUNE_BATCH_SIZE
-            ]
+            OutboxEvent.objects.filter(published_at__lt=cutoff)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:PRUNE_BATCH_SIZE]
         )
         if not ids:
             return pruned

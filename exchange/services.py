@@ -101,7 +101,7 @@ def _audit_head_lock() -> AuditChainHead:
     return head
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # no savepoint: an append that fails fails the caller's whole transaction
 def audit_record(
     *, actor: User | None, verb: str, target: models.Model | None = None, payload: dict[str, Any] | None = None
 ) -> AuditEvent:

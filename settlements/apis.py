@@ -24,10 +24,10 @@ from compliance.selectors import trade_precheck
 from exchange.api import ClosedObject, MoneyField, MoneyInputField, error_responses, require_body, text_field
 from exchange.exceptions import NotAllowed
 from exchange.idempotency import idempotent
-from exchange.models import ApiKey, MemberFirm
+from exchange.models import ApiKey, MemberFirm, Membership
 from exchange.money import CURRENCY_CHOICES
 from exchange.pagination import IdCursorPagination
-from exchange.selectors import user_firm
+from exchange.selectors import user_firm, user_membership
 from exchange.types import AuthenticatedRequest
 from listings.models import DeliveryMode, PricePlan
 
@@ -74,7 +74,13 @@ def _require_firm_made_key(request: Request) -> None:
     one of the firm's members made. A key exchange staff made for a member (support) reads and lists, but does not
     spend or withdraw: a staff member with a key of their making would otherwise act with the firm's money."""
     key = request.auth
-    if isinstance(key, ApiKey) and not key.firm.memberships.filter(user_id=key.created_by_id).exists():
+    if not isinstance(key, ApiKey):
+        return
+    membership = user_membership(request.user)
+    made_by_its_member = (
+        key.created_by_id == request.user.pk and membership is not None and membership.firm_id == key.firm_id
+    ) or Membership.objects.filter(firm_id=key.firm_id, user_id=key.created_by_id).exists()
+    if not made_by_its_member:
         raise NotAllowed(
             _("This API key was made by the exchange's staff: a key the firm's administrator makes moves its money."),
             code="staff_made_key",
@@ -300,7 +306,8 @@ class OrderCreateApi(APIView):
         serializer = OrderInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         order = orders.order_place(actor=request.user, **_order_arguments(serializer.validated_data))
-        order = selectors.order_get_for_firm(firm_id=_firm(request).pk, pk=order.pk)
+        # The order this request placed for the caller's firm: answered as it is, with its timeline.
+        order = selectors.order_with_timeline(order)
         return Response(
             _order_data(request, order),
             status=status.HTTP_201_CREATED,
@@ -360,7 +367,9 @@ class OrderDetailApi(APIView):
     )
     def get(self, request: AuthenticatedRequest, pk: int) -> Response:
         _firm(request)
-        return Response(_order_data(request, selectors.order_get_for_firm(firm_id=_firm(request).pk, pk=pk)))
+        return Response(
+            _order_data(request, selectors.order_get_for_firm(firm_id=_firm(request).pk, pk=pk, with_events=True))
+        )
 
 
 class ReasonInputSerializer(ClosedObject):
@@ -411,7 +420,9 @@ def _order_step(
             serializer.is_valid(raise_exception=True)
             data = serializer.validated_data
         call(order=order, actor=request.user, **data)
-        return Response(_order_data(request, selectors.order_get_for_firm(firm_id=_firm(request).pk, pk=pk)))
+        return Response(
+            _order_data(request, selectors.order_get_for_firm(firm_id=_firm(request).pk, pk=pk, with_events=True))
+        )
 
     name = "".join(part.title() for part in operation_id.split("_")) + "Api"
     return type(name, (APIView,), {"post": post, "__doc__": description})
@@ -803,7 +814,9 @@ class WithdrawalDetailApi(APIView):
     )
     def get(self, request: AuthenticatedRequest, pk: int) -> Response:
         _firm(request)
-        return Response(WithdrawalOutputSerializer(selectors.withdrawal_get_for_firm(firm_id=_firm(request).pk, pk=pk)).data)
+        return Response(
+            WithdrawalOutputSerializer(selectors.withdrawal_get_for_firm(firm_id=_firm(request).pk, pk=pk)).data
+        )
 
 
 class WithdrawalCancelApi(APIView):
@@ -824,4 +837,6 @@ class WithdrawalCancelApi(APIView):
         _firm(request)
         found = selectors.withdrawal_get_for_firm(firm_id=_firm(request).pk, pk=pk)
         withdrawals.withdrawal_cancel(withdrawal=found, actor=request.user)
-        return Response(WithdrawalOutputSerializer(selectors.withdrawal_get_for_firm(firm_id=_firm(request).pk, pk=pk)).data)
+        return Response(
+            WithdrawalOutputSerializer(selectors.withdrawal_get_for_firm(firm_id=_firm(request).pk, pk=pk)).data
+        )

@@ -12,7 +12,7 @@ from typing import Any
 from dateutil.relativedelta import relativedelta
 from django.conf import settings
 from django.db import connection, models
-from django.db.models import F, Prefetch, Q, QuerySet, Sum
+from django.db.models import F, Prefetch, Q, QuerySet, Sum, prefetch_related_objects
 from django.db.models.functions import Coalesce, Round
 from django.http import Http404
 from django.utils import timezone
@@ -22,7 +22,7 @@ from compliance.selectors import firm_is_restricted
 from exchange.exceptions import ApplicationError, NotAllowed
 from exchange.models import Board, MemberFirm, Membership
 from exchange.money import bps_of, is_quantized, quantize
-from exchange.selectors import board_access, board_ids_tradable, firm_get_by_public_code, user_membership
+from exchange.selectors import board_access, firm_get_by_public_code, user_membership
 from listings.models import DataProduct, ListingStatus, PricePlan, Revision
 from listings.selectors import plans_visible_q, product_get_for_user
 
@@ -107,11 +107,14 @@ def statement_lines(*, firm_id: int) -> QuerySet[Posting]:
 
 
 def fee_schedule_in_force(*, board: Board, currency: str, day: date) -> FeeSchedule | None:
-    return (
+    schedule = (
         FeeSchedule.objects.filter(board=board, currency=currency, effective_from__lte=day)
         .order_by("-effective_from")
         .first()
     )
+    if schedule is not None:
+        schedule.board = board  # the caller's: its snapshot names the board without reading it again
+    return schedule
 
 
 @dataclass(frozen=True)
@@ -429,10 +432,10 @@ def order_terms(
     buyer = membership.firm
     if not buyer.is_kyc_verified:
         raise NotAllowed(_("Your firm is not verified yet: it cannot trade."), code="firm_not_verified")
-    product = _product_for_order(user=user, pk=product_id)
-    if for_update:
-        share_lock(DataProduct, product.pk)
-        product.refresh_from_db(fields=["listing_status", "listed_revision"])
+    access_to_boards = board_access(user=user)
+    product = _product_for_order(
+        user=user, firm_id=buyer.pk, visible=access_to_boards.visible, pk=product_id, lock=for_update
+    )
     problems: dict[str, list[str]] = {}
     if product.provider_id == buyer.pk:
         raise refuse(_("This is your own firm's product."), "own_product", status=403)
@@ -441,7 +444,7 @@ def order_terms(
     revision = product.listed_revision
     if product.listing_status != ListingStatus.LISTED or revision is None:
         raise refuse(_("Only a listed product can be traded."), "not_listed", status=409)
-    if product.board_id not in board_ids_tradable(user=user):
+    if product.board_id not in access_to_boards.tradable:
         raise refuse(_("Your firm is not admitted to trade on this board."), "board_not_tradable", status=403)
     if firm_is_restricted(buyer):
         # The compliance engine prohibits it too (R3); said first and plainly: no trade for a listed party at all.
@@ -451,6 +454,10 @@ def order_terms(
             status=403,
         )
     plan_pk = _int(plan_id) or 0
+    if for_update and 0 < plan_pk < 2**63:
+        # Share-locked before it is read (as the product): a retirement waits for this order, and what is read
+        # below is the plan as committed once the lock is held.
+        share_lock(PricePlan, plan_pk)
     plan = PricePlan.objects.filter(pk=plan_pk, product=product).filter(plans_visible_q(buyer.pk)).first()
     if (
         plan is None
@@ -459,11 +466,6 @@ def order_terms(
         raise refuse(_("This price plan is retired."), "plan_retired", status=409, field="plan")
     if plan is None:
         raise refuse(_("This product has no such plan for you."), "plan_not_found", field="plan")
-    if for_update:
-        share_lock(PricePlan, plan.pk)
-        plan.refresh_from_db(fields=["is_active"])
-        if not plan.is_active:
-            raise refuse(_("This price plan is retired."), "plan_retired", status=409, field="plan")
     if delivery_mode not in revision.delivery_modes:
         problems["delivery_mode"] = [
             _("This product is not delivered that way (offered: %(modes)s).")
@@ -516,11 +518,9 @@ def order_terms(
     if schedule is None:
         raise refuse(_("The exchange has no fees in force for this board and currency."), "no_fee_schedule", status=409)
     charges = tuple(_charges(plan, schedule, usage_budget, day))
-    if charges and not Account.objects.filter(firm=buyer, kind=Account.Kind.CASH, currency=plan.currency).exists():
-        raise refuse(
-            _("Your firm holds no %(currency)s at the exchange: deposit some first.") % {"currency": plan.currency},
-            "currency_not_held",
-        )
+    if charges and not for_update and not holds_currency(firm_id=buyer.pk, currency=plan.currency):
+        # (The placement asks when it locks the buyer's accounts: settlements.services.orders.)
+        raise currency_not_held(plan.currency)
     return OrderTerms(
         buyer_firm=buyer,
         product=product,
@@ -536,18 +536,42 @@ def order_terms(
     )
 
 
-def _product_for_order(*, user: Any, pk: Any) -> DataProduct:
-    """The product as the catalogue shows it to the user (404 for what the user may not see); a product suspended
-    on a board the user sees is refused as suspended rather than as unknown: it was on the user's screen."""
-    try:
-        return product_get_for_user(user=user, pk=pk)
-    except Http404:
-        suspended = DataProduct.objects.filter(
-            pk=_int(pk) or 0, listing_status=ListingStatus.SUSPENDED, board_id__in=board_access(user=user).visible
-        ).exists()
-        if suspended:
-            raise refuse(_("Trading in this product is suspended."), "suspended", status=409) from None
-        raise
+def holds_currency(*, firm_id: int, currency: str) -> bool:
+    return Account.objects.filter(firm_id=firm_id, kind=Account.Kind.CASH, currency=currency).exists()
+
+
+def currency_not_held(currency: str) -> ApplicationError:
+    return refuse(
+        _("Your firm holds no %(currency)s at the exchange: deposit some first.") % {"currency": currency},
+        "currency_not_held",
+    )
+
+
+def _product_for_order(*, user: Any, firm_id: int, visible: frozenset[int], pk: Any, lock: bool) -> DataProduct:
+    """The product to order, with its board, provider and listed revision: 404 for what the catalogue does not show
+    the user (listings.selectors.product_get_for_user decides that), except that the user's own firm's product and
+    a product suspended on a board the user sees are answered (and then refused as such: they were on the user's
+    screen). A listed product on a visible board, the case of every order, is settled with this one query.
+
+    `lock` share-locks the product's row first (PostgreSQL), so that what is read is the row as committed once the
+    lock is held: a suspension or a new listed revision waits for the orders in flight, and no order slips in after
+    one."""
+    product_pk = _int(pk)
+    if product_pk is None or not 0 < product_pk < 2**63:
+        raise Http404
+    if lock:
+        share_lock(DataProduct, product_pk)
+    product = DataProduct.objects.select_related("board", "provider", "listed_revision").filter(pk=product_pk).first()
+    if product is None:
+        raise Http404
+    if product.provider_id == firm_id:
+        return product
+    if product.board_id not in visible:
+        raise Http404
+    if product.listing_status in (ListingStatus.LISTED, ListingStatus.SUSPENDED):
+        return product
+    product_get_for_user(user=user, pk=product_pk)  # in public notice, say: seen, and refused as not listed
+    return product
 
 
 def _int(value: Any) -> int | None:
@@ -626,8 +650,6 @@ def order_list_for_firm(*, firm_id: int, side: str | None = None, status: str | 
     )
 
 
-
-
 # --- What a member firm sees of its trading (the portal; every list scoped to the firm, another firm's ids 404) ---
 
 
@@ -641,13 +663,24 @@ def order_list_sold(*, firm_id: int) -> QuerySet[Order]:
     return Order.objects.filter(provider_firm_id=firm_id).select_related("buyer_firm").order_by("-created_at", "-id")
 
 
-def order_get_for_firm(*, firm_id: int, pk: Any) -> Order:
-    """An order the firm bought or sold; 404 for any other (its existence is not the firm's to know)."""
-    order = (
-        Order.objects.filter(Q(buyer_firm_id=firm_id) | Q(provider_firm_id=firm_id), pk=_pk(pk))
-        .select_related("buyer_firm", "provider_firm", "board", "placed_by")
-        .first()
+def order_with_timeline(order: Order) -> Order:
+    """The order in hand (one the caller has just placed or moved) with its timeline and who did each step read in
+    one query: what the API answers, without reading the order itself again."""
+    prefetch_related_objects(
+        [order], Prefetch("events", queryset=OrderEvent.objects.select_related("actor").order_by("pk"))
     )
+    return order
+
+
+def order_get_for_firm(*, firm_id: int, pk: Any, with_events: bool = False) -> Order:
+    """An order the firm bought or sold; 404 for any other (its existence is not the firm's to know). `with_events`:
+    its timeline too, with who did each step (what the API answers), in one more query."""
+    queryset = Order.objects.filter(Q(buyer_firm_id=firm_id) | Q(provider_firm_id=firm_id), pk=_pk(pk))
+    if with_events:
+        queryset = queryset.prefetch_related(
+            Prefetch("events", queryset=OrderEvent.objects.select_related("actor").order_by("pk"))
+        )
+    order = queryset.select_related("buyer_firm", "provider_firm", "board", "placed_by").first()
     if order is None:
         raise Http404
     return order
@@ -665,10 +698,6 @@ def access_request_list_for_firm(
     if status:
         queryset = queryset.filter(status=status)
     return queryset.select_related("buyer_firm", "product", "requested_by").order_by("-id")
-
-
-
-
 
 
 def order_events(*, order: Order) -> QuerySet[OrderEvent]:

@@ -15,6 +15,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, PositiveBigIntegerField, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from exchange.models import MAINLAND_CHINA, MemberFirm
@@ -27,10 +29,15 @@ from ..models import Assessment, ExportCounter, ProductExport
 from ..policy import policy_from_settings
 from ..selectors import trade_inputs, trade_revision
 
+BIG = PositiveBigIntegerField()
+
 
 def export_counter_lock(*, exporter: MemberFirm, year: int) -> ExportCounter:
     """The exporter's counter for the year, locked until the transaction ends (created if new)."""
-    ExportCounter.objects.get_or_create(exporter=exporter, year=year)
+    locked = ExportCounter.objects.select_for_update().filter(exporter=exporter, year=year).first()
+    if locked is not None:
+        return locked
+    ExportCounter.objects.get_or_create(exporter=exporter, year=year)  # the year's first trade (or a racing one)
     return ExportCounter.objects.select_for_update().get(exporter=exporter, year=year)
 
 
@@ -111,18 +118,34 @@ def export_record(*, decided: TradeDecision, actor: Any = None) -> ExportCounter
     if assessment.decision == "exempt" and not settings.COMPLIANCE_EXEMPT_EXPORTS_COUNT:
         return counter
     pi, sensitive = decided.increment
-    counter.personal_info_subjects += pi
-    counter.sensitive_personal_info_subjects += sensitive
-    counter.save(update_fields=["personal_info_subjects", "sensitive_personal_info_subjects", "updated_at"])
+    if pi or sensitive:
+        counter.personal_info_subjects += pi
+        counter.sensitive_personal_info_subjects += sensitive
+        counter.save(update_fields=["personal_info_subjects", "sensitive_personal_info_subjects", "updated_at"])
     product = assessment.product
     revision: Revision = product.listed_revision  # type: ignore[union-attr,assignment]  # a released trade's product is listed
-    seen, _ = ProductExport.objects.get_or_create(exporter=counter.exporter, year=counter.year, product=product)
-    seen.personal_info_subjects = max(seen.personal_info_subjects, revision.personal_info_subjects)
-    seen.sensitive_personal_info_subjects = max(
-        seen.sensitive_personal_info_subjects, revision.sensitive_personal_info_subjects
+    # The product's row of the year, raised in one statement (under the counter's lock: no other trade of this
+    # exporter writes it meanwhile), created by the exporter's first trade of it in the year.
+    seen = ProductExport.objects.filter(exporter_id=counter.exporter_id, year=counter.year, product=product)
+    raised = seen.update(
+        personal_info_subjects=Greatest(
+            F("personal_info_subjects"), Value(revision.personal_info_subjects, output_field=BIG)
+        ),
+        sensitive_personal_info_subjects=Greatest(
+            F("sensitive_personal_info_subjects"), Value(revision.sensitive_personal_info_subjects, output_field=BIG)
+        ),
+        trades=F("trades") + 1,
+        updated_at=timezone.now(),
     )
-    seen.trades += 1
-    seen.save()
+    if not raised:
+        ProductExport.objects.create(
+            exporter_id=counter.exporter_id,
+            year=counter.year,
+            product=product,
+            personal_info_subjects=revision.personal_info_subjects,
+            sensitive_personal_info_subjects=revision.sensitive_personal_info_subjects,
+            trades=1,
+        )
     audit_record(
         actor=actor,
         verb="compliance.export_recorded",

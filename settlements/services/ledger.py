@@ -107,12 +107,14 @@ def entry_post(
                 details={"account": account.kind, "currency": account.currency, "available": str(account.balance)},
             )
     try:
-        with transaction.atomic():
-            entry = JournalEntry.objects.create(
-                kind=kind, reference=reference, memo=memo[:200], charge=charge, actor=actor, reverses=reverses
-            )
+        # No savepoint of its own: an IntegrityError here ends in AlreadyPosted, which rolls this function's
+        # transaction (or savepoint) back whole.
+        entry = JournalEntry.objects.create(
+            kind=kind, reference=reference, memo=memo[:200], charge=charge, actor=actor, reverses=reverses
+        )
     except IntegrityError:
-        # The unique (kind, reference): this business event was posted before (a task run twice).
+        # The unique (kind, reference): this business event was posted meanwhile by a transaction that did not
+        # wait on the same accounts (the check above answers every repeat that did).
         raise AlreadyPosted(_("This was already posted."), details={"kind": kind, "reference": reference}) from None
     Posting.objects.bulk_create(
         [

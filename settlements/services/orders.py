@@ -38,7 +38,7 @@ from exchange.transitions import assert_can_transition, transition
 
 from ..models import AccessRequest, Account, Charge, JournalEntry, Order, OrderEvent
 from ..permissions import require_refund_clerk
-from ..selectors import OrderTerms, order_terms
+from ..selectors import OrderTerms, currency_not_held, order_terms
 from .ledger import InsufficientFunds, Leg, account_for, accounts_lock, entry_post, exchange_account
 
 S = Order.Status
@@ -126,10 +126,9 @@ def may_act_as_provider(user: Any, order: Order) -> bool:
 # --- Money of charges -------------------------------------------------------------------------------------------
 
 
-def _fund(charge: Charge, actor: User | None) -> None:
+def _fund(charge: Charge, actor: User | None, *, cash: Account, escrow: Account) -> None:
+    """Move the charge's total from the buyer's cash to its escrow (the order's two accounts, locked by the caller)."""
     order = charge.order
-    cash = account_for(firm=order.buyer_firm, kind=Account.Kind.CASH, currency=charge.currency)
-    escrow = account_for(firm=order.buyer_firm, kind=Account.Kind.ESCROW, currency=charge.currency)
     entry_post(
         kind=JournalEntry.Kind.FUNDING,
         reference=f"charge:{charge.pk}",
@@ -218,6 +217,26 @@ def _lock_accounts(order: Order, *, settling: bool = False) -> None:
     accounts_lock(accounts)
 
 
+def _buyer_accounts_lock(firm: Any, currency: str) -> tuple[Account, Account]:
+    """The buyer's cash and escrow in the currency, locked in primary-key order (as `accounts_lock`), read once
+    the locks are held; the escrow opened first if this is the firm's first order in the currency (order_terms
+    has checked that it holds cash in it)."""
+    kinds = (Account.Kind.CASH, Account.Kind.ESCROW)
+
+    def locked() -> dict[str, Account]:
+        rows = Account.objects.select_for_update().filter(firm=firm, currency=currency, kind__in=kinds).order_by("pk")
+        return {account.kind: account for account in rows}
+
+    accounts = locked()
+    if Account.Kind.CASH not in accounts:
+        raise currency_not_held(currency)
+    if len(accounts) < len(kinds):
+        for kind in kinds:
+            account_for(firm=firm, kind=kind, currency=currency)
+        accounts = locked()
+    return accounts[Account.Kind.CASH], accounts[Account.Kind.ESCROW]
+
+
 # --- Placing an order ---------------------------------------------------------------------------------------------
 
 
@@ -297,17 +316,16 @@ def order_place(
         for_update=True,
     )
     buyer, product, currency = terms.buyer_firm, terms.product, terms.currency
+    cash = escrow = None
     if terms.total > 0:
         # The buyer's cash and escrow, locked first (the posting service locks the same rows, in the same order):
         # of two orders against one balance, the second waits here and then sees what the first left.
-        cash = account_for(firm=buyer, kind=Account.Kind.CASH, currency=currency)
-        escrow = account_for(firm=buyer, kind=Account.Kind.ESCROW, currency=currency)
-        locked = accounts_lock([cash, escrow])
-        if locked[cash.pk].balance < terms.total:
+        cash, escrow = _buyer_accounts_lock(buyer, currency)
+        if cash.balance < terms.total:
             raise InsufficientFunds(
                 _("Not enough cash: %(total)s %(currency)s needed, %(balance)s available.")
-                % {"total": terms.total, "currency": currency, "balance": locked[cash.pk].balance},
-                details={"needed": str(terms.total), "available": str(locked[cash.pk].balance), "currency": currency},
+                % {"total": terms.total, "currency": currency, "balance": cash.balance},
+                details={"needed": str(terms.total), "available": str(cash.balance), "currency": currency},
             )
     clearance = trade_decide(product=product, buyer_firm=buyer, delivery=terms.delivery_mode, as_of=terms.day)
     if clearance.status == PROHIBITED:
@@ -324,8 +342,8 @@ def order_place(
     order = Order(
         buyer_firm=buyer,
         placed_by=actor,
-        provider_firm_id=product.provider_id,
-        board_id=product.board_id,
+        provider_firm=product.provider,
+        board=product.board,
         product=product,
         revision=terms.revision,
         plan=terms.plan,
@@ -342,8 +360,9 @@ def order_place(
         case=clearance.case if clearance.status == HELD else None,
         access_request=terms.access_request,
     )
-    order.full_clean(exclude=["snapshot", "assessment", "case", "access_request", "revision", "plan", "product"])
-    order.save()
+    # No full_clean: every value was checked by order_terms or made here, and the table's constraints (amounts not
+    # negative, the fee within the price, buyer and provider different) stand behind them on every database.
+    order.save(force_insert=True)
     for sequence, c in enumerate(terms.charges, start=1):
         charge = Charge.objects.create(
             order=order,
@@ -356,7 +375,8 @@ def order_place(
             buyer_fee=c.fees.buyer_fee,
             provider_fee=c.fees.provider_fee,
         )
-        _fund(charge, actor)
+        assert cash is not None and escrow is not None  # a charge is never of zero (order_terms)
+        _fund(charge, actor, cash=cash, escrow=escrow)
     if terms.access_request is not None:
         transition(
             terms.access_request,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.core.checks import run_checks
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, transaction
 
 from exchange import services
 from exchange.audit import Checkpoint, audit_hash, canonical_json
@@ -297,7 +297,9 @@ def test_without_a_key_nothing_is_recorded(settings):
     from django.core.exceptions import ImproperlyConfigured
 
     settings.AUDIT_HMAC_KEY = ""
-    with pytest.raises(ImproperlyConfigured, match="AUDIT_HMAC_KEY"):
+    # audit_record takes no savepoint of its own: a failed append dooms the caller's whole transaction (here the
+    # block's), so that no audited change commits without its row.
+    with pytest.raises(ImproperlyConfigured, match="AUDIT_HMAC_KEY"), transaction.atomic():
         services.audit_record(actor=None, verb="test.nokey")
     assert not AuditEvent.objects.exists()
 
