@@ -214,7 +214,7 @@ def outbox_relay(*, limit: int | None = None) -> dict[str, int]:
     counts = {"events": 0, "delivered": 0, "failed": 0, "published": 0}
     running = _relaying.set(True)
     try:
-        counts["published"] = counts["events"] = _publish_unsubscribed()
+        counts["published"] = counts["events"] = _publish_unsubscribed(limit)
         last_id = taken = 0
         while taken < limit:
             with transaction.atomic():
@@ -236,18 +236,23 @@ def outbox_relay(*, limit: int | None = None) -> dict[str, int]:
     return counts
 
 
-def _publish_unsubscribed() -> int:
-    """Mark published, in one statement, the due events of topics no subscriber takes (yet): there is no one to
-    hand them to, and one transaction per event would cost each of them three statements. Their rows stay for the
-    record (and the admin) until pruned; a subscriber registered later does not get them, as for any event."""
+def _publish_unsubscribed(limit: int) -> int:
+    """Mark published, in one statement, up to `limit` due events of topics no subscriber takes (yet): there is
+    no one to hand them to, and a transaction per event would cost each of them three statements. Rows another run
+    holds are skipped, as by the loop below. They stay for the record (and the admin) until pruned; a subscriber
+    registered later does not get them, as for any event."""
     _discover()
     subscribed = [topic for topic, handlers in _subscribers.items() if handlers]
     now = timezone.now()
-    return (
-        OutboxEvent.objects.filter(published_at__isnull=True, next_attempt_at__lte=now)
-        .exclude(topic__in=subscribed)
-        .update(published_at=now)
-    )
+    with transaction.atomic():
+        due = (
+            OutboxEvent.objects.select_for_update(skip_locked=True)
+            .filter(published_at__isnull=True, next_attempt_at__lte=now)
+            .exclude(topic__in=subscribed)
+            .order_by("pk")
+            .values("pk")[:limit]
+        )
+        return OutboxEvent.objects.filter(pk__in=due).update(published_at=now)
 
 
 def _relay_event(event: OutboxEvent, counts: dict[str, int]) -> None:

@@ -29,7 +29,7 @@ from ..models import Assessment, ExportCounter, ProductExport
 from ..policy import policy_from_settings
 from ..selectors import trade_inputs, trade_revision
 
-BIG = PositiveBigIntegerField()
+BIG: PositiveBigIntegerField = PositiveBigIntegerField()  # the type of the counts compared with Greatest
 
 
 def export_counter_lock(*, exporter: MemberFirm, year: int) -> ExportCounter:
@@ -123,7 +123,8 @@ def export_record(*, decided: TradeDecision, actor: Any = None) -> ExportCounter
         counter.sensitive_personal_info_subjects += sensitive
         counter.save(update_fields=["personal_info_subjects", "sensitive_personal_info_subjects", "updated_at"])
     product = assessment.product
-    revision: Revision = product.listed_revision  # type: ignore[union-attr,assignment]  # a released trade's product is listed
+    assert product is not None  # a trade's assessment names its product
+    revision: Revision = product.listed_revision  # type: ignore[assignment]  # a released trade's product is listed
     # The product's row of the year, raised in one statement (under the counter's lock: no other trade of this
     # exporter writes it meanwhile), created by the exporter's first trade of it in the year.
     seen = ProductExport.objects.filter(exporter_id=counter.exporter_id, year=counter.year, product=product)

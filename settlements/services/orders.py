@@ -219,8 +219,8 @@ def _lock_accounts(order: Order, *, settling: bool = False) -> None:
 
 def _buyer_accounts_lock(firm: Any, currency: str) -> tuple[Account, Account]:
     """The buyer's cash and escrow in the currency, locked in primary-key order (as `accounts_lock`), read once
-    the locks are held; the escrow opened first if this is the firm's first order in the currency (order_terms
-    has checked that it holds cash in it)."""
+    the locks are held; `currency_not_held` if the firm holds no cash in it, and the escrow opened first if this
+    is the firm's first order in the currency."""
     kinds = (Account.Kind.CASH, Account.Kind.ESCROW)
 
     def locked() -> dict[str, Account]:
