@@ -175,7 +175,7 @@ class BoardAdmin(GuardedModelAdmin):
     audit. Only superusers use the object-permission screens, and every change there is audited too.
     """
 
-    list_display = ["code", "name_en", "name_zh", "fee_rate_bps", "currencies", "is_cross_border"]
+    list_display = ["code", "name_en", "name_zh", "currencies", "is_cross_border"]
     search_fields = ["code", "name_en", "name_zh"]
     readonly_fields = ["code"]
 

@@ -38,9 +38,6 @@ class BoardOutputSerializer(serializers.Serializer):
     code = serializers.ChoiceField(choices=Board.Code.choices)
     name_en = serializers.CharField()
     name_zh = serializers.CharField()
-    fee_rate_bps = serializers.IntegerField(
-        min_value=0, max_value=10_000, help_text="The exchange's fee on each trade, in hundredths of a percent."
-    )
     settlement_currencies = serializers.ListField(
         child=serializers.ChoiceField(choices=CURRENCY_CHOICES), help_text="The currencies trades settle in."
     )

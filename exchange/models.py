@@ -7,7 +7,6 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import Group, PermissionsMixin
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
@@ -131,11 +130,6 @@ class Board(models.Model):
     code = models.CharField(_("code"), max_length=20, choices=Code.choices, unique=True)
     name_en = models.CharField(_("name (English)"), max_length=100)
     name_zh = models.CharField(_("name (Chinese)"), max_length=100)
-    fee_rate_bps = models.PositiveIntegerField(
-        _("fee rate (basis points)"),
-        validators=[MaxValueValidator(10_000)],
-        help_text=_("The exchange's fee on each trade, in hundredths of a percent."),
-    )
     settlement_currencies = models.JSONField(
         _("settlement currencies"), default=list, help_text=_('ISO 4217 codes, e.g. ["CNY", "USD"].')
     )
@@ -148,9 +142,6 @@ class Board(models.Model):
         verbose_name_plural = _("boards")
         ordering = ["id"]
         permissions = [("trade_on_board", _("Can trade on the board"))]
-        constraints = [
-            models.CheckConstraint(condition=Q(fee_rate_bps__lte=10_000), name="board_fee_rate_bps_lte_10000"),
-        ]
 
     def __str__(self) -> str:
         return self.name

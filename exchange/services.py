@@ -392,12 +392,13 @@ def member_user_create(
 
 # --- Boards and admission ---------------------------------------------------------------------------
 
-BOARD_EDITABLE = ("name_en", "name_zh", "fee_rate_bps", "settlement_currencies", "is_cross_border")
+# The fees are settlements' fee schedules (per board, currency and day), not a field of the board.
+BOARD_EDITABLE = ("name_en", "name_zh", "settlement_currencies", "is_cross_border")
 
 
 @transaction.atomic
 def board_update(*, board: Board, actor: User, **fields: Any) -> Board:
-    """Change a board's names, fee rate or currencies: money terms, so always audited."""
+    """Change a board's names, currencies or whether it is cross-border: the terms of trade, so always audited."""
     unknown = set(fields) - set(BOARD_EDITABLE)
     if unknown:
         raise ApplicationError(_("These board fields cannot be changed: %(f)s.") % {"f": ", ".join(sorted(unknown))})

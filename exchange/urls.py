@@ -26,6 +26,7 @@ handler500 = views.server_error
 
 urlpatterns = [
     path("", views.landing, name="landing"),
+    path("", include("settlements.public_urls")),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),

@@ -24,10 +24,10 @@ from compliance.selectors import trade_precheck
 from exchange.api import ClosedObject, MoneyField, MoneyInputField, error_responses, require_body, text_field
 from exchange.exceptions import NotAllowed
 from exchange.idempotency import idempotent
-from exchange.models import ApiKey, MemberFirm, Membership
+from exchange.models import ApiKey, Board, MemberFirm, Membership
 from exchange.money import CURRENCY_CHOICES
 from exchange.pagination import IdCursorPagination
-from exchange.selectors import user_firm, user_membership
+from exchange.selectors import board_access, user_firm, user_membership
 from exchange.types import AuthenticatedRequest
 from listings.models import DeliveryMode, PricePlan
 
@@ -661,6 +661,40 @@ class BalanceListApi(APIView):
     def get(self, request: AuthenticatedRequest) -> Response:
         balances = selectors.balances_for_firm(firm_id=_firm(request).pk)
         return Response(BalanceListApi.OutputSerializer(balances, many=True).data)
+
+
+class FeeScheduleOutputSerializer(serializers.Serializer):
+    effective_from = serializers.DateField(help_text="The first day (Asia/Shanghai) orders are charged this way.")
+    provider_rate_bps = serializers.IntegerField(
+        min_value=0, max_value=5_000, help_text="The provider's fee, in hundredths of a percent of the price."
+    )
+    buyer_rate_bps = serializers.IntegerField(
+        min_value=0, max_value=5_000, help_text="The buyer's fee, in hundredths of a percent of the price."
+    )
+    buyer_fixed = MoneyField(
+        max_digits=18, decimal_places=2, currency_source="currency", help_text="The buyer's fixed fee per order."
+    )
+
+
+class FeeScheduleListApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        board = serializers.ChoiceField(source="board.code", choices=Board.Code.choices)
+        currency = serializers.ChoiceField(choices=CURRENCY_CHOICES)
+        in_force = FeeScheduleOutputSerializer(
+            allow_null=True, help_text="Charged on orders placed today; null: none yet (orders are refused)."
+        )
+        upcoming = FeeScheduleOutputSerializer(many=True, help_text="Versions staff have scheduled, soonest first.")
+
+    @extend_schema(
+        operation_id="fee_schedules_list",
+        summary="The fees on each board",
+        description="Per board the caller may see and currency it settles in: the fees charged on an order placed "
+        "today (copied onto the order, never changed for it) and the versions scheduled for later days.",
+        responses={200: OutputSerializer(many=True), **error_responses({403: f"{SCOPE_READ}."}, 403)},
+    )
+    def get(self, request: Request) -> Response:
+        published = selectors.fee_schedules_published(board_ids=board_access(user=request.user).visible)
+        return Response(FeeScheduleListApi.OutputSerializer(published, many=True).data)
 
 
 class StatementLineListApi(ListAPIView):

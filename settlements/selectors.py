@@ -118,6 +118,45 @@ def fee_schedule_in_force(*, board: Board, currency: str, day: date) -> FeeSched
 
 
 @dataclass(frozen=True)
+class PublishedFees:
+    """What the exchange charges on a board in a currency: the schedule in force on the day, and those to come."""
+
+    board: Board
+    currency: str
+    in_force: FeeSchedule | None
+    upcoming: tuple[FeeSchedule, ...]
+
+
+def fee_schedules_published(*, board_ids: frozenset[int] | None = None, day: date | None = None) -> list[PublishedFees]:
+    """Per board (all, or those of `board_ids`) and currency it settles in, the fee schedule in force on `day`
+    (today in the exchange's time zone) and the versions staff have added for later days: what every order on the
+    board is charged, published (the landing page, /fees, the API)."""
+    day = day or timezone.localdate()
+    boards = Board.objects.order_by("id")
+    if board_ids is not None:
+        boards = boards.filter(id__in=board_ids)
+    by_board = {board.pk: board for board in boards}
+    versions: dict[tuple[int, str], list[FeeSchedule]] = defaultdict(list)
+    for schedule in FeeSchedule.objects.filter(board_id__in=list(by_board)).order_by("effective_from", "id"):
+        schedule.board = by_board[schedule.board_id]
+        versions[(schedule.board_id, schedule.currency)].append(schedule)
+    published = []
+    for board in by_board.values():
+        for currency in board.settlement_currencies:
+            rows = versions.get((board.pk, currency), [])
+            started = [s for s in rows if s.effective_from <= day]
+            published.append(
+                PublishedFees(
+                    board=board,
+                    currency=currency,
+                    in_force=started[-1] if started else None,
+                    upcoming=tuple(s for s in rows if s.effective_from > day),
+                )
+            )
+    return published
+
+
+@dataclass(frozen=True)
 class Fees:
     price: Decimal
     buyer_fee: Decimal
@@ -461,7 +500,9 @@ def order_terms(
     plan = PricePlan.objects.filter(pk=plan_pk, product=product).filter(plans_visible_q(buyer.pk)).first()
     if (
         plan is None
-        and PricePlan.objects.filter(pk=plan_pk, product=product, is_active=False, buyer_firm__isnull=True).exists()
+        and PricePlan.objects.filter(pk=plan_pk, product=product, is_active=False)
+        .filter(Q(buyer_firm__isnull=True) | Q(buyer_firm_id=buyer.pk))
+        .exists()
     ):
         raise refuse(_("This price plan is retired."), "plan_retired", status=409, field="plan")
     if plan is None:

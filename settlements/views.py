@@ -1188,6 +1188,12 @@ def bank_accounts() -> list[dict[str, str]]:
     return rows
 
 
+@require_GET
+def fees(request: HttpRequest) -> HttpResponse:
+    """The fees in force on each board and currency, and those staff have scheduled: public, as the boards are."""
+    return render(request, "settlements/fees.html", {"published": selectors.fee_schedules_published()})
+
+
 @login_required
 @require_GET
 def deposit_instructions(request: AuthenticatedHttpRequest) -> HttpResponse:

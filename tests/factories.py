@@ -31,14 +31,12 @@ BOARD_DEFAULTS = {
     Board.Code.DOMESTIC: dict(
         name_en="Domestic board",
         name_zh="国内板",
-        fee_rate_bps=50,
         settlement_currencies=["CNY"],
         is_cross_border=False,
     ),
     Board.Code.INTERNATIONAL: dict(
         name_en="International board",
         name_zh="国际板",
-        fee_rate_bps=80,
         settlement_currencies=["CNY", "USD"],
         is_cross_border=True,
     ),

@@ -8,6 +8,7 @@ import settlements (settlements depends on listings, not the other way): the pro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django import template
@@ -18,7 +19,7 @@ from exchange.selectors import board_ids_tradable, user_membership
 from listings.models import ListingStatus
 
 from ..models import AccessRequest
-from ..selectors import ORDER_ROLES, access_request_latest
+from ..selectors import ORDER_ROLES, access_request_latest, fee_schedules_published
 
 register = template.Library()
 
@@ -74,3 +75,16 @@ def buying(context: template.Context, product: Any) -> Buying:
         can_request=acting and not open_request,
         note=note,
     )
+
+
+@register.simple_tag
+def published_fees() -> list[Any]:
+    """{% published_fees as published %}: the fees in force on every board and currency, and those to come (the
+    landing page shows them with each board, without the core importing settlements)."""
+    return fee_schedules_published()
+
+
+@register.filter
+def bps_percent(bps: int) -> str:
+    """Basis points as a percentage with two decimals: 50 -> "0.50%"."""
+    return f"{Decimal(int(bps)) / 100:.2f}%"

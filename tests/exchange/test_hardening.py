@@ -103,17 +103,19 @@ def test_exchange_admins_cannot_grant_themselves_power(client, ops):
     assert not ops.is_superuser
 
 
-def test_board_fee_changes_are_audited(client, superuser, boards):
+def test_board_changes_are_audited(client, superuser, boards):
     login_as(client, superuser)
     board = boards["international"]
     response = client.post(
         reverse("admin:exchange_board_change", args=[board.pk]),
-        {"name_en": board.name_en, "name_zh": board.name_zh, "fee_rate_bps": "95",
+        {"name_en": "International board (cross-border)", "name_zh": board.name_zh,
          "settlement_currencies": '["CNY", "USD"]', "is_cross_border": "on"},
     )  # fmt: skip
     assert response.status_code == 302, response.content.decode()[:2000]
-    assert Board.objects.get(pk=board.pk).fee_rate_bps == 95
-    assert AuditEvent.objects.get(verb="board.update").payload == {"changes": {"fee_rate_bps": [80, 95]}}
+    assert Board.objects.get(pk=board.pk).name_en == "International board (cross-border)"
+    assert AuditEvent.objects.get(verb="board.update").payload == {
+        "changes": {"name_en": [board.name_en, "International board (cross-border)"]}
+    }
 
 
 def test_a_domestic_firm_cannot_move_abroad_while_admitted(ops, domestic):

@@ -205,5 +205,5 @@ def test_django_serves_the_glossary_terms(english: str, chinese: str):
 
 def test_placeholders_are_filled_in_chinese():
     with translation.override("zh-hans"):
-        text = translation.gettext("Exchange fee: %(bps)s basis points") % {"bps": 25}
-    assert text == "交易服务费：25 个基点"
+        text = translation.gettext("Fees in %(currency)s:") % {"currency": "CNY"}
+    assert text == "CNY 交易服务费："
