@@ -169,7 +169,8 @@ def _check_payload(topic: str, payload: dict[str, Any]) -> None:
 
 def outbox_publish(*, topic: str, payload: dict[str, Any], key: str = "") -> OutboxEvent:
     """Write the event `topic` about `key` (e.g. "order:42") in the current transaction; the relay hands it to the
-    subscribers once the transaction commits, and never if it rolls back.
+    subscribers once the transaction commits, and never if it rolls back. An event of a topic no one subscribes to
+    is written already published (the record of what happened), with no relay to run.
 
     Call it inside the transaction of the change it reports (a service's `@transaction.atomic`). `payload` is
     JSON as it is: ids, strings (money as "1200.00", times in ISO 8601), numbers, lists, dicts.
@@ -179,9 +180,14 @@ def outbox_publish(*, topic: str, payload: dict[str, Any], key: str = "") -> Out
     _check_topic(topic)
     _check_payload(topic, payload)
     event = OutboxEvent(topic=topic, key=key, payload=payload)
+    if not subscribers_of(topic):
+        # No one takes this topic (yet): the event is recorded published, and no relay is kicked for it. A
+        # subscriber registered later does not get it, as for any event published before it.
+        event.published_at = event.created_at
     event.full_clean()
     event.save()
-    _kick_relay_after_commit()
+    if event.published_at is None:
+        _kick_relay_after_commit()
     return event
 
 

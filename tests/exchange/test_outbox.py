@@ -77,7 +77,10 @@ def kicks(monkeypatch):
 
 
 class TestPublishing:
-    def test_the_relay_is_enqueued_once_and_only_after_the_commit(self, django_capture_on_commit_callbacks, kicks):
+    def test_the_relay_is_enqueued_once_and_only_after_the_commit(
+        self, django_capture_on_commit_callbacks, kicks, subscribe
+    ):
+        subscribe("tests.any")
         # when a transaction publishes two events
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
             with transaction.atomic():
@@ -90,7 +93,10 @@ class TestPublishing:
         assert kicks == [1]
         assert OutboxEvent.objects.count() == 2
 
-    def test_a_rolled_back_event_does_not_exist_and_enqueues_nothing(self, django_capture_on_commit_callbacks, kicks):
+    def test_a_rolled_back_event_does_not_exist_and_enqueues_nothing(
+        self, django_capture_on_commit_callbacks, kicks, subscribe
+    ):
+        subscribe("tests.any")
         # when the change that published the event fails
         with (
             django_capture_on_commit_callbacks(execute=False) as callbacks,
@@ -104,8 +110,9 @@ class TestPublishing:
         assert not OutboxEvent.objects.exists()
 
     def test_an_event_after_a_rolled_back_one_in_the_same_transaction_still_kicks_the_relay(
-        self, django_capture_on_commit_callbacks, kicks
+        self, django_capture_on_commit_callbacks, kicks, subscribe
     ):
+        subscribe("tests.any")
         with django_capture_on_commit_callbacks(execute=False) as callbacks, transaction.atomic():
             with pytest.raises(RuntimeError), transaction.atomic():
                 outbox_publish(topic=TOPIC, payload={"n": 1})
@@ -170,9 +177,21 @@ class TestRelay:
         assert event.published_at is not None and event.payload == {"n": 1}
         assert set(event.deliveries.values_list("subscriber", flat=True)) == {"tests.a", "tests.b"}
 
-    def test_an_event_of_no_subscriber_is_published(self):
-        event = outbox_publish(topic="test.nobody_listens", payload={})
-        outbox_relay()
+    def test_an_event_of_no_subscriber_is_written_published_and_kicks_no_relay(
+        self, django_capture_on_commit_callbacks, kicks
+    ):
+        with django_capture_on_commit_callbacks(execute=True) as callbacks, transaction.atomic():
+            event = outbox_publish(topic="test.nobody_listens", payload={})
+        assert callbacks == [] and kicks == []
+        event.refresh_from_db()
+        assert event.published_at == event.created_at
+
+    def test_a_pending_event_whose_subscriber_went_away_is_published_by_the_relay(self, subscribe):
+        # an event published while its topic had a subscriber, which a later release no longer has
+        subscribe("tests.gone")
+        event = outbox_publish(topic=TOPIC, payload={})
+        subscriber_remove(name="tests.gone")
+        assert outbox_relay() == {"events": 1, "delivered": 0, "failed": 0, "published": 1}
         event.refresh_from_db()
         assert event.published_at is not None
 
@@ -263,7 +282,7 @@ class TestPruning:
         subscribe("tests.any")
         old, recent = (outbox_publish(topic=TOPIC, payload={"n": n}) for n in range(2))
         outbox_relay()
-        stuck = outbox_publish(topic="test.nobody_delivers", payload={})
+        stuck = outbox_publish(topic=TOPIC, payload={})  # not relayed yet
         now = timezone.now()
         OutboxEvent.objects.filter(pk=old.pk).update(published_at=now - timedelta(days=31))
         OutboxEvent.objects.filter(pk=recent.pk).update(published_at=now - timedelta(days=29))
@@ -324,10 +343,11 @@ class TestAdmin:
         assert client.get("/admin/exchange/outboxevent/").status_code == 403
 
 
-def test_the_metrics_show_the_pending_events_and_the_oldest_ones_age(client, time_machine):
+def test_the_metrics_show_the_pending_events_and_the_oldest_ones_age(client, time_machine, subscribe):
+    subscribe("tests.any")
     start = timezone.now()
     time_machine.move_to(start, tick=False)
-    outbox_publish(topic="test.nobody_delivers", payload={})
+    outbox_publish(topic=TOPIC, payload={})
     time_machine.move_to(start + timedelta(seconds=90), tick=False)
     body = client.get("/metrics").content.decode()
     assert "exchange_outbox_pending_events 1.0" in body
