@@ -15,6 +15,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate
+from django.utils import translation
 from rest_framework.test import APIClient
 
 from exchange import roles
@@ -61,6 +62,15 @@ def _restore_reference_data(sender, **kwargs) -> None:
 
 
 post_migrate.connect(_restore_reference_data, dispatch_uid="tests.restore_reference_data")
+
+
+@pytest.fixture(autouse=True)
+def _language_reset() -> Iterator[None]:
+    # A request in Chinese leaves Chinese active in the thread (LocaleMiddleware activates the request's language
+    # and nothing deactivates it after the response): a later test that reads a message outside any request would
+    # get it in Chinese, depending on which test its xdist worker ran before.
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture(autouse=True)
