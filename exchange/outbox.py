@@ -20,7 +20,8 @@ relays never work on the same event, each takes the next free one), and each sub
 together with the row recording its delivery, whose unique constraint lets it succeed once. A subscriber that
 raises loses only its own work: the event stays pending for it, with the error on the event, and is offered again
 later with backoff; the other subscribers keep theirs. Once every subscriber has taken an event it is published,
-and pruned OUTBOX_RETENTION_DAYS later.
+and pruned OUTBOX_RETENTION_DAYS later. An event of a topic no subscriber takes is written published (the record of
+what happened) and kicks no relay.
 
 Delivery is at least once from the subscriber's side of the world: what a subscriber does outside the database
 (an e-mail, a webhook) may happen again if its transaction fails after it, so subscribers are idempotent, keyed
@@ -211,7 +212,8 @@ def _kick_relay() -> None:
 
 def outbox_relay(*, limit: int | None = None) -> dict[str, int]:
     """Hand the pending, due events to their subscribers, oldest first, at most `limit` (OUTBOX_BATCH_SIZE) of them;
-    first mark published, all at once, the due events of topics that no subscriber takes.
+    first mark published, up to `limit` in one statement, the due events of topics that no subscriber takes any
+    more (an event of a topic no one takes when it is published is written published already).
 
     Safe to run twice and in parallel: each event is taken under its row lock, skipped by the other runs, and each
     (event, subscriber) is delivered once. Returns what it did, for the task's result and the log.
