@@ -107,6 +107,9 @@ def statement_lines(*, firm_id: int) -> QuerySet[Posting]:
 
 
 def fee_schedule_in_force(*, board: Board, currency: str, day: date) -> FeeSchedule | None:
+    """The schedule an order on `board` in `currency` is charged on `day`: the latest version in force by then (one
+    per board, currency and day, a unique constraint). `fee_schedules_published` picks the same row for everyone to
+    read; a test holds the two together."""
     schedule = (
         FeeSchedule.objects.filter(board=board, currency=currency, effective_from__lte=day)
         .order_by("-effective_from")

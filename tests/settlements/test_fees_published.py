@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from exchange.models import Board
 from settlements.models import FeeSchedule
-from settlements.selectors import fee_schedules_published
+from settlements.selectors import fee_schedule_in_force, fee_schedules_published
 from tests.factories import api_client_for, api_error
 
 pytestmark = pytest.mark.django_db
@@ -51,6 +51,44 @@ def test_the_public_page_names_each_board_and_currency(client, boards, later):
     assert "provider 0.80% of the price" in page and "provider 0.50% of the price" in page
     assert "provider 1.25% of the price; buyer 0.20% of the price + 5.00 CNY per order" in page
     assert "Scheduled changes" in page
+
+
+@pytest.mark.parametrize(
+    ("rate", "fixed", "line"),
+    [
+        (0, "0.00", "provider 0.80% of the price; no fee on the buyer"),
+        (15, "0.00", "provider 0.80% of the price; buyer 0.15% of the price"),
+        (0, "3.00", "provider 0.80% of the price; buyer 3.00 CNY per order"),
+        (15, "3.00", "provider 0.80% of the price; buyer 0.15% of the price + 3.00 CNY per order"),
+    ],
+)
+def test_the_fee_line_names_only_the_buyer_fees_charged(client, boards, rate, fixed, line):
+    FeeSchedule.objects.filter(board=boards["international"], currency="CNY").update(
+        buyer_rate_bps=rate, buyer_fixed=Decimal(fixed)
+    )
+    page = client.get("/fees").content.decode()
+    assert line in page
+    assert "buyer 0.00% of the price" not in page and "buyer 0.00 CNY" not in page
+    zh = client.get("/fees", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert "no fee on the buyer" not in zh and "per order" not in zh
+
+
+def test_the_published_schedule_in_force_is_the_one_orders_are_charged(boards, later):
+    """The listing picks the schedule in force in Python, orders read it with one query: the same row, every day."""
+    board = boards["international"]
+    FeeSchedule.objects.create(
+        board=board, currency="CNY", effective_from=later.effective_from + timedelta(days=10), provider_rate_bps=90
+    )
+    first = FeeSchedule.objects.filter(board=board, currency="CNY").order_by("effective_from").first()
+    assert first is not None
+    days = [first.effective_from - timedelta(days=1), first.effective_from, timezone.localdate()]
+    days += [later.effective_from - timedelta(days=1), later.effective_from, later.effective_from + timedelta(days=10)]
+    days += [later.effective_from + timedelta(days=400)]
+    for day in days:
+        published = {(p.board.pk, p.currency): p.in_force for p in fee_schedules_published(day=day)}
+        for (board_id, currency), in_force in published.items():
+            charged = fee_schedule_in_force(board=Board.objects.get(pk=board_id), currency=currency, day=day)
+            assert charged == in_force, (day, board_id, currency)
 
 
 def test_the_public_page_in_chinese(client, boards, later):
