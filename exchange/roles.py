@@ -46,6 +46,7 @@ _SETTLEMENTS_READ = [
     "settlements.view_withdrawal",
     "settlements.view_feeschedule",
     "settlements.view_fxrate",
+    "settlements.view_entitlement",
 ]
 
 STAFF_ROLES: dict[str, list[str]] = {
@@ -126,9 +127,11 @@ STAFF_ROLES: dict[str, list[str]] = {
         "listings.view_dataproduct",
         "listings.view_revision",
         "listings.view_priceplan",
-        # The orders a case holds.
+        # The orders a case holds, and the entitlements an export relies on (revoked for a breach of the law).
         "settlements.view_order",
         "settlements.view_orderevent",
+        "settlements.view_entitlement",
+        "settlements.revoke_entitlement",
     ],
     SETTLEMENT_CLERKS: [
         *_FIRM_READ,
@@ -146,6 +149,7 @@ STAFF_ROLES: dict[str, list[str]] = {
         "settlements.refund_order",
         "settlements.add_feeschedule",
         "settlements.add_fxrate",
+        "settlements.revoke_entitlement",
         "exchange.view_auditevent",
     ],
 }

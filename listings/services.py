@@ -22,6 +22,7 @@ from guardian.shortcuts import assign_perm
 from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed, require_reason
 from exchange.models import AuditEvent, Board, MemberFirm, Membership, User
 from exchange.money import quantize
+from exchange.outbox import outbox_publish
 from exchange.selectors import board_access, firm_get_by_public_code, group_board_access, user_membership
 from exchange.services import audit_record
 from exchange.transitions import transition
@@ -598,7 +599,7 @@ def _set_listing_status(product: DataProduct, actor: User, new: str, verb: str, 
     }
     before = product.listing_status
     refusal = refusals[verb] % {"status": ListingStatus(before).label}
-    return transition(
+    product = transition(
         product,
         field="listing_status",
         to=new,
@@ -611,6 +612,13 @@ def _set_listing_status(product: DataProduct, actor: User, new: str, verb: str, 
         stale_message=refusal,
         stale_code="invalid_transition",
     )
+    # Told to the apps above (settlements ends the product's entitlements), in this transaction.
+    outbox_publish(
+        topic=f"listing.{verb}",
+        key=str(product.pk),
+        payload={"product": product.pk, "provider": product.provider_id, "listing_status": new, "reason": reason},
+    )
+    return product
 
 
 @transaction.atomic

@@ -632,3 +632,91 @@ class Withdrawal(models.Model):
 
     def __str__(self) -> str:
         return f"W-{self.pk:06d} · {self.amount} {self.currency}" if self.pk else "W-(new)"
+
+
+class Entitlement(models.Model):
+    """An order's right to the data: which revision (a subscription's, the later ones too), by which delivery mode,
+    from when until when, with which quota, under the licence the order copied. Made when the order is released;
+    ended, for good, when the order is cancelled or refunded, its term runs out, the product is suspended or
+    delisted, compliance revokes the filing it relied on, or staff revoke it. Every access path (download links,
+    the data gateway, the sandbox) asks `usable_at` and refuses at once afterwards."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("Active")
+        ENDED = "ended", _("Ended")
+
+    class EndReason(models.TextChoices):
+        CANCELLED = "cancelled", _("The order was cancelled")
+        REFUNDED = "refunded", _("The order was refunded")
+        EXPIRED = "expired", _("The licence term ran out")
+        LAPSED = "lapsed", _("The subscription lapsed")
+        SUSPENDED = "suspended", _("The product was suspended")
+        DELISTED = "delisted", _("The product was delisted")
+        COMPLIANCE = "compliance", _("The export is no longer cleared (a filing revoked or lapsed)")
+        REVOKED = "revoked", _("Revoked by the exchange")
+
+    ALLOWED: dict[str, set[str]] = {Status.ACTIVE: {Status.ENDED}, Status.ENDED: set()}
+
+    order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="entitlement", verbose_name=_("order"))
+    # The order's, copied: every access check and every list reads the entitlement alone.
+    buyer_firm = models.ForeignKey(
+        MemberFirm, on_delete=models.PROTECT, related_name="entitlements", verbose_name=_("buyer")
+    )
+    product = models.ForeignKey(
+        "listings.DataProduct", on_delete=models.PROTECT, related_name="entitlements", verbose_name=_("product")
+    )
+    revision = models.ForeignKey(
+        "listings.Revision", on_delete=models.PROTECT, related_name="+", verbose_name=_("revision")
+    )
+    follows_revisions = models.BooleanField(
+        _("later revisions included"),
+        default=False,
+        help_text=_("A subscription's: the revisions listed after it too."),
+    )
+    delivery_mode = models.CharField(_("delivery"), max_length=10)
+    starts_at = models.DateTimeField(_("from"))
+    ends_at = models.DateTimeField(_("until"), null=True, blank=True, help_text=_("Empty: the licence has no end."))
+    calls_included = models.PositiveIntegerField(
+        _("calls included per period"), null=True, blank=True, help_text=_("API delivery; empty: no quota.")
+    )
+    status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.ACTIVE)
+    ended_at = models.DateTimeField(_("ended at"), null=True, blank=True)
+    end_reason = models.CharField(_("why it ended"), max_length=16, choices=EndReason.choices, blank=True)
+    end_note = models.TextField(_("note"), blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("entitlement")
+        verbose_name_plural = _("entitlements")
+        ordering = ["-starts_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_at__isnull=True) | Q(ends_at__gt=F("starts_at")), name="entitlement_ends_after_start"
+            ),
+            models.CheckConstraint(
+                condition=(Q(status="active") & Q(ended_at__isnull=True) & Q(end_reason=""))
+                | (Q(status="ended") & Q(ended_at__isnull=False) & ~Q(end_reason="")),
+                name="entitlement_end_recorded",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["buyer_firm", "-starts_at"], name="entitlement_buyer_idx"),
+            models.Index(fields=["product", "status"], name="entitlement_product_idx"),
+            models.Index(fields=["status", "ends_at"], name="entitlement_due_idx"),
+        ]
+        permissions = [("revoke_entitlement", _("Can revoke entitlements"))]
+
+    def __str__(self) -> str:
+        return f"E-{self.pk:08d}" if self.pk else "E-(new)"
+
+    @property
+    def reference(self) -> str:
+        return str(self)
+
+    def usable_at(self, when: Any) -> bool:
+        """Whether the data may be delivered under it at `when`: active, begun and not run out."""
+        return (
+            self.status == self.Status.ACTIVE
+            and self.starts_at <= when
+            and (self.ends_at is None or when < self.ends_at)
+        )

@@ -14,6 +14,7 @@ APPROVE_WITHDRAWALS = "settlements.approve_withdrawal"
 REFUND_ORDERS = "settlements.refund_order"
 KEEP_FEES = "settlements.add_feeschedule"
 KEEP_FX = "settlements.add_fxrate"
+REVOKE_ENTITLEMENTS = "settlements.revoke_entitlement"
 
 
 def may_book_deposits(user: Any) -> bool:
@@ -38,3 +39,13 @@ def require_fee_clerk(user: Any) -> None:
 
 def require_fx_clerk(user: Any) -> None:
     require_staff_perm(user, KEEP_FX, _("Only settlement clerks keep the FX rates."))
+
+
+def may_revoke_entitlements(user: Any) -> bool:
+    return staff_has_perm(user, REVOKE_ENTITLEMENTS)
+
+
+def require_entitlement_revoker(user: Any) -> None:
+    require_staff_perm(
+        user, REVOKE_ENTITLEMENTS, _("Only settlement clerks and compliance officers revoke entitlements.")
+    )

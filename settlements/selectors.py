@@ -31,6 +31,7 @@ from .models import (
     Account,
     Charge,
     Deposit,
+    Entitlement,
     FeeSchedule,
     FxRate,
     JournalEntry,
@@ -728,6 +729,30 @@ def order_get_for_firm(*, firm_id: int, pk: Any, with_events: bool = False) -> O
     if order is None:
         raise Http404
     return order
+
+
+def entitlement_list_for_firm(*, firm_id: int, status: str | None = None) -> QuerySet[Entitlement]:
+    """The firm's entitlements as the buyer (what it may use), newest first, with the order and product a list
+    shows. A provider sees its sales as orders, not the buyers' entitlements."""
+    queryset = Entitlement.objects.filter(buyer_firm_id=firm_id)
+    if status:
+        queryset = queryset.filter(status=status)
+    return queryset.select_related("order", "product__provider", "revision").order_by("-starts_at", "-id")
+
+
+def entitlement_get_for_firm(*, firm_id: int, pk: Any) -> Entitlement:
+    """One of the firm's entitlements; 404 for any other firm's (its existence is not theirs to know)."""
+    entitlement = entitlement_list_for_firm(firm_id=firm_id).filter(pk=_pk(pk)).first()
+    if entitlement is None:
+        raise Http404
+    return entitlement
+
+
+def entitlement_usable(entitlement: Entitlement, *, now: Any = None) -> bool:
+    """Whether data may be delivered under it now: active, within its term, and the product still listed (a
+    suspension or delisting ends it through the outbox; this answers at once, before the relay has run)."""
+    now = now or timezone.now()
+    return entitlement.usable_at(now) and entitlement.product.listing_status == ListingStatus.LISTED
 
 
 def access_request_list_for_firm(

@@ -8,7 +8,8 @@ from __future__ import annotations
 from compliance.models import ComplianceCase
 from exchange.outbox import Event, subscriber
 
-from .models import Order
+from .models import Entitlement, Order
+from .services.entitlements import entitlements_end_for_product, entitlements_recheck_exporter
 from .services.orders import held_orders_of_case, order_compliance_recheck, order_compliance_refuse, order_settle
 
 
@@ -29,3 +30,18 @@ def refuse_held_orders(event: Event) -> None:
 @subscriber("order.accepted", name="settlements.settle_accepted_order")
 def settle_accepted_order(event: Event) -> None:
     order_settle(order=Order.objects.get(pk=event.payload["order"]))
+
+
+@subscriber("listing.suspended", "listing.delisted", name="settlements.end_entitlements_of_product")
+def end_entitlements_of_product(event: Event) -> None:
+    """A product suspended or delisted by staff (or delisted by its provider): what was bought of it ends."""
+    reason = Entitlement.EndReason.SUSPENDED if event.topic == "listing.suspended" else Entitlement.EndReason.DELISTED
+    entitlements_end_for_product(
+        product_id=event.payload["product"], reason=reason, note=event.payload.get("reason", "")
+    )
+
+
+@subscriber("compliance.filing_revoked", "compliance.filing_expired", name="settlements.recheck_entitlements")
+def recheck_entitlements(event: Event) -> None:
+    """A filing of the exporter revoked or lapsed: its exports are decided again, and end unless still cleared."""
+    entitlements_recheck_exporter(exporter_id=event.payload["exporter"], note=f"filing {event.payload['filing']}")

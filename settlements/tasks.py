@@ -9,6 +9,7 @@ from celery import shared_task
 
 from .selectors import ledger_reconcile
 from .services.access import access_requests_expire
+from .services.entitlements import entitlements_end_due
 from .services.orders import orders_accept_due, usage_budgets_close_due
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,12 @@ def accept_due_orders_task() -> list[int]:
 def close_usage_budgets_task() -> list[int]:
     """Return the unused part of each metered order's usage budget whose period has ended (daily)."""
     return usage_budgets_close_due()
+
+
+@shared_task(name="settlements.end_due_entitlements")
+def end_due_entitlements_task() -> list[int]:
+    """End the entitlements whose term ran out: a one-off licence expired, a subscription not renewed lapsed."""
+    return entitlements_end_due()
 
 
 @shared_task(name="settlements.expire_access_requests")

@@ -28,6 +28,7 @@ from django.utils.translation import gettext as _
 
 from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed, require_reason
 from exchange.models import MemberFirm, Membership, User
+from exchange.outbox import outbox_publish
 from exchange.selectors import user_membership
 from exchange.services import audit_record
 from exchange.transitions import transition
@@ -300,7 +301,7 @@ def _move(filing: Filing, new: str, *, actor: User | None, reason: str = "", **f
     updates = dict(fields)
     if actor is not None:
         updates.update(decided_by=actor, decided_at=timezone.now(), decision_reason=reason)
-    return transition(
+    filing = transition(
         filing,
         to=new,
         allowed=Filing.ALLOWED,
@@ -312,6 +313,13 @@ def _move(filing: Filing, new: str, *, actor: User | None, reason: str = "", **f
         % {"old": Filing.Status(old).label, "new": Filing.Status(new).label},
         stale_message=_("Someone else decided this filing first; reload it."),
     )
+    # Told to the apps above (settlements decides again the entitlements a revoked or lapsed filing supported).
+    outbox_publish(
+        topic=f"compliance.filing_{new}",
+        key=str(filing.pk),
+        payload={"filing": filing.pk, "exporter": filing.exporter_id, "kind": filing.kind, "from": old, "to": new},
+    )
+    return filing
 
 
 @transaction.atomic

@@ -36,9 +36,10 @@ from exchange.selectors import user_membership
 from exchange.services import audit_record
 from exchange.transitions import assert_can_transition, transition
 
-from ..models import AccessRequest, Account, Charge, JournalEntry, Order, OrderEvent
+from ..models import AccessRequest, Account, Charge, Entitlement, JournalEntry, Order, OrderEvent
 from ..permissions import require_refund_clerk
 from ..selectors import OrderTerms, currency_not_held, order_terms
+from .entitlements import entitlement_end_for_order, entitlement_start
 from .ledger import InsufficientFunds, Leg, account_for, accounts_lock, entry_post, exchange_account
 
 S = Order.Status
@@ -80,9 +81,18 @@ def _publish(order: Order, topic: str, **extra: Any) -> None:
     )
 
 
-def _move(order: Order, to: str, *, actor: User | None, verb: str, why: str = "", **fields: Any) -> Order:
+def _move(
+    order: Order,
+    to: str,
+    *,
+    actor: User | None,
+    verb: str,
+    why: str = "",
+    audit: dict[str, Any] | None = None,
+    **fields: Any,
+) -> Order:
     """The order's status along an allowed edge, with its timeline row and audit row, in the caller's transaction.
-    `why` is recorded on both and kept as the order's `reason`."""
+    `why` is recorded on both and kept as the order's `reason`; `audit`, more of what the audit row records."""
     if why:
         fields["reason"] = why
 
@@ -95,7 +105,7 @@ def _move(order: Order, to: str, *, actor: User | None, verb: str, why: str = ""
         allowed=Order.ALLOWED,
         actor=actor,
         verb=f"settlements.order_{verb}",
-        payload={"reference": order.reference, **({"reason": why} if why else {})},
+        payload={"reference": order.reference, **({"reason": why} if why else {}), **(audit or {})},
         extra_fields=fields,
         record=record,
         stale_message=_("This order was changed meanwhile; reload it and try again."),
@@ -411,8 +421,13 @@ def _release(order: Order, clearance: Any, *, actor: User | None) -> Order:
     """The gate cleared it: count the export (same transaction, same counter lock) and release the order."""
     if clearance.decided.assessment.decision not in NOT_AN_EXPORT:
         export_record(decided=clearance.decided, actor=actor)
-    order = _move(order, S.RELEASED, actor=actor, verb="released", released_at=timezone.now())
-    _publish(order, "released", assessment=clearance.decided.assessment.pk)
+    now = timezone.now()
+    # The order's right to the data starts with the release; the release's audit row records it.
+    entitlement = entitlement_start(order, now=now)
+    order = _move(
+        order, S.RELEASED, actor=actor, verb="released", audit={"entitlement": entitlement.pk}, released_at=now
+    )
+    _publish(order, "released", assessment=clearance.decided.assessment.pk, entitlement=entitlement.pk)
     return order
 
 
@@ -485,6 +500,7 @@ def order_cancel(*, order: Order, actor: User, reason: str = "") -> Order:
         raise InvalidTransition(_("An order can be cancelled only before it is delivered."))
     _lock_accounts(order)
     order = _move(order, S.CANCELLED, actor=actor, verb="cancelled", why=reason.strip(), closed_at=timezone.now())
+    entitlement_end_for_order(order, reason=Entitlement.EndReason.CANCELLED, actor=actor, note=reason.strip())
     returned = _return_all(
         order, actor, _("%(order)s cancelled by the buyer: escrow returned") % {"order": order.reference}
     )
@@ -630,6 +646,7 @@ def order_refund(*, order: Order, actor: User, reason: str, amount: Decimal | No
     # orders, which takes the fee revenue first (an older account) and then waits for the buyer's escrow.
     _lock_accounts(order, settling=amount < refundable)
     order = _move(order, S.REFUNDED, actor=actor, verb="refunded", why=reason, closed_at=timezone.now())
+    entitlement_end_for_order(order, reason=Entitlement.EndReason.REFUNDED, actor=actor, note=reason)
     memo = _("%(order)s refunded: %(reason)s") % {"order": order.reference, "reason": reason[:120]}
     shares = allocate(amount, [c.total for c in priced], order.currency) if priced else []
     for charge, share in zip(priced, shares, strict=True):
