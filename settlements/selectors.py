@@ -318,6 +318,39 @@ class TrialBalanceRow:
     credit: Decimal
 
 
+# Orders released at some point and not closed since: each has its entitlement (ended or not, by its own term).
+ENTITLED = (
+    Order.Status.RELEASED,
+    Order.Status.DELIVERED,
+    Order.Status.ACCEPTED,
+    Order.Status.SETTLED,
+    Order.Status.DISPUTED,
+)
+
+
+def entitlement_problems() -> list[str]:
+    """The invariants between orders and their entitlements that do not hold now (none when sound): an order
+    released and not cancelled or refunded has its entitlement; one never released has none; a cancelled or
+    refunded order's is ended; an entitlement is its order's buyer's, product's and revision's."""
+    problems = [
+        f"order {pk} is {status} but has no entitlement"
+        for pk, status in Order.objects.filter(status__in=ENTITLED, entitlement__isnull=True).values_list("pk", "status")
+    ]
+    never = (Order.Status.CREATED, Order.Status.COMPLIANCE_HOLD, Order.Status.REFUSED)
+    for pk, order_id in Entitlement.objects.filter(order__status__in=never).values_list("pk", "order_id"):
+        problems.append(f"entitlement {pk} belongs to order {order_id}, which was never released")
+    closed = (Order.Status.CANCELLED, Order.Status.REFUNDED)
+    active = Entitlement.objects.filter(status=Entitlement.Status.ACTIVE)
+    for pk, order_id in active.filter(order__status__in=closed).values_list("pk", "order_id"):
+        problems.append(f"entitlement {pk} is active but its order {order_id} was cancelled or refunded")
+    mismatched = Entitlement.objects.exclude(
+        buyer_firm_id=F("order__buyer_firm_id"), product_id=F("order__product_id"), revision_id=F("order__revision_id")
+    )
+    for pk in mismatched.values_list("pk", flat=True):
+        problems.append(f"entitlement {pk} is not of its order's buyer, product and revision")
+    return problems
+
+
 def trial_balance() -> list[TrialBalanceRow]:
     """Debits and credits per currency and kind of account (they sum to the same per currency)."""
     rows = (

@@ -52,7 +52,7 @@ from exchange.models import User
 from exchange.outbox import outbox_relay
 from listings.models import DataProduct, PricePlan, Revision
 from settlements.models import Account, FeeSchedule, Order, Withdrawal
-from settlements.selectors import ledger_problems
+from settlements.selectors import entitlement_problems, ledger_problems
 from settlements.services import deposits, orders, withdrawals
 from settlements.tasks import accept_due_orders_task
 from tests.compliance.factories import filing, with_pi
@@ -94,7 +94,9 @@ WALKED = [
     "cancelled",
     "withdrawal:",
     "refused: insufficient_funds",
-    "refused: invalid_transition",
+    # ("refused: invalid_transition", a step out of turn, is walked in most runs but not all: the machine draws it
+    # only where a step is out of turn for the order or withdrawal drawn; tests/settlements/test_orders.py (orders)
+    # and test_ledger.py (withdrawals) refuse such steps deterministically.)
     "refused: not_allowed",
 ]
 
@@ -803,6 +805,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def the_ledgers_invariants_hold(self) -> None:
         SEEN["(steps checked)"] += 1
         assert ledger_problems() == []
+        assert entitlement_problems() == []
 
     @invariant()
     def money_in_is_money_out_plus_balances_plus_fees(self) -> None:
