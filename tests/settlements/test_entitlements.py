@@ -1,0 +1,236 @@
+"""Entitlements through the services: started with the release, with the term the plan and licence give, and ended,
+for good and once, on each of the ways the issue names (cancellation, refund, the term's end, suspension, delisting, a
+filing revoked, staff). The package's fixture checks the ledger's and the entitlements' invariants after each test."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from compliance import services as compliance
+from compliance.models import EvidenceKind
+from exchange.exceptions import InvalidTransition, NotAllowed
+from exchange.models import AuditEvent
+from exchange.outbox import OutboxEvent, outbox_relay
+from listings import services as listing_services
+from listings.models import Revision
+from settlements.models import Entitlement
+from settlements.selectors import entitlement_usable
+from settlements.services import entitlements, orders
+from tests.compliance.factories import filing, with_pi
+from tests.factories import PricePlanFactory, listed_product
+from tests.settlements.factories import fund
+from tests.settlements.test_orders import one_off, place
+
+pytestmark = pytest.mark.django_db
+D = Decimal
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@pytest.fixture
+def product(provider, reviewer):
+    return listed_product(provider, reviewer)
+
+
+def ended_events(entitlement) -> list[dict]:
+    return list(
+        OutboxEvent.objects.filter(topic="entitlement.ended", key=str(entitlement.pk)).values_list("payload", flat=True)
+    )
+
+
+class TestStart:
+    def test_a_released_order_has_its_entitlement_with_the_licence_term(self, product, international, clerk):
+        Revision.objects.filter(pk=product.listed_revision_id).update(
+            licence_terms={**product.listed_revision.licence_terms, "duration_months": 12}
+        )
+        fund(international, clerk)
+        order = place(international, product, one_off(product))
+        entitlement = order.entitlement
+        assert entitlement.status == "active" and entitlement.buyer_firm_id == order.buyer_firm_id
+        assert entitlement.revision_id == order.revision_id and entitlement.delivery_mode == "file"
+        assert entitlement.starts_at == order.released_at and not entitlement.follows_revisions
+        assert entitlement.ends_at is not None
+        assert timezone.localtime(entitlement.ends_at).date() == timezone.localtime(order.released_at).date().replace(
+            year=timezone.localtime(order.released_at).year + 1
+        )
+        assert entitlement_usable(entitlement)
+        started = OutboxEvent.objects.get(topic="entitlement.started", key=str(entitlement.pk))
+        assert started.payload["order"] == order.pk
+        # the release's audit row records it: no row of its own on the order's hot path
+        released = AuditEvent.objects.get(verb="settlements.order_released", object_id=str(order.pk))
+        assert released.payload["entitlement"] == entitlement.pk
+
+    def test_a_licence_without_an_end_gives_an_entitlement_without_one(self, product, international, clerk):
+        Revision.objects.filter(pk=product.listed_revision_id).update(
+            licence_terms={**product.listed_revision.licence_terms, "duration_months": None}
+        )
+        fund(international, clerk)
+        assert place(international, product, one_off(product)).entitlement.ends_at is None
+
+    @time_machine.travel(datetime(2027, 1, 31, 23, 30, tzinfo=SHANGHAI), tick=False)
+    def test_a_subscription_lasts_its_paid_period_in_shanghai_and_follows_revisions(
+        self, product, international, clerk
+    ):
+        fund(international, clerk)
+        plan = PricePlanFactory(product=product, kind="subscription", period="month", currency="CNY", amount=D("50"))
+        entitlement = place(international, product, plan).entitlement
+        # from 31 January (15:30 UTC: already the 31st in Shanghai): the period runs to 27 February, the day before
+        # the same day next month (no 31 February), so the right ends at midnight on 28 February, Shanghai time
+        assert entitlement.ends_at == datetime(2027, 2, 28, tzinfo=SHANGHAI)
+        assert entitlement.follows_revisions
+
+    def test_api_delivery_carries_the_plans_included_calls(self, product, international, clerk):
+        fund(international, clerk)
+        plan = PricePlanFactory(
+            product=product,
+            kind="metered",
+            period="month",
+            currency="CNY",
+            amount=D("100.00"),
+            included_calls=1000,
+            unit_price=D("0.0125"),
+        )
+        Revision.objects.filter(pk=product.listed_revision_id).update(delivery_modes=["file", "api"])
+        entitlement = place(international, product, plan, usage_budget=D("50.00"), delivery_mode="api").entitlement
+        assert entitlement.calls_included == 1000 and entitlement.delivery_mode == "api"
+
+    def test_a_held_order_has_none_until_it_is_released(self, provider, reviewer, international, clerk, officer):
+        product = with_pi(listed_product(provider, reviewer), 150_000)
+        fund(international, clerk)
+        order = place(international, product, one_off(product))
+        assert order.status == "compliance_hold" and not Entitlement.objects.exists()
+        for kind in (EvidenceKind.STANDARD_CONTRACT, EvidenceKind.PIPIA_REPORT, EvidenceKind.CONSENT_RECORD):
+            filing(
+                provider, kind, accepted_by=officer, receipt_reference="SH-2026-1", receipt_filed_on=date(2026, 1, 9)
+            )
+        outbox_relay()
+        order.refresh_from_db()
+        assert order.status == "released" and order.entitlement.starts_at == order.released_at
+
+
+class TestEnd:
+    def test_cancelling_a_released_order_ends_it(self, product, international, clerk):
+        fund(international, clerk)
+        order = place(international, product, one_off(product))
+        orders.order_cancel(order=order, actor=international, reason="Bought the wrong one.")
+        entitlement = Entitlement.objects.get(order=order)
+        assert entitlement.status == "ended" and entitlement.end_reason == "cancelled"
+        assert entitlement.ended_at is not None and entitlement.end_note == "Bought the wrong one."
+        assert not entitlement_usable(entitlement)
+        assert [e["reason"] for e in ended_events(entitlement)] == ["cancelled"]
+        assert (
+            AuditEvent.objects.filter(verb="settlements.entitlement_ended", object_id=str(entitlement.pk)).count() == 1
+        )
+
+    def test_a_refund_ends_it(self, product, international, clerk):
+        fund(international, clerk)
+        order = place(international, product, one_off(product))
+        orders.order_refund(order=order, actor=clerk, reason="Provider cannot deliver.", amount=D("100.00"))
+        assert Entitlement.objects.get(order=order).end_reason == "refunded"
+
+    def test_suspension_ends_every_entitlement_of_the_product_once(self, product, international, clerk, reviewer):
+        fund(international, clerk)
+        first = place(international, product, one_off(product)).entitlement
+        second = place(international, product, one_off(product)).entitlement
+        listing_services.product_suspend(product=product, actor=reviewer, reason="Complaint under review.")
+        # the access check refuses at once, before the relay has run
+        first.product.refresh_from_db()
+        assert first.status == "active" and not entitlement_usable(first)
+        outbox_relay()
+        outbox_relay()
+        for entitlement in (first, second):
+            entitlement.refresh_from_db()
+            assert entitlement.end_reason == "suspended" and entitlement.end_note == "Complaint under review."
+            assert len(ended_events(entitlement)) == 1
+        # reinstated, the product sells again, but what ended stays ended
+        listing_services.product_reinstate(product=product, actor=reviewer, reason="Complaint withdrawn.")
+        outbox_relay()
+        first.refresh_from_db()
+        assert first.status == "ended"
+
+    def test_delisting_ends_them(self, product, international, clerk, provider):
+        fund(international, clerk)
+        entitlement = place(international, product, one_off(product)).entitlement
+        listing_services.product_delist(product=product, actor=provider, reason="No longer maintained.")
+        outbox_relay()
+        entitlement.refresh_from_db()
+        assert entitlement.end_reason == "delisted"
+
+    def test_a_revoked_filing_ends_the_exports_it_supported(self, provider, reviewer, international, clerk, officer):
+        product = with_pi(listed_product(provider, reviewer), 150_000)
+        files = [
+            filing(
+                provider, kind, accepted_by=officer, receipt_reference="SH-2026-1", receipt_filed_on=date(2026, 1, 9)
+            )
+            for kind in (EvidenceKind.STANDARD_CONTRACT, EvidenceKind.PIPIA_REPORT, EvidenceKind.CONSENT_RECORD)
+        ]
+        fund(international, clerk)
+        order = place(international, product, one_off(product))
+        assert order.status == "released"
+        compliance.filing_revoke(filing=files[0], actor=officer, reason="The contract was terminated.")
+        outbox_relay()
+        entitlement = Entitlement.objects.get(order=order)
+        assert entitlement.status == "ended" and entitlement.end_reason == "compliance"
+
+    def test_a_revoked_filing_leaves_what_needs_no_export(
+        self, provider, reviewer, domestic, international, clerk, officer
+    ):
+        # a mainland buyer: no data leaves the country, the filing was never relied on
+        product = with_pi(listed_product(provider, reviewer, "domestic"), 150_000)
+        contract = filing(
+            provider,
+            EvidenceKind.STANDARD_CONTRACT,
+            accepted_by=officer,
+            receipt_reference="SH-2026-1",
+            receipt_filed_on=date(2026, 1, 9),
+        )
+        fund(domestic, clerk)
+        order = place(domestic, product, one_off(product))
+        compliance.filing_revoke(filing=contract, actor=officer, reason="Terminated.")
+        outbox_relay()
+        assert Entitlement.objects.get(order=order).status == "active"
+
+    def test_the_term_runs_out_and_the_task_run_twice_ends_it_once(self, product, international, clerk):
+        Revision.objects.filter(pk=product.listed_revision_id).update(
+            licence_terms={**product.listed_revision.licence_terms, "duration_months": 1}
+        )
+        fund(international, clerk)
+        entitlement = place(international, product, one_off(product)).entitlement
+        assert entitlements.entitlements_end_due() == []
+        later = entitlement.ends_at + timedelta(seconds=1)
+        assert not entitlement.usable_at(later) and entitlement.usable_at(entitlement.ends_at - timedelta(seconds=1))
+        assert entitlements.entitlements_end_due(now=later) == [entitlement.pk]
+        assert entitlements.entitlements_end_due(now=later) == []
+        entitlement.refresh_from_db()
+        assert entitlement.end_reason == "expired" and len(ended_events(entitlement)) == 1
+
+    def test_a_subscription_not_renewed_lapses(self, product, international, clerk):
+        fund(international, clerk)
+        plan = PricePlanFactory(product=product, kind="subscription", period="month", currency="CNY", amount=D("50"))
+        entitlement = place(international, product, plan).entitlement
+        entitlements.entitlements_end_due(now=entitlement.ends_at)
+        entitlement.refresh_from_db()
+        assert entitlement.end_reason == "lapsed"
+
+
+class TestRevoke:
+    def test_staff_revoke_with_a_reason(self, product, international, clerk, officer):
+        fund(international, clerk)
+        entitlement = place(international, product, one_off(product)).entitlement
+        with pytest.raises(NotAllowed):
+            entitlements.entitlement_revoke(entitlement=entitlement, actor=international, reason="Mine.")
+        with pytest.raises(Exception) as blank:
+            entitlements.entitlement_revoke(entitlement=entitlement, actor=officer, reason="  ")
+        assert getattr(blank.value, "code", "") == "reason_required"
+        entitlements.entitlement_revoke(entitlement=entitlement, actor=officer, reason="Onward transfer in breach.")
+        entitlement.refresh_from_db()
+        assert entitlement.end_reason == "revoked" and entitlement.end_note == "Onward transfer in breach."
+        with pytest.raises(InvalidTransition):
+            entitlements.entitlement_revoke(entitlement=entitlement, actor=clerk, reason="Again.")
+        # the order's money is not the entitlement's: it stays where it was
+        assert entitlement.order.status == "released"
