@@ -366,6 +366,8 @@ SPECTACULAR_SETTINGS = {
         "WithdrawalStatus": "settlements.models.Withdrawal.Status",
         "AccountKind": "settlements.apis.MEMBER_ACCOUNTS",
         "EntryKind": "settlements.models.JournalEntry.Kind",
+        "EntitlementStatus": "settlements.models.Entitlement.Status",
+        "EntitlementEndReason": "settlements.models.Entitlement.EndReason",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

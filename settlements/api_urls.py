@@ -1,4 +1,4 @@
-"""The trading API, mounted under /api/v1/: orders, access requests, balances, statement lines, withdrawals, the fee schedules."""
+"""The trading API, mounted under /api/v1/: orders, access requests, balances, entitlements, statement lines, withdrawals, the fee schedules."""
 
 from django.urls import path
 
@@ -24,6 +24,8 @@ urlpatterns = [
     path("access-requests/<int:pk>/decline", apis.AccessRequestDeclineApi.as_view(), name="access-request-decline"),
     path("access-requests/<int:pk>/withdraw", apis.AccessRequestWithdrawApi.as_view(), name="access-request-withdraw"),
     path("balances", apis.BalanceListApi.as_view(), name="balances"),
+    path("entitlements", apis.EntitlementListApi.as_view(), name="entitlements"),
+    path("entitlements/<int:pk>", apis.EntitlementDetailApi.as_view(), name="entitlement"),
     path("fee-schedules", apis.FeeScheduleListApi.as_view(), name="fee-schedules"),
     path("statement-lines", apis.StatementLineListApi.as_view(), name="statement-lines"),
     path("withdrawals", path_of_operations(apis.WithdrawalListApi, apis.WithdrawalCreateApi), name="withdrawals"),

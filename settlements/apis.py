@@ -32,7 +32,7 @@ from exchange.types import AuthenticatedRequest
 from listings.models import DeliveryMode, PricePlan
 
 from . import selectors
-from .models import AccessRequest, Account, JournalEntry, Order, Withdrawal
+from .models import AccessRequest, Account, Entitlement, JournalEntry, Order, Withdrawal
 from .services import access, orders, withdrawals
 
 SCOPE_READ = "`insufficient_scope` (an API key without the `read` scope)"
@@ -874,3 +874,92 @@ class WithdrawalCancelApi(APIView):
         return Response(
             WithdrawalOutputSerializer(selectors.withdrawal_get_for_firm(firm_id=_firm(request).pk, pk=pk)).data
         )
+
+
+# --- Entitlements --------------------------------------------------------------------------------------------------
+
+
+class EntitlementOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    reference = serializers.CharField(help_text="As people quote it, e.g. `E-00000012`.")
+    order = serializers.IntegerField(source="order_id", help_text="The order it comes from (orders_get).")
+    order_reference = serializers.CharField(source="order.reference")
+    product = serializers.IntegerField(source="product_id")
+    title_en = serializers.CharField(source="order.snapshot.revision.title_en")
+    title_zh = serializers.CharField(source="order.snapshot.revision.title_zh")
+    provider = serializers.CharField(source="product.provider.legal_name_en", help_text="The provider's legal name.")
+    revision = serializers.IntegerField(source="revision.number", help_text="The revision bought.")
+    follows_revisions = serializers.BooleanField(
+        help_text="A subscription's: the revisions listed later are included too."
+    )
+    delivery_mode = serializers.ChoiceField(choices=DeliveryMode.choices)
+    status = serializers.ChoiceField(choices=Entitlement.Status.choices)
+    usable = serializers.SerializerMethodField(
+        help_text="Whether the data may be delivered under it now: active, within its term, the product listed."
+    )
+    starts_at = serializers.DateTimeField()
+    ends_at = serializers.DateTimeField(allow_null=True, help_text="Null: the licence has no end.")
+    calls_included = serializers.IntegerField(
+        allow_null=True, help_text="API delivery: the calls included per period; null for none or no quota."
+    )
+    licence_terms = serializers.DictField(source="order.snapshot.licence.terms", help_text="As the order copied them.")
+    ended_at = serializers.DateTimeField(allow_null=True)
+    end_reason = serializers.ChoiceField(
+        choices=Entitlement.EndReason.choices, allow_blank=True, help_text="Why it ended; empty while active."
+    )
+    end_note = serializers.CharField(help_text="The reason given, when a person ended it; else empty.")
+
+    @extend_schema_field(serializers.BooleanField())
+    def get_usable(self, entitlement: Entitlement) -> bool:
+        return selectors.entitlement_usable(entitlement)
+
+
+ENTITLEMENT_404 = "`not_found`: no entitlement of the firm's with this id (another firm's included)."
+
+
+class EntitlementListApi(ListAPIView):
+    serializer_class = EntitlementOutputSerializer
+    pagination_class = IdCursorPagination
+    filter_backends: list[Any] = []
+
+    class ParamsSerializer(ClosedObject):
+        status = serializers.ChoiceField(
+            choices=Entitlement.Status.choices, required=False, help_text="Only this status."
+        )
+
+    def get_queryset(self) -> Any:
+        params = EntitlementListApi.ParamsSerializer(
+            data={k: v for k, v in self.request.query_params.items() if k == "status"}
+        )
+        params.is_valid(raise_exception=True)
+        return selectors.entitlement_list_for_firm(firm_id=_firm(self.request).pk, **params.validated_data)
+
+    @extend_schema(
+        operation_id="entitlements_list",
+        summary="The firm's entitlements (buyer)",
+        description="What the firm may use of what it bought: one per order released, newest first, paged by "
+        "cursor. An entitlement ends, for good, when its order is cancelled or refunded, its term runs out, the "
+        "product is suspended or delisted, compliance no longer clears the export, or the exchange revokes it.",
+        parameters=[ParamsSerializer],
+        responses={
+            200: EntitlementOutputSerializer(many=True),
+            **error_responses({400: "`validation_error`.", 403: f"{SCOPE_READ}, {NO_FIRM}."}, 400, 403),
+        },
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class EntitlementDetailApi(APIView):
+    @extend_schema(
+        operation_id="entitlements_get",
+        summary="One of the firm's entitlements (buyer)",
+        parameters=[ID_PARAMETER],
+        responses={
+            200: EntitlementOutputSerializer,
+            **error_responses({403: f"{SCOPE_READ}, {NO_FIRM}.", 404: ENTITLEMENT_404}, 403, 404),
+        },
+    )
+    def get(self, request: AuthenticatedRequest, pk: int) -> Response:
+        entitlement = selectors.entitlement_get_for_firm(firm_id=_firm(request).pk, pk=pk)
+        return Response(EntitlementOutputSerializer(entitlement).data)

@@ -242,6 +242,9 @@ def test_a_buyer_orders_and_a_provider_delivers(partner_of, provider, reviewer, 
     page = _model(_ok(seller.call("orders_list", side="provider")))
     balances = _ok(seller.call("balances_list"))
     lines = _model(_ok(buyer.call("statement_lines_list", account="cash")))
+    rights = _model(_ok(buyer.call("entitlements_list", status="active")))
+    right = _model(_ok(buyer.call("entitlements_get", id=rights.results[0].id)))
+    hidden = seller.call("entitlements_get", id=right.id)
     # then every answer is typed and tells the same story
     assert quote.total == "1000.00" and quote.compliance.value == "cleared"
     assert again.id == placed.id and placed.status.value == "released"
@@ -249,3 +252,5 @@ def test_a_buyer_orders_and_a_provider_delivers(partner_of, provider, reviewer, 
     assert [o.id for o in page.results] == [placed.id]
     assert [(b.currency.value, b.payable) for b in balances] == [("CNY", "992.00")]
     assert [line.amount for line in lines.results] == ["-1000.00", "5000.00"]
+    assert right.order == placed.id and right.usable and right.delivery_mode.value == "file" and right.end_reason == ""
+    assert hidden.status_code == 404  # the provider's sale is not its entitlement

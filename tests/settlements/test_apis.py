@@ -266,3 +266,42 @@ def test_a_key_staff_made_moves_no_money(product, plan, international, clerk, op
     assert withdrawal.status_code == 403 and api_error(withdrawal)["code"] == "staff_made_key"
     assert client.get("/api/v1/balances").status_code == 200
     assert not Order.objects.exists() and not Withdrawal.objects.exists()
+
+
+class TestEntitlements:
+    def test_the_buyer_sees_its_own_and_no_one_else_does(self, product, plan, international, provider, clerk):
+        fund(international, clerk, "5000.00")
+        placed = place(api_client_for(international, auth="key"), product, plan).json()
+        other = member(admit(MemberFirmFactory(country="SG", role="buyer"), "international"), "firm_admin")
+        fund(other, clerk, "5000.00")
+        place(api_client_for(other, auth="key"), product, plan, key="k-other")
+        buyer = api_client_for(international, auth="key", scopes=("read",))
+        listed = buyer.get("/api/v1/entitlements")
+        assert listed.status_code == 200, listed.content
+        [row] = listed.json()["results"]
+        assert row["order"] == placed["id"] and row["order_reference"] == placed["reference"]
+        assert row["status"] == "active" and row["usable"] is True and row["end_reason"] == ""
+        assert row["licence_terms"] == placed["licence_terms"] and row["title_en"] == placed["title_en"]
+        assert buyer.get(f"/api/v1/entitlements/{row['id']}").json()["id"] == row["id"]
+        # the provider, another buyer, and anyone without a key: not theirs to know
+        for client in (api_client_for(provider, auth="key"), api_client_for(other, auth="key")):
+            answer = client.get(f"/api/v1/entitlements/{row['id']}")
+            assert answer.status_code == 404 and api_error(answer)["code"] == "not_found"
+        assert api_client_for(provider, auth="key").get("/api/v1/entitlements").json()["results"] == []
+        assert api_client_for(None).get("/api/v1/entitlements").status_code == 401
+
+    def test_ended_ones_are_listed_with_why(self, product, plan, international, clerk):
+        fund(international, clerk, "5000.00")
+        client = api_client_for(international, auth="key")
+        placed = place(client, product, plan).json()
+        cancelled = client.post(f"/api/v1/orders/{placed['id']}/cancel", {"reason": "Wrong product."}, format="json")
+        assert cancelled.status_code == 200, cancelled.content
+        assert client.get("/api/v1/entitlements?status=active").json()["results"] == []
+        [row] = client.get("/api/v1/entitlements?status=ended").json()["results"]
+        assert row["end_reason"] == "cancelled" and row["usable"] is False and row["ended_at"]
+        bad = client.get("/api/v1/entitlements?status=lost")
+        assert bad.status_code == 400 and api_error(bad)["code"] == "validation_error"
+
+    def test_staff_have_no_firm_here(self, superuser):
+        answer = api_client_for(superuser).get("/api/v1/entitlements")
+        assert answer.status_code == 403 and api_error(answer)["code"] == "no_firm"
