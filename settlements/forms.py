@@ -15,7 +15,7 @@ from exchange.exceptions import ApplicationError
 from exchange.money import CURRENCY_CHOICES
 from listings.models import DeliveryMode
 
-from .models import AccessRequest, Account, Order
+from .models import AccessRequest, Account, Entitlement, Order
 
 TEXTAREA = forms.Textarea(attrs={"rows": 3})
 # The largest amount a person may type: what a ledger amount holds (the services refuse more than is held anyway).
@@ -177,6 +177,10 @@ class DeliveryForm(forms.Form):
 
 class OrderFilterForm(forms.Form):
     status = forms.ChoiceField(label=_("Status"), required=False, choices=[("", _("Any")), *Order.Status.choices])
+
+
+class EntitlementFilterForm(forms.Form):
+    status = forms.ChoiceField(label=_("Status"), required=False, choices=[("", _("Any")), *Entitlement.Status.choices])
 
 
 class AccessRequestFilterForm(forms.Form):

@@ -1,5 +1,5 @@
 """Portal pages of trading, mounted under /portal/ in the `portal:settlements` namespace: the buy flow beside the
-product page it starts from, then the orders, sales, access requests, balances, deposits and withdrawals."""
+product page it starts from, then the orders, sales, entitlements, access requests, balances, deposits and withdrawals."""
 
 from django.urls import path
 
@@ -18,6 +18,7 @@ urlpatterns = [
     path("orders/<int:pk>/dispute", views.order_action, {"action": "dispute"}, name="order-dispute"),
     path("orders/<int:pk>/deliver", views.order_action, {"action": "deliver"}, name="order-deliver"),
     path("sales/", views.sales, name="sales"),
+    path("entitlements/", views.entitlements, name="entitlements"),
     path("access-requests/", views.access_requests, name="access-requests"),
     path("access-requests/incoming/", views.access_requests_incoming, name="access-requests-incoming"),
     path("access-requests/<int:pk>/", views.access_request_detail, name="access-request"),

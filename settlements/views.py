@@ -55,6 +55,7 @@ from .forms import (
     DeclineForm,
     DeliveryForm,
     DisputeForm,
+    EntitlementFilterForm,
     OrderFilterForm,
     OrderForm,
     StatementFilterForm,
@@ -62,7 +63,7 @@ from .forms import (
     add_field_errors,
     add_refusal,
 )
-from .models import AccessRequest, Charge, Order, OrderEvent, Posting, Withdrawal
+from .models import AccessRequest, Charge, Entitlement, Order, OrderEvent, Posting, Withdrawal
 from .services import access, withdrawals
 from .services.orders import (
     may_act_as_buyer,
@@ -618,6 +619,43 @@ def sales(request: AuthenticatedHttpRequest) -> HttpResponse:
     return _order_list(request, "provider")
 
 
+# --- Entitlements: what the firm may use of what it bought ----------------------------------------------------------
+
+ENTITLEMENTS_PER_PAGE = 25
+
+
+def _entitlement_row(entitlement: Entitlement, now: Any) -> dict[str, Any]:
+    return {
+        "entitlement": entitlement,
+        "title": _order_title(entitlement.order),
+        "provider": firm_name(entitlement.product.provider),
+        "delivery": _delivery_label(entitlement.delivery_mode),
+        "usable": selectors.entitlement_usable(entitlement, now=now),
+    }
+
+
+@login_required
+@require_GET
+def entitlements(request: AuthenticatedHttpRequest) -> HttpResponse:
+    membership = _membership(request)
+    queryset = selectors.entitlement_list_for_firm(firm_id=membership.firm_id)
+    filters = EntitlementFilterForm(request.GET)
+    if filters.is_valid() and filters.cleaned_data["status"]:
+        queryset = queryset.filter(status=filters.cleaned_data["status"])
+    page, query = _page(request, queryset, ENTITLEMENTS_PER_PAGE)
+    now = timezone.now()
+    return render(
+        request,
+        "settlements/entitlements.html",
+        {
+            "page": page,
+            "rows": [_entitlement_row(e, now) for e in page.object_list],
+            "filters": filters,
+            "query": query,
+        },
+    )
+
+
 EVENT_LABELS = {
     "placed": gettext_lazy("Order placed"),
     Order.Status.COMPLIANCE_HOLD: gettext_lazy("Held by compliance"),
@@ -783,11 +821,17 @@ def order_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     side = "buyer" if order.buyer_firm_id == membership.firm_id else "provider"
     actions = [a for a in ACTIONS.values() if a.side == side and _open_now(order, a) and _may(request.user, order, a)]
     charges = list(order.charges.all())
+    entitlement = None
+    if side == "buyer":  # the buyer's right to the data; the provider sees the sale
+        entitlement = Entitlement.objects.filter(order=order).select_related("product__provider").first()
+        if entitlement is not None:
+            entitlement.order = order
     return render(
         request,
         "settlements/order_detail.html",
         {
             "order": order,
+            "entitlement": entitlement and _entitlement_row(entitlement, timezone.now()),
             "side": side,
             "bought": bought(order),
             "delivery_label": _delivery_label(order.delivery_mode),

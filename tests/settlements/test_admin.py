@@ -171,6 +171,7 @@ def everything(order, disputed, product, international, domestic, clerk, setting
         "journalentry": JournalEntry.objects.filter(kind="funding").first(),
         "account": Account.objects.filter(kind="escrow").first(),
         "accessrequest": access,
+        "entitlement": second.entitlement,
     }
 
 
@@ -184,10 +185,12 @@ MODELS = [
     "journalentry",
     "account",
     "accessrequest",
+    "entitlement",
 ]
 # Who reads each list: the staff roles of exchange.roles (the officer reads the orders a case holds).
 READERS = {model: {"ops", "clerk", "superuser"} for model in MODELS}
 READERS["order"] = {"ops", "clerk", "officer", "superuser"}
+READERS["entitlement"] = {"ops", "clerk", "officer", "superuser"}
 # The pages that write (through the services): the clerks' (and the superuser's) only.
 WRITERS = {
     "admin:settlements_deposit_add": {"clerk", "superuser"},
@@ -768,3 +771,37 @@ def test_the_admin_index_lists_the_settlements_section_in_chinese(clerk_client, 
     response = clerk_client.get(reverse("admin:index"), HTTP_ACCEPT_LANGUAGE="zh-hans")
     page = text(response)
     assert "清结算" in page and "试算平衡表" in page and "订单" in page
+
+
+# --- Entitlements ------------------------------------------------------------------------------------------------
+
+
+def test_an_officer_revokes_an_entitlement_with_reasons_and_a_reader_cannot(client, ops, officer, order):
+    entitlement = order.entitlement
+    as_staff(client, ops)
+    assert '<option value="revoke">' not in text(client.get(reverse("admin:settlements_entitlement_changelist")))
+    post_action(client, "entitlement", "revoke", [entitlement], apply="1", reason="Try.")
+    entitlement.refresh_from_db()
+    assert entitlement.status == "active"
+    client.logout()
+    as_staff(client, officer)
+    asked = post_action(client, "entitlement", "revoke", [entitlement])
+    assert "The buyer reads them." in text(asked) and entitlement.reference in text(asked)
+    blank = post_action(client, "entitlement", "revoke", [entitlement], apply="1", reason="  ")
+    assert blank.status_code == 200
+    entitlement.refresh_from_db()
+    assert entitlement.status == "active"
+    done = post_action(client, "entitlement", "revoke", [entitlement], apply="1", reason="Resold in breach of licence.")
+    assert "1 entitlement revoked." in messages_of(done)
+    entitlement.refresh_from_db()
+    assert entitlement.end_reason == "revoked" and entitlement.end_note == "Resold in breach of licence."
+    again = post_action(client, "entitlement", "revoke", [entitlement], apply="1", reason="Twice.")
+    assert any("ended already" in m for m in messages_of(again))
+
+
+def test_entitlements_are_found_by_reference_and_buyer(clerk_client, order, international):
+    changelist = reverse("admin:settlements_entitlement_changelist")
+    found = clerk_client.get(changelist, {"q": order.entitlement.reference})
+    assert list(found.context["cl"].result_list) == [order.entitlement]
+    by_name = clerk_client.get(changelist, {"q": international.membership.firm.legal_name_en[:8]})
+    assert order.entitlement in list(by_name.context["cl"].result_list)

@@ -255,3 +255,46 @@ def test_the_portal_nav_links_trading_for_members_only(client, international, pr
     assert '<a href="/portal/sales/">Trading</a>' in client.get("/portal/").content.decode()
     login_as(client, clerk)
     assert "Trading</a>" not in client.get("/portal/").content.decode()
+
+
+class TestEntitlements:
+    def test_the_buyer_sees_its_entitlements_and_no_one_elses(
+        self, client, order, rival_buyer, product, provider, clerk
+    ):
+        fund(rival_buyer, clerk, "5000.00")
+        theirs = place(rival_buyer, product)
+        login_as(client, order.placed_by)
+        page = client.get("/portal/entitlements/")
+        assert page.status_code == 200
+        text = main(page)
+        assert order.entitlement.reference in text and order.reference in text and "Global shipping lanes" in text
+        assert theirs.entitlement.reference not in text and "In use" in text
+        # the provider has sold, not bought: its list is empty
+        login_as(client, provider)
+        assert order.entitlement.reference not in main(client.get("/portal/entitlements/"))
+
+    def test_ended_entitlements_say_why_and_the_filter_takes_status(self, client, order):
+        orders.order_cancel(order=order, actor=order.placed_by, reason="Wrong lanes.")
+        login_as(client, order.placed_by)
+        text = main(client.get("/portal/entitlements/?status=ended"))
+        assert order.entitlement.reference in text and "The order was cancelled" in text
+        assert order.entitlement.reference not in main(client.get("/portal/entitlements/?status=active"))
+        # an unknown status is ignored by the filter form, never an error
+        assert client.get("/portal/entitlements/?status=lost").status_code == 200
+
+    def test_the_order_page_shows_the_buyer_its_entitlement(self, client, order, provider):
+        login_as(client, order.placed_by)
+        text = main(client.get(f"/portal/orders/{order.pk}/"))
+        assert 'id="entitlement"' in client.get(f"/portal/orders/{order.pk}/").content.decode()
+        assert order.entitlement.reference in text
+        login_as(client, provider)
+        assert 'id="entitlement"' not in client.get(f"/portal/orders/{order.pk}/").content.decode()
+
+    def test_in_chinese(self, client, order):
+        login_as(client, order.placed_by)
+        text = main(client.get("/portal/entitlements/", HTTP_ACCEPT_LANGUAGE="zh-hans"))
+        assert "我的使用权限" in text and "可使用" in text and "My entitlements" not in text
+
+    def test_anonymous_is_sent_to_log_in(self, client):
+        answer = client.get("/portal/entitlements/")
+        assert answer.status_code == 302 and "/login" in answer["Location"]
