@@ -11,6 +11,7 @@ that they refuse at once, whatever the relay's delay.
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from compliance.selectors import CLEARED, trade_precheck
-from exchange.exceptions import InvalidTransition, require_reason
+from exchange.exceptions import ApplicationError, InvalidTransition, require_reason
 from exchange.models import User
 from exchange.outbox import outbox_publish
 from exchange.transitions import transition
@@ -28,6 +29,8 @@ from listings.models import DeliveryMode, PricePlan
 
 from ..models import Charge, Entitlement, Order
 from ..permissions import require_entitlement_revoker
+
+log = logging.getLogger(__name__)
 
 E = Entitlement.Status
 Why = Entitlement.EndReason
@@ -146,7 +149,9 @@ def entitlements_end_for_product(*, product_id: int, reason: str, note: str = ""
 @transaction.atomic
 def entitlements_recheck_exporter(*, exporter_id: int, note: str = "") -> list[int]:
     """A filing of the exporter was revoked or lapsed: every active entitlement to its data that is an export is
-    decided again by the compliance gate as of today, and ends unless it is still cleared (an outbox subscriber)."""
+    decided again by the compliance gate as of today, and ends unless it is still cleared (an outbox subscriber).
+    The gate decides trades of the product's listed revision: an entitlement to an earlier revision is decided as
+    a trade of the listed one (the exporter's filings are what changed, not the data)."""
     ended = []
     candidates = _active(
         Entitlement.objects.filter(product__provider_id=exporter_id)
@@ -154,9 +159,15 @@ def entitlements_recheck_exporter(*, exporter_id: int, note: str = "") -> list[i
         .select_related("product__provider", "product__board", "product__listed_revision", "buyer_firm")
     )
     for entitlement in candidates:
-        clearance = trade_precheck(
-            product=entitlement.product, buyer_firm=entitlement.buyer_firm, delivery=entitlement.delivery_mode
-        )
+        try:
+            clearance = trade_precheck(
+                product=entitlement.product, buyer_firm=entitlement.buyer_firm, delivery=entitlement.delivery_mode
+            )
+        except ApplicationError as exc:
+            # No trade of the product to decide now: not listed (its own event ends what was bought of it), or its
+            # listed revision no longer offers this delivery or destination, which says nothing about the filing.
+            log.warning("entitlement %s not re-decided after a filing change: %s (%s)", entitlement.pk, exc, exc.code)
+            continue
         if clearance.status != CLEARED:
             entitlement_end(entitlement, reason=Why.COMPLIANCE, note=note)
             ended.append(entitlement.pk)

@@ -234,3 +234,21 @@ class TestRevoke:
             entitlements.entitlement_revoke(entitlement=entitlement, actor=clerk, reason="Again.")
         # the order's money is not the entitlement's: it stays where it was
         assert entitlement.order.status == "released"
+
+
+def test_a_filing_change_leaves_what_the_gate_cannot_decide_now(provider, reviewer, international, clerk, officer):
+    # a suspended product: its own event ends what was bought of it; the filing's recheck skips it, never fails
+    product = with_pi(listed_product(provider, reviewer), 150_000)
+    files = [
+        filing(provider, kind, accepted_by=officer, receipt_reference="SH-2026-1", receipt_filed_on=date(2026, 1, 9))
+        for kind in (EvidenceKind.STANDARD_CONTRACT, EvidenceKind.PIPIA_REPORT, EvidenceKind.CONSENT_RECORD)
+    ]
+    fund(international, clerk)
+    order = place(international, product, one_off(product))
+    product.listing_status = "suspended"
+    product.save(update_fields=["listing_status"])  # as if the suspension's event were still on its way
+    assert entitlements.entitlements_recheck_exporter(exporter_id=product.provider_id) == []
+    compliance.filing_revoke(filing=files[0], actor=officer, reason="Terminated.")
+    outbox_relay()
+    assert Entitlement.objects.get(order=order).status == "active"
+    assert not OutboxEvent.objects.filter(topic="compliance.filing_revoked", published_at__isnull=True).exists()
