@@ -643,6 +643,7 @@ class Entitlement(models.Model):
 
     class Status(models.TextChoices):
         ACTIVE = "active", _("Active")
+        LAPSED = "lapsed", _("Lapsed: renewal unpaid")
         ENDED = "ended", _("Ended")
 
     class EndReason(models.TextChoices):
@@ -655,7 +656,14 @@ class Entitlement(models.Model):
         COMPLIANCE = "compliance", _("The export is no longer cleared (a filing revoked or lapsed)")
         REVOKED = "revoked", _("Revoked by the exchange")
 
-    ALLOWED: dict[str, set[str]] = {Status.ACTIVE: {Status.ENDED}, Status.ENDED: set()}
+    # A subscription whose renewal the buyer's cash could not pay lapses; paid within the grace period, it is active
+    # again; otherwise it ends. Every other end is from active or lapsed, for good.
+    ALLOWED: dict[str, set[str]] = {
+        Status.ACTIVE: {Status.LAPSED, Status.ENDED},
+        Status.LAPSED: {Status.ACTIVE, Status.ENDED},
+        Status.ENDED: set(),
+    }
+    LIVE = (Status.ACTIVE, Status.LAPSED)
 
     order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="entitlement", verbose_name=_("order"))
     # The order's, copied: every access check and every list reads the entitlement alone.
@@ -680,6 +688,9 @@ class Entitlement(models.Model):
         _("calls included per period"), null=True, blank=True, help_text=_("API delivery; empty: no quota.")
     )
     status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.ACTIVE)
+    grace_until = models.DateTimeField(
+        _("renewal possible until"), null=True, blank=True, help_text=_("A lapsed subscription: paid by then, it renews.")
+    )
     ended_at = models.DateTimeField(_("ended at"), null=True, blank=True)
     end_reason = models.CharField(_("why it ended"), max_length=16, choices=EndReason.choices, blank=True)
     end_note = models.TextField(_("note"), blank=True)
@@ -694,7 +705,11 @@ class Entitlement(models.Model):
                 condition=Q(ends_at__isnull=True) | Q(ends_at__gt=F("starts_at")), name="entitlement_ends_after_start"
             ),
             models.CheckConstraint(
-                condition=(Q(status="active") & Q(ended_at__isnull=True) & Q(end_reason=""))
+                condition=Q(status="lapsed", grace_until__isnull=False) | (~Q(status="lapsed") & Q(grace_until=None)),
+                name="entitlement_lapsed_has_grace",
+            ),
+            models.CheckConstraint(
+                condition=(Q(status__in=["active", "lapsed"]) & Q(ended_at__isnull=True) & Q(end_reason=""))
                 | (Q(status="ended") & Q(ended_at__isnull=False) & ~Q(end_reason="")),
                 name="entitlement_end_recorded",
             ),

@@ -340,9 +340,9 @@ def entitlement_problems() -> list[str]:
     for pk, order_id in Entitlement.objects.filter(order__status__in=never).values_list("pk", "order_id"):
         problems.append(f"entitlement {pk} belongs to order {order_id}, which was never released")
     closed = (Order.Status.CANCELLED, Order.Status.REFUNDED)
-    active = Entitlement.objects.filter(status=Entitlement.Status.ACTIVE)
-    for pk, order_id in active.filter(order__status__in=closed).values_list("pk", "order_id"):
-        problems.append(f"entitlement {pk} is active but its order {order_id} was cancelled or refunded")
+    live = Entitlement.objects.filter(status__in=Entitlement.LIVE)
+    for pk, order_id in live.filter(order__status__in=closed).values_list("pk", "order_id"):
+        problems.append(f"entitlement {pk} has not ended but its order {order_id} was cancelled or refunded")
     mismatched = Entitlement.objects.exclude(
         buyer_firm_id=F("order__buyer_firm_id"), product_id=F("order__product_id"), revision_id=F("order__revision_id")
     )

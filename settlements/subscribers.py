@@ -10,7 +10,13 @@ from exchange.outbox import Event, subscriber
 
 from .models import Entitlement, Order
 from .services.entitlements import entitlements_end_for_product, entitlements_recheck_exporter
-from .services.orders import held_orders_of_case, order_compliance_recheck, order_compliance_refuse, order_settle
+from .services.orders import (
+    held_orders_of_case,
+    order_compliance_recheck,
+    order_compliance_refuse,
+    order_settle,
+    subscriptions_renew_for_firm,
+)
 
 
 @subscriber("compliance.case_cleared", name="settlements.release_held_orders")
@@ -45,3 +51,9 @@ def end_entitlements_of_product(event: Event) -> None:
 def recheck_entitlements(event: Event) -> None:
     """A filing of the exporter revoked or lapsed: its exports are decided again, and end unless still cleared."""
     entitlements_recheck_exporter(exporter_id=event.payload["exporter"], note=f"filing {event.payload['filing']}")
+
+
+@subscriber("deposit.booked", name="settlements.renew_lapsed_subscriptions")
+def renew_lapsed_subscriptions(event: Event) -> None:
+    """The buyer topped up: its lapsed subscriptions renew now if the cash pays them (within their grace)."""
+    subscriptions_renew_for_firm(firm_id=event.payload["firm"])

@@ -10,7 +10,12 @@ from celery import shared_task
 from .selectors import ledger_reconcile
 from .services.access import access_requests_expire
 from .services.entitlements import entitlements_end_due
-from .services.orders import orders_accept_due, usage_budgets_close_due
+from .services.orders import (
+    orders_accept_due,
+    period_charges_settle_due,
+    subscriptions_renew_due,
+    usage_budgets_close_due,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +32,22 @@ def close_usage_budgets_task() -> list[int]:
     return usage_budgets_close_due()
 
 
+@shared_task(name="settlements.renew_subscriptions")
+def renew_subscriptions_task() -> list[int]:
+    """Charge the next period of each subscription whose paid period has ended (or lapse it, short of cash)."""
+    return subscriptions_renew_due()
+
+
 @shared_task(name="settlements.end_due_entitlements")
 def end_due_entitlements_task() -> list[int]:
-    """End the entitlements whose term ran out: a one-off licence expired, a subscription not renewed lapsed."""
+    """End the entitlements whose time is up: a one-off licence expired, a lapsed subscription's grace passed."""
     return entitlements_end_due()
+
+
+@shared_task(name="settlements.settle_ended_periods")
+def settle_ended_periods_task() -> list[int]:
+    """Pay each ended renewal period of an accepted subscription to its provider (daily)."""
+    return period_charges_settle_due()
 
 
 @shared_task(name="settlements.expire_access_requests")

@@ -22,6 +22,25 @@ from .shared import ADMIN_CSS, reference_search
 RevokeForm = reason_form(label=_("Reasons"), help_text=_("The buyer reads them."))
 
 
+FIELDS = (
+    "reference",
+    "order",
+    "buyer_firm",
+    "product",
+    "revision",
+    "follows_revisions",
+    "delivery_mode",
+    "starts_at",
+    "ends_at",
+    "calls_included",
+    "status",
+    "grace_until",
+    "ended_at",
+    "end_reason",
+    "end_note",
+)
+
+
 @admin.register(Entitlement)
 class EntitlementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["reference", "buyer_firm", "product", "delivery_mode", "status", "end_reason", "from_", "until"]
@@ -33,23 +52,8 @@ class EntitlementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_help_text = _("Entitlement reference (E-00000012), a buyer's name (English or Chinese) or a certificate.")
     ordering = ["-starts_at", "-id"]
     show_full_result_count = False
-    fields = [
-        "reference",
-        "order",
-        "buyer_firm",
-        "product",
-        "revision",
-        "follows_revisions",
-        "delivery_mode",
-        "starts_at",
-        "ends_at",
-        "calls_included",
-        "status",
-        "ended_at",
-        "end_reason",
-        "end_note",
-    ]
-    readonly_fields = fields
+    fieldsets = ((None, {"fields": FIELDS}),)
+    readonly_fields = FIELDS
     revoke = reason_action(
         entitlement_services.entitlement_revoke,
         description=_("Revoke"),

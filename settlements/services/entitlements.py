@@ -17,6 +17,7 @@ from typing import Any
 
 from dateutil.relativedelta import relativedelta
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -38,7 +39,7 @@ Why = Entitlement.EndReason
 NO_EXPORT = ("no_transfer", "prohibited")
 
 
-def _day_end(day: Any) -> datetime:
+def day_end(day: Any) -> datetime:
     """The first instant after `day` in the exchange's time zone (Asia/Shanghai): a period ending on `day` ends then."""
     return timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min), timezone.get_default_timezone())
 
@@ -54,10 +55,10 @@ def entitlement_term(order: Order, *, starts_at: datetime) -> datetime | None:
         c["period_end"] for c in order.snapshot["charges"] if c["kind"] == Charge.Kind.PERIOD and c["period_end"]
     ]
     if periods:
-        return _day_end(date.fromisoformat(max(periods)))
+        return day_end(date.fromisoformat(max(periods)))
     # A free subscription holds no charge: its first period from the day it starts.
     months = 12 if plan["period"] == PricePlan.Period.YEAR else 1
-    return _day_end(timezone.localdate(starts_at) + relativedelta(months=months) - timedelta(days=1))
+    return day_end(timezone.localdate(starts_at) + relativedelta(months=months) - timedelta(days=1))
 
 
 def entitlement_start(order: Order, *, now: datetime) -> Entitlement:
@@ -92,12 +93,65 @@ def entitlement_start(order: Order, *, now: datetime) -> Entitlement:
     return entitlement
 
 
+STALE = _("This entitlement was changed meanwhile; reload it and try again.")
+
+
+def entitlement_lapse(entitlement: Entitlement, *, grace_until: datetime, note: str) -> Entitlement:
+    """A subscription's renewal could not be paid: not usable until it is, by `grace_until` (then it ends)."""
+    entitlement = transition(
+        entitlement,
+        to=E.LAPSED,
+        allowed=Entitlement.ALLOWED,
+        actor=None,
+        verb="settlements.entitlement_lapsed",
+        payload={"order": entitlement.order_id, "grace_until": grace_until.isoformat(), "note": note},
+        extra_fields={"grace_until": grace_until},
+        stale_message=STALE,
+    )
+    outbox_publish(
+        topic="entitlement.lapsed",
+        key=str(entitlement.pk),
+        payload={
+            "entitlement": entitlement.pk,
+            "order": entitlement.order_id,
+            "buyer_firm": entitlement.buyer_firm_id,
+            "grace_until": grace_until.isoformat(),
+            "note": note,
+        },
+    )
+    return entitlement
+
+
+def entitlement_extend(entitlement: Entitlement, *, ends_at: datetime) -> Entitlement:
+    """A subscription's next period is paid: usable to `ends_at`, active again if it had lapsed."""
+    if entitlement.status == E.LAPSED:
+        entitlement = transition(
+            entitlement,
+            to=E.ACTIVE,
+            allowed=Entitlement.ALLOWED,
+            actor=None,
+            verb="settlements.entitlement_renewed",
+            payload={"order": entitlement.order_id, "ends_at": ends_at.isoformat()},
+            extra_fields={"grace_until": None, "ends_at": ends_at},
+            stale_message=STALE,
+        )
+    else:
+        Entitlement.objects.filter(pk=entitlement.pk).update(ends_at=ends_at)
+        entitlement.ends_at = ends_at
+    outbox_publish(
+        topic="entitlement.renewed",
+        key=str(entitlement.pk),
+        payload={"entitlement": entitlement.pk, "order": entitlement.order_id, "ends_at": ends_at.isoformat()},
+    )
+    return entitlement
+
+
 def entitlement_end(
     entitlement: Entitlement, *, reason: str, actor: User | None = None, note: str = "", now: datetime | None = None
 ) -> Entitlement:
-    """End an active entitlement for `reason` (an `Entitlement.EndReason`), in the caller's transaction; one already
-    ended is left as it is (its first end stands)."""
-    if entitlement.status != E.ACTIVE:
+    """End an active or lapsed entitlement for `reason` (an `Entitlement.EndReason`), in the caller's transaction; one
+    already ended is left as it is (its first end stands)."""
+    if entitlement.status == E.ENDED:
         return entitlement
     now = now or timezone.now()
     entitlement = transition(
@@ -107,8 +161,8 @@ def entitlement_end(
         actor=actor,
         verb="settlements.entitlement_ended",
         payload={"order": entitlement.order_id, "reason": reason, **({"note": note} if note else {})},
-        extra_fields={"ended_at": now, "end_reason": reason, "end_note": note},
-        stale_message=_("This entitlement was changed meanwhile; reload it and try again."),
+        extra_fields={"ended_at": now, "end_reason": reason, "end_note": note, "grace_until": None},
+        stale_message=STALE,
     )
     outbox_publish(
         topic="entitlement.ended",
@@ -125,22 +179,22 @@ def entitlement_end(
     return entitlement
 
 
-def _active(queryset: Any) -> list[Entitlement]:
+def _live(queryset: Any) -> list[Entitlement]:
     # Locked, so that two ends of one entitlement at once (an event relayed twice, staff and the relay) queue here
     # and the second finds it ended.
-    return list(queryset.filter(status=E.ACTIVE).select_for_update().order_by("pk"))
+    return list(queryset.filter(status__in=Entitlement.LIVE).select_for_update(of=("self",)).order_by("pk"))
 
 
 def entitlement_end_for_order(order: Order, *, reason: str, actor: User | None, note: str = "") -> None:
     """The order was cancelled or refunded (in its transaction): its entitlement, if it was released, ends."""
-    for entitlement in _active(Entitlement.objects.filter(order=order)):
+    for entitlement in _live(Entitlement.objects.filter(order=order)):
         entitlement_end(entitlement, reason=reason, actor=actor, note=note)
 
 
 @transaction.atomic
 def entitlements_end_for_product(*, product_id: int, reason: str, note: str = "") -> list[int]:
     """The product was suspended or delisted: every active entitlement to it ends (an outbox subscriber)."""
-    ended = _active(Entitlement.objects.filter(product_id=product_id))
+    ended = _live(Entitlement.objects.filter(product_id=product_id))
     for entitlement in ended:
         entitlement_end(entitlement, reason=reason, note=note)
     return [e.pk for e in ended]
@@ -153,7 +207,7 @@ def entitlements_recheck_exporter(*, exporter_id: int, note: str = "") -> list[i
     The gate decides trades of the product's listed revision: an entitlement to an earlier revision is decided as
     a trade of the listed one (the exporter's filings are what changed, not the data)."""
     ended = []
-    candidates = _active(
+    candidates = _live(
         Entitlement.objects.filter(product__provider_id=exporter_id)
         .exclude(order__assessment__decision__in=NO_EXPORT)
         .select_related("product__provider", "product__board", "product__listed_revision", "buyer_firm")
@@ -175,18 +229,26 @@ def entitlements_recheck_exporter(*, exporter_id: int, note: str = "") -> list[i
 
 
 def entitlements_end_due(*, now: datetime | None = None) -> list[int]:
-    """End every active entitlement whose term ran out (a periodic task), each in its own transaction: a one-off
-    licence expires, a subscription not renewed lapses. Run twice, the second run finds nothing."""
+    """End every entitlement whose time is up (a periodic task), each in its own transaction: a one-off licence whose
+    term ran out expires; a lapsed subscription whose grace period passed unpaid ends as lapsed. (A subscription
+    at its period's end is renewed, or lapses, by `settlements.services.orders.subscriptions_renew_due`.) Run twice,
+    the second run finds nothing."""
     now = now or timezone.now()
-    due = Entitlement.objects.filter(status=E.ACTIVE, ends_at__lte=now).order_by("ends_at", "pk")
+    expired = Q(status=E.ACTIVE, follows_revisions=False, ends_at__lte=now)
+    unpaid = Q(status=E.LAPSED, grace_until__lte=now)
+    due = Entitlement.objects.filter(expired | unpaid).order_by("pk")
     ended = []
     for pk in due.values_list("pk", flat=True):
         with transaction.atomic():
             entitlement = Entitlement.objects.select_for_update().get(pk=pk)
-            if entitlement.status != E.ACTIVE:
+            if entitlement.status == E.ACTIVE and not entitlement.follows_revisions and entitlement.ends_at:
+                if entitlement.ends_at > now:
+                    continue
+                entitlement_end(entitlement, reason=Why.EXPIRED, now=now)
+            elif entitlement.status == E.LAPSED and entitlement.grace_until and entitlement.grace_until <= now:
+                entitlement_end(entitlement, reason=Why.LAPSED, note=_("The renewal was not paid in time."), now=now)
+            else:
                 continue
-            reason = Why.LAPSED if entitlement.follows_revisions else Why.EXPIRED
-            entitlement_end(entitlement, reason=reason, now=now)
             ended.append(pk)
     return ended
 
@@ -197,6 +259,6 @@ def entitlement_revoke(*, entitlement: Entitlement, actor: User, reason: str) ->
     require_entitlement_revoker(actor)
     reason = require_reason(reason, _("Say why the entitlement is revoked: the buyer reads it."))
     entitlement = Entitlement.objects.select_for_update().get(pk=entitlement.pk)
-    if entitlement.status != E.ACTIVE:
+    if entitlement.status == E.ENDED:
         raise InvalidTransition(_("This entitlement has ended already."))
     return entitlement_end(entitlement, reason=Why.REVOKED, actor=actor, note=reason)

@@ -35,11 +35,19 @@ from exchange.outbox import outbox_publish
 from exchange.selectors import user_membership
 from exchange.services import audit_record
 from exchange.transitions import assert_can_transition, transition
+from listings.models import ListingStatus
 
 from ..models import AccessRequest, Account, Charge, Entitlement, JournalEntry, Order, OrderEvent
 from ..permissions import require_refund_clerk
-from ..selectors import OrderTerms, currency_not_held, order_terms
-from .entitlements import entitlement_end_for_order, entitlement_start
+from ..selectors import OrderTerms, currency_not_held, fee_schedule_in_force, fees_for, order_terms, period_end
+from .entitlements import (
+    day_end,
+    entitlement_end,
+    entitlement_end_for_order,
+    entitlement_extend,
+    entitlement_lapse,
+    entitlement_start,
+)
 from .ledger import InsufficientFunds, Leg, account_for, accounts_lock, entry_post, exchange_account
 
 S = Order.Status
@@ -612,6 +620,130 @@ def orders_accept_due(*, now: Any = None) -> list[int]:
             continue
         accepted.append(order.pk)
     return accepted
+
+
+# --- Subscriptions: a period at a time ------------------------------------------------------------------------------
+
+# Orders whose subscription renews: released and not closed (a disputed one waits for its dispute's end).
+RENEWABLE = (S.RELEASED, S.DELIVERED, S.ACCEPTED, S.SETTLED)
+
+
+@transaction.atomic
+def subscription_renew(*, entitlement: Entitlement, now: Any = None) -> Entitlement:
+    """Charge a subscription's next period when its paid period has ended: the plan's price as the order bought it,
+    the fee schedule in force on the period's first day, from the buyer's cash into escrow through the one posting
+    service; the entitlement runs on to the new period's end. Short of cash, the entitlement lapses (not usable)
+    for SETTLEMENT_SUBSCRIPTION_GRACE_DAYS, and the buyer's next deposit renews it (`subscriptions_renew_for_firm`).
+    A retired plan or a product no longer listed is not renewed: the entitlement ends, lapsed.
+
+    Idempotent on (entitlement, period): a period already charged moves the end past `now`, and the charge's
+    (order, kind, sequence) is unique. Locks as a refund does: the order, the buyer's accounts, the entitlement."""
+    now = now or timezone.now()
+    order = Order.objects.select_for_update().select_related("plan", "product", "board").get(pk=entitlement.order_id)
+    _lock_accounts(order)
+    entitlement = Entitlement.objects.select_for_update().get(pk=entitlement.pk)
+    live = (Entitlement.Status.ACTIVE, Entitlement.Status.LAPSED)
+    due = entitlement.ends_at is not None and entitlement.ends_at <= now
+    if not entitlement.follows_revisions or entitlement.status not in live or not due or order.status not in RENEWABLE:
+        return entitlement
+    assert entitlement.ends_at is not None
+    plan, product = order.plan, order.product
+    if not plan.is_active or product.listing_status != ListingStatus.LISTED:
+        note = _("The subscription was not renewed: its plan or product is no longer offered.")
+        _event(order, "renewal_ended", None, reason=note)
+        return entitlement_end(entitlement, reason=Entitlement.EndReason.LAPSED, note=note, now=now)
+    start = timezone.localdate(entitlement.ends_at)
+    end = period_end(start, plan.period)
+    schedule = fee_schedule_in_force(board=order.board, currency=order.currency, day=start)
+    price = Decimal(order.snapshot["plan"]["amount"])
+    cash = account_for(firm=order.buyer_firm, kind=Account.Kind.CASH, currency=order.currency)
+    fees = fees_for(price=price, schedule=schedule, currency=order.currency) if schedule else None
+    if fees is None or cash.balance < fees.buyer_pays:
+        if entitlement.status == Entitlement.Status.LAPSED:
+            return entitlement  # still unpaid: the grace period runs on
+        grace = entitlement.ends_at + timedelta(days=settings.SETTLEMENT_SUBSCRIPTION_GRACE_DAYS)
+        needed = fees.buyer_pays if fees else price
+        note = _("Renewal unpaid: %(needed)s %(currency)s needed, %(balance)s available.") % {
+            "needed": needed,
+            "currency": order.currency,
+            "balance": cash.balance,
+        }
+        _event(order, "renewal_unpaid", None, needed=str(needed), grace_until=grace.isoformat())
+        return entitlement_lapse(entitlement, grace_until=grace, note=note)
+    sequence = 1 + max((c.sequence for c in order.charges.filter(kind=Charge.Kind.PERIOD)), default=0)
+    charge = Charge.objects.create(
+        order=order,
+        kind=Charge.Kind.PERIOD,
+        sequence=sequence,
+        period_start=start,
+        period_end=end,
+        currency=order.currency,
+        price=fees.price,
+        buyer_fee=fees.buyer_fee,
+        provider_fee=fees.provider_fee,
+    )
+    escrow = account_for(firm=order.buyer_firm, kind=Account.Kind.ESCROW, currency=order.currency)
+    if charge.total > 0:
+        _fund(charge, None, cash=cash, escrow=escrow)
+    _event(
+        order, "renewed", None, period=sequence, period_start=str(start), period_end=str(end), total=str(charge.total)
+    )
+    _publish(order, "renewed", period=sequence, period_end=str(end), total=str(charge.total))
+    return entitlement_extend(entitlement, ends_at=day_end(end))
+
+
+def subscriptions_renew_due(*, now: Any = None) -> list[int]:
+    """Renew every subscription whose paid period has ended (a periodic task), each in its own transaction; the
+    entitlements renewed or lapsed."""
+    now = now or timezone.now()
+    due = Entitlement.objects.filter(status=Entitlement.Status.ACTIVE, follows_revisions=True, ends_at__lte=now)
+    done = []
+    for entitlement in due.order_by("ends_at", "pk").iterator():
+        try:
+            subscription_renew(entitlement=entitlement, now=now)
+        except (InvalidTransition, ApplicationError):
+            continue  # moved meanwhile (refunded, ended): the next run sees it as it is
+        done.append(entitlement.pk)
+    return done
+
+
+def subscriptions_renew_for_firm(*, firm_id: int, now: Any = None) -> list[int]:
+    """The firm's lapsed subscriptions, renewed if its cash now pays them (its deposit was booked)."""
+    now = now or timezone.now()
+    lapsed = Entitlement.objects.filter(buyer_firm_id=firm_id, status=Entitlement.Status.LAPSED, grace_until__gt=now)
+    renewed = []
+    for entitlement in lapsed.order_by("ends_at", "pk").iterator():
+        if subscription_renew(entitlement=entitlement, now=now).status == Entitlement.Status.ACTIVE:
+            renewed.append(entitlement.pk)
+    return renewed
+
+
+@transaction.atomic
+def period_charge_settle(*, charge: Charge) -> Charge:
+    """A renewal's period, ended, of an order already accepted: its price to the provider's payable and the fees to
+    the exchange (a period of an order not yet accepted settles with the order's acceptance). Idempotent."""
+    order = Order.objects.select_for_update().get(pk=charge.order_id)
+    charge = Charge.objects.get(pk=charge.pk)
+    if charge.status != Charge.Status.HELD or order.status not in (S.ACCEPTED, S.SETTLED):
+        return charge
+    _lock_accounts(order, settling=True)
+    memo = _("%(order)s: period %(n)s settled") % {"order": order.reference, "n": charge.sequence}
+    _close_charge(charge, refund=Decimal("0.00"), actor=None, memo=memo)
+    charge.refresh_from_db()
+    return charge
+
+
+def period_charges_settle_due(*, today: Any = None) -> list[int]:
+    """Settle every renewal period that ended before today (Asia/Shanghai) of an accepted order (a periodic task)."""
+    today = today or timezone.localdate()
+    due = Charge.objects.filter(
+        kind=Charge.Kind.PERIOD,
+        status=Charge.Status.HELD,
+        sequence__gt=1,
+        period_end__lt=today,
+        order__status__in=(S.ACCEPTED, S.SETTLED),
+    )
+    return [period_charge_settle(charge=charge).pk for charge in due.order_by("pk").iterator()]
 
 
 # --- Staff: refunds and disputes -------------------------------------------------------------------------------------

@@ -209,13 +209,110 @@ class TestEnd:
         entitlement.refresh_from_db()
         assert entitlement.end_reason == "expired" and len(ended_events(entitlement)) == 1
 
-    def test_a_subscription_not_renewed_lapses(self, product, international, clerk):
-        fund(international, clerk)
-        plan = PricePlanFactory(product=product, kind="subscription", period="month", currency="CNY", amount=D("50"))
-        entitlement = place(international, product, plan).entitlement
-        entitlements.entitlements_end_due(now=entitlement.ends_at)
+
+# A month's subscription bought at 23:30 on 31 January 2027 in Shanghai (15:30 UTC): its first period runs to 27
+# February, so it is paid to midnight on 28 February, Shanghai time; the renewal then charges 28 February to 27 March.
+BOUGHT = datetime(2027, 1, 31, 23, 30, tzinfo=SHANGHAI)
+FIRST_END = datetime(2027, 2, 28, tzinfo=SHANGHAI)
+
+
+def subscribe(product, buyer, clerk, cash="100000.00", amount="50.00"):
+    fund(buyer, clerk, cash)
+    plan = PricePlanFactory(product=product, kind="subscription", period="month", currency="CNY", amount=D(amount))
+    with time_machine.travel(BOUGHT, tick=False):
+        return place(buyer, product, plan).entitlement
+
+
+def escrow(user) -> Decimal:
+    from settlements.services.ledger import account_for
+
+    return account_for(firm=user.membership.firm, kind="escrow", currency="CNY").balance
+
+
+class TestRenewal:
+    def test_the_next_period_is_charged_when_the_paid_one_ends_and_a_second_run_charges_nothing(
+        self, product, international, clerk
+    ):
+        entitlement = subscribe(product, international, clerk)
+        assert entitlement.ends_at == FIRST_END
+        # a minute before midnight in Shanghai (15:59 UTC): not yet
+        assert orders.subscriptions_renew_due(now=FIRST_END - timedelta(minutes=1)) == []
+        assert orders.subscriptions_renew_due(now=FIRST_END) == [entitlement.pk]
+        assert orders.subscriptions_renew_due(now=FIRST_END + timedelta(minutes=5)) == []
         entitlement.refresh_from_db()
-        assert entitlement.end_reason == "lapsed"
+        assert entitlement.status == "active" and entitlement.ends_at == datetime(2027, 3, 28, tzinfo=SHANGHAI)
+        periods = list(entitlement.order.charges.order_by("sequence").values_list("sequence", "period_start", "status"))
+        assert periods == [(1, date(2027, 1, 31), "held"), (2, date(2027, 2, 28), "held")]
+        assert escrow(international) == D("100.00")
+        assert OutboxEvent.objects.filter(topic="order.renewed").count() == 1
+
+    def test_short_of_cash_it_lapses_and_a_deposit_within_the_grace_renews_it(self, product, international, clerk):
+        entitlement = subscribe(product, international, clerk, cash="60.00")
+        orders.subscriptions_renew_due(now=FIRST_END)
+        entitlement.refresh_from_db()
+        assert entitlement.status == "lapsed" and entitlement.grace_until == FIRST_END + timedelta(days=7)
+        assert not entitlement_usable(entitlement, now=FIRST_END)
+        assert OutboxEvent.objects.filter(topic="entitlement.lapsed", key=str(entitlement.pk)).count() == 1
+        # the periodic run again: still lapsed, nothing more said
+        orders.subscriptions_renew_due(now=FIRST_END + timedelta(days=1))
+        assert OutboxEvent.objects.filter(topic="entitlement.lapsed", key=str(entitlement.pk)).count() == 1
+        # the buyer tops up within the grace period: the relay hands the deposit to the renewal
+        with time_machine.travel(FIRST_END + timedelta(days=2), tick=False):
+            fund(international, clerk, "100.00")
+            outbox_relay()
+        entitlement.refresh_from_db()
+        assert entitlement.status == "active" and entitlement.grace_until is None
+        assert entitlement.ends_at == datetime(2027, 3, 28, tzinfo=SHANGHAI)  # the period runs on from where it was
+        assert escrow(international) == D("100.00")
+
+    def test_unpaid_past_the_grace_it_ends(self, product, international, clerk):
+        entitlement = subscribe(product, international, clerk, cash="60.00")
+        orders.subscriptions_renew_due(now=FIRST_END)
+        grace_end = FIRST_END + timedelta(days=7)
+        assert entitlements.entitlements_end_due(now=grace_end - timedelta(seconds=1)) == []
+        assert entitlements.entitlements_end_due(now=grace_end) == [entitlement.pk]
+        entitlement.refresh_from_db()
+        assert entitlement.status == "ended" and entitlement.end_reason == "lapsed" and entitlement.grace_until is None
+        # a deposit now renews nothing
+        with time_machine.travel(grace_end + timedelta(days=1), tick=False):
+            fund(international, clerk, "100.00")
+            outbox_relay()
+        entitlement.refresh_from_db()
+        assert entitlement.status == "ended" and entitlement.order.charges.count() == 1
+
+    def test_a_retired_plan_or_an_unlisted_product_is_not_renewed(self, product, international, clerk):
+        entitlement = subscribe(product, international, clerk)
+        entitlement.order.plan.__class__.objects.filter(pk=entitlement.order.plan_id).update(is_active=False)
+        orders.subscriptions_renew_due(now=FIRST_END)
+        entitlement.refresh_from_db()
+        assert entitlement.status == "ended" and entitlement.end_reason == "lapsed"
+        assert entitlement.order.charges.count() == 1
+
+    def test_an_accepted_subscriptions_ended_period_is_paid_to_the_provider(
+        self, product, international, provider, clerk
+    ):
+        entitlement = subscribe(product, international, clerk)
+        order = entitlement.order
+        with time_machine.travel(BOUGHT + timedelta(days=1), tick=False):
+            orders.order_confirm_delivery(order=order, actor=provider)
+            orders.order_accept(order=order, actor=international)
+            outbox_relay()
+        order.refresh_from_db()
+        assert order.status == "settled"
+        orders.subscriptions_renew_due(now=FIRST_END)
+        renewal = order.charges.get(sequence=2)
+        assert orders.period_charges_settle_due(today=date(2027, 3, 27)) == []  # the period's last day: not yet
+        assert orders.period_charges_settle_due(today=date(2027, 3, 28)) == [renewal.pk]
+        assert orders.period_charges_settle_due(today=date(2027, 3, 29)) == []  # run again: nothing held
+        renewal.refresh_from_db()
+        assert renewal.status == "settled" and renewal.provider_net == D("49.60")
+        assert escrow(international) == D("0.00")
+
+    def test_a_refunded_subscription_is_not_renewed(self, product, international, clerk):
+        entitlement = subscribe(product, international, clerk)
+        orders.order_refund(order=entitlement.order, actor=clerk, reason="Provider stopped the feed.")
+        assert orders.subscriptions_renew_due(now=FIRST_END) == []
+        assert entitlement.order.charges.count() == 1
 
 
 class TestRevoke:
