@@ -298,3 +298,16 @@ class TestEntitlements:
     def test_anonymous_is_sent_to_log_in(self, client):
         answer = client.get("/portal/entitlements/")
         assert answer.status_code == 302 and "/login" in answer["Location"]
+
+
+def test_a_lapsed_subscription_says_how_to_renew_it(client, product, international, clerk):
+    from listings.models import PricePlan
+    from tests.factories import PricePlanFactory
+
+    fund(international, clerk, "60.00")
+    plan = PricePlanFactory(product=product, kind=PricePlan.Kind.SUBSCRIPTION, period="month", amount=D("50.00"))
+    entitlement = place(international, product, plan).entitlement
+    orders.subscriptions_renew_due(now=entitlement.ends_at)
+    login_as(client, international)
+    text = main(client.get("/portal/entitlements/"))
+    assert "Lapsed: renewal unpaid" in text and "A deposit by" in text
