@@ -441,6 +441,14 @@ class Dataset(models.Model):
     def is_checking(self) -> bool:
         return self.status in (self.Status.PENDING, self.Status.VALIDATING)
 
+    def error_messages(self) -> list[str]:
+        """The first errors found, in the active language (each is kept in every language of the exchange)."""
+        language = get_language() or settings.LANGUAGE_CODE
+        return [
+            entry.get(language) or entry.get(settings.LANGUAGE_CODE) or next(iter(entry.values()), "")
+            for entry in self.errors
+        ]
+
     @property
     def progress_percent(self) -> int:
         if self.status in (self.Status.VALID, self.Status.INVALID):

@@ -18,7 +18,7 @@ from django.http import Http404
 
 from exchange.selectors import board_access, user_firm_id
 
-from .models import Category, DataProduct, DeliveryMode, ListingStatus, PricePlan, Revision
+from .models import Category, DataProduct, Dataset, DeliveryMode, ListingStatus, PricePlan, Revision
 from .permissions import is_reviewer
 
 
@@ -160,6 +160,16 @@ def revision_for_display(*, user: Any, product: DataProduct, number: int | None 
 def revision_draft(*, product: DataProduct) -> Revision | None:
     """The product's draft, if its revision in progress is one: what an edit would change."""
     return product.revisions.filter(status=Revision.Status.DRAFT).select_related("category").first()
+
+
+def dataset_of(*, revision: Revision) -> Dataset | None:
+    """The revision's dataset, whatever its state: for its provider (and reviewers)."""
+    return Dataset.objects.filter(revision=revision).first()
+
+
+def dataset_shown(*, revision: Revision) -> Dataset | None:
+    """What every reader of the revision sees of its data: the dataset once checked valid."""
+    return Dataset.objects.filter(revision=revision, status=Dataset.Status.VALID).first()
 
 
 def revision_list(*, product: DataProduct) -> QuerySet[Revision]:
