@@ -986,7 +986,7 @@ class DatasetOutputSerializer(serializers.Serializer):
     progress_percent = serializers.IntegerField(min_value=0, max_value=100)
     row_count = serializers.IntegerField(allow_null=True, help_text="Once valid; null before.")
     sha256 = serializers.CharField(help_text="The file's SHA-256 once read whole; empty before.")
-    errors = serializers.ListField(
+    first_errors = serializers.ListField(
         source="error_messages",
         child=serializers.CharField(),
         help_text=f"The first {settings.LISTING_DATASET_ERRORS_KEPT} errors found, by line (text) or row (Parquet).",

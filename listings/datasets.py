@@ -98,9 +98,9 @@ class Report:
     def ok(self) -> bool:
         return self.error_count == 0 and self.rows > 0
 
-    def add(self, messages: Callable[[], list[str]]) -> None:
-        """Record the messages `messages()` makes in the active language; the first few in every language."""
-        found = messages()
+    def add(self, messages: Callable[..., list[str]], *args: Any) -> None:
+        """Record the messages `messages(*args)` makes in the active language; the first few in every language."""
+        found = messages(*args)
         if not found:
             return
         room = self.kept - len(self.errors)
@@ -108,7 +108,7 @@ class Report:
             by_language: dict[str, list[str]] = {}
             for code, _name in settings.LANGUAGES:
                 with translation.override(code):
-                    by_language[code] = messages()
+                    by_language[code] = messages(*args)
             for index in range(min(room, len(found))):
                 self.errors.append({code: texts[index] for code, texts in by_language.items()})
         self.error_count += len(found)
@@ -116,6 +116,39 @@ class Report:
 
 def _one(message: Callable[[], str]) -> Callable[[], list[str]]:
     return lambda: [message()]
+
+
+# The messages of one row or column, each made again in every language the report keeps.
+
+
+def _values(row: dict[str, Any], types: dict[str, str], check: Callable[[Any, str], bool], place: int) -> list[str]:
+    return validation.row_problems(row, types, check=check, place=place, by_line=check is not validation.check_native)
+
+
+def _wrong_count(line: int, got: int, want: int) -> list[str]:
+    return [_("Line %(line)d has %(got)d values, not %(want)d.") % {"line": line, "got": got, "want": want}]
+
+
+def _not_json(line: int) -> list[str]:
+    return [_("Line %(line)d is not valid JSON.") % {"line": line}]
+
+
+def _not_object(line: int) -> list[str]:
+    return [_("Line %(line)d is not a JSON object.") % {"line": line}]
+
+
+def _fields_differ(line: int, missing: str, extra: str) -> list[str]:
+    return [
+        _("Line %(line)d does not have exactly the dictionary's fields. Missing: %(missing)s; unknown: %(extra)s.")
+        % {"line": line, "missing": missing, "extra": extra}
+    ]
+
+
+def _column_type(name: str, column_type: str, field_type: str) -> list[str]:
+    return [
+        _("Column %(field)s holds %(column_type)s values, not %(type)s.")
+        % {"field": name, "column_type": column_type, "type": FieldType(field_type).label}
+    ]
 
 
 Progress = Callable[[int], None]
@@ -205,23 +238,11 @@ def check_csv(stream: _Measured, dictionary: list[dict[str, Any]], report: Repor
             if not values:
                 continue
             if len(values) != len(header):
-                got = len(values)
-                report.add(
-                    _one(
-                        lambda line=line, got=got: (
-                            _("Line %(line)d has %(got)d values, not %(want)d.")
-                            % {"line": line, "got": got, "want": len(header)}
-                        )
-                    )
-                )
+                report.add(_wrong_count, line, len(values), len(header))
                 continue
             report.rows += 1
             row = dict(zip(header, values, strict=True))
-            report.add(
-                lambda row=row, line=line: validation.row_problems(
-                    row, types, check=validation.check_text, place=line, by_line=True
-                )
-            )
+            report.add(_values, row, types, validation.check_text, line)
             if sink is not None and not report.error_count:
                 sink.writerow([values[i] for i in order])
     except UnicodeDecodeError:
@@ -251,32 +272,18 @@ def check_jsonl(stream: _Measured, dictionary: list[dict[str, Any]], report: Rep
         try:
             row = validation.json_loads(text)
         except (ValueError, RecursionError):
-            report.add(_one(lambda line=line: _("Line %(line)d is not valid JSON.") % {"line": line}))
+            report.add(_not_json, line)
             continue
         if not isinstance(row, dict):
-            report.add(_one(lambda line=line: _("Line %(line)d is not a JSON object.") % {"line": line}))
+            report.add(_not_object, line)
             continue
         report.rows += 1
         if set(row) != expected:
             missing = ", ".join(n for n in names if n not in row) or "—"
             extra = ", ".join(str(k) for k in row if k not in expected)[:200] or "—"
-            report.add(
-                _one(
-                    lambda line=line, missing=missing, extra=extra: (
-                        _(
-                            "Line %(line)d does not have exactly the dictionary's fields. Missing: %(missing)s; "
-                            "unknown: %(extra)s."
-                        )
-                        % {"line": line, "missing": missing, "extra": extra}
-                    )
-                )
-            )
+            report.add(_fields_differ, line, missing, extra)
             continue
-        report.add(
-            lambda row=row, line=line: validation.row_problems(
-                row, types, check=validation.check_json, place=line, by_line=True
-            )
-        )
+        report.add(_values, row, types, validation.check_json, line)
         if sink is not None and not report.error_count:
             sink.writerow([_normalised(row[n]) for n in names])
 
@@ -335,15 +342,7 @@ def check_parquet(
         column_type = columns[name]
         base = column_type.split("(", 1)[0]
         if base != "VARCHAR" and base not in NATIVE_TYPES.get(FieldType(types[name]), ()):
-            label = FieldType(types[name]).label
-            report.add(
-                _one(
-                    lambda name=name, column_type=column_type, label=label: (
-                        _("Column %(field)s holds %(column_type)s values, not %(type)s.")
-                        % {"field": name, "column_type": column_type, "type": label}
-                    )
-                )
-            )
+            report.add(_column_type, name, column_type, types[name])
     if report.error_count:
         return columns
     try:
@@ -355,11 +354,7 @@ def check_parquet(
             for values in batch:
                 number += 1
                 row = dict(zip(names, values, strict=True))
-                report.add(
-                    lambda row=row, number=number: validation.row_problems(
-                        row, types, check=validation.check_native, place=number, by_line=False
-                    )
-                )
+                report.add(_values, row, types, validation.check_native, number)
             report.rows = number
     except duckdb.Error:
         raise Refused(_not_parquet) from None

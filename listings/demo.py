@@ -271,6 +271,13 @@ def _sample(theme: dict[str, Any], seed: int, rows: int = 12) -> bytes:
 DATASET_ROWS = 500  # small enough to seed in a moment, enough to query
 
 
+def provide_dataset(product: DataProduct, actor: User, content: bytes) -> None:
+    """The draft's dataset as a CSV file, for the demos of every app (file and API delivery need one)."""
+    dataset = services.dataset_upload(product=product, actor=actor, name="data.csv", file=ContentFile(content))
+    # Checked here: the task the upload queues may wait for a commit (or a worker) that the seed does not.
+    services.dataset_validate(dataset_id=dataset.pk)
+
+
 def _content(spec: tuple[str, str, str, str, str, str], index: int) -> dict[str, Any]:
     provider, board, category, theme_name, title_en, title_zh = spec
     theme = THEMES[theme_name]
@@ -348,11 +355,7 @@ def _create(spec: tuple[str, str, str, str, str, str], index: int) -> tuple[Data
     product = services.product_create(actor=actor, board=Board.objects.get(code=board_code), **_content(spec, index))
     theme = THEMES[spec[3]]
     services.revision_set_sample(product=product, actor=actor, name="sample.csv", content=_sample(theme, index))
-    dataset = services.dataset_upload(
-        product=product, actor=actor, name="data.csv", file=ContentFile(_sample(theme, index, DATASET_ROWS))
-    )
-    # Checked here: the task the upload queues may wait for a commit (or a worker) that the seed does not.
-    services.dataset_validate(dataset_id=dataset.pk)
+    provide_dataset(product, actor, _sample(theme, index, DATASET_ROWS))
     _plans(product, actor, index)
     return product, actor
 

@@ -104,7 +104,13 @@ def product_get_for_user(*, user: Any, pk: Any) -> DataProduct:
     condition |= Q(board_id__in=access.visible) & Exists(  # type: ignore[assignment]  # Q & Exists is a Q
         Revision.objects.filter(product=OuterRef("pk"), status__in=PUBLIC_NOTICE_STATES)
     )
-    product = _with_display(DataProduct.objects.filter(condition), firm_id).filter(pk=pk).first()
+    # With the listed revision's dataset: what the product page shows buyers of it, in the same query.
+    product = (
+        _with_display(DataProduct.objects.filter(condition), firm_id)
+        .select_related("listed_revision__dataset")
+        .filter(pk=pk)
+        .first()
+    )
     if product is None:
         raise Http404
     return product
@@ -168,8 +174,13 @@ def dataset_of(*, revision: Revision) -> Dataset | None:
 
 
 def dataset_shown(*, revision: Revision) -> Dataset | None:
-    """What every reader of the revision sees of its data: the dataset once checked valid."""
-    return Dataset.objects.filter(revision=revision, status=Dataset.Status.VALID).first()
+    """What every reader of the revision sees of its data: the dataset once checked valid (no query when the
+    revision came with it, as product_get_for_user's listed revision does)."""
+    try:
+        dataset = revision.dataset
+    except Dataset.DoesNotExist:
+        return None
+    return dataset if dataset.is_valid else None
 
 
 def revision_list(*, product: DataProduct) -> QuerySet[Revision]:

@@ -311,7 +311,7 @@ def _dataset_refusal(dataset: Dataset | None) -> str:
 def _dataset_files_forget(*names: str) -> None:
     """Delete a draft's dataset files once the change that drops them commits, unless another row still points
     at them (a new draft shares its source's files, which the frozen source keeps for ever)."""
-    storage = Dataset._meta.get_field("file").storage  # type: ignore[union-attr]  # a FileField
+    storage = Dataset._meta.get_field("file").storage
 
     def delete() -> None:
         for name in names:
