@@ -37,8 +37,6 @@ CHUNK_BYTES = 1024 * 1024
 PARQUET_BATCH_ROWS = 10_000
 # DuckDB's own memory (outside Python's heap) while it converts: it spills to a temporary directory beyond it.
 DUCKDB_MEMORY_LIMIT = "256MB"
-# The largest field the csv module reads (its default is 128 KiB): a longer one is refused as malformed.
-CSV_FIELD_LIMIT = 1024 * 1024
 
 EXTENSIONS = {"csv": Dataset.Format.CSV, "jsonl": Dataset.Format.JSONL, "ndjson": Dataset.Format.JSONL}
 EXTENSIONS["parquet"] = Dataset.Format.PARQUET
@@ -416,7 +414,6 @@ def check_and_convert(
     """Check the stored file `name` against `dictionary`; when it is valid, write its columnar copy (Parquet) to
     the local `columnar_path`. Raises OSError when the file cannot be read."""
     report = Report()
-    csv.field_size_limit(CSV_FIELD_LIMIT)
     with storage.open(name, "rb") as handle, tempfile.TemporaryDirectory(prefix="dataset-") as work:
         stream = _Measured(handle, progress)
         connection = _connect()
