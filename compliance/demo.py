@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from exchange.models import Board, MemberFirm, User
 from listings import services as listing_services
+from listings.demo import provide_dataset
 from listings.models import Category, DataProduct, Revision
 
 from . import services
@@ -72,6 +73,7 @@ def _product(actor: User, title_en: str, title_zh: str, **content: Any) -> DataP
     listing_services.revision_set_sample(
         product=product, actor=actor, name="sample.csv", content=b"person_id,score\nP0001,7\nP0002,5\n"
     )
+    provide_dataset(product, actor, b"person_id,score\n" + b"".join(b"P%04d,%d\n" % (i, i % 10) for i in range(1, 201)))
     listing_services.plan_create(
         product=product, actor=actor, name_en="Annual", kind="subscription", period="year",
         currency="CNY", amount=Decimal("48000.00"),

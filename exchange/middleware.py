@@ -83,6 +83,8 @@ class RequestBodyLimitMiddleware:
         except ValueError:
             length = 0  # Django reads a malformed length as no body at all
         limit = settings.REQUEST_MAX_BYTES
+        if length > limit and any(re.match(p, request.path) for p in settings.REQUEST_LARGE_UPLOAD_PATHS):
+            limit = settings.REQUEST_LARGE_UPLOAD_MAX_BYTES
         if length > limit:
             message = _("The request is too large: at most %(mb)s MB is accepted.") % {
                 "mb": f"{limit / (1024 * 1024):.0f}"

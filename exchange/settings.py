@@ -476,6 +476,14 @@ LISTING_NOTICE_RESUME_HOURS = env_int("LISTING_NOTICE_RESUME_HOURS", 24)
 LISTING_SAMPLE_MAX_BYTES = env_int("LISTING_SAMPLE_MAX_BYTES", 1024 * 1024)
 LISTING_SAMPLE_MAX_ROWS = env_int("LISTING_SAMPLE_MAX_ROWS", 1000)
 LISTING_SAMPLE_PREVIEW_ROWS = 10
+# A revision's dataset (listings.datasets): the largest file taken, and how many of its errors are kept to show
+# (the rest are counted).
+LISTING_DATASET_MAX_BYTES = env_int("LISTING_DATASET_MAX_BYTES", 2 * 1024 * 1024 * 1024)
+LISTING_DATASET_ERRORS_KEPT = 20
+# A check's progress is written at most this often (bytes read), and a check that has recorded none for this
+# long (a worker that died) may be taken up again by the task's next delivery.
+LISTING_DATASET_PROGRESS_BYTES = 8 * 1024 * 1024
+LISTING_DATASET_STALE_SECONDS = env_int("LISTING_DATASET_STALE_SECONDS", 15 * 60)
 LISTING_MAX_PRICE = Decimal(os.environ.get("LISTING_MAX_PRICE", "100000000"))  # per plan, in its currency
 # Private offers a provider firm may make in 24 hours. An offer made tells the provider that a firm with that
 # code may trade on the board; the codes are public (GLEIF, the USCC registry), so this bounds how fast a
@@ -575,3 +583,7 @@ REQUEST_MAX_BYTES = env_int("REQUEST_MAX_BYTES", 2 * COMPLIANCE_FILING_MAX_BYTES
 # Django's own limit on a body read into memory (a JSON body, a form's fields): the same, so that the one refusal
 # of a body too large is the 413 above, not Django's 400 at 2.5 MiB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BYTES
+# The paths that take a larger body (a revision's dataset, in the portal and the API), and how large. Their files
+# are spooled to disk by Django's upload handlers, never held in memory.
+REQUEST_LARGE_UPLOAD_PATHS = (r"^/portal/my-products/[0-9]+/dataset$", r"^/api/v1/products/[0-9]+/dataset$")
+REQUEST_LARGE_UPLOAD_MAX_BYTES = LISTING_DATASET_MAX_BYTES + 1024 * 1024

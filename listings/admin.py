@@ -17,7 +17,7 @@ from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, ngettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
 
@@ -37,7 +37,17 @@ from exchange.selectors import board_access
 from exchange.types import staff_user
 
 from . import services
-from .models import Category, Classification, DataProduct, DeliveryMode, ListingStatus, Objection, PricePlan, Revision
+from .models import (
+    Category,
+    Classification,
+    DataProduct,
+    Dataset,
+    DeliveryMode,
+    ListingStatus,
+    Objection,
+    PricePlan,
+    Revision,
+)
 from .permissions import REVIEW_DATAPRODUCT
 from .selectors import dictionary_diff, revision_diff
 
@@ -503,6 +513,19 @@ class RevisionAdmin(ReviewAdminBase):
                 ),
             },
         ),
+        (
+            _("Dataset"),
+            {
+                "fields": (
+                    "dataset_file",
+                    "dataset_status",
+                    "dataset_rows",
+                    "dataset_size",
+                    "dataset_sha256",
+                    "dataset_errors",
+                )
+            },
+        ),
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Revision]:
@@ -523,6 +546,7 @@ class RevisionAdmin(ReviewAdminBase):
             "category",
             "created_by",
             "reviewer",
+            "dataset",
         )
         try:
             return queryset.get(pk=int(object_id))
@@ -587,6 +611,59 @@ class RevisionAdmin(ReviewAdminBase):
     @admin.display(description=_("sample"))
     def sample_name(self, revision: Revision) -> str:
         return revision.sample.name if revision.sample else "—"
+
+    # -- the dataset (read-only: the provider uploads it, the check records it) --
+
+    @staticmethod
+    def _dataset(revision: Revision) -> Dataset | None:
+        try:
+            return revision.dataset
+        except Dataset.DoesNotExist:
+            return None
+
+    @admin.display(description=_("dataset"))
+    def dataset_file(self, revision: Revision) -> str:
+        dataset = self._dataset(revision)
+        if dataset is None:
+            return "—"
+        return f"{dataset.original_name} ({dataset.get_format_display()}) · {dataset.file.name}"
+
+    @admin.display(description=_("dataset status"))
+    def dataset_status(self, revision: Revision) -> str:
+        dataset = self._dataset(revision)
+        if dataset is None:
+            return gettext("None (file and API delivery need one)") if revision.needs_dataset else "—"
+        if dataset.is_checking:
+            return gettext("%(status)s, %(percent)d%% read") % {
+                "status": dataset.get_status_display(),
+                "percent": dataset.progress_percent,
+            }
+        return str(dataset.get_status_display())
+
+    @admin.display(description=_("rows"))
+    def dataset_rows(self, revision: Revision) -> str:
+        dataset = self._dataset(revision)
+        return str(dataset.row_count) if dataset is not None and dataset.row_count is not None else "—"
+
+    @admin.display(description=_("size in bytes"))
+    def dataset_size(self, revision: Revision) -> str:
+        dataset = self._dataset(revision)
+        return str(dataset.size) if dataset is not None else "—"
+
+    @admin.display(description=_("SHA-256"))
+    def dataset_sha256(self, revision: Revision) -> str:
+        dataset = self._dataset(revision)
+        return dataset.sha256 if dataset is not None and dataset.sha256 else "—"
+
+    @admin.display(description=_("first errors"))
+    def dataset_errors(self, revision: Revision) -> str:
+        dataset = self._dataset(revision)
+        if dataset is None or not dataset.error_count:
+            return "—"
+        shown = dataset.error_messages()
+        more = dataset.error_count - len(shown)
+        lines = shown + ([gettext("… and %(n)d more.") % {"n": more}] if more > 0 else [])
+        return format_html_join("\n", "<div>{}</div>", ((line,) for line in lines))
 
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
         # The product page links to ?product__id__exact=<id>: all revisions of one product.

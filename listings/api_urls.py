@@ -26,6 +26,11 @@ urlpatterns = [
     path(
         "products/<int:pk>/sample", _path_of(apis.ProductSampleApi, apis.ProductSampleUploadApi), name="product-sample"
     ),
+    path(
+        "products/<int:pk>/dataset",
+        _path_of(apis.ProductDatasetApi, apis.ProductDatasetUploadApi),
+        name="product-dataset",
+    ),
     path("products/<int:pk>/submit", apis.ProductSubmitApi.as_view(), name="product-submit"),
     path("products/<int:pk>/withdraw", apis.ProductWithdrawApi.as_view(), name="product-withdraw"),
     path("products/<int:pk>/draft", apis.ProductDraftCreateApi.as_view(), name="product-draft"),

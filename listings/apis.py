@@ -53,6 +53,7 @@ from .models import (
     Category,
     Classification,
     DataProduct,
+    Dataset,
     DeliveryMode,
     FieldType,
     ImportantSource,
@@ -65,6 +66,8 @@ from .models import (
 from .selectors import (
     catalogue_facets,
     category_list,
+    dataset_of,
+    dataset_shown,
     plans_for_user,
     product_get_for_user,
     product_get_own,
@@ -205,7 +208,8 @@ class OnePassSerializer(ClosedObject):
             return super().to_internal_value(data)  # DRF's 400 for a body that is not an object
         valid: dict[str, Any] = {}
         errors: dict[str, Any] = {
-            str(k): [ErrorDetail(gettext("Unknown field."), code="invalid")] for k in sorted(set(data) - set(self.fields))
+            str(k): [ErrorDetail(gettext("Unknown field."), code="invalid")]
+            for k in sorted(set(data) - set(self.fields))
         }
         for field in self._writable_fields:
             name = str(field.field_name)  # bound fields have their name
@@ -360,6 +364,16 @@ class RevisionOutputSerializer(serializers.Serializer):
         return bool(revision.sample)
 
 
+class DatasetSummarySerializer(serializers.Serializer):
+    """What buyers see of a revision's data once its dataset is checked valid."""
+
+    format = serializers.ChoiceField(choices=Dataset.Format.choices)
+    size = serializers.IntegerField(help_text="In bytes, as uploaded.")
+    row_count = serializers.IntegerField()
+    sha256 = serializers.CharField(help_text="The SHA-256 of the file as uploaded, in hexadecimal.")
+    validated_at = serializers.DateTimeField()
+
+
 def _detail_data(request: Request, product: DataProduct, number: int | None = None) -> dict[str, Any]:
     """What the product page shows the caller: the displayed revision, the plans they may buy, and for the
     provider its revisions (the open one, and the history with the reviewers' notes)."""
@@ -375,6 +389,7 @@ def _detail_data(request: Request, product: DataProduct, number: int | None = No
     return {
         "product": product,
         "revision": revision,
+        "dataset": dataset_shown(revision=revision),
         "sample_url": sample_url,
         "plans": plans_for_user(user=user, product=product),
         "open_revision": next((r for r in revisions or () if r.status in Revision.OPEN), None) if own else None,
@@ -638,6 +653,9 @@ class ProductDetailApi(APIView):
         )
         revision = RevisionOutputSerializer(help_text="The revision shown: the listed one unless asked otherwise.")
         sample_url = serializers.URLField(allow_null=True, help_text="The shown revision's sample; null without one.")
+        dataset = DatasetSummarySerializer(
+            allow_null=True, help_text="The shown revision's dataset once checked valid; null before (or without one)."
+        )
         plans = PlanOutputSerializer(many=True)
         open_revision = RevisionSummarySerializer(
             allow_null=True, help_text="The provider's draft or revision in review; null for other callers."
@@ -953,6 +971,103 @@ class ProductSampleUploadApi(APIView):
         return _product_response(request, pk, revision.number)
 
 
+class DatasetOutputSerializer(serializers.Serializer):
+    """A revision's dataset and its check, for its provider."""
+
+    revision = serializers.IntegerField(source="revision.number")
+    format = serializers.ChoiceField(choices=Dataset.Format.choices)
+    original_name = serializers.CharField()
+    size = serializers.IntegerField(help_text="In bytes, as uploaded.")
+    status = serializers.ChoiceField(
+        choices=Dataset.Status.choices,
+        help_text="`pending` and `validating` while the check runs (poll this endpoint); `valid` or `invalid` after.",
+    )
+    bytes_read = serializers.IntegerField(help_text="How much of the file the check has read.")
+    progress_percent = serializers.IntegerField(min_value=0, max_value=100)
+    row_count = serializers.IntegerField(allow_null=True, help_text="Once valid; null before.")
+    sha256 = serializers.CharField(help_text="The file's SHA-256 once read whole; empty before.")
+    first_errors = serializers.ListField(
+        source="error_messages",
+        child=serializers.CharField(),
+        help_text=f"The first {settings.LISTING_DATASET_ERRORS_KEPT} errors found, by line (text) or row (Parquet).",
+    )
+    error_count = serializers.IntegerField(help_text="How many errors were found in all.")
+    uploaded_at = serializers.DateTimeField()
+    validated_at = serializers.DateTimeField(allow_null=True)
+
+
+DATASET_404 = f"{NOT_FOUND} Only the provider's members read a dataset's check; also when the revision has none."
+
+
+class ProductDatasetApi(APIView):
+    @extend_schema(
+        operation_id="products_dataset_get",
+        summary="The dataset of a revision and its check (provider)",
+        description="The dataset of the revision in progress (or the latest one), or of `revision`: its status "
+        "and progress while it is checked, then its rows, size and SHA-256, or the first errors found.",
+        parameters=[RevisionParamsSerializer],
+        responses={200: DatasetOutputSerializer, **_errors({403: READ_403, 404: DATASET_404})},
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        params = RevisionParamsSerializer(data=_query(request))
+        params.is_valid(raise_exception=True)
+        product = _own_product(request.user, pk)
+        number = params.validated_data.get("revision")
+        revision = (
+            revision_for_display(user=request.user, product=product, number=number)
+            if number is not None
+            else services.open_revision(product) or revision_list(product=product).first()
+        )
+        dataset = dataset_of(revision=revision) if revision is not None else None
+        if dataset is None:
+            raise Http404
+        return Response(DatasetOutputSerializer(dataset).data)
+
+
+class ProductDatasetUploadApi(APIView):
+    parser_classes = [MultiPartParser]
+
+    class InputSerializer(ClosedObject):
+        dataset = serializers.FileField(
+            allow_empty_file=True,  # an empty file is refused for its contents (422), as any other bad file
+            help_text="A .csv file (with a header row), a .jsonl file (one JSON object per line) or a .parquet file.",
+        )
+
+    @extend_schema(
+        operation_id="products_dataset_upload",
+        summary="Upload the draft's dataset (provider)",
+        description="Stored privately and checked against the draft's dictionary by a background task, by "
+        "streaming: the columns must be exactly its fields and every value must fit its type. Answers 202 with the "
+        "check's status; poll `GET /products/{id}/dataset` until it is `valid` or `invalid` (an exchange without a "
+        "task queue checks it before answering). A new upload replaces the draft's dataset. At most "
+        f"{settings.LISTING_DATASET_MAX_BYTES // (1024 * 1024)} MiB. File and API delivery need a valid dataset "
+        "before the draft is submitted.",
+        request={"multipart/form-data": InputSerializer},
+        responses={
+            202: DatasetOutputSerializer,
+            **_errors(
+                {
+                    403: WRITE_403,
+                    404: NOT_FOUND,
+                    409: "`invalid_transition`: the product has no draft.",
+                    422: "`validation_error`: the file is no dataset this draft takes (its type, size, or a draft "
+                    "without a dictionary), with the reasons under `details.dataset`. What the check finds in the "
+                    "file's contents is in the answer's `errors`, not a refusal.",
+                }
+            ),
+        },
+    )
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
+        product = _own_product(request.user, pk)
+        serializer = ProductDatasetUploadApi.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        upload = serializer.validated_data["dataset"]
+        dataset = services.dataset_upload(product=product, actor=request.user, name=upload.name, file=upload)
+        # The check ran already where tasks run in the process (after the upload's commit): show where it stands.
+        dataset.refresh_from_db()
+        return Response(DatasetOutputSerializer(dataset).data, status=status.HTTP_202_ACCEPTED)
+
+
 def _transition(request: Request, pk: int, service: Any, status_code: int = status.HTTP_200_OK) -> Response:
     """A provider's workflow step on its own product, answered with the product as it now stands."""
     product = _own_product(request.user, pk)
@@ -972,7 +1087,8 @@ class ProductSubmitApi(APIView):
         operation_id="products_submit",
         summary="Submit the draft for review (provider)",
         description="The draft freezes and joins the listing reviewers' queue. It needs a sample and an active "
-        "price plan (`incomplete` otherwise, with what is missing in `details.missing`).",
+        "price plan (`incomplete` otherwise, with what is missing in `details.missing`), and for file or API "
+        "delivery a valid dataset (`dataset_required` otherwise, with its status in `details.dataset_status`).",
         request=None,
         responses={
             200: ProductDetailApi.OutputSerializer,
@@ -981,7 +1097,8 @@ class ProductSubmitApi(APIView):
                     403: WRITE_403,
                     404: NOT_FOUND,
                     409: "`invalid_transition`: the product has no draft; `incomplete`: the draft has no sample "
-                    "or the product no active price plan yet.",
+                    "or the product no active price plan yet; `dataset_required`: file or API delivery and no "
+                    "valid dataset yet (none, still being checked, or invalid).",
                     422: "`validation_error`: the draft breaks a content rule that has come to apply since it was "
                     "saved (e.g. its category is no longer in use).",
                 }

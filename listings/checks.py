@@ -17,6 +17,8 @@ from django.utils.translation import gettext as _
 
 from exchange.selectors import group_board_access
 
+from .models import Dataset
+
 if TYPE_CHECKING:
     from .models import Revision
 
@@ -78,5 +80,13 @@ def no_core_data(revision: Revision) -> list[str]:
     return []
 
 
+def dataset_for_delivery(revision: Revision) -> list[str]:
+    # Submission already refuses a draft without it; this holds revisions submitted before datasets existed.
+    if revision.needs_dataset and not Dataset.objects.filter(revision=revision, status=Dataset.Status.VALID).exists():
+        return [_("File and API delivery need a valid dataset.")]
+    return []
+
+
 register_pre_listing_check("listings.provider_admitted", provider_may_sell_on_board)
 register_pre_listing_check("listings.no_core_data", no_core_data)
+register_pre_listing_check("listings.dataset", dataset_for_delivery)

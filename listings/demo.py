@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from exchange.models import Board, MemberFirm, User
@@ -257,14 +258,24 @@ IN_REVIEW = (
 )
 
 
-def _sample(theme: dict[str, Any], seed: int) -> bytes:
+def _sample(theme: dict[str, Any], seed: int, rows: int = 12) -> bytes:
     rng = random.Random(seed)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow([name for name, *_ in theme["dictionary"]])
-    for i in range(12):
+    for i in range(rows):
         writer.writerow(theme["row"](rng, i))
     return buffer.getvalue().encode("utf-8")
+
+
+DATASET_ROWS = 500  # small enough to seed in a moment, enough to query
+
+
+def provide_dataset(product: DataProduct, actor: User, content: bytes) -> None:
+    """The draft's dataset as a CSV file, for the demos of every app (file and API delivery need one)."""
+    dataset = services.dataset_upload(product=product, actor=actor, name="data.csv", file=ContentFile(content))
+    # Checked here: the task the upload queues may wait for a commit (or a worker) that the seed does not.
+    services.dataset_validate(dataset_id=dataset.pk)
 
 
 def _content(spec: tuple[str, str, str, str, str, str], index: int) -> dict[str, Any]:
@@ -344,6 +355,7 @@ def _create(spec: tuple[str, str, str, str, str, str], index: int) -> tuple[Data
     product = services.product_create(actor=actor, board=Board.objects.get(code=board_code), **_content(spec, index))
     theme = THEMES[spec[3]]
     services.revision_set_sample(product=product, actor=actor, name="sample.csv", content=_sample(theme, index))
+    provide_dataset(product, actor, _sample(theme, index, DATASET_ROWS))
     _plans(product, actor, index)
     return product, actor
 

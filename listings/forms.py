@@ -332,6 +332,21 @@ class SampleUploadForm(forms.Form):
         return upload
 
 
+class DatasetUploadForm(forms.Form):
+    dataset = forms.FileField(
+        label=_("Dataset file"),
+        help_text=_(
+            "CSV with a header row, JSON lines (one object per line) or Parquet, with the dictionary's fields."
+        ),
+    )
+
+    def clean_dataset(self) -> Any:
+        upload = self.cleaned_data["dataset"]
+        if upload.name.rsplit(".", 1)[-1].lower() not in ("csv", "jsonl", "ndjson", "parquet"):
+            raise ValidationError(_("A dataset is a .csv, .jsonl (JSON lines) or .parquet file."))
+        return upload
+
+
 class PricePlanForm(forms.Form):
     name_en = forms.CharField(label=_("Name (English)"), max_length=100)
     name_zh = forms.CharField(label=_("Name (Chinese)"), max_length=100, required=False)

@@ -339,6 +339,11 @@ class Revision(models.Model):
         return self.status == self.Status.DRAFT
 
     @property
+    def needs_dataset(self) -> bool:
+        """File and API delivery hand over the data itself: such a revision is listed only with its dataset."""
+        return bool({DeliveryMode.FILE, DeliveryMode.API} & set(self.delivery_modes))
+
+    @property
     def effective_classification(self) -> str:
         return self.confirmed_classification or self.classification
 
@@ -367,6 +372,88 @@ class Revision(models.Model):
                 value = value.isoformat()
             data[name] = value
         return data
+
+
+def dataset_upload_to(dataset: Dataset, filename: str) -> str:
+    # A new name for every upload, as for samples: a frozen revision keeps pointing at its own file for ever, and
+    # a new draft shares it until it uploads another.
+    extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
+    return f"datasets/{dataset.revision.product_id}/{dataset.revision.number}-{secrets.token_hex(8)}.{extension}"
+
+
+class Dataset(models.Model):
+    """The data a revision sells: one current file per revision, checked against its dictionary by a task.
+
+    The row changes only while its revision is a draft: a new upload replaces the file and starts the checks
+    again (with the next `generation`, so that a check still running on the file it replaced records nothing).
+    """
+
+    class Format(models.TextChoices):
+        CSV = "csv", _("CSV")
+        JSONL = "jsonl", _("JSON lines")
+        PARQUET = "parquet", _("Parquet")
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Waiting to be checked")
+        VALIDATING = "validating", _("Being checked")
+        VALID = "valid", _("Valid")
+        INVALID = "invalid", _("Invalid")
+
+    revision = models.OneToOneField(Revision, on_delete=models.CASCADE, related_name="dataset")
+    file = models.FileField(_("file"), upload_to=dataset_upload_to, max_length=255)
+    format = models.CharField(_("format"), max_length=8, choices=Format.choices)
+    original_name = models.CharField(_("uploaded file name"), max_length=255, blank=True)
+    size = models.PositiveBigIntegerField(_("size in bytes"), default=0)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
+    # Each upload (and each new check after a dictionary change) is a new generation; a check records its
+    # progress and outcome only while the row is still in the generation it started on.
+    generation = models.PositiveIntegerField(default=1, editable=False)
+    bytes_read = models.PositiveBigIntegerField(_("bytes checked"), default=0)
+    row_count = models.PositiveBigIntegerField(_("rows"), null=True, blank=True)
+    sha256 = models.CharField(_("SHA-256"), max_length=64, blank=True)
+    columnar = models.FileField(_("columnar copy (Parquet)"), blank=True, max_length=255)
+    errors = models.JSONField(_("first errors"), default=list, blank=True)
+    error_count = models.PositiveBigIntegerField(_("errors found"), default=0)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    uploaded_at = models.DateTimeField(_("uploaded at"))
+    checked_from = models.DateTimeField(_("check started at"), null=True, blank=True)
+    progress_at = models.DateTimeField(_("progress recorded at"), null=True, blank=True)
+    validated_at = models.DateTimeField(_("checked at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("dataset")
+        verbose_name_plural = _("datasets")
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(status="valid") | (Q(row_count__isnull=False) & ~Q(sha256="") & ~Q(columnar="")),
+                name="dataset_valid_is_measured",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.revision} · {self.get_format_display()}"
+
+    @property
+    def is_valid(self) -> bool:
+        return self.status == self.Status.VALID
+
+    @property
+    def is_checking(self) -> bool:
+        return self.status in (self.Status.PENDING, self.Status.VALIDATING)
+
+    def error_messages(self) -> list[str]:
+        """The first errors found, in the active language (each is kept in every language of the exchange)."""
+        language = get_language() or settings.LANGUAGE_CODE
+        return [
+            entry.get(language) or entry.get(settings.LANGUAGE_CODE) or next(iter(entry.values()), "")
+            for entry in self.errors
+        ]
+
+    @property
+    def progress_percent(self) -> int:
+        if self.status in (self.Status.VALID, self.Status.INVALID):
+            return 100
+        return min(99, self.bytes_read * 100 // self.size) if self.size else 0
 
 
 class PricePlan(models.Model):

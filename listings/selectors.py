@@ -18,7 +18,7 @@ from django.http import Http404
 
 from exchange.selectors import board_access, user_firm_id
 
-from .models import Category, DataProduct, DeliveryMode, ListingStatus, PricePlan, Revision
+from .models import Category, DataProduct, Dataset, DeliveryMode, ListingStatus, PricePlan, Revision
 from .permissions import is_reviewer
 
 
@@ -104,7 +104,13 @@ def product_get_for_user(*, user: Any, pk: Any) -> DataProduct:
     condition |= Q(board_id__in=access.visible) & Exists(  # type: ignore[assignment]  # Q & Exists is a Q
         Revision.objects.filter(product=OuterRef("pk"), status__in=PUBLIC_NOTICE_STATES)
     )
-    product = _with_display(DataProduct.objects.filter(condition), firm_id).filter(pk=pk).first()
+    # With the listed revision's dataset: what the product page shows buyers of it, in the same query.
+    product = (
+        _with_display(DataProduct.objects.filter(condition), firm_id)
+        .select_related("listed_revision__dataset")
+        .filter(pk=pk)
+        .first()
+    )
     if product is None:
         raise Http404
     return product
@@ -160,6 +166,21 @@ def revision_for_display(*, user: Any, product: DataProduct, number: int | None 
 def revision_draft(*, product: DataProduct) -> Revision | None:
     """The product's draft, if its revision in progress is one: what an edit would change."""
     return product.revisions.filter(status=Revision.Status.DRAFT).select_related("category").first()
+
+
+def dataset_of(*, revision: Revision) -> Dataset | None:
+    """The revision's dataset, whatever its state: for its provider (and reviewers)."""
+    return Dataset.objects.filter(revision=revision).first()
+
+
+def dataset_shown(*, revision: Revision) -> Dataset | None:
+    """What every reader of the revision sees of its data: the dataset once checked valid (no query when the
+    revision came with it, as product_get_for_user's listed revision does)."""
+    try:
+        dataset = revision.dataset
+    except Dataset.DoesNotExist:
+        return None
+    return dataset if dataset.is_valid else None
 
 
 def revision_list(*, product: DataProduct) -> QuerySet[Revision]:

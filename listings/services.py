@@ -8,17 +8,21 @@ transaction, and raises a clear ApplicationError when the move is not allowed.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from guardian.shortcuts import assign_perm
 
+from exchange.celery import app as celery_app
 from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed, require_reason
 from exchange.models import AuditEvent, Board, MemberFirm, Membership, User
 from exchange.money import quantize
@@ -27,9 +31,9 @@ from exchange.selectors import board_access, firm_get_by_public_code, group_boar
 from exchange.services import audit_record
 from exchange.transitions import transition
 
-from . import validation
+from . import datasets, validation
 from .checks import run_pre_listing_checks, run_submission_hooks
-from .models import Category, DataProduct, ListingStatus, Objection, PricePlan, Revision
+from .models import Category, DataProduct, Dataset, ListingStatus, Objection, PricePlan, Revision
 from .permissions import is_reviewer
 from .search import revision_index
 
@@ -252,6 +256,11 @@ def revision_update(*, product: DataProduct, actor: User, **content: Any) -> Rev
         revision.sample = ""
         revision.sample_preview = []
     _save_draft(revision)
+    if "dictionary" in content and before["dictionary"] != revision.dictionary:
+        # The dataset was checked against the old dictionary: it is checked again, against the new one.
+        dataset = Dataset.objects.select_for_update().filter(revision=revision).first()
+        if dataset is not None:
+            _dataset_restart(dataset, actor=actor, product=product)
     changed = sorted(k for k, v in revision.content().items() if before[k] != v)
     if changed:
         _audit(actor, "edit", product, revision=revision.number, fields=changed)
@@ -287,6 +296,193 @@ def revision_set_sample(*, product: DataProduct, actor: User, name: str, content
     return revision
 
 
+# --- Datasets ----------------------------------------------------------------------------------------
+
+DATASET_VALIDATE_TASK = "listings.dataset_validate"
+
+
+def _dataset_refusal(dataset: Dataset | None) -> str:
+    if dataset is None:
+        return _("File and API delivery hand over the data itself: upload the dataset before submitting.")
+    if dataset.is_checking:
+        return _("The dataset is still being checked; submit it once it is valid.")
+    return _("The dataset does not match the dictionary; upload a corrected one before submitting.")
+
+
+def _dataset_files_forget(*names: str) -> None:
+    """Delete a draft's dataset files once the change that drops them commits, unless another row still points
+    at them (a new draft shares its source's files, which the frozen source keeps for ever)."""
+    storage = Dataset._meta.get_field("file").storage
+
+    def delete() -> None:
+        for name in names:
+            if name and not Dataset.objects.filter(Q(file=name) | Q(columnar=name)).exists():
+                storage.delete(name)
+
+    if any(names):
+        transaction.on_commit(delete)
+
+
+def _dataset_enqueue(dataset: Dataset) -> None:
+    dataset_id = dataset.pk
+    # By name: listings.tasks imports this module. Robust: the upload is committed and stays `pending` (shown so)
+    # if the broker is down; uploading again checks it.
+    transaction.on_commit(lambda: celery_app.tasks[DATASET_VALIDATE_TASK].delay(dataset_id), robust=True)
+
+
+# What a new check starts from: nothing measured, nothing found.
+_UNCHECKED = {
+    "status": Dataset.Status.PENDING,
+    "bytes_read": 0,
+    "row_count": None,
+    "sha256": "",
+    "columnar": "",
+    "errors": [],
+    "error_count": 0,
+    "checked_from": None,
+    "progress_at": None,
+    "validated_at": None,
+}
+
+
+def _dataset_restart(dataset: Dataset, *, actor: User, product: DataProduct) -> None:
+    _dataset_files_forget(dataset.columnar.name or "")
+    for name, value in _UNCHECKED.items():
+        setattr(dataset, name, value)
+    dataset.generation += 1
+    dataset.save()
+    _audit(actor, "dataset_recheck", product, revision=dataset.revision.number, file=dataset.file.name)
+    _dataset_enqueue(dataset)
+
+
+@transaction.atomic
+def dataset_upload(*, product: DataProduct, actor: User, name: str, file: File) -> Dataset:
+    """The draft's dataset (CSV, JSON lines or Parquet), stored and queued for its check against the dictionary;
+    a new upload replaces the draft's current one."""
+    _require_editor(actor, product)
+    revision = _open_revision_or_error(product, Status.DRAFT, lock=True)
+    file_format = datasets.format_of(name)
+    if file_format is None:
+        raise validation.field_error(
+            "dataset", _("A dataset is a .csv, .jsonl (JSON lines) or .parquet file."), "dataset_type"
+        )
+    limit = settings.LISTING_DATASET_MAX_BYTES
+    if file.size is not None and file.size > limit:
+        raise validation.field_error(
+            "dataset", _("A dataset is at most %(mib)d MiB.") % {"mib": limit // (1024 * 1024)}, "dataset_size"
+        )
+    if not file.size:
+        raise validation.field_error("dataset", _("The dataset is empty."), "dataset_empty")
+    if not revision.dictionary:
+        raise validation.field_error(
+            "dataset",
+            _("Describe the fields in the dictionary before uploading a dataset."),
+            "dataset_needs_dictionary",
+        )
+    # Locked with the revision above: two uploads to the same draft replace one another in turn.
+    dataset = Dataset.objects.select_for_update().filter(revision=revision).first()
+    if dataset is None:
+        dataset = Dataset(revision=revision)
+    else:
+        _dataset_files_forget(dataset.file.name or "", dataset.columnar.name or "")
+        dataset.generation += 1
+    for field, value in _UNCHECKED.items():
+        setattr(dataset, field, value)
+    # Written through the storage in chunks (Django spooled a large upload to disk, never to memory).
+    dataset.file.save(name, file, save=False)
+    dataset.format = file_format
+    dataset.original_name = os.path.basename(name)[:255]
+    dataset.size = dataset.file.size
+    dataset.uploaded_by = actor
+    dataset.uploaded_at = timezone.now()
+    dataset.full_clean(exclude=["revision", "uploaded_by"])
+    dataset.save()
+    _audit(
+        actor, "dataset_upload", product, revision=revision.number, file=dataset.file.name, format=file_format,
+        size=dataset.size,
+    )  # fmt: skip
+    _dataset_enqueue(dataset)
+    return dataset
+
+
+def _columnar_name(dataset: Dataset) -> str:
+    stem = dataset.file.name.rsplit(".", 1)[0]
+    return f"{stem}.columnar.parquet"
+
+
+def dataset_validate(*, dataset_id: int) -> Dataset | None:
+    """Check a dataset against its revision's dictionary by streaming it, record its rows, size and SHA-256 and
+    store its columnar copy; or record the first errors found (by line or row) and how many there are.
+
+    Idempotent: only a dataset waiting to be checked (or whose check stopped recording progress, a worker that
+    died) is taken up, by a compare-and-swap; a check whose dataset was replaced or re-queued meanwhile (a new
+    generation) records nothing and removes what it wrote. Answers the dataset when this call checked it."""
+    dataset = Dataset.objects.select_related("revision__product").filter(pk=dataset_id).first()
+    if dataset is None:
+        return None
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.LISTING_DATASET_STALE_SECONDS)
+    claimable = Q(status=Dataset.Status.PENDING) | Q(status=Dataset.Status.VALIDATING, progress_at__lt=stale)
+    claimed = Dataset.objects.filter(claimable, pk=dataset.pk, generation=dataset.generation).update(
+        status=Dataset.Status.VALIDATING, checked_from=now, progress_at=now, bytes_read=0
+    )
+    if claimed != 1:
+        return None  # checked already, being checked, or replaced since we read it
+    mine = Dataset.objects.filter(pk=dataset.pk, generation=dataset.generation, status=Dataset.Status.VALIDATING)
+    recorded = 0
+
+    def progress(count: int) -> None:
+        nonlocal recorded
+        if count - recorded >= settings.LISTING_DATASET_PROGRESS_BYTES:
+            recorded = count
+            mine.update(bytes_read=count, progress_at=timezone.now())
+
+    storage = dataset.file.storage
+    columnar = ""
+    with tempfile.TemporaryDirectory(prefix="dataset-") as work:
+        columnar_path = os.path.join(work, "columnar.parquet")
+        try:
+            report = datasets.check_and_convert(
+                storage=storage,
+                name=dataset.file.name,
+                file_format=dataset.format,
+                dictionary=dataset.revision.dictionary,
+                progress=progress,
+                columnar_path=columnar_path,
+            )
+        except OSError:
+            report = datasets.Report()
+            report.add(lambda: [_("The stored file could not be read; upload it again.")])
+        if report.ok:
+            with open(columnar_path, "rb") as handle:
+                columnar = storage.save(_columnar_name(dataset), File(handle))
+    valid = report.ok
+    with transaction.atomic():
+        done = mine.update(
+            status=Dataset.Status.VALID if valid else Dataset.Status.INVALID,
+            bytes_read=report.bytes_read,
+            row_count=report.rows if valid else None,
+            sha256=report.sha256,
+            columnar=columnar,
+            errors=report.errors,
+            error_count=report.error_count,
+            progress_at=timezone.now(),
+            validated_at=timezone.now(),
+        )
+        if done != 1:
+            # Replaced (or re-queued after a dictionary change) while we read it: our outcome is about a file or
+            # a dictionary that is no longer the draft's.
+            _dataset_files_forget(columnar)
+            return None
+        _audit(
+            None, "dataset_valid" if valid else "dataset_invalid", dataset.revision.product,
+            revision=dataset.revision.number, file=dataset.file.name, rows=report.rows, size=report.bytes_read,
+            sha256=report.sha256, errors=report.error_count,
+        )  # fmt: skip
+    dataset.refresh_from_db()
+    return dataset
+
+
 def _copy_to_new_draft(source: Revision, *, created_by: User) -> Revision:
     """The next revision number, as a draft carrying the source's content (its sample file is shared: files
     are never overwritten, each upload gets a new name)."""
@@ -294,6 +490,14 @@ def _copy_to_new_draft(source: Revision, *, created_by: User) -> Revision:
     for name in (*Revision.CONTENT_FIELDS, "sample_preview"):
         setattr(draft, name, getattr(source, name))
     draft.save()
+    dataset = Dataset.objects.filter(revision=source).first()
+    if dataset is not None:
+        # The draft shares the source's files and their check until it uploads another dataset (or changes its
+        # dictionary, which checks it again); the frozen source keeps its own row.
+        dataset.pk = None
+        dataset.revision = draft
+        dataset.generation = 1
+        dataset.save(force_insert=True)
     return draft
 
 
@@ -334,6 +538,15 @@ def product_submit(*, product: DataProduct, actor: User) -> Revision:
             details={"missing": [str(m) for m in missing]},
             status_code=409,  # the draft is valid; it is not finished yet
         )
+    if revision.needs_dataset:
+        dataset = Dataset.objects.filter(revision=revision).first()
+        if dataset is None or not dataset.is_valid:
+            raise ApplicationError(
+                _dataset_refusal(dataset),
+                code="dataset_required",
+                details={"dataset_status": dataset.status if dataset is not None else None},
+                status_code=409,  # as `incomplete`: the draft is valid, it is not finished yet
+            )
     _revision_move(
         product, revision, Status.SUBMITTED, actor=actor, verb="submit", payload={"revision": revision.number},
         submitted_at=timezone.now(),

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import shared_task
 
-from .services import notice_conclude, notices_due
+from .services import DATASET_VALIDATE_TASK, dataset_validate, notice_conclude, notices_due
 
 log = logging.getLogger(__name__)
 
@@ -23,3 +24,14 @@ def conclude_notices_task() -> dict[str, int]:
     if due:
         log.info("conclude_notices due=%d listed=%d", len(due), listed)
     return {"due": len(due), "listed": listed}
+
+
+@shared_task(name=DATASET_VALIDATE_TASK, bind=True, max_retries=0)
+def dataset_validate_task(self: Any, dataset_id: int) -> str | None:
+    """Check an uploaded dataset (listings.services.dataset_validate). Safe to run twice: a dataset already
+    checked, or being checked by another worker, is left alone."""
+    dataset = dataset_validate(dataset_id=dataset_id)
+    if dataset is not None:
+        log.info("dataset_validate id=%d status=%s rows=%s", dataset.pk, dataset.status, dataset.row_count)
+        return dataset.status
+    return None

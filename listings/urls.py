@@ -14,6 +14,7 @@ urlpatterns = [
     path("my-products/new", views.product_create, name="my-product-new"),
     path("my-products/<int:pk>/edit", views.product_edit, name="my-product-edit"),
     path("my-products/<int:pk>/sample", views.product_sample_upload, name="my-product-sample"),
+    path("my-products/<int:pk>/dataset", views.product_dataset_upload, name="my-product-dataset"),
     path("my-products/<int:pk>/plans", views.plan_create, name="my-product-plan-create"),
     path("my-products/<int:pk>/plans/<int:plan_pk>/retire", views.plan_retire, name="my-product-plan-retire"),
     path("my-products/<int:pk>/submit", views.product_submit, name="my-product-submit"),

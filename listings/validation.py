@@ -10,8 +10,9 @@ import copy
 import csv
 import io
 import json
+import math
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -458,7 +459,7 @@ DATETIME_TEXT = re.compile(
 )
 
 
-def _check_text(value: str, field_type: str) -> bool:
+def check_text(value: str, field_type: str) -> bool:
     """A CSV cell (always text) against its field's type; an empty cell is a missing value."""
     text = value.strip()
     if not text:
@@ -487,7 +488,7 @@ def _check_text(value: str, field_type: str) -> bool:
     return True
 
 
-def _check_json(value: Any, field_type: str) -> bool:
+def check_json(value: Any, field_type: str) -> bool:
     """A JSON value against its field's type: a number for a number field, true or false for a yes/no field,
     text for the others (checked as a CSV cell is), null for a missing value. No type takes an object or a list."""
     if value is None:
@@ -500,7 +501,7 @@ def _check_json(value: Any, field_type: str) -> bool:
         return isinstance(value, Decimal) and _decimal_ok(value)
     if field_type == FieldType.BOOLEAN:
         return isinstance(value, bool)
-    return isinstance(value, str) and _check_text(value, field_type)
+    return isinstance(value, str) and check_text(value, field_type)
 
 
 def _shown(value: Any) -> str:
@@ -512,6 +513,11 @@ def _shown(value: Any) -> str:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # NaN and Infinity: Python reads them, RFC 8259 has no such numbers
+
+
+def json_loads(text: str) -> Any:
+    """JSON as a sample or a dataset holds it: decimals exact, NaN and Infinity refused (ValueError)."""
+    return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
 
 
 def parse_sample(*, name: str, content: bytes, dictionary: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -576,7 +582,7 @@ def parse_sample(*, name: str, content: bytes, dictionary: list[dict[str, Any]])
             ) from None
     else:
         try:
-            data = json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+            data = json_loads(text)
         except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             raise field_error("sample", _("The JSON sample is not valid JSON."), "sample_json") from None
         if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
@@ -597,22 +603,10 @@ def parse_sample(*, name: str, content: bytes, dictionary: list[dict[str, Any]])
             "sample", _("A sample has at most %(n)d rows.") % {"n": settings.LISTING_SAMPLE_MAX_ROWS}, "sample_rows"
         )
     types = {f["name"]: f["type"] for f in dictionary}
-    if extension == "csv":
-        check, no_values = _check_text, _("Line %(line)d has no values.")
-        bad_value = _("Line %(line)d, field %(field)s: “%(value)s” is not a valid %(type)s.")
-    else:
-        check, no_values = _check_json, _("Row %(row)d has no values.")
-        bad_value = _("Row %(row)d, field %(field)s: “%(value)s” is not a valid %(type)s.")
+    check = check_text if extension == "csv" else check_json
     problems: list[str] = []
     for place, row in zip(places, rows, strict=True):
-        if all(_empty(value) for value in row.values()):
-            problems.append(no_values % {"line": place, "row": place})
-        for key, value in row.items():
-            if not check(value, types[key]):
-                label = FieldType(types[key]).label
-                problems.append(
-                    bad_value % {"line": place, "row": place, "field": key, "value": _shown(value), "type": label}
-                )
+        problems.extend(row_problems(row, types, check=check, place=place, by_line=extension == "csv"))
         if len(problems) >= 10:
             del problems[10:]  # enough to see what is wrong
             break
@@ -620,3 +614,52 @@ def parse_sample(*, name: str, content: bytes, dictionary: list[dict[str, Any]])
         raise field_error("sample", problems, "sample_values")
     # Previews are JSON: Decimals from JSON samples become strings, as CSV values already are.
     return [{k: (str(v) if isinstance(v, Decimal) else v) for k, v in row.items()} for row in rows]
+
+
+def check_native(value: Any, field_type: str) -> bool:
+    """A value as a typed file (Parquet) holds it against its field's type: numbers, yes/no and text as in
+    JSON, a float only for a finite decimal, a date for a date field, a date and time for a date-and-time field."""
+    if isinstance(value, float):
+        return field_type == FieldType.DECIMAL and math.isfinite(value) and _decimal_ok(Decimal(repr(value)))
+    if isinstance(value, datetime):  # before date: a datetime is a date
+        return field_type == FieldType.DATETIME
+    if isinstance(value, date):
+        return field_type == FieldType.DATE
+    return check_json(value, field_type)
+
+
+def row_problems(
+    row: Mapping[str, Any],
+    types: Mapping[str, str],
+    *,
+    check: Callable[[Any, str], bool],
+    place: int,
+    by_line: bool,
+) -> list[str]:
+    """What is wrong with one row's values (a row of no values, a value that does not fit its field's type), in
+    the words of a sample's and a dataset's checks alike; `place` is its line in a text file (`by_line`), or its
+    position among the rows."""
+    problems: list[str] = []
+    if all(_empty(value) for value in row.values()):
+        problems.append(
+            (_("Line %(line)d has no values.") if by_line else _("Row %(row)d has no values."))
+            % {"line": place, "row": place}
+        )
+    for key, value in row.items():
+        if not check(value, types[key]):
+            bad_value = (
+                _("Line %(line)d, field %(field)s: “%(value)s” is not a valid %(type)s.")
+                if by_line
+                else _("Row %(row)d, field %(field)s: “%(value)s” is not a valid %(type)s.")
+            )
+            problems.append(
+                bad_value
+                % {
+                    "line": place,
+                    "row": place,
+                    "field": key,
+                    "value": _shown(value),
+                    "type": FieldType(types[key]).label,
+                }
+            )
+    return problems

@@ -37,6 +37,7 @@ from exchange.types import AuthenticatedHttpRequest
 from . import services
 from .filters import SORTS, CatalogueFilter
 from .forms import (
+    DatasetUploadForm,
     ObjectionForm,
     PricePlanForm,
     ProductContentForm,
@@ -58,6 +59,8 @@ from .models import (
 from .selectors import (
     catalogue_facets,
     category_list,
+    dataset_of,
+    dataset_shown,
     dictionary_diff,
     plans_for_user,
     product_get_for_user,
@@ -312,6 +315,7 @@ def _product_page(
             "preview_columns": columns,
             "preview_rows": [[row.get(c, "") for c in columns] for row in revision.sample_preview],
             "sample_url": sample_url,
+            "dataset": dataset_shown(revision=revision),
             "terms": _licence_terms(revision),
             "classification": _label(Classification, revision.effective_classification),
             "delivery_modes": [_label(DeliveryMode, m) for m in revision.delivery_modes],
@@ -464,6 +468,7 @@ def _manage_page(
     form: ProductContentForm | None = None,
     formset: Any = None,
     sample_form: SampleUploadForm | None = None,
+    dataset_form: DatasetUploadForm | None = None,
     plan_form: PricePlanForm | None = None,
     delist_form: ReasonForm | None = None,
     status: int = 200,
@@ -477,8 +482,9 @@ def _manage_page(
             form = ProductContentForm(initial=ProductContentForm.initial_from(draft), categories=category_list())
             formset = dictionary_formset(initial=draft.dictionary)
         sample_form = sample_form or SampleUploadForm(max_bytes=settings.LISTING_SAMPLE_MAX_BYTES)
+        dataset_form = dataset_form or DatasetUploadForm()
     else:
-        form = formset = sample_form = None
+        form = formset = sample_form = dataset_form = None
     if can_edit and not delisted:
         plan_form = plan_form or PricePlanForm(
             currencies=product.board.settlement_currencies,
@@ -491,6 +497,7 @@ def _manage_page(
         ListingStatus.SUSPENDED,
     )
     shown = revision or product.listed_revision or revision_list(product=product).first()
+    dataset = dataset_of(revision=shown) if shown is not None else None
     return render(
         request,
         "listings/product_manage.html",
@@ -503,6 +510,9 @@ def _manage_page(
             "form": form,
             "formset": formset,
             "sample_form": sample_form,
+            "dataset_form": dataset_form,
+            "dataset": dataset,
+            "dataset_max_mib": settings.LISTING_DATASET_MAX_BYTES // (1024 * 1024),
             "plan_form": plan_form,
             "plans": _plans(request, product),
             "can_submit": can_edit and draft is not None,
@@ -586,6 +596,30 @@ def product_sample_upload(request: AuthenticatedHttpRequest, pk: int) -> HttpRes
     return _manage_page(request, product, sample_form=form, status=400)
 
 
+@login_required
+@require_POST
+def product_dataset_upload(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    product = _own_product(request, pk)
+    _require_editor(request, product)
+    if refused := _delisted(request, product):
+        return refused
+    form = DatasetUploadForm(request.POST, request.FILES)
+    if form.is_valid():
+        upload = form.cleaned_data["dataset"]
+        saved = _manage_save(
+            request,
+            product,
+            form,
+            lambda: services.dataset_upload(product=product, actor=request.user, name=upload.name, file=upload),
+            _("The dataset is uploaded and is checked against the dictionary; this page shows how far."),
+            default_field="dataset",
+            anchor="dataset",
+        )
+        if saved is not None:
+            return saved
+    return _manage_page(request, product, dataset_form=form, status=400)
+
+
 def _manage_save(
     request: AuthenticatedHttpRequest,
     product: DataProduct,
@@ -593,6 +627,7 @@ def _manage_save(
     save: Callable[[], Any],
     success: str,
     default_field: str | None = None,
+    anchor: str = "",
 ) -> HttpResponse | None:
     """Save one of the product page's forms through its service: back to the page with `success` said, or None
     with the service's refusal put on the form (a NotAllowed is a 403)."""
@@ -604,7 +639,8 @@ def _manage_save(
         add_service_errors(form, exc, default_field=default_field)
         return None
     messages.success(request, success)
-    return redirect("portal:my-product-edit", pk=product.pk)
+    url = reverse("portal:my-product-edit", args=[product.pk])
+    return redirect(f"{url}#{anchor}" if anchor else url)
 
 
 @login_required

@@ -16,6 +16,7 @@ from django.utils import timezone
 from exchange.models import Board, User
 from exchange.outbox import outbox_relay
 from listings import services as listing_services
+from listings.demo import provide_dataset
 from listings.models import Category, DataProduct, PricePlan, Revision
 
 from .models import Deposit, Order
@@ -121,6 +122,12 @@ def _gated_product() -> DataProduct:
         actor=actor,
         name="sample.csv",
         content=b"vessel,berth,eta\nCOSCO SHIPPING ARIES,Yangshan 3,2026-12-09\nMSC GULSUN,Waigaoqiao 5,2026-12-10\n",
+    )
+    provide_dataset(
+        product,
+        actor,
+        b"vessel,berth,eta\nCOSCO SHIPPING ARIES,Yangshan 3,2026-12-09\nMSC GULSUN,Waigaoqiao 5,2026-12-10\n"
+        b"EVER GIVEN,Yangshan 1,2026-12-11\n",
     )
     listing_services.plan_create(
         product=product, actor=actor, name_en="One-off extract", name_zh="一次性提取",

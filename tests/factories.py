@@ -147,6 +147,8 @@ DICTIONARY = [
     },
 ]
 SAMPLE_CSV = b"hs_code,month,value_usd,origin\n8471,2026-01-01,1250000.50,CN\n8517,2026-01-01,98000,DE\n"
+# A revision's whole dataset, small: the sample's rows and one more.
+DATASET_CSV = SAMPLE_CSV + b"8703,2026-02-01,77000.25,JP\n"
 LICENCE_TERMS = {
     "purposes": ["market research", "internal analytics"],
     "territories": ["worldwide"],
@@ -198,7 +200,12 @@ def ensure_categories() -> None:
 
 
 def draft_product(
-    provider: User, board_code: str = "international", plan: bool = True, sample: bool = True, **content: Any
+    provider: User,
+    board_code: str = "international",
+    plan: bool = True,
+    sample: bool = True,
+    dataset: bool = True,
+    **content: Any,
 ):
     from listings import services as listing_services
 
@@ -206,12 +213,25 @@ def draft_product(
     product = listing_services.product_create(actor=provider, board=board(board_code), **product_content(**content))
     if sample:
         listing_services.revision_set_sample(product=product, actor=provider, name="sample.csv", content=SAMPLE_CSV)
+    if dataset:
+        provide_dataset(product, provider)
     if plan:
         listing_services.plan_create(
             product=product, actor=provider, name_en="Annual", kind="subscription", period="year",
             currency="CNY", amount=Decimal("12000.00"),
         )  # fmt: skip
     return product
+
+
+def provide_dataset(product: Any, provider: User, content: bytes = DATASET_CSV, name: str = "data.csv"):
+    """The draft's dataset, uploaded as a provider does and checked here (a test's transaction never commits, so
+    the task the upload queues never runs in it)."""
+    from django.core.files.base import ContentFile
+
+    from listings import services as listing_services
+
+    uploaded = listing_services.dataset_upload(product=product, actor=provider, name=name, file=ContentFile(content))
+    return listing_services.dataset_validate(dataset_id=uploaded.pk) or uploaded
 
 
 def product_in_review(provider: User, reviewer: User, board_code: str = "international", **content: Any):
@@ -373,6 +393,8 @@ def listed_product(provider: User, reviewer: User, board_code: str = "internatio
     revision.full_clean(exclude=["sample", "product", "created_by"])
     revision.save()
     revision_index(revision)
+    if revision.needs_dataset:
+        valid_dataset(revision, uploaded_by=provider)
     PricePlanFactory(product=product)
     now = revision.listed_at
     product.listed_revision = revision
@@ -386,3 +408,38 @@ def listed_product(provider: User, reviewer: User, board_code: str = "internatio
     assert not reasons, f"the workflow would not list this product: {reasons}"
     product.refresh_from_db()
     return product
+
+
+def valid_dataset(revision: Any, *, uploaded_by: User, content: bytes = DATASET_CSV, name: str = "data.csv"):
+    """A checked dataset row for `revision`, written directly as dataset_validate leaves it: the file, its
+    columnar copy and what the check measured (by listings.datasets itself, on this small file)."""
+    import os
+    import tempfile
+
+    from django.core.files import File
+    from django.core.files.base import ContentFile
+
+    from listings import datasets
+    from listings.models import Dataset
+
+    dataset = Dataset(
+        revision=revision, format=datasets.format_of(name), original_name=name, uploaded_by=uploaded_by,
+        uploaded_at=timezone.now(),
+    )  # fmt: skip
+    dataset.file.save(name, ContentFile(content), save=False)
+    storage = dataset.file.storage
+    with tempfile.TemporaryDirectory() as work:
+        path = os.path.join(work, "columnar.parquet")
+        report = datasets.check_and_convert(
+            storage=storage, name=dataset.file.name, file_format=dataset.format, dictionary=revision.dictionary,
+            progress=lambda n: None, columnar_path=path,
+        )  # fmt: skip
+        assert report.ok, report.errors
+        with open(path, "rb") as handle:
+            dataset.columnar = storage.save(dataset.file.name + ".columnar.parquet", File(handle))
+    dataset.size = dataset.bytes_read = len(content)
+    dataset.row_count, dataset.sha256 = report.rows, report.sha256
+    dataset.status = Dataset.Status.VALID
+    dataset.validated_at = timezone.now()
+    dataset.save()
+    return dataset

@@ -25,6 +25,7 @@ from tests.factories import (
     listed_product,
     listed_product_via_workflow,
     login_as,
+    provide_dataset,
 )
 
 pytestmark = pytest.mark.django_db
@@ -213,6 +214,7 @@ def test_the_change_page_shows_the_submitted_revision_beside_the_listed_one(clie
         name="sample.csv",
         content=b"hs_code,month,value_usd,origin,destination\n8471,2026-01-01,1250000.50,CN,DE\n",
     )
+    provide_dataset(product, provider, b"hs_code,month,value_usd,origin,destination\n8471,2026-01-01,1,CN,DE\n")
     services.product_submit(product=product, actor=provider)
     revision = open_revision(product)
     # when the reviewer opens it

@@ -14,6 +14,7 @@ from django.urls import get_resolver
 from listings import services
 from listings.models import DataProduct, PricePlan, Revision
 from tests.factories import (
+    DATASET_CSV,
     DICTIONARY,
     LICENCE_TERMS,
     SAMPLE_CSV,
@@ -436,7 +437,7 @@ def new_product(**overrides):
 
 
 @pytest.mark.parametrize("auth", AUTHS)
-def test_a_provider_takes_a_product_from_create_to_submitted(provider, auth):
+def test_a_provider_takes_a_product_from_create_to_submitted(provider, auth, django_capture_on_commit_callbacks):
     client = client_for(provider, auth)
     # create
     response = client.post(PRODUCTS, new_product(), format="json")
@@ -459,6 +460,17 @@ def test_a_provider_takes_a_product_from_create_to_submitted(provider, auth):
     response = client.post(f"{PRODUCTS}/{pk}/plans", plan, format="json")
     assert response.status_code == 201, response.content
     assert response.json()["amount"] == "250.00" and response.json()["currency"] == "USD"
+    # no dataset yet: file and API delivery cannot be submitted
+    response = client.post(f"{PRODUCTS}/{pk}/submit")
+    assert response.status_code == 409 and error(response)["code"] == "dataset_required"
+    # dataset: queued for its check, which runs once the upload commits
+    upload = SimpleUploadedFile("ports.csv", DATASET_CSV, content_type="text/csv")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"{PRODUCTS}/{pk}/dataset", {"dataset": upload}, format="multipart")
+    assert response.status_code == 202, response.content
+    assert response.json()["status"] == "pending"
+    checked = client.get(f"{PRODUCTS}/{pk}/dataset").json()
+    assert (checked["status"], checked["row_count"], checked["first_errors"]) == ("valid", 3, [])
     # submit
     response = client.post(f"{PRODUCTS}/{pk}/submit")
     assert response.status_code == 200, response.content
@@ -864,7 +876,9 @@ def test_a_private_offer_for_a_firm_that_cannot_trade_there(provider, other_buye
     product = draft_product(provider, board_code="domestic", plan=False)
     client = client_for(provider)
     for firm in (other_buyer.membership.firm, provider.membership.firm):
-        response = client.post(f"{PRODUCTS}/{product.pk}/plans", {**PLAN, "buyer_code": firm.uscc or firm.lei}, format="json")
+        response = client.post(
+            f"{PRODUCTS}/{product.pk}/plans", {**PLAN, "buyer_code": firm.uscc or firm.lei}, format="json"
+        )
         assert response.status_code == 422 and "buyer_code" in error(response)["details"]
     assert not PricePlan.objects.filter(product=product, buyer_firm__isnull=False).exists()
 
@@ -888,7 +902,9 @@ def test_private_offers_are_no_membership_oracle(provider, domestic, internation
     assert answers["unknown"][0] == 422
     # ids are not taken at all any more: a body naming one is refused for its unknown field, and makes no plan
     plans = product.plans.count()
-    by_id = client.post(f"{PRODUCTS}/{product.pk}/plans", {**PLAN, "buyer_firm": domestic.membership.firm_id}, format="json")
+    by_id = client.post(
+        f"{PRODUCTS}/{product.pk}/plans", {**PLAN, "buyer_firm": domestic.membership.firm_id}, format="json"
+    )
     assert by_id.status_code == 400 and list(by_id.json()["error"]["details"]) == ["buyer_firm"]
     assert product.plans.count() == plans
     # the admitted firm's code makes the offer, and the provider sees the code it entered, never the name

@@ -30,7 +30,8 @@ def test_operation_ids_are_the_contracts(schema):
     ids = {operation["operationId"] for _path, _method, operation in _operations(schema)}
     assert ids == {
         "categories_list", "products_list", "products_facets", "products_get", "products_create",
-        "products_update", "products_sample_download", "products_sample_upload", "products_submit",
+        "products_update", "products_sample_download", "products_sample_upload", "products_dataset_get",
+        "products_dataset_upload", "products_submit",
         "products_withdraw", "products_draft_start", "products_plans_list", "products_plans_create",
         "products_plans_retire", "my_products_list",
     }  # fmt: skip
@@ -78,12 +79,12 @@ def test_nullable_objects_are_one_of_with_null(schema):
     assert "open_revision" in detail["required"]
 
 
-def test_only_the_sample_upload_takes_multipart(schema):
+def test_only_the_file_uploads_take_multipart(schema):
     for path, method, operation in _operations(schema):
         if "requestBody" in operation:
             expected = (
                 ["multipart/form-data"]
-                if operation["operationId"] == "products_sample_upload"
+                if operation["operationId"] in ("products_sample_upload", "products_dataset_upload")
                 else ["application/json"]
             )
             assert list(operation["requestBody"]["content"]) == expected, (path, method)

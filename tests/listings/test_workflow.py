@@ -54,8 +54,8 @@ def test_the_whole_way_to_listed(provider, reviewer):
     year = timezone.localtime().year
     assert product.certificate_number == f"DPR-I-{year}-{product.pk:07d}"
     assert verbs(product) == [
-        "listing.create", "listing.sample", "listing.plan_create", "listing.submit",
-        "listing.review_start", "listing.approve", "listing.listed",
+        "listing.create", "listing.sample", "listing.dataset_upload", "listing.dataset_valid", "listing.plan_create",
+        "listing.submit", "listing.review_start", "listing.approve", "listing.listed",
     ]  # fmt: skip
     # and concluding again changes nothing
     assert services.notice_conclude(revision_id=revision.pk) is None
