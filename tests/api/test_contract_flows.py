@@ -104,7 +104,9 @@ def test_a_buyer_asks_the_compliance_gate(partner_of, provider, reviewer, intern
     assert precheck.status.value in {"cleared", "held", "prohibited"}
 
 
-def test_a_provider_lists_a_product_and_files_evidence(partner_of, provider, officer):
+def test_a_provider_lists_a_product_and_files_evidence(
+    partner_of, provider, officer, django_capture_on_commit_callbacks
+):
     partner = partner_of(provider)
     # when the provider's system creates a product, edits it, uploads its sample and prices it
     content = {
@@ -133,6 +135,17 @@ def test_a_provider_lists_a_product_and_files_evidence(partner_of, provider, off
     file_type = partner.package.types.File
     sample = upload_type(sample=file_type(payload=io.BytesIO(SAMPLE_CSV), file_name="sample.csv", mime_type="text/csv"))
     _model(_ok(partner.call("products_sample_upload", id=product_id, body=sample)))
+    # and, for file delivery, the dataset itself
+    dataset_type = next(
+        getattr(module_models, name)
+        for name in dir(module_models)
+        if name.startswith("ProductDatasetUpload") and hasattr(getattr(module_models, name), "to_multipart")
+    )
+    data = dataset_type(dataset=file_type(payload=io.BytesIO(SAMPLE_CSV), file_name="data.csv", mime_type="text/csv"))
+    with django_capture_on_commit_callbacks(execute=True):  # the check, queued when the upload commits
+        _ok(partner.call("products_dataset_upload", id=product_id, body=data), 202)
+    checked = _model(_ok(partner.call("products_dataset_get", id=product_id)))
+    assert checked.status.value == "valid" and checked.row_count
     plan = _model(
         _ok(
             partner.call(
