@@ -47,6 +47,7 @@ _SETTLEMENTS_READ = [
     "settlements.view_feeschedule",
     "settlements.view_fxrate",
     "settlements.view_entitlement",
+    "settlements.view_download",
 ]
 
 STAFF_ROLES: dict[str, list[str]] = {
@@ -131,6 +132,7 @@ STAFF_ROLES: dict[str, list[str]] = {
         "settlements.view_order",
         "settlements.view_orderevent",
         "settlements.view_entitlement",
+        "settlements.view_download",
         "settlements.revoke_entitlement",
     ],
     SETTLEMENT_CLERKS: [

@@ -520,6 +520,8 @@ SETTLEMENT_ACCEPTANCE_DAYS = env_int("SETTLEMENT_ACCEPTANCE_DAYS", 7)
 # Days a subscription whose renewal the buyer's cash could not pay stays renewable (lapsed, not usable): a deposit
 # booked within them renews it; after them it ends.
 SETTLEMENT_SUBSCRIPTION_GRACE_DAYS = env_int("SETTLEMENT_SUBSCRIPTION_GRACE_DAYS", 7)
+# Seconds a signed download link works (a new one is made on demand while the entitlement is usable).
+SETTLEMENT_DOWNLOAD_LINK_SECONDS = env_int("SETTLEMENT_DOWNLOAD_LINK_SECONDS", 3600)
 # Days a provider has to answer an access request before it expires; days an approval stays good for one order.
 SETTLEMENT_ACCESS_REQUEST_DAYS = env_int("SETTLEMENT_ACCESS_REQUEST_DAYS", 14)
 SETTLEMENT_ACCESS_APPROVAL_DAYS = env_int("SETTLEMENT_ACCESS_APPROVAL_DAYS", 30)

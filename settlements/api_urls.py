@@ -26,6 +26,11 @@ urlpatterns = [
     path("balances", apis.BalanceListApi.as_view(), name="balances"),
     path("entitlements", apis.EntitlementListApi.as_view(), name="entitlements"),
     path("entitlements/<int:pk>", apis.EntitlementDetailApi.as_view(), name="entitlement"),
+    path(
+        "entitlements/<int:pk>/download-link",
+        apis.EntitlementDownloadLinkApi.as_view(),
+        name="entitlement-download-link",
+    ),
     path("fee-schedules", apis.FeeScheduleListApi.as_view(), name="fee-schedules"),
     path("statement-lines", apis.StatementLineListApi.as_view(), name="statement-lines"),
     path("withdrawals", path_of_operations(apis.WithdrawalListApi, apis.WithdrawalCreateApi), name="withdrawals"),

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django_countries import countries
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
@@ -29,11 +31,11 @@ from exchange.money import CURRENCY_CHOICES
 from exchange.pagination import IdCursorPagination
 from exchange.selectors import board_access, user_firm, user_membership
 from exchange.types import AuthenticatedRequest
-from listings.models import DeliveryMode, PricePlan
+from listings.models import Dataset, DeliveryMode, PricePlan
 
 from . import selectors
 from .models import AccessRequest, Account, Entitlement, JournalEntry, Order, Withdrawal
-from .services import access, orders, withdrawals
+from .services import access, downloads, orders, withdrawals
 
 SCOPE_READ = "`insufficient_scope` (an API key without the `read` scope)"
 SCOPE_TRADE = "`insufficient_scope` (an API key without the `trade` scope)"
@@ -908,6 +910,9 @@ class EntitlementOutputSerializer(serializers.Serializer):
         choices=Entitlement.EndReason.choices, allow_blank=True, help_text="Why it ended; empty while active."
     )
     end_note = serializers.CharField(help_text="The reason given, when a person ended it; else empty.")
+    downloads = serializers.IntegerField(
+        source="downloads_completed", help_text="File delivery: the downloads of its file completed so far."
+    )
 
     @extend_schema_field(serializers.BooleanField())
     def get_usable(self, entitlement: Entitlement) -> bool:
@@ -963,3 +968,60 @@ class EntitlementDetailApi(APIView):
     def get(self, request: AuthenticatedRequest, pk: int) -> Response:
         entitlement = selectors.entitlement_get_for_firm(firm_id=_firm(request).pk, pk=pk)
         return Response(EntitlementOutputSerializer(entitlement).data)
+
+
+class EntitlementDownloadLinkApi(APIView):
+    required_scope = ApiKey.Scope.READ  # a POST that reads: a key that may read the firm's data may download it
+
+    class OutputSerializer(serializers.Serializer):
+        url = serializers.CharField(help_text="The signed link, absolute. It is the credential: no API key is sent.")
+        expires_at = serializers.DateTimeField(help_text="After it, the link answers 410 `link_expired`.")
+        format = serializers.ChoiceField(choices=Dataset.Format.choices)
+        size = serializers.IntegerField(help_text="Bytes.")
+        sha256 = serializers.CharField(help_text="Of the file, hexadecimal (also sent as `Repr-Digest`).")
+        revision = serializers.IntegerField(help_text="The revision whose dataset the link delivers.")
+
+    @extend_schema(
+        operation_id="entitlements_download_link",
+        summary="A signed download link to the entitlement's file (buyer)",
+        description="For file delivery: a new link each call, valid for "
+        f"{settings.SETTLEMENT_DOWNLOAD_LINK_SECONDS // 60} minutes and only while the entitlement is usable. "
+        "`GET` the link (no API key) for the file, streamed with `Content-Length`, `Repr-Digest` (SHA-256) and "
+        "`Content-Disposition`; a refusal there is this API's error shape: `link_invalid` (404), `link_expired` "
+        "(410), `entitlement_not_usable` (409). Every download is logged; the first complete download of a one-off "
+        "purchase marks its order delivered. The link is made for the caller's user: it stops working if that "
+        "person leaves the firm.",
+        parameters=[ID_PARAMETER],
+        request=None,
+        responses={
+            200: OutputSerializer,
+            **error_responses(
+                {
+                    403: f"`not_allowed`, {SCOPE_READ}, {NO_FIRM}, {CSRF}.",
+                    404: ENTITLEMENT_404,
+                    409: "`not_file_delivery` (the entitlement is to API or sandbox delivery); "
+                    "`entitlement_not_usable` (ended, lapsed, or the product off the market); `dataset_missing`.",
+                },
+                403,
+                404,
+                409,
+            ),
+        },
+    )
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
+        entitlement = selectors.entitlement_get_for_firm(firm_id=_firm(request).pk, pk=pk)
+        link = downloads.download_link(entitlement=entitlement, user=request.user)
+        url = request.build_absolute_uri(reverse("entitlement-download", args=[link.token]))
+        dataset = link.dataset
+        return Response(
+            EntitlementDownloadLinkApi.OutputSerializer(
+                {
+                    "url": url,
+                    "expires_at": link.expires_at,
+                    "format": dataset.format,
+                    "size": dataset.size,
+                    "sha256": dataset.sha256,
+                    "revision": dataset.revision.number,
+                }
+            ).data
+        )

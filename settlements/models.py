@@ -735,3 +735,40 @@ class Entitlement(models.Model):
             and self.starts_at <= when
             and (self.ends_at is None or when < self.ends_at)
         )
+
+
+class Download(models.Model):
+    """One download of a dataset under an entitlement, through a signed link: who the link was made for, when,
+    which file, and how many bytes went out (`completed_at` once the whole file has)."""
+
+    entitlement = models.ForeignKey(
+        Entitlement, on_delete=models.PROTECT, related_name="downloads", verbose_name=_("entitlement")
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("link made for"),
+    )
+    dataset = models.ForeignKey(
+        "listings.Dataset", on_delete=models.SET_NULL, null=True, related_name="+", verbose_name=_("dataset")
+    )
+    file_name = models.CharField(_("file"), max_length=255)
+    sha256 = models.CharField(_("SHA-256"), max_length=64)
+    size = models.PositiveBigIntegerField(_("size in bytes"))
+    bytes_sent = models.PositiveBigIntegerField(_("bytes sent"), default=0)
+    ip = models.GenericIPAddressField(_("from address"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started at"), default=timezone.now)
+    completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("download")
+        verbose_name_plural = _("downloads")
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["entitlement", "-started_at"], name="download_entitlement_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(bytes_sent__lte=F("size")), name="download_bytes_within_size"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.entitlement} · {self.file_name}"

@@ -770,6 +770,10 @@ def entitlement_list_for_firm(*, firm_id: int, status: str | None = None) -> Que
     queryset = Entitlement.objects.filter(buyer_firm_id=firm_id)
     if status:
         queryset = queryset.filter(status=status)
+    # Usage so far: the file downloads completed (the data gateway's calls and sandbox queries come with them).
+    queryset = queryset.annotate(
+        downloads_completed=models.Count("downloads", filter=Q(downloads__completed_at__isnull=False))
+    )
     return queryset.select_related("order", "product__provider", "revision").order_by("-starts_at", "-id")
 
 

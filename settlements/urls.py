@@ -19,6 +19,7 @@ urlpatterns = [
     path("orders/<int:pk>/deliver", views.order_action, {"action": "deliver"}, name="order-deliver"),
     path("sales/", views.sales, name="sales"),
     path("entitlements/", views.entitlements, name="entitlements"),
+    path("entitlements/<int:pk>/download", views.entitlement_download, name="entitlement-download"),
     path("access-requests/", views.access_requests, name="access-requests"),
     path("access-requests/incoming/", views.access_requests_incoming, name="access-requests-incoming"),
     path("access-requests/<int:pk>/", views.access_request_detail, name="access-request"),

@@ -64,7 +64,7 @@ from .forms import (
     add_refusal,
 )
 from .models import AccessRequest, Charge, Entitlement, Order, OrderEvent, Posting, Withdrawal
-from .services import access, withdrawals
+from .services import access, downloads, withdrawals
 from .services.orders import (
     may_act_as_buyer,
     may_act_as_provider,
@@ -625,13 +625,31 @@ ENTITLEMENTS_PER_PAGE = 25
 
 
 def _entitlement_row(entitlement: Entitlement, now: Any) -> dict[str, Any]:
+    usable = selectors.entitlement_usable(entitlement, now=now)
     return {
         "entitlement": entitlement,
         "title": _order_title(entitlement.order),
         "provider": firm_name(entitlement.product.provider),
         "delivery": _delivery_label(entitlement.delivery_mode),
-        "usable": selectors.entitlement_usable(entitlement, now=now),
+        "usable": usable,
+        "downloadable": usable and entitlement.delivery_mode == DeliveryMode.FILE,
     }
+
+
+@login_required
+@require_POST
+def entitlement_download(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """A new signed link to the entitlement's file, followed at once: the browser downloads it."""
+    membership = _membership(request)
+    entitlement = selectors.entitlement_get_for_firm(firm_id=membership.firm_id, pk=pk)
+    try:
+        link = downloads.download_link(entitlement=entitlement, user=request.user)
+    except NotAllowed as exc:
+        raise _refuse(exc) from exc
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return _see_other(reverse("portal:settlements:entitlements"))
+    return _see_other(reverse("entitlement-download", args=[link.token]))
 
 
 @login_required

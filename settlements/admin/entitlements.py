@@ -1,6 +1,6 @@
-"""Entitlements: made by the release of an order, ended by the services (settlements.services.entitlements). Staff
-read them here and revoke one with a reason (a breach of the licence, an authority's order); nothing else is
-edited."""
+"""Entitlements and their downloads. Entitlements are made by the release of an order and ended by the services
+(settlements.services.entitlements); staff read them here and revoke one with a reason (a breach of the licence, an
+authority's order). Downloads are the log of every signed link used. Nothing else is edited."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from django.utils.translation import ngettext_lazy
 
 from exchange.admin_kit import ReadOnlyAdminMixin, reason_action, reason_form, short_datetime
 
-from ..models import Entitlement
+from ..models import Download, Entitlement
 from ..permissions import REVOKE_ENTITLEMENTS
 from ..services import entitlements as entitlement_services
 from .shared import ADMIN_CSS, reference_search
@@ -97,3 +97,33 @@ class EntitlementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("until"), ordering="ends_at")
     def until(self, entitlement: Entitlement) -> Any:
         return short_datetime(entitlement.ends_at) if entitlement.ends_at else _("no end")
+
+
+@admin.register(Download)
+class DownloadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Every download of a dataset through a signed link: who the link was made for, the file, the bytes sent."""
+
+    list_display = ["entitlement", "user", "file_name", "bytes_sent", "size", "completed", "when"]
+    list_filter = [("completed_at", admin.EmptyFieldListFilter)]
+    list_select_related = ["entitlement", "user"]
+    raw_id_fields = ["entitlement", "user", "dataset"]
+    search_fields = ["user__email", "file_name", "sha256"]
+    search_help_text = _("A user's e-mail, a file name or a SHA-256.")
+    ordering = ["-started_at", "-id"]
+    show_full_result_count = False
+    readonly_fields = (
+        "entitlement", "user", "dataset", "file_name", "sha256", "size", "bytes_sent", "ip", "started_at",
+        "completed_at",
+    )  # fmt: skip
+    fieldsets = ((None, {"fields": readonly_fields}),)
+
+    class Media:
+        css = {"all": [ADMIN_CSS]}
+
+    @admin.display(description=_("complete"), boolean=True)
+    def completed(self, download: Download) -> bool:
+        return download.completed_at is not None
+
+    @admin.display(description=_("started at"), ordering="started_at")
+    def when(self, download: Download) -> str:
+        return short_datetime(download.started_at)

@@ -539,6 +539,33 @@ def order_confirm_delivery(*, order: Order, actor: User, note: str = "") -> Orde
 
 
 @transaction.atomic
+def order_delivered_by_download(*, order: Order, download: Any) -> Order:
+    """The buyer's first complete download of a one-off purchase's file: the order is delivered, by the exchange,
+    and its acceptance window opens. An order past `released` (delivered already, disputed, closed) is left."""
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    if order.status != S.RELEASED:
+        return order
+    now = timezone.now()
+    order = _move(
+        order,
+        S.DELIVERED,
+        actor=None,
+        verb="delivered",
+        audit={"download": download.pk},
+        delivered_at=now,
+        acceptance_due_at=now + timedelta(days=settings.SETTLEMENT_ACCEPTANCE_DAYS),
+    )
+    _event(order, "downloaded", None, file=download.file_name, bytes=download.bytes_sent, sha256=download.sha256)
+    _publish(
+        order,
+        "delivered",
+        acceptance_due_at=order.acceptance_due_at.isoformat() if order.acceptance_due_at else None,
+        by="download",
+    )
+    return order
+
+
+@transaction.atomic
 def order_accept(*, order: Order, actor: User | None) -> Order:
     """The buyer accepts the delivery (actor None: accepted automatically when the window closed). Settlement to
     the provider follows from the `order.accepted` event (order_settle)."""
