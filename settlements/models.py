@@ -655,6 +655,8 @@ class Entitlement(models.Model):
         DELISTED = "delisted", _("The product was delisted")
         COMPLIANCE = "compliance", _("The export is no longer cleared (a filing revoked or lapsed)")
         REVOKED = "revoked", _("Revoked by the exchange")
+        STOPPED = "stopped", _("The buyer stopped the subscription")
+        UNDELIVERED = "undelivered", _("Not delivered within its first period")
 
     # A subscription whose renewal the buyer's cash could not pay lapses; paid within the grace period, it is active
     # again; otherwise it ends. Every other end is from active or lapsed, for good.
@@ -680,6 +682,11 @@ class Entitlement(models.Model):
         _("later revisions included"),
         default=False,
         help_text=_("A subscription's: the revisions listed after it too."),
+    )
+    renews = models.BooleanField(
+        _("renews"),
+        default=False,
+        help_text=_("A subscription's, until the buyer stops it: the next period is charged when this one ends."),
     )
     delivery_mode = models.CharField(_("delivery"), max_length=10)
     starts_at = models.DateTimeField(_("from"))

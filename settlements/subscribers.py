@@ -1,5 +1,6 @@
 """What settlements does when other parts of the exchange report an event (exchange.outbox): compliance's
-decisions on the cases that hold orders, and the settlement that follows an order's acceptance. Each handler is
+decisions on the cases that hold orders and on filings, the settlement that follows an order's acceptance, products
+leaving the market (their entitlements end) and deposits (lapsed subscriptions renew). Each handler is
 idempotent (the services leave an order already moved as it is); the relay delivers each event once per handler
 and retries it when the handler fails."""
 
@@ -9,8 +10,9 @@ from compliance.models import ComplianceCase
 from exchange.outbox import Event, subscriber
 
 from .models import Entitlement, Order
-from .services.entitlements import entitlements_end_for_product, entitlements_recheck_exporter
 from .services.orders import (
+    entitlements_end_for_product,
+    entitlements_recheck_exporter,
     held_orders_of_case,
     order_compliance_recheck,
     order_compliance_refuse,
@@ -42,15 +44,13 @@ def settle_accepted_order(event: Event) -> None:
 def end_entitlements_of_product(event: Event) -> None:
     """A product suspended or delisted by staff (or delisted by its provider): what was bought of it ends."""
     reason = Entitlement.EndReason.SUSPENDED if event.topic == "listing.suspended" else Entitlement.EndReason.DELISTED
-    entitlements_end_for_product(
-        product_id=event.payload["product"], reason=reason, note=event.payload.get("reason", "")
-    )
+    entitlements_end_for_product(product_id=event.payload["product"], reason=reason)
 
 
 @subscriber("compliance.filing_revoked", "compliance.filing_expired", name="settlements.recheck_entitlements")
 def recheck_entitlements(event: Event) -> None:
     """A filing of the exporter revoked or lapsed: its exports are decided again, and end unless still cleared."""
-    entitlements_recheck_exporter(exporter_id=event.payload["exporter"], note=f"filing {event.payload['filing']}")
+    entitlements_recheck_exporter(exporter_id=event.payload["exporter"])
 
 
 @subscriber("deposit.booked", name="settlements.renew_lapsed_subscriptions")

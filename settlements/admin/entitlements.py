@@ -16,7 +16,7 @@ from exchange.admin_kit import ReadOnlyAdminMixin, reason_action, reason_form, s
 
 from ..models import Download, Entitlement
 from ..permissions import REVOKE_ENTITLEMENTS
-from ..services import entitlements as entitlement_services
+from ..services import orders as order_services
 from .shared import ADMIN_CSS, reference_search
 
 RevokeForm = reason_form(label=_("Reasons"), help_text=_("The buyer reads them."))
@@ -55,7 +55,7 @@ class EntitlementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     fieldsets = ((None, {"fields": FIELDS}),)
     readonly_fields = FIELDS
     revoke = reason_action(
-        entitlement_services.entitlement_revoke,
+        order_services.entitlement_revoke,
         description=_("Revoke"),
         permission="revoke",
         target="entitlement",

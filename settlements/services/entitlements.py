@@ -12,7 +12,7 @@ that they refuse at once, whatever the relay's delay.
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
@@ -20,16 +20,17 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
-from compliance.selectors import CLEARED, trade_precheck
-from exchange.exceptions import ApplicationError, InvalidTransition, require_reason
+from exchange.exceptions import InvalidTransition
 from exchange.models import User
 from exchange.outbox import outbox_publish
+from exchange.services import audit_record
 from exchange.transitions import transition
 from listings.models import DeliveryMode, PricePlan
 
-from ..models import Charge, Entitlement, Order
-from ..permissions import require_entitlement_revoker
+from ..models import Entitlement, Order
+from ..selectors import period_end
 
 log = logging.getLogger(__name__)
 
@@ -45,20 +46,15 @@ def day_end(day: Any) -> datetime:
 
 
 def entitlement_term(order: Order, *, starts_at: datetime) -> datetime | None:
-    """Until when an order's entitlement lasts: a subscription's or metered plan's paid period (to the end of its
-    last day), a one-off purchase's licence term in months from its start, or no end (a licence without one)."""
+    """Until when an order's entitlement lasts from `starts_at` (its release): a one-off purchase, the licence's
+    term in months (no end if the licence has none); a subscription or metered plan, its first billing period from
+    the day it starts, to the end of the period's last day (Asia/Shanghai). The release moves the first period's
+    charge to the same dates (`orders._release`): a buyer held by compliance does not pay for the days it waited."""
     plan = order.snapshot["plan"]  # as bought: the plan's and licence's later changes do not alter it
     if plan["kind"] == PricePlan.Kind.ONE_OFF:
         months = order.snapshot["licence"]["terms"].get("duration_months")
         return starts_at + relativedelta(months=int(months)) if months else None
-    periods = [
-        c["period_end"] for c in order.snapshot["charges"] if c["kind"] == Charge.Kind.PERIOD and c["period_end"]
-    ]
-    if periods:
-        return day_end(date.fromisoformat(max(periods)))
-    # A free subscription holds no charge: its first period from the day it starts.
-    months = 12 if plan["period"] == PricePlan.Period.YEAR else 1
-    return day_end(timezone.localdate(starts_at) + relativedelta(months=months) - timedelta(days=1))
+    return day_end(period_end(timezone.localdate(starts_at), plan["period"]))
 
 
 def entitlement_start(order: Order, *, now: datetime) -> Entitlement:
@@ -71,6 +67,7 @@ def entitlement_start(order: Order, *, now: datetime) -> Entitlement:
         product_id=order.product_id,
         revision_id=order.revision_id,
         follows_revisions=plan["kind"] == PricePlan.Kind.SUBSCRIPTION,
+        renews=plan["kind"] == PricePlan.Kind.SUBSCRIPTION,
         delivery_mode=order.delivery_mode,
         starts_at=now,
         ends_at=entitlement_term(order, starts_at=now),
@@ -93,20 +90,21 @@ def entitlement_start(order: Order, *, now: datetime) -> Entitlement:
     return entitlement
 
 
-STALE = _("This entitlement was changed meanwhile; reload it and try again.")
+STALE = gettext_lazy("This entitlement was changed meanwhile; reload it and try again.")
 
 
-def entitlement_lapse(entitlement: Entitlement, *, grace_until: datetime, note: str) -> Entitlement:
-    """A subscription's renewal could not be paid: not usable until it is, by `grace_until` (then it ends)."""
+def entitlement_lapse(entitlement: Entitlement, *, grace_until: datetime, needed: str, available: str) -> Entitlement:
+    """A subscription's renewal could not be paid (`needed` of the currency, `available` in cash): not usable until
+    it is, by `grace_until` (then it ends)."""
     entitlement = transition(
         entitlement,
         to=E.LAPSED,
         allowed=Entitlement.ALLOWED,
         actor=None,
         verb="settlements.entitlement_lapsed",
-        payload={"order": entitlement.order_id, "grace_until": grace_until.isoformat(), "note": note},
+        payload={"order": entitlement.order_id, "grace_until": grace_until.isoformat(), "needed": needed},
         extra_fields={"grace_until": grace_until},
-        stale_message=STALE,
+        stale_message=str(STALE),
     )
     outbox_publish(
         topic="entitlement.lapsed",
@@ -116,7 +114,8 @@ def entitlement_lapse(entitlement: Entitlement, *, grace_until: datetime, note: 
             "order": entitlement.order_id,
             "buyer_firm": entitlement.buyer_firm_id,
             "grace_until": grace_until.isoformat(),
-            "note": note,
+            "needed": needed,
+            "available": available,
         },
     )
     return entitlement
@@ -133,7 +132,7 @@ def entitlement_extend(entitlement: Entitlement, *, ends_at: datetime) -> Entitl
             verb="settlements.entitlement_renewed",
             payload={"order": entitlement.order_id, "ends_at": ends_at.isoformat()},
             extra_fields={"grace_until": None, "ends_at": ends_at},
-            stale_message=STALE,
+            stale_message=str(STALE),
         )
     else:
         Entitlement.objects.filter(pk=entitlement.pk).update(ends_at=ends_at)
@@ -162,7 +161,7 @@ def entitlement_end(
         verb="settlements.entitlement_ended",
         payload={"order": entitlement.order_id, "reason": reason, **({"note": note} if note else {})},
         extra_fields={"ended_at": now, "end_reason": reason, "end_note": note, "grace_until": None},
-        stale_message=STALE,
+        stale_message=str(STALE),
     )
     outbox_publish(
         topic="entitlement.ended",
@@ -191,74 +190,50 @@ def entitlement_end_for_order(order: Order, *, reason: str, actor: User | None, 
         entitlement_end(entitlement, reason=reason, actor=actor, note=note)
 
 
-@transaction.atomic
-def entitlements_end_for_product(*, product_id: int, reason: str, note: str = "") -> list[int]:
-    """The product was suspended or delisted: every active entitlement to it ends (an outbox subscriber)."""
-    ended = _live(Entitlement.objects.filter(product_id=product_id))
-    for entitlement in ended:
-        entitlement_end(entitlement, reason=reason, note=note)
-    return [e.pk for e in ended]
-
-
-@transaction.atomic
-def entitlements_recheck_exporter(*, exporter_id: int, note: str = "") -> list[int]:
-    """A filing of the exporter was revoked or lapsed: every active entitlement to its data that is an export is
-    decided again by the compliance gate as of today, and ends unless it is still cleared (an outbox subscriber).
-    The gate decides trades of the product's listed revision: an entitlement to an earlier revision is decided as
-    a trade of the listed one (the exporter's filings are what changed, not the data)."""
-    ended = []
-    candidates = _live(
-        Entitlement.objects.filter(product__provider_id=exporter_id)
-        .exclude(order__assessment__decision__in=NO_EXPORT)
-        .select_related("product__provider", "product__board", "product__listed_revision", "buyer_firm")
-    )
-    for entitlement in candidates:
-        try:
-            clearance = trade_precheck(
-                product=entitlement.product, buyer_firm=entitlement.buyer_firm, delivery=entitlement.delivery_mode
-            )
-        except ApplicationError as exc:
-            # No trade of the product to decide now: not listed (its own event ends what was bought of it), or its
-            # listed revision no longer offers this delivery or destination, which says nothing about the filing.
-            log.warning("entitlement %s not re-decided after a filing change: %s (%s)", entitlement.pk, exc, exc.code)
-            continue
-        if clearance.status != CLEARED:
-            entitlement_end(entitlement, reason=Why.COMPLIANCE, note=note)
-            ended.append(entitlement.pk)
-    return ended
-
-
 def entitlements_end_due(*, now: datetime | None = None) -> list[int]:
     """End every entitlement whose time is up (a periodic task), each in its own transaction: a one-off licence whose
-    term ran out expires; a lapsed subscription whose grace period passed unpaid ends as lapsed. (A subscription
-    at its period's end is renewed, or lapses, by `settlements.services.orders.subscriptions_renew_due`.) Run twice,
-    the second run finds nothing."""
+    term ran out expires; a subscription the buyer stopped ends with its last paid period; a lapsed subscription whose
+    grace passed unpaid ends as lapsed. (A renewing subscription at its period's end is renewed, or lapses, by
+    `settlements.services.orders.subscriptions_renew_due`.) Run twice, the second run finds nothing."""
     now = now or timezone.now()
-    expired = Q(status=E.ACTIVE, follows_revisions=False, ends_at__lte=now)
+    run_out = Q(status=E.ACTIVE, renews=False, ends_at__lte=now)
     unpaid = Q(status=E.LAPSED, grace_until__lte=now)
-    due = Entitlement.objects.filter(expired | unpaid).order_by("pk")
+    due = Entitlement.objects.filter(run_out | unpaid).order_by("pk")
     ended = []
     for pk in due.values_list("pk", flat=True):
         with transaction.atomic():
             entitlement = Entitlement.objects.select_for_update().get(pk=pk)
-            if entitlement.status == E.ACTIVE and not entitlement.follows_revisions and entitlement.ends_at:
+            if entitlement.status == E.ACTIVE and not entitlement.renews and entitlement.ends_at:
                 if entitlement.ends_at > now:
                     continue
-                entitlement_end(entitlement, reason=Why.EXPIRED, now=now)
+                reason = Why.STOPPED if entitlement.follows_revisions else Why.EXPIRED
+                entitlement_end(entitlement, reason=reason, now=now)
             elif entitlement.status == E.LAPSED and entitlement.grace_until and entitlement.grace_until <= now:
-                entitlement_end(entitlement, reason=Why.LAPSED, note=_("The renewal was not paid in time."), now=now)
+                entitlement_end(entitlement, reason=Why.LAPSED, now=now)
             else:
                 continue
             ended.append(pk)
     return ended
 
 
-@transaction.atomic
-def entitlement_revoke(*, entitlement: Entitlement, actor: User, reason: str) -> Entitlement:
-    """Staff revoke an entitlement (a breach of the licence, a court order), with the reason both firms read."""
-    require_entitlement_revoker(actor)
-    reason = require_reason(reason, _("Say why the entitlement is revoked: the buyer reads it."))
-    entitlement = Entitlement.objects.select_for_update().get(pk=entitlement.pk)
-    if entitlement.status == E.ENDED:
-        raise InvalidTransition(_("This entitlement has ended already."))
-    return entitlement_end(entitlement, reason=Why.REVOKED, actor=actor, note=reason)
+def entitlement_stop_renewal(*, entitlement: Entitlement, actor: User) -> Entitlement:
+    """The buyer stops its subscription (in the caller's transaction, the entitlement locked): no further period is
+    charged and the entitlement ends with the period paid; a lapsed one ends now."""
+    if not entitlement.follows_revisions or entitlement.status == E.ENDED:
+        raise InvalidTransition(_("Only a subscription that has not ended can be stopped."), code="not_renewing")
+    if entitlement.status == E.LAPSED:
+        return entitlement_end(entitlement, reason=Why.STOPPED, actor=actor)
+    if not entitlement.renews:
+        return entitlement  # stopped already
+    Entitlement.objects.filter(pk=entitlement.pk).update(renews=False)
+    entitlement.renews = False
+    audit_record(
+        actor=actor,
+        verb="settlements.entitlement_renewal_stopped",
+        target=entitlement,
+        payload={
+            "order": entitlement.order_id,
+            "ends_at": entitlement.ends_at.isoformat() if entitlement.ends_at else None,
+        },
+    )
+    return entitlement

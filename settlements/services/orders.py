@@ -21,11 +21,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from compliance.models import ComplianceCase
-from compliance.selectors import CLEARED, HELD, PROHIBITED
+from compliance.selectors import CLEARED, HELD, PROHIBITED, trade_precheck
 from compliance.services.counters import export_record
 from compliance.services.gate import trade_decide
 from exchange.exceptions import ApplicationError, InvalidTransition, NotAllowed, require_reason
@@ -35,10 +36,10 @@ from exchange.outbox import outbox_publish
 from exchange.selectors import user_membership
 from exchange.services import audit_record
 from exchange.transitions import assert_can_transition, transition
-from listings.models import ListingStatus
+from listings.models import ListingStatus, PricePlan
 
 from ..models import AccessRequest, Account, Charge, Entitlement, JournalEntry, Order, OrderEvent
-from ..permissions import require_refund_clerk
+from ..permissions import require_entitlement_revoker, require_refund_clerk
 from ..selectors import OrderTerms, currency_not_held, fee_schedule_in_force, fees_for, order_terms, period_end
 from .entitlements import (
     day_end,
@@ -47,12 +48,11 @@ from .entitlements import (
     entitlement_extend,
     entitlement_lapse,
     entitlement_start,
+    entitlement_stop_renewal,
 )
 from .ledger import InsufficientFunds, Leg, account_for, accounts_lock, entry_post, exchange_account
 
 S = Order.Status
-# Charges settled when the order is accepted; a metered plan's usage budget stays in escrow for its usage.
-SETTLED_ON_ACCEPTANCE = (Charge.Kind.PURCHASE, Charge.Kind.PERIOD)
 # Decisions that are no export to count (the data does not leave, or the trade does not happen).
 NOT_AN_EXPORT = ("no_transfer", "prohibited")
 
@@ -430,6 +430,14 @@ def _release(order: Order, clearance: Any, *, actor: User | None) -> Order:
     if clearance.decided.assessment.decision not in NOT_AN_EXPORT:
         export_record(decided=clearance.decided, actor=actor)
     now = timezone.now()
+    today = timezone.localdate(now)
+    plan = order.snapshot["plan"]
+    if plan["kind"] != PricePlan.Kind.ONE_OFF and timezone.localdate(order.created_at) != today:
+        # Released later than placed (held by compliance): the first period starts now, not when it was placed, so
+        # that the buyer does not pay for the days it waited.
+        order.charges.filter(status=Charge.Status.HELD, sequence=1).exclude(kind=Charge.Kind.PURCHASE).update(
+            period_start=today, period_end=period_end(today, plan["period"])
+        )
     # The order's right to the data starts with the release; the release's audit row records it.
     entitlement = entitlement_start(order, now=now)
     order = _move(
@@ -507,6 +515,7 @@ def order_cancel(*, order: Order, actor: User, reason: str = "") -> Order:
     if order.status not in (S.COMPLIANCE_HOLD, S.RELEASED):
         raise InvalidTransition(_("An order can be cancelled only before it is delivered."))
     _lock_accounts(order)
+    _lock_entitlement_of(order)
     order = _move(order, S.CANCELLED, actor=actor, verb="cancelled", why=reason.strip(), closed_at=timezone.now())
     entitlement_end_for_order(order, reason=Entitlement.EndReason.CANCELLED, actor=actor, note=reason.strip())
     returned = _return_all(
@@ -521,6 +530,11 @@ def order_confirm_delivery(*, order: Order, actor: User, note: str = "") -> Orde
     """The provider has delivered; the buyer then accepts, disputes, or is taken to accept after
     SETTLEMENT_ACCEPTANCE_DAYS."""
     _require_side(actor, order.provider_firm_id, _("Only the provider's administrators and traders confirm delivery."))
+    if Entitlement.objects.filter(order_id=order.pk, status=Entitlement.Status.ENDED).exists():
+        raise InvalidTransition(
+            _("The buyer's entitlement to this order's data has ended: there is nothing left to deliver."),
+            code="entitlement_ended",
+        )
     now = timezone.now()
     order = _move(
         order,
@@ -597,7 +611,9 @@ def order_settle(*, order: Order) -> Order:
     order = Order.objects.select_for_update().get(pk=order.pk)
     if order.status != S.ACCEPTED:
         return order
-    for charge in order.charges.filter(status=Charge.Status.HELD, kind__in=SETTLED_ON_ACCEPTANCE).order_by("pk"):
+    # The purchase or the first period: a renewal's period is paid when it ends (period_charges_settle_due).
+    first = Q(kind=Charge.Kind.PURCHASE) | Q(kind=Charge.Kind.PERIOD, sequence=1)
+    for charge in order.charges.filter(first, status=Charge.Status.HELD).order_by("pk"):
         _close_charge(
             charge, refund=Decimal("0.00"), actor=None, memo=_("%(order)s settled") % {"order": order.reference}
         )
@@ -651,35 +667,67 @@ def orders_accept_due(*, now: Any = None) -> list[int]:
 
 # --- Subscriptions: a period at a time ------------------------------------------------------------------------------
 
-# Orders whose subscription renews: released and not closed (a disputed one waits for its dispute's end).
-RENEWABLE = (S.RELEASED, S.DELIVERED, S.ACCEPTED, S.SETTLED)
+# Orders whose subscription renews: delivered (and on). A disputed one waits for its dispute's end; one the provider
+# has not delivered within its first period is not renewed (its entitlement ends, and the buyer may cancel it).
+RENEWABLE = (S.DELIVERED, S.ACCEPTED, S.SETTLED)
+
+
+def _lock_for_entitlement(entitlement: Entitlement) -> tuple[Order, Entitlement]:
+    """The order, the buyer's accounts, then the entitlement: the order of locks of every path that moves both (a
+    refund, a cancellation, a renewal, an entitlement lost), the audit trail's head last."""
+    order = (
+        Order.objects.select_for_update(of=("self",))
+        .select_related("plan", "product", "board", "buyer_firm")
+        .get(pk=entitlement.order_id)
+    )
+    _lock_accounts(order)
+    return order, Entitlement.objects.select_for_update().get(pk=entitlement.pk)
+
+
+def _lock_entitlement_of(order: Order) -> None:
+    """The order's entitlement row, if it has one, locked before its status moves (the order of locks above)."""
+    list(Entitlement.objects.select_for_update().filter(order_id=order.pk).values_list("pk", flat=True))
 
 
 @transaction.atomic
 def subscription_renew(*, entitlement: Entitlement, now: Any = None) -> Entitlement:
-    """Charge a subscription's next period when its paid period has ended: the plan's price as the order bought it,
+    """Charge a subscription's next period once its paid period has ended: the plan's price as the order bought it,
     the fee schedule in force on the period's first day, from the buyer's cash into escrow through the one posting
-    service; the entitlement runs on to the new period's end. Short of cash, the entitlement lapses (not usable)
-    for SETTLEMENT_SUBSCRIPTION_GRACE_DAYS, and the buyer's next deposit renews it (`subscriptions_renew_for_firm`).
-    A retired plan or a product no longer listed is not renewed: the entitlement ends, lapsed.
+    service; the entitlement runs on to the new period's end. The new period starts when the last one ended, or
+    today if that is later (a dispute, a lapse, a task not run): a buyer never pays for days it could not use.
 
-    Idempotent on (entitlement, period): a period already charged moves the end past `now`, and the charge's
-    (order, kind, sequence) is unique. Locks as a refund does: the order, the buyer's accounts, the entitlement."""
+    Before charging, the compliance gate decides the trade again as of today; not cleared, the entitlement ends
+    (`order_entitlement_lost`). Short of cash, the entitlement lapses (not usable) for
+    SETTLEMENT_SUBSCRIPTION_GRACE_DAYS and the buyer's next deposit renews it (`subscriptions_renew_for_firm`). A
+    subscription the buyer stopped, a retired plan or a product no longer listed is not renewed: the entitlement
+    ends. A free period extends the entitlement with no charge.
+
+    Idempotent on (entitlement, period): a period charged moves the end past `now`, and the charge's (order, kind,
+    sequence) is unique."""
     now = now or timezone.now()
-    order = Order.objects.select_for_update().select_related("plan", "product", "board").get(pk=entitlement.order_id)
-    _lock_accounts(order)
-    entitlement = Entitlement.objects.select_for_update().get(pk=entitlement.pk)
-    live = (Entitlement.Status.ACTIVE, Entitlement.Status.LAPSED)
+    order, entitlement = _lock_for_entitlement(entitlement)
     due = entitlement.ends_at is not None and entitlement.ends_at <= now
-    if not entitlement.follows_revisions or entitlement.status not in live or not due or order.status not in RENEWABLE:
+    if entitlement.status == Entitlement.Status.ENDED or not entitlement.follows_revisions or not due:
         return entitlement
-    assert entitlement.ends_at is not None
+    if order.status == S.DISPUTED:
+        return entitlement  # waits: renewed from the day the dispute ends, if it ends with the order going on
+    if order.status not in RENEWABLE:
+        return entitlement_end(entitlement, reason=Entitlement.EndReason.UNDELIVERED, now=now)
+    if not entitlement.renews:
+        return entitlement_end(entitlement, reason=Entitlement.EndReason.STOPPED, now=now)
     plan, product = order.plan, order.product
     if not plan.is_active or product.listing_status != ListingStatus.LISTED:
-        note = _("The subscription was not renewed: its plan or product is no longer offered.")
-        _event(order, "renewal_ended", None, reason=note)
-        return entitlement_end(entitlement, reason=Entitlement.EndReason.LAPSED, note=note, now=now)
-    start = timezone.localdate(entitlement.ends_at)
+        _event(order, "renewal_ended", None, plan_active=plan.is_active, listing_status=product.listing_status)
+        return entitlement_end(entitlement, reason=Entitlement.EndReason.LAPSED, now=now)
+    try:
+        cleared = trade_precheck(product=product, buyer_firm=order.buyer_firm, delivery=order.delivery_mode)
+        gate = cleared.status
+    except ApplicationError:
+        gate = PROHIBITED  # no trade of the product to decide: fail closed
+    if gate != CLEARED:
+        return _entitlement_lost(order, entitlement, reason=Entitlement.EndReason.COMPLIANCE, actor=None)
+    assert entitlement.ends_at is not None
+    start = max(timezone.localdate(entitlement.ends_at), timezone.localdate(now))
     end = period_end(start, plan.period)
     schedule = fee_schedule_in_force(board=order.board, currency=order.currency, day=start)
     price = Decimal(order.snapshot["plan"]["amount"])
@@ -688,42 +736,38 @@ def subscription_renew(*, entitlement: Entitlement, now: Any = None) -> Entitlem
     if fees is None or cash.balance < fees.buyer_pays:
         if entitlement.status == Entitlement.Status.LAPSED:
             return entitlement  # still unpaid: the grace period runs on
-        grace = entitlement.ends_at + timedelta(days=settings.SETTLEMENT_SUBSCRIPTION_GRACE_DAYS)
+        grace = now + timedelta(days=settings.SETTLEMENT_SUBSCRIPTION_GRACE_DAYS)
         needed = fees.buyer_pays if fees else price
-        note = _("Renewal unpaid: %(needed)s %(currency)s needed, %(balance)s available.") % {
-            "needed": needed,
-            "currency": order.currency,
-            "balance": cash.balance,
-        }
         _event(order, "renewal_unpaid", None, needed=str(needed), grace_until=grace.isoformat())
-        return entitlement_lapse(entitlement, grace_until=grace, note=note)
+        return entitlement_lapse(entitlement, grace_until=grace, needed=str(needed), available=str(cash.balance))
     sequence = 1 + max((c.sequence for c in order.charges.filter(kind=Charge.Kind.PERIOD)), default=0)
-    charge = Charge.objects.create(
-        order=order,
-        kind=Charge.Kind.PERIOD,
-        sequence=sequence,
-        period_start=start,
-        period_end=end,
-        currency=order.currency,
-        price=fees.price,
-        buyer_fee=fees.buyer_fee,
-        provider_fee=fees.provider_fee,
-    )
-    escrow = account_for(firm=order.buyer_firm, kind=Account.Kind.ESCROW, currency=order.currency)
-    if charge.total > 0:
+    total = fees.buyer_pays
+    if total > 0:
+        charge = Charge.objects.create(
+            order=order,
+            kind=Charge.Kind.PERIOD,
+            sequence=sequence,
+            period_start=start,
+            period_end=end,
+            currency=order.currency,
+            price=fees.price,
+            buyer_fee=fees.buyer_fee,
+            provider_fee=fees.provider_fee,
+        )
+        escrow = account_for(firm=order.buyer_firm, kind=Account.Kind.ESCROW, currency=order.currency)
         _fund(charge, None, cash=cash, escrow=escrow)
-    _event(
-        order, "renewed", None, period=sequence, period_start=str(start), period_end=str(end), total=str(charge.total)
-    )
-    _publish(order, "renewed", period=sequence, period_end=str(end), total=str(charge.total))
+    _event(order, "renewed", None, period=sequence, period_start=str(start), period_end=str(end), total=str(total))
+    _publish(order, "renewed", period=sequence, period_end=str(end), total=str(total))
     return entitlement_extend(entitlement, ends_at=day_end(end))
 
 
 def subscriptions_renew_due(*, now: Any = None) -> list[int]:
-    """Renew every subscription whose paid period has ended (a periodic task), each in its own transaction; the
-    entitlements renewed or lapsed."""
+    """Renew every renewing subscription whose paid period has ended (a periodic task), each in its own
+    transaction; the entitlements renewed, lapsed or ended."""
     now = now or timezone.now()
-    due = Entitlement.objects.filter(status=Entitlement.Status.ACTIVE, follows_revisions=True, ends_at__lte=now)
+    due = Entitlement.objects.filter(
+        status=Entitlement.Status.ACTIVE, follows_revisions=True, renews=True, ends_at__lte=now
+    )
     done = []
     for entitlement in due.order_by("ends_at", "pk").iterator():
         try:
@@ -737,7 +781,9 @@ def subscriptions_renew_due(*, now: Any = None) -> list[int]:
 def subscriptions_renew_for_firm(*, firm_id: int, now: Any = None) -> list[int]:
     """The firm's lapsed subscriptions, renewed if its cash now pays them (its deposit was booked)."""
     now = now or timezone.now()
-    lapsed = Entitlement.objects.filter(buyer_firm_id=firm_id, status=Entitlement.Status.LAPSED, grace_until__gt=now)
+    lapsed = Entitlement.objects.filter(
+        buyer_firm_id=firm_id, status=Entitlement.Status.LAPSED, renews=True, grace_until__gt=now
+    )
     renewed = []
     for entitlement in lapsed.order_by("ends_at", "pk").iterator():
         if subscription_renew(entitlement=entitlement, now=now).status == Entitlement.Status.ACTIVE:
@@ -746,9 +792,20 @@ def subscriptions_renew_for_firm(*, firm_id: int, now: Any = None) -> list[int]:
 
 
 @transaction.atomic
+def entitlement_stop(*, entitlement: Entitlement, actor: User) -> Entitlement:
+    """The buyer stops its subscription: no period is charged after the one paid (a lapsed one ends now)."""
+    _require_side(
+        actor, entitlement.buyer_firm_id, _("Only the buyer's administrators and traders stop its subscriptions.")
+    )
+    _order, entitlement = _lock_for_entitlement(entitlement)
+    return entitlement_stop_renewal(entitlement=entitlement, actor=actor)
+
+
+@transaction.atomic
 def period_charge_settle(*, charge: Charge) -> Charge:
     """A renewal's period, ended, of an order already accepted: its price to the provider's payable and the fees to
-    the exchange (a period of an order not yet accepted settles with the order's acceptance). Idempotent."""
+    the exchange (a renewal of an order not yet accepted settles at the end of its period after the acceptance).
+    Idempotent."""
     order = Order.objects.select_for_update().get(pk=charge.order_id)
     charge = Charge.objects.get(pk=charge.pk)
     if charge.status != Charge.Status.HELD or order.status not in (S.ACCEPTED, S.SETTLED):
@@ -771,6 +828,97 @@ def period_charges_settle_due(*, today: Any = None) -> list[int]:
         order__status__in=(S.ACCEPTED, S.SETTLED),
     )
     return [period_charge_settle(charge=charge).pk for charge in due.order_by("pk").iterator()]
+
+
+# --- Entitlements lost for a reason not the buyer's ----------------------------------------------------------------
+
+
+def _entitlement_lost(
+    order: Order, entitlement: Entitlement, *, reason: str, actor: User | None, note: str = ""
+) -> Entitlement:
+    """End the entitlement (order, accounts and entitlement locked by the caller) and put right what its money owes
+    the buyer: an order not yet delivered is refunded whole (the provider delivered nothing); a delivered
+    subscription's renewal periods still held in escrow go back to the buyer (the period it was cut short in
+    included: the provider's product or compliance ended it, not the buyer). What was delivered and accepted stays
+    the provider's; a delivered, unaccepted order is the buyer's to dispute."""
+    if entitlement.status == Entitlement.Status.ENDED:
+        return entitlement
+    entitlement = entitlement_end(entitlement, reason=reason, actor=actor, note=note)
+    memo = _("%(order)s: the buyer's entitlement ended, its money returned") % {"order": order.reference}
+    if order.status == S.RELEASED:
+        order = _move(order, S.REFUNDED, actor=actor, verb="refunded", audit={"entitlement_ended": reason},
+                      closed_at=timezone.now())  # fmt: skip
+        returned = _return_all(order, actor, memo)
+        _publish(order, "refunded", amount=str(returned), whole=True, entitlement_ended=reason)
+    elif order.status in (S.DELIVERED, S.ACCEPTED, S.SETTLED, S.DISPUTED):
+        renewals = order.charges.filter(status=Charge.Status.HELD, kind=Charge.Kind.PERIOD, sequence__gt=1)
+        returned = Decimal("0.00")
+        for charge in renewals.order_by("pk"):
+            _close_charge(charge, refund=charge.total, actor=actor, memo=memo)
+            returned += charge.total
+        if returned:
+            _event(order, "periods_returned", actor, amount=str(returned), entitlement_ended=reason)
+            _publish(order, "periods_returned", amount=str(returned))
+    return entitlement
+
+
+@transaction.atomic
+def order_entitlement_lost(
+    *, entitlement: Entitlement, reason: str, actor: User | None = None, note: str = ""
+) -> Entitlement:
+    """One entitlement lost (`_entitlement_lost`), in its own transaction, under the locks in their order."""
+    order, entitlement = _lock_for_entitlement(entitlement)
+    return _entitlement_lost(order, entitlement, reason=reason, actor=actor, note=note)
+
+
+def entitlements_end_for_product(*, product_id: int, reason: str) -> list[int]:
+    """The product was suspended or delisted: every entitlement to it not ended yet ends, each with its money put
+    right (an outbox subscriber; each in its own transaction: run again, it finds the rest)."""
+    live = Entitlement.objects.filter(product_id=product_id, status__in=Entitlement.LIVE).order_by("pk")
+    return [order_entitlement_lost(entitlement=e, reason=reason).pk for e in live.iterator()]
+
+
+def entitlements_recheck_exporter(*, exporter_id: int) -> list[int]:
+    """A filing of the exporter was revoked or lapsed: every entitlement to its data that is an export is decided
+    again by the compliance gate as of today (a trade of the product's listed revision: the exporter's evidence is
+    what changed, not the data), and ends unless it is still cleared (an outbox subscriber). A trade the gate can
+    no longer decide (the listed revision no longer offers the delivery or the destination) ends too: fail closed.
+    A product not listed is left: its suspension or delisting ends what was bought of it."""
+    ended = []
+    candidates = (
+        Entitlement.objects.filter(product__provider_id=exporter_id, status__in=Entitlement.LIVE)
+        .exclude(order__assessment__decision__in=NOT_AN_EXPORT)
+        .select_related("product__provider", "product__board", "product__listed_revision", "buyer_firm")
+        .order_by("pk")
+    )
+    for entitlement in candidates:
+        try:
+            cleared = (
+                trade_precheck(
+                    product=entitlement.product, buyer_firm=entitlement.buyer_firm, delivery=entitlement.delivery_mode
+                ).status
+                == CLEARED
+            )
+        except ApplicationError as exc:
+            if exc.code == "not_listed":
+                continue
+            cleared = False
+        if not cleared:
+            order_entitlement_lost(entitlement=entitlement, reason=Entitlement.EndReason.COMPLIANCE)
+            ended.append(entitlement.pk)
+    return ended
+
+
+@transaction.atomic
+def entitlement_revoke(*, entitlement: Entitlement, actor: User, reason: str) -> Entitlement:
+    """Staff revoke an entitlement (a breach of the licence, an authority's order), with the reason the buyer reads;
+    its money is put right as for any entitlement lost (`_entitlement_lost`)."""
+    require_entitlement_revoker(actor)
+    reason = require_reason(reason, _("Say why the entitlement is revoked: the buyer reads it."))
+    order, entitlement = _lock_for_entitlement(entitlement)
+    if entitlement.status == Entitlement.Status.ENDED:
+        raise InvalidTransition(_("This entitlement has ended already."))
+    return _entitlement_lost(order, entitlement, reason=Entitlement.EndReason.REVOKED, actor=actor, note=reason)
 
 
 # --- Staff: refunds and disputes -------------------------------------------------------------------------------------
@@ -804,6 +952,7 @@ def order_refund(*, order: Order, actor: User, reason: str, amount: Decimal | No
     # and the fee revenue (the settlement of the rest): the reverse of a settlement of another of the buyer's
     # orders, which takes the fee revenue first (an older account) and then waits for the buyer's escrow.
     _lock_accounts(order, settling=amount < refundable)
+    _lock_entitlement_of(order)
     order = _move(order, S.REFUNDED, actor=actor, verb="refunded", why=reason, closed_at=timezone.now())
     entitlement_end_for_order(order, reason=Entitlement.EndReason.REFUNDED, actor=actor, note=reason)
     memo = _("%(order)s refunded: %(reason)s") % {"order": order.reference, "reason": reason[:120]}

@@ -37,6 +37,12 @@ def product(provider, reviewer):
     return listed_product(provider, reviewer)
 
 
+def balance_of(user, kind="cash") -> Decimal:
+    from settlements.services.ledger import account_for
+
+    return account_for(firm=user.membership.firm, kind=kind, currency="CNY").balance
+
+
 def ended_events(entitlement) -> list[dict]:
     return list(
         OutboxEvent.objects.filter(topic="entitlement.ended", key=str(entitlement.pk)).values_list("payload", flat=True)
@@ -133,10 +139,13 @@ class TestEnd:
         orders.order_refund(order=order, actor=clerk, reason="Provider cannot deliver.", amount=D("100.00"))
         assert Entitlement.objects.get(order=order).end_reason == "refunded"
 
-    def test_suspension_ends_every_entitlement_of_the_product_once(self, product, international, clerk, reviewer):
-        fund(international, clerk)
+    def test_suspension_ends_every_entitlement_once_and_refunds_what_was_not_delivered(
+        self, product, international, clerk, reviewer, provider
+    ):
+        fund(international, clerk, "5000.00")
         first = place(international, product, one_off(product)).entitlement
         second = place(international, product, one_off(product)).entitlement
+        orders.order_confirm_delivery(order=second.order, actor=provider)  # the second was delivered
         listing_services.product_suspend(product=product, actor=reviewer, reason="Complaint under review.")
         # the access check refuses at once, before the relay has run
         first.product.refresh_from_db()
@@ -145,13 +154,27 @@ class TestEnd:
         outbox_relay()
         for entitlement in (first, second):
             entitlement.refresh_from_db()
-            assert entitlement.end_reason == "suspended" and entitlement.end_note == "Complaint under review."
-            assert len(ended_events(entitlement)) == 1
-        # reinstated, the product sells again, but what ended stays ended
+            assert entitlement.end_reason == "suspended" and len(ended_events(entitlement)) == 1
+        # the undelivered order's money goes back; the delivered one is the buyer's to accept or dispute
+        first.order.refresh_from_db()
+        second.order.refresh_from_db()
+        assert first.order.status == "refunded" and second.order.status == "delivered"
+        assert balance_of(international) == D("4000.00") and balance_of(international, "escrow") == D("1000.00")
+        # reinstated, the product sells again, but what ended stays ended, and delivering it is refused
         listing_services.product_reinstate(product=product, actor=reviewer, reason="Complaint withdrawn.")
         outbox_relay()
         first.refresh_from_db()
         assert first.status == "ended"
+
+    def test_confirming_delivery_after_the_entitlement_ended_is_refused(self, product, international, clerk, provider):
+        fund(international, clerk)
+        entitlement = place(international, product, one_off(product)).entitlement
+        Entitlement.objects.filter(pk=entitlement.pk).update(
+            status="ended", ended_at=timezone.now(), end_reason="revoked"
+        )
+        with pytest.raises(InvalidTransition) as refused:
+            orders.order_confirm_delivery(order=entitlement.order, actor=provider)
+        assert refused.value.code == "entitlement_ended"
 
     def test_delisting_ends_them(self, product, international, clerk, provider):
         fund(international, clerk)
@@ -212,21 +235,29 @@ class TestEnd:
 
 # A month's subscription bought at 23:30 on 31 January 2027 in Shanghai (15:30 UTC): its first period runs to 27
 # February, so it is paid to midnight on 28 February, Shanghai time; the renewal then charges 28 February to 27 March.
+# The provider delivers it the next day (a subscription renews once delivered).
 BOUGHT = datetime(2027, 1, 31, 23, 30, tzinfo=SHANGHAI)
 FIRST_END = datetime(2027, 2, 28, tzinfo=SHANGHAI)
 
 
-def subscribe(product, buyer, clerk, cash="100000.00", amount="50.00"):
+def subscribe(product, buyer, clerk, cash="100000.00", amount="50.00", delivered=True):
     fund(buyer, clerk, cash)
     plan = PricePlanFactory(product=product, kind="subscription", period="month", currency="CNY", amount=D(amount))
     with time_machine.travel(BOUGHT, tick=False):
-        return place(buyer, product, plan).entitlement
+        entitlement = place(buyer, product, plan).entitlement
+    if delivered:
+        provider = entitlement.order.provider_firm.memberships.get(role="firm_admin").user
+        with time_machine.travel(BOUGHT + timedelta(days=1), tick=False):
+            orders.order_confirm_delivery(order=entitlement.order, actor=provider)
+    return entitlement
 
 
 def escrow(user) -> Decimal:
-    from settlements.services.ledger import account_for
+    return balance_of(user, "escrow")
 
-    return account_for(firm=user.membership.firm, kind="escrow", currency="CNY").balance
+
+def periods(entitlement) -> list[tuple]:
+    return list(entitlement.order.charges.order_by("sequence").values_list("sequence", "period_start", "status"))
 
 
 class TestRenewal:
@@ -234,17 +265,42 @@ class TestRenewal:
         self, product, international, clerk
     ):
         entitlement = subscribe(product, international, clerk)
-        assert entitlement.ends_at == FIRST_END
+        assert entitlement.ends_at == FIRST_END and entitlement.renews
         # a minute before midnight in Shanghai (15:59 UTC): not yet
         assert orders.subscriptions_renew_due(now=FIRST_END - timedelta(minutes=1)) == []
         assert orders.subscriptions_renew_due(now=FIRST_END) == [entitlement.pk]
         assert orders.subscriptions_renew_due(now=FIRST_END + timedelta(minutes=5)) == []
         entitlement.refresh_from_db()
         assert entitlement.status == "active" and entitlement.ends_at == datetime(2027, 3, 28, tzinfo=SHANGHAI)
-        periods = list(entitlement.order.charges.order_by("sequence").values_list("sequence", "period_start", "status"))
-        assert periods == [(1, date(2027, 1, 31), "held"), (2, date(2027, 2, 28), "held")]
+        assert periods(entitlement) == [(1, date(2027, 1, 31), "held"), (2, date(2027, 2, 28), "held")]
         assert escrow(international) == D("100.00")
         assert OutboxEvent.objects.filter(topic="order.renewed").count() == 1
+
+    def test_a_period_never_starts_in_the_past(self, product, international, clerk):
+        # the task did not run for three weeks (an outage): the next period starts the day it runs, and only one
+        entitlement = subscribe(product, international, clerk)
+        late = datetime(2027, 3, 21, 9, 0, tzinfo=SHANGHAI)
+        orders.subscriptions_renew_due(now=late)
+        orders.subscriptions_renew_due(now=late + timedelta(minutes=5))
+        entitlement.refresh_from_db()
+        assert periods(entitlement)[1:] == [(2, date(2027, 3, 21), "held")]
+        assert entitlement.ends_at == datetime(2027, 4, 21, tzinfo=SHANGHAI)
+
+    def test_a_disputed_subscription_waits_and_is_not_charged_for_the_dispute(
+        self, product, international, clerk, provider
+    ):
+        entitlement = subscribe(product, international, clerk)
+        with time_machine.travel(BOUGHT + timedelta(days=2), tick=False):
+            orders.order_dispute(order=entitlement.order, actor=international, reason="Feed is empty.")
+        for day in range(0, 90, 7):
+            orders.subscriptions_renew_due(now=FIRST_END + timedelta(days=day))
+        assert len(periods(entitlement)) == 1
+        released = datetime(2027, 5, 28, 10, 0, tzinfo=SHANGHAI)
+        with time_machine.travel(released, tick=False):
+            orders.order_resolve_dispute(order=entitlement.order, actor=clerk, outcome="release", reason="Fixed.")
+        orders.subscriptions_renew_due(now=released + timedelta(minutes=5))
+        orders.subscriptions_renew_due(now=released + timedelta(minutes=10))
+        assert periods(entitlement)[1:] == [(2, date(2027, 5, 28), "held")]
 
     def test_short_of_cash_it_lapses_and_a_deposit_within_the_grace_renews_it(self, product, international, clerk):
         entitlement = subscribe(product, international, clerk, cash="60.00")
@@ -256,13 +312,14 @@ class TestRenewal:
         # the periodic run again: still lapsed, nothing more said
         orders.subscriptions_renew_due(now=FIRST_END + timedelta(days=1))
         assert OutboxEvent.objects.filter(topic="entitlement.lapsed", key=str(entitlement.pk)).count() == 1
-        # the buyer tops up within the grace period: the relay hands the deposit to the renewal
+        # the buyer tops up within the grace period: the relay hands the deposit to the renewal, which starts then
         with time_machine.travel(FIRST_END + timedelta(days=2), tick=False):
             fund(international, clerk, "100.00")
             outbox_relay()
         entitlement.refresh_from_db()
         assert entitlement.status == "active" and entitlement.grace_until is None
-        assert entitlement.ends_at == datetime(2027, 3, 28, tzinfo=SHANGHAI)  # the period runs on from where it was
+        assert periods(entitlement)[1:] == [(2, date(2027, 3, 2), "held")]
+        assert entitlement.ends_at == datetime(2027, 4, 2, tzinfo=SHANGHAI)
         assert escrow(international) == D("100.00")
 
     def test_unpaid_past_the_grace_it_ends(self, product, international, clerk):
@@ -278,7 +335,48 @@ class TestRenewal:
             fund(international, clerk, "100.00")
             outbox_relay()
         entitlement.refresh_from_db()
-        assert entitlement.status == "ended" and entitlement.order.charges.count() == 1
+        assert entitlement.status == "ended" and len(periods(entitlement)) == 1
+
+    def test_the_buyer_stops_it_and_it_ends_with_the_period_paid(self, product, international, clerk):
+        entitlement = subscribe(product, international, clerk)
+        orders.entitlement_stop(entitlement=entitlement, actor=international)
+        entitlement.refresh_from_db()
+        assert (
+            not entitlement.renews
+            and entitlement.status == "active"
+            and entitlement_usable(entitlement, now=FIRST_END - timedelta(minutes=1))
+        )
+        assert orders.subscriptions_renew_due(now=FIRST_END) == []
+        assert entitlements.entitlements_end_due(now=FIRST_END) == [entitlement.pk]
+        entitlement.refresh_from_db()
+        assert entitlement.end_reason == "stopped" and len(periods(entitlement)) == 1
+        with pytest.raises(InvalidTransition):
+            orders.entitlement_stop(entitlement=entitlement, actor=international)
+
+    def test_a_lapsed_subscription_stopped_ends_now_and_a_deposit_does_not_renew_it(
+        self, product, international, clerk
+    ):
+        entitlement = subscribe(product, international, clerk, cash="60.00")
+        orders.subscriptions_renew_due(now=FIRST_END)
+        orders.entitlement_stop(entitlement=entitlement, actor=international)
+        entitlement.refresh_from_db()
+        assert entitlement.status == "ended" and entitlement.end_reason == "stopped"
+
+    def test_a_free_subscription_renews_without_a_charge(self, product, international, clerk):
+        entitlement = subscribe(product, international, clerk, amount="0.00")
+        orders.subscriptions_renew_due(now=FIRST_END)
+        entitlement.refresh_from_db()
+        assert entitlement.status == "active" and entitlement.ends_at == datetime(2027, 3, 28, tzinfo=SHANGHAI)
+        assert periods(entitlement) == []
+
+    def test_an_undelivered_subscription_is_not_renewed(self, product, international, clerk):
+        entitlement = subscribe(product, international, clerk, delivered=False)
+        orders.subscriptions_renew_due(now=FIRST_END)
+        entitlement.refresh_from_db()
+        assert entitlement.end_reason == "undelivered" and len(periods(entitlement)) == 1
+        # the buyer cancels: everything held comes back
+        orders.order_cancel(order=entitlement.order, actor=international, reason="Never delivered.")
+        assert escrow(international) == D("0.00")
 
     def test_a_retired_plan_or_an_unlisted_product_is_not_renewed(self, product, international, clerk):
         entitlement = subscribe(product, international, clerk)
@@ -286,27 +384,54 @@ class TestRenewal:
         orders.subscriptions_renew_due(now=FIRST_END)
         entitlement.refresh_from_db()
         assert entitlement.status == "ended" and entitlement.end_reason == "lapsed"
-        assert entitlement.order.charges.count() == 1
+        assert len(periods(entitlement)) == 1
 
-    def test_an_accepted_subscriptions_ended_period_is_paid_to_the_provider(
+    def test_the_gate_decides_each_renewal(self, product, international, clerk, superuser):
+        from compliance.models import RestrictedParty
+
+        entitlement = subscribe(product, international, clerk)
+        compliance.party_save(
+            party=RestrictedParty(name="OVERSEAS BUYER PTE LTD", country="SG", source_list="Test list"),
+            actor=superuser,
+        )
+        orders.subscriptions_renew_due(now=FIRST_END)
+        entitlement.refresh_from_db()
+        assert entitlement.end_reason == "compliance" and len(periods(entitlement)) == 1
+
+    def test_an_accepted_subscriptions_ended_period_is_paid_to_the_provider_and_not_before(
         self, product, international, provider, clerk
     ):
         entitlement = subscribe(product, international, clerk)
         order = entitlement.order
-        with time_machine.travel(BOUGHT + timedelta(days=1), tick=False):
-            orders.order_confirm_delivery(order=order, actor=provider)
+        orders.subscriptions_renew_due(now=FIRST_END)
+        with time_machine.travel(FIRST_END + timedelta(days=1), tick=False):
             orders.order_accept(order=order, actor=international)
             outbox_relay()
         order.refresh_from_db()
         assert order.status == "settled"
-        orders.subscriptions_renew_due(now=FIRST_END)
         renewal = order.charges.get(sequence=2)
+        assert renewal.status == "held"  # the acceptance paid the first period only
         assert orders.period_charges_settle_due(today=date(2027, 3, 27)) == []  # the period's last day: not yet
         assert orders.period_charges_settle_due(today=date(2027, 3, 28)) == [renewal.pk]
         assert orders.period_charges_settle_due(today=date(2027, 3, 29)) == []  # run again: nothing held
         renewal.refresh_from_db()
         assert renewal.status == "settled" and renewal.provider_net == D("49.60")
         assert escrow(international) == D("0.00")
+
+    def test_a_delisting_returns_the_renewal_periods_still_held(self, product, international, provider, clerk):
+        entitlement = subscribe(product, international, clerk)
+        order = entitlement.order
+        with time_machine.travel(FIRST_END - timedelta(days=1), tick=False):
+            orders.order_accept(order=order, actor=international)
+            outbox_relay()
+        orders.subscriptions_renew_due(now=FIRST_END)
+        with time_machine.travel(FIRST_END + timedelta(days=1), tick=False):
+            listing_services.product_delist(product=product, actor=provider, reason="Feed discontinued.")
+            outbox_relay()
+        entitlement.refresh_from_db()
+        assert entitlement.end_reason == "delisted"
+        assert order.charges.get(sequence=2).status == "refunded" and escrow(international) == D("0.00")
+        assert orders.period_charges_settle_due(today=date(2027, 4, 1)) == []
 
     def test_a_refunded_subscription_is_not_renewed(self, product, international, clerk):
         entitlement = subscribe(product, international, clerk)
@@ -316,25 +441,28 @@ class TestRenewal:
 
 
 class TestRevoke:
-    def test_staff_revoke_with_a_reason(self, product, international, clerk, officer):
-        fund(international, clerk)
+    def test_staff_revoke_with_a_reason_and_the_undelivered_order_is_refunded(
+        self, product, international, clerk, officer
+    ):
+        fund(international, clerk, "5000.00")
         entitlement = place(international, product, one_off(product)).entitlement
         with pytest.raises(NotAllowed):
-            entitlements.entitlement_revoke(entitlement=entitlement, actor=international, reason="Mine.")
+            orders.entitlement_revoke(entitlement=entitlement, actor=international, reason="Mine.")
         with pytest.raises(Exception) as blank:
-            entitlements.entitlement_revoke(entitlement=entitlement, actor=officer, reason="  ")
+            orders.entitlement_revoke(entitlement=entitlement, actor=officer, reason="  ")
         assert getattr(blank.value, "code", "") == "reason_required"
-        entitlements.entitlement_revoke(entitlement=entitlement, actor=officer, reason="Onward transfer in breach.")
+        orders.entitlement_revoke(entitlement=entitlement, actor=officer, reason="Onward transfer in breach.")
         entitlement.refresh_from_db()
         assert entitlement.end_reason == "revoked" and entitlement.end_note == "Onward transfer in breach."
         with pytest.raises(InvalidTransition):
-            entitlements.entitlement_revoke(entitlement=entitlement, actor=clerk, reason="Again.")
-        # the order's money is not the entitlement's: it stays where it was
-        assert entitlement.order.status == "released"
+            orders.entitlement_revoke(entitlement=entitlement, actor=clerk, reason="Again.")
+        entitlement.order.refresh_from_db()
+        assert entitlement.order.status == "refunded" and balance_of(international) == D("5000.00")
 
 
-def test_a_filing_change_leaves_what_the_gate_cannot_decide_now(provider, reviewer, international, clerk, officer):
-    # a suspended product: its own event ends what was bought of it; the filing's recheck skips it, never fails
+def test_a_filing_change_leaves_a_product_off_the_market_to_its_own_event(
+    provider, reviewer, international, clerk, officer
+):
     product = with_pi(listed_product(provider, reviewer), 150_000)
     files = [
         filing(provider, kind, accepted_by=officer, receipt_reference="SH-2026-1", receipt_filed_on=date(2026, 1, 9))
@@ -344,8 +472,42 @@ def test_a_filing_change_leaves_what_the_gate_cannot_decide_now(provider, review
     order = place(international, product, one_off(product))
     product.listing_status = "suspended"
     product.save(update_fields=["listing_status"])  # as if the suspension's event were still on its way
-    assert entitlements.entitlements_recheck_exporter(exporter_id=product.provider_id) == []
+    assert orders.entitlements_recheck_exporter(exporter_id=product.provider_id) == []
     compliance.filing_revoke(filing=files[0], actor=officer, reason="Terminated.")
     outbox_relay()
     assert Entitlement.objects.get(order=order).status == "active"
     assert not OutboxEvent.objects.filter(topic="compliance.filing_revoked", published_at__isnull=True).exists()
+
+
+def test_a_filing_change_ends_what_the_gate_can_no_longer_decide(provider, reviewer, international, clerk, officer):
+    # the listed revision no longer offers file delivery: fail closed
+    product = with_pi(listed_product(provider, reviewer), 150_000)
+    for kind in (EvidenceKind.STANDARD_CONTRACT, EvidenceKind.PIPIA_REPORT, EvidenceKind.CONSENT_RECORD):
+        filing(provider, kind, accepted_by=officer, receipt_reference="SH-2026-1", receipt_filed_on=date(2026, 1, 9))
+    fund(international, clerk)
+    order = place(international, product, one_off(product))
+    Revision.objects.filter(pk=product.listed_revision_id).update(delivery_modes=["sandbox"])
+    assert orders.entitlements_recheck_exporter(exporter_id=product.provider_id) == [order.entitlement.pk]
+    assert Entitlement.objects.get(order=order).end_reason == "compliance"
+
+
+@time_machine.travel(datetime(2027, 1, 5, 10, 0, tzinfo=SHANGHAI), tick=False)
+def test_a_subscription_held_past_its_first_period_is_released_with_a_full_period(
+    provider, reviewer, international, clerk, officer
+):
+    product = with_pi(listed_product(provider, reviewer), 150_000)
+    fund(international, clerk)
+    plan = PricePlanFactory(product=product, kind="subscription", period="month", currency="CNY", amount=D("50"))
+    order = place(international, product, plan)
+    assert order.status == "compliance_hold"
+    with time_machine.travel(datetime(2027, 2, 20, 10, 0, tzinfo=SHANGHAI), tick=False):
+        for kind in (EvidenceKind.STANDARD_CONTRACT, EvidenceKind.PIPIA_REPORT, EvidenceKind.CONSENT_RECORD):
+            filing(
+                provider, kind, accepted_by=officer, receipt_reference="SH-2026-1", receipt_filed_on=date(2026, 1, 9)
+            )
+        outbox_relay()
+    order.refresh_from_db()
+    assert order.status == "released"
+    # the first period runs from the release, not from the order: 20 February to 19 March
+    assert order.entitlement.ends_at == datetime(2027, 3, 20, tzinfo=SHANGHAI)
+    assert list(order.charges.values_list("period_start", "period_end")) == [(date(2027, 2, 20), date(2027, 3, 19))]

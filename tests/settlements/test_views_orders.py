@@ -300,13 +300,14 @@ class TestEntitlements:
         assert answer.status_code == 302 and "/login" in answer["Location"]
 
 
-def test_a_lapsed_subscription_says_how_to_renew_it(client, product, international, clerk):
+def test_a_lapsed_subscription_says_how_to_renew_it(client, product, international, clerk, provider):
     from listings.models import PricePlan
     from tests.factories import PricePlanFactory
 
     fund(international, clerk, "60.00")
     plan = PricePlanFactory(product=product, kind=PricePlan.Kind.SUBSCRIPTION, period="month", amount=D("50.00"))
     entitlement = place(international, product, plan).entitlement
+    orders.order_confirm_delivery(order=entitlement.order, actor=provider)
     orders.subscriptions_renew_due(now=entitlement.ends_at)
     login_as(client, international)
     text = main(client.get("/portal/entitlements/"))
