@@ -27,6 +27,9 @@ urlpatterns = [
     path("entitlements", apis.EntitlementListApi.as_view(), name="entitlements"),
     path("entitlements/<int:pk>", apis.EntitlementDetailApi.as_view(), name="entitlement"),
     path(
+        "entitlements/<int:pk>/stop-renewal", apis.EntitlementStopRenewalApi.as_view(), name="entitlement-stop-renewal"
+    ),
+    path(
         "entitlements/<int:pk>/download-link",
         apis.EntitlementDownloadLinkApi.as_view(),
         name="entitlement-download-link",

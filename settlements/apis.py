@@ -910,6 +910,12 @@ class EntitlementOutputSerializer(serializers.Serializer):
         choices=Entitlement.EndReason.choices, allow_blank=True, help_text="Why it ended; empty while active."
     )
     end_note = serializers.CharField(help_text="The reason given, when a person ended it; else empty.")
+    renews = serializers.BooleanField(
+        help_text="A subscription: whether its next period will be charged when this one ends (entitlements_stop_renewal)."
+    )
+    grace_until = serializers.DateTimeField(
+        allow_null=True, help_text="A lapsed subscription: a deposit by then renews it; null otherwise."
+    )
     downloads = serializers.IntegerField(
         source="downloads_completed", help_text="File delivery: the downloads of its file completed so far."
     )
@@ -1025,3 +1031,34 @@ class EntitlementDownloadLinkApi(APIView):
                 }
             ).data
         )
+
+
+class EntitlementStopRenewalApi(APIView):
+    @extend_schema(
+        operation_id="entitlements_stop_renewal",
+        summary="Stop a subscription (buyer)",
+        description="No period is charged after the one paid: the entitlement stays usable to `ends_at`, then ends "
+        "(`stopped`). A lapsed subscription (its renewal unpaid) ends now. Calling it again on a stopped one changes "
+        "nothing.",
+        parameters=[ID_PARAMETER],
+        request=None,
+        responses={
+            200: EntitlementOutputSerializer,
+            **error_responses(
+                {
+                    403: f"`not_allowed` (the firm's administrators and traders only), {SCOPE_TRADE}, {NO_FIRM}, "
+                    f"{CSRF}.",
+                    404: ENTITLEMENT_404,
+                    409: "`not_renewing` (not a subscription, or ended); `stale_state`.",
+                },
+                403,
+                404,
+                409,
+            ),
+        },
+    )
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
+        firm = _firm(request)
+        entitlement = selectors.entitlement_get_for_firm(firm_id=firm.pk, pk=pk)
+        orders.entitlement_stop(entitlement=entitlement, actor=request.user)
+        return Response(EntitlementOutputSerializer(selectors.entitlement_get_for_firm(firm_id=firm.pk, pk=pk)).data)

@@ -684,7 +684,7 @@ class Entitlement(models.Model):
         help_text=_("A subscription's: the revisions listed after it too."),
     )
     renews = models.BooleanField(
-        _("renews"),
+        _("renews automatically"),
         default=False,
         help_text=_("A subscription's, until the buyer stops it: the next period is charged when this one ends."),
     )

@@ -20,6 +20,7 @@ urlpatterns = [
     path("sales/", views.sales, name="sales"),
     path("entitlements/", views.entitlements, name="entitlements"),
     path("entitlements/<int:pk>/download", views.entitlement_download, name="entitlement-download"),
+    path("entitlements/<int:pk>/stop", views.entitlement_stop, name="entitlement-stop"),
     path("access-requests/", views.access_requests, name="access-requests"),
     path("access-requests/incoming/", views.access_requests_incoming, name="access-requests-incoming"),
     path("access-requests/<int:pk>/", views.access_request_detail, name="access-request"),

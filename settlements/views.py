@@ -65,6 +65,7 @@ from .forms import (
 )
 from .models import AccessRequest, Charge, Entitlement, Order, OrderEvent, Posting, Withdrawal
 from .services import access, downloads, withdrawals
+from .services.orders import entitlement_stop as stop_subscription
 from .services.orders import (
     may_act_as_buyer,
     may_act_as_provider,
@@ -634,6 +635,23 @@ def _entitlement_row(entitlement: Entitlement, now: Any) -> dict[str, Any]:
         "usable": usable,
         "downloadable": usable and entitlement.delivery_mode == DeliveryMode.FILE,
     }
+
+
+@login_required
+@require_POST
+def entitlement_stop(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """The buyer stops a subscription: it ends with the period paid."""
+    membership = _membership(request)
+    entitlement = selectors.entitlement_get_for_firm(firm_id=membership.firm_id, pk=pk)
+    try:
+        stop_subscription(entitlement=entitlement, actor=request.user)
+    except NotAllowed as exc:
+        raise _refuse(exc) from exc
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, _("The subscription will not renew: it ends with the period paid."))
+    return _see_other(reverse("portal:settlements:entitlements"))
 
 
 @login_required

@@ -61,7 +61,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('follows_revisions', models.BooleanField(default=False, help_text="A subscription's: the revisions listed after it too.", verbose_name='later revisions included')),
-                ('renews', models.BooleanField(default=False, help_text="A subscription's, until the buyer stops it: the next period is charged when this one ends.", verbose_name='renews')),
+                ('renews', models.BooleanField(default=False, help_text="A subscription's, until the buyer stops it: the next period is charged when this one ends.", verbose_name='renews automatically')),
                 ('delivery_mode', models.CharField(max_length=10, verbose_name='delivery')),
                 ('starts_at', models.DateTimeField(verbose_name='from')),
                 ('ends_at', models.DateTimeField(blank=True, help_text='Empty: the licence has no end.', null=True, verbose_name='until')),

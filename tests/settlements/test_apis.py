@@ -305,3 +305,28 @@ class TestEntitlements:
     def test_staff_have_no_firm_here(self, superuser):
         answer = api_client_for(superuser).get("/api/v1/entitlements")
         assert answer.status_code == 403 and api_error(answer)["code"] == "no_firm"
+
+
+class TestStopRenewal:
+    def test_the_buyer_stops_its_subscription_and_others_cannot(self, product, international, provider, clerk):
+        fund(international, clerk, "5000.00")
+        plan = PricePlanFactory(product=product, kind="subscription", period="month", amount=D("50.00"))
+        placed = place(api_client_for(international, auth="key"), product, plan).json()
+        entitlement = api_client_for(international, auth="key").get("/api/v1/entitlements").json()["results"][0]
+        assert entitlement["order"] == placed["id"] and entitlement["renews"] is True
+        path = f"/api/v1/entitlements/{entitlement['id']}/stop-renewal"
+        reader = api_client_for(international, auth="key", scopes=("read",))
+        assert api_error(reader.post(path))["code"] == "insufficient_scope"
+        assert api_client_for(provider, auth="key").post(path).status_code == 404
+        stopped = api_client_for(international, auth="key").post(path)
+        assert stopped.status_code == 200, stopped.content
+        assert stopped.json()["renews"] is False and stopped.json()["status"] == "active"
+        assert api_client_for(international, auth="key").post(path).json()["renews"] is False  # again: unchanged
+
+    def test_a_one_off_has_nothing_to_stop(self, product, plan, international, clerk):
+        fund(international, clerk, "5000.00")
+        place(api_client_for(international, auth="key"), product, plan)
+        client = api_client_for(international, auth="key")
+        entitlement = client.get("/api/v1/entitlements").json()["results"][0]
+        answer = client.post(f"/api/v1/entitlements/{entitlement['id']}/stop-renewal")
+        assert answer.status_code == 409 and api_error(answer)["code"] == "not_renewing"

@@ -312,3 +312,20 @@ def test_a_lapsed_subscription_says_how_to_renew_it(client, product, internation
     login_as(client, international)
     text = main(client.get("/portal/entitlements/"))
     assert "Lapsed: renewal unpaid" in text and "A deposit by" in text
+
+
+def test_the_buyer_stops_a_subscription_from_the_portal(client, product, international, clerk, rival_buyer):
+    from listings.models import PricePlan
+    from tests.factories import PricePlanFactory
+
+    fund(international, clerk, "500.00")
+    plan = PricePlanFactory(product=product, kind=PricePlan.Kind.SUBSCRIPTION, period="month", amount=D("50.00"))
+    entitlement = place(international, product, plan).entitlement
+    login_as(client, rival_buyer)
+    assert client.post(f"/portal/entitlements/{entitlement.pk}/stop").status_code == 404
+    login_as(client, international)
+    assert "Stop renewing" in main(client.get("/portal/entitlements/"))
+    answer = client.post(f"/portal/entitlements/{entitlement.pk}/stop", follow=True)
+    assert "will not renew" in answer.content.decode() and "Does not renew" in main(answer)
+    entitlement.refresh_from_db()
+    assert not entitlement.renews
