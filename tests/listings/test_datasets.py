@@ -87,6 +87,82 @@ def test_a_large_csv_is_checked_in_a_fixed_amount_of_memory(tmp_path):
     assert elapsed < 10
 
 
+def _peak_of_check(path: Path, file_format: str) -> tuple[datasets.Report, int, float]:
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        report = _check(path, file_format)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return report, peak, time.monotonic() - started
+
+
+def _write_long_line(out, size: int) -> None:
+    piece = b"x" * (1024 * 1024)
+    for _ in range(size // len(piece)):
+        out.write(piece)
+
+
+def test_a_json_line_longer_than_the_limit_is_an_error_read_in_bounded_memory(tmp_path):
+    # given a JSON lines file whose second line is 20 MB long (one string value), between two good lines
+    good = b'{"hs_code": "8471", "month": "2026-01-01", "value_usd": 1.5, "origin": "CN"}\n'
+    path = tmp_path / "long.jsonl"
+    with open(path, "wb") as out:
+        out.write(good)
+        out.write(b'{"hs_code": "')
+        _write_long_line(out, 20 * 1024 * 1024)
+        out.write(b'", "month": "2026-01-01", "value_usd": 1.5, "origin": "CN"}\n')
+        out.write(good)
+    size = path.stat().st_size
+    # when it is checked
+    report, peak, elapsed = _peak_of_check(path, "jsonl")
+    # then the long line is reported at its number without being held in memory, and the lines after it read
+    assert _messages(report) == ["Line 2 is longer than 1 MiB."]
+    assert report.errors[0]["zh-hans"] == "第 2 行超过 1 MiB。"
+    assert report.rows == 2 and report.bytes_read == size
+    assert peak < 8 * 1024 * 1024, f"peak {peak} bytes for a {size}-byte line"
+    assert elapsed < 5
+
+
+def test_a_csv_line_or_record_longer_than_the_limit_refuses_the_file_in_bounded_memory(tmp_path):
+    # given a CSV file whose third line is 20 MB long
+    path = tmp_path / "long.csv"
+    with open(path, "wb") as out:
+        out.write(b"hs_code,month,value_usd,origin\n8471,2026-01-01,1,CN\n")
+        _write_long_line(out, 20 * 1024 * 1024)
+        out.write(b",2026-01-01,1,CN\n8471,2026-01-01,1,CN\n")
+    size = path.stat().st_size
+    # when it is checked
+    report, peak, elapsed = _peak_of_check(path, "csv")
+    # then the file is refused at that line, without the line being held in memory
+    assert _messages(report) == ["Line 3 is longer than 1 MiB."]
+    assert peak < 8 * 1024 * 1024, f"peak {peak} bytes for a {size}-byte line"
+    assert elapsed < 5
+    # and a record of quoted values spanning many short lines is bounded all the same, reported at its first line
+    path = tmp_path / "record.csv"
+    with open(path, "wb") as out:
+        out.write(b"hs_code,month,value_usd,origin\n8471,2026-01-01,1,CN\n")
+        value = b'"' + (b"y" * 1000 + b"\n") * 100 + b'",'  # each under the csv module's limit on a value
+        for _ in range(200):
+            out.write(value)
+        out.write(b"2026-01-01,1,CN\n")
+    report, peak, elapsed = _peak_of_check(path, "csv")
+    assert _messages(report) == ["The CSV record starting at line 3 is longer than 1 MiB."]
+    assert peak < 8 * 1024 * 1024 and elapsed < 5
+
+
+def test_csv_lines_may_end_in_a_carriage_return_alone(tmp_path):
+    path = tmp_path / "mac.csv"
+    path.write_bytes(b"hs_code,month,value_usd,origin\r8471,2026-01-01,1,CN\r8471,2026-13-01,1,CN\r\n8471,x,1,CN")
+    report = _check(path, "csv")
+    assert report.rows == 3
+    assert _messages(report) == [
+        "Line 3, field month: “2026-13-01” is not a valid Date.",
+        "Line 4, field month: “x” is not a valid Date.",
+    ]
+
+
 def test_csv_errors_are_reported_by_line(tmp_path):
     path = tmp_path / "d.csv"
     path.write_bytes(
