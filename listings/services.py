@@ -9,6 +9,7 @@ transaction, and raises a clear ApplicationError when the move is not allowed.
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from datetime import timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile, File
+from django.core.files.storage import Storage
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -405,9 +407,16 @@ def dataset_upload(*, product: DataProduct, actor: User, name: str, file: File) 
     return dataset
 
 
-def _columnar_name(dataset: Dataset) -> str:
+def _columnar_name(dataset: Dataset, storage: Storage) -> str:
+    """A name no file has, for the columnar copy of this check: a draft shares its file with the frozen revision it
+    was made from, and a storage that overwrites (S3's by default) would replace that revision's copy with the
+    draft's were the name derived from the file alone. The replaced copy is deleted as the file is
+    (_dataset_files_forget), once no row names it."""
     stem = dataset.file.name.rsplit(".", 1)[0]
-    return f"{stem}.columnar.parquet"
+    while True:
+        name = f"{stem}.{dataset.pk}-{dataset.generation}-{secrets.token_hex(8)}.columnar.parquet"
+        if not storage.exists(name):
+            return name
 
 
 def dataset_validate(*, dataset_id: int) -> Dataset | None:
@@ -455,7 +464,7 @@ def dataset_validate(*, dataset_id: int) -> Dataset | None:
             report.add(lambda: [_("The stored file could not be read; upload it again.")])
         if report.ok:
             with open(columnar_path, "rb") as handle:
-                columnar = storage.save(_columnar_name(dataset), File(handle))
+                columnar = storage.save(_columnar_name(dataset, storage), File(handle))
     valid = report.ok
     with transaction.atomic():
         done = mine.update(

@@ -25,6 +25,7 @@ from tests.factories import (
     MemberFirmFactory,
     draft_product,
     listed_product,
+    listed_product_via_workflow,
     login_as,
     member,
     product_in_review,
@@ -322,6 +323,34 @@ def test_changing_the_dictionary_checks_the_dataset_again(provider):
     assert dataset.status == Dataset.Status.PENDING and dataset.generation == 2
     checked = services.dataset_validate(dataset_id=dataset.pk)
     assert checked.status == Dataset.Status.INVALID  # the file has no `extra` column
+
+
+def test_a_new_drafts_check_never_overwrites_the_listed_revisions_columnar_copy(
+    provider, reviewer, monkeypatch, django_capture_on_commit_callbacks
+):
+    # given a listed product whose dataset the task checked, on a storage that overwrites a name saved again (as
+    # S3 does by default)
+    product = listed_product_via_workflow(provider, reviewer)
+    listed = Dataset.objects.get(revision=product.listed_revision)
+    name = listed.columnar.name
+    before = default_storage.open(name).read()
+    monkeypatch.setattr(default_storage._wrapped, "_allow_overwrite", True)  # the instance behind the lazy proxy
+    # when a new draft, sharing its file, changes a field's type, which checks the file again and converts it anew
+    services.revision_create_draft(product=product, actor=provider)
+    dictionary = [dict(f, type="string") if f["name"] == "value_usd" else f for f in DICTIONARY]
+    with django_capture_on_commit_callbacks(execute=True):
+        services.revision_update(product=product, actor=provider, dictionary=dictionary)
+    draft = Dataset.objects.exclude(pk=listed.pk).get(revision__product=product)
+    # then the draft's columnar copy has a name of its own, and the listed revision's is untouched
+    assert draft.status == Dataset.Status.VALID and draft.file.name == listed.file.name
+    assert draft.columnar.name != name
+    listed.refresh_from_db()
+    assert listed.columnar.name == name and default_storage.open(name).read() == before
+    value_usd = [
+        duckdb.connect().execute("SELECT typeof(value_usd) FROM read_parquet(?) LIMIT 1", [path]).fetchone()
+        for path in (default_storage.path(name), default_storage.path(draft.columnar.name))
+    ]
+    assert value_usd == [("DECIMAL(38,18)",), ("VARCHAR",)]
 
 
 def test_uploads_that_are_no_dataset_are_refused(provider):
