@@ -406,10 +406,15 @@ def _cast(name: str, field_type: str, source_type: str = "VARCHAR") -> str:
 
 
 def check_parquet(
-    connection: duckdb.DuckDBPyConnection, path: str, dictionary: list[dict[str, Any]], report: Report
+    connection: duckdb.DuckDBPyConnection,
+    path: str,
+    dictionary: list[dict[str, Any]],
+    report: Report,
+    rows_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, str]:
     """A Parquet file whose columns are the dictionary's fields, each of a type that can hold the field's values
-    (or text, checked value by value); errors by row. Answers each column's DuckDB type."""
+    (or text, checked value by value); errors by row. Answers each column's DuckDB type. `rows_progress` is told
+    the rows checked and the file's rows (its metadata's count) after each batch."""
     names = [f["name"] for f in dictionary]
     types = {f["name"]: f["type"] for f in dictionary}
     try:
@@ -429,6 +434,8 @@ def check_parquet(
     try:
         # Names are the dictionary's (letters, digits and _ only, listings.validation.FIELD_NAME), and quoted.
         selected = ", ".join(map(_quote, names))
+        counted = connection.execute("SELECT sum(num_rows) FROM parquet_file_metadata(?)", [path]).fetchone()
+        total = int(counted[0] or 0) if counted else 0
         result = connection.execute(f"SELECT {selected} FROM read_parquet(?)", [path])  # noqa: S608
         number = 0
         while batch := result.fetchmany(PARQUET_BATCH_ROWS):
@@ -437,6 +444,8 @@ def check_parquet(
                 row = dict(zip(names, values, strict=True))
                 report.add(_values, row, types, validation.check_native, number)
             report.rows = number
+            if rows_progress is not None and total:
+                rows_progress(min(number, total), total)
     except duckdb.Error:
         raise Refused(_not_parquet) from None
     return columns
@@ -497,14 +506,22 @@ def check_and_convert(
     """Check the stored file `name` against `dictionary`; when it is valid, write its columnar copy (Parquet) to
     the local `columnar_path`. Raises OSError when the file cannot be read."""
     report = Report()
+    parquet = file_format == Dataset.Format.PARQUET
     with storage.open(name, "rb") as handle, tempfile.TemporaryDirectory(prefix="dataset-") as work:
-        stream = _Measured(handle, progress)
+        # A Parquet file is read whole (hashed, copied) before its rows are checked: the reading is reported as
+        # the first half of the bytes, the rows checked as the second.
+        stream = _Measured(handle, (lambda count: progress(count // 2)) if parquet else progress)
+
+        def rows_progress(done: int, total: int) -> None:
+            half = stream.count // 2
+            progress(half + (stream.count - half) * done // total)
+
         connection = _connect()
         try:
-            if file_format == Dataset.Format.PARQUET:
+            if parquet:
                 with _local_copy(storage, name, stream) as path:
                     try:
-                        parquet_types = check_parquet(connection, path, dictionary, report)
+                        parquet_types = check_parquet(connection, path, dictionary, report, rows_progress)
                     except Refused as refusal:
                         report.add(_one(refusal.message))
                     if report.ok:

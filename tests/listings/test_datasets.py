@@ -6,19 +6,21 @@ from __future__ import annotations
 import hashlib
 import time
 import tracemalloc
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
+from django.core.files.storage import FileSystemStorage, default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
 from exchange.exceptions import ApplicationError
 from listings import datasets, services
 from listings.models import Dataset, Revision
-from listings.tasks import dataset_validate_task
+from listings.tasks import dataset_validate_task, sweep_stale_datasets_task
 from tests.factories import (
     DATASET_CSV,
     DICTIONARY,
@@ -351,6 +353,83 @@ def test_a_new_drafts_check_never_overwrites_the_listed_revisions_columnar_copy(
         for path in (default_storage.path(name), default_storage.path(draft.columnar.name))
     ]
     assert value_usd == [("DECIMAL(38,18)",), ("VARCHAR",)]
+
+
+def test_an_unexpected_error_ends_the_check_as_invalid_for_its_generation_only(provider, monkeypatch, caplog):
+    # given an uploaded dataset whose reading fails unexpectedly
+    _product, dataset = _draft_with_upload(provider)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(datasets, "check_csv", broken)
+    # when it is checked
+    checked = services.dataset_validate(dataset_id=dataset.pk)
+    # then it is invalid, with a word in both languages, the traceback logged
+    assert checked is not None and checked.status == Dataset.Status.INVALID and checked.error_count == 1
+    assert checked.error_messages() == [
+        "The check stopped on an unexpected error; upload the dataset again, or contact the exchange if this persists."
+    ]
+    assert checked.errors[0]["zh-hans"] == "检查因意外错误中止；请重新上传数据集，如问题持续请联系交易所。"
+    assert "RuntimeError: a bug" in caplog.text
+    # and a check whose row moved on to another generation meanwhile records nothing
+    dataset = services.dataset_upload(product=_product, actor=provider, name="d.csv", file=ContentFile(DATASET_CSV))
+
+    def replaced_then_broken(*args, **kwargs):
+        Dataset.objects.filter(pk=dataset.pk).update(generation=dataset.generation + 1, status=Dataset.Status.PENDING)
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(datasets, "check_csv", replaced_then_broken)
+    assert services.dataset_validate(dataset_id=dataset.pk) is None
+    dataset.refresh_from_db()
+    assert dataset.status == Dataset.Status.PENDING and dataset.errors == []
+
+
+def test_the_sweeper_requeues_checks_left_waiting_or_stopped_and_each_is_checked_once(provider, monkeypatch):
+    # given a dataset just uploaded, one whose queued check never came, one whose worker died while checking it,
+    # and one being checked now
+    checked: list[str] = []
+    check = datasets.check_and_convert
+
+    def counted(**kwargs):
+        checked.append(kwargs["name"])
+        return check(**kwargs)
+
+    monkeypatch.setattr(datasets, "check_and_convert", counted)
+    rows = [_draft_with_upload(provider)[1] for _ in range(4)]
+    fresh, lost, dead, running = (row.pk for row in rows)
+    long_ago = timezone.now() - timedelta(hours=1)
+    Dataset.objects.filter(pk=lost).update(progress_at=long_ago)
+    Dataset.objects.filter(pk=dead).update(status=Dataset.Status.VALIDATING, progress_at=long_ago)
+    Dataset.objects.filter(pk=running).update(status=Dataset.Status.VALIDATING, progress_at=timezone.now())
+    # when the sweeper runs twice
+    assert sweep_stale_datasets_task.delay().get() == {"requeued": 2}
+    assert sweep_stale_datasets_task.delay().get() == {"requeued": 0}
+    # then the lost and the dead checks ran, once each, and the others were left alone
+    status = dict(Dataset.objects.values_list("pk", "status"))
+    assert (status[lost], status[dead]) == (Dataset.Status.VALID, Dataset.Status.VALID)
+    assert (status[fresh], status[running]) == (Dataset.Status.PENDING, Dataset.Status.VALIDATING)
+    assert sorted(checked) == sorted(Dataset.objects.get(pk=pk).file.name for pk in (lost, dead))
+
+
+def test_a_parquet_check_reports_its_progress_by_rows(tmp_path):
+    # given a Parquet file of three batches of rows
+    path = _parquet(
+        tmp_path,
+        f"SELECT '8471' AS hs_code, DATE '2026-01-01' AS month, 1.5 AS value_usd, 'CN' AS origin "
+        f"FROM range({3 * datasets.PARQUET_BATCH_ROWS})",
+    )
+    size = path.stat().st_size
+    seen: list[int] = []
+    # when it is checked
+    report = datasets.check_and_convert(
+        storage=FileSystemStorage(location=tmp_path), name=path.name, file_format="parquet", dictionary=DICTIONARY,
+        progress=seen.append, columnar_path=str(tmp_path / "c.parquet"),
+    )  # fmt: skip
+    # then reading the file is the first half of the progress, checking its rows the second, batch by batch
+    assert report.ok and report.rows == 3 * datasets.PARQUET_BATCH_ROWS
+    assert seen == sorted(seen) and seen[-1] == size
+    assert [n for n in seen if n > size // 2] == [size // 2 + (size - size // 2) * k // 3 for k in (1, 2, 3)]
 
 
 def test_uploads_that_are_no_dataset_are_refused(provider):
