@@ -19,6 +19,7 @@ PERIODIC_TASKS: dict[str, tuple[str, dict[str, str]]] = {
     "Verify the audit trail's hash chain": ("exchange.audit_verify", {"minute": "30", "hour": "2"}),
     "Checkpoint the audit trail's end outside the database": ("exchange.audit_checkpoint", {"minute": "5"}),
     "List products whose public notice has ended": ("listings.conclude_notices", {"minute": "*/10"}),
+    "Check again datasets whose check was lost or stalled": ("listings.sweep_stale_datasets", {"minute": "*/10"}),
     "Compliance: expire filings, remind, re-assess listings": ("compliance.daily", {"minute": "15", "hour": "1"}),
     # Besides the kick after each commit that publishes: what a kick missed (a broker down, a failing subscriber's
     # next attempt) goes out within the minute.

@@ -480,10 +480,14 @@ LISTING_SAMPLE_PREVIEW_ROWS = 10
 # (the rest are counted).
 LISTING_DATASET_MAX_BYTES = env_int("LISTING_DATASET_MAX_BYTES", 2 * 1024 * 1024 * 1024)
 LISTING_DATASET_ERRORS_KEPT = 20
-# A check's progress is written at most this often (bytes read), and a check that has recorded none for this
-# long (a worker that died) may be taken up again by the task's next delivery.
+# A check's progress is written at most this often (bytes read), or after this many seconds that moved it at all;
+# a check that has recorded none for LISTING_DATASET_STALE_SECONDS (a worker that died) may be taken up again, and
+# `listings.sweep_stale_datasets` re-queues it, as it does a check still waiting LISTING_DATASET_PENDING_SECONDS
+# after it was queued (a lost message).
 LISTING_DATASET_PROGRESS_BYTES = 8 * 1024 * 1024
+LISTING_DATASET_PROGRESS_SECONDS = 30
 LISTING_DATASET_STALE_SECONDS = env_int("LISTING_DATASET_STALE_SECONDS", 15 * 60)
+LISTING_DATASET_PENDING_SECONDS = env_int("LISTING_DATASET_PENDING_SECONDS", 5 * 60)
 LISTING_MAX_PRICE = Decimal(os.environ.get("LISTING_MAX_PRICE", "100000000"))  # per plan, in its currency
 # Private offers a provider firm may make in 24 hours. An offer made tells the provider that a firm with that
 # code may trade on the board; the codes are public (GLEIF, the USCC registry), so this bounds how fast a

@@ -1,9 +1,10 @@
 """A dataset checked against its revision's data dictionary by streaming, and its columnar copy.
 
 No database here: listings.services.dataset_validate reads the stored file, hands it to `check_and_convert` and
-records what it answers. Memory stays bounded whatever the file's size: text is read in chunks through the csv
-module or line by line, Parquet in batches of rows by DuckDB; what grows with the file is only counted (rows,
-bytes, errors beyond the first few). The per-value checks are the sample's (listings.validation.row_problems).
+records what it answers. Memory stays bounded whatever the file's size: text is read a line at a time, never more
+than MAX_LINE bytes of it (a longer line, or CSV record, is an error found without reading it whole), Parquet in
+batches of rows by DuckDB; what grows with the file is only counted (rows, bytes, errors beyond the first few).
+The per-value checks are the sample's (listings.validation.row_problems).
 
 The columnar copy is Parquet with the dictionary's fields in its order and types (DuckDB reads it for querying):
 text values are normalised into a temporary CSV file while they are checked, which DuckDB then converts, so that
@@ -20,6 +21,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import IO, Any
 
 import duckdb
@@ -33,6 +35,12 @@ from .models import Dataset, FieldType
 
 # Reads of the stored file: large enough that per-call overhead vanishes, small enough to be no memory at all.
 CHUNK_BYTES = 1024 * 1024
+# The longest line of a text dataset (a CSV record spanning lines included), in bytes: lines are read at most this
+# much at a time, so that one huge line costs no more memory than a short one.
+MAX_LINE = 1024 * 1024
+# The longest line DuckDB takes from the normalised CSV it converts: a checked line of at most MAX_LINE bytes,
+# with the quotes the csv module may add around and inside its values.
+DUCKDB_MAX_LINE = 4 * MAX_LINE
 # Rows of a Parquet file fetched at once: a few MB of Python tuples for a wide table.
 PARQUET_BATCH_ROWS = 10_000
 # DuckDB's own memory (outside Python's heap) while it converts: it spills to a temporary directory beyond it.
@@ -185,6 +193,58 @@ class _Measured(io.RawIOBase):
             pass
 
 
+def _line_too_long(line: int) -> str:
+    return _("Line %(line)d is longer than %(mib)d MiB.") % {"line": line, "mib": MAX_LINE // (1024 * 1024)}
+
+
+def _record_too_long(line: int) -> str:
+    return _("The CSV record starting at line %(line)d is longer than %(mib)d MiB.") % {
+        "line": line,
+        "mib": MAX_LINE // (1024 * 1024),
+    }
+
+
+def _skip_line(buffered: IO[bytes]) -> None:
+    """Read and discard the rest of a line, a chunk at a time."""
+    while (rest := buffered.readline(CHUNK_BYTES)) and not rest.endswith(b"\n"):
+        pass
+
+
+def _csv_lines(buffered: io.BufferedReader[Any]) -> Iterator[bytes]:
+    """The physical lines of a CSV file, each with its end (\\r\\n, \\n or a \\r alone, as the csv module's
+    newline="" text mode splits them), read at most MAX_LINE + 1 bytes at a time: a line longer than MAX_LINE is
+    answered cut to MAX_LINE + 1 bytes with no end (so that the caller sees it is too long)."""
+    limit = MAX_LINE + 1
+    carried = b""
+    while True:
+        chunk = carried + buffered.readline(limit - len(carried))
+        carried = b""
+        if not chunk:
+            return
+        if chunk.endswith(b"\r") and buffered.peek(1)[:1] == b"\n":
+            chunk += buffered.read(1)
+        start = 0
+        # A carriage return not followed by a line feed ends a line too.
+        while (cr := chunk.find(b"\r", start, len(chunk) - 1)) != -1:
+            if chunk[cr + 1 : cr + 2] != b"\n":
+                yield chunk[start : cr + 1]
+                start = cr + 1
+            else:
+                break  # \r\n can only end the chunk: readline stops at the \n
+        rest = chunk[start:]
+        if rest.endswith((b"\n", b"\r")) or len(chunk) < limit:
+            yield rest  # a whole line, or the file's last
+        elif start:
+            carried = rest  # the start of the next line, which the next read completes
+        else:
+            yield rest  # MAX_LINE + 1 bytes and no end: too long
+
+
+def _ending(raw: bytes) -> int:
+    """The length of a line's end."""
+    return 2 if raw.endswith(b"\r\n") else 1 if raw.endswith((b"\n", b"\r")) else 0
+
+
 def _columns_message(names: list[str], found: list[str]) -> Callable[[], str]:
     missing = ", ".join(n for n in names if n not in found) or "—"
     extra = ", ".join(h for h in found if h not in names)[:200] or "—"
@@ -218,8 +278,23 @@ def check_csv(stream: _Measured, dictionary: list[dict[str, Any]], report: Repor
     """A CSV file with a header row naming the dictionary's fields (in any order); errors by line."""
     names = [f["name"] for f in dictionary]
     types = {f["name"]: f["type"] for f in dictionary}
-    text = io.TextIOWrapper(io.BufferedReader(stream, CHUNK_BYTES), encoding="utf-8-sig", newline="")
-    reader = csv.reader(text)
+    # The csv module reads what `lines` yields, a physical line at a time, and answers a record as soon as its
+    # last line is read (a quoted value may hold line ends): `record` is the size of the record being read so far,
+    # reset as each is answered, and at most MAX_LINE bytes without its last line end. A longer one refuses the
+    # file: where the next record starts is not known without reading this one.
+    record = {"start": 1, "size": 0}
+
+    def lines() -> Iterator[str]:
+        for number, raw in enumerate(_csv_lines(io.BufferedReader(stream, CHUNK_BYTES)), start=1):
+            if record["size"] == 0:
+                record["start"] = number
+            record["size"] += len(raw)
+            if record["size"] - _ending(raw) > MAX_LINE:
+                start = record["start"]
+                raise Refused(partial(_line_too_long if start == number else _record_too_long, start))
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+
+    reader = csv.reader(lines())
     line = 1
     try:
         try:
@@ -231,8 +306,10 @@ def check_csv(stream: _Measured, dictionary: list[dict[str, Any]], report: Repor
         if sink is not None:
             sink.writerow(names)
         order = [header.index(n) for n in names]
+        record["size"] = 0
         for values in reader:
             line = reader.line_num
+            record["size"] = 0
             if not values:
                 continue
             if len(values) != len(header):
@@ -260,7 +337,13 @@ def check_jsonl(stream: _Measured, dictionary: list[dict[str, Any]], report: Rep
     if sink is not None:
         sink.writerow(names)
     buffered = io.BufferedReader(stream, CHUNK_BYTES)
-    for line, raw in enumerate(buffered, start=1):
+    line = 0
+    while raw := buffered.readline(MAX_LINE + 1):
+        line += 1
+        if len(raw) - _ending(raw) > MAX_LINE:
+            report.add(_one(partial(_line_too_long, line)))
+            _skip_line(buffered)
+            continue
         try:
             text = raw.decode("utf-8-sig" if line == 1 else "utf-8")
         except UnicodeDecodeError:
@@ -323,10 +406,15 @@ def _cast(name: str, field_type: str, source_type: str = "VARCHAR") -> str:
 
 
 def check_parquet(
-    connection: duckdb.DuckDBPyConnection, path: str, dictionary: list[dict[str, Any]], report: Report
+    connection: duckdb.DuckDBPyConnection,
+    path: str,
+    dictionary: list[dict[str, Any]],
+    report: Report,
+    rows_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, str]:
     """A Parquet file whose columns are the dictionary's fields, each of a type that can hold the field's values
-    (or text, checked value by value); errors by row. Answers each column's DuckDB type."""
+    (or text, checked value by value); errors by row. Answers each column's DuckDB type. `rows_progress` is told
+    the rows checked and the file's rows (its metadata's count) after each batch."""
     names = [f["name"] for f in dictionary]
     types = {f["name"]: f["type"] for f in dictionary}
     try:
@@ -346,6 +434,8 @@ def check_parquet(
     try:
         # Names are the dictionary's (letters, digits and _ only, listings.validation.FIELD_NAME), and quoted.
         selected = ", ".join(map(_quote, names))
+        counted = connection.execute("SELECT sum(num_rows) FROM parquet_file_metadata(?)", [path]).fetchone()
+        total = int(counted[0] or 0) if counted else 0
         result = connection.execute(f"SELECT {selected} FROM read_parquet(?)", [path])  # noqa: S608
         number = 0
         while batch := result.fetchmany(PARQUET_BATCH_ROWS):
@@ -354,6 +444,8 @@ def check_parquet(
                 row = dict(zip(names, values, strict=True))
                 report.add(_values, row, types, validation.check_native, number)
             report.rows = number
+            if rows_progress is not None and total:
+                rows_progress(min(number, total), total)
     except duckdb.Error:
         raise Refused(_not_parquet) from None
     return columns
@@ -375,7 +467,7 @@ def _convert(
         columns = ", ".join(f"{_literal(f['name'])}: 'VARCHAR'" for f in dictionary)
         relation = (
             f"read_csv({_literal(source)}, header = true, columns = {{{columns}}}, delim = ',', quote = '\"', "
-            f"escape = '\"', max_line_size = {64 * 1024 * 1024})"
+            f"escape = '\"', max_line_size = {DUCKDB_MAX_LINE})"
         )
     # Quoted names of the dictionary's fields and literals of our own paths: COPY takes no parameters.
     connection.execute(f"COPY (SELECT {selected} FROM {relation}) TO {_literal(target)} (FORMAT parquet)")  # noqa: S608
@@ -414,14 +506,22 @@ def check_and_convert(
     """Check the stored file `name` against `dictionary`; when it is valid, write its columnar copy (Parquet) to
     the local `columnar_path`. Raises OSError when the file cannot be read."""
     report = Report()
+    parquet = file_format == Dataset.Format.PARQUET
     with storage.open(name, "rb") as handle, tempfile.TemporaryDirectory(prefix="dataset-") as work:
-        stream = _Measured(handle, progress)
+        # A Parquet file is read whole (hashed, copied) before its rows are checked: the reading is reported as
+        # the first half of the bytes, the rows checked as the second.
+        stream = _Measured(handle, (lambda count: progress(count // 2)) if parquet else progress)
+
+        def rows_progress(done: int, total: int) -> None:
+            half = stream.count // 2
+            progress(half + (stream.count - half) * done // total)
+
         connection = _connect()
         try:
-            if file_format == Dataset.Format.PARQUET:
+            if parquet:
                 with _local_copy(storage, name, stream) as path:
                     try:
-                        parquet_types = check_parquet(connection, path, dictionary, report)
+                        parquet_types = check_parquet(connection, path, dictionary, report, rows_progress)
                     except Refused as refusal:
                         report.add(_one(refusal.message))
                     if report.ok:

@@ -8,14 +8,18 @@ transaction, and raises a clear ApplicationError when the move is not allowed.
 
 from __future__ import annotations
 
+import logging
 import os
+import secrets
 import tempfile
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile, File
+from django.core.files.storage import Storage
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -36,6 +40,8 @@ from .checks import run_pre_listing_checks, run_submission_hooks
 from .models import Category, DataProduct, Dataset, ListingStatus, Objection, PricePlan, Revision
 from .permissions import is_reviewer
 from .search import revision_index
+
+log = logging.getLogger(__name__)
 
 Status = Revision.Status
 
@@ -349,6 +355,7 @@ def _dataset_restart(dataset: Dataset, *, actor: User, product: DataProduct) -> 
     _dataset_files_forget(dataset.columnar.name or "")
     for name, value in _UNCHECKED.items():
         setattr(dataset, name, value)
+    dataset.progress_at = timezone.now()  # queued: the sweeper re-queues a check still waiting long after
     dataset.generation += 1
     dataset.save()
     _audit(actor, "dataset_recheck", product, revision=dataset.revision.number, file=dataset.file.name)
@@ -388,6 +395,7 @@ def dataset_upload(*, product: DataProduct, actor: User, name: str, file: File) 
         dataset.generation += 1
     for field, value in _UNCHECKED.items():
         setattr(dataset, field, value)
+    dataset.progress_at = timezone.now()  # queued: the sweeper re-queues a check still waiting long after
     # Written through the storage in chunks (Django spooled a large upload to disk, never to memory).
     dataset.file.save(name, file, save=False)
     dataset.format = file_format
@@ -405,9 +413,48 @@ def dataset_upload(*, product: DataProduct, actor: User, name: str, file: File) 
     return dataset
 
 
-def _columnar_name(dataset: Dataset) -> str:
+def _columnar_name(dataset: Dataset, storage: Storage) -> str:
+    """A name no file has, for the columnar copy of this check: a draft shares its file with the frozen revision it
+    was made from, and a storage that overwrites (S3's by default) would replace that revision's copy with the
+    draft's were the name derived from the file alone. The replaced copy is deleted as the file is
+    (_dataset_files_forget), once no row names it."""
     stem = dataset.file.name.rsplit(".", 1)[0]
-    return f"{stem}.columnar.parquet"
+    while True:
+        name = f"{stem}.{dataset.pk}-{dataset.generation}-{secrets.token_hex(8)}.columnar.parquet"
+        if not storage.exists(name):
+            return name
+
+
+def _dataset_stalled(now: datetime) -> Q:
+    """A check that has recorded no progress for LISTING_DATASET_STALE_SECONDS: its worker died (or its task was
+    lost), and it may be taken up again."""
+    stale = now - timedelta(seconds=settings.LISTING_DATASET_STALE_SECONDS)
+    return Q(status=Dataset.Status.VALIDATING, progress_at__lt=stale)
+
+
+def _dataset_unexpected() -> list[str]:
+    message = _(
+        "The check stopped on an unexpected error; upload the dataset again, or contact the exchange if this persists."
+    )
+    return [message]
+
+
+def datasets_stale() -> list[int]:
+    """The datasets whose check is waiting for a task that has not come for LISTING_DATASET_PENDING_SECONDS (a
+    broker that was down, a message lost) or has stalled (`_dataset_stalled`), oldest first."""
+    now = timezone.now()
+    waiting = now - timedelta(seconds=settings.LISTING_DATASET_PENDING_SECONDS)
+    # No time at all: queued before the time was recorded.
+    lost = Q(status=Dataset.Status.PENDING) & (Q(progress_at__lt=waiting) | Q(progress_at__isnull=True))
+    rows = Dataset.objects.filter(lost | _dataset_stalled(now)).order_by("progress_at", "pk")
+    return list(rows.values_list("pk", flat=True))
+
+
+def dataset_requeue(dataset_id: int) -> None:
+    """Queue the check of a dataset found stale again; a waiting one counts as queued anew, so that the next sweep
+    leaves it for as long again. Safe to repeat: the check claims the row by compare-and-swap."""
+    Dataset.objects.filter(pk=dataset_id, status=Dataset.Status.PENDING).update(progress_at=timezone.now())
+    celery_app.tasks[DATASET_VALIDATE_TASK].delay(dataset_id)
 
 
 def dataset_validate(*, dataset_id: int) -> Dataset | None:
@@ -421,20 +468,24 @@ def dataset_validate(*, dataset_id: int) -> Dataset | None:
     if dataset is None:
         return None
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.LISTING_DATASET_STALE_SECONDS)
-    claimable = Q(status=Dataset.Status.PENDING) | Q(status=Dataset.Status.VALIDATING, progress_at__lt=stale)
+    claimable = Q(status=Dataset.Status.PENDING) | _dataset_stalled(now)
     claimed = Dataset.objects.filter(claimable, pk=dataset.pk, generation=dataset.generation).update(
         status=Dataset.Status.VALIDATING, checked_from=now, progress_at=now, bytes_read=0
     )
     if claimed != 1:
         return None  # checked already, being checked, or replaced since we read it
     mine = Dataset.objects.filter(pk=dataset.pk, generation=dataset.generation, status=Dataset.Status.VALIDATING)
-    recorded = 0
+    recorded, recorded_at = 0, time.monotonic()
 
     def progress(count: int) -> None:
-        nonlocal recorded
-        if count - recorded >= settings.LISTING_DATASET_PROGRESS_BYTES:
-            recorded = count
+        # Every LISTING_DATASET_PROGRESS_BYTES, or every LISTING_DATASET_PROGRESS_SECONDS that moved at all (the
+        # rows of a small Parquet file can take long to check).
+        nonlocal recorded, recorded_at
+        elapsed = time.monotonic() - recorded_at
+        if count - recorded >= settings.LISTING_DATASET_PROGRESS_BYTES or (
+            count > recorded and elapsed >= settings.LISTING_DATASET_PROGRESS_SECONDS
+        ):
+            recorded, recorded_at = count, time.monotonic()
             mine.update(bytes_read=count, progress_at=timezone.now())
 
     storage = dataset.file.storage
@@ -450,12 +501,18 @@ def dataset_validate(*, dataset_id: int) -> Dataset | None:
                 progress=progress,
                 columnar_path=columnar_path,
             )
+            if report.ok:
+                with open(columnar_path, "rb") as handle:
+                    columnar = storage.save(_columnar_name(dataset, storage), File(handle))
         except OSError:
+            log.warning("dataset_validate id=%d: the stored file could not be read", dataset.pk, exc_info=True)
             report = datasets.Report()
             report.add(lambda: [_("The stored file could not be read; upload it again.")])
-        if report.ok:
-            with open(columnar_path, "rb") as handle:
-                columnar = storage.save(_columnar_name(dataset), File(handle))
+        except Exception:
+            # Recorded, so that the provider is not left waiting on a check that will never end.
+            log.exception("dataset_validate id=%d generation=%d failed", dataset.pk, dataset.generation)
+            report = datasets.Report()
+            report.add(_dataset_unexpected)
     valid = report.ok
     with transaction.atomic():
         done = mine.update(

@@ -7,7 +7,14 @@ from typing import Any
 
 from celery import shared_task
 
-from .services import DATASET_VALIDATE_TASK, dataset_validate, notice_conclude, notices_due
+from .services import (
+    DATASET_VALIDATE_TASK,
+    dataset_requeue,
+    dataset_validate,
+    datasets_stale,
+    notice_conclude,
+    notices_due,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,3 +42,16 @@ def dataset_validate_task(self: Any, dataset_id: int) -> str | None:
         log.info("dataset_validate id=%d status=%s rows=%s", dataset.pk, dataset.status, dataset.row_count)
         return dataset.status
     return None
+
+
+@shared_task(name="listings.sweep_stale_datasets")
+def sweep_stale_datasets_task() -> dict[str, int]:
+    """Queue again the check of every dataset left waiting (its task lost) or stalled (its worker died):
+    listings.services.datasets_stale. Idempotent: a check claims its row by compare-and-swap, so a row queued
+    twice is checked once, and one checked meanwhile is left alone."""
+    stale = datasets_stale()
+    for dataset_id in stale:
+        dataset_requeue(dataset_id)
+    if stale:
+        log.warning("sweep_stale_datasets requeued=%d ids=%s", len(stale), stale[:20])
+    return {"requeued": len(stale)}

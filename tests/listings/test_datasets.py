@@ -6,25 +6,28 @@ from __future__ import annotations
 import hashlib
 import time
 import tracemalloc
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
+from django.core.files.storage import FileSystemStorage, default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
 from exchange.exceptions import ApplicationError
 from listings import datasets, services
 from listings.models import Dataset, Revision
-from listings.tasks import dataset_validate_task
+from listings.tasks import dataset_validate_task, sweep_stale_datasets_task
 from tests.factories import (
     DATASET_CSV,
     DICTIONARY,
     MemberFirmFactory,
     draft_product,
     listed_product,
+    listed_product_via_workflow,
     login_as,
     member,
     product_in_review,
@@ -85,6 +88,82 @@ def test_a_large_csv_is_checked_in_a_fixed_amount_of_memory(tmp_path):
     assert report.error_count == 0
     assert peak < 10 * 1024 * 1024, f"peak {peak} bytes for a {size}-byte file"
     assert elapsed < 10
+
+
+def _peak_of_check(path: Path, file_format: str) -> tuple[datasets.Report, int, float]:
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        report = _check(path, file_format)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return report, peak, time.monotonic() - started
+
+
+def _write_long_line(out, size: int) -> None:
+    piece = b"x" * (1024 * 1024)
+    for _ in range(size // len(piece)):
+        out.write(piece)
+
+
+def test_a_json_line_longer_than_the_limit_is_an_error_read_in_bounded_memory(tmp_path):
+    # given a JSON lines file whose second line is 20 MB long (one string value), between two good lines
+    good = b'{"hs_code": "8471", "month": "2026-01-01", "value_usd": 1.5, "origin": "CN"}\n'
+    path = tmp_path / "long.jsonl"
+    with open(path, "wb") as out:
+        out.write(good)
+        out.write(b'{"hs_code": "')
+        _write_long_line(out, 20 * 1024 * 1024)
+        out.write(b'", "month": "2026-01-01", "value_usd": 1.5, "origin": "CN"}\n')
+        out.write(good)
+    size = path.stat().st_size
+    # when it is checked
+    report, peak, elapsed = _peak_of_check(path, "jsonl")
+    # then the long line is reported at its number without being held in memory, and the lines after it read
+    assert _messages(report) == ["Line 2 is longer than 1 MiB."]
+    assert report.errors[0]["zh-hans"] == "第 2 行超过 1 MiB。"
+    assert report.rows == 2 and report.bytes_read == size
+    assert peak < 8 * 1024 * 1024, f"peak {peak} bytes for a {size}-byte line"
+    assert elapsed < 5
+
+
+def test_a_csv_line_or_record_longer_than_the_limit_refuses_the_file_in_bounded_memory(tmp_path):
+    # given a CSV file whose third line is 20 MB long
+    path = tmp_path / "long.csv"
+    with open(path, "wb") as out:
+        out.write(b"hs_code,month,value_usd,origin\n8471,2026-01-01,1,CN\n")
+        _write_long_line(out, 20 * 1024 * 1024)
+        out.write(b",2026-01-01,1,CN\n8471,2026-01-01,1,CN\n")
+    size = path.stat().st_size
+    # when it is checked
+    report, peak, elapsed = _peak_of_check(path, "csv")
+    # then the file is refused at that line, without the line being held in memory
+    assert _messages(report) == ["Line 3 is longer than 1 MiB."]
+    assert peak < 8 * 1024 * 1024, f"peak {peak} bytes for a {size}-byte line"
+    assert elapsed < 5
+    # and a record of quoted values spanning many short lines is bounded all the same, reported at its first line
+    path = tmp_path / "record.csv"
+    with open(path, "wb") as out:
+        out.write(b"hs_code,month,value_usd,origin\n8471,2026-01-01,1,CN\n")
+        value = b'"' + (b"y" * 1000 + b"\n") * 100 + b'",'  # each under the csv module's limit on a value
+        for _ in range(200):
+            out.write(value)
+        out.write(b"2026-01-01,1,CN\n")
+    report, peak, elapsed = _peak_of_check(path, "csv")
+    assert _messages(report) == ["The CSV record starting at line 3 is longer than 1 MiB."]
+    assert peak < 8 * 1024 * 1024 and elapsed < 5
+
+
+def test_csv_lines_may_end_in_a_carriage_return_alone(tmp_path):
+    path = tmp_path / "mac.csv"
+    path.write_bytes(b"hs_code,month,value_usd,origin\r8471,2026-01-01,1,CN\r8471,2026-13-01,1,CN\r\n8471,x,1,CN")
+    report = _check(path, "csv")
+    assert report.rows == 3
+    assert _messages(report) == [
+        "Line 3, field month: “2026-13-01” is not a valid Date.",
+        "Line 4, field month: “x” is not a valid Date.",
+    ]
 
 
 def test_csv_errors_are_reported_by_line(tmp_path):
@@ -246,6 +325,111 @@ def test_changing_the_dictionary_checks_the_dataset_again(provider):
     assert dataset.status == Dataset.Status.PENDING and dataset.generation == 2
     checked = services.dataset_validate(dataset_id=dataset.pk)
     assert checked.status == Dataset.Status.INVALID  # the file has no `extra` column
+
+
+def test_a_new_drafts_check_never_overwrites_the_listed_revisions_columnar_copy(
+    provider, reviewer, monkeypatch, django_capture_on_commit_callbacks
+):
+    # given a listed product whose dataset the task checked, on a storage that overwrites a name saved again (as
+    # S3 does by default)
+    product = listed_product_via_workflow(provider, reviewer)
+    listed = Dataset.objects.get(revision=product.listed_revision)
+    name = listed.columnar.name
+    before = default_storage.open(name).read()
+    monkeypatch.setattr(default_storage._wrapped, "_allow_overwrite", True)  # the instance behind the lazy proxy
+    # when a new draft, sharing its file, changes a field's type, which checks the file again and converts it anew
+    services.revision_create_draft(product=product, actor=provider)
+    dictionary = [dict(f, type="string") if f["name"] == "value_usd" else f for f in DICTIONARY]
+    with django_capture_on_commit_callbacks(execute=True):
+        services.revision_update(product=product, actor=provider, dictionary=dictionary)
+    draft = Dataset.objects.exclude(pk=listed.pk).get(revision__product=product)
+    # then the draft's columnar copy has a name of its own, and the listed revision's is untouched
+    assert draft.status == Dataset.Status.VALID and draft.file.name == listed.file.name
+    assert draft.columnar.name != name
+    listed.refresh_from_db()
+    assert listed.columnar.name == name and default_storage.open(name).read() == before
+    value_usd = [
+        duckdb.connect().execute("SELECT typeof(value_usd) FROM read_parquet(?) LIMIT 1", [path]).fetchone()
+        for path in (default_storage.path(name), default_storage.path(draft.columnar.name))
+    ]
+    assert value_usd == [("DECIMAL(38,18)",), ("VARCHAR",)]
+
+
+def test_an_unexpected_error_ends_the_check_as_invalid_for_its_generation_only(provider, monkeypatch, caplog):
+    # given an uploaded dataset whose reading fails unexpectedly
+    _product, dataset = _draft_with_upload(provider)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(datasets, "check_csv", broken)
+    # when it is checked
+    checked = services.dataset_validate(dataset_id=dataset.pk)
+    # then it is invalid, with a word in both languages, the traceback logged
+    assert checked is not None and checked.status == Dataset.Status.INVALID and checked.error_count == 1
+    assert checked.error_messages() == [
+        "The check stopped on an unexpected error; upload the dataset again, or contact the exchange if this persists."
+    ]
+    assert checked.errors[0]["zh-hans"] == "检查因意外错误中止；请重新上传数据集，如问题持续请联系交易所。"
+    assert "RuntimeError: a bug" in caplog.text
+    # and a check whose row moved on to another generation meanwhile records nothing
+    dataset = services.dataset_upload(product=_product, actor=provider, name="d.csv", file=ContentFile(DATASET_CSV))
+
+    def replaced_then_broken(*args, **kwargs):
+        Dataset.objects.filter(pk=dataset.pk).update(generation=dataset.generation + 1, status=Dataset.Status.PENDING)
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(datasets, "check_csv", replaced_then_broken)
+    assert services.dataset_validate(dataset_id=dataset.pk) is None
+    dataset.refresh_from_db()
+    assert dataset.status == Dataset.Status.PENDING and dataset.errors == []
+
+
+def test_the_sweeper_requeues_checks_left_waiting_or_stopped_and_each_is_checked_once(provider, monkeypatch):
+    # given a dataset just uploaded, one whose queued check never came, one whose worker died while checking it,
+    # and one being checked now
+    checked: list[str] = []
+    check = datasets.check_and_convert
+
+    def counted(**kwargs):
+        checked.append(kwargs["name"])
+        return check(**kwargs)
+
+    monkeypatch.setattr(datasets, "check_and_convert", counted)
+    rows = [_draft_with_upload(provider)[1] for _ in range(4)]
+    fresh, lost, dead, running = (row.pk for row in rows)
+    long_ago = timezone.now() - timedelta(hours=1)
+    Dataset.objects.filter(pk=lost).update(progress_at=long_ago)
+    Dataset.objects.filter(pk=dead).update(status=Dataset.Status.VALIDATING, progress_at=long_ago)
+    Dataset.objects.filter(pk=running).update(status=Dataset.Status.VALIDATING, progress_at=timezone.now())
+    # when the sweeper runs twice
+    assert sweep_stale_datasets_task.delay().get() == {"requeued": 2}
+    assert sweep_stale_datasets_task.delay().get() == {"requeued": 0}
+    # then the lost and the dead checks ran, once each, and the others were left alone
+    status = dict(Dataset.objects.values_list("pk", "status"))
+    assert (status[lost], status[dead]) == (Dataset.Status.VALID, Dataset.Status.VALID)
+    assert (status[fresh], status[running]) == (Dataset.Status.PENDING, Dataset.Status.VALIDATING)
+    assert sorted(checked) == sorted(Dataset.objects.get(pk=pk).file.name for pk in (lost, dead))
+
+
+def test_a_parquet_check_reports_its_progress_by_rows(tmp_path):
+    # given a Parquet file of three batches of rows
+    path = _parquet(
+        tmp_path,
+        f"SELECT '8471' AS hs_code, DATE '2026-01-01' AS month, 1.5 AS value_usd, 'CN' AS origin "
+        f"FROM range({3 * datasets.PARQUET_BATCH_ROWS})",
+    )
+    size = path.stat().st_size
+    seen: list[int] = []
+    # when it is checked
+    report = datasets.check_and_convert(
+        storage=FileSystemStorage(location=tmp_path), name=path.name, file_format="parquet", dictionary=DICTIONARY,
+        progress=seen.append, columnar_path=str(tmp_path / "c.parquet"),
+    )  # fmt: skip
+    # then reading the file is the first half of the progress, checking its rows the second, batch by batch
+    assert report.ok and report.rows == 3 * datasets.PARQUET_BATCH_ROWS
+    assert seen == sorted(seen) and seen[-1] == size
+    assert [n for n in seen if n > size // 2] == [size // 2 + (size - size // 2) * k // 3 for k in (1, 2, 3)]
 
 
 def test_uploads_that_are_no_dataset_are_refused(provider):
