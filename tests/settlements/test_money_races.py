@@ -32,7 +32,7 @@ from exchange.exceptions import ApplicationError
 from exchange.models import OutboxDelivery, OutboxEvent
 from exchange.outbox import outbox_relay
 from listings import services as listing_services
-from settlements.models import Account, JournalEntry, Order, OrderEvent, Withdrawal
+from settlements.models import Account, Entitlement, JournalEntry, Order, OrderEvent, Withdrawal
 from settlements.services import orders, withdrawals
 from settlements.services.ledger import account_for, exchange_account
 from tests.compliance.factories import filing, with_pi
@@ -452,7 +452,13 @@ def test_orders_racing_a_suspension_never_commit_after_it(product, international
             assert result is None and getattr(error, "code", None) == "suspended", i
     placed = [r for r in results[1:] if r is not None]
     assert Order.objects.count() == len(placed)
-    assert account_for(firm=firm, kind="escrow", currency="CNY").balance == D("100.00") * len(placed)
+    # and the suspension, relayed after its commit, ended what the orders placed before it bought: released and not
+    # delivered, each was refunded whole (settlements.services.orders.order_entitlement_lost)
+    assert set(Order.objects.values_list("status", flat=True)) <= {"refunded"}
+    assert set(Entitlement.objects.values_list("end_reason", flat=True)) <= {"suspended"}
+    assert Entitlement.objects.count() == len(placed)
+    assert account_for(firm=firm, kind="escrow", currency="CNY").balance == D("0.00")
+    assert account_for(firm=firm, kind="cash", currency="CNY").balance == D("10000.00")
 
 
 # --- (f) two entries in one transaction ---------------------------------------------------------------------------
