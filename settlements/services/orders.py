@@ -435,7 +435,8 @@ def _release(order: Order, clearance: Any, *, actor: User | None) -> Order:
     if plan["kind"] != PricePlan.Kind.ONE_OFF and timezone.localdate(order.created_at) != today:
         # Released later than placed (held by compliance): the first period starts now, not when it was placed, so
         # that the buyer does not pay for the days it waited.
-        order.charges.filter(status=Charge.Status.HELD, sequence=1).exclude(kind=Charge.Kind.PURCHASE).update(
+        first = Q(kind=Charge.Kind.PERIOD, sequence=1) | Q(kind=Charge.Kind.USAGE_BUDGET)
+        order.charges.filter(first, status=Charge.Status.HELD).update(
             period_start=today, period_end=period_end(today, plan["period"])
         )
     # The order's right to the data starts with the release; the release's audit row records it.

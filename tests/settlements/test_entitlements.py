@@ -511,3 +511,30 @@ def test_a_subscription_held_past_its_first_period_is_released_with_a_full_perio
     # the first period runs from the release, not from the order: 20 February to 19 March
     assert order.entitlement.ends_at == datetime(2027, 3, 20, tzinfo=SHANGHAI)
     assert list(order.charges.values_list("period_start", "period_end")) == [(date(2027, 2, 20), date(2027, 3, 19))]
+
+
+@time_machine.travel(datetime(2027, 1, 5, 10, 0, tzinfo=SHANGHAI), tick=False)
+def test_a_metered_plan_held_then_released_moves_its_budget_period_too(
+    provider, reviewer, international, clerk, officer
+):
+    product = with_pi(listed_product(provider, reviewer), 150_000)
+    Revision.objects.filter(pk=product.listed_revision_id).update(delivery_modes=["file", "api"])
+    fund(international, clerk)
+    plan = PricePlanFactory(
+        product=product, kind="metered", period="month", currency="CNY", amount=D("10"), included_calls=100,
+        unit_price=D("0.01"),
+    )  # fmt: skip
+    order = place(international, product, plan, usage_budget=D("20.00"), delivery_mode="api")
+    assert order.status == "compliance_hold"
+    with time_machine.travel(datetime(2027, 1, 9, 10, 0, tzinfo=SHANGHAI), tick=False):
+        for kind in (EvidenceKind.STANDARD_CONTRACT, EvidenceKind.PIPIA_REPORT, EvidenceKind.CONSENT_RECORD):
+            filing(
+                provider, kind, accepted_by=officer, receipt_reference="SH-2026-1", receipt_filed_on=date(2026, 1, 9)
+            )
+        outbox_relay()
+    order.refresh_from_db()
+    assert order.status == "released"
+    assert set(order.charges.values_list("kind", "period_start", "period_end")) == {
+        ("period", date(2027, 1, 9), date(2027, 2, 8)),
+        ("usage_budget", date(2027, 1, 9), date(2027, 2, 8)),
+    }
