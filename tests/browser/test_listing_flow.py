@@ -14,6 +14,7 @@ from django.utils import timezone
 from exchange import roles
 from tests.browser.pages import logged_in_page
 from tests.factories import (
+    DATASET_CSV,
     SAMPLE_CSV,
     MemberFirmFactory,
     UserFactory,
@@ -54,6 +55,8 @@ def test_provider_submits_reviewer_approves_buyer_finds_it_in_chinese(
 
     sample = tmp_path / "sample.csv"
     sample.write_bytes(SAMPLE_CSV)
+    dataset = tmp_path / "reefer-flows.csv"
+    dataset.write_bytes(DATASET_CSV)
     base = live_server.url
     with launch_browser() as browser:
         # --- the provider creates, completes and submits the product in the portal ------------------------
@@ -82,6 +85,11 @@ def test_provider_submits_reviewer_approves_buyer_finds_it_in_chinese(
         page.set_input_files("input[name=sample]", str(sample))
         page.get_by_role("button", name="Upload the sample").click()
         expect(page.locator("main")).to_contain_text("The sample is checked against the dictionary")
+
+        # file delivery hands over the data itself: the dataset, checked (at once here: no task queue)
+        page.set_input_files("input[name=dataset]", str(dataset))
+        page.get_by_role("button", name="Upload the dataset").click()
+        expect(page.locator("#dataset .dataset-status")).to_contain_text("Valid")
 
         plan = page.locator("form.plan-form")
         plan.locator("[name=name_en]").fill("Annual")
