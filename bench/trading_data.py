@@ -56,6 +56,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from django.core.files.base import ContentFile  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.db.models import Count, F  # noqa: E402
 from django.utils import timezone  # noqa: E402
@@ -178,6 +179,10 @@ def provider_create(n: int, superuser: User, reviewer: User, officer: User) -> d
                        "onward_transfer": False, "resale": False},
     )  # fmt: skip
     listing_services.revision_set_sample(product=product, actor=user, name="sample.csv", content=SAMPLE)
+    # File and API delivery need the dataset itself, checked (the task runs after the upload's commit; called again
+    # here in case it has not, it does nothing when it has).
+    dataset = listing_services.dataset_upload(product=product, actor=user, name="data.csv", file=ContentFile(SAMPLE))
+    listing_services.dataset_validate(dataset_id=dataset.pk)
     plan = listing_services.plan_create(
         product=product, actor=user, name_en="One report", name_zh="单份报告", kind=PricePlan.Kind.ONE_OFF,
         period="", currency="CNY", amount=PRICE,
