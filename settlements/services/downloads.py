@@ -71,12 +71,16 @@ def _deliverable(entitlement: Entitlement) -> Dataset:
     return dataset
 
 
-def download_link(*, entitlement: Entitlement, user: User) -> DownloadLink:
-    """A new signed link to the entitlement's file, for a member of its buyer firm (any role: reading the data is
-    what every member of the firm bought it for)."""
+def _require_buyer_member(user: User, entitlement: Entitlement) -> None:
     membership = user_membership(user)
     if membership is None or membership.firm_id != entitlement.buyer_firm_id:
         raise NotAllowed(_("Only members of the buyer firm download what it bought."))
+
+
+def download_link(*, entitlement: Entitlement, user: User) -> DownloadLink:
+    """A new signed link to the entitlement's file, for a member of its buyer firm (any role: reading the data is
+    what every member of the firm bought it for)."""
+    _require_buyer_member(user, entitlement)
     dataset = _deliverable(entitlement)
     token = signing.dumps({"e": entitlement.pk, "u": user.pk}, salt=SALT, compress=True)
     expires_at = timezone.now() + timedelta(seconds=settings.SETTLEMENT_DOWNLOAD_LINK_SECONDS)
@@ -114,10 +118,7 @@ def download_open(*, token: str) -> Opened:
         raise ApplicationError(
             _("This is no download link of the exchange."), code="link_invalid", status_code=404
         ) from None
-    membership = user_membership(user)
-    if membership is None or membership.firm_id != entitlement.buyer_firm_id:
-        # The person left the firm since the link was made.
-        raise NotAllowed(_("Only members of the buyer firm download what it bought."))
+    _require_buyer_member(user, entitlement)  # the person may have left the firm since the link was made
     return Opened(entitlement=entitlement, user=user, dataset=_deliverable(entitlement))
 
 

@@ -37,6 +37,15 @@ def product(provider, reviewer):
     return listed_product(provider, reviewer)
 
 
+def file_all_evidence(provider, officer) -> list:
+    """What an export of 150,000 people's data needs on file, accepted: the contract (with its receipt), the PIPIA
+    report and the consent record."""
+    return [
+        filing(provider, kind, accepted_by=officer, receipt_reference="SH-2026-1", receipt_filed_on=date(2026, 1, 9))
+        for kind in (EvidenceKind.STANDARD_CONTRACT, EvidenceKind.PIPIA_REPORT, EvidenceKind.CONSENT_RECORD)
+    ]
+
+
 def balance_of(user, kind="cash") -> Decimal:
     from settlements.services.ledger import account_for
 
@@ -110,10 +119,7 @@ class TestStart:
         fund(international, clerk)
         order = place(international, product, one_off(product))
         assert order.status == "compliance_hold" and not Entitlement.objects.exists()
-        for kind in (EvidenceKind.STANDARD_CONTRACT, EvidenceKind.PIPIA_REPORT, EvidenceKind.CONSENT_RECORD):
-            filing(
-                provider, kind, accepted_by=officer, receipt_reference="SH-2026-1", receipt_filed_on=date(2026, 1, 9)
-            )
+        file_all_evidence(provider, officer)
         outbox_relay()
         order.refresh_from_db()
         assert order.status == "released" and order.entitlement.starts_at == order.released_at
@@ -186,12 +192,7 @@ class TestEnd:
 
     def test_a_revoked_filing_ends_the_exports_it_supported(self, provider, reviewer, international, clerk, officer):
         product = with_pi(listed_product(provider, reviewer), 150_000)
-        files = [
-            filing(
-                provider, kind, accepted_by=officer, receipt_reference="SH-2026-1", receipt_filed_on=date(2026, 1, 9)
-            )
-            for kind in (EvidenceKind.STANDARD_CONTRACT, EvidenceKind.PIPIA_REPORT, EvidenceKind.CONSENT_RECORD)
-        ]
+        files = file_all_evidence(provider, officer)
         fund(international, clerk)
         order = place(international, product, one_off(product))
         assert order.status == "released"
@@ -464,10 +465,7 @@ def test_a_filing_change_leaves_a_product_off_the_market_to_its_own_event(
     provider, reviewer, international, clerk, officer
 ):
     product = with_pi(listed_product(provider, reviewer), 150_000)
-    files = [
-        filing(provider, kind, accepted_by=officer, receipt_reference="SH-2026-1", receipt_filed_on=date(2026, 1, 9))
-        for kind in (EvidenceKind.STANDARD_CONTRACT, EvidenceKind.PIPIA_REPORT, EvidenceKind.CONSENT_RECORD)
-    ]
+    files = file_all_evidence(provider, officer)
     fund(international, clerk)
     order = place(international, product, one_off(product))
     product.listing_status = "suspended"
@@ -482,8 +480,7 @@ def test_a_filing_change_leaves_a_product_off_the_market_to_its_own_event(
 def test_a_filing_change_ends_what_the_gate_can_no_longer_decide(provider, reviewer, international, clerk, officer):
     # the listed revision no longer offers file delivery: fail closed
     product = with_pi(listed_product(provider, reviewer), 150_000)
-    for kind in (EvidenceKind.STANDARD_CONTRACT, EvidenceKind.PIPIA_REPORT, EvidenceKind.CONSENT_RECORD):
-        filing(provider, kind, accepted_by=officer, receipt_reference="SH-2026-1", receipt_filed_on=date(2026, 1, 9))
+    file_all_evidence(provider, officer)
     fund(international, clerk)
     order = place(international, product, one_off(product))
     Revision.objects.filter(pk=product.listed_revision_id).update(delivery_modes=["sandbox"])
@@ -501,10 +498,7 @@ def test_a_subscription_held_past_its_first_period_is_released_with_a_full_perio
     order = place(international, product, plan)
     assert order.status == "compliance_hold"
     with time_machine.travel(datetime(2027, 2, 20, 10, 0, tzinfo=SHANGHAI), tick=False):
-        for kind in (EvidenceKind.STANDARD_CONTRACT, EvidenceKind.PIPIA_REPORT, EvidenceKind.CONSENT_RECORD):
-            filing(
-                provider, kind, accepted_by=officer, receipt_reference="SH-2026-1", receipt_filed_on=date(2026, 1, 9)
-            )
+        file_all_evidence(provider, officer)
         outbox_relay()
     order.refresh_from_db()
     assert order.status == "released"
@@ -527,10 +521,7 @@ def test_a_metered_plan_held_then_released_moves_its_budget_period_too(
     order = place(international, product, plan, usage_budget=D("20.00"), delivery_mode="api")
     assert order.status == "compliance_hold"
     with time_machine.travel(datetime(2027, 1, 9, 10, 0, tzinfo=SHANGHAI), tick=False):
-        for kind in (EvidenceKind.STANDARD_CONTRACT, EvidenceKind.PIPIA_REPORT, EvidenceKind.CONSENT_RECORD):
-            filing(
-                provider, kind, accepted_by=officer, receipt_reference="SH-2026-1", receipt_filed_on=date(2026, 1, 9)
-            )
+        file_all_evidence(provider, officer)
         outbox_relay()
     order.refresh_from_db()
     assert order.status == "released"
