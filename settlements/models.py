@@ -696,7 +696,10 @@ class Entitlement(models.Model):
     )
     status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.ACTIVE)
     grace_until = models.DateTimeField(
-        _("renewal possible until"), null=True, blank=True, help_text=_("A lapsed subscription: paid by then, it renews.")
+        _("renewal possible until"),
+        null=True,
+        blank=True,
+        help_text=_("A lapsed subscription: paid by then, it renews."),
     )
     ended_at = models.DateTimeField(_("ended at"), null=True, blank=True)
     end_reason = models.CharField(_("why it ended"), max_length=16, choices=EndReason.choices, blank=True)
@@ -779,3 +782,146 @@ class Download(models.Model):
 
     def __str__(self) -> str:
         return f"{self.entitlement} · {self.file_name}"
+
+
+class DataCredential(models.Model):
+    """An entitlement's own key to its data: the data gateway's rows and the sandbox's queries take it as
+    `Authorization: Data-Key dxd_<prefix>_<secret>`. Separate from the firm's management API keys (it opens this
+    entitlement's data and nothing else), shown once and stored as its SHA-256, revocable; making a new one revokes
+    the one before (at most one works at a time)."""
+
+    entitlement = models.ForeignKey(
+        Entitlement, on_delete=models.PROTECT, related_name="credentials", verbose_name=_("entitlement")
+    )
+    prefix = models.CharField(_("prefix"), max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("made by")
+    )
+    created_at = models.DateTimeField(_("made at"), default=timezone.now)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("revoked by"),
+    )
+    # Recorded by the meter's checkpoints, not by each call.
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("data credential")
+        verbose_name_plural = _("data credentials")
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["entitlement"], condition=Q(revoked_at__isnull=True), name="data_credential_one_live"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"dxd_{self.prefix}_…"
+
+    @property
+    def is_live(self) -> bool:
+        return self.revoked_at is None
+
+
+class Usage(models.Model):
+    """The calls made under an entitlement in one period (the data gateway's pages and the sandbox's queries):
+    the included ones, then the plan's unit price, up to `call_limit` (what the usage budget held in escrow pays,
+    fees included; empty: no limit). `calls` is the meter's checkpoint: calls are counted in the shared cache and
+    written here in batches (settlements.services.metering), never a write per call. At the period's end the
+    usage is charged from the budget (`charge`), once."""
+
+    entitlement = models.ForeignKey(
+        Entitlement, on_delete=models.PROTECT, related_name="usage", verbose_name=_("entitlement")
+    )
+    period_start = models.DateField(_("period from"))
+    period_end = models.DateField(_("period to"), null=True, blank=True, help_text=_("Empty: the licence has no end."))
+    calls_included = models.PositiveBigIntegerField(_("calls included"), null=True, blank=True)
+    unit_price = models.DecimalField(
+        _("price per call beyond those included"), max_digits=14, decimal_places=6, null=True, blank=True
+    )
+    call_limit = models.PositiveBigIntegerField(_("most calls"), null=True, blank=True, help_text=_("Empty: no limit."))
+    calls = models.PositiveBigIntegerField(_("calls"), default=0)
+    checkpointed_at = models.DateTimeField(_("counted at"), null=True, blank=True)
+    charge = models.OneToOneField(
+        Charge,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="usage",
+        verbose_name=_("usage budget charged"),
+    )
+    charged = models.DecimalField(_("usage charged"), max_digits=18, decimal_places=2, null=True, blank=True)
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("usage")
+        verbose_name_plural = _("usage")
+        ordering = ["entitlement", "-period_start"]
+        constraints = [
+            models.UniqueConstraint(fields=["entitlement", "period_start"], name="usage_entitlement_period"),
+            models.CheckConstraint(
+                condition=Q(period_end__isnull=True) | Q(period_end__gte=F("period_start")), name="usage_period_order"
+            ),
+            models.CheckConstraint(
+                condition=Q(call_limit__isnull=True) | Q(calls__lte=F("call_limit")), name="usage_within_limit"
+            ),
+        ]
+        indexes = [models.Index(fields=["closed_at", "period_end"], name="usage_open_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.entitlement} · {self.period_start}"
+
+    @property
+    def calls_billable(self) -> int:
+        return max(0, self.calls - (self.calls_included or 0))
+
+
+class SandboxQuery(models.Model):
+    """One aggregate query run in the sandbox under an entitlement, as it was asked, with what it answered: how
+    many rows went out and how many were suppressed (too few individuals), or why it was refused. Append-only."""
+
+    class Outcome(models.TextChoices):
+        ANSWERED = "answered", _("Answered")
+        REFUSED = "refused", _("Refused")
+
+    entitlement = models.ForeignKey(
+        Entitlement, on_delete=models.PROTECT, related_name="queries", verbose_name=_("entitlement")
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("asked by"),
+    )
+    credential = models.ForeignKey(
+        DataCredential,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("through the credential"),
+    )
+    query = models.JSONField(_("query"))
+    outcome = models.CharField(_("outcome"), max_length=10, choices=Outcome.choices)
+    error_code = models.CharField(_("why refused"), max_length=40, blank=True)
+    rows_out = models.PositiveIntegerField(_("rows answered"), default=0)
+    rows_suppressed = models.PositiveIntegerField(_("rows suppressed"), default=0)
+    duration_ms = models.PositiveIntegerField(_("time (ms)"), default=0)
+    created_at = models.DateTimeField(_("asked at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("sandbox query")
+        verbose_name_plural = _("sandbox queries")
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["entitlement", "-created_at"], name="sandbox_query_entitlement_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.entitlement} · {self.created_at:%Y-%m-%d %H:%M}"
