@@ -480,6 +480,8 @@ LISTING_SAMPLE_PREVIEW_ROWS = 10
 # (the rest are counted).
 LISTING_DATASET_MAX_BYTES = env_int("LISTING_DATASET_MAX_BYTES", 2 * 1024 * 1024 * 1024)
 LISTING_DATASET_ERRORS_KEPT = 20
+# Where columnar copies are kept locally for querying when the storage has no local paths (an object store).
+LISTING_DATASET_CACHE_DIR = os.environ.get("LISTING_DATASET_CACHE_DIR", str(VAR_DIR / "dataset-cache"))
 # A check's progress is written at most this often (bytes read), or after this many seconds that moved it at all;
 # a check that has recorded none for LISTING_DATASET_STALE_SECONDS (a worker that died) may be taken up again, and
 # `listings.sweep_stale_datasets` re-queues it, as it does a check still waiting LISTING_DATASET_PENDING_SECONDS

@@ -554,3 +554,32 @@ def check_and_convert(
         report.bytes_read = stream.count
         report.sha256 = stream.digest.hexdigest()
     return report
+
+
+def columnar_local_path(dataset: Dataset) -> str:
+    """A local path of a valid dataset's columnar copy, for DuckDB to query (the data gateway, the sandbox): the
+    storage's own path where it has one (the file system); else a copy kept in LISTING_DATASET_CACHE_DIR, named by
+    the stored file's name (which never changes: a new upload is a new name), fetched once through the storage API
+    and moved into place whole, so that a reader never sees half a file."""
+    name = dataset.columnar.name
+    if not name:
+        raise FileNotFoundError("The dataset has no columnar copy.")
+    storage = dataset.columnar.storage
+    try:
+        return storage.path(name)
+    except NotImplementedError:
+        pass
+    cache_dir = settings.LISTING_DATASET_CACHE_DIR
+    os.makedirs(cache_dir, exist_ok=True)
+    local = os.path.join(cache_dir, hashlib.sha256(name.encode("utf-8")).hexdigest() + ".parquet")
+    if os.path.exists(local):
+        return local
+    with storage.open(name, "rb") as source, tempfile.NamedTemporaryFile(dir=cache_dir, delete=False) as copy:
+        try:
+            while chunk := source.read(CHUNK_BYTES):
+                copy.write(chunk)
+        except BaseException:
+            os.unlink(copy.name)
+            raise
+    os.replace(copy.name, local)
+    return local
