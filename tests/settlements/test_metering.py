@@ -17,6 +17,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from exchange.exceptions import ApplicationError
+from exchange.outbox import outbox_relay
 from listings.models import Revision
 from settlements.models import Charge, FeeSchedule, Usage
 from settlements.services import metering, orders
@@ -284,3 +285,50 @@ def test_every_charge_of_a_metered_order_is_accounted_for(product, international
     budget = Charge.objects.get(order=order, kind="usage_budget")
     assert budget.refunded + budget.provider_net + budget.fee_collected == budget.total
     assert budget.provider_net + budget.fee_collected == D("10.00")  # the whole budget: 20 calls at 0.50
+
+
+class TestMeteredRenewals:
+    @time_machine.travel(datetime(2027, 1, 10, 9, 0, tzinfo=SHANGHAI), tick=False)
+    def test_each_period_holds_its_base_fee_and_a_new_budget_and_is_charged_on_its_own(
+        self, product, provider, international, clerk
+    ):
+        fund(international, clerk, "1000.00")
+        order = metered_order(product, international, budget="10.00")
+        entitlement = order.entitlement
+        assert entitlement.renews and entitlement.follows_revisions
+        orders.order_confirm_delivery(order=order, actor=provider)
+        orders.order_accept(order=order, actor=international)
+        outbox_relay()  # settles the first period
+        calls(entitlement, 14)  # 4 beyond the included: 2.00
+        with time_machine.travel(datetime(2027, 2, 10, 0, 10, tzinfo=SHANGHAI), tick=False):
+            # run twice: the second run finds the period paid
+            assert orders.subscriptions_renew_due() == [entitlement.pk]
+            assert orders.subscriptions_renew_due() == []
+            entitlement.refresh_from_db()
+            assert entitlement.ends_at == datetime(2027, 3, 10, tzinfo=SHANGHAI)
+            held = order.charges.filter(status="held").order_by("kind", "sequence")
+            assert [(c.kind, c.sequence, c.period_start, c.total) for c in held] == [
+                ("period", 2, date(2027, 2, 10), D("100.00")),
+                ("usage_budget", 1, date(2027, 1, 10), D("10.00")),
+                ("usage_budget", 2, date(2027, 2, 10), D("10.00")),
+            ]
+            calls(entitlement, 11)  # the new period: its own 10 included, then 0.50
+            assert orders.usage_budgets_close_due() == [held[1].pk]
+            assert balance(international) == D("1000.00") - 200 - 10 - D("2.00")
+        with time_machine.travel(datetime(2027, 3, 11, 9, 0, tzinfo=SHANGHAI), tick=False):
+            assert orders.usage_budgets_close_due() == [held[2].pk]
+            assert list(Usage.objects.filter(entitlement=entitlement).values_list("calls", "charged")) == [
+                (11, D("0.50")),
+                (14, D("2.00")),
+            ]
+
+    @time_machine.travel(datetime(2027, 1, 10, 9, 0, tzinfo=SHANGHAI), tick=False)
+    def test_short_of_the_base_fee_and_the_budget_it_lapses(self, product, provider, international, clerk):
+        fund(international, clerk, "205.00")  # the first period (100 + 10), then 95: not the next 110
+        order = metered_order(product, international, budget="10.00")
+        orders.order_confirm_delivery(order=order, actor=provider)
+        with time_machine.travel(datetime(2027, 2, 10, 0, 10, tzinfo=SHANGHAI), tick=False):
+            orders.subscriptions_renew_due()
+            order.entitlement.refresh_from_db()
+            assert order.entitlement.status == "lapsed"
+            assert order.events.get(kind="renewal_unpaid").data["needed"] == "110.00"
