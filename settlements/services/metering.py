@@ -154,8 +154,18 @@ def usage_current(entitlement: Entitlement, *, now: datetime | None = None) -> U
     """The entitlement's usage row for the period `now` falls in, made on its first call (with the period's terms,
     fixed from then on: the included calls, the unit price, the limit the budget pays)."""
     now = now or timezone.now()
+    today = _local_day(now)
+    # The hot path: the period's row exists (one indexed read).
+    current = (
+        Usage.objects.filter(entitlement_id=entitlement.pk, period_start__lte=today)
+        .filter(Q(period_end__isnull=True) | Q(period_end__gte=today))
+        .order_by("-period_start")
+        .first()
+    )
+    if current is not None:
+        return current
     order = Order.objects.select_related("board").get(pk=entitlement.order_id)
-    start, end, budget = _period(entitlement, order, _local_day(now))
+    start, end, budget = _period(entitlement, order, today)
     usage = Usage.objects.filter(entitlement_id=entitlement.pk, period_start=start).first()
     if usage is not None:
         return usage
