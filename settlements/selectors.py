@@ -30,6 +30,7 @@ from .models import (
     AccessRequest,
     Account,
     Charge,
+    DataCredential,
     Deposit,
     Entitlement,
     FeeSchedule,
@@ -38,6 +39,7 @@ from .models import (
     Order,
     OrderEvent,
     Posting,
+    Usage,
     Withdrawal,
 )
 
@@ -790,6 +792,39 @@ def entitlement_usable(entitlement: Entitlement, *, now: Any = None) -> bool:
     suspension or delisting ends it through the outbox; this answers at once, before the relay has run)."""
     now = now or timezone.now()
     return entitlement.usable_at(now) and entitlement.product.listing_status == ListingStatus.LISTED
+
+
+# --- Data credentials and usage (API delivery) ----------------------------------------------------------------------
+
+
+def data_credential_for_gateway(*, prefix: str) -> DataCredential | None:
+    """The credential of `prefix` with all the data gateway asks of each call, in one query: its entitlement, the
+    entitlement's order (delivered by its first call) and product (listed? which revision is listed?)."""
+    return (
+        DataCredential.objects.select_related("entitlement__product", "entitlement__order")
+        .filter(prefix=prefix)
+        .first()
+    )
+
+
+def data_credential_live(*, entitlement: Entitlement) -> DataCredential | None:
+    """The entitlement's credential that works, if any (at most one does)."""
+    return (
+        DataCredential.objects.filter(entitlement=entitlement, revoked_at__isnull=True)
+        .select_related("created_by")
+        .first()
+    )
+
+
+def data_credentials_live(*, entitlement_ids: list[int]) -> dict[int, DataCredential]:
+    """Per entitlement of `entitlement_ids`, its credential that works (one query for a page of entitlements)."""
+    live = DataCredential.objects.filter(entitlement_id__in=entitlement_ids, revoked_at__isnull=True)
+    return {credential.entitlement_id: credential for credential in live}
+
+
+def usage_list_for_entitlement(*, entitlement: Entitlement) -> QuerySet[Usage]:
+    """The entitlement's usage periods, the latest first."""
+    return Usage.objects.filter(entitlement=entitlement).order_by("-period_start", "-id")
 
 
 def access_request_list_for_firm(
