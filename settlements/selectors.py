@@ -822,6 +822,16 @@ def data_credentials_live(*, entitlement_ids: list[int]) -> dict[int, DataCreden
     return {credential.entitlement_id: credential for credential in live}
 
 
+def usage_open_for_entitlements(*, entitlement_ids: list[int]) -> dict[int, Usage]:
+    """Per entitlement of `entitlement_ids`, its latest period not closed (the meter's current one), in one query."""
+    found: dict[int, Usage] = {}
+    for usage in Usage.objects.filter(entitlement_id__in=entitlement_ids, closed_at__isnull=True).order_by(
+        "entitlement_id", "-period_start"
+    ):
+        found.setdefault(usage.entitlement_id, usage)
+    return found
+
+
 def usage_list_for_entitlement(*, entitlement: Entitlement) -> QuerySet[Usage]:
     """The entitlement's usage periods, the latest first."""
     return Usage.objects.filter(entitlement=entitlement).order_by("-period_start", "-id")

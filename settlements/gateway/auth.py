@@ -47,7 +47,10 @@ def _refused(message: Any, code: str) -> exceptions.AuthenticationFailed:
 
 class DataKeyAuthentication(BaseAuthentication):
     def authenticate(self, request: Any) -> tuple[CredentialHolder, DataCredential] | None:
-        parts = get_authorization_header(request).split()
+        try:
+            parts = get_authorization_header(request).split()
+        except UnicodeEncodeError:  # not latin-1: no header a server hands over, but refused all the same
+            raise _refused(_("Invalid data credential."), "invalid_data_key") from None
         if not parts or parts[0].lower() != KEYWORD.lower().encode():
             return None  # no credential: the permission answers 401 not_authenticated
         if len(parts) != 2:

@@ -194,7 +194,9 @@ def _columns(params: Any, fields: dict[str, Field]) -> tuple[Field, ...]:
     unknown = [n for n in names if n not in fields]
     if unknown:
         raise refuse(
-            "unknown_field", "columns", _("No such field in the data dictionary: %(names)s.") % {"names": ", ".join(unknown)[:200]}
+            "unknown_field",
+            "columns",
+            _("No such field in the data dictionary: %(names)s.") % {"names": ", ".join(unknown)[:200]},
         )
     return tuple(fields[n] for n in dict.fromkeys(names))
 
@@ -204,7 +206,9 @@ def _ordering(params: Any, fields: dict[str, Field]) -> tuple[Order, ...]:
         return ()
     names = [n.strip() for n in _one(params, "order_by").split(",")]
     if not all(names):
-        raise refuse("invalid_order", "order_by", _("Name fields to order by, separated by commas (-name: descending)."))
+        raise refuse(
+            "invalid_order", "order_by", _("Name fields to order by, separated by commas (-name: descending).")
+        )
     if len(names) > MAX_ORDER_FIELDS:
         raise refuse("invalid_order", "order_by", _("Order by at most %(n)d fields.") % {"n": MAX_ORDER_FIELDS})
     ordering: list[Order] = []
@@ -278,7 +282,9 @@ def parse(params: Any, dictionary: Sequence[Mapping[str, Any]]) -> Query:
         raise refuse("invalid_filter", names[MAX_FILTERS], _("At most %(n)d filters.") % {"n": MAX_FILTERS})
     filters = tuple(_filter(name, params.getlist(name), fields) for name in names)
     shape = [
-        sorted([f.field.name, f.op, [to_json(v) for v in f.value] if f.op == "in" else to_json(f.value)] for f in filters),
+        sorted(
+            [f.field.name, f.op, [to_json(v) for v in f.value] if f.op == "in" else to_json(f.value)] for f in filters
+        ),
         [[o.field.name, o.descending] for o in ordering],
     ]
     fingerprint = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:24]
@@ -313,7 +319,9 @@ def with_cursor(query: Query, params: Any, *, entitlement_id: int, dataset_id: i
         raise invalid
     if data.get("d") != dataset_id:
         raise ApplicationError(
-            _("The dataset changed since this cursor was made (a newer revision is listed): start from the first page."),
+            _(
+                "The dataset changed since this cursor was made (a newer revision is listed): start from the first page."
+            ),
             code="cursor_stale",
             status_code=409,
             details={"cursor": [_("The dataset changed: start again without a cursor.")]},
@@ -376,8 +384,9 @@ def sql_of(query: Query, path: str) -> tuple[str, list[Any]]:
     if query.after is not None:
         conditions.append(_keyset(query, params))
     ordering = [f"{quote(o.field.name)} {'DESC' if o.descending else 'ASC'} NULLS LAST" for o in query.ordering]
+    # Only the dictionary's names (quoted), the operators' SQL and placeholders: every value is a parameter.
     sql = (
-        f"SELECT {', '.join(quote(n) for n in selected)}, {ROW} "
+        f"SELECT {', '.join(quote(n) for n in selected)}, {ROW} "  # noqa: S608
         f"FROM read_parquet(?, file_row_number = true)"
         + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
         + f" ORDER BY {', '.join([*ordering, f'{ROW} ASC'])} LIMIT ?"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 from django.utils.translation import gettext as _
@@ -83,7 +83,7 @@ class GatewayApi(APIView):
 
 def _entitlement_for(request: Request, pk: int) -> tuple[DataCredential, Entitlement, Dataset]:
     """The credential's entitlement, if it is the one asked for and usable by API now, and the dataset it delivers."""
-    credential: DataCredential = request.auth
+    credential = cast(DataCredential, request.auth)
     if credential.entitlement_id != pk:
         # Another entitlement (the buyer's own or not): its existence is not the credential's to know.
         raise ApplicationError(
@@ -140,7 +140,8 @@ class SchemaOutputSerializer(serializers.Serializer):
     reference = serializers.CharField(help_text="The entitlement as people quote it, e.g. `E-00000012`.")
     product = serializers.IntegerField()
     dataset = DatasetOutputSerializer()
-    fields = FieldOutputSerializer(many=True, help_text="The data dictionary, in the dataset's column order.")
+    # A declared field named `fields`: DRF's metaclass takes it from the class, so it shadows nothing at run time.
+    fields = FieldOutputSerializer(many=True, help_text="The data dictionary, in the dataset's column order.")  # type: ignore[assignment]
 
 
 ENTITLEMENT_PARAMETER = OpenApiParameter(
@@ -158,9 +159,7 @@ E409 = (
     "provider's dataset is not available)."
 )
 E406 = "`not_acceptable`: an `Accept` header that asks for neither JSON nor (for rows) CSV."
-E429 = (
-    "`throttled`: more calls per minute than a credential may make (`Retry-After`, `details.retry_after_seconds`)."
-)
+E429 = "`throttled`: more calls per minute than a credential may make (`Retry-After`, `details.retry_after_seconds`)."
 
 
 def _common_errors(descriptions: dict[int, str] | None = None, *extra: int) -> dict[int, Any]:
@@ -212,11 +211,11 @@ class DictionaryApi(GatewayApi):
 
 class RowsOutputSerializer(serializers.Serializer):
     revision = serializers.IntegerField(help_text="The revision whose dataset answered.")
-    fields = serializers.ListField(child=serializers.CharField(), help_text="The fields answered, in order.")
+    fields = serializers.ListField(child=serializers.CharField(), help_text="The fields answered, in order.")  # type: ignore[assignment]  # as above
     rows = serializers.ListField(
         child=serializers.DictField(child=serializers.JSONField(allow_null=True)),
         help_text="One object per row, a member per field answered. Values by the field's type: `string`, `country`, "
-        "`currency` as strings; `integer` as numbers; `decimal` as strings (exact, e.g. \"1250000.5\"); `boolean` "
+        '`currency` as strings; `integer` as numbers; `decimal` as strings (exact, e.g. "1250000.5"); `boolean` '
         "as true/false; `date` as YYYY-MM-DD; `datetime` as ISO 8601 with its offset (Asia/Shanghai); null where "
         "the dataset has no value.",
     )
@@ -357,7 +356,12 @@ class RowsApi(GatewayApi):
         if request.accepted_renderer.format == "csv":
             data: dict[str, Any] = {"fields": fields, "csv_rows": _rows_as_csv(page)}
         else:
-            data = {"revision": dataset.revision.number, "fields": fields, "rows": _rows_as_json(page), "next": next_url}
+            data = {
+                "revision": dataset.revision.number,
+                "fields": fields,
+                "rows": _rows_as_json(page),
+                "next": next_url,
+            }
         response = Response(data)
         if next_url:
             response["Link"] = f'<{next_url}>; rel="next"'

@@ -14,7 +14,7 @@ import io
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -25,8 +25,16 @@ from listings import services as listing_services
 from listings.models import Dataset, Revision
 from settlements.models import DataCredential, Order
 from settlements.services import credentials
-from tests.factories import MemberFirmFactory, admit, api_client_for, api_error, listed_product, login_as, member
-from tests.factories import valid_dataset
+from tests.factories import (
+    MemberFirmFactory,
+    admit,
+    api_client_for,
+    api_error,
+    listed_product,
+    login_as,
+    member,
+    valid_dataset,
+)
 from tests.settlements.factories import fund
 from tests.settlements.test_orders import one_off, place
 
@@ -216,7 +224,16 @@ class TestRows:
 
     @pytest.mark.parametrize(
         "order_by",
-        ["qty", "-qty", "price,code", "-price,-code", "code,-day", "active,country,-at", "-limit,qty", "ccy,limit,-price"],
+        [
+            "qty",
+            "-qty",
+            "price,code",
+            "-price,-code",
+            "code,-day",
+            "active,country,-at",
+            "-limit,qty",
+            "ccy,limit,-price",
+        ],
     )
     def test_ordered_pages_with_ties_and_nulls_give_every_row_once_in_order(self, entitlement, key, order_by):
         rows, _pages = walk(gateway(key), entitlement, order_by=order_by, limit=9)
@@ -243,3 +260,422 @@ class TestRows:
             assert lines[1] == ",,,true,2026-01-01T08:00:00+08:00"
             assert lines[2] == "C1,-99,1.25,false,2026-01-01T13:00:00+08:00"
             assert response["Link"].startswith("<http://testserver/data/v1/") and 'rel="next"' in response["Link"]
+
+
+def where(test) -> list[dict[str, Any]]:
+    return [r for r in EXPECTED if test(r)]
+
+
+AT = datetime(2026, 1, 20, 8, tzinfo=SHANGHAI)
+FILTERS = [
+    # (parameters, Python's reading of them)
+    ({"code": "C3"}, lambda r: r["code"] == "C3"),
+    ({"code__in": "C1,C2"}, lambda r: r["code"] in ("C1", "C2")),
+    ({"code__gte": "C5"}, lambda r: r["code"] is not None and r["code"] >= "C5"),
+    ({"code__isnull": "true"}, lambda r: r["code"] is None),
+    ({"qty": "-7"}, lambda r: r["qty"] == -7),
+    ({"qty__gt": "100"}, lambda r: r["qty"] is not None and r["qty"] > 100),
+    ({"qty__gte": "100", "qty__lt": "120"}, lambda r: r["qty"] is not None and 100 <= r["qty"] < 120),
+    ({"qty__lte": "-95"}, lambda r: r["qty"] is not None and r["qty"] <= -95),
+    ({"qty__in": ["1", "2,3", "+4"]}, lambda r: r["qty"] in (1, 2, 3, 4)),
+    ({"qty__isnull": "false", "qty__lt": "-90"}, lambda r: r["qty"] is not None and r["qty"] < -90),
+    ({"price": "2.5"}, lambda r: r["price"] == D("2.5")),
+    ({"price__gt": "300.00"}, lambda r: r["price"] is not None and r["price"] > 300),
+    ({"price__lte": "1.25"}, lambda r: r["price"] is not None and r["price"] <= D("1.25")),
+    ({"price__in": "1.25,2.50,9999"}, lambda r: r["price"] in (D("1.25"), D("2.5"))),
+    ({"price__isnull": "1"}, lambda r: r["price"] is None),
+    ({"active": "true"}, lambda r: r["active"]),
+    ({"active": "No"}, lambda r: not r["active"]),
+    ({"day": "2026-01-05"}, lambda r: r["day"] == date(2026, 1, 5)),
+    ({"day__gte": "2026-02-01", "day__lte": "2026-02-03"}, lambda r: date(2026, 2, 1) <= r["day"] <= date(2026, 2, 3)),
+    ({"day__in": "2026-01-01,2026-01-02"}, lambda r: r["day"] in (date(2026, 1, 1), date(2026, 1, 2))),
+    ({"at__lt": "2026-01-20T08:00:00"}, lambda r: r["at"] < AT),  # no offset: Asia/Shanghai
+    ({"at__gte": "2026-01-20T00:00:00Z"}, lambda r: r["at"] >= AT),  # the same instant in UTC
+    ({"at": "2026-01-01T13:00:00+08:00"}, lambda r: r["at"] == datetime(2026, 1, 1, 13, tzinfo=SHANGHAI)),
+    ({"country": "de"}, lambda r: r["country"] == "DE"),  # either case; the dataset's lower-case "sg" was raised
+    ({"country__in": "SG,JP"}, lambda r: r["country"] in ("SG", "JP")),
+    ({"ccy": "CNY", "limit__eq": "2"}, lambda r: r["ccy"] == "CNY" and r["limit"] == 2),
+    (
+        {"limit__in": "0,3", "active": "false", "country": "US"},
+        lambda r: r["limit"] in (0, 3) and not r["active"] and r["country"] == "US",
+    ),  # fmt: skip
+    ({"code": "nothing"}, lambda r: False),
+]
+
+
+class TestFilters:
+    @pytest.mark.parametrize(("params", "test"), FILTERS, ids=[urlencode(p, doseq=True) for p, _ in FILTERS])
+    def test_each_operator_and_type(self, entitlement, key, params, test):
+        rows, _ = walk(gateway(key), entitlement, limit=20, **params)
+        assert rows == expected(where(test))
+
+    def test_filtered_and_ordered_pages(self, entitlement, key):
+        params = {"price__gte": "50", "country__in": "CN,DE,SG", "order_by": "-day,qty"}
+        rows, pages = walk(gateway(key), entitlement, limit=6, **params)
+        wanted = ordered(where(lambda r: r["price"] is not None and r["price"] >= 50 and r["country"] in
+                               ("CN", "DE", "SG")), "-day", "qty")  # fmt: skip
+        assert rows == expected(wanted) and pages == -(-len(wanted) // 6)
+
+
+BAD = [
+    # (parameters, code, the parameter named)
+    ({"nope": "1"}, "unknown_field", "nope"),
+    ({"nope__gte": "1"}, "unknown_field", "nope__gte"),
+    ({"qty__like": "1"}, "invalid_operator", "qty__like"),
+    ({"qty__": "1"}, "invalid_operator", "qty__"),
+    ({"qty": "1.5"}, "invalid_value", "qty"),
+    ({"qty": "9" * 30}, "invalid_value", "qty"),
+    ({"qty": "١٢"}, "invalid_value", "qty"),  # Arabic-Indic digits: Python's int() takes them, the gateway does not
+    ({"qty__in": "1,,2"}, "invalid_value", "qty__in"),
+    ({"qty__in": ",".join(str(i) for i in range(101))}, "invalid_value", "qty__in"),
+    ({"price__gt": "1e5"}, "invalid_value", "price__gt"),
+    ({"price__gt": "NaN"}, "invalid_value", "price__gt"),
+    ({"price": "1." + "1" * 19}, "invalid_value", "price"),
+    ({"active": "maybe"}, "invalid_value", "active"),
+    ({"day": "2026-02-30"}, "invalid_value", "day"),
+    ({"day": "20260101"}, "invalid_value", "day"),
+    ({"at__gt": "yesterday"}, "invalid_value", "at__gt"),
+    ({"at__gt": "2026-01-01T25:00:00"}, "invalid_value", "at__gt"),
+    ({"code__isnull": "perhaps"}, "invalid_value", "code__isnull"),
+    ({"qty": ["1", "2"]}, "repeated_parameter", "qty"),
+    ({"columns": "code,nope"}, "unknown_field", "columns"),
+    ({"columns": "code,,qty"}, "invalid_columns", "columns"),
+    ({"columns": ""}, "invalid_columns", "columns"),
+    ({"order_by": "nope"}, "unknown_field", "order_by"),
+    ({"order_by": "qty,-qty"}, "invalid_order", "order_by"),
+    ({"order_by": "qty,"}, "invalid_order", "order_by"),
+    ({"order_by": "code,qty,price,active,day,at"}, "invalid_order", "order_by"),
+    ({"limit": "0"}, "invalid_limit", "limit"),
+    ({"limit": "1001"}, "invalid_limit", "limit"),
+    ({"limit": "ten"}, "invalid_limit", "limit"),
+    ({"limit": ["5", "6"]}, "repeated_parameter", "limit"),
+    ({"format": "xml"}, "invalid_format", "format"),
+    ({"cursor": "garbage"}, "invalid_cursor", "cursor"),
+]
+
+
+class TestRefusals:
+    @pytest.mark.parametrize(("params", "code", "parameter"), BAD, ids=[b[1] + ":" + b[2] for b in BAD])
+    def test_bad_parameters_are_400_naming_the_parameter_and_are_not_counted(
+        self, entitlement, key, params, code, parameter, order
+    ):
+        response = rows_of(gateway(key), entitlement, **params)
+        assert response.status_code == 400, response.content
+        error = api_error(response)
+        assert error["code"] == code and parameter in error["details"], error
+        order.refresh_from_db()
+        assert order.status == "released"  # a refused call delivers nothing
+
+    def test_a_cursor_of_another_query_or_entitlement_is_refused(self, entitlement, key, product, international):
+        first = ok(rows_of(gateway(key), entitlement, limit=5, order_by="qty"))
+        cursor = parse_qs(urlsplit(first["next"]).query)["cursor"][0]
+        for params in ({"order_by": "-qty"}, {"order_by": "qty", "qty__gt": "0"}, {}):
+            response = rows_of(gateway(key), entitlement, limit=5, cursor=cursor, **params)
+            assert response.status_code == 400 and api_error(response)["code"] == "invalid_cursor"
+        # the same query with other columns and limit goes on
+        assert ok(rows_of(gateway(key), entitlement, limit=7, order_by="qty", columns="code", cursor=cursor))
+
+    def test_no_or_bad_credentials_are_401_with_www_authenticate(self, entitlement, key):
+        url = f"/data/v1/{entitlement.pk}/rows"
+        for header, code in (
+            (None, "not_authenticated"),
+            ("Data-Key", "invalid_data_key"),
+            ("Data-Key a b", "invalid_data_key"),
+            ("Data-Key dxd_000000000000_" + "a" * 43, "invalid_data_key"),
+            ("Data-Key " + key[:-1] + ("b" if key[-1] != "b" else "c"), "invalid_data_key"),
+            ("Data-Key ключ", "invalid_data_key"),
+        ):
+            client = gateway(None)
+            if header:
+                client.credentials(HTTP_AUTHORIZATION=header)
+            response = client.get(url)
+            assert response.status_code == 401, (header, response.content)
+            assert api_error(response)["code"] == code
+            assert response["WWW-Authenticate"].startswith("Data-Key")
+        # a firm API key or a session is no data credential
+        api_key = api_client_for(entitlement.buyer_firm.memberships.first().user, auth="key")
+        assert api_key.get(url).status_code == 401
+
+    def test_a_credential_opens_its_own_entitlement_only(self, entitlement, key, product, international, clerk):
+        other = place(international, product, one_off(product, amount="10.00"), delivery_mode="api").entitlement
+        for path in ("rows", "schema"):
+            response = gateway(key).get(f"/data/v1/{other.pk}/{path}")
+            assert response.status_code == 404 and api_error(response)["code"] == "entitlement_not_found"
+            missing = gateway(key).get(f"/data/v1/999999/{path}")
+            assert missing.status_code == 404 and api_error(missing)["code"] == "entitlement_not_found"
+        assert gateway(key).get("/data/v1/nothing/here").status_code == 404
+
+
+def refused(response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.content
+    error = api_error(response)
+    assert error["code"] == code, error
+    return error
+
+
+class TestEntitlementStates:
+    def test_an_ended_entitlement_refuses_at_once_and_revokes_its_credential(self, entitlement, key, officer):
+        from settlements.services import orders
+
+        ok(rows_of(gateway(key), entitlement, limit=1))
+        orders.entitlement_revoke(entitlement=entitlement, actor=officer, reason="Resold in breach of licence.")
+        # the credential ended with it: 401 revoked (the gateway would refuse the entitlement anyway)
+        refused(rows_of(gateway(key), entitlement), 401, "data_key_revoked")
+        assert DataCredential.objects.get().revoked_at is not None
+        with pytest.raises(ApplicationError) as no_new:
+            credentials.credential_issue(entitlement=entitlement, actor=entitlement.order.placed_by)
+        assert no_new.value.code == "entitlement_not_usable"
+
+    def test_a_lapsed_entitlement_refuses_with_its_status(self, entitlement, key):
+        from settlements.models import Entitlement
+
+        Entitlement.objects.filter(pk=entitlement.pk).update(
+            status="lapsed", grace_until=timezone.now() + timedelta(days=3)
+        )
+        error = refused(rows_of(gateway(key), entitlement), 409, "entitlement_not_usable")
+        assert error["details"]["status"] == "lapsed"
+        refused(gateway(key).get(f"/data/v1/{entitlement.pk}/schema"), 409, "entitlement_not_usable")
+
+    def test_a_suspended_product_refuses_before_the_relay_ends_the_entitlement(self, entitlement, key, reviewer):
+        listing_services.product_suspend(product=entitlement.product, actor=reviewer, reason="Complaint.")
+        refused(rows_of(gateway(key), entitlement), 409, "entitlement_not_usable")
+
+    def test_a_term_run_out_refuses(self, entitlement, key):
+        import time_machine
+
+        with time_machine.travel(entitlement.ends_at + timedelta(seconds=1)):
+            refused(rows_of(gateway(key), entitlement), 409, "entitlement_not_usable")
+
+    def test_a_file_delivery_entitlement_has_no_credential_and_its_rows_are_refused(
+        self, product, international, clerk
+    ):
+        fund(international, clerk)
+        file_entitlement = place(international, product, one_off(product), delivery_mode="file").entitlement
+        with pytest.raises(ApplicationError) as no_key:
+            credentials.credential_issue(entitlement=file_entitlement, actor=international)
+        assert no_key.value.code == "not_api_delivery"
+        # a credential row for it (as none is made) is still refused by the gateway
+        raw = "dxd_abcdefabcdef_" + "k" * 43
+        DataCredential.objects.create(
+            entitlement=file_entitlement, prefix="abcdefabcdef", key_hash=credentials.credential_hash(raw),
+            created_by=international,
+        )  # fmt: skip
+        refused(rows_of(gateway(raw), file_entitlement), 409, "not_api_delivery")
+
+    def test_a_missing_dataset(self, entitlement, key):
+        Dataset.objects.filter(revision=entitlement.revision).update(status="invalid")
+        refused(rows_of(gateway(key), entitlement), 409, "dataset_missing")
+        refused(gateway(key).get(f"/data/v1/{entitlement.pk}/schema"), 409, "dataset_missing")
+
+
+class TestDelivery:
+    def test_the_first_answered_call_delivers_a_released_order_once(self, order, entitlement, key):
+        refused(rows_of(gateway(key), entitlement, limit="x"), 400, "invalid_limit")
+        order.refresh_from_db()
+        assert order.status == "released"
+        ok(rows_of(gateway(key), entitlement, limit=3))
+        order.refresh_from_db()
+        assert order.status == "delivered" and order.acceptance_due_at
+        [called] = order.events.filter(kind="called")
+        assert called.data == {"credential": key.split("_")[1], "rows": 3}
+        ok(rows_of(gateway(key), entitlement, limit=3))
+        assert order.events.filter(kind="delivered").count() == 1
+        from exchange.outbox import OutboxEvent
+
+        [event] = OutboxEvent.objects.filter(topic="order.delivered", key=str(order.pk))
+        assert event.payload["by"] == "api"
+
+    def test_the_dictionary_delivers_nothing(self, order, entitlement, key):
+        ok(gateway(key).get(f"/data/v1/{entitlement.pk}/schema"))
+        order.refresh_from_db()
+        assert order.status == "released"
+
+    def test_a_subscription_follows_the_listed_revision_and_a_stale_cursor_is_refused(
+        self, product, provider, international, clerk
+    ):
+        from listings.models import DataProduct
+        from tests.factories import PricePlanFactory, RevisionFactory
+
+        fund(international, clerk)
+        plan = PricePlanFactory(product=product, kind="subscription", period="month", currency="CNY", amount=D("10"))
+        subscription = place(international, product, plan, delivery_mode="api").entitlement
+        _credential, raw = credentials.credential_issue(entitlement=subscription, actor=international)
+        first = ok(rows_of(gateway(raw), subscription, limit=2))
+        newer = RevisionFactory(
+            product=product, number=2, created_by=provider, dictionary=DICTIONARY[:2], sample_content=b"code,qty\nZ,1\n"
+        )
+        valid_dataset(newer, uploaded_by=provider, content=b"code,qty\nZ,1\nY,2\n")
+        DataProduct.objects.filter(pk=product.pk).update(listed_revision=newer)
+        refused(gateway(raw).get(first["next"]), 409, "cursor_stale")
+        page = ok(rows_of(gateway(raw), subscription))
+        assert page["revision"] == 2 and page["fields"] == ["code", "qty"]
+        assert page["rows"] == [{"code": "Z", "qty": 1}, {"code": "Y", "qty": 2}] and page["next"] is None
+
+
+# --- The credential ------------------------------------------------------------------------------------------------
+
+
+class TestCredential:
+    def test_issued_shown_once_stored_hashed_and_audited(self, entitlement, international):
+        from exchange.models import AuditEvent
+
+        credential, raw = credentials.credential_issue(entitlement=entitlement, actor=international)
+        assert raw.startswith(f"dxd_{credential.prefix}_") and len(raw) == 4 + 12 + 1 + 43
+        assert credential.key_hash == credentials.credential_hash(raw) and raw not in str(credential.__dict__)
+        event = AuditEvent.objects.get(verb="settlements.data_credential_issued")
+        assert event.payload == {"entitlement": entitlement.pk, "prefix": credential.prefix, "replaces": []}
+        assert raw not in str(event.payload)
+
+    def test_a_new_one_replaces_the_last_which_stops_working(self, entitlement, international, key):
+        ok(rows_of(gateway(key), entitlement, limit=1))
+        _new, raw = credentials.credential_issue(entitlement=entitlement, actor=international)
+        refused(rows_of(gateway(key), entitlement, limit=1), 401, "data_key_revoked")
+        ok(rows_of(gateway(raw), entitlement, limit=1))
+        assert DataCredential.objects.filter(entitlement=entitlement, revoked_at__isnull=True).count() == 1
+
+    def test_revoked_it_stops_working_and_cannot_be_revoked_twice(self, entitlement, international, key):
+        credential = DataCredential.objects.get(revoked_at__isnull=True)
+        credentials.credential_revoke(credential=credential, actor=international)
+        refused(rows_of(gateway(key), entitlement), 401, "data_key_revoked")
+        with pytest.raises(ApplicationError) as twice:
+            credentials.credential_revoke(credential=credential, actor=international)
+        assert twice.value.code == "already_revoked"
+
+    @pytest.mark.parametrize(
+        ("who", "may_issue", "may_revoke"),
+        [
+            ("buyer_admin", True, True),
+            ("buyer_trader", True, True),
+            ("buyer_analyst", False, False),
+            ("rival", False, False),
+            ("provider", False, False),
+            ("clerk", False, True),  # staff who revoke entitlements revoke credentials, and make none
+            ("officer", False, True),
+            ("reviewer", False, False),
+            ("ops", False, False),
+        ],
+    )
+    def test_who_may_issue_and_revoke(self, request, entitlement, international, who, may_issue, may_revoke):
+        firm = entitlement.buyer_firm
+        people = {
+            "buyer_admin": lambda: international,
+            "buyer_trader": lambda: member(firm, "trader"),
+            "buyer_analyst": lambda: member(firm, "analyst"),
+            "rival": lambda: member(
+                admit(MemberFirmFactory(country="DE", role="buyer"), "international"), "firm_admin"
+            ),
+        }
+        actor = people[who]() if who in people else request.getfixturevalue(who)
+        if may_issue:
+            credentials.credential_issue(entitlement=entitlement, actor=actor)
+        else:
+            with pytest.raises(NotAllowed):
+                credentials.credential_issue(entitlement=entitlement, actor=actor)
+        credential, _raw = credentials.credential_issue(entitlement=entitlement, actor=international)
+        if may_revoke:
+            assert credentials.credential_revoke(credential=credential, actor=actor).revoked_at
+        else:
+            with pytest.raises(NotAllowed):
+                credentials.credential_revoke(credential=credential, actor=actor)
+
+
+# --- The faces: API, portal, admin ---------------------------------------------------------------------------------
+
+
+class TestApi:
+    def test_make_use_and_revoke_a_credential_by_api_key(self, entitlement, international):
+        client = api_client_for(international, auth="key")
+        made = client.post(f"/api/v1/entitlements/{entitlement.pk}/credential")
+        assert made.status_code == 201, made.content
+        body = made.json()
+        assert body["rows_url"] == f"http://testserver/data/v1/{entitlement.pk}/rows"
+        assert body["schema_url"] == f"http://testserver/data/v1/{entitlement.pk}/schema"
+        assert body["prefix"] == body["key"].split("_")[1] and body["revoked_at"] is None
+        page = ok(gateway(body["key"]).get(body["rows_url"] + "?limit=2"))
+        assert page["rows"] == expected(EXPECTED[:2])
+        revoked = client.post(f"/api/v1/entitlements/{entitlement.pk}/credential/revoke")
+        assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+        refused(gateway(body["key"]).get(body["rows_url"]), 401, "data_key_revoked")
+        again = client.post(f"/api/v1/entitlements/{entitlement.pk}/credential/revoke")
+        assert again.status_code == 409 and api_error(again)["code"] == "no_credential"
+
+    def test_refusals(self, entitlement, international, product, clerk):
+        firm = entitlement.buyer_firm
+        analyst = api_client_for(member(firm, "analyst"), auth="key")
+        assert api_error(analyst.post(f"/api/v1/entitlements/{entitlement.pk}/credential"))["code"] == "not_allowed"
+        rival = member(admit(MemberFirmFactory(country="DE", role="buyer"), "international"), "firm_admin")
+        for path in ("credential", "credential/revoke"):
+            answer = api_client_for(rival, auth="key").post(f"/api/v1/entitlements/{entitlement.pk}/{path}")
+            assert answer.status_code == 404 and api_error(answer)["code"] == "not_found"
+        assert api_client_for(rival, auth="key").get(f"/api/v1/entitlements/{entitlement.pk}/usage").status_code == 404
+        reader = api_client_for(international, auth="key", scopes=("read",))
+        answer = reader.post(f"/api/v1/entitlements/{entitlement.pk}/credential")
+        assert answer.status_code == 403 and api_error(answer)["code"] == "insufficient_scope"
+        assert api_client_for(None).post(f"/api/v1/entitlements/{entitlement.pk}/credential").status_code == 401
+        file_entitlement = place(international, product, one_off(product, "5.00")).entitlement
+        answer = api_client_for(international, auth="key").post(
+            f"/api/v1/entitlements/{file_entitlement.pk}/credential"
+        )
+        assert answer.status_code == 409 and api_error(answer)["code"] == "not_api_delivery"
+
+
+class TestPortal:
+    def test_make_see_once_and_revoke_a_credential(self, client, entitlement, international):
+        login_as(client, international)
+        page = client.get("/portal/entitlements/").content.decode()
+        assert "No data credential" in page and f"/portal/entitlements/{entitlement.pk}/credential" in page
+        assert "/data/v1/docs/" in page
+        made = client.post(f"/portal/entitlements/{entitlement.pk}/credential")
+        assert made.status_code == 303 and made["Location"] == f"/portal/entitlements/{entitlement.pk}/credential/new"
+        shown = client.get(made["Location"])
+        credential = DataCredential.objects.get(revoked_at__isnull=True)
+        raw = shown.context["raw_key"]
+        assert raw and raw.startswith(f"dxd_{credential.prefix}_") and raw in shown.content.decode()
+        assert "no-store" in shown["Cache-Control"]
+        assert f"http://testserver/data/v1/{entitlement.pk}/rows" in shown.content.decode()
+        ok(rows_of(gateway(raw), entitlement, limit=1))
+        # shown once: reloading shows no key
+        again = client.get(made["Location"])
+        assert again.context["raw_key"] is None and raw not in again.content.decode()
+        listed = client.get("/portal/entitlements/").content.decode()
+        assert str(credential) in listed and "Replace credential" in listed and raw not in listed
+        revoked = client.post(f"/portal/entitlements/{entitlement.pk}/credential/revoke")
+        assert revoked.status_code == 303
+        refused(rows_of(gateway(raw), entitlement), 401, "data_key_revoked")
+
+    def test_an_analyst_sees_and_cannot_make_another_firm_cannot_reach(self, client, entitlement, key):
+        analyst = member(entitlement.buyer_firm, "analyst")
+        login_as(client, analyst)
+        page = client.get("/portal/entitlements/").content.decode()
+        assert "Data credential" in page and "Replace credential" not in page
+        assert client.post(f"/portal/entitlements/{entitlement.pk}/credential").status_code == 403
+        assert client.post(f"/portal/entitlements/{entitlement.pk}/credential/revoke").status_code == 403
+        rival = member(admit(MemberFirmFactory(country="DE", role="buyer"), "international"), "firm_admin")
+        login_as(client, rival)
+        for path in ("credential", "credential/revoke"):
+            assert client.post(f"/portal/entitlements/{entitlement.pk}/{path}").status_code == 404
+        assert client.get(f"/portal/entitlements/{entitlement.pk}/credential/new").status_code == 404
+        client.logout()
+        assert client.post(f"/portal/entitlements/{entitlement.pk}/credential").status_code == 302  # to log in
+
+
+class TestAdmin:
+    def test_an_officer_revokes_a_credential_and_a_reader_cannot(self, client, entitlement, key, officer, ops):
+        from django.urls import reverse
+
+        from tests.settlements.test_admin import as_staff
+
+        credential = DataCredential.objects.get()
+        changelist = reverse("admin:settlements_datacredential_changelist")
+        as_staff(client, ops)
+        assert client.get(changelist).status_code == 200
+        client.post(changelist, {"action": "revoke", "_selected_action": [credential.pk], "apply": "1"})
+        credential.refresh_from_db()
+        assert credential.revoked_at is None
+        as_staff(client, officer)
+        asked = client.post(changelist, {"action": "revoke", "_selected_action": [credential.pk]})
+        assert asked.status_code == 200 and str(credential) in asked.content.decode()
+        client.post(changelist, {"action": "revoke", "_selected_action": [credential.pk], "apply": "1"})
+        credential.refresh_from_db()
+        assert credential.revoked_at and credential.revoked_by == officer
+        refused(rows_of(gateway(key), entitlement), 401, "data_key_revoked")
