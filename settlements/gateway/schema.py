@@ -10,6 +10,7 @@ from django.conf import settings
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiJsonRenderer2
 from drf_spectacular.settings import patched_settings
+from drf_spectacular.utils import extend_schema
 
 from exchange.schema_views import SchemaApi
 
@@ -80,6 +81,7 @@ class GatewaySchemaApi(SchemaApi):
 
     renderer_classes = [OpenApiJsonRenderer2, OpenApiJsonRenderer]
 
+    @extend_schema(exclude=True)
     def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         self.custom_settings = gateway_settings()
         return super().get(request, *args, **kwargs)

@@ -145,7 +145,10 @@ class SchemaOutputSerializer(serializers.Serializer):
 
 
 ENTITLEMENT_PARAMETER = OpenApiParameter(
-    "entitlement", int, OpenApiParameter.PATH, description="The entitlement's id (the credential's own)."
+    "entitlement",
+    {"type": "integer", "minimum": 1},
+    OpenApiParameter.PATH,
+    description="The entitlement's id (the credential's own).",
 )
 E401 = (
     "No `Authorization: Data-Key …` (`not_authenticated`), or a credential that is malformed or unknown "
@@ -213,7 +216,7 @@ class RowsOutputSerializer(serializers.Serializer):
     revision = serializers.IntegerField(help_text="The revision whose dataset answered.")
     fields = serializers.ListField(child=serializers.CharField(), help_text="The fields answered, in order.")  # type: ignore[assignment]  # as above
     rows = serializers.ListField(
-        child=serializers.DictField(child=serializers.JSONField(allow_null=True)),
+        child=serializers.DictField(child=serializers.JSONField()),
         help_text="One object per row, a member per field answered. Values by the field's type: `string`, `country`, "
         '`currency` as strings; `integer` as numbers; `decimal` as strings (exact, e.g. "1250000.5"); `boolean` '
         "as true/false; `date` as YYYY-MM-DD; `datetime` as ISO 8601 with its offset (Asia/Shanghai); null where "
@@ -240,7 +243,7 @@ ROWS_PARAMETERS = [
     ),
     OpenApiParameter(
         "limit",
-        OpenApiTypes.INT,
+        {"type": "integer", "minimum": 1, "maximum": gq.MAX_LIMIT},
         description=f"Rows per page, 1 to {gq.MAX_LIMIT} (default {gq.DEFAULT_LIMIT}).",
     ),
     OpenApiParameter(
@@ -257,7 +260,7 @@ ROWS_PARAMETERS = [
     ),
     OpenApiParameter(
         "filters",
-        OpenApiTypes.OBJECT,
+        {"type": "object", "additionalProperties": {"type": "string"}},
         style="form",
         explode=True,
         description="Filters on the dictionary's fields, all of them holding (AND): `<field>=<value>` (equal), "

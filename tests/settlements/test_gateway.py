@@ -679,3 +679,88 @@ class TestAdmin:
         credential.refresh_from_db()
         assert credential.revoked_at and credential.revoked_by == officer
         refused(rows_of(gateway(key), entitlement), 401, "data_key_revoked")
+
+
+# --- Fuzzing: no input answers a server error, and every answer is one the gateway's schema documents ---------------
+
+
+def test_schemathesis_on_the_gateway_schema_finds_no_server_error_nor_undocumented_answer(entitlement, key, settings):
+    import schemathesis
+    from django.core import signals
+    from django.core.wsgi import get_wsgi_application
+    from django.db import close_old_connections
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hypothesis_settings
+    from hypothesis import strategies as st
+    from schemathesis import GenerationMode
+    from schemathesis.checks import (
+        content_type_conformance,
+        not_a_server_error,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    settings.DATA_GATEWAY_THROTTLE_RATE = None  # a fuzzer is no abuser
+    # The WSGI handler would close the test's connection at the end of each request (as the API's fuzz test says).
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    failures = []
+    statuses: set[tuple[str, int]] = set()
+    try:
+        schema = schemathesis.openapi.from_wsgi("/data/v1/openapi.json", get_wsgi_application())
+        headers = {"Authorization": f"Data-Key {key}"}
+        names = [f["name"] for f in DICTIONARY]
+        # Filters aimed at the dictionary's fields with every operator, and values of every type and none.
+        filters = st.dictionaries(
+            st.builds(
+                lambda f, op: f + op,
+                st.sampled_from([*names, "nope"]),
+                st.sampled_from(["", "__eq", "__gt", "__gte", "__lt", "__lte", "__in", "__isnull", "__bad"]),
+            ),
+            st.one_of(
+                st.sampled_from(["1", "-3", "2.5", "true", "2026-01-02", "2026-01-02T03:04:05+08:00", "DE", "C1,C2"]),
+                st.text(max_size=12),
+            ),
+            max_size=3,
+        )
+        for result in schema.get_all_operations():
+            operation = result.ok()
+
+            @given(
+                case=st.one_of(
+                    operation.as_strategy(),
+                    operation.as_strategy(generation_mode=GenerationMode.NEGATIVE),
+                    operation.as_strategy(path_parameters={"entitlement": entitlement.pk}),
+                ),
+                extra=filters,
+                order=st.one_of(st.none(), st.lists(st.sampled_from(names + ["-" + n for n in names]), max_size=3)),
+            )
+            @hypothesis_settings(
+                max_examples=120, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+            )
+            def fuzz(case, extra, order):
+                if case.path_parameters and "entitlement" in case.path_parameters and extra:
+                    case.query = {**(case.query or {}), **extra}
+                    if order is not None:
+                        case.query["order_by"] = ",".join(order)
+                response = case.call_and_validate(
+                    headers=headers,
+                    checks=[
+                        not_a_server_error,
+                        status_code_conformance,
+                        content_type_conformance,
+                        response_schema_conformance,
+                    ],
+                )
+                statuses.add((operation.path.rsplit("/", 1)[1], response.status_code))
+
+            try:
+                fuzz()
+            except Exception as exc:  # collected: one report naming every operation that failed
+                failures.append(f"{operation.label}: {str(exc)[:3000]}")
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
+    assert not failures, "\n\n".join(failures)
+    # the fuzzing reached the data, and its refusals
+    assert {("rows", 200), ("rows", 400), ("rows", 404), ("schema", 200), ("schema", 404)} <= statuses, statuses
