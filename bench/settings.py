@@ -14,3 +14,6 @@ REST_FRAMEWORK = {**_PRODUCT_REST_FRAMEWORK, "DEFAULT_THROTTLE_CLASSES": []}
 
 # The data gateway's own rate per credential, likewise.
 DATA_GATEWAY_THROTTLE_RATE = None
+# The meter counts in the cache and writes each period's count every 100 calls, as in production (a Redis shared by
+# the workers); the embedded default (the process's own memory, no CACHE_URL) writes at every call.
+SETTLEMENT_METER_CHECKPOINT_CALLS = 100

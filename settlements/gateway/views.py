@@ -1,7 +1,8 @@
 """The data gateway's two operations under /data/v1/<entitlement>/: the dictionary (`schema`) and the rows (`rows`).
 
 Each call: the credential with its entitlement, order and product in one query (.auth), the dataset the entitlement
-delivers now with its revision in a second (settlements.services.downloads.deliverable_dataset), the request checked
+delivers now with its revision (settlements.services.downloads.deliverable_dataset, kept by the process for a few
+seconds: `_deliverable`), the request checked
 against the dictionary, then the meter (settlements.services.metering: counted in the shared cache, no database
 write per call), then DuckDB (.query). A refusal is the API's one error shape, in JSON whatever was asked for.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from typing import Any, cast
 
 import duckdb
@@ -103,10 +105,32 @@ def _entitlement_for(request: Request, pk: int) -> tuple[DataCredential, Entitle
             status_code=409,
             details={"status": entitlement.status, "end_reason": entitlement.end_reason},
         )
-    dataset = deliverable_dataset(entitlement)
+    dataset = _deliverable(entitlement)
     if dataset is None:
         raise _dataset_missing()
     return credential, entitlement, dataset
+
+
+# The dataset an entitlement delivers, per (its revision, the product's listed revision, whether it follows it), kept
+# by each process for DATASET_SECONDS: a listed revision never changes, nor its valid dataset (a dataset changes only
+# while its revision is a draft), so that what is kept can only be late by so long in following a subscription to
+# a newly listed revision. A call then makes one query of its own (the credential's), not two.
+DATASET_SECONDS = 30
+_datasets: dict[tuple[int, int | None, bool], tuple[float, Dataset]] = {}
+
+
+def _deliverable(entitlement: Entitlement) -> Dataset | None:
+    key = (entitlement.revision_id, entitlement.product.listed_revision_id, entitlement.follows_revisions)
+    now = time.monotonic()
+    kept = _datasets.get(key)
+    if kept is not None and kept[0] > now:
+        return kept[1]
+    dataset = deliverable_dataset(entitlement)
+    if dataset is not None:
+        if len(_datasets) > 1000:
+            _datasets.clear()
+        _datasets[key] = (now + DATASET_SECONDS, dataset)
+    return dataset
 
 
 def _dataset_missing() -> ApplicationError:

@@ -130,6 +130,16 @@ def ordered(rows: list[dict[str, Any]], *fields: str) -> list[dict[str, Any]]:
 # --- Fixtures ------------------------------------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def _datasets_forgotten():
+    # The gateway keeps each entitlement's dataset for a few seconds per process; ids repeat from test to test.
+    from settlements.gateway import views
+
+    views._datasets.clear()
+    yield
+    views._datasets.clear()
+
+
 @pytest.fixture
 def product(provider, reviewer):
     product = listed_product(provider, reviewer, title_en="Trade lines")
