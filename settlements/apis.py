@@ -1088,7 +1088,7 @@ class EntitlementCredentialCreateApi(APIView):
         schema_url = serializers.CharField(help_text="Its data dictionary, as the gateway answers it.")
 
     @extend_schema(
-        operation_id="entitlements_credential_create",
+        operation_id="entitlements_credential_issue",
         summary="A new data credential for the entitlement (buyer)",
         description="For API delivery: the entitlement's own key to the data gateway (`/data/v1/`, documented by "
         "its own schema at `/data/v1/openapi.json`), separate from the firm's API keys. Answered once with the whole "
@@ -1132,7 +1132,7 @@ class EntitlementCredentialRevokeApi(APIView):
         operation_id="entitlements_credential_revoke",
         summary="Revoke the entitlement's data credential (buyer)",
         description="The credential that works stops working at once (the gateway answers 401 `data_key_revoked`). "
-        "Make a new one with entitlements_credential_create.",
+        "Make a new one with entitlements_credential_issue.",
         parameters=[ID_PARAMETER],
         request=None,
         responses={
