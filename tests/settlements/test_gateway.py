@@ -875,3 +875,25 @@ def test_a_page_costs_a_bounded_number_of_queries(entitlement, key, django_asser
     ok(rows_of(gateway(key), entitlement, limit=1))  # the first call delivers the order and makes the usage row
     with django_assert_max_num_queries(5):  # credential+entitlement+order+product; dataset+revision; the meter's
         ok(rows_of(gateway(key), entitlement, limit=100, order_by="-price", country="DE"))
+
+
+def test_the_gateways_own_schema_and_docs_and_the_main_schema_leaves_it_out(client):
+    served = client.get("/data/v1/openapi.json")
+    assert served.status_code == 200 and served["Content-Type"].startswith("application/json")
+    schema = served.json()
+    assert schema["openapi"] == "3.1.0"
+    assert set(schema["paths"]) == {"/data/v1/{entitlement}/rows", "/data/v1/{entitlement}/schema"}
+    assert schema["components"]["securitySchemes"] == {
+        "DataKeyAuth": schema["components"]["securitySchemes"]["DataKeyAuth"]
+    }
+    for path in schema["paths"].values():
+        responses = path["get"]["responses"]
+        assert {"200", "401", "404", "406", "409", "429"} <= set(responses)
+        assert "Retry-After" in responses["429"]["headers"]
+        for status, response in responses.items():
+            if int(status) >= 400:
+                assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ApiError"}
+    assert client.get("/data/v1/docs/").status_code == 200
+    main = client.get("/api/v1/schema/?format=json").json()
+    assert not [p for p in main["paths"] if p.startswith("/data/")]
+    assert "/api/v1/entitlements/{id}/credential" in main["paths"]
