@@ -48,6 +48,8 @@ _SETTLEMENTS_READ = [
     "settlements.view_fxrate",
     "settlements.view_entitlement",
     "settlements.view_download",
+    "settlements.view_datacredential",
+    "settlements.view_usage",
 ]
 
 STAFF_ROLES: dict[str, list[str]] = {
@@ -133,6 +135,7 @@ STAFF_ROLES: dict[str, list[str]] = {
         "settlements.view_orderevent",
         "settlements.view_entitlement",
         "settlements.view_download",
+        "settlements.view_datacredential",
         "settlements.revoke_entitlement",
     ],
     SETTLEMENT_CLERKS: [

@@ -34,6 +34,17 @@ urlpatterns = [
         apis.EntitlementDownloadLinkApi.as_view(),
         name="entitlement-download-link",
     ),
+    path(
+        "entitlements/<int:pk>/credential",
+        apis.EntitlementCredentialCreateApi.as_view(),
+        name="entitlement-credential",
+    ),
+    path(
+        "entitlements/<int:pk>/credential/revoke",
+        apis.EntitlementCredentialRevokeApi.as_view(),
+        name="entitlement-credential-revoke",
+    ),
+    path("entitlements/<int:pk>/usage", apis.EntitlementUsageApi.as_view(), name="entitlement-usage"),
     path("fee-schedules", apis.FeeScheduleListApi.as_view(), name="fee-schedules"),
     path("statement-lines", apis.StatementLineListApi.as_view(), name="statement-lines"),
     path("withdrawals", path_of_operations(apis.WithdrawalListApi, apis.WithdrawalCreateApi), name="withdrawals"),
