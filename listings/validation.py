@@ -28,6 +28,8 @@ from exchange.selectors import group_board_access
 from .models import DataProduct, DeliveryMode, FieldType, ImportantSource, PricePlan, Revision
 
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# Names the data's engine gives columns of its own (the data gateway pages by DuckDB's `file_row_number`).
+RESERVED_NAMES = frozenset({"file_row_number"})
 MAX_FIELDS = 500
 MAX_TAGS = 20
 MAX_TAG_LENGTH = 40
@@ -82,6 +84,14 @@ def clean_dictionary(value: Any) -> list[dict[str, Any]]:
                 _("“%(name)s” is not a valid name (letters, digits and _, starting with a letter or _).")
                 % {"name": name[:80]},
                 "invalid_name",
+            )
+        elif name.lower() in RESERVED_NAMES:
+            _add(
+                errors,
+                f"{at}.name",
+                _("“%(name)s” is a name the exchange keeps for its own use in the data: choose another.")
+                % {"name": name},
+                "reserved_name",
             )
         elif name.lower() in seen:
             _add(

@@ -1202,9 +1202,8 @@ class EntitlementUsageApi(APIView):
     )
     def get(self, request: AuthenticatedRequest, pk: int) -> Response:
         entitlement = selectors.entitlement_get_for_firm(firm_id=_firm(request).pk, pk=pk)
-        current_pk = None
-        if entitlement.delivery_mode != DeliveryMode.FILE and selectors.entitlement_usable(entitlement):
-            current_pk = metering.usage_current(entitlement).pk
+        current = metering.usage_found(entitlement) if entitlement.delivery_mode != DeliveryMode.FILE else None
+        current_pk = current.pk if current is not None else None
         periods = []
         for usage in selectors.usage_list_for_entitlement(entitlement=entitlement):
             usage.entitlement = entitlement

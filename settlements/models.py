@@ -785,8 +785,8 @@ class Download(models.Model):
 
 
 class DataCredential(models.Model):
-    """An entitlement's own key to its data: the data gateway's rows and the sandbox's queries take it as
-    `Authorization: Data-Key dxd_<prefix>_<secret>`. Separate from the firm's management API keys (it opens this
+    """An API entitlement's own key to its data: the data gateway takes it as
+    `Authorization: Data-Key dxd_<prefix>_<secret>` (it stops working when its maker leaves the buyer firm). Separate from the firm's management API keys (it opens this
     entitlement's data and nothing else), shown once and stored as its SHA-256, revocable; making a new one revokes
     the one before (at most one works at a time)."""
 

@@ -816,13 +816,20 @@ def data_credential_for_gateway(*, prefix: str) -> DataCredential | None:
     entitlement's order (delivered by its first call) and product (listed? which revision is listed?). (The datasets
     in the same query would join seven tables, which PostgreSQL takes longer to plan than a second query costs.)"""
     return (
-        DataCredential.objects.select_related("entitlement__order", "entitlement__product")
+        DataCredential.objects.select_related("entitlement__order", "entitlement__product", "created_by__membership")
         # The columns a call reads, no more: the order's snapshot and the product's listing are wide, and every call
         # would fetch and decode them.
         .only(
-            "prefix", "key_hash", "revoked_at", "entitlement_id",
+            "prefix",
+            "key_hash",
+            "revoked_at",
+            "last_used_at",
+            "entitlement_id",
+            "created_by__is_active",
+            "created_by__membership__firm_id",
             *(f"entitlement__{name}" for name in GATEWAY_ENTITLEMENT_FIELDS),
-            "entitlement__product__listing_status", "entitlement__product__listed_revision_id",
+            "entitlement__product__listing_status",
+            "entitlement__product__listed_revision_id",
             "entitlement__order__status",
         )  # fmt: skip
         .filter(prefix=prefix)
@@ -852,12 +859,15 @@ def data_credentials_live(*, entitlement_ids: list[int]) -> dict[int, DataCreden
     return {credential.entitlement_id: credential for credential in live}
 
 
-def usage_open_for_entitlements(*, entitlement_ids: list[int]) -> dict[int, Usage]:
-    """Per entitlement of `entitlement_ids`, its latest period not closed (the meter's current one), in one query."""
+def usage_open_for_entitlements(*, entitlement_ids: list[int], today: date | None = None) -> dict[int, Usage]:
+    """Per entitlement of `entitlement_ids`, its usage period that today (Asia/Shanghai) falls in, if a call made it
+    (the meter's current one; a period ended, still waiting for its charge, is not today's), in one query."""
+    today = today or timezone.localdate()
     found: dict[int, Usage] = {}
-    for usage in Usage.objects.filter(entitlement_id__in=entitlement_ids, closed_at__isnull=True).order_by(
-        "entitlement_id", "-period_start"
-    ):
+    current = Usage.objects.filter(entitlement_id__in=entitlement_ids, period_start__lte=today).filter(
+        Q(period_end__isnull=True) | Q(period_end__gte=today)
+    )
+    for usage in current.order_by("entitlement_id", "-period_start"):
         found.setdefault(usage.entitlement_id, usage)
     return found
 

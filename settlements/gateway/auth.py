@@ -4,10 +4,13 @@ hash in constant time. No session, no firm API key: the gateway answers only its
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
@@ -45,6 +48,26 @@ def _refused(message: Any, code: str) -> exceptions.AuthenticationFailed:
     return exceptions.AuthenticationFailed(message, code=code)
 
 
+def _maker_still_member(credential: DataCredential) -> bool:
+    maker = credential.created_by
+    membership = getattr(maker, "membership", None)
+    return bool(
+        maker.is_active and membership is not None and membership.firm_id == credential.entitlement.buyer_firm_id
+    )
+
+
+# The last use is recorded at most this often per credential: a write a minute, never one per call.
+LAST_USE_EVERY = timedelta(seconds=60)
+
+
+def _record_use(credential: DataCredential) -> None:
+    now = timezone.now()
+    if credential.last_used_at is None or credential.last_used_at <= now - LAST_USE_EVERY:
+        DataCredential.objects.filter(pk=credential.pk).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USE_EVERY)
+        ).update(last_used_at=now)
+
+
 class DataKeyAuthentication(BaseAuthentication):
     def authenticate(self, request: Any) -> tuple[CredentialHolder, DataCredential] | None:
         try:
@@ -65,6 +88,13 @@ class DataKeyAuthentication(BaseAuthentication):
             raise _refused(_("Invalid data credential."), "invalid_data_key")
         if credential.revoked_at is not None:
             raise _refused(_("This data credential has been revoked."), "data_key_revoked")
+        if not _maker_still_member(credential):
+            # As a firm's API keys stop working when their member leaves: whoever made it may have kept a copy.
+            raise _refused(
+                _("The member who made this data credential is no longer with the buyer firm: make a new one."),
+                "data_key_maker_left",
+            )
+        _record_use(credential)
         return CredentialHolder(credential), credential
 
     def authenticate_header(self, request: Any) -> str:

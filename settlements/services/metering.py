@@ -150,18 +150,23 @@ def _terms(entitlement: Entitlement, order: Order, start: date, budget: Charge |
     return {"calls_included": included, "unit_price": unit_price, "call_limit": limit}
 
 
-def usage_current(entitlement: Entitlement, *, now: datetime | None = None) -> Usage:
-    """The entitlement's usage row for the period `now` falls in, made on its first call (with the period's terms,
-    fixed from then on: the included calls, the unit price, the limit the budget pays)."""
-    now = now or timezone.now()
-    today = _local_day(now)
-    # The hot path: the period's row exists (one indexed read).
-    current = (
+def usage_found(entitlement: Entitlement, *, today: date | None = None) -> Usage | None:
+    """The usage row of the period `today` falls in, if a call has made it (a read: nothing is made)."""
+    today = today or timezone.localdate()
+    return (
         Usage.objects.filter(entitlement_id=entitlement.pk, period_start__lte=today)
         .filter(Q(period_end__isnull=True) | Q(period_end__gte=today))
         .order_by("-period_start")
         .first()
     )
+
+
+def usage_current(entitlement: Entitlement, *, now: datetime | None = None) -> Usage:
+    """The entitlement's usage row for the period `now` falls in, made on its first call (with the period's terms,
+    fixed from then on: the included calls, the unit price, the limit the budget pays)."""
+    now = now or timezone.now()
+    today = _local_day(now)
+    current = usage_found(entitlement, today=today)  # the hot path: the period's row exists (one indexed read)
     if current is not None:
         return current
     order = Order.objects.select_related("board").get(pk=entitlement.order_id)
@@ -246,8 +251,11 @@ def meter_undo(ticket: MeterTicket) -> None:
     if not settings.SETTLEMENT_METER_CACHE:
         Usage.objects.filter(pk=ticket.usage_id, closed_at__isnull=True, calls__gt=0).update(calls=F("calls") - 1)
         return
-    # A checkpoint this very call wrote is taken back too (the row never holds more than the counter).
-    Usage.objects.filter(pk=ticket.usage_id, closed_at__isnull=True, calls=ticket.count).update(calls=ticket.count - 1)
+    # A checkpoint written since the call was counted holds it: taken back from the row too (the row never holds
+    # more than the counter).
+    Usage.objects.filter(pk=ticket.usage_id, closed_at__isnull=True, calls__gte=ticket.count).update(
+        calls=F("calls") - 1
+    )
     try:
         meter_cache().decr(_key(ticket.usage_id))
     except ValueError:

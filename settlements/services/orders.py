@@ -667,7 +667,10 @@ def usage_budget_close(*, charge: Charge, now: Any = None) -> Charge:
     charge = Charge.objects.get(pk=charge.pk)
     if charge.status != Charge.Status.HELD or charge.kind != Charge.Kind.USAGE_BUDGET:
         return charge
-    if order.status == S.DISPUTED:
+    if order.status not in (S.ACCEPTED, S.SETTLED):
+        # As the order's base fee, its usage is the provider's once the delivery is accepted: a budget waits while the
+        # order is held (its release moves the budget's period), delivered within its acceptance window or disputed.
+        # A refund or cancellation returns a budget still held; an order never delivered in its period is refunded.
         return charge
     usage = (
         Usage.objects.select_for_update(of=("self",))
@@ -705,13 +708,20 @@ def usage_budget_close(*, charge: Charge, now: Any = None) -> Charge:
 
 
 def usage_budgets_close_due(*, today: Any = None) -> list[int]:
-    """Close every usage budget whose period ended before today (Asia/Shanghai; a periodic task), each in its own
-    transaction; then close the other usage periods that ended (quotas: nothing to charge)."""
+    """Close every usage budget whose period ended before today (Asia/Shanghai; a periodic task) of an accepted order,
+    each in its own transaction (one that fails is logged and stops no other); then close the other usage periods
+    that ended (quotas: nothing to charge). The budgets closed."""
     today = today or timezone.localdate()
     due = Charge.objects.filter(
         kind=Charge.Kind.USAGE_BUDGET, status=Charge.Status.HELD, period_end__lt=today
     ).order_by("pk")
-    closed = [usage_budget_close(charge=charge).pk for charge in due.iterator()]
+    closed = []
+    for charge in due.iterator():
+        try:
+            if usage_budget_close(charge=charge).status != Charge.Status.HELD:
+                closed.append(charge.pk)
+        except ApplicationError:  # one budget the exchange must look at (no fee schedule) stops no other
+            log.exception("usage budget %s of order %s could not be closed", charge.pk, charge.order_id)
     usage_periods_close_due(today=today)
     return closed
 

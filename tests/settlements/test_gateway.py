@@ -897,3 +897,46 @@ def test_the_gateways_own_schema_and_docs_and_the_main_schema_leaves_it_out(clie
     main = client.get("/api/v1/schema/?format=json").json()
     assert not [p for p in main["paths"] if p.startswith("/data/")]
     assert "/api/v1/entitlements/{id}/credential" in main["paths"]
+
+
+# --- Found in review -------------------------------------------------------------------------------------------------
+
+
+class TestReviewFindings:
+    def test_a_credential_stops_working_when_its_maker_leaves_the_firm(self, entitlement, key, international):
+        from exchange.services import membership_remove
+
+        ok(rows_of(gateway(key), entitlement, limit=1))
+        membership_remove(membership=international.membership, actor=None)
+        refused = rows_of(gateway(key), entitlement, limit=1)
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "data_key_maker_left"
+
+    def test_the_last_use_is_recorded_at_most_once_a_minute(self, entitlement, key):
+        credential = DataCredential.objects.get(entitlement=entitlement)
+        assert credential.last_used_at is None
+        ok(rows_of(gateway(key), entitlement, limit=1))
+        credential.refresh_from_db()
+        first = credential.last_used_at
+        assert first is not None
+        ok(rows_of(gateway(key), entitlement, limit=1))
+        credential.refresh_from_db()
+        assert credential.last_used_at == first
+
+    def test_the_engines_row_number_is_no_name_for_a_field(self):
+        from django.core.exceptions import ValidationError
+
+        from listings.validation import clean_dictionary
+
+        with pytest.raises(ValidationError) as refused:
+            clean_dictionary([{"name": "file_row_number", "type": "integer", "description": "n"}])
+        [error] = refused.value.error_dict["dictionary.0.name"]
+        assert error.code == "reserved_name"
+
+    def test_reading_the_usage_writes_nothing_and_never_refuses(self, entitlement, international):
+        from settlements.models import FeeSchedule, Usage
+
+        FeeSchedule.objects.all().delete()  # a board with no fees in force: the meter could not price a period
+        answer = api_client_for(international, auth="key").get(f"/api/v1/entitlements/{entitlement.pk}/usage")
+        assert answer.status_code == 200 and answer.json()["periods"] == []
+        assert not Usage.objects.exists()

@@ -738,8 +738,8 @@ class LedgerMachine(RuleBasedStateMachine):
         charge = Charge.objects.get(order_id=o.pk, kind="usage_budget", status="held")
         orders.usage_budget_close(charge=charge)
         orders.usage_budget_close(charge=charge)
-        if o.status == "disputed":
-            event("usage waits for the dispute")
+        if o.status not in ("accepted", "settled"):
+            event(f"usage waits: {o.status}")  # the usage is the provider's once the delivery is accepted
             return
         model = next(c for c in o.charges if c.held and c.kind == "usage_budget")
         price, buyer_fee, provider_fee = self.usage_cost(o, o.calls)
