@@ -29,6 +29,7 @@ PERIODIC_TASKS: dict[str, tuple[str, dict[str, str]]] = {
     "Accept deliveries whose acceptance window has closed": ("settlements.accept_due_orders", {"minute": "*/15"}),
     "Return unused usage budgets whose period has ended": ("settlements.close_usage_budgets", {"minute": "30", "hour": "0"}),
     "Expire unanswered access requests and unused approvals": ("settlements.expire_access_requests", {"minute": "20"}),
+    "Write the data calls counted to their usage periods": ("settlements.checkpoint_meters", {"minute": "*"}),
     "Renew subscriptions whose paid period has ended": ("settlements.renew_subscriptions", {"minute": "*/5"}),
     "End entitlements whose term or grace has run out": ("settlements.end_due_entitlements", {"minute": "*/5"}),
     "Settle subscription periods that have ended": ("settlements.settle_ended_periods", {"minute": "40", "hour": "0"}),

@@ -528,6 +528,11 @@ SETTLEMENT_ACCEPTANCE_DAYS = env_int("SETTLEMENT_ACCEPTANCE_DAYS", 7)
 SETTLEMENT_SUBSCRIPTION_GRACE_DAYS = env_int("SETTLEMENT_SUBSCRIPTION_GRACE_DAYS", 7)
 # Seconds a signed download link works (a new one is made on demand while the entitlement is usable).
 SETTLEMENT_DOWNLOAD_LINK_SECONDS = env_int("SETTLEMENT_DOWNLOAD_LINK_SECONDS", 3600)
+# The meter of data calls (settlements.services.metering): the cache alias it counts in (in production a Redis with
+# appendonly and noeviction), and every how many calls a period's count is written to the database. With the
+# process's own memory as the cache (the embedded default) every call is written: a restart loses nothing.
+SETTLEMENT_METER_CACHE = os.environ.get("SETTLEMENT_METER_CACHE", "default")
+SETTLEMENT_METER_CHECKPOINT_CALLS = env_int("SETTLEMENT_METER_CHECKPOINT_CALLS", 100 if CACHE_URL else 1)
 # Days a provider has to answer an access request before it expires; days an approval stays good for one order.
 SETTLEMENT_ACCESS_REQUEST_DAYS = env_int("SETTLEMENT_ACCESS_REQUEST_DAYS", 14)
 SETTLEMENT_ACCESS_APPROVAL_DAYS = env_int("SETTLEMENT_ACCESS_APPROVAL_DAYS", 30)

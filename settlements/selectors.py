@@ -38,6 +38,7 @@ from .models import (
     Order,
     OrderEvent,
     Posting,
+    Usage,
     Withdrawal,
 )
 
@@ -334,7 +335,9 @@ def entitlement_problems() -> list[str]:
     refunded order's is ended; an entitlement is its order's buyer's, product's and revision's."""
     problems = [
         f"order {pk} is {status} but has no entitlement"
-        for pk, status in Order.objects.filter(status__in=ENTITLED, entitlement__isnull=True).values_list("pk", "status")
+        for pk, status in Order.objects.filter(status__in=ENTITLED, entitlement__isnull=True).values_list(
+            "pk", "status"
+        )
     ]
     never = (Order.Status.CREATED, Order.Status.COMPLIANCE_HOLD, Order.Status.REFUSED)
     for pk, order_id in Entitlement.objects.filter(order__status__in=never).values_list("pk", "order_id"):
@@ -348,6 +351,18 @@ def entitlement_problems() -> list[str]:
     )
     for pk in mismatched.values_list("pk", flat=True):
         problems.append(f"entitlement {pk} is not of its order's buyer, product and revision")
+    # Usage charged once, from its own period's budget, for what the budget paid out (the rest went back).
+    for usage in Usage.objects.filter(charge__isnull=False).select_related("charge", "entitlement"):
+        charge = usage.charge
+        assert charge is not None
+        if charge.order_id != usage.entitlement.order_id or charge.period_start != usage.period_start:
+            problems.append(f"usage {usage.pk} was charged from charge {charge.pk}, not its own period's budget")
+        if charge.status != Charge.Status.HELD and charge.provider_net + charge.fee_collected != usage.charged:
+            problems.append(
+                f"usage {usage.pk} charged {usage.charged}, its budget paid out {charge.provider_net + charge.fee_collected}"
+            )
+    for pk in Usage.objects.filter(closed_at__isnull=True, charge__isnull=False).values_list("pk", flat=True):
+        problems.append(f"usage {pk} was charged but is not closed")
     return problems
 
 

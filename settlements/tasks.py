@@ -10,6 +10,7 @@ from celery import shared_task
 from .selectors import ledger_reconcile
 from .services.access import access_requests_expire
 from .services.entitlements import entitlements_end_due
+from .services.metering import meters_checkpoint
 from .services.orders import (
     orders_accept_due,
     period_charges_settle_due,
@@ -28,8 +29,14 @@ def accept_due_orders_task() -> list[int]:
 
 @shared_task(name="settlements.close_usage_budgets")
 def close_usage_budgets_task() -> list[int]:
-    """Return the unused part of each metered order's usage budget whose period has ended (daily)."""
+    """Charge each ended period's metered usage from its budget and return the rest (daily)."""
     return usage_budgets_close_due()
+
+
+@shared_task(name="settlements.checkpoint_meters")
+def checkpoint_meters_task() -> int:
+    """Write the data calls counted in the cache to their usage rows (every minute)."""
+    return meters_checkpoint()
 
 
 @shared_task(name="settlements.renew_subscriptions")

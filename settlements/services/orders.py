@@ -15,13 +15,14 @@ the plan are share-locked first (orders do not wait for each other, only a suspe
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -38,7 +39,7 @@ from exchange.services import audit_record
 from exchange.transitions import assert_can_transition, transition
 from listings.models import ListingStatus, PricePlan
 
-from ..models import AccessRequest, Account, Charge, Entitlement, JournalEntry, Order, OrderEvent
+from ..models import AccessRequest, Account, Charge, Entitlement, JournalEntry, Order, OrderEvent, Usage
 from ..permissions import require_entitlement_revoker, require_refund_clerk
 from ..selectors import OrderTerms, currency_not_held, fee_schedule_in_force, fees_for, order_terms, period_end
 from .entitlements import (
@@ -51,7 +52,9 @@ from .entitlements import (
     entitlement_stop_renewal,
 )
 from .ledger import InsufficientFunds, Leg, account_for, accounts_lock, entry_post, exchange_account
+from .metering import meter_final_count, meter_forget, usage_cost, usage_fees_of
 
+log = logging.getLogger(__name__)
 S = Order.Status
 # Decisions that are no export to count (the data does not leave, or the trade does not happen).
 NOT_AN_EXPORT = ("no_transfer", "prohibited")
@@ -158,22 +161,35 @@ def _fund(charge: Charge, actor: User | None, *, cash: Account, escrow: Account)
     )
 
 
-def _close_charge(charge: Charge, *, refund: Decimal, actor: User | None, memo: str) -> None:
+def _close_charge(
+    charge: Charge,
+    *,
+    refund: Decimal,
+    actor: User | None,
+    memo: str,
+    split: tuple[Decimal, Decimal] | None = None,
+) -> None:
     """End a held charge: `refund` back to the buyer's cash, the rest to the provider and the exchange's fees in
-    proportion to what the charge held for each (exchange.money.allocate: the parts sum to the rest exactly)."""
+    proportion to what the charge held for each (exchange.money.allocate: the parts sum to the rest exactly), or
+    as `split` says (the provider's net, the fees): a usage budget's, whose fees are those of the usage charged
+    from it at its period's end (settlements.services.metering)."""
     charge = Charge.objects.select_for_update().select_related("order").get(pk=charge.pk)
     if charge.status != Charge.Status.HELD:
         return  # closed by an earlier run of the same operation
     order = charge.order
     currency = charge.currency
     rest = charge.total - refund
-    # Until usage is metered and charged from it (with delivery), no part of a usage budget is the provider's.
-    assert charge.kind != Charge.Kind.USAGE_BUDGET or rest == 0, "a usage budget only ever returns to the buyer"
-    provider_net, fees = (
-        allocate(rest, [charge.price - charge.provider_fee, charge.provider_fee + charge.buyer_fee], currency)
-        if rest > 0
-        else [Decimal("0.00"), Decimal("0.00")]
-    )
+    if split is not None:
+        provider_net, fees = split
+        assert provider_net >= 0 and fees >= 0 and provider_net + fees == rest, "a split accounts for the rest"
+    else:
+        # A usage budget's fees are not known when it is funded (it holds none): only a split pays any of it out.
+        assert charge.kind != Charge.Kind.USAGE_BUDGET or rest == 0, "a usage budget is paid out only by a split"
+        provider_net, fees = (
+            allocate(rest, [charge.price - charge.provider_fee, charge.provider_fee + charge.buyer_fee], currency)
+            if rest > 0
+            else [Decimal("0.00"), Decimal("0.00")]
+        )
     escrow = account_for(firm=order.buyer_firm, kind=Account.Kind.ESCROW, currency=currency)
     if refund > 0:
         cash = account_for(firm=order.buyer_firm, kind=Account.Kind.CASH, currency=currency)
@@ -624,31 +640,88 @@ def order_settle(*, order: Order) -> Order:
 
 
 @transaction.atomic
-def usage_budget_close(*, charge: Charge) -> Charge:
-    """End a metered order's usage budget at the end of its period: what was not used goes back to the buyer's cash.
-    (Usage is metered and charged from the budget with delivery, the data gateway; until then none is.) Idempotent:
-    a budget closed already is left as it is."""
-    charge = Charge.objects.select_for_update().select_related("order").get(pk=charge.pk)
+def usage_budget_close(*, charge: Charge, now: Any = None) -> Charge:
+    """End a metered order's usage budget once its period has ended: the period's usage is charged from it (the
+    calls beyond those included at the plan's unit price, with the fees of the schedule in force on the period's
+    first day) to the provider's payable and the exchange's fees, and the rest goes back to the buyer's cash.
+    The meter's final count is taken under the usage row's lock, and the usage row records the charge: once per
+    (entitlement, period). A disputed order's budget waits for the dispute's end. Idempotent: a budget closed
+    already is left as it is."""
+    now = now or timezone.now()
+    order = Order.objects.select_for_update(of=("self",)).select_related("board").get(pk=charge.order_id)
+    charge = Charge.objects.get(pk=charge.pk)
     if charge.status != Charge.Status.HELD or charge.kind != Charge.Kind.USAGE_BUDGET:
         return charge
-    order = charge.order
-    _lock_accounts(order)
-    memo = _("%(order)s: the usage budget's period ended, its unused part returned") % {"order": order.reference}
-    _close_charge(charge, refund=charge.total, actor=None, memo=memo)
-    _event(order, "usage_budget_returned", None, amount=str(charge.total), period_end=str(charge.period_end))
-    _publish(order, "usage_budget_returned", amount=str(charge.total))
+    if order.status == S.DISPUTED:
+        return charge
+    usage = (
+        Usage.objects.select_for_update(of=("self",))
+        .filter(entitlement__order_id=order.pk, period_start=charge.period_start)
+        .first()
+        if charge.period_start is not None
+        else None
+    )
+    calls = meter_final_count(usage) if usage is not None else 0
+    cost = None
+    if usage is not None and usage.unit_price and calls > (usage.calls_included or 0):
+        cost = usage_cost(calls, usage=usage, fees_of=usage_fees_of(order, usage.period_start))
+    charged = cost.price + cost.buyer_fee if cost else Decimal("0.00")
+    if charged > charge.total:  # the limit was computed to stop short of this: never charge beyond the budget
+        log.error(
+            "usage %s of order %s costs %s, its budget holds %s", usage and usage.pk, order.pk, charged, charge.total
+        )
+        raise ApplicationError(_("The usage costs more than its budget holds."), code="usage_over_budget")
+    _lock_accounts(order, settling=charged > 0)
+    memo = _("%(order)s: usage of the period to %(end)s charged, the rest of its budget returned") % {
+        "order": order.reference,
+        "end": charge.period_end,
+    }
+    split = (cost.price - cost.provider_fee, cost.provider_fee + cost.buyer_fee) if cost else None
+    _close_charge(charge, refund=charge.total - charged, actor=None, memo=memo, split=split)
+    if usage is not None:
+        Usage.objects.filter(pk=usage.pk).update(calls=calls, charge=charge, charged=charged, closed_at=now)
+        meter_forget(usage)
+    returned = charge.total - charged
+    _event(order, "usage_charged", None, calls=calls, charged=str(charged), returned=str(returned),
+           period_end=str(charge.period_end))  # fmt: skip
+    _publish(order, "usage_charged", calls=calls, charged=str(charged), returned=str(returned))
     charge.refresh_from_db()
     return charge
 
 
 def usage_budgets_close_due(*, today: Any = None) -> list[int]:
     """Close every usage budget whose period ended before today (Asia/Shanghai; a periodic task), each in its own
-    transaction."""
+    transaction; then close the other usage periods that ended (quotas: nothing to charge)."""
     today = today or timezone.localdate()
     due = Charge.objects.filter(
         kind=Charge.Kind.USAGE_BUDGET, status=Charge.Status.HELD, period_end__lt=today
     ).order_by("pk")
-    return [usage_budget_close(charge=charge).pk for charge in due.iterator()]
+    closed = [usage_budget_close(charge=charge).pk for charge in due.iterator()]
+    usage_periods_close_due(today=today)
+    return closed
+
+
+def usage_periods_close_due(*, today: Any = None) -> int:
+    """Close the usage periods that ended before today and hold no budget to charge (a quota's, or a budget
+    refunded with its order): their final count written, their counters forgotten. How many were closed."""
+    today = today or timezone.localdate()
+    held_budgets = Charge.objects.filter(
+        kind=Charge.Kind.USAGE_BUDGET,
+        status=Charge.Status.HELD,
+        order_id=OuterRef("entitlement__order_id"),
+        period_start=OuterRef("period_start"),
+    )
+    due = Usage.objects.filter(closed_at__isnull=True, period_end__lt=today).exclude(Exists(held_budgets))
+    closed = 0
+    for usage in due.order_by("pk").iterator():
+        with transaction.atomic():
+            locked = Usage.objects.select_for_update().get(pk=usage.pk)
+            if locked.closed_at is not None:
+                continue
+            Usage.objects.filter(pk=locked.pk).update(calls=meter_final_count(locked), closed_at=timezone.now())
+            meter_forget(locked)
+            closed += 1
+    return closed
 
 
 def orders_accept_due(*, now: Any = None) -> list[int]:
