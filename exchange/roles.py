@@ -48,6 +48,7 @@ _SETTLEMENTS_READ = [
     "settlements.view_fxrate",
     "settlements.view_entitlement",
     "settlements.view_download",
+    "settlements.view_sandboxquery",
 ]
 
 STAFF_ROLES: dict[str, list[str]] = {
@@ -133,6 +134,7 @@ STAFF_ROLES: dict[str, list[str]] = {
         "settlements.view_orderevent",
         "settlements.view_entitlement",
         "settlements.view_download",
+        "settlements.view_sandboxquery",
         "settlements.revoke_entitlement",
     ],
     SETTLEMENT_CLERKS: [

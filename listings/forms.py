@@ -61,7 +61,9 @@ class DictionaryRowForm(forms.Form):
     personal = forms.BooleanField(label=_("Personal"), required=False)
     sensitive = forms.BooleanField(label=_("Sensitive"), required=False)
     identifier = forms.BooleanField(
-        label=_("Identifier"), required=False, help_text=_("The person's identifier: the sandbox counts individuals on it.")
+        label=_("Identifier"),
+        required=False,
+        help_text=_("The person's identifier: the sandbox counts individuals on it."),
     )
     sandbox = forms.ChoiceField(label=_("Sandbox"), choices=SandboxRole.choices, required=False)
 
@@ -117,11 +119,7 @@ class BaseDictionaryFormSet(forms.BaseFormSet):
             raise ValidationError(_("Describe at least one field."))
 
     def rows(self) -> list[dict[str, Any]]:
-        return [
-            {k: form.cleaned_data[k] for k in DICTIONARY_ROW_FIELDS}
-            for form in self.forms
-            if not form.is_blank()
-        ]
+        return [{k: form.cleaned_data[k] for k in DICTIONARY_ROW_FIELDS} for form in self.forms if not form.is_blank()]
 
 
 def dictionary_formset(
@@ -213,6 +211,7 @@ class ProductContentForm(forms.Form):
     )
     sandbox_min_individuals = forms.IntegerField(
         label=_("Sandbox: individuals per result row, at least"),
+        required=False,
         initial=sandbox_min_individuals_default,
         help_text=_(
             "Sandbox delivery: each row a query answers aggregates at least this many distinct individuals (the "
@@ -251,7 +250,10 @@ class ProductContentForm(forms.Form):
         return _reuse(validation.clean_export_destinations, _split(self.cleaned_data["export_destinations"], ",， "))
 
     def clean_sandbox_min_individuals(self) -> int:
-        return _reuse(validation.clean_sandbox_min_individuals, self.cleaned_data["sandbox_min_individuals"])
+        value = self.cleaned_data["sandbox_min_individuals"]
+        if value is None:  # left empty: the exchange's minimum
+            return sandbox_min_individuals_default()
+        return _reuse(validation.clean_sandbox_min_individuals, value)
 
     def clean_purposes(self) -> list[str]:
         return [line.strip() for line in self.cleaned_data["purposes"].splitlines() if line.strip()]

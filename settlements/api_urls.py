@@ -34,6 +34,11 @@ urlpatterns = [
         apis.EntitlementDownloadLinkApi.as_view(),
         name="entitlement-download-link",
     ),
+    path(
+        "entitlements/<int:pk>/queries",
+        path_of_operations(apis.EntitlementQueryListApi, apis.EntitlementQueryCreateApi),
+        name="entitlement-queries",
+    ),
     path("fee-schedules", apis.FeeScheduleListApi.as_view(), name="fee-schedules"),
     path("statement-lines", apis.StatementLineListApi.as_view(), name="statement-lines"),
     path("withdrawals", path_of_operations(apis.WithdrawalListApi, apis.WithdrawalCreateApi), name="withdrawals"),

@@ -133,7 +133,11 @@ class Query:
             "measures": [{"fn": m.fn, "field": m.field} for m in self.measures],
             "group_by": list(self.group_by),
             "filters": [
-                {"field": f.field, "op": f.op, "value": _json_value(list(f.values) if f.op in ("in", "between") else f.values[0])}
+                {
+                    "field": f.field,
+                    "op": f.op,
+                    "value": _json_value(list(f.values) if f.op in ("in", "between") else f.values[0]),
+                }
                 for f in self.filters
             ],
             "order_by": [("-" if desc else "") + name for name, desc in self.order_by],
@@ -162,9 +166,7 @@ def answer_note(suppressed: int, n: int) -> str:
         "fewer, are suppressed. MIN and MAX are the %(n)d-th smallest and largest of the individuals' values."
     ) % {"n": n}
     if suppressed:
-        text += " " + (
-            _("%(count)d rows suppressed: fewer than %(n)d individuals.") % {"count": suppressed, "n": n}
-        )
+        text += " " + (_("%(count)d rows suppressed: fewer than %(n)d individuals.") % {"count": suppressed, "n": n})
     return text
 
 
@@ -233,15 +235,11 @@ def _value(value: Any, field_type: str, at: str) -> Any:
             return str(int(number))
         return text.strip()
     if not isinstance(value, str) or len(value) > MAX_TEXT or "\x00" in value:
-        raise QueryRefused(
-            _("Text of at most %(n)d characters.") % {"n": MAX_TEXT}, code="bad_value", at=at
-        )
+        raise QueryRefused(_("Text of at most %(n)d characters.") % {"n": MAX_TEXT}, code="bad_value", at=at)
     if field_type in (FieldType.DATE, FieldType.DATETIME, FieldType.COUNTRY, FieldType.CURRENCY) and (
         not value.strip() or not check_text(value, field_type)
     ):
-        raise QueryRefused(
-            _("Not a valid %(type)s.") % {"type": FieldType(field_type).label}, code="bad_value", at=at
-        )
+        raise QueryRefused(_("Not a valid %(type)s.") % {"type": FieldType(field_type).label}, code="bad_value", at=at)
     return value.strip() if field_type != FieldType.STRING else value
 
 
@@ -264,7 +262,8 @@ def query_check(query: Any, rules: Rules) -> Query:
         fn = item.get("fn")
         if fn not in FUNCTIONS:
             raise QueryRefused(
-                _("Unknown function (one of %(fns)s).") % {"fns": ", ".join(FUNCTIONS)}, code="unknown_function",
+                _("Unknown function (one of %(fns)s).") % {"fns": ", ".join(FUNCTIONS)},
+                code="unknown_function",
                 at=f"{at}.fn",
             )
         raw_field = item.get("field")
@@ -321,7 +320,8 @@ def query_check(query: Any, rules: Rules) -> Query:
         op = item.get("op")
         if op not in OPERATORS:
             raise QueryRefused(
-                _("Unknown operator (one of %(ops)s).") % {"ops": ", ".join(OPERATORS)}, code="unknown_operator",
+                _("Unknown operator (one of %(ops)s).") % {"ops": ", ".join(OPERATORS)},
+                code="unknown_operator",
                 at=f"{at}.op",
             )
         field_type, raw = rules.types[name], item["value"]
@@ -334,7 +334,8 @@ def query_check(query: Any, rules: Rules) -> Query:
         if op == "in":
             if not isinstance(raw, list) or not 1 <= len(raw) <= settings.SANDBOX_MAX_IN_VALUES:
                 raise QueryRefused(
-                    _("A list of 1 to %(n)d values.") % {"n": settings.SANDBOX_MAX_IN_VALUES}, code="bad_value",
+                    _("A list of 1 to %(n)d values.") % {"n": settings.SANDBOX_MAX_IN_VALUES},
+                    code="bad_value",
                     at=f"{at}.value",
                 )
             values = tuple(dict.fromkeys(_value(v, field_type, f"{at}.value.{i}") for i, v in enumerate(raw)))
@@ -374,10 +375,6 @@ def query_check(query: Any, rules: Rules) -> Query:
 
 def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _condition(flt: Filter, rules: Rules, params: list[Any]) -> str:
@@ -441,9 +438,7 @@ def build_sql(query: Query, rules: Rules, source: str) -> tuple[str, list[Any]]:
         checks.append('"r#"')
         if len(query.filters) > 1:
             for i, flag in enumerate(flag_names):
-                select.append(
-                    f'COUNT(DISTINCT {ident}) FILTER (WHERE {all_but(i)} AND {flag} IS NOT TRUE) AS "r#{i}"'
-                )
+                select.append(f'COUNT(DISTINCT {ident}) FILTER (WHERE {all_but(i)} AND {flag} IS NOT TRUE) AS "r#{i}"')
                 checks.append(f'"r#{i}"')
     for index, measure in enumerate(query.measures):
         if measure.fn not in ("min", "max"):
@@ -451,10 +446,10 @@ def build_sql(query: Query, rules: Rules, source: str) -> tuple[str, list[Any]]:
     group_clause = f" GROUP BY {', '.join(groups)}" if groups else ""
     columns = ", ".join(["*", *flags])
     ctes = [
-        f"src AS (SELECT {columns} FROM read_parquet({_literal(source)}) WHERE {ident} IS NOT NULL)",
-        f"cells AS (SELECT {', '.join(select)} FROM src{group_clause})",
+        f"src AS (SELECT {columns} FROM read_parquet(?) WHERE {ident} IS NOT NULL)",  # noqa: S608
+        f"cells AS (SELECT {', '.join(select)} FROM src{group_clause})",  # noqa: S608
     ]
-    filtered = f"(SELECT * FROM src WHERE {where_all})" if where_all else "src"
+    filtered = f"(SELECT * FROM src WHERE {where_all})" if where_all else "src"  # noqa: S608
     group_part = f" GROUP BY {', '.join(aliases)}" if groups else ""
     keyed = [f"{g} AS {a}" for g, a in zip(groups, aliases, strict=True)]
     joins: list[str] = []
@@ -462,9 +457,7 @@ def build_sql(query: Query, rules: Rules, source: str) -> tuple[str, list[Any]]:
     def join_on(table: str) -> str:
         if not groups:
             return f" LEFT JOIN {table} ON TRUE"
-        return f" LEFT JOIN {table} ON " + " AND ".join(
-            f"cells.{a} IS NOT DISTINCT FROM {table}.{a}" for a in aliases
-        )
+        return f" LEFT JOIN {table} ON " + " AND ".join(f"cells.{a} IS NOT DISTINCT FROM {table}.{a}" for a in aliases)
 
     fine_fields = [f.field for f in query.filters if f.field not in query.group_by]
     fine_ok = "TRUE"
@@ -472,9 +465,9 @@ def build_sql(query: Query, rules: Rules, source: str) -> tuple[str, list[Any]]:
         # The finer grain: the cell's groups and every filtered field's value; the smallest non-empty sub-cell.
         fine_groups = ", ".join([*groups, *(quote(f) for f in fine_fields)])
         fine_select = ", ".join([*keyed, f'COUNT(DISTINCT {ident}) AS "n"'])
-        ctes.append(f"fine AS (SELECT {fine_select} FROM {filtered} GROUP BY {fine_groups})")
+        ctes.append(f"fine AS (SELECT {fine_select} FROM {filtered} GROUP BY {fine_groups})")  # noqa: S608
         guard_select = ", ".join([*aliases, 'MIN("n") AS "f#"'])
-        ctes.append(f"guard AS (SELECT {guard_select} FROM fine{group_part})")
+        ctes.append(f"guard AS (SELECT {guard_select} FROM fine{group_part})")  # noqa: S608
         joins.append(join_on("guard"))
         fine_ok = f'COALESCE(guard."f#", 0) >= {n}'
     extremes = [(i, m) for i, m in enumerate(query.measures) if m.fn in ("min", "max")]
@@ -482,21 +475,24 @@ def build_sql(query: Query, rules: Rules, source: str) -> tuple[str, list[Any]]:
         # MIN and MAX: the N-th smallest (largest) of the individuals' own minimum (maximum) in the cell.
         per_person = [*keyed, *(f"{m.fn.upper()}({quote(m.field or '')}) AS {quote(f'p#{i}')}" for i, m in extremes)]
         ctes.append(
-            f"persons AS (SELECT {', '.join(per_person)} FROM {filtered} GROUP BY {', '.join([*groups, ident])})"
+            f"persons AS (SELECT {', '.join(per_person)} FROM {filtered} GROUP BY {', '.join([*groups, ident])})"  # noqa: S608
         )
         ext = list(aliases)
         for i, m in extremes:
             column = quote(f"p#{i}")
             sort = "list_sort" if m.fn == "min" else "list_reverse_sort"
             ext.append(f"{sort}(list({column}) FILTER (WHERE {column} IS NOT NULL))[{n}] AS {quote(f'm#{i}')}")
-        ctes.append(f"ext AS (SELECT {', '.join(ext)} FROM persons{group_part})")
+        ctes.append(f"ext AS (SELECT {', '.join(ext)} FROM persons{group_part})")  # noqa: S608
         joins.append(join_on("ext"))
     outputs = [f"cells.{a}" for a in aliases]
-    outputs += [f"{'ext' if m.fn in ('min', 'max') else 'cells'}.{quote(f'm#{i}')}" for i, m in enumerate(query.measures)]
+    outputs += [
+        f"{'ext' if m.fn in ('min', 'max') else 'cells'}.{quote(f'm#{i}')}" for i, m in enumerate(query.measures)
+    ]
     ok = [f'cells."n#" >= {n}', fine_ok, *(f"(cells.{c} = 0 OR cells.{c} >= {n})" for c in checks)]
+    params.append(source)  # read_parquet(?) follows the filters' flags in the SQL's text
     ok_expr = " AND ".join(ok)
     sql = (
-        f"CREATE TEMP TABLE final AS WITH {', '.join(ctes)} "
+        f"CREATE TEMP TABLE final AS WITH {', '.join(ctes)} "  # noqa: S608
         f'SELECT {", ".join(outputs)}, ({ok_expr}) AS "ok#" FROM cells{"".join(joins)} '
         'WHERE cells."n#" > 0'
     )
@@ -543,9 +539,8 @@ def run(query: Query, rules: Rules, path: str) -> Answer:
         order = [f"{names[position[name]]} {'DESC' if desc else 'ASC'} NULLS LAST" for name, desc in query.order_by]
         order += [f"{names[i]} ASC NULLS LAST" for i in range(len(query.group_by))]  # a stable answer
         order_clause = f" ORDER BY {', '.join(order)}" if order else ""
-        rows = connection.execute(
-            f'SELECT {", ".join(names)} FROM final WHERE "ok#"{order_clause} LIMIT ?', [query.limit]
-        ).fetchall()
+        published = f'SELECT {", ".join(names)} FROM final WHERE "ok#"{order_clause} LIMIT ?'  # noqa: S608
+        rows = connection.execute(published, [query.limit]).fetchall()
     finally:
         connection.close()
     return Answer(

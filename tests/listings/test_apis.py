@@ -206,7 +206,7 @@ def test_detail_shows_the_listed_revision_and_to_its_provider_the_draft(catalogu
     assert detail["revision"]["number"] == 1 and detail["revision"]["title_en"] == "Global shipping lanes"
     assert detail["open_revision"] is None and detail["revisions"] is None
     revision = detail["revision"]
-    assert revision["dictionary"] == DICTIONARY
+    assert revision["dictionary"] == [{**f, "identifier": False, "sandbox": ""} for f in DICTIONARY]
     assert revision["sample_preview"][0] == {
         "hs_code": "8471", "month": "2026-01-01", "value_usd": "1250000.50", "origin": "CN"
     }  # fmt: skip
