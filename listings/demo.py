@@ -309,7 +309,7 @@ def _content(spec: tuple[str, str, str, str, str, str], index: int) -> dict[str,
     theme = THEMES[theme_name]
     rng = random.Random(index)
     foreign = provider == "rhein"
-    content = {
+    content: dict[str, Any] = {
         "title_en": title_en,
         "title_zh": title_zh,
         "summary_en": f"{title_en}: curated, documented and updated on a fixed schedule.",

@@ -395,9 +395,11 @@ class TestService:
     def test_a_term_run_out_is_refused(self, order, international):
         entitlement = order.entitlement
         assert entitlement.ends_at is not None  # the licence's 12 months
-        with time_machine.travel(entitlement.ends_at + timedelta(seconds=1)):
-            with pytest.raises(ApplicationError) as refused:
-                sandbox_service.sandbox_query(entitlement=entitlement, user=international, query=QUERY)
+        with (
+            time_machine.travel(entitlement.ends_at + timedelta(seconds=1)),
+            pytest.raises(ApplicationError) as refused,
+        ):
+            sandbox_service.sandbox_query(entitlement=entitlement, user=international, query=QUERY)
         assert refused.value.code == "entitlement_not_usable"
 
     def test_a_file_delivery_entitlement_is_refused(self, product, boards, clerk):
