@@ -537,3 +537,27 @@ def test_a_product_held_for_file_delivery_abroad_is_cleared_for_its_sandbox(prod
     assert by_sandbox.status == "released"
     assert by_sandbox.snapshot["compliance"]["rules"] == ["R6"]
     assert by_sandbox.snapshot["compliance"]["decision"] == "exempt"
+
+
+def test_the_products_api_takes_and_shows_the_sandbox_rules(provider):
+    from tests.listings.test_apis import PRODUCTS, new_product
+
+    client = api_client_for(provider, auth="key")
+    body = new_product(
+        delivery_modes=["sandbox"], dictionary=SANDBOX_DICTIONARY, contains_personal_info=True,
+        personal_info_subjects=1000, sandbox_min_individuals=25,
+    )  # fmt: skip
+    response = client.post(PRODUCTS, body, format="json")
+    assert response.status_code == 201, response.content
+    revision = response.json()["revision"]
+    assert revision["sandbox_min_individuals"] == 25
+    assert [(f["name"], f["identifier"], f["sandbox"]) for f in revision["dictionary"]][-2:] == [
+        ("origin", False, "dimension"), ("person_id", True, ""),
+    ]  # fmt: skip
+    # below the platform's minimum, or the identifier as a dimension: refused with the place named
+    pk = response.json()["id"]
+    low = client.patch(f"{PRODUCTS}/{pk}", {"sandbox_min_individuals": N - 1}, format="json")
+    assert low.status_code in (400, 422) and "sandbox_min_individuals" in api_error(low)["details"]
+    bad = [*SANDBOX_DICTIONARY[:-1], {**SANDBOX_DICTIONARY[-1], "sandbox": "dimension"}]
+    refused = client.patch(f"{PRODUCTS}/{pk}", {"dictionary": bad}, format="json")
+    assert refused.status_code in (400, 422) and "dictionary.4.sandbox" in api_error(refused)["details"]
