@@ -66,8 +66,10 @@ def entitlement_start(order: Order, *, now: datetime) -> Entitlement:
         buyer_firm_id=order.buyer_firm_id,
         product_id=order.product_id,
         revision_id=order.revision_id,
-        follows_revisions=plan["kind"] == PricePlan.Kind.SUBSCRIPTION,
-        renews=plan["kind"] == PricePlan.Kind.SUBSCRIPTION,
+        # Recurring plans (a subscription, a metered plan's base fee and budget) renew each period, and follow the
+        # product's later revisions.
+        follows_revisions=plan["kind"] != PricePlan.Kind.ONE_OFF,
+        renews=plan["kind"] != PricePlan.Kind.ONE_OFF,
         delivery_mode=order.delivery_mode,
         starts_at=now,
         ends_at=entitlement_term(order, starts_at=now),

@@ -397,11 +397,11 @@ def order_place(
     # No full_clean: every value was checked by order_terms or made here, and the table's constraints (amounts not
     # negative, the fee within the price, buyer and provider different) stand behind them on every database.
     order.save(force_insert=True)
-    for sequence, c in enumerate(terms.charges, start=1):
+    for c in terms.charges:
         charge = Charge.objects.create(
             order=order,
             kind=c.kind,
-            sequence=1 if c.kind != Charge.Kind.USAGE_BUDGET else sequence,
+            sequence=1,  # the first period's (a renewal's charges are numbered on from it)
             period_start=c.period_start,
             period_end=c.period_end,
             currency=currency,
@@ -807,11 +807,13 @@ def subscription_renew(*, entitlement: Entitlement, now: Any = None) -> Entitlem
     price = Decimal(order.snapshot["plan"]["amount"])
     cash = account_for(firm=order.buyer_firm, kind=Account.Kind.CASH, currency=order.currency)
     fees = fees_for(price=price, schedule=schedule, currency=order.currency) if schedule else None
-    if fees is None or cash.balance < fees.buyer_pays:
+    # A metered plan's next period holds a new usage budget too, as large as the buyer chose at the order.
+    budget = order.usage_budget if order.snapshot["plan"]["kind"] == PricePlan.Kind.METERED else Decimal("0.00")
+    if fees is None or cash.balance < fees.buyer_pays + budget:
         if entitlement.status == Entitlement.Status.LAPSED:
             return entitlement  # still unpaid: the grace period runs on
         grace = now + timedelta(days=settings.SETTLEMENT_SUBSCRIPTION_GRACE_DAYS)
-        needed = fees.buyer_pays if fees else price
+        needed = fees.buyer_pays + budget if fees else price + budget
         _event(order, "renewal_unpaid", None, needed=str(needed), grace_until=grace.isoformat())
         return entitlement_lapse(entitlement, grace_until=grace, needed=str(needed), available=str(cash.balance))
     sequence = 1 + max((c.sequence for c in order.charges.filter(kind=Charge.Kind.PERIOD)), default=0)
@@ -830,6 +832,22 @@ def subscription_renew(*, entitlement: Entitlement, now: Any = None) -> Entitlem
         )
         escrow = account_for(firm=order.buyer_firm, kind=Account.Kind.ESCROW, currency=order.currency)
         _fund(charge, None, cash=cash, escrow=escrow)
+    if budget > 0:
+        held = order.charges.filter(kind=Charge.Kind.USAGE_BUDGET)
+        budget_charge = Charge.objects.create(
+            order=order,
+            kind=Charge.Kind.USAGE_BUDGET,
+            sequence=1 + max((c.sequence for c in held), default=0),
+            period_start=start,
+            period_end=end,
+            currency=order.currency,
+            price=budget,
+            buyer_fee=Decimal("0.00"),
+            provider_fee=Decimal("0.00"),
+        )
+        escrow = account_for(firm=order.buyer_firm, kind=Account.Kind.ESCROW, currency=order.currency)
+        _fund(budget_charge, None, cash=cash, escrow=escrow)
+        total += budget
     _event(order, "renewed", None, period=sequence, period_start=str(start), period_end=str(end), total=str(total))
     _publish(order, "renewed", period=sequence, period_end=str(end), total=str(total))
     return entitlement_extend(entitlement, ends_at=day_end(end))

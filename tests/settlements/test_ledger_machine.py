@@ -51,9 +51,9 @@ from exchange.exceptions import ApplicationError
 from exchange.models import User
 from exchange.outbox import outbox_relay
 from listings.models import DataProduct, PricePlan, Revision
-from settlements.models import Account, FeeSchedule, Order, Withdrawal
-from settlements.selectors import entitlement_problems, ledger_problems
-from settlements.services import deposits, orders, withdrawals
+from settlements.models import Account, Charge, Entitlement, FeeSchedule, Order, Withdrawal
+from settlements.selectors import entitlement_problems, entitlement_usable, ledger_problems
+from settlements.services import deposits, metering, orders, withdrawals
 from settlements.tasks import accept_due_orders_task
 from tests.compliance.factories import filing, with_pi
 from tests.factories import MemberFirmFactory, PricePlanFactory, admit, listed_product, member
@@ -73,6 +73,7 @@ FEES = {"CNY": (80, 0, D("0.00")), "USD": (250, 100, D("0.50"))}
 # Withdrawals above these need a second approver (low, so that the machine walks the four-eyes path).
 SECOND_APPROVAL_ABOVE = {"CNY": D("300.00"), "USD": D("50.00")}
 MAX_CLOCK_MOVES = 6
+METERED_INCLUDED, METERED_UNIT = 5, D("0.4567")
 OPEN_WITHDRAWALS = ("requested", "awaiting_second", "approved")
 ADVANCING = ("compliance_hold", "released", "delivered", "disputed", "accepted")
 ACTIONS = ("approve", "second", "pay", "reject", "cancel")
@@ -98,11 +99,13 @@ WALKED = [
     # only where a step is out of turn for the order or withdrawal drawn; tests/settlements/test_orders.py (orders)
     # and test_ledger.py (withdrawals) refuse such steps deterministically.)
     "refused: not_allowed",
+    # ("data calls" and "usage charged", a metered order's usage through its budget's period, are walked in some runs;
+    # tests/settlements/test_metering.py's own machine walks them in every run.)
 ]
 
 MACHINE_SETTINGS = settings(
     # LEDGER_MACHINE_EXAMPLES=500 for a longer hunt on a developer's machine; CI keeps to the default.
-    max_examples=int(os.environ.get("LEDGER_MACHINE_EXAMPLES", "30")),
+    max_examples=int(os.environ.get("LEDGER_MACHINE_EXAMPLES", "45")),
     stateful_step_count=20,
     deadline=None,
     derandomize=True,
@@ -194,12 +197,14 @@ def world(clock, provider, reviewer, international, clerk, officer, settings) ->
             product=product, name_en=kind, kind=kind, period=period, currency=currency, amount=D(amount), **fields
         )
 
-    metered = {"included_calls": 1000, "unit_price": D("0.0125")}
+    # Few included calls and a coarse unit price: a few dozen calls reach a small budget's limit.
+    metered = {"included_calls": METERED_INCLUDED, "unit_price": METERED_UNIT}
     plans = [
         ("plain one-off CNY", plain, plan(plain, "one_off", "CNY", "100.00")),
         ("plain one-off USD", plain, plan(plain, "one_off", "USD", "33.33")),
         ("plain monthly CNY", plain, plan(plain, "subscription", "CNY", "45.67")),
         ("plain metered USD", plain, plan(plain, "metered", "USD", "10.00", **metered)),
+        ("plain metered CNY", plain, plan(plain, "metered", "CNY", "20.00", **metered)),
         ("plain annual CNY", plain, plain.plans.get(name_en="Annual")),  # 12,000.00: mostly insufficient funds
         ("US-origin one-off CNY", us, plan(us, "one_off", "CNY", "70.00")),
         ("US-origin one-off USD", us, plan(us, "one_off", "USD", "25.50")),
@@ -260,6 +265,7 @@ class OrderModel:
     case_id: int | None
     offer: int
     due_at: datetime | None = None
+    calls: int = 0  # data calls metered in the usage budget's period
 
     @property
     def holding(self) -> Decimal:
@@ -313,6 +319,7 @@ class LedgerMachine(RuleBasedStateMachine):
             self._atomic.__exit__(None, None, None)
         finally:
             self._clock.stop()
+            metering.meter_cache().clear()  # the usage rows are rolled back: their counters go too
 
     # --- helpers ---------------------------------------------------------------------------------------------
 
@@ -682,6 +689,68 @@ class LedgerMachine(RuleBasedStateMachine):
         o.status = "accepted"
         if relay_now:
             self.relay()
+
+    # --- rules: metered usage -----------------------------------------------------------------------------------
+
+    def usage_cost(self, o: OrderModel, calls: int) -> tuple[Decimal, Decimal, Decimal]:
+        """(price, buyer's fee, provider's fee) of `calls` calls in the period: those beyond the included ones at
+        the unit price, rounded once, with the schedule's fees."""
+        price = quantize(max(0, calls - METERED_INCLUDED) * METERED_UNIT)
+        buyer_fee, provider_fee = expected_fees(price, o.currency)
+        return price, buyer_fee, provider_fee
+
+    def with_budget(self) -> list[OrderModel]:
+        return [o for o in self.m.orders.values() if any(c.held and c.kind == "usage_budget" for c in o.charges)]
+
+    @precondition(lambda self: bool(self.with_budget()))
+    @rule(choice=st.integers(0, 100), n=st.integers(0, 40), period_ends=st.booleans())
+    def metered_usage(self, choice: int, n: int, period_ends: bool) -> None:
+        """The buyer of a metered plan calls the data gateway `n` times: counted up to what its usage budget pays,
+        fees included (the model's own limit), refused with a 429 beyond. Then, or not yet, the budget's period
+        ends: its usage is charged to the provider and the fees, the rest returned (a disputed order's waits); run
+        twice, nothing more moves."""
+        candidates = self.with_budget()
+        o = candidates[choice % len(candidates)]
+        entitlement = Entitlement.objects.filter(order_id=o.pk).first()
+        if n and entitlement is not None and entitlement_usable(entitlement):
+            self._data_calls(o, entitlement, n)
+        if period_ends:
+            self._usage_period_ends(o)
+
+    def _data_calls(self, o: OrderModel, entitlement: Entitlement, n: int) -> None:
+        budget = next(c.total for c in o.charges if c.held and c.kind == "usage_budget")
+        limit = METERED_INCLUDED
+        while sum(self.usage_cost(o, limit + 1)[:2]) <= budget:
+            limit += 1
+        counted = refused = 0
+        for _ in range(n):
+            try:
+                metering.meter_call(entitlement)
+                counted += 1
+            except ApplicationError as exc:
+                assert exc.status_code == 429 and exc.code == "usage_budget_exhausted"
+                refused += 1
+        assert counted == max(0, min(n, limit - o.calls)), (o.calls, n, limit, counted)
+        o.calls += counted
+        event("data calls: budget reached" if refused else "data calls")
+
+    def _usage_period_ends(self, o: OrderModel) -> None:
+        charge = Charge.objects.get(order_id=o.pk, kind="usage_budget", status="held")
+        orders.usage_budget_close(charge=charge)
+        orders.usage_budget_close(charge=charge)
+        if o.status == "disputed":
+            event("usage waits for the dispute")
+            return
+        model = next(c for c in o.charges if c.held and c.kind == "usage_budget")
+        price, buyer_fee, provider_fee = self.usage_cost(o, o.calls)
+        charged = price + buyer_fee
+        assert charged <= model.total
+        model.held = False
+        self.m.move(o.firm_id, "escrow", o.currency, -model.total)
+        self.m.move(o.firm_id, "cash", o.currency, model.total - charged)
+        self.m.move(self.w.exporter_id, "payable", o.currency, price - provider_fee)
+        self.m.move(None, "fee_revenue", o.currency, provider_fee + buyer_fee)
+        event("usage charged" if charged else "usage budget returned whole")
 
     # --- rules: time -------------------------------------------------------------------------------------------
 
