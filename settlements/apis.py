@@ -1038,7 +1038,7 @@ class EntitlementDownloadLinkApi(APIView):
 # --- Sandbox delivery: aggregate queries ------------------------------------------------------------------------
 
 
-class SandboxMeasureSerializer(serializers.Serializer):
+class SandboxMeasureSerializer(ClosedObject):
     fn = serializers.ChoiceField(choices=[(f, f) for f in sandbox_engine.FUNCTIONS])
     field = serializers.CharField(
         required=False,
@@ -1048,7 +1048,7 @@ class SandboxMeasureSerializer(serializers.Serializer):
     )
 
 
-class SandboxFilterSerializer(serializers.Serializer):
+class SandboxFilterSerializer(ClosedObject):
     field = serializers.CharField(help_text="A dimension field the provider allows (one filter per field).")
     op = serializers.ChoiceField(choices=[(o, o) for o in sandbox_engine.OPERATORS])
     value = serializers.JSONField(
@@ -1057,7 +1057,7 @@ class SandboxFilterSerializer(serializers.Serializer):
     )
 
 
-class SandboxQueryInputSerializer(serializers.Serializer):
+class SandboxQueryInputSerializer(ClosedObject):
     measures = serializers.ListField(
         child=SandboxMeasureSerializer(), min_length=1, max_length=settings.SANDBOX_MAX_MEASURES
     )
