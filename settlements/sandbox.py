@@ -39,6 +39,7 @@ from typing import Any
 import duckdb
 from django.conf import settings
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from exchange.exceptions import ApplicationError
 from listings.datasets import DUCKDB_TYPES
@@ -166,7 +167,14 @@ def answer_note(suppressed: int, n: int) -> str:
         "fewer, are suppressed. MIN and MAX are the %(n)d-th smallest and largest of the individuals' values."
     ) % {"n": n}
     if suppressed:
-        text += " " + (_("%(count)d rows suppressed: fewer than %(n)d individuals.") % {"count": suppressed, "n": n})
+        text += " " + (
+            ngettext(
+                "%(count)d row suppressed: fewer than %(n)d individuals.",
+                "%(count)d rows suppressed: fewer than %(n)d individuals.",
+                suppressed,
+            )
+            % {"count": suppressed, "n": n}
+        )
     return text
 
 

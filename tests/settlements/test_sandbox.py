@@ -121,7 +121,7 @@ class TestSuppression:
         # two rows per person: the rows are counted, the individuals decide
         assert cells(answer) == {"DE": [2 * N], "JP": [2 * (N + 1)]}
         assert answer.suppressed == 1 and answer.min_individuals == N and answer.rows_total == 2
-        assert "1 rows suppressed: fewer than 10 individuals." in answer.note
+        assert "1 row suppressed: fewer than 10 individuals." in answer.note
 
     def test_a_product_may_ask_for_more_individuals_than_the_minimum(self, parquet):
         stricter = engine.Rules(**{**RULES.__dict__, "min_individuals": N + 1})
