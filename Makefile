@@ -45,9 +45,10 @@ lock: $(VENV)/.base
 	$(VENV)/bin/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -q -o requirements/base.lock
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -q -o requirements/dev.lock
 
-## bench: throughput and latency ratios against baselines served in the same run (needs PostgreSQL)
+## bench: throughput and latency ratios against baselines served in the same run (needs PostgreSQL); the memory of checking a 1 GB dataset
 bench: $(VENV)/.dev
 	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/upload_memory.py
 
 ## Production-style processes (set DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY, DJANGO_DEBUG=0, ...)
 run: $(VENV)/.base

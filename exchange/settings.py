@@ -528,11 +528,14 @@ SETTLEMENT_ACCEPTANCE_DAYS = env_int("SETTLEMENT_ACCEPTANCE_DAYS", 7)
 SETTLEMENT_SUBSCRIPTION_GRACE_DAYS = env_int("SETTLEMENT_SUBSCRIPTION_GRACE_DAYS", 7)
 # Seconds a signed download link works (a new one is made on demand while the entitlement is usable).
 SETTLEMENT_DOWNLOAD_LINK_SECONDS = env_int("SETTLEMENT_DOWNLOAD_LINK_SECONDS", 3600)
-# The meter of data calls (settlements.services.metering): the cache alias it counts in (in production a Redis with
-# appendonly and noeviction), and every how many calls a period's count is written to the database. With the
-# process's own memory as the cache (the embedded default) every call is written: a restart loses nothing.
-SETTLEMENT_METER_CACHE = os.environ.get("SETTLEMENT_METER_CACHE", "default")
-SETTLEMENT_METER_CHECKPOINT_CALLS = env_int("SETTLEMENT_METER_CHECKPOINT_CALLS", 100 if CACHE_URL else 1)
+# The meter of data calls (settlements.services.metering): the cache it counts in, shared by every process (a Redis
+# with appendonly and noeviction: METER_CACHE_URL, else CACHE_URL's), and every how many calls a period's count is
+# written to the database. Without a shared cache (the embedded default) the database row is the counter itself.
+METER_CACHE_URL = os.environ.get("METER_CACHE_URL", "")
+if METER_CACHE_URL:
+    CACHES["meter"] = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": METER_CACHE_URL}
+SETTLEMENT_METER_CACHE = "meter" if METER_CACHE_URL else "default" if CACHE_URL else ""
+SETTLEMENT_METER_CHECKPOINT_CALLS = env_int("SETTLEMENT_METER_CHECKPOINT_CALLS", 100)
 # Days a provider has to answer an access request before it expires; days an approval stays good for one order.
 SETTLEMENT_ACCESS_REQUEST_DAYS = env_int("SETTLEMENT_ACCESS_REQUEST_DAYS", 14)
 SETTLEMENT_ACCESS_APPROVAL_DAYS = env_int("SETTLEMENT_ACCESS_APPROVAL_DAYS", 30)

@@ -73,7 +73,10 @@ def entitlement_start(order: Order, *, now: datetime) -> Entitlement:
         delivery_mode=order.delivery_mode,
         starts_at=now,
         ends_at=entitlement_term(order, starts_at=now),
-        calls_included=plan["included_calls"] if order.delivery_mode == DeliveryMode.API else None,
+        # Calls are metered on the data gateway and in the sandbox (each query a call).
+        calls_included=plan["included_calls"]
+        if order.delivery_mode in (DeliveryMode.API, DeliveryMode.SANDBOX)
+        else None,
     )
     entitlement.save(force_insert=True)
     outbox_publish(

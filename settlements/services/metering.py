@@ -1,18 +1,21 @@
 """The meter: calls under an entitlement (the data gateway's pages, the sandbox's queries), counted per period.
 
-Each call is counted in the shared cache (one atomic increment; Redis in production, see `meter_cache`) and not
-by a database write: a counter row updated by every call would serialise every call of the entitlement behind
-its row lock. The count goes to the period's `Usage` row in batches, as an absolute value that only grows
-(`_checkpoint`):
+In production each call is counted in a cache every process shares (one atomic increment in Redis:
+METER_CACHE_URL, else CACHE_URL's), not by a database write: a counter row updated by every call would serialise
+every call of the entitlement behind its row lock. The count goes to the period's `Usage` row in batches, as an
+absolute value that only grows (`_checkpoint`):
 
-- by the call whose count is a multiple of SETTLEMENT_METER_CHECKPOINT_CALLS (1 when the cache is the process's
-  own memory, the embedded default: nothing then lives only where a restart would lose it);
+- by the call whose count is a multiple of SETTLEMENT_METER_CHECKPOINT_CALLS (100);
 - by the periodic task `settlements.checkpoint_meters`, every minute;
 - by the period's close, which takes the count from the cache under the row's lock before charging it.
 
 A counter the cache lost (a restart of a cache without persistence, an eviction) starts again from the last
-checkpoint; the production cache for the meter is a Redis with `appendonly yes` and `maxmemory-policy
-noeviction` (docs/operations.md), so that nothing counted is lost.
+checkpoint; the meter's Redis runs with `appendonly yes` and `maxmemory-policy noeviction` (README, production),
+so that nothing counted is lost.
+
+Without a shared cache (the embedded default: one process's memory would count apart from the others') the row is
+the counter: each call is one conditional `UPDATE ... SET calls = calls + 1`, exact across processes and slower
+(it serialises an entitlement's calls), which the embedded set-up does not mind.
 
 The limit is checked by the same increment (`count > call_limit`: the call is refused with a 429 and uncounted),
 so two processes can never both take the last call. The limit of a metered plan's period is what its usage
@@ -31,7 +34,7 @@ from dateutil.relativedelta import relativedelta
 from django.conf import settings
 from django.core.cache import BaseCache, caches
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -48,7 +51,8 @@ METERED_MODES = (DeliveryMode.API, DeliveryMode.SANDBOX)
 
 
 def meter_cache() -> BaseCache:
-    return caches[settings.SETTLEMENT_METER_CACHE]
+    """The shared cache the meter counts in (the default one when the database counts: tests clear it freely)."""
+    return caches[settings.SETTLEMENT_METER_CACHE or "default"]
 
 
 def _key(usage_id: int) -> str:
@@ -150,8 +154,18 @@ def usage_current(entitlement: Entitlement, *, now: datetime | None = None) -> U
     """The entitlement's usage row for the period `now` falls in, made on its first call (with the period's terms,
     fixed from then on: the included calls, the unit price, the limit the budget pays)."""
     now = now or timezone.now()
+    today = _local_day(now)
+    # The hot path: the period's row exists (one indexed read).
+    current = (
+        Usage.objects.filter(entitlement_id=entitlement.pk, period_start__lte=today)
+        .filter(Q(period_end__isnull=True) | Q(period_end__gte=today))
+        .order_by("-period_start")
+        .first()
+    )
+    if current is not None:
+        return current
     order = Order.objects.select_related("board").get(pk=entitlement.order_id)
-    start, end, budget = _period(entitlement, order, _local_day(now))
+    start, end, budget = _period(entitlement, order, today)
     usage = Usage.objects.filter(entitlement_id=entitlement.pk, period_start=start).first()
     if usage is not None:
         return usage
@@ -173,6 +187,8 @@ def usage_current(entitlement: Entitlement, *, now: datetime | None = None) -> U
 
 def usage_calls(usage: Usage) -> int:
     """The calls of the period so far: what the cache counted, or the last checkpoint when it holds none."""
+    if not settings.SETTLEMENT_METER_CACHE:
+        return usage.calls
     counted = meter_cache().get(_key(usage.pk))
     return max(usage.calls, int(counted)) if counted is not None else usage.calls
 
@@ -205,6 +221,11 @@ def meter_call(entitlement: Entitlement, *, now: datetime | None = None) -> Mete
     usage = usage_current(entitlement, now=now)
     if usage.closed_at is not None:  # the period was closed (charged): nothing more is counted in it
         raise _refused(usage)
+    if not settings.SETTLEMENT_METER_CACHE:
+        within = Q(call_limit__isnull=True) | Q(calls__lt=F("call_limit"))
+        if not Usage.objects.filter(within, pk=usage.pk, closed_at__isnull=True).update(calls=F("calls") + 1):
+            raise _refused(usage)
+        return MeterTicket(usage_id=usage.pk, count=usage.calls + 1)
     cache, key = meter_cache(), _key(usage.pk)
     cache.add(key, usage.calls, timeout=None)
     try:
@@ -222,6 +243,9 @@ def meter_call(entitlement: Entitlement, *, now: datetime | None = None) -> Mete
 
 def meter_undo(ticket: MeterTicket) -> None:
     """The counted call failed (the engine's error, not the caller's): it is not charged."""
+    if not settings.SETTLEMENT_METER_CACHE:
+        Usage.objects.filter(pk=ticket.usage_id, closed_at__isnull=True, calls__gt=0).update(calls=F("calls") - 1)
+        return
     try:
         meter_cache().decr(_key(ticket.usage_id))
     except ValueError:
@@ -240,6 +264,8 @@ def _checkpoint(usage: Usage, count: int) -> None:
 
 def meters_checkpoint(*, today: date | None = None) -> int:
     """Write every open period's count from the cache to its row (a periodic task, every minute); how many moved."""
+    if not settings.SETTLEMENT_METER_CACHE:
+        return 0  # the rows are the counters
     today = today or timezone.localdate()
     open_usage = Usage.objects.filter(closed_at__isnull=True).filter(
         Q(period_end__isnull=True) | Q(period_end__gte=today - timedelta(days=1))
@@ -261,4 +287,5 @@ def meter_final_count(usage: Usage) -> int:
 
 def meter_forget(usage: Usage) -> None:
     """The period is closed: its counter is no longer needed (after the close's transaction commits)."""
-    transaction.on_commit(lambda: meter_cache().delete(_key(usage.pk)))
+    if settings.SETTLEMENT_METER_CACHE:
+        transaction.on_commit(lambda: meter_cache().delete(_key(usage.pk)))

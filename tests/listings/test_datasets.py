@@ -4,7 +4,6 @@ upload in the portal and the API, what buyers see, and the listing refused witho
 from __future__ import annotations
 
 import hashlib
-import time
 import tracemalloc
 from datetime import timedelta
 from pathlib import Path
@@ -80,27 +79,24 @@ def test_a_large_csv_is_checked_in_a_fixed_amount_of_memory(tmp_path):
     size = path.stat().st_size
     # when it is checked, with Python's allocations traced
     tracemalloc.start()
-    started = time.monotonic()
     report = _check(path, "csv")
-    elapsed = time.monotonic() - started
     _current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     # then every row was read and the peak stays far below the file's size
     assert report.ok and report.rows > 12_000 and report.bytes_read == size
     assert report.error_count == 0
     assert peak < 10 * 1024 * 1024, f"peak {peak} bytes for a {size}-byte file"
-    assert elapsed < 10
 
 
-def _peak_of_check(path: Path, file_format: str) -> tuple[datasets.Report, int, float]:
+def _peak_of_check(path: Path, file_format: str) -> tuple[datasets.Report, int]:
+    # Memory only: how long a check takes is a benchmark's question (bench/upload_memory.py), never a test's.
     tracemalloc.start()
-    started = time.monotonic()
     try:
         report = _check(path, file_format)
         _current, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    return report, peak, time.monotonic() - started
+    return report, peak
 
 
 def _write_long_line(out, size: int) -> None:
@@ -121,13 +117,12 @@ def test_a_json_line_longer_than_the_limit_is_an_error_read_in_bounded_memory(tm
         out.write(good)
     size = path.stat().st_size
     # when it is checked
-    report, peak, elapsed = _peak_of_check(path, "jsonl")
+    report, peak = _peak_of_check(path, "jsonl")
     # then the long line is reported at its number without being held in memory, and the lines after it read
     assert _messages(report) == ["Line 2 is longer than 1 MiB."]
     assert report.errors[0]["zh-hans"] == "第 2 行超过 1 MiB。"
     assert report.rows == 2 and report.bytes_read == size
     assert peak < 8 * 1024 * 1024, f"peak {peak} bytes for a {size}-byte line"
-    assert elapsed < 5
 
 
 def test_a_csv_line_or_record_longer_than_the_limit_refuses_the_file_in_bounded_memory(tmp_path):
@@ -139,11 +134,10 @@ def test_a_csv_line_or_record_longer_than_the_limit_refuses_the_file_in_bounded_
         out.write(b",2026-01-01,1,CN\n8471,2026-01-01,1,CN\n")
     size = path.stat().st_size
     # when it is checked
-    report, peak, elapsed = _peak_of_check(path, "csv")
+    report, peak = _peak_of_check(path, "csv")
     # then the file is refused at that line, without the line being held in memory
     assert _messages(report) == ["Line 3 is longer than 1 MiB."]
     assert peak < 8 * 1024 * 1024, f"peak {peak} bytes for a {size}-byte line"
-    assert elapsed < 5
     # and a record of quoted values spanning many short lines is bounded all the same, reported at its first line
     path = tmp_path / "record.csv"
     with open(path, "wb") as out:
@@ -152,9 +146,9 @@ def test_a_csv_line_or_record_longer_than_the_limit_refuses_the_file_in_bounded_
         for _ in range(200):
             out.write(value)
         out.write(b"2026-01-01,1,CN\n")
-    report, peak, elapsed = _peak_of_check(path, "csv")
+    report, peak = _peak_of_check(path, "csv")
     assert _messages(report) == ["The CSV record starting at line 3 is longer than 1 MiB."]
-    assert peak < 8 * 1024 * 1024 and elapsed < 5
+    assert peak < 8 * 1024 * 1024
 
 
 def test_csv_lines_may_end_in_a_carriage_return_alone(tmp_path):

@@ -91,6 +91,7 @@ class TestLimits:
         calls(entitlement, 30)
         error = refused(entitlement)
         assert error.code == "usage_budget_exhausted" and error.details["call_limit"] == 30
+        usage.refresh_from_db()
         assert metering.usage_calls(usage) == 30  # the refused call is not counted
 
     def test_the_buyers_fee_comes_out_of_the_budget_too(self, product, international, clerk):
@@ -136,7 +137,7 @@ class TestLimits:
 
 
 class TestCheckpoints:
-    @override_settings(SETTLEMENT_METER_CHECKPOINT_CALLS=10)
+    @override_settings(SETTLEMENT_METER_CACHE="default", SETTLEMENT_METER_CHECKPOINT_CALLS=10)
     def test_calls_reach_the_database_in_batches_and_survive_a_lost_cache(self, product, international, clerk):
         fund(international, clerk)
         entitlement = metered_order(product, international, budget="100.00").entitlement
@@ -152,8 +153,8 @@ class TestCheckpoints:
         metering.meter_cache().clear()
         assert metering.meter_call(entitlement).count == 26
 
-    def test_the_embedded_default_writes_every_call(self, product, international, clerk, settings):
-        assert settings.SETTLEMENT_METER_CHECKPOINT_CALLS == 1  # no CACHE_URL in the tests
+    def test_without_a_shared_cache_the_row_counts_every_call(self, product, international, clerk, settings):
+        assert settings.SETTLEMENT_METER_CACHE == ""  # no CACHE_URL in the tests: the embedded default
         fund(international, clerk)
         entitlement = metered_order(product, international).entitlement
         calls(entitlement, 3)
@@ -252,7 +253,9 @@ def test_a_quota_counts_afresh_in_the_next_period_in_shanghai(product, internati
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif("connection.vendor != 'postgresql'", reason="real concurrent connections need PostgreSQL")
-def test_concurrent_calls_never_pass_the_limit(provider, reviewer, international, clerk):
+@pytest.mark.parametrize("counter", ["", "default"], ids=["database", "cache"])
+def test_concurrent_calls_never_pass_the_limit(provider, reviewer, international, clerk, counter, settings):
+    settings.SETTLEMENT_METER_CACHE = counter
     product = listed_product(provider, reviewer)
     Revision.objects.filter(pk=product.listed_revision_id).update(delivery_modes=["file", "api"])
     fund(international, clerk, "1000.00")
@@ -280,6 +283,7 @@ def test_concurrent_calls_never_pass_the_limit(provider, reviewer, international
     for thread in threads:
         thread.join()
     assert answers.count("counted") == 15 and answers.count("usage_budget_exhausted") == 25
+    metering.meters_checkpoint()
     assert Usage.objects.get(entitlement=entitlement).calls == 15
     assert connection.vendor == "postgresql"
 
