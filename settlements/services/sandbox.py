@@ -51,7 +51,8 @@ def _loggable(query: Any) -> Any:
         return {"unreadable": True}
     if len(text) > LOGGED_QUERY_CHARS or "\\u0000" in text:
         return {"unreadable": True}
-    return query
+    # JSON null is no value for the log's column (SQL NULL): anything but an object is kept inside one
+    return query if isinstance(query, dict) else {"asked": query}
 
 
 def _log(

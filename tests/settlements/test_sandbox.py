@@ -440,6 +440,8 @@ class TestApi:
             "code": "identifier_not_allowed", "message": api_error(response)["message"], "details": {"at": "group_by.0"}
         }  # fmt: skip
         assert client.post(url, [1, 2], format="json").status_code == 400
+        assert client.post(url, "null", content_type="application/json").status_code == 400
+        assert SandboxQuery.objects.filter(query={"asked": None}, error_code="query_malformed").exists()
         assert client.post(url, "not json", content_type="application/json").status_code == 400
 
     def test_another_firm_and_anonymous_are_refused(self, order, boards):
