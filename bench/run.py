@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import http.client
 import json
 import math
@@ -80,6 +81,10 @@ class Scenario:
     trading: bool = False
     kind: str = "http"
     pgbench: tuple[str, str] = ("buyers", "products")
+    # The data gateway's scenarios (bench/gateway_data.py): `{entitlement}` in the path is the bench's entitlement,
+    # and `data_key` sends its data credential instead of the API key.
+    gateway: bool = False
+    data_key: bool = False
 
 
 # 出口 = "export": matches both Chinese bigram search and the trigram fallback.
@@ -195,6 +200,30 @@ SCENARIOS: list[Scenario] = [
 ]
 
 
+# The data gateway over 1,000,000 rows (P11): a filtered page of 100 rows through the gateway (the data credential,
+# the meter, DRF, DuckDB, JSON), against the same page's SQL run by DuckDB in a bare view of the same server.
+GATEWAY_QUERY = "origin=DE&value_usd__gte=50000&limit=100"
+SCENARIOS += [
+    Scenario(
+        "gateway-duckdb",
+        f"/bench/gateway-duckdb?{GATEWAY_QUERY}",
+        auth=False,
+        gateway=True,
+        note="P11 baseline: the page's SQL run by DuckDB in a bare Django view, its 100 rows as JSON",
+    ),
+    Scenario(
+        "gateway-rows",
+        f"/data/v1/{{entitlement}}/rows?{GATEWAY_QUERY}",
+        baseline="gateway-duckdb",
+        target=0.5,
+        auth=False,
+        data_key=True,
+        gateway=True,
+        note="P11: GET /data/v1/<entitlement>/rows, 100 filtered rows of 1,000,000 (Data-Key, metered)",
+    ),
+]
+
+
 class HarnessError(Exception):
     """The harness could not measure: reported and turned into a non-zero exit status."""
 
@@ -269,6 +298,7 @@ class Setup:
     env: dict[str, str] = field(default_factory=dict)  # the environment of the server and of every helper
     trading: dict[str, Any] | None = None
     rotations: dict[str, Path] = field(default_factory=dict)  # rotation name -> file of "auth\tbody" lines
+    gateway: dict[str, Any] | None = None  # bench/gateway_data.py's answer
 
 
 def rotation_first(setup: Setup, name: str) -> tuple[str, str]:
@@ -283,6 +313,8 @@ def http_get(port: int, scenario: Scenario, setup: Setup, timeout: float = 10.0)
     headers = {"Accept": "application/json"}
     if scenario.auth and setup.authorization:
         headers["Authorization"] = setup.authorization
+    if scenario.data_key and setup.gateway:
+        headers["Authorization"] = setup.gateway["authorization"]
     body = scenario.body.encode() if scenario.body else None
     if scenario.rotation:
         auth, text = rotation_first(setup, scenario.rotation)
@@ -325,7 +357,7 @@ def analyze(server_url: str, name: str) -> None:
     log(f"database {name} analysed")
 
 
-def prepare(env: dict[str, str], args: argparse.Namespace, trading: bool) -> Setup:
+def prepare(env: dict[str, str], args: argparse.Namespace, trading: bool, gateway: bool = False) -> Setup:
     py = sys.executable
     fresh = not args.reuse_db
     if fresh:
@@ -342,7 +374,32 @@ def prepare(env: dict[str, str], args: argparse.Namespace, trading: bool) -> Set
     if trading:
         setup.trading = trading_prepare(env, args)
         setup.rotations = write_rotations(setup.trading)
+    if gateway:
+        setup.gateway = gateway_prepare(env, args)
     return setup
+
+
+GATEWAY_JSON = RESULTS_DIR / "gateway.json"
+
+
+def gateway_prepare(env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+    """The data gateway's product, order, credential and 1,000,000-row dataset (bench/gateway_data.py), made once per
+    database: --reuse-db reads bench/results/gateway.json (the credential is shown only once). The baseline view
+    reads the Parquet file's path from the same file."""
+    if args.reuse_db:
+        if not GATEWAY_JSON.exists():
+            raise HarnessError(f"--reuse-db: {GATEWAY_JSON} is missing (run once without --reuse-db)")
+        return dict(json.loads(GATEWAY_JSON.read_text()))
+    cmd = [sys.executable, str(BENCH_DIR / "gateway_data.py"), f"--rows={args.gateway_rows}"]
+    gateway = json.loads(run(cmd, env, "gateway data", capture=True).strip().splitlines()[-1])
+    GATEWAY_JSON.write_text(json.dumps(gateway) + "\n")
+    GATEWAY_JSON.chmod(0o600)  # a data credential
+    engine = gateway["engine"]
+    log(
+        f"gateway data: {gateway['rows']:,} rows, entitlement {gateway['entitlement']}; the page's SQL alone in "
+        f"DuckDB: p50 {engine['p50_ms']} ms, p99 {engine['p99_ms']} ms"
+    )
+    return dict(gateway)
 
 
 TRADING_JSON = RESULTS_DIR / "trading.json"
@@ -477,6 +534,8 @@ def wrk_run(
         env.pop(name, None)
     if scenario.auth:
         env["BENCH_AUTHORIZATION"] = setup.authorization
+    if scenario.data_key and setup.gateway:
+        env["BENCH_AUTHORIZATION"] = setup.gateway["authorization"]
     if scenario.body:
         env["BENCH_BODY"] = scenario.body
         env["BENCH_CONTENT_TYPE"] = scenario.content_type
@@ -828,6 +887,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1_000_000,
         help="postings on the account of the balance read (default 1000000; as many again on the bank's)",
     )
+    parser.add_argument(
+        "--gateway-rows", type=int, default=1_000_000, help="rows of the data gateway's dataset (default 1000000)"
+    )
     parser.add_argument("--timeout", type=int, default=10, help="wrk per-request timeout in seconds (default 10)")
     parser.add_argument(
         "--only", action="append", metavar="NAME", help="run this scenario (and its baselines); repeatable"
@@ -910,7 +972,12 @@ def main(argv: list[str] | None = None) -> int:
         started_at = datetime.now(UTC)
         if not args.reuse_db:
             recreate_database(args.pg, args.db_name)
-        setup = prepare(env, args, trading=any(s.trading for s in scenarios))
+        setup = prepare(env, args, trading=any(s.trading for s in scenarios), gateway=any(s.gateway for s in scenarios))
+        if setup.gateway:
+            scenarios = [
+                dataclasses.replace(s, path=s.path.format(entitlement=setup.gateway["entitlement"])) if s.gateway else s
+                for s in scenarios
+            ]
         analyze(args.pg, args.db_name)
         port = free_port()
         log_path = RESULTS_DIR / "gunicorn.log"

@@ -12,5 +12,6 @@ urlpatterns = [
     path("bench/drf", views.DrfTrivialApi.as_view(), name="bench-drf"),
     path("bench/catalogue-values", views.catalogue_values, name="bench-catalogue-values"),
     path("bench/balance-sum", views.BalanceSumApi.as_view(), name="bench-balance-sum"),
+    path("bench/gateway-duckdb", views.gateway_duckdb, name="bench-gateway-duckdb"),
     *product_urlpatterns,
 ]

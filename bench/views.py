@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import HttpRequest, JsonResponse
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -93,3 +95,25 @@ class BalanceSumApi(APIView):
             for currency, kinds in sorted(sums.items())
         ]
         return Response(BalanceListApi.OutputSerializer(balances, many=True).data)
+
+
+def gateway_duckdb(request: HttpRequest) -> JsonResponse:
+    """P11's baseline: the data gateway's page run directly by DuckDB, in the same server: the same SQL (built from
+    the same parameters, on the same Parquet file, by the same per-thread connection) and the same JSON of its rows;
+    no credential, no database, no meter, no DRF."""
+    import json
+    from pathlib import Path
+
+    from settlements.gateway import query as gq
+
+    global _GATEWAY
+    if _GATEWAY is None:
+        _GATEWAY = json.loads((Path(__file__).resolve().parent / "results" / "gateway.json").read_text())
+    wanted = gq.parse(request.GET, _GATEWAY["dictionary"])
+    page = gq.run(wanted, _GATEWAY["parquet"])
+    names = [c.name for c in page.columns]
+    rows = [{n: gq.to_json(v) for n, v in zip(names, row, strict=True)} for row in page.rows]
+    return JsonResponse({"fields": names, "rows": rows, "next": None})
+
+
+_GATEWAY: dict[str, Any] | None = None

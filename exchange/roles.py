@@ -49,6 +49,8 @@ _SETTLEMENTS_READ = [
     "settlements.view_entitlement",
     "settlements.view_download",
     "settlements.view_sandboxquery",
+    "settlements.view_datacredential",
+    "settlements.view_usage",
 ]
 
 STAFF_ROLES: dict[str, list[str]] = {
@@ -135,6 +137,7 @@ STAFF_ROLES: dict[str, list[str]] = {
         "settlements.view_entitlement",
         "settlements.view_download",
         "settlements.view_sandboxquery",
+        "settlements.view_datacredential",
         "settlements.revoke_entitlement",
     ],
     SETTLEMENT_CLERKS: [

@@ -369,6 +369,8 @@ SPECTACULAR_SETTINGS = {
         "EntitlementStatus": "settlements.models.Entitlement.Status",
         "EntitlementEndReason": "settlements.models.Entitlement.EndReason",
     },
+    # The data gateway's operations are in a schema of their own (/data/v1/openapi.json).
+    "PREPROCESSING_HOOKS": ["settlements.gateway.schema.without_gateway"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "exchange.schema.postprocess_contract",
@@ -528,6 +530,12 @@ SETTLEMENT_ACCEPTANCE_DAYS = env_int("SETTLEMENT_ACCEPTANCE_DAYS", 7)
 SETTLEMENT_SUBSCRIPTION_GRACE_DAYS = env_int("SETTLEMENT_SUBSCRIPTION_GRACE_DAYS", 7)
 # Seconds a signed download link works (a new one is made on demand while the entitlement is usable).
 SETTLEMENT_DOWNLOAD_LINK_SECONDS = env_int("SETTLEMENT_DOWNLOAD_LINK_SECONDS", 3600)
+# The data gateway (settlements.gateway, /data/v1/): DuckDB's bounds per worker thread (its memory lies outside
+# Python's heap; beyond it, it spills), and the calls a credential may make per minute whatever its quota (a guard
+# against a runaway client, as the API's rate is; empty: none).
+DATA_GATEWAY_DUCKDB_MEMORY = os.environ.get("DATA_GATEWAY_DUCKDB_MEMORY", "256MB")
+DATA_GATEWAY_DUCKDB_THREADS = env_int("DATA_GATEWAY_DUCKDB_THREADS", 1)
+DATA_GATEWAY_THROTTLE_RATE = os.environ.get("DATA_GATEWAY_THROTTLE_RATE", "1200/minute") or None
 # The meter of data calls (settlements.services.metering): the cache it counts in, shared by every process (a Redis
 # with appendonly and noeviction: METER_CACHE_URL, else CACHE_URL's), and every how many calls a period's count is
 # written to the database. Without a shared cache (the embedded default) the database row is the counter itself.

@@ -38,4 +38,6 @@ urlpatterns = [
     path("api/v1/compliance/", include(("compliance.api_urls", "compliance-api"))),
     path("api/v1/", include(("settlements.api_urls", "settlements-api"))),
     path("api/v1/", include(("exchange.api_urls", "api"))),
+    # The data gateway: an entitlement's rows by its data credential, with a schema of its own.
+    path("data/v1/", include("settlements.gateway.urls")),
 ]

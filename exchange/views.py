@@ -215,7 +215,7 @@ def _api_error(code: str, message: str, status: int) -> JsonResponse:
 
 
 def _is_api(request: HttpRequest) -> bool:
-    return request.path.startswith("/api/")
+    return request.path.startswith(("/api/", "/data/"))  # the API and the data gateway
 
 
 def _is_admin(request: HttpRequest) -> bool:

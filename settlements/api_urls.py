@@ -39,6 +39,17 @@ urlpatterns = [
         path_of_operations(apis.EntitlementQueryListApi, apis.EntitlementQueryCreateApi),
         name="entitlement-queries",
     ),
+    path(
+        "entitlements/<int:pk>/credential",
+        apis.EntitlementCredentialCreateApi.as_view(),
+        name="entitlement-credential",
+    ),
+    path(
+        "entitlements/<int:pk>/credential/revoke",
+        apis.EntitlementCredentialRevokeApi.as_view(),
+        name="entitlement-credential-revoke",
+    ),
+    path("entitlements/<int:pk>/usage", apis.EntitlementUsageApi.as_view(), name="entitlement-usage"),
     path("fee-schedules", apis.FeeScheduleListApi.as_view(), name="fee-schedules"),
     path("statement-lines", apis.StatementLineListApi.as_view(), name="statement-lines"),
     path("withdrawals", path_of_operations(apis.WithdrawalListApi, apis.WithdrawalCreateApi), name="withdrawals"),

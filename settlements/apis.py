@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 from compliance.apis import GATE_STATUSES
 from compliance.selectors import trade_precheck
 from exchange.api import ClosedObject, MoneyField, MoneyInputField, error_responses, require_body, text_field
-from exchange.exceptions import NotAllowed
+from exchange.exceptions import InvalidTransition, NotAllowed
 from exchange.idempotency import idempotent
 from exchange.models import ApiKey, Board, MemberFirm, Membership
 from exchange.money import CURRENCY_CHOICES
@@ -35,8 +35,8 @@ from listings.models import Dataset, DeliveryMode, PricePlan
 
 from . import sandbox as sandbox_engine
 from . import selectors
-from .models import AccessRequest, Account, Entitlement, JournalEntry, Order, SandboxQuery, Withdrawal
-from .services import access, downloads, orders, withdrawals
+from .models import AccessRequest, Account, Entitlement, JournalEntry, Order, SandboxQuery, Usage, Withdrawal
+from .services import access, credentials, downloads, metering, orders, withdrawals
 from .services import sandbox as sandbox_service
 
 SCOPE_READ = "`insufficient_scope` (an API key without the `read` scope)"
@@ -1230,3 +1230,165 @@ class EntitlementStopRenewalApi(APIView):
         entitlement = selectors.entitlement_get_for_firm(firm_id=firm.pk, pk=pk)
         orders.entitlement_stop(entitlement=entitlement, actor=request.user)
         return Response(EntitlementOutputSerializer(selectors.entitlement_get_for_firm(firm_id=firm.pk, pk=pk)).data)
+
+
+# --- API delivery: the entitlement's data credential and its usage ------------------------------------------------
+
+
+class DataCredentialOutputSerializer(serializers.Serializer):
+    entitlement = serializers.IntegerField(source="entitlement_id")
+    prefix = serializers.CharField(help_text="The credential's public part: `dxd_<prefix>_…`.")
+    created_at = serializers.DateTimeField()
+    revoked_at = serializers.DateTimeField(allow_null=True, help_text="Null while it works.")
+
+
+def _gateway_url(request: Request, entitlement: Entitlement) -> str:
+    return request.build_absolute_uri(reverse("data:rows", args=[entitlement.pk]))
+
+
+class EntitlementCredentialCreateApi(APIView):
+    class OutputSerializer(DataCredentialOutputSerializer):
+        key = serializers.CharField(
+            help_text="The credential, whole: shown this once and never again (the exchange keeps only its hash). "
+            "Send it as `Authorization: Data-Key <key>` to the data gateway."
+        )
+        rows_url = serializers.CharField(help_text="The data gateway's rows of this entitlement.")
+        schema_url = serializers.CharField(help_text="Its data dictionary, as the gateway answers it.")
+
+    @extend_schema(
+        operation_id="entitlements_credential_issue",
+        summary="A new data credential for the entitlement (buyer)",
+        description="For API delivery: the entitlement's own key to the data gateway (`/data/v1/`, documented by "
+        "its own schema at `/data/v1/openapi.json`), separate from the firm's API keys. Answered once with the whole "
+        "key; the one made before, if any, stops working (at most one works). It stops working too when it is "
+        "revoked or the entitlement ends.",
+        parameters=[ID_PARAMETER],
+        request=None,
+        responses={
+            201: OutputSerializer,
+            **error_responses(
+                {
+                    403: f"`not_allowed` (the firm's administrators and traders only), {SCOPE_TRADE}, {NO_FIRM}, "
+                    f"{CSRF}.",
+                    404: ENTITLEMENT_404,
+                    409: "`not_api_delivery` (the entitlement is to file or sandbox delivery); "
+                    "`entitlement_not_usable` (ended, lapsed, or the product off the market).",
+                },
+                403,
+                404,
+                409,
+            ),
+        },
+    )
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
+        entitlement = selectors.entitlement_get_for_firm(firm_id=_firm(request).pk, pk=pk)
+        credential, raw_key = credentials.credential_issue(entitlement=entitlement, actor=request.user)
+        data = {
+            "entitlement_id": entitlement.pk,
+            "prefix": credential.prefix,
+            "created_at": credential.created_at,
+            "revoked_at": None,
+            "key": raw_key,
+            "rows_url": _gateway_url(request, entitlement),
+            "schema_url": request.build_absolute_uri(reverse("data:schema", args=[entitlement.pk])),
+        }
+        return Response(EntitlementCredentialCreateApi.OutputSerializer(data).data, status=status.HTTP_201_CREATED)
+
+
+class EntitlementCredentialRevokeApi(APIView):
+    @extend_schema(
+        operation_id="entitlements_credential_revoke",
+        summary="Revoke the entitlement's data credential (buyer)",
+        description="The credential that works stops working at once (the gateway answers 401 `data_key_revoked`). "
+        "Make a new one with entitlements_credential_issue.",
+        parameters=[ID_PARAMETER],
+        request=None,
+        responses={
+            200: DataCredentialOutputSerializer,
+            **error_responses(
+                {
+                    403: f"`not_allowed` (the firm's administrators and traders only), {SCOPE_TRADE}, {NO_FIRM}, "
+                    f"{CSRF}.",
+                    404: ENTITLEMENT_404,
+                    409: "`no_credential`: the entitlement has no credential that works; `already_revoked`: it "
+                    "was revoked meanwhile.",
+                },
+                403,
+                404,
+                409,
+            ),
+        },
+    )
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
+        entitlement = selectors.entitlement_get_for_firm(firm_id=_firm(request).pk, pk=pk)
+        credential = selectors.data_credential_live(entitlement=entitlement)
+        if credential is None:
+            raise InvalidTransition(_("This entitlement has no data credential that works."), code="no_credential")
+        credential.entitlement = entitlement
+        revoked = credentials.credential_revoke(credential=credential, actor=request.user)
+        return Response(DataCredentialOutputSerializer(revoked).data)
+
+
+class UsageOutputSerializer(serializers.Serializer):
+    period_start = serializers.DateField()
+    period_end = serializers.DateField(allow_null=True, help_text="Null: the licence has no end.")
+    current = serializers.BooleanField(help_text="The period calls count against now.")
+    calls = serializers.IntegerField(help_text="Calls answered in the period (pages of rows, sandbox queries).")
+    calls_included = serializers.IntegerField(allow_null=True, help_text="Included in the price; null: no quota.")
+    call_limit = serializers.IntegerField(
+        allow_null=True,
+        help_text="The most calls the period may have (the included ones and what the usage budget "
+        "pays for); past it the gateway answers 429. Null: no limit.",
+    )
+    unit_price = MoneyField(
+        max_digits=14, decimal_places=6, allow_null=True, help_text="Per call beyond those included; null: none."
+    )
+    currency = serializers.CharField(source="entitlement.order.currency")
+    charged = MoneyField(
+        max_digits=18,
+        decimal_places=2,
+        allow_null=True,
+        help_text="Charged for the period once it closed; null before.",
+    )
+
+
+class EntitlementUsageApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        entitlement = serializers.IntegerField()
+        periods = UsageOutputSerializer(many=True, help_text="The latest first.")
+
+    @extend_schema(
+        operation_id="entitlements_usage",
+        summary="The entitlement's calls per period (buyer)",
+        description="For API and sandbox delivery: per period, the calls made, those included, the most allowed "
+        "and what was charged. The current period's calls are counted as they are made (a file delivery has none).",
+        parameters=[ID_PARAMETER],
+        responses={
+            200: OutputSerializer,
+            **error_responses({403: f"{SCOPE_READ}, {NO_FIRM}.", 404: ENTITLEMENT_404}, 403, 404),
+        },
+    )
+    def get(self, request: AuthenticatedRequest, pk: int) -> Response:
+        entitlement = selectors.entitlement_get_for_firm(firm_id=_firm(request).pk, pk=pk)
+        current_pk = None
+        if entitlement.delivery_mode != DeliveryMode.FILE and selectors.entitlement_usable(entitlement):
+            current_pk = metering.usage_current(entitlement).pk
+        periods = []
+        for usage in selectors.usage_list_for_entitlement(entitlement=entitlement):
+            usage.entitlement = entitlement
+            periods.append(_usage_data(usage, current=usage.pk == current_pk))
+        return Response(EntitlementUsageApi.OutputSerializer({"entitlement": entitlement.pk, "periods": periods}).data)
+
+
+def _usage_data(usage: Usage, *, current: bool) -> dict[str, Any]:
+    return {
+        "period_start": usage.period_start,
+        "period_end": usage.period_end,
+        "current": current,
+        "calls": metering.usage_calls(usage) if usage.closed_at is None else usage.calls,
+        "calls_included": usage.calls_included,
+        "call_limit": usage.call_limit,
+        "unit_price": usage.unit_price,
+        "entitlement": usage.entitlement,
+        "charged": usage.charged,
+    }

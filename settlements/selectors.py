@@ -30,6 +30,7 @@ from .models import (
     AccessRequest,
     Account,
     Charge,
+    DataCredential,
     Deposit,
     Entitlement,
     FeeSchedule,
@@ -806,6 +807,65 @@ def entitlement_usable(entitlement: Entitlement, *, now: Any = None) -> bool:
     suspension or delisting ends it through the outbox; this answers at once, before the relay has run)."""
     now = now or timezone.now()
     return entitlement.usable_at(now) and entitlement.product.listing_status == ListingStatus.LISTED
+
+
+# --- Data credentials and usage (API delivery) ----------------------------------------------------------------------
+
+
+def data_credential_for_gateway(*, prefix: str) -> DataCredential | None:
+    """The credential of `prefix` with all the data gateway asks of each call, in one query: its entitlement, the
+    entitlement's order (delivered by its first call) and product (listed? which revision is listed?). (The datasets
+    in the same query would join seven tables, which PostgreSQL takes longer to plan than a second query costs.)"""
+    return (
+        DataCredential.objects.select_related("entitlement__order", "entitlement__product")
+        # The columns a call reads, no more: the order's snapshot and the product's listing are wide, and every call
+        # would fetch and decode them.
+        .only(
+            "prefix", "key_hash", "revoked_at", "entitlement_id",
+            *(f"entitlement__{name}" for name in GATEWAY_ENTITLEMENT_FIELDS),
+            "entitlement__product__listing_status", "entitlement__product__listed_revision_id",
+            "entitlement__order__status",
+        )  # fmt: skip
+        .filter(prefix=prefix)
+        .first()
+    )
+
+
+# What the data gateway and its meter read of an entitlement (settlements.services.metering: its term and quota).
+GATEWAY_ENTITLEMENT_FIELDS = (
+    "order_id", "buyer_firm_id", "product_id", "revision_id", "follows_revisions", "delivery_mode", "starts_at",
+    "ends_at", "calls_included", "status", "end_reason",
+)  # fmt: skip
+
+
+def data_credential_live(*, entitlement: Entitlement) -> DataCredential | None:
+    """The entitlement's credential that works, if any (at most one does)."""
+    return (
+        DataCredential.objects.filter(entitlement=entitlement, revoked_at__isnull=True)
+        .select_related("created_by")
+        .first()
+    )
+
+
+def data_credentials_live(*, entitlement_ids: list[int]) -> dict[int, DataCredential]:
+    """Per entitlement of `entitlement_ids`, its credential that works (one query for a page of entitlements)."""
+    live = DataCredential.objects.filter(entitlement_id__in=entitlement_ids, revoked_at__isnull=True)
+    return {credential.entitlement_id: credential for credential in live}
+
+
+def usage_open_for_entitlements(*, entitlement_ids: list[int]) -> dict[int, Usage]:
+    """Per entitlement of `entitlement_ids`, its latest period not closed (the meter's current one), in one query."""
+    found: dict[int, Usage] = {}
+    for usage in Usage.objects.filter(entitlement_id__in=entitlement_ids, closed_at__isnull=True).order_by(
+        "entitlement_id", "-period_start"
+    ):
+        found.setdefault(usage.entitlement_id, usage)
+    return found
+
+
+def usage_list_for_entitlement(*, entitlement: Entitlement) -> QuerySet[Usage]:
+    """The entitlement's usage periods, the latest first."""
+    return Usage.objects.filter(entitlement=entitlement).order_by("-period_start", "-id")
 
 
 def access_request_list_for_firm(

@@ -22,6 +22,17 @@ urlpatterns = [
     path("entitlements/<int:pk>/download", views.entitlement_download, name="entitlement-download"),
     path("entitlements/<int:pk>/stop", views.entitlement_stop, name="entitlement-stop"),
     path("entitlements/<int:pk>/sandbox", sandbox_views.entitlement_sandbox, name="entitlement-sandbox"),
+    path("entitlements/<int:pk>/credential", views.entitlement_credential, name="entitlement-credential"),
+    path(
+        "entitlements/<int:pk>/credential/new",
+        views.entitlement_credential_created,
+        name="entitlement-credential-created",
+    ),
+    path(
+        "entitlements/<int:pk>/credential/revoke",
+        views.entitlement_credential_revoke,
+        name="entitlement-credential-revoke",
+    ),
     path("access-requests/", views.access_requests, name="access-requests"),
     path("access-requests/incoming/", views.access_requests_incoming, name="access-requests-incoming"),
     path("access-requests/<int:pk>/", views.access_request_detail, name="access-request"),

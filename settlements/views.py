@@ -64,7 +64,7 @@ from .forms import (
     add_refusal,
 )
 from .models import AccessRequest, Charge, Entitlement, Order, OrderEvent, Posting, Withdrawal
-from .services import access, downloads, withdrawals
+from .services import access, credentials, downloads, metering, withdrawals
 from .services.orders import entitlement_stop as stop_subscription
 from .services.orders import (
     may_act_as_buyer,
@@ -625,9 +625,9 @@ def sales(request: AuthenticatedHttpRequest) -> HttpResponse:
 ENTITLEMENTS_PER_PAGE = 25
 
 
-def _entitlement_row(entitlement: Entitlement, now: Any) -> dict[str, Any]:
+def _entitlement_row(entitlement: Entitlement, now: Any, api: dict[str, Any] | None = None) -> dict[str, Any]:
     usable = selectors.entitlement_usable(entitlement, now=now)
-    return {
+    row = {
         "entitlement": entitlement,
         "title": _order_title(entitlement.order),
         "provider": firm_name(entitlement.product.provider),
@@ -635,6 +635,89 @@ def _entitlement_row(entitlement: Entitlement, now: Any) -> dict[str, Any]:
         "usable": usable,
         "downloadable": usable and entitlement.delivery_mode == DeliveryMode.FILE,
     }
+    if api is not None and entitlement.delivery_mode == DeliveryMode.API:
+        # The data gateway: its credential (the prefix only), this period's calls, who may make a new key.
+        usage = api["usage"].get(entitlement.pk)
+        row["api"] = {
+            "credential": api["credentials"].get(entitlement.pk),
+            "usage": usage,
+            "calls": metering.usage_calls(usage) if usage is not None else 0,
+            "may_manage": api["may_manage"] and usable,
+        }
+    return row
+
+
+# --- API delivery: the entitlement's data credential -----------------------------------------------------------------
+
+NEW_CREDENTIAL_SESSION_KEY = "settlements.new_data_credential"
+
+
+@login_required
+@require_POST
+def entitlement_credential(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    """A new data credential (the last one stops working), shown once on the next page."""
+    membership = _membership(request)
+    entitlement = selectors.entitlement_get_for_firm(firm_id=membership.firm_id, pk=pk)
+    try:
+        credential, raw_key = credentials.credential_issue(entitlement=entitlement, actor=request.user)
+    except NotAllowed as exc:
+        raise _refuse(exc) from exc
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return _see_other(reverse("portal:settlements:entitlements"))
+    # Kept in the session (on the server, never in a cookie or a URL) only until the next page has shown it once.
+    request.session[NEW_CREDENTIAL_SESSION_KEY] = {"id": credential.pk, "key": raw_key}
+    return _see_other(reverse("portal:settlements:entitlement-credential-created", args=[entitlement.pk]))
+
+
+@never_cache  # the page may carry a raw key: no cache may keep it
+@login_required
+@require_GET
+def entitlement_credential_created(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    membership = _membership(request)
+    entitlement = selectors.entitlement_get_for_firm(firm_id=membership.firm_id, pk=pk)
+    new = request.session.pop(NEW_CREDENTIAL_SESSION_KEY, None)
+    credential = selectors.data_credential_live(entitlement=entitlement)
+    shown = new is not None and credential is not None and new.get("id") == credential.pk
+    return render(
+        request,
+        "settlements/entitlement_credential_created.html",
+        {
+            "entitlement": entitlement,
+            "credential": credential if shown else None,
+            "raw_key": new["key"] if shown and new else None,
+            **_gateway_urls(request, entitlement),
+        },
+    )
+
+
+def _gateway_urls(request: HttpRequest, entitlement: Entitlement) -> dict[str, str]:
+    return {
+        "rows_url": request.build_absolute_uri(reverse("data:rows", args=[entitlement.pk])),
+        "schema_url": request.build_absolute_uri(reverse("data:schema", args=[entitlement.pk])),
+        "docs_url": request.build_absolute_uri(reverse("data:docs")),
+    }
+
+
+@login_required
+@require_POST
+def entitlement_credential_revoke(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    membership = _membership(request)
+    entitlement = selectors.entitlement_get_for_firm(firm_id=membership.firm_id, pk=pk)
+    credential = selectors.data_credential_live(entitlement=entitlement)
+    if credential is None:
+        messages.info(request, _("This entitlement has no data credential that works."))
+        return _see_other(reverse("portal:settlements:entitlements"))
+    credential.entitlement = entitlement
+    try:
+        credentials.credential_revoke(credential=credential, actor=request.user)
+    except NotAllowed as exc:
+        raise _refuse(exc) from exc
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, _("The data credential %(key)s is revoked.") % {"key": credential})
+    return _see_other(reverse("portal:settlements:entitlements"))
 
 
 @login_required
@@ -680,12 +763,19 @@ def entitlements(request: AuthenticatedHttpRequest) -> HttpResponse:
         queryset = queryset.filter(status=filters.cleaned_data["status"])
     page, query = _page(request, queryset, ENTITLEMENTS_PER_PAGE)
     now = timezone.now()
+    api_ids = [e.pk for e in page.object_list if e.delivery_mode == DeliveryMode.API]
+    api = {
+        "credentials": selectors.data_credentials_live(entitlement_ids=api_ids) if api_ids else {},
+        "usage": selectors.usage_open_for_entitlements(entitlement_ids=api_ids) if api_ids else {},
+        "may_manage": membership.role in credentials.ACTING_ROLES,
+    }
     return render(
         request,
         "settlements/entitlements.html",
         {
             "page": page,
-            "rows": [_entitlement_row(e, now) for e in page.object_list],
+            "rows": [_entitlement_row(e, now, api) for e in page.object_list],
+            "gateway_docs": reverse("data:docs"),
             "filters": filters,
             "query": query,
         },

@@ -44,7 +44,8 @@ def deliverable_dataset(entitlement: Entitlement) -> Dataset | None:
     revisions = [entitlement.revision_id]
     if entitlement.follows_revisions and entitlement.product.listed_revision_id:
         revisions.insert(0, entitlement.product.listed_revision_id)
-    found = {d.revision_id: d for d in Dataset.objects.filter(revision_id__in=revisions, status=Dataset.Status.VALID)}
+    valid = Dataset.objects.filter(revision_id__in=revisions, status=Dataset.Status.VALID).select_related("revision")
+    found = {d.revision_id: d for d in valid}
     return next((found[r] for r in revisions if r in found), None)
 
 

@@ -31,6 +31,7 @@ from listings.models import DeliveryMode, PricePlan
 
 from ..models import Entitlement, Order
 from ..selectors import period_end
+from .credentials import credentials_revoke_for_entitlement
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,7 @@ def entitlement_end(
         extra_fields={"ended_at": now, "end_reason": reason, "end_note": note, "grace_until": None},
         stale_message=str(STALE),
     )
+    credentials_revoke_for_entitlement(entitlement, actor=actor)  # the data gateway's key ends with it
     outbox_publish(
         topic="entitlement.ended",
         key=str(entitlement.pk),

@@ -246,6 +246,8 @@ def meter_undo(ticket: MeterTicket) -> None:
     if not settings.SETTLEMENT_METER_CACHE:
         Usage.objects.filter(pk=ticket.usage_id, closed_at__isnull=True, calls__gt=0).update(calls=F("calls") - 1)
         return
+    # A checkpoint this very call wrote is taken back too (the row never holds more than the counter).
+    Usage.objects.filter(pk=ticket.usage_id, closed_at__isnull=True, calls=ticket.count).update(calls=ticket.count - 1)
     try:
         meter_cache().decr(_key(ticket.usage_id))
     except ValueError:

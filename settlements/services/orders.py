@@ -570,9 +570,11 @@ def order_confirm_delivery(*, order: Order, actor: User, note: str = "") -> Orde
 
 
 @transaction.atomic
-def order_delivered_by_download(*, order: Order, download: Any) -> Order:
-    """The buyer's first complete download of a one-off purchase's file: the order is delivered, by the exchange,
-    and its acceptance window opens. An order past `released` (delivered already, disputed, closed) is left."""
+def order_delivered_by_use(*, order: Order, how: str, event: str, audit: dict[str, Any], **data: Any) -> Order:
+    """The buyer's first use of what a released order delivers (`how`: a complete download of a one-off purchase's
+    file, the data gateway's first answered call): the order is delivered, by the exchange, and its acceptance window
+    opens; its timeline says how (`event`, with `data`). An order past `released` (delivered already, disputed,
+    closed) is left."""
     order = Order.objects.select_for_update().get(pk=order.pk)
     if order.status != S.RELEASED:
         return order
@@ -582,18 +584,31 @@ def order_delivered_by_download(*, order: Order, download: Any) -> Order:
         S.DELIVERED,
         actor=None,
         verb="delivered",
-        audit={"download": download.pk},
+        audit=audit,
         delivered_at=now,
         acceptance_due_at=now + timedelta(days=settings.SETTLEMENT_ACCEPTANCE_DAYS),
     )
-    _event(order, "downloaded", None, file=download.file_name, bytes=download.bytes_sent, sha256=download.sha256)
+    _event(order, event, None, **data)
     _publish(
         order,
         "delivered",
         acceptance_due_at=order.acceptance_due_at.isoformat() if order.acceptance_due_at else None,
-        by="download",
+        by=how,
     )
     return order
+
+
+def order_delivered_by_download(*, order: Order, download: Any) -> Order:
+    """The first complete download of a one-off purchase's file delivers its order (`order_delivered_by_use`)."""
+    return order_delivered_by_use(
+        order=order,
+        how="download",
+        event="downloaded",
+        audit={"download": download.pk},
+        file=download.file_name,
+        bytes=download.bytes_sent,
+        sha256=download.sha256,
+    )
 
 
 @transaction.atomic

@@ -15,7 +15,9 @@ from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 HOST_URL = "http://testserver"
 # The schema's own endpoints and the docs are not operations of the schema.
-UNDOCUMENTED = ("/api/v1/schema", "/api/v1/docs")
+UNDOCUMENTED = ("/api/v1/schema", "/api/v1/docs", "/data/v1/openapi.json", "/data/v1/docs")
+# The data gateway's answers are held to its own schema (settlements.gateway.schema).
+GATEWAY = "/data/v1/"
 
 
 @dataclass
@@ -52,10 +54,17 @@ def _openapi() -> OpenAPI:
     return OpenAPI.from_dict({**schema, "servers": [{"url": HOST_URL}]})
 
 
+@functools.cache
+def _gateway_openapi() -> OpenAPI:
+    from settlements.gateway.schema import gateway_openapi
+
+    return OpenAPI.from_dict({**gateway_openapi(), "servers": [{"url": HOST_URL}]})
+
+
 def problem(method: str, path: str, query: Any, status: int, content_type: str, data: bytes, headers: Any) -> str:
     """What is wrong with this answer by the schema, or "" (also for what no operation documents: an unknown path
     answers the API's 404 and a method the path does not take a 405, neither of them an operation)."""
-    if not path.startswith("/api/v1/") or path.startswith(UNDOCUMENTED):
+    if not path.startswith(("/api/v1/", GATEWAY)) or path.startswith(UNDOCUMENTED):
         return ""
     if content_type.startswith("text/html"):
         return ""  # DRF's browsable API, asked for by a browser: a page for people beside the JSON contract
@@ -66,7 +75,7 @@ def problem(method: str, path: str, query: Any, status: int, content_type: str, 
         data = data.decode("latin-1")  # type: ignore[assignment]
     answered = Answered(status_code=status, content_type=content_type, data=data, headers=Headers(headers))
     try:
-        _openapi().validate_response(asked, answered)
+        (_gateway_openapi() if path.startswith(GATEWAY) else _openapi()).validate_response(asked, answered)
     except (PathNotFound, OperationNotFound):
         return ""
     except Exception as exc:

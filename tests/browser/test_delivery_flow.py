@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from listings.models import Dataset, Revision
-from settlements.models import Download, Order
+from settlements.models import Download, Order, Usage
 from tests.browser.pages import logged_in_page
 from tests.factories import MemberFirmFactory, UserFactory, admit, ensure_categories, listed_product, member
 from tests.settlements.factories import fund
@@ -41,29 +41,56 @@ def people(transactional_db, boards, superuser):
     }
 
 
-def test_a_buyer_downloads_its_file(launch_browser, people, live_server, tmp_path: Path):
+def test_a_buyer_downloads_its_file_then_calls_the_data_api(launch_browser, people, live_server, tmp_path: Path):
     from playwright.sync_api import expect
 
-    # given a product delivered as a file, bought and released
+    # given a product delivered as a file and by API, bought twice (once each way) and released
     product = listed_product(people["provider"], people["reviewer"], title_en="Port calls")
-    Revision.objects.filter(pk=product.listed_revision_id).update(delivery_modes=["file"])
+    Revision.objects.filter(pk=product.listed_revision_id).update(delivery_modes=["file", "api"])
     fund(people["buyer"], people["clerk"], "5000.00")
-    order = place(people["buyer"], product, one_off(product, "100.00"))
-    dataset = Dataset.objects.get(revision_id=order.revision_id)
+    file_order = place(people["buyer"], product, one_off(product, "100.00"))
+    api_order = place(people["buyer"], product, one_off(product, "120.00"), delivery_mode="api")
+    dataset = Dataset.objects.get(revision_id=file_order.revision_id)
     base = live_server.url
     with launch_browser() as browser:
         context, page = logged_in_page(browser, base, people["buyer"].email, height=1200)
         page.goto(f"{base}/portal/entitlements/")
         expect(page.locator("main")).to_contain_text("Port calls")
-        # when the buyer downloads it
+        # when the buyer downloads the file
+        file_row = page.locator(f"tr[data-entitlement='{file_order.entitlement.pk}']")
         with page.expect_download() as download_info:
-            page.get_by_role("button", name="Download").click()
+            file_row.get_by_role("button", name="Download").click()
         download = download_info.value
         saved = tmp_path / download.suggested_filename
         download.save_as(saved)
         page.screenshot(path=tmp_path / "1-entitlements.png", full_page=True)
+        # and makes the API entitlement's data credential, shown once
+        api_row = page.locator(f"tr[data-entitlement='{api_order.entitlement.pk}']")
+        api_row.get_by_role("button", name="Make a credential").click()
+        raw_key = page.locator("#raw-data-key").inner_text().strip()
+        assert raw_key.startswith("dxd_")
+        page.screenshot(path=tmp_path / "2-credential.png", full_page=True)
+        # and calls the data gateway with it
+        answer = page.request.get(
+            f"{base}/data/v1/{api_order.entitlement.pk}/rows?limit=2", headers={"Authorization": f"Data-Key {raw_key}"}
+        )
+        assert answer.status == 200, answer.text()
+        rows = answer.json()
+        # the credential is not a session: without it the gateway refuses
+        refused = page.request.get(f"{base}/data/v1/{api_order.entitlement.pk}/rows?limit=2")
+        assert refused.status == 401
+        page.goto(f"{base}/portal/entitlements/")
+        # the usage meter shows the call
+        expect(page.locator(f"tr[data-entitlement='{api_order.entitlement.pk}'] .api-usage")).to_contain_text(
+            "1 call this period"
+        )
+        page.screenshot(path=tmp_path / "3-usage.png", full_page=True)
         context.close()
-    # then the browser saved the dataset's bytes, the download is logged and the order delivered
+    # then the browser saved the dataset's bytes, the download is logged and the file order delivered
     assert saved.read_bytes() == dataset.file.open("rb").read()
     assert Download.objects.get().completed_at is not None
-    assert Order.objects.get(pk=order.pk).status == "delivered"
+    assert Order.objects.get(pk=file_order.pk).status == "delivered"
+    # and the gateway answered two rows of the dataset, counted as one call, delivering the API order
+    assert len(rows["rows"]) == 2, rows
+    assert Usage.objects.get(entitlement=api_order.entitlement).calls == 1
+    assert Order.objects.get(pk=api_order.pk).status == "delivered"

@@ -173,7 +173,21 @@ def everything(order, disputed, product, international, domestic, clerk, setting
         "accessrequest": access,
         "entitlement": second.entitlement,
         "download": _two_downloads(disputed, international),
+        **_two_credentials_and_usage(second.entitlement, international),
     }
+
+
+def _two_credentials_and_usage(entitlement, buyer):
+    """Rows as the credential service and the meter write them (the kind of delivery does not matter to the admin)."""
+    from settlements.models import DataCredential, Usage
+
+    revoked = DataCredential.objects.create(
+        entitlement=entitlement, prefix="aaaaaaaaaaaa", key_hash="a" * 64, created_by=buyer, revoked_at=timezone.now()
+    )
+    DataCredential.objects.create(entitlement=entitlement, prefix="bbbbbbbbbbbb", key_hash="b" * 64, created_by=buyer)
+    first = Usage.objects.create(entitlement=entitlement, period_start=date(2026, 6, 1), calls=12, calls_included=100)
+    Usage.objects.create(entitlement=entitlement, period_start=date(2026, 7, 1), calls=3, calls_included=100)
+    return {"datacredential": revoked, "usage": first}
 
 
 def _two_downloads(order, buyer):
@@ -197,12 +211,15 @@ MODELS = [
     "accessrequest",
     "entitlement",
     "download",
+    "datacredential",
+    "usage",
 ]
 # Who reads each list: the staff roles of exchange.roles (the officer reads the orders a case holds).
 READERS = {model: {"ops", "clerk", "superuser"} for model in MODELS}
 READERS["order"] = {"ops", "clerk", "officer", "superuser"}
 READERS["entitlement"] = {"ops", "clerk", "officer", "superuser"}
 READERS["download"] = {"ops", "clerk", "officer", "superuser"}
+READERS["datacredential"] = {"ops", "clerk", "officer", "superuser"}
 # The pages that write (through the services): the clerks' (and the superuser's) only.
 WRITERS = {
     "admin:settlements_deposit_add": {"clerk", "superuser"},

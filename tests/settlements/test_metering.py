@@ -152,6 +152,13 @@ class TestCheckpoints:
         # the cache restarts empty: counting goes on from the checkpoint
         metering.meter_cache().clear()
         assert metering.meter_call(entitlement).count == 26
+        # a call that wrote a checkpoint and then failed is taken back from the row too
+        calls(entitlement, 3)
+        failed = metering.meter_call(entitlement)
+        assert failed.count == 30 and Usage.objects.get(pk=usage.pk).calls == 30
+        metering.meter_undo(failed)
+        usage.refresh_from_db()
+        assert usage.calls == 29 and metering.usage_calls(usage) == 29
 
     def test_without_a_shared_cache_the_row_counts_every_call(self, product, international, clerk, settings):
         assert settings.SETTLEMENT_METER_CACHE == ""  # no CACHE_URL in the tests: the embedded default
