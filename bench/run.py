@@ -899,6 +899,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     parser.add_argument(
+        "--sandbox", action="store_true", help="P12 only: the sandbox's aggregate against DuckDB's (bench/sandbox.py)"
+    )
+    parser.add_argument(
         "--pg",
         default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432"),
         help="PostgreSQL server URL without database (default $BENCH_PG_URL or postgres://postgres@127.0.0.1:5432)",
@@ -943,6 +946,12 @@ def bench_env(args: argparse.Namespace) -> dict[str, str]:
     return env
 
 
+def sandbox_bench() -> int:
+    """P12 in its own process (bench/sandbox.py: Django with the product's settings, DuckDB, no server)."""
+    script = Path(__file__).resolve().parent / "sandbox.py"
+    return subprocess.run([sys.executable, str(script), "--json", str(RESULTS_DIR / "sandbox.json")]).returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -952,6 +961,8 @@ def main(argv: list[str] | None = None) -> int:
                 what = f"pgbench {s.path}" if s.kind == "pgbench" else f"{s.method} {s.path}"
                 print(f"{s.name:<20} {what:<28} baseline {s.baseline or '-':<18} {target_text(s):<16}  {s.note}")
             return 0
+        if args.sandbox:  # P12, in-process: needs no server and no PostgreSQL
+            return sandbox_bench()
         wrk = ensure_wrk()
         if any(s.kind == "pgbench" for s in scenarios) and not shutil.which("pgbench"):
             raise HarnessError("pgbench is needed: `sudo apt-get install postgresql-client` (Debian/Ubuntu)")
@@ -1007,6 +1018,8 @@ def main(argv: list[str] | None = None) -> int:
             meta["ledger_after"] = ledger_check(env)
         print_table(results, meta)
         write_json(args.json, results, meta)
+        if not args.only:  # the whole bench: P12 too, in-process, after the server stopped
+            sandbox_bench()
         if load_before[0] > 0.5 * (os.cpu_count() or 1):
             log(f"note: the machine was busy before the run (load {load_before[0]:.2f}); ratios hold better than req/s")
         invalid = [r.scenario.name for r in results if r.problems]

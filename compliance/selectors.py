@@ -182,8 +182,11 @@ EU_MEMBER_STATES = frozenset(
 )
 
 
-# The exchange's delivery modes as the engine's delivery values. The sandbox is taken as "results only"
-# but not anonymised unless a product says so, so it never reaches the sandbox exemption (R6) by default.
+# The exchange's delivery modes as the engine's delivery values. The sandbox is taken as "results only", and
+# anonymised only when the product says so: when it offers the sandbox under the exchange's thresholds
+# (`Revision.sandbox_enforced`: an identifier, the provider's measures and dimensions, and at least the platform's
+# minimum of distinct individuals per output row, enforced by settlements.sandbox), so that its output is aggregates
+# of at least N people, never a person's row. Then it can reach the sandbox exemption (R6).
 DELIVERY = {"file": "file", "api": "api", "sandbox": "sandbox_results_only"}
 
 
@@ -243,7 +246,7 @@ def engine_input(
             "sensitive_personal_info_subjects": revision.sensitive_personal_info_subjects,
             "origin": revision.origin,
             "origin_regimes": origin_regimes(revision.origin_countries),
-            "anonymised_output": False,
+            "anonymised_output": delivery == "sandbox" and revision.sandbox_enforced,
         },
         "exporter": {
             "country": str(exporter.country),

@@ -48,6 +48,7 @@ _SETTLEMENTS_READ = [
     "settlements.view_fxrate",
     "settlements.view_entitlement",
     "settlements.view_download",
+    "settlements.view_sandboxquery",
     "settlements.view_datacredential",
     "settlements.view_usage",
 ]
@@ -135,6 +136,7 @@ STAFF_ROLES: dict[str, list[str]] = {
         "settlements.view_orderevent",
         "settlements.view_entitlement",
         "settlements.view_download",
+        "settlements.view_sandboxquery",
         "settlements.view_datacredential",
         "settlements.revoke_entitlement",
     ],

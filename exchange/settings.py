@@ -557,6 +557,18 @@ SETTLEMENT_SECOND_APPROVAL_ABOVE = {
 }
 # The largest usage budget a buyer may hold in escrow for one metered order, in the plan's currency.
 SETTLEMENT_MAX_USAGE_BUDGET = Decimal(os.environ.get("SETTLEMENT_MAX_USAGE_BUDGET", "10000000"))
+
+# The sandbox ("usable but not visible"): every output row aggregates at least this many distinct individuals; a
+# product may ask for more (Revision.sandbox_min_individuals), never fewer. Queries' limits and the engine's.
+SANDBOX_MIN_INDIVIDUALS = env_int("SANDBOX_MIN_INDIVIDUALS", 10)
+SANDBOX_MAX_MIN_INDIVIDUALS = 1_000_000
+SANDBOX_MAX_MEASURES = 8
+SANDBOX_MAX_GROUPS = 4
+SANDBOX_MAX_FILTERS = 8
+SANDBOX_MAX_IN_VALUES = 100
+SANDBOX_MAX_ROWS = env_int("SANDBOX_MAX_ROWS", 1000)
+SANDBOX_THREADS = env_int("SANDBOX_THREADS", 2)
+SANDBOX_MEMORY_LIMIT = os.environ.get("SANDBOX_MEMORY_LIMIT", "512MB")
 # The exchange's bank accounts that members pay their deposits into, per currency, shown on the portal's deposit
 # instructions: a JSON object {"CNY": {"bank": ..., "bank_zh": ..., "account_name": ..., "account_name_zh": ...,
 # "account_number": ..., "swift": ...}, "USD": {...}}. The defaults are the demo's (marked as such on the page):

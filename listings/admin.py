@@ -342,7 +342,7 @@ def _licence_terms_changes(old: dict[str, Any], new: dict[str, Any]) -> list[dic
     ]
 
 
-DICTIONARY_ATTRIBUTES = ("type", "description", "unit", "personal", "sensitive")
+DICTIONARY_ATTRIBUTES = ("type", "description", "unit", "personal", "sensitive", "identifier", "sandbox")
 # Shown in their own sections of the comparison rather than as one cell each.
 _SEPARATE_IN_DIFF = ("dictionary", "licence_terms")
 
@@ -510,6 +510,7 @@ class RevisionAdmin(ReviewAdminBase):
                     "licence_zh",
                     "licence_terms",
                     "requires_approval",
+                    "sandbox_min_individuals",
                 ),
             },
         ),
@@ -632,7 +633,7 @@ class RevisionAdmin(ReviewAdminBase):
     def dataset_status(self, revision: Revision) -> str:
         dataset = self._dataset(revision)
         if dataset is None:
-            return gettext("None (file and API delivery need one)") if revision.needs_dataset else "—"
+            return gettext("None (file, API and sandbox delivery need one)") if revision.needs_dataset else "—"
         if dataset.is_checking:
             return gettext("%(status)s, %(percent)d%% read") % {
                 "status": dataset.get_status_display(),

@@ -61,6 +61,7 @@ from .models import (
     Origin,
     PricePlan,
     Revision,
+    SandboxRole,
     UpdateFrequency,
 )
 from .selectors import (
@@ -275,6 +276,18 @@ class DictionaryFieldSerializer(ClosedObject):
     sensitive = JsonBooleanField(
         required=False, help_text="Holds sensitive personal information (and so is `personal` too)."
     )
+    identifier = JsonBooleanField(
+        required=False,
+        help_text="The person's identifier (at most one field, `personal`): the sandbox counts individuals on it and "
+        "never outputs it.",
+    )
+    sandbox = serializers.ChoiceField(
+        choices=SandboxRole.choices,
+        required=False,
+        allow_blank=True,
+        help_text="What the sandbox may do with the field: `measure` (aggregate it), `dimension` (group and filter by "
+        "it), or empty (nothing).",
+    )
 
 
 class DictionaryFieldOutputSerializer(serializers.Serializer):
@@ -284,6 +297,9 @@ class DictionaryFieldOutputSerializer(serializers.Serializer):
     unit = serializers.CharField()
     personal = serializers.BooleanField()
     sensitive = serializers.BooleanField()
+    # Dictionaries written before the sandbox's rules have neither key.
+    identifier = serializers.BooleanField(default=False)
+    sandbox = serializers.ChoiceField(choices=SandboxRole.choices, default="")
 
 
 class LicenceTermsSerializer(ClosedObject):
@@ -338,6 +354,9 @@ class RevisionOutputSerializer(serializers.Serializer):
     contains_personal_info = serializers.BooleanField()
     personal_info_subjects = serializers.IntegerField()
     sensitive_personal_info_subjects = serializers.IntegerField()
+    sandbox_min_individuals = serializers.IntegerField(
+        help_text="Sandbox delivery: each row a query answers aggregates at least this many distinct individuals."
+    )
     origin = serializers.ChoiceField(choices=Origin.choices, help_text="As the compliance rules take it.")
     origin_countries = serializers.ListField(child=serializers.ChoiceField(choices=list(countries)))
     origin_region = serializers.CharField()
@@ -801,6 +820,13 @@ class ContentInputSerializer(OnePassSerializer):
     licence_zh = _text(max_length=20000)
     licence_terms = LicenceTermsSerializer()
     requires_approval = JsonBooleanField(required=False)
+    sandbox_min_individuals = JsonIntegerField(
+        min_value=1,
+        max_value=settings.SANDBOX_MAX_MIN_INDIVIDUALS,
+        required=False,
+        help_text=f"Sandbox delivery: each output row aggregates at least this many distinct individuals; at least "
+        f"{settings.SANDBOX_MIN_INDIVIDUALS} (the exchange's minimum, the default).",
+    )
 
     def rule_errors(self, valid: dict[str, Any], refused: set[str]) -> validation.Errors:
         content = _content({k: v for k, v in valid.items() if k in services.EDITABLE_FIELDS})
@@ -1040,7 +1066,7 @@ class ProductDatasetUploadApi(APIView):
         "streaming: the columns must be exactly its fields and every value must fit its type. Answers 202 with the "
         "check's status; poll `GET /products/{id}/dataset` until it is `valid` or `invalid` (an exchange without a "
         "task queue checks it before answering). A new upload replaces the draft's dataset. At most "
-        f"{settings.LISTING_DATASET_MAX_BYTES // (1024 * 1024)} MiB. File and API delivery need a valid dataset "
+        f"{settings.LISTING_DATASET_MAX_BYTES // (1024 * 1024)} MiB. File, API and sandbox delivery need a valid dataset "
         "before the draft is submitted.",
         request={"multipart/form-data": InputSerializer},
         responses={
@@ -1087,8 +1113,10 @@ class ProductSubmitApi(APIView):
         operation_id="products_submit",
         summary="Submit the draft for review (provider)",
         description="The draft freezes and joins the listing reviewers' queue. It needs a sample and an active "
-        "price plan (`incomplete` otherwise, with what is missing in `details.missing`), and for file or API "
-        "delivery a valid dataset (`dataset_required` otherwise, with its status in `details.dataset_status`).",
+        "price plan (`incomplete` otherwise, with what is missing in `details.missing`), for file, API or "
+        "sandbox delivery a valid dataset (`dataset_required` otherwise, with its status in "
+        "`details.dataset_status`), and for sandbox delivery the provider's rules: an `identifier` field and at "
+        "least one field with a `sandbox` role (`sandbox_rules_required` otherwise, `details.missing`).",
         request=None,
         responses={
             200: ProductDetailApi.OutputSerializer,
@@ -1097,8 +1125,9 @@ class ProductSubmitApi(APIView):
                     403: WRITE_403,
                     404: NOT_FOUND,
                     409: "`invalid_transition`: the product has no draft; `incomplete`: the draft has no sample "
-                    "or the product no active price plan yet; `dataset_required`: file or API delivery and no "
-                    "valid dataset yet (none, still being checked, or invalid).",
+                    "or the product no active price plan yet; `dataset_required`: file, API or sandbox delivery and "
+                    "no valid dataset yet (none, still being checked, or invalid); `sandbox_rules_required`: "
+                    "sandbox delivery without an identifier field or a measure or dimension.",
                     422: "`validation_error`: the draft breaks a content rule that has come to apply since it was "
                     "saved (e.g. its category is no longer in use).",
                 }

@@ -83,10 +83,18 @@ def no_core_data(revision: Revision) -> list[str]:
 def dataset_for_delivery(revision: Revision) -> list[str]:
     # Submission already refuses a draft without it; this holds revisions submitted before datasets existed.
     if revision.needs_dataset and not Dataset.objects.filter(revision=revision, status=Dataset.Status.VALID).exists():
-        return [_("File and API delivery need a valid dataset.")]
+        return [_("File, API and sandbox delivery need a valid dataset.")]
+    return []
+
+
+def sandbox_rules(revision: Revision) -> list[str]:
+    # Submission refuses a draft without them; this holds revisions submitted before the sandbox's rules existed.
+    if revision.sandbox_rules_missing():
+        return [_("Sandbox delivery needs an identifier field and at least one measure or dimension.")]
     return []
 
 
 register_pre_listing_check("listings.provider_admitted", provider_may_sell_on_board)
 register_pre_listing_check("listings.no_core_data", no_core_data)
 register_pre_listing_check("listings.dataset", dataset_for_delivery)
+register_pre_listing_check("listings.sandbox", sandbox_rules)

@@ -258,14 +258,40 @@ IN_REVIEW = (
 )
 
 
-def _sample(theme: dict[str, Any], seed: int, rows: int = 12) -> bytes:
+def _sample(theme: dict[str, Any], seed: int, rows: int = 12, *, subjects: bool = False) -> bytes:
+    """The theme's rows; with `subjects` (a sandbox product), each row also names one of about 80 individuals."""
     rng = random.Random(seed)
+    people = random.Random(seed + 1)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow([name for name, *_ in theme["dictionary"]])
+    writer.writerow([name for name, *_ in theme["dictionary"]] + ([SUBJECT_FIELD] if subjects else []))
     for i in range(rows):
-        writer.writerow(theme["row"](rng, i))
+        writer.writerow(theme["row"](rng, i) + ([f"P{people.randint(1, 80):05d}"] if subjects else []))
     return buffer.getvalue().encode("utf-8")
+
+
+# A sandbox product's dictionary names the person each row is about (the sandbox counts individuals on it), and
+# the provider's rules: numbers are measures, the other fields dimensions.
+SUBJECT_FIELD = "subject_id"
+
+
+def _dictionary(theme: dict[str, Any], *, sandbox: bool) -> list[dict[str, Any]]:
+    fields = [
+        {
+            "name": n, "type": t, "description": d, "unit": u, "personal": False, "sensitive": False,
+            "identifier": False,
+            "sandbox": ("measure" if t in ("integer", "decimal") else "dimension") if sandbox else "",
+        }
+        for n, t, d, u in theme["dictionary"]
+    ]  # fmt: skip
+    if sandbox:
+        fields.append(
+            {
+                "name": SUBJECT_FIELD, "type": "string", "description": "Pseudonymous person", "unit": "",
+                "personal": True, "sensitive": False, "identifier": True, "sandbox": "",
+            }
+        )  # fmt: skip
+    return fields
 
 
 DATASET_ROWS = 500  # small enough to seed in a moment, enough to query
@@ -283,7 +309,7 @@ def _content(spec: tuple[str, str, str, str, str, str], index: int) -> dict[str,
     theme = THEMES[theme_name]
     rng = random.Random(index)
     foreign = provider == "rhein"
-    return {
+    content: dict[str, Any] = {
         "title_en": title_en,
         "title_zh": title_zh,
         "summary_en": f"{title_en}: curated, documented and updated on a fixed schedule.",
@@ -304,10 +330,6 @@ def _content(spec: tuple[str, str, str, str, str, str], index: int) -> dict[str,
         "update_frequency": rng.choice(["daily", "weekly", "monthly"]),
         "volume": f"{rng.randint(1, 90)} million rows",
         "delivery_modes": rng.choice([["file"], ["file", "api"], ["api"], ["file", "api", "sandbox"], ["sandbox"]]),
-        "dictionary": [
-            {"name": n, "type": t, "description": d, "unit": u, "personal": False, "sensitive": False}
-            for n, t, d, u in theme["dictionary"]
-        ],
         "licence_en": "The buyer may use the data for the purposes listed, inside its own organisation only.",
         "licence_zh": "买方仅可在本单位内部、为所列用途使用该数据。",
         "licence_terms": {
@@ -318,6 +340,12 @@ def _content(spec: tuple[str, str, str, str, str, str], index: int) -> dict[str,
             "resale": False,
         },
     }
+    sandbox = "sandbox" in content["delivery_modes"]
+    content["dictionary"] = _dictionary(theme, sandbox=sandbox)
+    # The sandbox's individuals are personal information (its output, aggregates of at least N of them, is not).
+    content["contains_personal_info"] = sandbox
+    content["personal_info_subjects"] = 80 if sandbox else 0
+    return content
 
 
 def _plans(product: DataProduct, actor: User, index: int) -> None:
@@ -352,10 +380,14 @@ def _create(spec: tuple[str, str, str, str, str, str], index: int) -> tuple[Data
     firm: MemberFirm = actor.membership.firm
     if Revision.objects.filter(product__provider=firm, title_en=spec[4]).exists():
         return None  # seeded before
-    product = services.product_create(actor=actor, board=Board.objects.get(code=board_code), **_content(spec, index))
+    content = _content(spec, index)
+    product = services.product_create(actor=actor, board=Board.objects.get(code=board_code), **content)
     theme = THEMES[spec[3]]
-    services.revision_set_sample(product=product, actor=actor, name="sample.csv", content=_sample(theme, index))
-    provide_dataset(product, actor, _sample(theme, index, DATASET_ROWS))
+    subjects = "sandbox" in content["delivery_modes"]
+    services.revision_set_sample(
+        product=product, actor=actor, name="sample.csv", content=_sample(theme, index, subjects=subjects)
+    )
+    provide_dataset(product, actor, _sample(theme, index, DATASET_ROWS, subjects=subjects))
     _plans(product, actor, index)
     return product, actor
 

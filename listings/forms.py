@@ -25,7 +25,9 @@ from .models import (
     ImportantSource,
     PricePlan,
     Revision,
+    SandboxRole,
     UpdateFrequency,
+    sandbox_min_individuals_default,
 )
 
 TEXTAREA_SHORT = forms.Textarea(attrs={"rows": 2})
@@ -46,6 +48,9 @@ def _reuse(cleaner: Any, value: Any) -> Any:
         raise ValidationError(exc.messages) from None
 
 
+DICTIONARY_ROW_FIELDS = ("name", "type", "description", "unit", "personal", "sensitive", "identifier", "sandbox")
+
+
 class DictionaryRowForm(forms.Form):
     """One field of the data dictionary. A row left entirely blank is ignored (the extra rows of the table)."""
 
@@ -55,10 +60,16 @@ class DictionaryRowForm(forms.Form):
     unit = forms.CharField(label=_("Unit"), max_length=50, required=False)
     personal = forms.BooleanField(label=_("Personal"), required=False)
     sensitive = forms.BooleanField(label=_("Sensitive"), required=False)
+    identifier = forms.BooleanField(
+        label=_("Identifier"),
+        required=False,
+        help_text=_("The person's identifier: the sandbox counts individuals on it."),
+    )
+    sandbox = forms.ChoiceField(label=_("Sandbox"), choices=SandboxRole.choices, required=False)
 
     def is_blank(self) -> bool:
         data = getattr(self, "cleaned_data", {})
-        return not any(data.get(k) for k in ("name", "type", "description", "unit", "personal", "sensitive"))
+        return not any(data.get(k) for k in DICTIONARY_ROW_FIELDS)
 
     def clean(self) -> dict[str, Any]:
         data: dict[str, Any] = super().clean()  # type: ignore[assignment]  # returns cleaned_data; the stubs allow None
@@ -73,6 +84,13 @@ class DictionaryRowForm(forms.Form):
             self.add_error("type", _("Choose a type."))
         if data.get("sensitive") and not data.get("personal"):
             self.add_error("sensitive", _("Sensitive personal information is personal information."))
+        if data.get("identifier") and not data.get("personal"):
+            self.add_error("identifier", _("The person's identifier is personal information."))
+        if data.get("identifier") and data.get("sandbox"):
+            self.add_error(
+                "sandbox",
+                _("The person's identifier is never a sandbox's output: it is neither a measure nor a dimension."),
+            )
         return data
 
 
@@ -101,11 +119,7 @@ class BaseDictionaryFormSet(forms.BaseFormSet):
             raise ValidationError(_("Describe at least one field."))
 
     def rows(self) -> list[dict[str, Any]]:
-        return [
-            {k: form.cleaned_data[k] for k in ("name", "type", "description", "unit", "personal", "sensitive")}
-            for form in self.forms
-            if not form.is_blank()
-        ]
+        return [{k: form.cleaned_data[k] for k in DICTIONARY_ROW_FIELDS} for form in self.forms if not form.is_blank()]
 
 
 def dictionary_formset(
@@ -195,6 +209,15 @@ class ProductContentForm(forms.Form):
         required=False,
         help_text=_("Buyers then state their intended use before buying."),
     )
+    sandbox_min_individuals = forms.IntegerField(
+        label=_("Sandbox: individuals per result row, at least"),
+        required=False,
+        initial=sandbox_min_individuals_default,
+        help_text=_(
+            "Sandbox delivery: each row a query answers aggregates at least this many distinct individuals (the "
+            "dictionary's identifier); rows with fewer are suppressed."
+        ),
+    )
 
     def __init__(self, *args: Any, categories: QuerySet[Category], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -225,6 +248,12 @@ class ProductContentForm(forms.Form):
 
     def clean_export_destinations(self) -> list[str]:
         return _reuse(validation.clean_export_destinations, _split(self.cleaned_data["export_destinations"], ",， "))
+
+    def clean_sandbox_min_individuals(self) -> int:
+        value = self.cleaned_data["sandbox_min_individuals"]
+        if value is None:  # left empty: the exchange's minimum
+            return sandbox_min_individuals_default()
+        return _reuse(validation.clean_sandbox_min_individuals, value)
 
     def clean_purposes(self) -> list[str]:
         return [line.strip() for line in self.cleaned_data["purposes"].splitlines() if line.strip()]
@@ -300,6 +329,7 @@ CONTENT_FROM_FORM = (
     "contains_personal_info", "personal_info_subjects", "sensitive_personal_info_subjects",
     "origin_countries", "origin_region", "export_destinations", "coverage_start", "coverage_end",
     "coverage_geography", "update_frequency", "volume", "delivery_modes", "licence_en", "licence_zh", "requires_approval",
+    "sandbox_min_individuals",
 )  # fmt: skip
 
 

@@ -104,6 +104,19 @@ class Origin(models.TextChoices):
     MIXED = "mixed", _("Collected in China and abroad")
 
 
+class SandboxRole(models.TextChoices):
+    """What the sandbox may do with a field of the dictionary (the provider's rules, as AWS Clean Rooms'
+    aggregation analysis rule names its columns): aggregate it, group and filter by it, or nothing."""
+
+    NONE = "", _("Not in the sandbox")
+    MEASURE = "measure", _("Measure (aggregated)")
+    DIMENSION = "dimension", _("Dimension (grouped and filtered by)")
+
+
+def sandbox_min_individuals_default() -> int:
+    return int(settings.SANDBOX_MIN_INDIVIDUALS)
+
+
 class ListingStatus(models.TextChoices):
     UNLISTED = "unlisted", _("Not listed")
     LISTED = "listed", _("Listed")
@@ -208,7 +221,7 @@ class Revision(models.Model):
         "contains_personal_info", "personal_info_subjects", "sensitive_personal_info_subjects",
         "origin_countries", "origin_region", "export_destinations", "coverage_start", "coverage_end", "coverage_geography",
         "update_frequency", "volume", "delivery_modes", "dictionary", "sample",
-        "licence_en", "licence_zh", "licence_terms", "requires_approval",
+        "licence_en", "licence_zh", "licence_terms", "requires_approval", "sandbox_min_individuals",
     )  # fmt: skip
 
     product = models.ForeignKey(DataProduct, on_delete=models.CASCADE, related_name="revisions")
@@ -269,6 +282,14 @@ class Revision(models.Model):
         _("buyers need the provider's approval"),
         default=False,
         help_text=_("Buyers then state their intended use before buying."),
+    )
+
+    # The sandbox's threshold: every output row aggregates at least this many distinct individuals (the
+    # dictionary's `identifier`); never below the platform's SANDBOX_MIN_INDIVIDUALS (listings.validation).
+    sandbox_min_individuals = models.PositiveIntegerField(
+        _("sandbox: individuals per result row, at least"),
+        default=sandbox_min_individuals_default,
+        help_text=_("Each row a sandbox query answers aggregates at least this many distinct individuals."),
     )
 
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -340,8 +361,39 @@ class Revision(models.Model):
 
     @property
     def needs_dataset(self) -> bool:
-        """File and API delivery hand over the data itself: such a revision is listed only with its dataset."""
-        return bool({DeliveryMode.FILE, DeliveryMode.API} & set(self.delivery_modes))
+        """File and API delivery hand over the data itself, and the sandbox computes on it: such a revision is
+        listed only with its dataset."""
+        return bool({DeliveryMode.FILE, DeliveryMode.API, DeliveryMode.SANDBOX} & set(self.delivery_modes))
+
+    @property
+    def identifier_field(self) -> str | None:
+        """The field the dictionary marks as the person's identifier (the sandbox counts individuals on it)."""
+        return next((f["name"] for f in self.dictionary if f.get("identifier")), None)
+
+    def sandbox_fields(self, role: str) -> list[str]:
+        return [f["name"] for f in self.dictionary if f.get("sandbox", "") == role and not f.get("identifier")]
+
+    def sandbox_rules_missing(self) -> list[str]:
+        """What a revision offering sandbox delivery lacks of the provider's rules (empty: nothing)."""
+        if DeliveryMode.SANDBOX not in self.delivery_modes:
+            return []
+        missing = []
+        if self.identifier_field is None:
+            missing.append("identifier")
+        if not (self.sandbox_fields(SandboxRole.MEASURE) or self.sandbox_fields(SandboxRole.DIMENSION)):
+            missing.append("fields")
+        return missing
+
+    @property
+    def sandbox_enforced(self) -> bool:
+        """Sandbox delivery under the exchange's thresholds: every output is an aggregate of at least
+        `sandbox_min_individuals` (>= the platform's minimum) distinct individuals, counted on the identifier. The
+        compliance gate takes such output as anonymised (rule R6)."""
+        return (
+            DeliveryMode.SANDBOX in self.delivery_modes
+            and not self.sandbox_rules_missing()
+            and self.sandbox_min_individuals >= settings.SANDBOX_MIN_INDIVIDUALS
+        )
 
     @property
     def effective_classification(self) -> str:

@@ -604,6 +604,14 @@ def product_submit(*, product: DataProduct, actor: User) -> Revision:
                 details={"dataset_status": dataset.status if dataset is not None else None},
                 status_code=409,  # as `incomplete`: the draft is valid, it is not finished yet
             )
+    sandbox_missing = revision.sandbox_rules_missing()
+    if sandbox_missing:
+        raise ApplicationError(
+            sandbox_rules_refusal(sandbox_missing),
+            code="sandbox_rules_required",
+            details={"missing": sandbox_missing},
+            status_code=409,  # as `incomplete`: the draft is valid, it is not finished yet
+        )
     _revision_move(
         product, revision, Status.SUBMITTED, actor=actor, verb="submit", payload={"revision": revision.number},
         submitted_at=timezone.now(),
@@ -611,6 +619,17 @@ def product_submit(*, product: DataProduct, actor: User) -> Revision:
     revision_index(revision)
     run_submission_hooks(revision)
     return revision
+
+
+def sandbox_rules_refusal(missing: list[str]) -> str:
+    """Why a revision offering sandbox delivery cannot be submitted yet, in the provider's words."""
+    words = {
+        "identifier": _("mark the field that identifies the person (the dictionary's “identifier”)"),
+        "fields": _("mark at least one field the sandbox may use as a measure or a dimension"),
+    }
+    return _("Sandbox delivery needs the provider's rules: %(missing)s.") % {
+        "missing": _(" and ").join(str(words[m]) for m in missing)
+    }
 
 
 @transaction.atomic

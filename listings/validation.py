@@ -25,7 +25,7 @@ from django_countries import countries
 
 from exchange.selectors import group_board_access
 
-from .models import DataProduct, DeliveryMode, FieldType, ImportantSource, PricePlan, Revision
+from .models import DataProduct, DeliveryMode, FieldType, ImportantSource, PricePlan, Revision, SandboxRole
 
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # Names the data's engine gives columns of its own (the data gateway pages by DuckDB's `file_row_number`).
@@ -59,7 +59,9 @@ def merge_errors(errors: Errors, exc: ValidationError) -> None:
 
 
 def clean_dictionary(value: Any) -> list[dict[str, Any]]:
-    """A list of fields {name, type, description, unit, personal, sensitive}; names unique, types known.
+    """A list of fields {name, type, description, unit, personal, sensitive, identifier, sandbox}; names unique,
+    types known; at most one `identifier` (the person's, so personal), which has no `sandbox` role (it is never an
+    output); `sandbox` "" (not in the sandbox), "measure" (aggregated) or "dimension" (grouped and filtered by).
 
     The errors of one field of the dictionary are keyed by its position and attribute (`dictionary.1.name`), as
     the API's shape checks key theirs."""
@@ -70,6 +72,7 @@ def clean_dictionary(value: Any) -> list[dict[str, Any]]:
     errors: Errors = {}
     cleaned: list[dict[str, Any]] = []
     seen: set[str] = set()
+    identifier_at: str | None = None
     for index, field in enumerate(value):
         at = f"dictionary.{index}"
         if not isinstance(field, dict):
@@ -111,16 +114,43 @@ def clean_dictionary(value: Any) -> list[dict[str, Any]]:
             )
         personal = field.get("personal", False)
         sensitive = field.get("sensitive", False)
-        for flag, flag_value in (("personal", personal), ("sensitive", sensitive)):
+        identifier = field.get("identifier", False)
+        role = field.get("sandbox", "")
+        if role is None:
+            role = ""
+        for flag, flag_value in (("personal", personal), ("sensitive", sensitive), ("identifier", identifier)):
             if not isinstance(flag_value, bool):
                 _add(errors, f"{at}.{flag}", _("True or false."), "not_a_boolean")
-        if not isinstance(personal, bool) or not isinstance(sensitive, bool):
+        if not isinstance(role, str) or role not in SandboxRole.values:
+            _add(
+                errors, f"{at}.sandbox", _("The sandbox's use of a field is empty, “measure” or “dimension”."),
+                "invalid_sandbox_role",
+            )  # fmt: skip
+            role = ""
+        if not isinstance(personal, bool) or not isinstance(sensitive, bool) or not isinstance(identifier, bool):
             continue
         if sensitive and not personal:
             _add(
                 errors, f"{at}.sensitive", _("Sensitive personal information is personal information."),
                 "sensitive_not_personal",
             )  # fmt: skip
+        if identifier:
+            if not personal:
+                _add(
+                    errors, f"{at}.identifier", _("The person's identifier is personal information."),
+                    "identifier_not_personal",
+                )  # fmt: skip
+            if identifier_at is not None:
+                _add(
+                    errors, f"{at}.identifier", _("Only one field is the person's identifier."), "identifier_twice"
+                )  # fmt: skip
+            identifier_at = identifier_at or at
+            if role:
+                _add(
+                    errors, f"{at}.sandbox",
+                    _("The person's identifier is never a sandbox's output: it is neither a measure nor a dimension."),
+                    "identifier_not_output",
+                )  # fmt: skip
         cleaned.append(
             {
                 "name": name,
@@ -129,11 +159,25 @@ def clean_dictionary(value: Any) -> list[dict[str, Any]]:
                 "unit": str(field.get("unit", "")).strip()[:50],
                 "personal": personal,
                 "sensitive": sensitive,
+                "identifier": identifier,
+                "sandbox": role,
             }
         )
     if errors:
         raise ValidationError(errors)
     return cleaned
+
+
+def clean_sandbox_min_individuals(value: Any) -> int:
+    """The product's sandbox threshold: a whole number from the platform's minimum up."""
+    low, high = settings.SANDBOX_MIN_INDIVIDUALS, settings.SANDBOX_MAX_MIN_INDIVIDUALS
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise field_error(
+            "sandbox_min_individuals",
+            _("Between %(low)d (the exchange's minimum) and %(high)d individuals.") % {"low": low, "high": high},
+            "sandbox_threshold_invalid",
+        )
+    return value
 
 
 def clean_licence_terms(value: Any) -> dict[str, Any]:
@@ -253,6 +297,7 @@ CONTENT_CLEANERS = {
     "tags": clean_tags,
     "origin_countries": clean_origin_countries,
     "export_destinations": clean_export_destinations,
+    "sandbox_min_individuals": clean_sandbox_min_individuals,
 }
 
 # The rules between a revision's fields, each with the fields it reads: a rule is not checked while one of

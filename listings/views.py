@@ -54,6 +54,7 @@ from .models import (
     ListingStatus,
     PricePlan,
     Revision,
+    SandboxRole,
     bilingual,
 )
 from .selectors import (
@@ -279,7 +280,10 @@ def _licence_terms(revision: Revision) -> dict[str, Any]:
 
 
 def _dictionary_rows(revision: Revision) -> list[dict[str, Any]]:
-    return [{**f, "type_label": _label(FieldType, f.get("type"))} for f in revision.dictionary]
+    return [
+        {**f, "type_label": _label(FieldType, f.get("type")), "sandbox_label": _label(SandboxRole, f.get("sandbox", ""))}
+        for f in revision.dictionary
+    ]
 
 
 def _product_page(
@@ -319,6 +323,7 @@ def _product_page(
             "terms": _licence_terms(revision),
             "classification": _label(Classification, revision.effective_classification),
             "delivery_modes": [_label(DeliveryMode, m) for m in revision.delivery_modes],
+            "sandbox_offered": DeliveryMode.SANDBOX in revision.delivery_modes,
             "origin_countries": _country_names(revision.origin_countries),
             "open_revision": open_revision,
             "can_object": can_object,

@@ -35,6 +35,11 @@ urlpatterns = [
         name="entitlement-download-link",
     ),
     path(
+        "entitlements/<int:pk>/queries",
+        path_of_operations(apis.EntitlementQueryListApi, apis.EntitlementQueryCreateApi),
+        name="entitlement-queries",
+    ),
+    path(
         "entitlements/<int:pk>/credential",
         apis.EntitlementCredentialCreateApi.as_view(),
         name="entitlement-credential",

@@ -33,9 +33,11 @@ from exchange.selectors import board_access, user_firm, user_membership
 from exchange.types import AuthenticatedRequest
 from listings.models import Dataset, DeliveryMode, PricePlan
 
+from . import sandbox as sandbox_engine
 from . import selectors
-from .models import AccessRequest, Account, Entitlement, JournalEntry, Order, Usage, Withdrawal
+from .models import AccessRequest, Account, Entitlement, JournalEntry, Order, SandboxQuery, Usage, Withdrawal
 from .services import access, credentials, downloads, metering, orders, withdrawals
+from .services import sandbox as sandbox_service
 
 SCOPE_READ = "`insufficient_scope` (an API key without the `read` scope)"
 SCOPE_TRADE = "`insufficient_scope` (an API key without the `trade` scope)"
@@ -1028,6 +1030,172 @@ class EntitlementDownloadLinkApi(APIView):
                     "size": dataset.size,
                     "sha256": dataset.sha256,
                     "revision": dataset.revision.number,
+                }
+            ).data
+        )
+
+
+# --- Sandbox delivery: aggregate queries ------------------------------------------------------------------------
+
+
+class SandboxMeasureSerializer(ClosedObject):
+    fn = serializers.ChoiceField(choices=[(f, f) for f in sandbox_engine.FUNCTIONS])
+    field = serializers.CharField(
+        required=False,
+        allow_null=True,
+        help_text="A dictionary field the provider allows as a measure (`count` and `count_distinct`: or a "
+        "dimension); `count` without one counts rows. Never the identifier.",
+    )
+
+
+class SandboxFilterSerializer(ClosedObject):
+    field = serializers.CharField(help_text="A dimension field the provider allows (one filter per field).")
+    op = serializers.ChoiceField(choices=[(o, o) for o in sandbox_engine.OPERATORS])
+    value = serializers.JSONField(
+        help_text="`eq`, `gte`, `lte`: one value of the field's type (dates as `YYYY-MM-DD`); `in`: a list of 1 to "
+        f"{settings.SANDBOX_MAX_IN_VALUES}; `between`: `[from, to]`, both included."
+    )
+
+
+class SandboxQueryInputSerializer(ClosedObject):
+    measures = serializers.ListField(
+        child=SandboxMeasureSerializer(), min_length=1, max_length=settings.SANDBOX_MAX_MEASURES
+    )
+    group_by = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        max_length=settings.SANDBOX_MAX_GROUPS,
+        help_text="Dimension fields the provider allows.",
+    )
+    filters = serializers.ListField(
+        child=SandboxFilterSerializer(), required=False, max_length=settings.SANDBOX_MAX_FILTERS
+    )
+    order_by = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Columns of the answer (a group's field, or a measure's `<fn>_<field>` / `count`); `-` before a "
+        "name for descending.",
+    )
+    limit = serializers.IntegerField(
+        required=False, min_value=1, max_value=settings.SANDBOX_MAX_ROWS, help_text="Rows at most (the default)."
+    )
+
+
+class SandboxColumnSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(choices=[("group", "group"), ("measure", "measure")])
+    type = serializers.CharField(help_text="A group's field type, or a measure's function.")
+
+
+class SandboxAnswerSerializer(serializers.Serializer):
+    columns = SandboxColumnSerializer(many=True)
+    rows = serializers.ListField(
+        child=serializers.ListField(child=serializers.JSONField()),
+        help_text="One list per published cell, in the columns' order (decimals as strings, dates as ISO 8601).",
+    )
+    suppressed = serializers.IntegerField(help_text="Cells not published: fewer than `min_individuals` individuals.")
+    min_individuals = serializers.IntegerField(help_text="N: every published row aggregates at least this many.")
+    rows_total = serializers.IntegerField(help_text="Published cells before `limit`.")
+    duration_ms = serializers.IntegerField()
+    note = serializers.CharField(help_text="What the answer protects, and how many rows were suppressed.")
+
+
+class SandboxQueryLogSerializer(serializers.ModelSerializer):
+    user = serializers.EmailField(source="user.email", allow_null=True, default=None)
+
+    class Meta:
+        model = SandboxQuery
+        fields = [
+            "id", "user", "query", "outcome", "error_code", "rows_out", "rows_suppressed", "duration_ms", "created_at"
+        ]  # fmt: skip
+
+
+SANDBOX_409 = (
+    "`not_sandbox_delivery` (the entitlement is to file or API delivery); `entitlement_not_usable` (ended, lapsed, "
+    "or the product off the market); `dataset_missing`; `sandbox_not_configured`."
+)
+
+
+class EntitlementQueryListApi(ListAPIView):
+    serializer_class = SandboxQueryLogSerializer
+    pagination_class = IdCursorPagination
+    filter_backends: list[Any] = []
+
+    def get_queryset(self) -> Any:
+        entitlement = selectors.entitlement_get_for_firm(firm_id=_firm(self.request).pk, pk=self.kwargs["pk"])
+        return selectors.sandbox_query_list(entitlement=entitlement)
+
+    @extend_schema(
+        operation_id="entitlements_queries_list",
+        summary="The sandbox queries asked under an entitlement (buyer)",
+        description="Every query of the firm's members, answered or refused, newest first, paged by cursor.",
+        parameters=[ID_PARAMETER],
+        responses={
+            200: SandboxQueryLogSerializer(many=True),
+            **error_responses(
+                {400: "`validation_error` (a bad cursor or page size).", 403: f"{SCOPE_READ}, {NO_FIRM}.",
+                 404: ENTITLEMENT_404}, 400, 403, 404,
+            ),
+        },
+    )  # fmt: skip
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class EntitlementQueryCreateApi(APIView):
+    required_scope = ApiKey.Scope.READ  # a POST that reads, as the download link
+
+    @extend_schema(
+        operation_id="entitlements_queries_create",
+        summary="Run a sandbox aggregate query (buyer)",
+        description='Sandbox delivery, "usable but not visible": aggregates of the dataset, never its rows. '
+        "The query is structured JSON (never SQL) over the fields the provider allows: `measures` "
+        "(count, count_distinct, sum, avg, min, max), `group_by` and `filters` on dimensions. Every published row "
+        "aggregates at least `min_individuals` distinct individuals (the product's N); a cell with fewer, or one a "
+        "filter would narrow to fewer (checked at the grain of the groups and every filtered field, and for the "
+        "individuals each filter removes), is suppressed and counted in `suppressed`. MIN and MAX answer the N-th "
+        "smallest and largest individual's value. The identifier field is never named. Each answered query counts "
+        "as one call of the entitlement's period; every query is logged (`GET` the same path).",
+        parameters=[ID_PARAMETER],
+        request=SandboxQueryInputSerializer,
+        responses={
+            200: SandboxAnswerSerializer,
+            **error_responses(
+                {
+                    400: "`query_malformed` (not the query's shape; `details.at` names the place).",
+                    403: f"`not_allowed`, {SCOPE_READ}, {NO_FIRM}, {CSRF}.",
+                    404: ENTITLEMENT_404,
+                    409: SANDBOX_409,
+                    422: "The query breaks the dictionary or the provider's rules (`details.at` names the place): "
+                    "`unknown_field`, `identifier_not_allowed`, `field_not_allowed`, `function_type_mismatch`, "
+                    "`operator_type_mismatch`, `unknown_function`, `unknown_operator`, `unknown_column`, "
+                    "`measures_missing`, `too_many`, `duplicate`, `bad_value`.",
+                    429: "`quota_exhausted` (the period's calls are used up) or `usage_budget_exhausted`.",
+                    503: "`sandbox_unavailable`: the engine could not run it now (not counted).",
+                },
+                400,
+                403,
+                404,
+                409,
+                422,
+                429,
+                503,
+            ),
+        },
+    )
+    def post(self, request: AuthenticatedRequest, pk: int) -> Response:
+        entitlement = selectors.entitlement_get_for_firm(firm_id=_firm(request).pk, pk=pk)
+        answer = sandbox_service.sandbox_query(entitlement=entitlement, user=request.user, query=request.data)
+        return Response(
+            SandboxAnswerSerializer(
+                {
+                    "columns": answer.columns,
+                    "rows": answer.rows,
+                    "suppressed": answer.suppressed,
+                    "min_individuals": answer.min_individuals,
+                    "rows_total": answer.rows_total,
+                    "duration_ms": answer.duration_ms,
+                    "note": answer.note,
                 }
             ).data
         )

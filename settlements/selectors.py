@@ -39,6 +39,7 @@ from .models import (
     Order,
     OrderEvent,
     Posting,
+    SandboxQuery,
     Usage,
     Withdrawal,
 )
@@ -959,3 +960,11 @@ def account_change_after(*, account: Account, posting_id: int) -> Decimal:
         total=Coalesce(money_sum("amount"), ZERO, output_field=AMOUNT)
     )["total"]
     return quantize(total, account.currency) * account.sign
+
+
+# --- The sandbox's query log ------------------------------------------------------------------------------------
+
+
+def sandbox_query_list(*, entitlement: Entitlement) -> QuerySet[SandboxQuery]:
+    """The queries asked under an entitlement, newest first (its buyer firm's to read; the caller scoped it)."""
+    return SandboxQuery.objects.filter(entitlement=entitlement).select_related("user").order_by("-id")

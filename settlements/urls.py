@@ -3,7 +3,7 @@ product page it starts from, then the orders, sales, entitlements, access reques
 
 from django.urls import path
 
-from . import views
+from . import sandbox_views, views
 
 app_name = "settlements"
 
@@ -21,6 +21,7 @@ urlpatterns = [
     path("entitlements/", views.entitlements, name="entitlements"),
     path("entitlements/<int:pk>/download", views.entitlement_download, name="entitlement-download"),
     path("entitlements/<int:pk>/stop", views.entitlement_stop, name="entitlement-stop"),
+    path("entitlements/<int:pk>/sandbox", sandbox_views.entitlement_sandbox, name="entitlement-sandbox"),
     path("entitlements/<int:pk>/credential", views.entitlement_credential, name="entitlement-credential"),
     path(
         "entitlements/<int:pk>/credential/new",

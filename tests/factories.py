@@ -149,6 +149,30 @@ DICTIONARY = [
 SAMPLE_CSV = b"hs_code,month,value_usd,origin\n8471,2026-01-01,1250000.50,CN\n8517,2026-01-01,98000,DE\n"
 # A revision's whole dataset, small: the sample's rows and one more.
 DATASET_CSV = SAMPLE_CSV + b"8703,2026-02-01,77000.25,JP\n"
+# A sandbox product's: the same fields with the provider's rules, and the person each row is about (the sandbox
+# counts individuals on it; personal information, so the product declares it).
+SANDBOX_DICTIONARY = [
+    {**f, "identifier": False, "sandbox": "measure" if f["type"] == "decimal" else "dimension"} for f in DICTIONARY
+] + [
+    {
+        "name": "person_id", "type": "string", "description": "Pseudonymous trader", "unit": "", "personal": True,
+        "sensitive": False, "identifier": True, "sandbox": "",
+    }
+]  # fmt: skip
+SANDBOX_SAMPLE_CSV = (
+    b"hs_code,month,value_usd,origin,person_id\n8471,2026-01-01,1250000.50,CN,P1\n8517,2026-01-01,98000,DE,P2\n"
+)
+SANDBOX_DATASET_CSV = SANDBOX_SAMPLE_CSV + b"8703,2026-02-01,77000.25,JP,P3\n"
+SANDBOX_SUBJECTS = 1000
+
+
+def data_for(dictionary: list[dict[str, Any]]) -> tuple[bytes, bytes]:
+    """(sample, dataset) that fit the dictionary: the sandbox's when it names its person, else the default's."""
+    if any(f.get("name") == "person_id" for f in dictionary):
+        return SANDBOX_SAMPLE_CSV, SANDBOX_DATASET_CSV
+    return SAMPLE_CSV, DATASET_CSV
+
+
 LICENCE_TERMS = {
     "purposes": ["market research", "internal analytics"],
     "territories": ["worldwide"],
@@ -182,6 +206,11 @@ def product_content(**overrides: Any) -> dict[str, Any]:
         "licence_zh": "仅限买方内部分析使用。",
         "licence_terms": LICENCE_TERMS,
     }
+    if "sandbox" in overrides.get("delivery_modes", ()) and "dictionary" not in overrides:
+        # Sandbox delivery needs the provider's rules: an identifier (personal) and measures or dimensions.
+        content.update(
+            dictionary=SANDBOX_DICTIONARY, contains_personal_info=True, personal_info_subjects=SANDBOX_SUBJECTS
+        )
     content.update(overrides)
     return content
 
@@ -210,11 +239,13 @@ def draft_product(
     from listings import services as listing_services
 
     ensure_categories()
-    product = listing_services.product_create(actor=provider, board=board(board_code), **product_content(**content))
+    content = product_content(**content)
+    sample_csv, dataset_csv = data_for(content["dictionary"])
+    product = listing_services.product_create(actor=provider, board=board(board_code), **content)
     if sample:
-        listing_services.revision_set_sample(product=product, actor=provider, name="sample.csv", content=SAMPLE_CSV)
+        listing_services.revision_set_sample(product=product, actor=provider, name="sample.csv", content=sample_csv)
     if dataset:
-        provide_dataset(product, provider)
+        provide_dataset(product, provider, dataset_csv)
     if plan:
         listing_services.plan_create(
             product=product, actor=provider, name_en="Annual", kind="subscription", period="year",
@@ -365,6 +396,7 @@ _CONTENT_CLEANERS = {
     "tags": "clean_tags",
     "origin_countries": "clean_origin_countries",
     "export_destinations": "clean_export_destinations",
+    "sandbox_min_individuals": "clean_sandbox_min_individuals",
 }
 
 
@@ -389,12 +421,15 @@ def listed_product(provider: User, reviewer: User, board_code: str = "internatio
     firm = provider.membership.firm
     product = DataProductFactory(provider=firm, board=board(board_code))
     assign_perm("listings.change_dataproduct", firm.group, product)
-    revision = RevisionFactory.build(product=product, created_by=provider, reviewer=reviewer, **content)
+    sample_csv, dataset_csv = data_for(content["dictionary"])
+    revision = RevisionFactory.build(
+        product=product, created_by=provider, reviewer=reviewer, sample_content=sample_csv, **content
+    )
     revision.full_clean(exclude=["sample", "product", "created_by"])
     revision.save()
     revision_index(revision)
     if revision.needs_dataset:
-        valid_dataset(revision, uploaded_by=provider)
+        valid_dataset(revision, uploaded_by=provider, content=dataset_csv)
     PricePlanFactory(product=product)
     now = revision.listed_at
     product.listed_revision = revision

@@ -8,6 +8,6 @@ object at a time, and a refusal (ApplicationError, InvalidTransition, NotAllowed
 never a 500. Status and money fields are never edited here.
 """
 
-from . import access, cash, credentials, entitlements, ledger, orders, reference
+from . import access, cash, credentials, entitlements, ledger, orders, reference, sandbox
 
-__all__ = ["access", "cash", "credentials", "entitlements", "ledger", "orders", "reference"]
+__all__ = ["access", "cash", "credentials", "entitlements", "ledger", "orders", "reference", "sandbox"]

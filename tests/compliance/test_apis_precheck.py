@@ -193,10 +193,19 @@ def test_a_submitted_filing_is_not_yet_evidence(pi_product, provider, internatio
 
 
 def test_no_personal_information_is_cleared_with_nothing_to_file(provider, reviewer, international):
+    product = listed_product(provider, reviewer, delivery_modes=["file", "api"])
+    body = ask(client_for(international), product, delivery="api", as_of=None).json()
+    assert body["status"] == "cleared" and body["rules"] == ["R13"] and body["evidence"] == []
+
+
+def test_a_sandbox_under_the_exchanges_thresholds_is_anonymised_output(provider, reviewer, international):
+    # the sandbox's rules need an identifier, personal information: its output, aggregates of at least N people, is
+    # anonymised (R6) with nothing to file
     product = listed_product(provider, reviewer, delivery_modes=["file", "sandbox"])
     body = ask(client_for(international), product, delivery="sandbox", as_of=None).json()
-    assert body["status"] == "cleared" and body["rules"] == ["R13"] and body["evidence"] == []
+    assert body["status"] == "cleared" and body["rules"] == ["R6"] and body["evidence"] == []
     assert body["inputs"]["trade"]["delivery"] == "sandbox_results_only"
+    assert body["inputs"]["product"]["anonymised_output"] is True
     assert body["delivery"] == "sandbox"
 
 

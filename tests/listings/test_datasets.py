@@ -24,12 +24,14 @@ from tests.factories import (
     DATASET_CSV,
     DICTIONARY,
     MemberFirmFactory,
+    data_for,
     draft_product,
     listed_product,
     listed_product_via_workflow,
     login_as,
     member,
     product_in_review,
+    provide_dataset,
 )
 from tests.factories import api_client_for as client_for
 from tests.factories import api_error as error
@@ -437,14 +439,16 @@ def test_uploads_that_are_no_dataset_are_refused(provider):
 # --- Listing needs it -----------------------------------------------------------------------------
 
 
-def test_file_or_api_delivery_is_not_submitted_without_a_dataset_but_sandbox_is(provider):
-    product = draft_product(provider, dataset=False)
+@pytest.mark.parametrize("modes", [["file"], ["api"], ["sandbox"]])
+def test_file_api_or_sandbox_delivery_is_not_submitted_without_a_dataset(provider, modes):
+    # the sandbox computes on the data itself: it needs the dataset as file and API delivery do
+    product = draft_product(provider, dataset=False, delivery_modes=modes)
     with pytest.raises(ApplicationError) as refused:
         services.product_submit(product=product, actor=provider)
     assert refused.value.code == "dataset_required" and refused.value.status_code == 409
     assert refused.value.details == {"dataset_status": None}
-    sandbox = draft_product(provider, dataset=False, delivery_modes=["sandbox"])
-    assert services.product_submit(product=sandbox, actor=provider).status == Revision.Status.SUBMITTED
+    provide_dataset(product, provider, data_for(Revision.objects.get(product=product).dictionary)[1])
+    assert services.product_submit(product=product, actor=provider).status == Revision.Status.SUBMITTED
 
 
 def test_a_revision_in_review_without_a_valid_dataset_is_not_approved(provider, reviewer):
@@ -453,7 +457,7 @@ def test_a_revision_in_review_without_a_valid_dataset_is_not_approved(provider, 
     with pytest.raises(ApplicationError) as refused:
         services.review_approve(product=product, actor=reviewer)
     assert refused.value.code == "pre_listing_check_failed"
-    assert "File and API delivery need a valid dataset." in refused.value.details["reasons"]
+    assert "File, API and sandbox delivery need a valid dataset." in refused.value.details["reasons"]
 
 
 # --- The portal -----------------------------------------------------------------------------------

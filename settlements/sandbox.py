@@ -1,0 +1,562 @@
+"""The sandbox's engine: "usable but not visible" (可用不可见) aggregate queries on a dataset's columnar copy.
+
+Pure: it reads a revision's rules and a Parquet file, writes nothing. A query is structured JSON, never SQL:
+
+    {"measures": [{"fn": "sum", "field": "value_usd"}, {"fn": "count"}],
+     "group_by": ["origin"],
+     "filters": [{"field": "month", "op": "between", "value": ["2026-01-01", "2026-03-31"]}],
+     "order_by": ["-sum_value_usd"], "limit": 100}
+
+checked against the dictionary and the provider's rules (each field's `sandbox` role: measures are aggregated,
+dimensions grouped and filtered by; the `identifier`, the person's, is never named by a query), and turned into SQL
+of quoted dictionary names and DuckDB parameters only.
+
+What an answer protects (AWS Clean Rooms' aggregation analysis rule, and more; docs/architecture.md "Sandbox"):
+
+- **Threshold.** Rows with no identifier are left out (they are someone's, and no one is counted for them). Every
+  output row aggregates at least N distinct individuals (COUNT(DISTINCT identifier)); rows below are suppressed,
+  and the answer says how many were.
+- **Differencing: values of a filter.** Each output cell is checked at the finer grain of its group-by fields plus
+  every filtered field: if any non-empty sub-cell has fewer than N individuals, the whole cell is suppressed. So
+  adding or removing one IN value, or moving a range bound, changes a published cell by whole sub-cells of >= N
+  individuals, or not at all.
+- **Differencing: a filter itself.** The individuals with a row a filter removes from a cell are 0 or >= N, for the
+  filters all together (the query against the same query without filters) and for each filter alone (the query
+  against the same query without that one filter); otherwise the cell is suppressed.
+- **MIN and MAX** would publish one person's value. They answer the N-th smallest (largest) of the individuals'
+  own minimum (maximum) in the cell: a value at least N people reach, and nobody's extreme alone.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import duckdb
+from django.conf import settings
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+from exchange.exceptions import ApplicationError
+from listings.datasets import DUCKDB_TYPES
+from listings.models import FieldType, Revision, SandboxRole
+from listings.validation import check_text
+
+FUNCTIONS = ("count", "count_distinct", "sum", "avg", "min", "max")
+NUMERIC = frozenset({FieldType.INTEGER, FieldType.DECIMAL})
+ORDERED = NUMERIC | {FieldType.DATE, FieldType.DATETIME}
+# Which types each function takes (count without a field counts rows).
+FUNCTION_TYPES: dict[str, frozenset[str]] = {
+    "count": frozenset(FieldType.values),
+    "count_distinct": frozenset(FieldType.values),
+    "sum": NUMERIC,
+    "avg": NUMERIC,
+    "min": ORDERED,
+    "max": ORDERED,
+}
+OPERATORS = ("eq", "in", "gte", "lte", "between")
+QUERY_KEYS = frozenset({"measures", "group_by", "filters", "order_by", "limit"})
+MAX_TEXT = 200
+
+
+class QueryRefused(ApplicationError):
+    """A query the sandbox does not run: malformed (400) or against the dictionary or the provider's rules (422).
+    `details.at` names the place (`measures.0.field`)."""
+
+    status_code = 422
+
+    def __init__(self, message: str, *, code: str, at: str, status_code: int = 422):
+        super().__init__(message, code=code, details={"at": at}, status_code=status_code)
+
+
+def _malformed(message: str, at: str) -> QueryRefused:
+    return QueryRefused(message, code="query_malformed", at=at, status_code=400)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """A revision's rules for the sandbox: the fields' types, the identifier, what may be aggregated (measures)
+    and grouped and filtered by (dimensions), and N."""
+
+    types: dict[str, str]
+    identifier: str
+    measures: frozenset[str]
+    dimensions: frozenset[str]
+    min_individuals: int
+
+    @classmethod
+    def of(cls, revision: Revision) -> Rules:
+        identifier = revision.identifier_field
+        if identifier is None:  # a revision is listed for the sandbox only with one (listings.checks)
+            raise ApplicationError(
+                _("This product has no identifier field: the sandbox cannot count individuals."),
+                code="sandbox_not_configured",
+                status_code=409,
+            )
+        return cls(
+            types={f["name"]: f["type"] for f in revision.dictionary},
+            identifier=identifier,
+            measures=frozenset(revision.sandbox_fields(SandboxRole.MEASURE)),
+            dimensions=frozenset(revision.sandbox_fields(SandboxRole.DIMENSION)),
+            min_individuals=max(revision.sandbox_min_individuals, settings.SANDBOX_MIN_INDIVIDUALS),
+        )
+
+
+@dataclass(frozen=True)
+class Measure:
+    fn: str
+    field: str | None
+    name: str  # the output column's
+
+
+@dataclass(frozen=True)
+class Filter:
+    field: str
+    op: str
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Query:
+    measures: tuple[Measure, ...]
+    group_by: tuple[str, ...]
+    filters: tuple[Filter, ...]
+    order_by: tuple[tuple[str, bool], ...]  # (output column, descending)
+    limit: int
+
+    def as_json(self) -> dict[str, Any]:
+        """The query as it was understood, for the log."""
+        return {
+            "measures": [{"fn": m.fn, "field": m.field} for m in self.measures],
+            "group_by": list(self.group_by),
+            "filters": [
+                {
+                    "field": f.field,
+                    "op": f.op,
+                    "value": _json_value(list(f.values) if f.op in ("in", "between") else f.values[0]),
+                }
+                for f in self.filters
+            ],
+            "order_by": [("-" if desc else "") + name for name, desc in self.order_by],
+            "limit": self.limit,
+        }
+
+
+@dataclass
+class Answer:
+    columns: list[dict[str, str]]
+    rows: list[list[Any]]
+    suppressed: int
+    min_individuals: int
+    rows_total: int
+    duration_ms: int = 0
+    query: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def note(self) -> str:
+        return answer_note(self.suppressed, self.min_individuals)
+
+
+def answer_note(suppressed: int, n: int) -> str:
+    text = _(
+        "Each row aggregates at least %(n)d distinct individuals; rows with fewer, or whose filters would single out "
+        "fewer, are suppressed. MIN and MAX are the %(n)d-th smallest and largest of the individuals' values."
+    ) % {"n": n}
+    if suppressed:
+        text += " " + (
+            ngettext(
+                "%(count)d row suppressed: fewer than %(n)d individuals.",
+                "%(count)d rows suppressed: fewer than %(n)d individuals.",
+                suppressed,
+            )
+            % {"count": suppressed, "n": n}
+        )
+    return text
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+# --- Validation -----------------------------------------------------------------------------------------------
+
+
+def _field(value: Any, at: str, rules: Rules) -> str:
+    if not isinstance(value, str):
+        raise _malformed(_("A field is named by a string."), at)
+    if value not in rules.types:
+        raise QueryRefused(
+            _("“%(field)s” is not a field of the data dictionary.") % {"field": value[:64]}, code="unknown_field", at=at
+        )
+    if value == rules.identifier:
+        # Not as a measure, a group or a filter: only the exchange's own distinct count reads it.
+        raise QueryRefused(
+            _("The person's identifier is never named by a query: the sandbox counts individuals on it itself."),
+            code="identifier_not_allowed",
+            at=at,
+        )
+    return value
+
+
+def _list(query: dict[str, Any], key: str, most: int, *, required: bool = False) -> list[Any]:
+    value = query.get(key)
+    if value is None:
+        value = []
+    if not isinstance(value, list):
+        raise _malformed(_("A list."), key)
+    if required and not value:
+        raise QueryRefused(_("Ask for at least one measure."), code="measures_missing", at=key)
+    if len(value) > most:
+        raise QueryRefused(_("At most %(n)d.") % {"n": most}, code="too_many", at=key)
+    return value
+
+
+def _value(value: Any, field_type: str, at: str) -> Any:
+    """A filter's value, checked against its field's type: what DuckDB casts to the column's type."""
+    if field_type == FieldType.BOOLEAN:
+        if not isinstance(value, bool):
+            raise QueryRefused(_("True or false."), code="bad_value", at=at)
+        return value
+    if field_type in NUMERIC:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+            raise QueryRefused(_("A number."), code="bad_value", at=at)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise QueryRefused(_("A number."), code="bad_value", at=at)
+        text = repr(value) if isinstance(value, float) else str(value)
+        if not check_text(text, FieldType.DECIMAL) or not text.strip():
+            raise QueryRefused(_("A number."), code="bad_value", at=at)
+        if field_type == FieldType.INTEGER:
+            try:
+                number = Decimal(text)
+            except InvalidOperation:  # pragma: no cover - check_text accepted it
+                raise QueryRefused(_("A whole number."), code="bad_value", at=at) from None
+            if number != number.to_integral_value():
+                raise QueryRefused(_("A whole number."), code="bad_value", at=at)
+            return str(int(number))
+        return text.strip()
+    if not isinstance(value, str) or len(value) > MAX_TEXT or "\x00" in value:
+        raise QueryRefused(_("Text of at most %(n)d characters.") % {"n": MAX_TEXT}, code="bad_value", at=at)
+    if field_type in (FieldType.DATE, FieldType.DATETIME, FieldType.COUNTRY, FieldType.CURRENCY) and (
+        not value.strip() or not check_text(value, field_type)
+    ):
+        raise QueryRefused(_("Not a valid %(type)s.") % {"type": FieldType(field_type).label}, code="bad_value", at=at)
+    return value.strip() if field_type != FieldType.STRING else value
+
+
+def query_check(query: Any, rules: Rules) -> Query:
+    """The query, checked against the dictionary and the provider's rules; QueryRefused naming the place."""
+    if not isinstance(query, dict):
+        raise _malformed(_("A query is a JSON object."), "query")
+    unknown = set(query) - QUERY_KEYS
+    if unknown:
+        raise _malformed(
+            _("Unknown keys: %(keys)s.") % {"keys": ", ".join(sorted(str(k)[:40] for k in unknown))},
+            sorted(str(k) for k in unknown)[0][:40],
+        )
+    measures: list[Measure] = []
+    names: set[str] = set()
+    for index, item in enumerate(_list(query, "measures", settings.SANDBOX_MAX_MEASURES, required=True)):
+        at = f"measures.{index}"
+        if not isinstance(item, dict) or set(item) - {"fn", "field"}:
+            raise _malformed(_("A measure is an object {fn, field}."), at)
+        fn = item.get("fn")
+        if fn not in FUNCTIONS:
+            raise QueryRefused(
+                _("Unknown function (one of %(fns)s).") % {"fns": ", ".join(FUNCTIONS)},
+                code="unknown_function",
+                at=f"{at}.fn",
+            )
+        raw_field = item.get("field")
+        if raw_field is None and fn == "count":
+            name_field = None
+        else:
+            name_field = _field(raw_field, f"{at}.field", rules)
+            allowed = rules.measures | (rules.dimensions if fn in ("count", "count_distinct") else frozenset())
+            if name_field not in allowed:
+                raise QueryRefused(
+                    _("The provider does not allow “%(field)s” as a measure.") % {"field": name_field},
+                    code="field_not_allowed",
+                    at=f"{at}.field",
+                )
+            if rules.types[name_field] not in FUNCTION_TYPES[fn]:
+                raise QueryRefused(
+                    _("%(fn)s does not apply to a field of type %(type)s.")
+                    % {"fn": fn.upper(), "type": FieldType(rules.types[name_field]).label},
+                    code="function_type_mismatch",
+                    at=f"{at}.fn",
+                )
+        name = fn if name_field is None else f"{fn}_{name_field}"
+        if name in names:
+            raise QueryRefused(_("This measure is asked for twice."), code="duplicate", at=at)
+        names.add(name)
+        measures.append(Measure(fn=fn, field=name_field, name=name))
+    group_by: list[str] = []
+    for index, item in enumerate(_list(query, "group_by", settings.SANDBOX_MAX_GROUPS)):
+        at = f"group_by.{index}"
+        name = _field(item, at, rules)
+        if name not in rules.dimensions:
+            raise QueryRefused(
+                _("The provider does not allow grouping by “%(field)s”.") % {"field": name},
+                code="field_not_allowed",
+                at=at,
+            )
+        if name in group_by or name in names:
+            raise QueryRefused(_("This field is grouped by twice."), code="duplicate", at=at)
+        group_by.append(name)
+    filters: list[Filter] = []
+    for index, item in enumerate(_list(query, "filters", settings.SANDBOX_MAX_FILTERS)):
+        at = f"filters.{index}"
+        if not isinstance(item, dict) or set(item) - {"field", "op", "value"} or "value" not in item:
+            raise _malformed(_("A filter is an object {field, op, value}."), at)
+        name = _field(item.get("field"), f"{at}.field", rules)
+        if name not in rules.dimensions:
+            raise QueryRefused(
+                _("The provider does not allow filtering on “%(field)s”.") % {"field": name},
+                code="field_not_allowed",
+                at=f"{at}.field",
+            )
+        if any(f.field == name for f in filters):
+            raise QueryRefused(_("One filter per field."), code="duplicate", at=f"{at}.field")
+        op = item.get("op")
+        if op not in OPERATORS:
+            raise QueryRefused(
+                _("Unknown operator (one of %(ops)s).") % {"ops": ", ".join(OPERATORS)},
+                code="unknown_operator",
+                at=f"{at}.op",
+            )
+        field_type, raw = rules.types[name], item["value"]
+        if op in ("gte", "lte", "between") and field_type not in ORDERED | {FieldType.STRING}:
+            raise QueryRefused(
+                _("A range does not apply to a field of type %(type)s.") % {"type": FieldType(field_type).label},
+                code="operator_type_mismatch",
+                at=f"{at}.op",
+            )
+        if op == "in":
+            if not isinstance(raw, list) or not 1 <= len(raw) <= settings.SANDBOX_MAX_IN_VALUES:
+                raise QueryRefused(
+                    _("A list of 1 to %(n)d values.") % {"n": settings.SANDBOX_MAX_IN_VALUES},
+                    code="bad_value",
+                    at=f"{at}.value",
+                )
+            values = tuple(dict.fromkeys(_value(v, field_type, f"{at}.value.{i}") for i, v in enumerate(raw)))
+        elif op == "between":
+            if not isinstance(raw, list) or len(raw) != 2:
+                raise QueryRefused(_("Two values: [from, to]."), code="bad_value", at=f"{at}.value")
+            values = tuple(_value(v, field_type, f"{at}.value.{i}") for i, v in enumerate(raw))
+        else:
+            values = (_value(raw, field_type, f"{at}.value"),)
+        filters.append(Filter(field=name, op=op, values=values))
+    outputs = set(group_by) | names
+    order_by: list[tuple[str, bool]] = []
+    for index, item in enumerate(_list(query, "order_by", len(outputs) or 1)):
+        at = f"order_by.{index}"
+        if not isinstance(item, str):
+            raise _malformed(_("An output column's name, “-” before it for descending."), at)
+        desc = item.startswith("-")
+        name = item[1:] if desc else item
+        if name not in outputs:
+            raise QueryRefused(
+                _("“%(name)s” is not a column of the answer.") % {"name": name[:64]}, code="unknown_column", at=at
+            )
+        order_by.append((name, desc))
+    limit = query.get("limit", settings.SANDBOX_MAX_ROWS)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= settings.SANDBOX_MAX_ROWS:
+        raise QueryRefused(
+            _("A whole number from 1 to %(n)d.") % {"n": settings.SANDBOX_MAX_ROWS}, code="bad_value", at="limit"
+        )
+    return Query(
+        measures=tuple(measures), group_by=tuple(group_by), filters=tuple(filters), order_by=tuple(order_by),
+        limit=limit,
+    )  # fmt: skip
+
+
+# --- SQL ------------------------------------------------------------------------------------------------------
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _condition(flt: Filter, rules: Rules, params: list[Any]) -> str:
+    column = quote(flt.field)
+    cast = DUCKDB_TYPES[FieldType(rules.types[flt.field])]
+    placeholder = f"CAST(? AS {cast})"
+    if flt.op == "eq":
+        params.append(flt.values[0])
+        return f"{column} = {placeholder}"
+    if flt.op == "in":
+        params.extend(flt.values)
+        return f"{column} IN ({', '.join([placeholder] * len(flt.values))})"
+    if flt.op == "gte":
+        params.append(flt.values[0])
+        return f"{column} >= {placeholder}"
+    if flt.op == "lte":
+        params.append(flt.values[0])
+        return f"{column} <= {placeholder}"
+    params.extend(flt.values)
+    return f"{column} BETWEEN {placeholder} AND {placeholder}"
+
+
+def _aggregate(measure: Measure, where: str) -> str:
+    condition = f" FILTER (WHERE {where})" if where else ""
+    if measure.field is None:
+        return f"COUNT(*){condition}"
+    column = quote(measure.field)
+    sql = {
+        "count": f"COUNT({column})",
+        "count_distinct": f"COUNT(DISTINCT {column})",
+        "sum": f"SUM({column})",
+        "avg": f"AVG({column})",
+    }[measure.fn]
+    return sql + condition
+
+
+def build_sql(query: Query, rules: Rules, source: str) -> tuple[str, list[Any]]:
+    """The SQL that makes the table of cells (`final`: every non-empty cell with its measures and `ok#`, whether it
+    may be published), and its parameters. `source` is the Parquet file's local path (ours, never the buyer's).
+
+    Each filter's condition is computed once, as a column of `src` (`w#i`); the parameters are the filters'
+    values, in order."""
+    ident = quote(rules.identifier)
+    n = int(rules.min_individuals)
+    groups = [quote(g) for g in query.group_by]
+    aliases = [quote(f"g#{i}") for i in range(len(groups))]
+    params: list[Any] = []
+    flags = [_condition(f, rules, params) + f' AS "w#{i}"' for i, f in enumerate(query.filters)]
+    flag_names = [f'"w#{i}"' for i in range(len(query.filters))]
+
+    def all_but(skip: int | None) -> str:
+        return " AND ".join(name for i, name in enumerate(flag_names) if i != skip)
+
+    where_all = all_but(None)
+    select = [f"{g} AS {a}" for g, a in zip(groups, aliases, strict=True)]
+    select.append(f"COUNT(DISTINCT {ident})" + (f" FILTER (WHERE {where_all})" if where_all else "") + ' AS "n#"')
+    checks: list[str] = []
+    if query.filters:
+        # The individuals with a row that the filters together, and each filter alone, remove from the cell.
+        select.append(f'COUNT(DISTINCT {ident}) FILTER (WHERE ({where_all}) IS NOT TRUE) AS "r#"')
+        checks.append('"r#"')
+        if len(query.filters) > 1:
+            for i, flag in enumerate(flag_names):
+                select.append(f'COUNT(DISTINCT {ident}) FILTER (WHERE {all_but(i)} AND {flag} IS NOT TRUE) AS "r#{i}"')
+                checks.append(f'"r#{i}"')
+    for index, measure in enumerate(query.measures):
+        if measure.fn not in ("min", "max"):
+            select.append(f"{_aggregate(measure, where_all)} AS {quote(f'm#{index}')}")
+    group_clause = f" GROUP BY {', '.join(groups)}" if groups else ""
+    columns = ", ".join(["*", *flags])
+    ctes = [
+        f"src AS (SELECT {columns} FROM read_parquet(?) WHERE {ident} IS NOT NULL)",  # noqa: S608
+        f"cells AS (SELECT {', '.join(select)} FROM src{group_clause})",  # noqa: S608
+    ]
+    filtered = f"(SELECT * FROM src WHERE {where_all})" if where_all else "src"  # noqa: S608
+    group_part = f" GROUP BY {', '.join(aliases)}" if groups else ""
+    keyed = [f"{g} AS {a}" for g, a in zip(groups, aliases, strict=True)]
+    joins: list[str] = []
+
+    def join_on(table: str) -> str:
+        if not groups:
+            return f" LEFT JOIN {table} ON TRUE"
+        return f" LEFT JOIN {table} ON " + " AND ".join(f"cells.{a} IS NOT DISTINCT FROM {table}.{a}" for a in aliases)
+
+    fine_fields = [f.field for f in query.filters if f.field not in query.group_by]
+    fine_ok = "TRUE"
+    if fine_fields:
+        # The finer grain: the cell's groups and every filtered field's value; the smallest non-empty sub-cell.
+        fine_groups = ", ".join([*groups, *(quote(f) for f in fine_fields)])
+        fine_select = ", ".join([*keyed, f'COUNT(DISTINCT {ident}) AS "n"'])
+        ctes.append(f"fine AS (SELECT {fine_select} FROM {filtered} GROUP BY {fine_groups})")  # noqa: S608
+        guard_select = ", ".join([*aliases, 'MIN("n") AS "f#"'])
+        ctes.append(f"guard AS (SELECT {guard_select} FROM fine{group_part})")  # noqa: S608
+        joins.append(join_on("guard"))
+        fine_ok = f'COALESCE(guard."f#", 0) >= {n}'
+    extremes = [(i, m) for i, m in enumerate(query.measures) if m.fn in ("min", "max")]
+    if extremes:
+        # MIN and MAX: the N-th smallest (largest) of the individuals' own minimum (maximum) in the cell.
+        per_person = [*keyed, *(f"{m.fn.upper()}({quote(m.field or '')}) AS {quote(f'p#{i}')}" for i, m in extremes)]
+        ctes.append(
+            f"persons AS (SELECT {', '.join(per_person)} FROM {filtered} GROUP BY {', '.join([*groups, ident])})"  # noqa: S608
+        )
+        ext = list(aliases)
+        for i, m in extremes:
+            column = quote(f"p#{i}")
+            sort = "list_sort" if m.fn == "min" else "list_reverse_sort"
+            ext.append(f"{sort}(list({column}) FILTER (WHERE {column} IS NOT NULL))[{n}] AS {quote(f'm#{i}')}")
+        ctes.append(f"ext AS (SELECT {', '.join(ext)} FROM persons{group_part})")  # noqa: S608
+        joins.append(join_on("ext"))
+    outputs = [f"cells.{a}" for a in aliases]
+    outputs += [
+        f"{'ext' if m.fn in ('min', 'max') else 'cells'}.{quote(f'm#{i}')}" for i, m in enumerate(query.measures)
+    ]
+    ok = [f'cells."n#" >= {n}', fine_ok, *(f"(cells.{c} = 0 OR cells.{c} >= {n})" for c in checks)]
+    params.append(source)  # read_parquet(?) follows the filters' flags in the SQL's text
+    ok_expr = " AND ".join(ok)
+    sql = (
+        f"CREATE TEMP TABLE final AS WITH {', '.join(ctes)} "  # noqa: S608
+        f'SELECT {", ".join(outputs)}, ({ok_expr}) AS "ok#" FROM cells{"".join(joins)} '
+        'WHERE cells."n#" > 0'
+    )
+    return sql, params
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    connection = duckdb.connect(
+        ":memory:",
+        config={"memory_limit": settings.SANDBOX_MEMORY_LIMIT, "threads": settings.SANDBOX_THREADS},
+    )
+    connection.execute(f"SET TimeZone = '{settings.TIME_ZONE}'")
+    return connection
+
+
+def _out(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        text = format(value.normalize(), "f") if value else "0"
+        return text
+    if isinstance(value, float):
+        return round(value, 6) if math.isfinite(value) else None
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return value
+
+
+def run(query: Query, rules: Rules, path: str) -> Answer:
+    """Run a checked query on the Parquet file at `path`: the cells that may be published, how many were not."""
+    started = time.monotonic()
+    sql, params = build_sql(query, rules, path)
+    columns = [{"name": g, "kind": "group", "type": rules.types[g]} for g in query.group_by] + [
+        {"name": m.name, "kind": "measure", "type": m.fn} for m in query.measures
+    ]
+    names = [quote(f"g#{i}") for i in range(len(query.group_by))] + [
+        quote(f"m#{i}") for i in range(len(query.measures))
+    ]
+    connection = _connect()
+    try:
+        connection.execute(sql, params)
+        suppressed, total = connection.execute(
+            'SELECT COUNT(*) FILTER (WHERE NOT "ok#"), COUNT(*) FILTER (WHERE "ok#") FROM final'
+        ).fetchone() or (0, 0)
+        position = {c["name"]: i for i, c in enumerate(columns)}
+        order = [f"{names[position[name]]} {'DESC' if desc else 'ASC'} NULLS LAST" for name, desc in query.order_by]
+        order += [f"{names[i]} ASC NULLS LAST" for i in range(len(query.group_by))]  # a stable answer
+        order_clause = f" ORDER BY {', '.join(order)}" if order else ""
+        published = f'SELECT {", ".join(names)} FROM final WHERE "ok#"{order_clause} LIMIT ?'  # noqa: S608
+        rows = connection.execute(published, [query.limit]).fetchall()
+    finally:
+        connection.close()
+    return Answer(
+        columns=columns,
+        rows=[[_out(v) for v in row] for row in rows],
+        suppressed=int(suppressed),
+        min_individuals=rules.min_individuals,
+        rows_total=int(total),
+        duration_ms=int((time.monotonic() - started) * 1000),
+        query=query.as_json(),
+    )
