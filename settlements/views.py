@@ -795,6 +795,14 @@ EVENT_LABELS = {
     Order.Status.REFUSED: gettext_lazy("Refused by compliance"),
     Order.Status.REFUNDED: gettext_lazy("Refunded by the exchange"),
     "case_changed": gettext_lazy("Compliance case updated"),
+    "downloaded": gettext_lazy("Delivered: the buyer downloaded the file"),
+    "called": gettext_lazy("Delivered: the buyer's first call of the data API"),
+    "queried": gettext_lazy("Delivered: the buyer's first sandbox query"),
+    "renewed": gettext_lazy("Renewed for a period"),
+    "renewal_unpaid": gettext_lazy("Renewal unpaid: lapsed until the buyer tops up"),
+    "renewal_ended": gettext_lazy("Not renewed: the plan or the product is no longer offered"),
+    "periods_returned": gettext_lazy("Renewal periods returned to the buyer"),
+    "usage_charged": gettext_lazy("Usage of the period charged, the rest of its budget returned"),
 }
 
 

@@ -30,7 +30,7 @@ from ..models import DataCredential, Entitlement, Order, SandboxQuery
 from ..selectors import entitlement_usable
 from .downloads import deliverable_dataset
 from .metering import meter_call, meter_undo
-from .orders import order_delivered_by_download
+from .orders import order_delivered_by_use
 
 logger = logging.getLogger(__name__)
 
@@ -80,23 +80,12 @@ def _log(
 
 
 def _order_delivered_by_use(*, order: Order, logged: SandboxQuery) -> None:
-    """The first answered query of a released order delivers it (the acceptance window opens).
-
-    A wrapper until settlements.services.orders has `order_delivered_by_use` (another helper's, generalising
-    `order_delivered_by_download` to every delivery mode): after that merge, call it here instead."""
+    """The first answered query of a released order delivers it (the acceptance window opens)."""
     if order.status != Order.Status.RELEASED:
         return
-    order_delivered_by_download(order=order, download=_QueryAsDelivery(logged))
-
-
-class _QueryAsDelivery:
-    """What `order_delivered_by_download` reads of a download, for a query (its audit row names the query's id)."""
-
-    def __init__(self, logged: SandboxQuery):
-        self.pk = logged.pk
-        self.file_name = f"sandbox query #{logged.pk}"
-        self.bytes_sent = 0
-        self.sha256 = ""
+    order_delivered_by_use(
+        order=order, how="sandbox", event="queried", audit={"query": logged.pk}, query=logged.pk, rows=logged.rows_out
+    )
 
 
 def _usable_dataset(entitlement: Entitlement) -> Any:
