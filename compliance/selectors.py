@@ -182,11 +182,11 @@ EU_MEMBER_STATES = frozenset(
 )
 
 
-# The exchange's delivery modes as the engine's delivery values. The sandbox is taken as "results only", and
-# anonymised only when the product says so: when it offers the sandbox under the exchange's thresholds
-# (`Revision.sandbox_enforced`: an identifier, the provider's measures and dimensions, and at least the platform's
-# minimum of distinct individuals per output row, enforced by settlements.sandbox), so that its output is aggregates
-# of at least N people, never a person's row. Then it can reach the sandbox exemption (R6).
+# The exchange's delivery modes as the engine's delivery values. The sandbox is taken as "results only" but not as
+# anonymised output: its thresholds (settlements.sandbox: at least N individuals per output row, differencing checks)
+# do not yet stop every combination of queries from revealing one person's value (docs/architecture.md, "Sandbox"),
+# so a sandbox trade of personal information goes through the personal-information rules as a file or API trade
+# does, and never reaches the sandbox exemption (R6) until the exchange can show its output is anonymised.
 DELIVERY = {"file": "file", "api": "api", "sandbox": "sandbox_results_only"}
 
 
@@ -246,7 +246,7 @@ def engine_input(
             "sensitive_personal_info_subjects": revision.sensitive_personal_info_subjects,
             "origin": revision.origin,
             "origin_regimes": origin_regimes(revision.origin_countries),
-            "anonymised_output": delivery == "sandbox" and revision.sandbox_enforced,
+            "anonymised_output": False,
         },
         "exporter": {
             "country": str(exporter.country),

@@ -251,10 +251,32 @@ def _value(value: Any, field_type: str, at: str) -> Any:
     return value.strip() if field_type != FieldType.STRING else value
 
 
+def _sound(value: Any, depth: int = 0) -> bool:
+    """Whether a parsed JSON value holds only text that encodes as UTF-8 (no lone surrogate, which JSON's \\u escapes
+    can carry) and finite numbers (Python's parser takes 1e400 as infinity), nested no deeper than a query's shape."""
+    if depth > 8:
+        return False
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_sound(k, depth + 1) and _sound(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_sound(v, depth + 1) for v in value)
+    return True
+
+
 def query_check(query: Any, rules: Rules) -> Query:
     """The query, checked against the dictionary and the provider's rules; QueryRefused naming the place."""
     if not isinstance(query, dict):
         raise _malformed(_("A query is a JSON object."), "query")
+    if not _sound(query):
+        raise _malformed(_("The query holds text that is not valid Unicode, or a number that is not finite."), "query")
     unknown = set(query) - QUERY_KEYS
     if unknown:
         raise _malformed(

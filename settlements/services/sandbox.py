@@ -46,8 +46,10 @@ def _require_buyer_member(user: User, entitlement: Entitlement) -> None:
 def _loggable(query: Any) -> Any:
     """The query as asked, for the log: JSON a database stores (no NUL, which PostgreSQL's jsonb refuses), bounded."""
     try:
-        text = json.dumps(query, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
+        # No NaN or Infinity (no JSON), no lone surrogate (no UTF-8): neither goes into a database's JSON column.
+        text = json.dumps(query, ensure_ascii=False, default=str, allow_nan=False)
+        text.encode("utf-8")
+    except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
         return {"unreadable": True}
     if len(text) > LOGGED_QUERY_CHARS or "\\u0000" in text:
         return {"unreadable": True}
