@@ -248,6 +248,8 @@ def _value(value: Any, field_type: str, at: str) -> Any:
         not value.strip() or not check_text(value, field_type)
     ):
         raise QueryRefused(_("Not a valid %(type)s.") % {"type": FieldType(field_type).label}, code="bad_value", at=at)
+    if field_type == FieldType.COUNTRY:
+        return value.strip().upper()  # as the columnar copy holds it: `cn` finds CN
     return value.strip() if field_type != FieldType.STRING else value
 
 

@@ -123,6 +123,15 @@ class TestSuppression:
         assert answer.suppressed == 1 and answer.min_individuals == N and answer.rows_total == 2
         assert "1 row suppressed: fewer than 10 individuals." in answer.note
 
+    def test_a_country_filter_takes_the_code_in_either_case(self, parquet):
+        # found in review: `de` matched nothing, silently
+        query = {
+            "measures": [{"fn": "count"}],
+            "group_by": ["origin"],
+            "filters": [{"field": "origin", "op": "in", "value": ["de", "Jp"]}],
+        }
+        assert cells(ask(parquet(THRESHOLD_ROWS), query)) == {"DE": [2 * N], "JP": [2 * (N + 1)]}
+
     def test_a_product_may_ask_for_more_individuals_than_the_minimum(self, parquet):
         stricter = engine.Rules(**{**RULES.__dict__, "min_individuals": N + 1})
         answer = ask(parquet(THRESHOLD_ROWS), {"measures": [{"fn": "count"}], "group_by": ["origin"]}, stricter)
