@@ -32,9 +32,8 @@ from listings.datasets import columnar_local_path
 from listings.models import Dataset, DeliveryMode, FieldType
 
 from ..models import DataCredential, Entitlement, Order
-from ..selectors import entitlement_usable
 from ..services import metering
-from ..services.downloads import deliverable_dataset
+from ..services.downloads import dataset_missing, deliverable_dataset, require_usable
 from ..services.orders import order_delivered_by_use
 from . import query as gq
 from .auth import DataCredentialRateThrottle, DataKeyAuthentication, HasDataCredential
@@ -92,22 +91,10 @@ def _entitlement_for(request: Request, pk: int) -> tuple[DataCredential, Entitle
             _("No such entitlement for this credential."), code="entitlement_not_found", status_code=404
         )
     entitlement = credential.entitlement
-    if entitlement.delivery_mode != DeliveryMode.API:
-        raise ApplicationError(
-            _("This entitlement is not to API delivery: its data is used another way."),
-            code="not_api_delivery",
-            status_code=409,
-        )
-    if not entitlement_usable(entitlement):
-        raise ApplicationError(
-            _("This entitlement cannot be used now (it has ended or lapsed, or the product is off the market)."),
-            code="entitlement_not_usable",
-            status_code=409,
-            details={"status": entitlement.status, "end_reason": entitlement.end_reason},
-        )
+    require_usable(entitlement, DeliveryMode.API)
     dataset = _deliverable(entitlement)
     if dataset is None:
-        raise _dataset_missing()
+        raise dataset_missing()
     return credential, entitlement, dataset
 
 
@@ -131,12 +118,6 @@ def _deliverable(entitlement: Entitlement) -> Dataset | None:
             _datasets.clear()
         _datasets[key] = (now + DATASET_SECONDS, dataset)
     return dataset
-
-
-def _dataset_missing() -> ApplicationError:
-    return ApplicationError(
-        _("The provider's dataset for this revision is not available yet."), code="dataset_missing", status_code=409
-    )
 
 
 # --- The dictionary ------------------------------------------------------------------------------------------------
@@ -355,13 +336,13 @@ class RowsApi(GatewayApi):
         try:
             path = columnar_local_path(dataset)
         except FileNotFoundError:
-            raise _dataset_missing() from None
+            raise dataset_missing() from None
         ticket = metering.meter_call(found)  # 429 past the period's calls; bad requests were refused before it
         try:
             page = gq.run(wanted, path)
         except duckdb.IOException:
             metering.meter_undo(ticket)
-            raise _dataset_missing() from None
+            raise dataset_missing() from None
         except BaseException:
             metering.meter_undo(ticket)
             raise

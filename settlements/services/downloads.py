@@ -49,14 +49,20 @@ def deliverable_dataset(entitlement: Entitlement) -> Dataset | None:
     return next((found[r] for r in revisions if r in found), None)
 
 
-def _deliverable(entitlement: Entitlement) -> Dataset:
-    """The dataset to hand over now, or the refusal saying why there is none."""
-    if entitlement.delivery_mode != DeliveryMode.FILE:
-        raise ApplicationError(
-            _("This entitlement is not to file delivery: its data is used another way."),
-            code="not_file_delivery",
-            status_code=409,
-        )
+def require_usable(entitlement: Entitlement, mode: str) -> None:
+    """The refusal every access path gives first (the download, the data gateway, the sandbox): an entitlement to
+    another delivery mode, or one not usable now (ended, lapsed, the product off the market)."""
+    if entitlement.delivery_mode != mode:
+        wrong = {
+            DeliveryMode.FILE: (_("This entitlement is not to file delivery: its data is used another way."),
+                                "not_file_delivery"),
+            DeliveryMode.API: (_("This entitlement is not to API delivery: its data is used another way."),
+                               "not_api_delivery"),
+            DeliveryMode.SANDBOX: (_("This entitlement is not to sandbox delivery: its data is used another way."),
+                                   "not_sandbox_delivery"),
+        }  # fmt: skip
+        message, code = wrong[DeliveryMode(mode)]
+        raise ApplicationError(message, code=code, status_code=409)
     if not entitlement_usable(entitlement):
         raise ApplicationError(
             _("This entitlement cannot be used now (it has ended or lapsed, or the product is off the market)."),
@@ -64,11 +70,20 @@ def _deliverable(entitlement: Entitlement) -> Dataset:
             status_code=409,
             details={"status": entitlement.status, "end_reason": entitlement.end_reason},
         )
+
+
+def dataset_missing() -> ApplicationError:
+    return ApplicationError(
+        _("The provider's dataset for this revision is not available yet."), code="dataset_missing", status_code=409
+    )
+
+
+def _deliverable(entitlement: Entitlement) -> Dataset:
+    """The dataset to hand over now, or the refusal saying why there is none."""
+    require_usable(entitlement, DeliveryMode.FILE)
     dataset = deliverable_dataset(entitlement)
     if dataset is None:
-        raise ApplicationError(
-            _("The provider's dataset for this revision is not available yet."), code="dataset_missing", status_code=409
-        )
+        raise dataset_missing()
     return dataset
 
 

@@ -27,8 +27,7 @@ from listings.models import DeliveryMode
 
 from .. import sandbox as engine
 from ..models import DataCredential, Entitlement, Order, SandboxQuery
-from ..selectors import entitlement_usable
-from .downloads import deliverable_dataset
+from .downloads import dataset_missing, deliverable_dataset, require_usable
 from .metering import meter_call, meter_undo
 from .orders import order_delivered_by_use
 
@@ -91,24 +90,10 @@ def _order_delivered_by_use(*, order: Order, logged: SandboxQuery) -> None:
 
 
 def _usable_dataset(entitlement: Entitlement) -> Any:
-    if entitlement.delivery_mode != DeliveryMode.SANDBOX:
-        raise ApplicationError(
-            _("This entitlement is not to sandbox delivery: its data is used another way."),
-            code="not_sandbox_delivery",
-            status_code=409,
-        )
-    if not entitlement_usable(entitlement):
-        raise ApplicationError(
-            _("This entitlement cannot be used now (it has ended or lapsed, or the product is off the market)."),
-            code="entitlement_not_usable",
-            status_code=409,
-            details={"status": entitlement.status, "end_reason": entitlement.end_reason},
-        )
+    require_usable(entitlement, DeliveryMode.SANDBOX)
     dataset = deliverable_dataset(entitlement)
     if dataset is None:
-        raise ApplicationError(
-            _("The provider's dataset for this revision is not available yet."), code="dataset_missing", status_code=409
-        )
+        raise dataset_missing()
     return dataset
 
 
