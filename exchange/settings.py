@@ -569,6 +569,11 @@ SANDBOX_MAX_IN_VALUES = 100
 SANDBOX_MAX_ROWS = env_int("SANDBOX_MAX_ROWS", 1000)
 SANDBOX_THREADS = env_int("SANDBOX_THREADS", 2)
 SANDBOX_MEMORY_LIMIT = os.environ.get("SANDBOX_MEMORY_LIMIT", "512MB")
+# The sandbox's person index (settlements.sandbox_index): a local cache, made again when missing.
+SANDBOX_INDEX_DIR = os.environ.get("SANDBOX_INDEX_DIR", str(Path(LISTING_DATASET_CACHE_DIR) / "sandbox"))
+# The most memory a query's bitmaps of individuals may take (settlements.sandbox.bitmap_plan_fits); a query that
+# would need more counts its individuals by COUNT(DISTINCT), with the same answer.
+SANDBOX_BITMAP_BYTES = env_int("SANDBOX_BITMAP_BYTES", 128 * 1024 * 1024)
 # The exchange's bank accounts that members pay their deposits into, per currency, shown on the portal's deposit
 # instructions: a JSON object {"CNY": {"bank": ..., "bank_zh": ..., "account_name": ..., "account_name_zh": ...,
 # "account_number": ..., "swift": ...}, "USD": {...}}. The defaults are the demo's (marked as such on the page):

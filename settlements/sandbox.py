@@ -46,6 +46,8 @@ from listings.datasets import DUCKDB_TYPES
 from listings.models import FieldType, Revision, SandboxRole
 from listings.validation import check_text
 
+from .sandbox_index import PERSON, PersonIndex
+
 FUNCTIONS = ("count", "count_distinct", "sum", "avg", "min", "max")
 NUMERIC = frozenset({FieldType.INTEGER, FieldType.DECIMAL})
 ORDERED = NUMERIC | {FieldType.DATE, FieldType.DATETIME}
@@ -531,12 +533,108 @@ def build_sql(query: Query, rules: Rules, source: str) -> tuple[str, list[Any]]:
     return sql, params
 
 
+def _fine_fields(query: Query) -> list[str]:
+    return list(dict.fromkeys(f.field for f in query.filters if f.field not in query.group_by))
+
+
+def bitmap_plan_fits(query: Query, index: PersonIndex | None) -> bool:
+    """Whether a query is answered by the bitmap plan (`build_bitmap_sql`) on `index`: its measures roll up from
+    sub-cells (COUNT, SUM, AVG; not COUNT DISTINCT, MIN or MAX), and its sub-cells' bitmaps, sized from the index's
+    distinct counts at their most, fit in `SANDBOX_BITMAP_BYTES`."""
+    if index is None or index.persons <= 0:
+        return False
+    if any(m.fn not in ("count", "sum", "avg") for m in query.measures):
+        return False
+    cells = 1.0
+    for name in [*query.group_by, *_fine_fields(query)]:
+        if name not in index.distinct:
+            return False
+        cells *= index.distinct[name] * 1.25 + 2  # HyperLogLog's error, and NULL
+    return cells * (index.persons / 8 + 64) <= settings.SANDBOX_BITMAP_BYTES
+
+
+def build_bitmap_sql(query: Query, rules: Rules, index: PersonIndex) -> tuple[str, list[Any]]:
+    """The same table of cells as `build_sql` (`final`, the same columns and the same `ok#`), counted on the person
+    index (settlements.sandbox_index). One pass over the rows groups them at the finest grain the checks need (the
+    cell's groups and every filtered field), keeping each sub-cell's individuals as a bitmap of the index's P bits
+    and its row counts and sums. Every filter's outcome depends on its field's value alone, so it is the same for a
+    whole sub-cell and is computed on the sub-cells, not the rows. A second pass over the sub-cells makes the cells,
+    OR-ing bitmaps for the individuals who pass the filters (n#) and whom the filters remove (r#, r#i), and taking
+    the smallest passing sub-cell (f#)."""
+    person = quote(PERSON)
+    n = int(rules.min_individuals)
+    fine = [quote(f) for f in _fine_fields(query)]
+    keys = [*(quote(g) for g in query.group_by), *fine]
+    aliases = [quote(f"g#{i}") for i in range(len(query.group_by))]
+    sub = [*keys, f'bitstring_agg({person}, 0, {int(index.persons) - 1}) AS "b#"', 'COUNT(*) AS "c#"']
+    for field_ in dict.fromkeys(m.field for m in query.measures if m.field is not None):
+        column = quote(field_)
+        sub.append(f"COUNT({column}) AS {quote('k#' + field_)}")
+        if any(m.field == field_ and m.fn in ("sum", "avg") for m in query.measures):
+            sub.append(f"SUM({column}) AS {quote('s#' + field_)}")
+    params: list[Any] = [index.path]  # read_parquet(?) comes first in the SQL's text, the filters' values after
+    flags = [_condition(f, rules, params) + f' AS "w#{i}"' for i, f in enumerate(query.filters)]
+    flag_names = [f'"w#{i}"' for i in range(len(query.filters))]
+
+    def all_but(skip: int | None) -> str:
+        return " AND ".join(name for i, name in enumerate(flag_names) if i != skip)
+
+    where_all = all_but(None)
+    passing = f" FILTER (WHERE {where_all})" if where_all else ""
+
+    def people(condition: str) -> str:
+        return f'COALESCE(bit_count(bit_or("b#") FILTER (WHERE {condition})), 0)'
+
+    select = [f"{quote(g)} AS {a}" for g, a in zip(query.group_by, aliases, strict=True)]
+    select.append(people(where_all or "TRUE") + ' AS "n#"')
+    checks: list[str] = []
+    if flags:
+        select.append(people(f"({where_all}) IS NOT TRUE") + ' AS "r#"')
+        checks.append('"r#"')
+        if len(flags) > 1:
+            for i, flag in enumerate(flag_names):
+                select.append(people(f"{all_but(i)} AND {flag} IS NOT TRUE") + f' AS "r#{i}"')
+                checks.append(f'"r#{i}"')
+    if fine:
+        select.append(f'MIN(bit_count("b#")){passing} AS "f#"')
+    for i, measure in enumerate(query.measures):
+        alias = quote(f"m#{i}")
+        if measure.field is None:
+            select.append(f'SUM("c#"){passing} AS {alias}')
+            continue
+        count = f"SUM({quote('k#' + measure.field)}){passing}"
+        total = f"SUM({quote('s#' + measure.field)}){passing}"
+        if measure.fn == "count":
+            select.append(f"{count} AS {alias}")
+        elif measure.fn == "sum":
+            select.append(f"{total} AS {alias}")
+        else:  # avg, as AVG answers it: a DOUBLE, NULL where no value
+            select.append(f"CAST({total} AS DOUBLE) / NULLIF({count}, 0) AS {alias}")
+    group_part = f" GROUP BY {', '.join(quote(g) for g in query.group_by)}" if query.group_by else ""
+    ctes = [
+        f"sub AS (SELECT {', '.join(sub)} FROM read_parquet(?) WHERE {person} IS NOT NULL"  # noqa: S608
+        + (f" GROUP BY {', '.join(keys)})" if keys else ")"),
+        f"flagged AS (SELECT {', '.join(['*', *flags])} FROM sub)",  # noqa: S608
+        f"cells AS (SELECT {', '.join(select)} FROM flagged{group_part})",  # noqa: S608
+    ]
+    ok = [f'"n#" >= {n}', *(f"({c} = 0 OR {c} >= {n})" for c in checks)]
+    if fine:
+        ok.append(f'COALESCE("f#", 0) >= {n}')
+    outputs = [*aliases, *(quote(f"m#{i}") for i in range(len(query.measures)))]
+    sql = (
+        f"CREATE TEMP TABLE final AS WITH {', '.join(ctes)} "  # noqa: S608
+        f'SELECT {", ".join(outputs)}, ({" AND ".join(ok)}) AS "ok#" FROM cells WHERE "n#" > 0'
+    )
+    return sql, params
+
+
 def _connect() -> duckdb.DuckDBPyConnection:
     connection = duckdb.connect(
         ":memory:",
         config={"memory_limit": settings.SANDBOX_MEMORY_LIMIT, "threads": settings.SANDBOX_THREADS},
     )
     connection.execute(f"SET TimeZone = '{settings.TIME_ZONE}'")
+    connection.execute("SET preserve_insertion_order = false")  # every read of the answer says its order
     return connection
 
 
@@ -551,10 +649,15 @@ def _out(value: Any) -> Any:
     return value
 
 
-def run(query: Query, rules: Rules, path: str) -> Answer:
-    """Run a checked query on the Parquet file at `path`: the cells that may be published, how many were not."""
+def run(query: Query, rules: Rules, path: str, index: PersonIndex | None = None) -> Answer:
+    """Run a checked query on the Parquet file at `path`: the cells that may be published, how many were not. With
+    the file's person index (settlements.sandbox_index) a query the bitmap plan fits is counted on it; the answer
+    is the same either way."""
     started = time.monotonic()
-    sql, params = build_sql(query, rules, path)
+    if index is not None and bitmap_plan_fits(query, index):
+        sql, params = build_bitmap_sql(query, rules, index)
+    else:
+        sql, params = build_sql(query, rules, path)
     columns = [{"name": g, "kind": "group", "type": rules.types[g]} for g in query.group_by] + [
         {"name": m.name, "kind": "measure", "type": m.fn} for m in query.measures
     ]

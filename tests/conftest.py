@@ -132,6 +132,17 @@ def _compliance_report_policy_off(settings) -> None:
     settings.COMPLIANCE_REPORT_REQUIRED = False
 
 
+@pytest.fixture(scope="session")
+def _sandbox_index_dir(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("sandbox-index"))
+
+
+@pytest.fixture(autouse=True)
+def _sandbox_index(settings, _sandbox_index_dir) -> None:
+    # The sandbox's person indexes (a local cache) in the test run's own directory, not the checkout's var/.
+    settings.SANDBOX_INDEX_DIR = _sandbox_index_dir
+
+
 @pytest.fixture(autouse=True)
 def _fast_passwords(settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

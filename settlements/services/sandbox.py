@@ -27,6 +27,7 @@ from listings.models import DeliveryMode
 
 from .. import sandbox as engine
 from ..models import DataCredential, Entitlement, Order, SandboxQuery
+from ..sandbox_index import person_index
 from .downloads import dataset_missing, deliverable_dataset, require_usable
 from .metering import meter_call, meter_undo
 from .orders import order_delivered_by_use
@@ -113,7 +114,8 @@ def sandbox_query(
         checked = engine.query_check(query, rules)
         ticket = meter_call(entitlement)
         try:
-            answer = engine.run(checked, rules, columnar_local_path(dataset))
+            path = columnar_local_path(dataset)
+            answer = engine.run(checked, rules, path, person_index(path, rules.identifier))
         except (duckdb.Error, OSError) as exc:
             meter_undo(ticket)
             logger.exception("sandbox query failed on entitlement %s", entitlement.pk)

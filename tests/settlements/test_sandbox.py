@@ -23,6 +23,7 @@ from listings import validation
 from listings.models import Dataset, Revision
 from settlements import sandbox as engine
 from settlements.models import Entitlement, Order, SandboxQuery
+from settlements.sandbox_index import PERSON, person_index
 from settlements.services import sandbox as sandbox_service
 from tests.factories import (
     SANDBOX_DICTIONARY,
@@ -107,8 +108,26 @@ def parquet(tmp_path_factory):
     return make
 
 
+def both_plans(path: str, checked: engine.Query, rules: engine.Rules = RULES) -> engine.Answer:
+    """The answer of the COUNT(DISTINCT) plan, checked to be the bitmap plan's on the person index where that
+    plan fits the query: the two count individuals differently and must publish and suppress the same cells."""
+    answer = engine.run(checked, rules, path)
+    index = person_index(path, rules.identifier)
+    assert index is not None
+    if engine.bitmap_plan_fits(checked, index):
+        bitmap = engine.run(checked, rules, path, index)
+        assert comparable(bitmap) == comparable(answer)
+    return answer
+
+
+def comparable(answer: engine.Answer) -> tuple[Any, ...]:
+    """An answer's cells and counts, averages rounded (their sums are added in another order by each plan)."""
+    rows = [[round(v, 4) if isinstance(v, float) else v for v in row] for row in answer.rows]
+    return (rows, answer.suppressed, answer.rows_total, answer.columns)
+
+
 def ask(path: str, query: dict[str, Any], rules: engine.Rules = RULES) -> engine.Answer:
-    return engine.run(engine.query_check(query, rules), rules, path)
+    return both_plans(path, engine.query_check(query, rules), rules)
 
 
 def cells(answer: engine.Answer) -> dict[Any, list[Any]]:
@@ -303,8 +322,86 @@ class TestMalformed:
         except engine.QueryRefused as refused:
             assert refused.status_code in (400, 422)
             return
-        answer = engine.run(checked, RULES, path)
+        answer = both_plans(path, checked)
         assert "person_id" not in {c["name"] for c in answer.columns}
+
+
+PEOPLE = [f"p{i}" for i in range(8)]
+
+
+class TestBitmapPlan:
+    """The bitmap plan (settlements.sandbox.build_bitmap_sql, on the person index) against the COUNT(DISTINCT)
+    plan on random data and random queries: the same cells published, the same suppressed."""
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        rows=st.lists(
+            st.tuples(
+                st.sampled_from(["8471", "8703", "9999"]),
+                st.sampled_from(["2026-01-01", "2026-02-01", "2026-03-01"]),
+                st.sampled_from(["1", "2.5", "100", "-3"]),
+                st.sampled_from(["CN", "DE"]),
+                st.sampled_from([*PEOPLE, ""]),  # "": a row of no one
+            ),
+            min_size=1,
+            max_size=40,
+        ),
+        n=st.integers(1, 5),
+        measures=st.lists(
+            st.sampled_from([{"fn": "count"}, {"fn": "count", "field": "value_usd"}, {"fn": "sum", "field": "value_usd"},
+                             {"fn": "avg", "field": "value_usd"}]),
+            min_size=1, max_size=3, unique_by=lambda m: (m["fn"], m.get("field")),
+        ),
+        group_by=st.lists(st.sampled_from(["hs_code", "month", "origin"]), max_size=2, unique=True),
+        filters=st.lists(
+            st.sampled_from([
+                {"field": "hs_code", "op": "in", "value": ["8471", "8703"]},
+                {"field": "hs_code", "op": "eq", "value": "9999"},
+                {"field": "month", "op": "lte", "value": "2026-02-01"},
+                {"field": "month", "op": "between", "value": ["2026-02-01", "2026-03-01"]},
+                {"field": "origin", "op": "eq", "value": "CN"},
+            ]),
+            max_size=3, unique_by=lambda f: f["field"],
+        ),
+    )  # fmt: skip
+    def test_the_bitmap_plan_answers_as_the_distinct_count_does(self, parquet, rows, n, measures, group_by, filters):
+        path = parquet([list(row) for row in rows])
+        rules = engine.Rules(**{**RULES.__dict__, "min_individuals": n})
+        checked = engine.query_check({"measures": measures, "group_by": group_by, "filters": filters}, rules)
+        index = person_index(path, rules.identifier)
+        assert index is not None and engine.bitmap_plan_fits(checked, index) == (index.persons > 0)
+        assert comparable(engine.run(checked, rules, path, index)) == comparable(engine.run(checked, rules, path))
+
+    def test_the_index_numbers_each_individual_once_and_no_one_for_a_row_without_one(self, parquet):
+        path = parquet(rows_for("CN", 3, prefix="a") + [["8471", "2026-01-01", "1", "DE", ""]])
+        index = person_index(path, "person_id")
+        assert index is not None and index.persons == 3
+        numbered = duckdb.connect().execute(
+            f'SELECT person_id, list(DISTINCT "{PERSON}") FROM read_parquet(?) GROUP BY person_id ORDER BY 1',
+            [index.path],
+        ).fetchall()
+        assert numbered == [("a0", [0]), ("a1", [1]), ("a2", [2]), (None, [None])]
+        assert index.distinct["origin"] == 2
+
+    def test_a_query_whose_bitmaps_would_not_fit_counts_the_other_way(self, parquet, settings):
+        path = parquet(THRESHOLD_ROWS)
+        checked = engine.query_check({"measures": [{"fn": "count"}], "group_by": ["origin"]}, RULES)
+        index = person_index(path, "person_id")
+        assert engine.bitmap_plan_fits(checked, index)
+        settings.SANDBOX_BITMAP_BYTES = 100
+        assert not engine.bitmap_plan_fits(checked, index)
+        minimum = engine.query_check({"measures": [{"fn": "min", "field": "value_usd"}]}, RULES)
+        settings.SANDBOX_BITMAP_BYTES = 1 << 30
+        assert not engine.bitmap_plan_fits(minimum, index)  # MIN does not roll up from sub-cells
+        assert cells(ask(path, {"measures": [{"fn": "count"}], "group_by": ["origin"]})) == {
+            "DE": [2 * N], "JP": [2 * (N + 1)]
+        }  # fmt: skip
+
+    def test_an_index_that_cannot_be_made_leaves_the_answer_to_the_other_plan(self, parquet, settings, tmp_path):
+        blocked = tmp_path / "file"
+        blocked.write_text("not a directory")
+        settings.SANDBOX_INDEX_DIR = str(blocked / "index")
+        assert person_index(parquet(THRESHOLD_ROWS), "person_id") is None
 
 
 # --- The service and its doors ------------------------------------------------------------------------------------
