@@ -14,8 +14,8 @@ of quoted dictionary names and DuckDB parameters only.
 What an answer protects (AWS Clean Rooms' aggregation analysis rule, and more; docs/architecture.md "Sandbox"):
 
 - **Threshold.** Rows with no identifier are left out (they are someone's, and no one is counted for them). Every
-  output row aggregates at least N distinct individuals (COUNT(DISTINCT identifier)); rows below are suppressed,
-  and the answer says how many were.
+  output row aggregates at least N distinct individuals (COUNT(DISTINCT identifier), or the same number found on
+  the person index: `run`); rows below are suppressed, and the answer says how many were.
 - **Differencing: values of a filter.** Each output cell is checked at the finer grain of its group-by fields plus
   every filtered field: if any non-empty sub-cell has fewer than N individuals, the whole cell is suppressed. So
   adding or removing one IN value, or moving a range bound, changes a published cell by whole sub-cells of >= N
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -46,7 +47,7 @@ from listings.datasets import DUCKDB_TYPES
 from listings.models import FieldType, Revision, SandboxRole
 from listings.validation import check_text
 
-from .sandbox_index import PERSON, PersonIndex
+from .sandbox_index import PERSON, WEIGHT, PersonIndex
 
 FUNCTIONS = ("count", "count_distinct", "sum", "avg", "min", "max")
 NUMERIC = frozenset({FieldType.INTEGER, FieldType.DECIMAL})
@@ -537,13 +538,17 @@ def _fine_fields(query: Query) -> list[str]:
     return list(dict.fromkeys(f.field for f in query.filters if f.field not in query.group_by))
 
 
+def rolls_up(query: Query) -> bool:
+    """Whether a query's measures roll up from sub-cells (COUNT, SUM, AVG; not COUNT DISTINCT, MIN or MAX): the
+    plans on the person index answer those."""
+    return all(m.fn in ("count", "sum", "avg") for m in query.measures)
+
+
 def bitmap_plan_fits(query: Query, index: PersonIndex | None) -> bool:
-    """Whether a query is answered by the bitmap plan (`build_bitmap_sql`) on `index`: its measures roll up from
-    sub-cells (COUNT, SUM, AVG; not COUNT DISTINCT, MIN or MAX), and its sub-cells' bitmaps, sized from the index's
-    distinct counts at their most, fit in `SANDBOX_BITMAP_BYTES`."""
-    if index is None or index.persons <= 0:
-        return False
-    if any(m.fn not in ("count", "sum", "avg") for m in query.measures):
+    """Whether a query is answered exactly by the bitmap plan (`build_rollup_sql(exact=True)`) on `index`: its
+    measures roll up, and its sub-cells' bitmaps, sized from the index's distinct counts at their most, fit in
+    `SANDBOX_BITMAP_BYTES`."""
+    if index is None or index.persons <= 0 or not rolls_up(query):
         return False
     cells = 1.0
     for name in [*query.group_by, *_fine_fields(query)]:
@@ -553,20 +558,32 @@ def bitmap_plan_fits(query: Query, index: PersonIndex | None) -> bool:
     return cells * (index.persons / 8 + 64) <= settings.SANDBOX_BITMAP_BYTES
 
 
-def build_bitmap_sql(query: Query, rules: Rules, index: PersonIndex) -> tuple[str, list[Any]]:
-    """The same table of cells as `build_sql` (`final`, the same columns and the same `ok#`), counted on the person
-    index (settlements.sandbox_index). One pass over the rows groups them at the finest grain the checks need (the
-    cell's groups and every filtered field), keeping each sub-cell's individuals as a bitmap of the index's P bits
-    and its row counts and sums. Every filter's outcome depends on its field's value alone, so it is the same for a
-    whole sub-cell and is computed on the sub-cells, not the rows. A second pass over the sub-cells makes the cells,
-    OR-ing bitmaps for the individuals who pass the filters (n#) and whom the filters remove (r#, r#i), and taking
-    the smallest passing sub-cell (f#)."""
+def build_rollup_sql(query: Query, rules: Rules, index: PersonIndex, *, exact: bool) -> tuple[str, list[Any]]:
+    """The same table of cells as `build_sql` (`final`: the same columns, and `ok#`), on the person index
+    (settlements.sandbox_index). One pass over the rows groups them at the finest grain the checks need (the cell's
+    groups and every filtered field) with their row counts and sums. Every filter's outcome depends on its field's
+    value alone, so it is the same for a whole sub-cell and is computed on the sub-cells, not the rows. A second
+    pass over the sub-cells makes the cells, with the number of individuals who pass the filters (n#), whom the
+    filters remove (r#, r#i) and the smallest passing sub-cell (f#) checked as `build_sql` checks them:
+
+    - `exact`: each sub-cell keeps its individuals as a bitmap of the index's P bits (`bitstring_agg`), and the
+      cells OR them;
+    - not `exact`, the bounds: a set of rows holds at most as many individuals as rows, and at least the sum of its
+      rows' weights (`w#`, 1 / the rows of that individual in the whole dataset: each individual adds at most 1). A
+      check is settled when the rows are fewer than N (it fails) or the weights reach N (it passes: the sum is a
+      double, and half an individual of margin keeps its rounding off the verdict). `ok#` is NULL where a cell's
+      verdict is not settled; the caller then counts exactly. Cells far above N, the usual ones, cost no count of
+      individuals at all."""
     person = quote(PERSON)
     n = int(rules.min_individuals)
     fine = [quote(f) for f in _fine_fields(query)]
     keys = [*(quote(g) for g in query.group_by), *fine]
     aliases = [quote(f"g#{i}") for i in range(len(query.group_by))]
-    sub = [*keys, f'bitstring_agg({person}, 0, {int(index.persons) - 1}) AS "b#"', 'COUNT(*) AS "c#"']
+    sub = [*keys, 'COUNT(*) AS "c#"']
+    if exact:
+        sub.append(f'bitstring_agg({person}, 0, {int(index.persons) - 1}) AS "b#"')
+    else:
+        sub.append(f'SUM({quote(WEIGHT)}) AS "v#"')
     for field_ in dict.fromkeys(m.field for m in query.measures if m.field is not None):
         column = quote(field_)
         sub.append(f"COUNT({column}) AS {quote('k#' + field_)}")
@@ -581,22 +598,37 @@ def build_bitmap_sql(query: Query, rules: Rules, index: PersonIndex) -> tuple[st
 
     where_all = all_but(None)
     passing = f" FILTER (WHERE {where_all})" if where_all else ""
-
-    def people(condition: str) -> str:
-        return f'COALESCE(bit_count(bit_or("b#") FILTER (WHERE {condition})), 0)'
-
     select = [f"{quote(g)} AS {a}" for g, a in zip(query.group_by, aliases, strict=True)]
-    select.append(people(where_all or "TRUE") + ' AS "n#"')
-    checks: list[str] = []
+    # Each check: (the rows' filter, whether no one is fine (the removal checks) or the check is "at least N").
+    checks = [(where_all or "TRUE", "n", False)]
     if flags:
-        select.append(people(f"({where_all}) IS NOT TRUE") + ' AS "r#"')
-        checks.append('"r#"')
+        checks.append((f"({where_all}) IS NOT TRUE", "r", True))
         if len(flags) > 1:
-            for i, flag in enumerate(flag_names):
-                select.append(people(f"{all_but(i)} AND {flag} IS NOT TRUE") + f' AS "r#{i}"')
-                checks.append(f'"r#{i}"')
+            checks += [(f"{all_but(i)} AND {flag} IS NOT TRUE", f"r{i}", True) for i, flag in enumerate(flag_names)]
+    sure_fail: list[str] = []
+    sure_pass: list[str] = []
+    for condition, name, none_is_fine in checks:
+        rows, people = quote(f"{name}#rows"), quote(f"{name}#")
+        select.append(f'COALESCE(SUM("c#") FILTER (WHERE {condition}), 0) AS {rows}')
+        if exact:
+            select.append(f'COALESCE(bit_count(bit_or("b#") FILTER (WHERE {condition})), 0) AS {people}')
+            verdict = f"{people} >= {n}" + (f" OR {people} = 0" if none_is_fine else "")
+            sure_fail.append(f"NOT ({verdict})")
+        else:
+            select.append(f'COALESCE(SUM("v#") FILTER (WHERE {condition}), 0) AS {people}')
+            low = f"{rows} < {n}" + (f" AND {rows} > 0" if none_is_fine else "")
+            sure_fail.append(f"({low})")
+            sure_pass.append(f"({people} >= {n} + 0.5" + (f" OR {rows} = 0)" if none_is_fine else ")"))
     if fine:
-        select.append(f'MIN(bit_count("b#")){passing} AS "f#"')
+        if exact:
+            select.append(f'MIN(bit_count("b#")){passing} AS "f#"')
+            sure_fail.append(f'COALESCE("f#", 0) < {n}')
+        else:
+            # A passing sub-cell of fewer than N rows fails the cell; all of them at N weights or more pass it.
+            select.append(f'BOOL_OR("c#" < {n}){passing} AS "f#fail"')
+            select.append(f'BOOL_AND("v#" >= {n} + 0.5){passing} AS "f#pass"')
+            sure_fail.append('COALESCE("f#fail", TRUE)')
+            sure_pass.append('COALESCE("f#pass", FALSE)')
     for i, measure in enumerate(query.measures):
         alias = quote(f"m#{i}")
         if measure.field is None:
@@ -617,13 +649,14 @@ def build_bitmap_sql(query: Query, rules: Rules, index: PersonIndex) -> tuple[st
         f"flagged AS (SELECT {', '.join(['*', *flags])} FROM sub)",  # noqa: S608
         f"cells AS (SELECT {', '.join(select)} FROM flagged{group_part})",  # noqa: S608
     ]
-    ok = [f'"n#" >= {n}', *(f"({c} = 0 OR {c} >= {n})" for c in checks)]
-    if fine:
-        ok.append(f'COALESCE("f#", 0) >= {n}')
+    if exact:
+        ok = f"NOT ({' OR '.join(sure_fail)})"
+    else:
+        ok = f"CASE WHEN {' OR '.join(sure_fail)} THEN FALSE WHEN {' AND '.join(sure_pass)} THEN TRUE END"
     outputs = [*aliases, *(quote(f"m#{i}") for i in range(len(query.measures)))]
     sql = (
         f"CREATE TEMP TABLE final AS WITH {', '.join(ctes)} "  # noqa: S608
-        f'SELECT {", ".join(outputs)}, ({" AND ".join(ok)}) AS "ok#" FROM cells WHERE "n#" > 0'
+        f'SELECT {", ".join(outputs)}, ({ok}) AS "ok#" FROM cells WHERE "n#rows" > 0'
     )
     return sql, params
 
@@ -650,14 +683,21 @@ def _out(value: Any) -> Any:
 
 
 def run(query: Query, rules: Rules, path: str, index: PersonIndex | None = None) -> Answer:
-    """Run a checked query on the Parquet file at `path`: the cells that may be published, how many were not. With
-    the file's person index (settlements.sandbox_index) a query the bitmap plan fits is counted on it; the answer
-    is the same either way."""
+    """Run a checked query on the Parquet file at `path`: the cells that may be published, how many were not.
+
+    With the file's person index (settlements.sandbox_index) a query of COUNT, SUM and AVG is answered by the
+    bounds (`build_rollup_sql(exact=False)`), and only where they leave a cell open by an exact plan: the bitmaps
+    where they fit, else `COUNT(DISTINCT)` (`build_sql`), which answers every other query. The answer is the
+    same whichever plan gave it; a cell no plan settled would be suppressed, never published."""
     started = time.monotonic()
-    if index is not None and bitmap_plan_fits(query, index):
-        sql, params = build_bitmap_sql(query, rules, index)
+    plans: list[Callable[[], tuple[str, list[Any]]]] = []
+    if index is not None and index.persons > 0 and rolls_up(query):
+        plans.append(lambda: build_rollup_sql(query, rules, index, exact=False))
+    if bitmap_plan_fits(query, index):
+        assert index is not None
+        plans.append(lambda: build_rollup_sql(query, rules, index, exact=True))
     else:
-        sql, params = build_sql(query, rules, path)
+        plans.append(lambda: build_sql(query, rules, path))
     columns = [{"name": g, "kind": "group", "type": rules.types[g]} for g in query.group_by] + [
         {"name": m.name, "kind": "measure", "type": m.fn} for m in query.measures
     ]
@@ -666,9 +706,14 @@ def run(query: Query, rules: Rules, path: str, index: PersonIndex | None = None)
     ]
     connection = _connect()
     try:
-        connection.execute(sql, params)
+        for plan in plans:  # the bounds first where they apply; an exact plan where they leave a cell open
+            connection.execute("DROP TABLE IF EXISTS final")
+            connection.execute(*plan())
+            open_cells = connection.execute('SELECT COUNT(*) FROM final WHERE "ok#" IS NULL').fetchone()
+            if not open_cells or not open_cells[0]:
+                break
         suppressed, total = connection.execute(
-            'SELECT COUNT(*) FILTER (WHERE NOT "ok#"), COUNT(*) FILTER (WHERE "ok#") FROM final'
+            'SELECT COUNT(*) FILTER (WHERE "ok#" IS NOT TRUE), COUNT(*) FILTER (WHERE "ok#") FROM final'
         ).fetchone() or (0, 0)
         position = {c["name"]: i for i, c in enumerate(columns)}
         order = [f"{names[position[name]]} {'DESC' if desc else 'ASC'} NULLS LAST" for name, desc in query.order_by]

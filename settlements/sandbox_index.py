@@ -31,7 +31,8 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 PERSON = "person#"  # not a dictionary name: those are identifiers without "#" (listings.validation)
-VERSION = 2  # of the index's layout: a change makes new names, never reads an old file as new
+WEIGHT = "weight#"  # 1 / the individual's rows: a set of rows holds at least the sum of its weights in individuals
+VERSION = 3  # of the index's layout: a change makes new names, never reads an old file as new
 
 _memo: dict[str, PersonIndex] = {}
 _lock = threading.Lock()
@@ -89,15 +90,17 @@ def _build(path: str, identifier: str, parquet: str, meta: str) -> PersonIndex:
         number = (
             f"CASE WHEN {ident} IS NULL THEN NULL ELSE dense_rank() OVER (ORDER BY {ident} NULLS LAST) - 1 END::INTEGER"
         )
+        weight = f"CASE WHEN {ident} IS NULL THEN NULL ELSE 1.0 / COUNT(*) OVER (PARTITION BY {ident}) END::DOUBLE"
         # Our own paths and a dictionary name: COPY takes no parameters. In the order of the individuals' numbers:
         # a query's bitmaps are then set a stretch at a time, not at random.
         connection.execute(
-            f"COPY (SELECT *, {number} AS {_quote(PERSON)} FROM read_parquet({_literal(path)}) "  # noqa: S608
+            f"COPY (SELECT *, {number} AS {_quote(PERSON)}, {weight} AS {_quote(WEIGHT)} "  # noqa: S608
+            f"FROM read_parquet({_literal(path)}) "
             f"ORDER BY {_quote(PERSON)} NULLS LAST) "
             f"TO {_literal(scratch)} (FORMAT parquet)"
         )
         columns = [row[0] for row in connection.execute("DESCRIBE SELECT * FROM read_parquet(?)", [scratch]).fetchall()]
-        counted = [c for c in columns if c != PERSON]
+        counted = [c for c in columns if c not in (PERSON, WEIGHT)]
         select = ", ".join([f"MAX({_quote(PERSON)})", *(f"approx_count_distinct({_quote(c)})" for c in counted)])
         row = connection.execute(f"SELECT {select} FROM read_parquet(?)", [scratch]).fetchone()  # noqa: S608
         assert row is not None

@@ -109,15 +109,33 @@ def parquet(tmp_path_factory):
 
 
 def both_plans(path: str, checked: engine.Query, rules: engine.Rules = RULES) -> engine.Answer:
-    """The answer of the COUNT(DISTINCT) plan, checked to be the bitmap plan's on the person index where that
-    plan fits the query: the two count individuals differently and must publish and suppress the same cells."""
+    """The answer of the COUNT(DISTINCT) plan, checked to be the answer on the person index (the bounds, then an
+    exact plan where they leave a cell open) and, where the query rolls up, that of each plan on the index alone:
+    the plans count individuals differently and must publish and suppress the same cells."""
     answer = engine.run(checked, rules, path)
     index = person_index(path, rules.identifier)
     assert index is not None
-    if engine.bitmap_plan_fits(checked, index):
-        bitmap = engine.run(checked, rules, path, index)
-        assert comparable(bitmap) == comparable(answer)
+    assert comparable(engine.run(checked, rules, path, index)) == comparable(answer)
+    if index.persons and engine.rolls_up(checked):
+        exact = final_of(engine.build_sql(checked, rules, path), len(checked.group_by))
+        assert final_of(engine.build_rollup_sql(checked, rules, index, exact=True), len(checked.group_by)) == exact
+        bounds = final_of(engine.build_rollup_sql(checked, rules, index, exact=False), len(checked.group_by))
+        assert bounds.keys() == exact.keys()
+        for key, (measures, ok) in bounds.items():  # the bounds settle a verdict only as the exact count would
+            assert measures == exact[key][0] and ok in (None, exact[key][1]), key
     return answer
+
+
+def final_of(plan: tuple[str, list[Any]], groups: int) -> dict[tuple[Any, ...], tuple[list[Any], bool | None]]:
+    """A plan's table of cells: each cell's groups, its measures (averages rounded) and `ok#`."""
+    connection = engine._connect()
+    try:
+        connection.execute(*plan)
+        rows = connection.execute("SELECT * FROM final").fetchall()
+    finally:
+        connection.close()
+    rounded = [[round(v, 4) if isinstance(v, float) else v for v in row] for row in rows]
+    return {tuple(row[:groups]): (row[groups:-1], row[-1]) for row in rounded}
 
 
 def comparable(answer: engine.Answer) -> tuple[Any, ...]:
@@ -330,8 +348,8 @@ PEOPLE = [f"p{i}" for i in range(8)]
 
 
 class TestBitmapPlan:
-    """The bitmap plan (settlements.sandbox.build_bitmap_sql, on the person index) against the COUNT(DISTINCT)
-    plan on random data and random queries: the same cells published, the same suppressed."""
+    """The plans on the person index (settlements.sandbox.build_rollup_sql: the bounds, the bitmaps) against the
+    COUNT(DISTINCT) plan on random data and random queries: the same cells published, the same suppressed."""
 
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(
@@ -342,6 +360,7 @@ class TestBitmapPlan:
                 st.sampled_from(["1", "2.5", "100", "-3"]),
                 st.sampled_from(["CN", "DE"]),
                 st.sampled_from([*PEOPLE, ""]),  # "": a row of no one
+                st.integers(1, 6),  # the row repeated: one person's many rows in a sub-cell
             ),
             min_size=1,
             max_size=40,
@@ -364,13 +383,54 @@ class TestBitmapPlan:
             max_size=3, unique_by=lambda f: f["field"],
         ),
     )  # fmt: skip
-    def test_the_bitmap_plan_answers_as_the_distinct_count_does(self, parquet, rows, n, measures, group_by, filters):
-        path = parquet([list(row) for row in rows])
+    def test_the_plans_on_the_index_answer_as_the_distinct_count_does(self, parquet, rows, n, measures, group_by, filters):
+        path = parquet([list(row[:5]) for row in rows for _copy in range(row[5])])
         rules = engine.Rules(**{**RULES.__dict__, "min_individuals": n})
         checked = engine.query_check({"measures": measures, "group_by": group_by, "filters": filters}, rules)
         index = person_index(path, rules.identifier)
         assert index is not None and engine.bitmap_plan_fits(checked, index) == (index.persons > 0)
-        assert comparable(engine.run(checked, rules, path, index)) == comparable(engine.run(checked, rules, path))
+        both_plans(path, checked, rules)
+
+    def test_cells_far_above_n_are_settled_by_the_bounds_without_counting_individuals(self, parquet, monkeypatch):
+        # 40 people with two rows each in DE, 9 in CN: DE's weights reach N (40 >= 10.5), CN's rows do not (18 >= 10
+        # rows, but 9 weights), so CN alone is open and counted exactly
+        path = parquet(rows_for("DE", 40, prefix="de") + rows_for("CN", 9, prefix="cn"))
+        index = person_index(path, "person_id")
+        checked = engine.query_check({"measures": [{"fn": "count"}], "group_by": ["origin"]}, RULES)
+        bounds = final_of(engine.build_rollup_sql(checked, RULES, index, exact=False), 1)
+        assert bounds == {("DE",): ([80], True), ("CN",): ([18], None)}
+        exact = final_of(engine.build_rollup_sql(checked, RULES, index, exact=True), 1)
+        assert exact == {("DE",): ([80], True), ("CN",): ([18], False)}
+        assert (engine.run(checked, RULES, path, index).rows, engine.run(checked, RULES, path, index).suppressed) == (
+            [["DE", 80]], 1
+        )
+        # without CN, nothing is left open: no exact plan is built
+        de_only = parquet(rows_for("DE", 40, prefix="de"))
+        de_index = person_index(de_only, "person_id")
+        monkeypatch.setattr(engine, "build_sql", lambda *a: pytest.fail("the bounds settled every cell"))
+        real_rollup = engine.build_rollup_sql
+
+        def rollup(*args, exact):
+            assert not exact, "the bounds settled every cell"
+            return real_rollup(*args, exact=exact)
+
+        monkeypatch.setattr(engine, "bitmap_plan_fits", lambda *a: False)
+        monkeypatch.setattr(engine, "build_rollup_sql", rollup)
+        with pytest.raises(pytest.fail.Exception):  # the fallback would be built were a cell open
+            engine.run(checked, RULES, path, index)
+        assert engine.run(checked, RULES, de_only, de_index).rows == [["DE", 80]]
+
+    def test_one_person_of_many_rows_in_a_sub_cell_is_not_taken_for_many(self, parquet):
+        # (DE, 8703) holds 12 rows of one person: as many rows as N, one individual. The rows alone do not settle
+        # the sub-cell, its weights (12 x 1/12) say "at least 1": it is counted, and suppresses DE.
+        heavy = [["8703", "2026-01-01", "1", "DE", "heavy"]] * 12
+        path = parquet(rows_for("DE", 40, prefix="de") + heavy)
+        both = {"field": "hs_code", "op": "in", "value": ["8471", "8703"]}
+        answer = ask(path, {"measures": [{"fn": "count"}], "group_by": ["origin"], "filters": [both]})
+        assert answer.rows == [] and answer.suppressed == 1
+        checked = engine.query_check({"measures": [{"fn": "count"}], "group_by": ["origin"], "filters": [both]}, RULES)
+        bounds = final_of(engine.build_rollup_sql(checked, RULES, person_index(path, "person_id"), exact=False), 1)
+        assert bounds == {("DE",): ([92], None)}
 
     def test_the_index_numbers_each_individual_once_and_no_one_for_a_row_without_one(self, parquet):
         path = parquet(rows_for("CN", 3, prefix="a") + [["8471", "2026-01-01", "1", "DE", ""]])
