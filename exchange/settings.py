@@ -569,6 +569,8 @@ SANDBOX_MAX_IN_VALUES = 100
 SANDBOX_MAX_ROWS = env_int("SANDBOX_MAX_ROWS", 1000)
 SANDBOX_THREADS = env_int("SANDBOX_THREADS", 2)
 SANDBOX_MEMORY_LIMIT = os.environ.get("SANDBOX_MEMORY_LIMIT", "512MB")
+# A sandbox query running longer is stopped and refused (422 `query_too_slow`, not counted).
+SANDBOX_QUERY_SECONDS = env_int("SANDBOX_QUERY_SECONDS", 20)
 # The sandbox's person index (settlements.sandbox_index): a local cache, made again when missing.
 SANDBOX_INDEX_DIR = os.environ.get("SANDBOX_INDEX_DIR", str(Path(LISTING_DATASET_CACHE_DIR) / "sandbox"))
 # The most memory a query's bitmaps of individuals may take (settlements.sandbox.bitmap_plan_fits); a query that

@@ -692,7 +692,7 @@ class Entitlement(models.Model):
     starts_at = models.DateTimeField(_("from"))
     ends_at = models.DateTimeField(_("until"), null=True, blank=True, help_text=_("Empty: the licence has no end."))
     calls_included = models.PositiveIntegerField(
-        _("calls included per period"), null=True, blank=True, help_text=_("API delivery; empty: no quota.")
+        _("calls included per period"), null=True, blank=True, help_text=_("API and sandbox delivery; empty: no quota.")
     )
     status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.ACTIVE)
     grace_until = models.DateTimeField(

@@ -30,6 +30,7 @@ What an answer protects (AWS Clean Rooms' aggregation analysis rule, and more; d
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -705,6 +706,10 @@ def run(query: Query, rules: Rules, path: str, index: PersonIndex | None = None)
         quote(f"m#{i}") for i in range(len(query.measures))
     ]
     connection = _connect()
+    # A query that runs too long is stopped (DuckDB's interrupt, from a timer thread): it would hold a web worker.
+    timer = threading.Timer(settings.SANDBOX_QUERY_SECONDS, connection.interrupt)
+    timer.daemon = True
+    timer.start()
     try:
         for plan in plans:  # the bounds first where they apply; an exact plan where they leave a cell open
             connection.execute("DROP TABLE IF EXISTS final")
@@ -721,7 +726,18 @@ def run(query: Query, rules: Rules, path: str, index: PersonIndex | None = None)
         order_clause = f" ORDER BY {', '.join(order)}" if order else ""
         published = f'SELECT {", ".join(names)} FROM final WHERE "ok#"{order_clause} LIMIT ?'  # noqa: S608
         rows = connection.execute(published, [query.limit]).fetchall()
+    except duckdb.InterruptException:
+        raise QueryRefused(
+            _(
+                "The query took longer than %(seconds)s seconds and was stopped; it was not counted. Ask for fewer "
+                "groups or filter the data more narrowly."
+            )
+            % {"seconds": settings.SANDBOX_QUERY_SECONDS},
+            code="query_too_slow",
+            at="query",
+        ) from None
     finally:
+        timer.cancel()
         connection.close()
     return Answer(
         columns=columns,

@@ -94,7 +94,7 @@ class TestDownload:
     def test_a_subscription_follows_the_product_to_its_newer_revision(
         self, product, international, clerk, provider
     ):
-        from listings.models import DataProduct
+        from listings.models import DataProduct, Revision
         from tests.factories import PricePlanFactory, RevisionFactory, valid_dataset
 
         fund(international, clerk)
@@ -110,6 +110,13 @@ class TestDownload:
             entitlement.product.refresh_from_db()
         assert downloads.deliverable_dataset(subscription).revision_id == newer.pk
         assert downloads.deliverable_dataset(once).revision_id == once.revision_id  # a one-off keeps what it bought
+        # revision 3 is offered by API alone: the file subscription keeps revision 2, which it superseded
+        Revision.objects.filter(pk=newer.pk).update(status=Revision.Status.SUPERSEDED)
+        newest = RevisionFactory(product=product, number=3, created_by=provider, delivery_modes=["api"])
+        valid_dataset(newest, uploaded_by=provider, content=b"hs_code,month,value_usd,origin\n0101,2026-04-01,6,CN\n")
+        DataProduct.objects.filter(pk=product.pk).update(listed_revision=newest)
+        subscription.product.refresh_from_db()
+        assert downloads.deliverable_dataset(subscription).revision_id == newer.pk
 
 
 class TestRefusals:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -549,6 +550,29 @@ class TestService:
         with pytest.raises(ApplicationError) as refused:
             sandbox_service.sandbox_query(entitlement=order.entitlement, user=international, query=QUERY)
         assert (refused.value.status_code, refused.value.code, undone) == (503, "sandbox_unavailable", ["ticket"])
+
+    def test_a_query_running_too_long_is_stopped_refused_logged_and_not_counted(
+        self, order, international, monkeypatch, settings
+    ):
+        from settlements.models import Usage
+
+        settings.SANDBOX_QUERY_SECONDS = 0.3
+        # a plan that would run for hours: every query takes the COUNT(DISTINCT) plan, made endless
+        monkeypatch.setattr(engine, "rolls_up", lambda query: False)
+        monkeypatch.setattr(
+            engine,
+            "build_sql",
+            lambda *a: ("CREATE TEMP TABLE final AS SELECT COUNT(*) FROM range(1000000000000) a, range(10) b", []),
+        )
+        client = api_client_for(international, auth="key", scopes=("read",))
+        started = time.monotonic()
+        answer = client.post(f"/api/v1/entitlements/{order.entitlement.pk}/queries", QUERY, format="json")
+        assert time.monotonic() - started < 10
+        assert answer.status_code == 422 and api_error(answer)["code"] == "query_too_slow"
+        assert SandboxQuery.objects.get().error_code == "query_too_slow"
+        assert sum(u.calls for u in Usage.objects.filter(entitlement=order.entitlement)) == 0
+        order.refresh_from_db()
+        assert order.status == "released"  # nothing was delivered
 
     def test_an_ended_or_lapsed_entitlement_is_refused(self, order, international):
         entitlement = order.entitlement
