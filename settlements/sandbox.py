@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -48,7 +47,7 @@ from listings.datasets import DUCKDB_TYPES
 from listings.models import FieldType, Revision, SandboxRole
 from listings.validation import check_text
 
-from .sandbox_index import PERSON, WEIGHT, PersonIndex
+from .sandbox_index import PERSON, WEIGHT, PersonIndex, weight_of
 
 FUNCTIONS = ("count", "count_distinct", "sum", "avg", "min", "max")
 NUMERIC = frozenset({FieldType.INTEGER, FieldType.DECIMAL})
@@ -447,7 +446,19 @@ def _aggregate(measure: Measure, where: str) -> str:
     return sql + condition
 
 
-def build_sql(query: Query, rules: Rules, source: str) -> tuple[str, list[Any]]:
+OPEN_CELLS = "open_cells"  # the groups of the cells the bounds left open (`run`)
+
+
+def _within_open_cells(query: Query, within_open: bool) -> str:
+    """The condition keeping only the rows of the cells in the `open_cells` table: a cell is computed from its own
+    rows alone, so an exact plan run on these rows answers those cells as it would on all the rows."""
+    if not within_open or not query.group_by:
+        return ""
+    match = " AND ".join(f"o.{quote(f'g#{i}')} IS NOT DISTINCT FROM {quote(g)}" for i, g in enumerate(query.group_by))
+    return f" AND EXISTS (SELECT 1 FROM {OPEN_CELLS} o WHERE {match})"  # noqa: S608
+
+
+def build_sql(query: Query, rules: Rules, source: str, *, within_open: bool = False) -> tuple[str, list[Any]]:
     """The SQL that makes the table of cells (`final`: every non-empty cell with its measures and `ok#`, whether it
     may be published), and its parameters. `source` is the Parquet file's local path (ours, never the buyer's).
 
@@ -482,7 +493,8 @@ def build_sql(query: Query, rules: Rules, source: str) -> tuple[str, list[Any]]:
     group_clause = f" GROUP BY {', '.join(groups)}" if groups else ""
     columns = ", ".join(["*", *flags])
     ctes = [
-        f"src AS (SELECT {columns} FROM read_parquet(?) WHERE {ident} IS NOT NULL)",  # noqa: S608
+        f"src AS (SELECT {columns} FROM read_parquet(?) WHERE {ident} IS NOT NULL"  # noqa: S608
+        f"{_within_open_cells(query, within_open)})",
         f"cells AS (SELECT {', '.join(select)} FROM src{group_clause})",  # noqa: S608
     ]
     filtered = f"(SELECT * FROM src WHERE {where_all})" if where_all else "src"  # noqa: S608
@@ -559,7 +571,9 @@ def bitmap_plan_fits(query: Query, index: PersonIndex | None) -> bool:
     return cells * (index.persons / 8 + 64) <= settings.SANDBOX_BITMAP_BYTES
 
 
-def build_rollup_sql(query: Query, rules: Rules, index: PersonIndex, *, exact: bool) -> tuple[str, list[Any]]:
+def build_rollup_sql(
+    query: Query, rules: Rules, index: PersonIndex, *, exact: bool, within_open: bool = False
+) -> tuple[str, list[Any]]:
     """The same table of cells as `build_sql` (`final`: the same columns, and `ok#`), on the person index
     (settlements.sandbox_index). One pass over the rows groups them at the finest grain the checks need (the cell's
     groups and every filtered field) with their row counts and sums. Every filter's outcome depends on its field's
@@ -584,7 +598,14 @@ def build_rollup_sql(query: Query, rules: Rules, index: PersonIndex, *, exact: b
     if exact:
         sub.append(f'bitstring_agg({person}, 0, {int(index.persons) - 1}) AS "b#"')
     else:
-        sub.append(f'SUM({quote(WEIGHT)}) AS "v#"')
+        # A row's weight in its cell: the largest of its weights within a value the whole cell shares (its groups'),
+        # and in its sub-cell, within the filtered fields' values too (sandbox_index.weight_of).
+        def heaviest(fields: list[str]) -> str:
+            columns = [quote(WEIGHT), *(quote(weight_of(f)) for f in fields if f in index.weighted)]
+            return columns[0] if len(columns) == 1 else f"GREATEST({', '.join(columns)})"
+
+        sub.append(f'SUM({heaviest(list(query.group_by))}) AS "v#"')
+        sub.append(f'SUM({heaviest([*query.group_by, *_fine_fields(query)])}) AS "u#"')
     for field_ in dict.fromkeys(m.field for m in query.measures if m.field is not None):
         column = quote(field_)
         sub.append(f"COUNT({column}) AS {quote('k#' + field_)}")
@@ -627,7 +648,7 @@ def build_rollup_sql(query: Query, rules: Rules, index: PersonIndex, *, exact: b
         else:
             # A passing sub-cell of fewer than N rows fails the cell; all of them at N weights or more pass it.
             select.append(f'BOOL_OR("c#" < {n}){passing} AS "f#fail"')
-            select.append(f'BOOL_AND("v#" >= {n} + 0.5){passing} AS "f#pass"')
+            select.append(f'BOOL_AND("u#" >= {n} + 0.5){passing} AS "f#pass"')
             sure_fail.append('COALESCE("f#fail", TRUE)')
             sure_pass.append('COALESCE("f#pass", FALSE)')
     for i, measure in enumerate(query.measures):
@@ -646,6 +667,7 @@ def build_rollup_sql(query: Query, rules: Rules, index: PersonIndex, *, exact: b
     group_part = f" GROUP BY {', '.join(quote(g) for g in query.group_by)}" if query.group_by else ""
     ctes = [
         f"sub AS (SELECT {', '.join(sub)} FROM read_parquet(?) WHERE {person} IS NOT NULL"  # noqa: S608
+        + _within_open_cells(query, within_open)
         + (f" GROUP BY {', '.join(keys)})" if keys else ")"),
         f"flagged AS (SELECT {', '.join(['*', *flags])} FROM sub)",  # noqa: S608
         f"cells AS (SELECT {', '.join(select)} FROM flagged{group_part})",  # noqa: S608
@@ -691,14 +713,15 @@ def run(query: Query, rules: Rules, path: str, index: PersonIndex | None = None)
     where they fit, else `COUNT(DISTINCT)` (`build_sql`), which answers every other query. The answer is the
     same whichever plan gave it; a cell no plan settled would be suppressed, never published."""
     started = time.monotonic()
-    plans: list[Callable[[], tuple[str, list[Any]]]] = []
-    if index is not None and index.persons > 0 and rolls_up(query):
-        plans.append(lambda: build_rollup_sql(query, rules, index, exact=False))
-    if bitmap_plan_fits(query, index):
-        assert index is not None
-        plans.append(lambda: build_rollup_sql(query, rules, index, exact=True))
-    else:
-        plans.append(lambda: build_sql(query, rules, path))
+    bounds = index is not None and index.persons > 0 and rolls_up(query)
+    exact_by_bitmaps = bitmap_plan_fits(query, index)
+
+    def exact(within_open: bool) -> tuple[str, list[Any]]:
+        if exact_by_bitmaps:
+            assert index is not None
+            return build_rollup_sql(query, rules, index, exact=True, within_open=within_open)
+        return build_sql(query, rules, path, within_open=within_open)
+
     columns = [{"name": g, "kind": "group", "type": rules.types[g]} for g in query.group_by] + [
         {"name": m.name, "kind": "measure", "type": m.fn} for m in query.measures
     ]
@@ -711,12 +734,21 @@ def run(query: Query, rules: Rules, path: str, index: PersonIndex | None = None)
     timer.daemon = True
     timer.start()
     try:
-        for plan in plans:  # the bounds first where they apply; an exact plan where they leave a cell open
-            connection.execute("DROP TABLE IF EXISTS final")
-            connection.execute(*plan())
-            open_cells = connection.execute('SELECT COUNT(*) FROM final WHERE "ok#" IS NULL').fetchone()
-            if not open_cells or not open_cells[0]:
-                break
+        if bounds:
+            assert index is not None
+            connection.execute(*build_rollup_sql(query, rules, index, exact=False))
+            opened = connection.execute('SELECT COUNT(*) FROM final WHERE "ok#" IS NULL').fetchone()
+            if opened and opened[0]:
+                # The cells the bounds left open are counted exactly, from their own rows only.
+                groups = ", ".join(quote(f"g#{i}") for i in range(len(query.group_by))) or "1"
+                connection.execute(
+                    f'CREATE TEMP TABLE {OPEN_CELLS} AS SELECT {groups} FROM final WHERE "ok#" IS NULL'  # noqa: S608
+                )
+                connection.execute("ALTER TABLE final RENAME TO settled")
+                connection.execute(*exact(within_open=True))
+                connection.execute('INSERT INTO final SELECT * FROM settled WHERE "ok#" IS NOT NULL')
+        else:
+            connection.execute(*exact(within_open=False))
         suppressed, total = connection.execute(
             'SELECT COUNT(*) FILTER (WHERE "ok#" IS NOT TRUE), COUNT(*) FILTER (WHERE "ok#") FROM final'
         ).fetchone() or (0, 0)

@@ -115,7 +115,7 @@ def sandbox_query(
         ticket = meter_call(entitlement)
         try:
             path = columnar_local_path(dataset)
-            answer = engine.run(checked, rules, path, person_index(path, rules.identifier))
+            answer = engine.run(checked, rules, path, person_index(path, rules.identifier, rules.dimensions))
         except (duckdb.Error, OSError) as exc:
             meter_undo(ticket)
             logger.exception("sandbox query failed on entitlement %s", entitlement.pk)

@@ -114,7 +114,7 @@ def both_plans(path: str, checked: engine.Query, rules: engine.Rules = RULES) ->
     exact plan where they leave a cell open) and, where the query rolls up, that of each plan on the index alone:
     the plans count individuals differently and must publish and suppress the same cells."""
     answer = engine.run(checked, rules, path)
-    index = person_index(path, rules.identifier)
+    index = person_index(path, rules.identifier, rules.dimensions)
     assert index is not None
     assert comparable(engine.run(checked, rules, path, index)) == comparable(answer)
     if index.persons and engine.rolls_up(checked):
@@ -356,8 +356,8 @@ class TestBitmapPlan:
     @given(
         rows=st.lists(
             st.tuples(
-                st.sampled_from(["8471", "8703", "9999"]),
-                st.sampled_from(["2026-01-01", "2026-02-01", "2026-03-01"]),
+                st.sampled_from(["8471", "8703", "9999", ""]),  # "": no value (NULL), a group of its own
+                st.sampled_from(["2026-01-01", "2026-02-01", "2026-03-01", ""]),
                 st.sampled_from(["1", "2.5", "100", "-3"]),
                 st.sampled_from(["CN", "DE"]),
                 st.sampled_from([*PEOPLE, ""]),  # "": a row of no one
@@ -388,7 +388,7 @@ class TestBitmapPlan:
         path = parquet([list(row[:5]) for row in rows for _copy in range(row[5])])
         rules = engine.Rules(**{**RULES.__dict__, "min_individuals": n})
         checked = engine.query_check({"measures": measures, "group_by": group_by, "filters": filters}, rules)
-        index = person_index(path, rules.identifier)
+        index = person_index(path, rules.identifier, rules.dimensions)
         assert index is not None and engine.bitmap_plan_fits(checked, index) == (index.persons > 0)
         both_plans(path, checked, rules)
 
@@ -402,24 +402,54 @@ class TestBitmapPlan:
         assert bounds == {("DE",): ([80], True), ("CN",): ([18], None)}
         exact = final_of(engine.build_rollup_sql(checked, RULES, index, exact=True), 1)
         assert exact == {("DE",): ([80], True), ("CN",): ([18], False)}
-        assert (engine.run(checked, RULES, path, index).rows, engine.run(checked, RULES, path, index).suppressed) == (
-            [["DE", 80]], 1
+        built = []
+        real_sql, real_rollup = engine.build_sql, engine.build_rollup_sql
+        monkeypatch.setattr(engine, "build_sql", lambda *a, **k: built.append(("distinct", k)) or real_sql(*a, **k))
+        monkeypatch.setattr(
+            engine, "build_rollup_sql", lambda *a, **k: built.append(("rollup", k)) or real_rollup(*a, **k)
         )
+        answer = engine.run(checked, RULES, path, index)
+        assert (answer.rows, answer.suppressed) == ([["DE", 80]], 1)
+        # the bounds, then the bitmaps over CN's rows alone
+        assert built == [("rollup", {"exact": False}), ("rollup", {"exact": True, "within_open": True})]
+        monkeypatch.setattr(engine, "build_sql", real_sql)
+        monkeypatch.setattr(engine, "build_rollup_sql", real_rollup)
         # without CN, nothing is left open: no exact plan is built
         de_only = parquet(rows_for("DE", 40, prefix="de"))
         de_index = person_index(de_only, "person_id")
-        monkeypatch.setattr(engine, "build_sql", lambda *a: pytest.fail("the bounds settled every cell"))
-        real_rollup = engine.build_rollup_sql
+        monkeypatch.setattr(engine, "build_sql", lambda *a, **k: pytest.fail("the bounds settled every cell"))
 
-        def rollup(*args, exact):
+        def rollup(*args, exact, **kwargs):
             assert not exact, "the bounds settled every cell"
-            return real_rollup(*args, exact=exact)
+            return real_rollup(*args, exact=exact, **kwargs)
 
         monkeypatch.setattr(engine, "bitmap_plan_fits", lambda *a: False)
         monkeypatch.setattr(engine, "build_rollup_sql", rollup)
         with pytest.raises(pytest.fail.Exception):  # the fallback would be built were a cell open
             engine.run(checked, RULES, path, index)
         assert engine.run(checked, RULES, de_only, de_index).rows == [["DE", 80]]
+
+    def test_a_field_s_own_weights_settle_cells_of_people_whose_rows_spread_over_its_values(self, parquet):
+        # 40 people with one row in each of three HS codes: a cell by HS code holds 40 rows of 40 people. Their
+        # weights over all their rows (1/3 each) add up to 13.3, short of N = 20; within the HS code (1 each), 40.
+        path = parquet([row for hs in ("8471", "8703", "9999") for row in rows_for("DE", 40, prefix="p", hs=hs, per_person=1)])
+        rules = engine.Rules(**{**RULES.__dict__, "min_individuals": 20})
+        checked = engine.query_check({"measures": [{"fn": "count"}], "group_by": ["hs_code"]}, rules)
+        plain = person_index(path, "person_id")
+        by_field = person_index(path, "person_id", rules.dimensions)
+        assert plain.weighted == frozenset() and by_field.weighted == {"hs_code", "month", "origin"}
+        assert {ok for _m, ok in final_of(engine.build_rollup_sql(checked, rules, plain, exact=False), 1).values()} == {
+            None
+        }  # fmt: skip
+        settled = final_of(engine.build_rollup_sql(checked, rules, by_field, exact=False), 1)
+        assert settled == {(hs,): ([40], True) for hs in ("8471", "8703", "9999")}
+        # filtered on the month, each sub-cell (HS code, month) is settled by the larger of its fields' weights
+        months = {"field": "month", "op": "eq", "value": "2026-01-01"}
+        filtered = engine.query_check({"measures": [{"fn": "count"}], "group_by": ["hs_code"], "filters": [months]}, rules)
+        assert {ok for _m, ok in final_of(engine.build_rollup_sql(filtered, rules, by_field, exact=False), 1).values()} == {
+            True
+        }  # fmt: skip
+        both_plans(path, filtered, rules)
 
     def test_one_person_of_many_rows_in_a_sub_cell_is_not_taken_for_many(self, parquet):
         # (DE, 8703) holds 12 rows of one person: as many rows as N, one individual. The rows alone do not settle
@@ -562,7 +592,7 @@ class TestService:
         monkeypatch.setattr(
             engine,
             "build_sql",
-            lambda *a: ("CREATE TEMP TABLE final AS SELECT COUNT(*) FROM range(1000000000000) a, range(10) b", []),
+            lambda *a, **k: ("CREATE TEMP TABLE final AS SELECT COUNT(*) FROM range(1000000000000) a, range(10) b", []),
         )
         client = api_client_for(international, auth="key", scopes=("read",))
         started = time.monotonic()
