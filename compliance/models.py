@@ -176,12 +176,22 @@ class EvidenceKind(models.TextChoices):
     TRANSFER_IMPACT_ASSESSMENT = "transfer_impact_assessment", _("transfer impact assessment")
     PRC_APPROVAL = "prc_approval", _("PRC approval (foreign judicial or law-enforcement request)")
     FTZ_REGISTRATION = "ftz_registration", _("free trade zone registration")
+    # The exchange's own item, not the engine's: an assessment that the sandbox's answers on this product's data
+    # are anonymised (its identifier, its dimensions, N), on whose acceptance the gate takes the sandbox's output as
+    # anonymised (R6). Per product revision: a new dataset or new sandbox rules need a new assessment.
+    ANONYMISATION_ASSESSMENT = "anonymisation_assessment", _("sandbox anonymisation assessment")
 
 
 # Items that describe one revision of a product: a new revision needs them again (the specification's
 # "per product revision" and "redone when the product changes").
 PER_REVISION_KINDS = frozenset(
-    {EvidenceKind.PIPIA_REPORT, EvidenceKind.CONSENT_RECORD, EvidenceKind.LINEAGE_PROOF, EvidenceKind.COMPLIANCE_REPORT}
+    {
+        EvidenceKind.PIPIA_REPORT,
+        EvidenceKind.CONSENT_RECORD,
+        EvidenceKind.LINEAGE_PROOF,
+        EvidenceKind.COMPLIANCE_REPORT,
+        EvidenceKind.ANONYMISATION_ASSESSMENT,
+    }
 )
 
 

@@ -182,12 +182,28 @@ EU_MEMBER_STATES = frozenset(
 )
 
 
-# The exchange's delivery modes as the engine's delivery values. The sandbox is taken as "results only" but not as
-# anonymised output: its thresholds (settlements.sandbox: at least N individuals per output row, differencing checks)
-# do not yet stop every combination of queries from revealing one person's value (docs/architecture.md, "Sandbox"),
-# so a sandbox trade of personal information goes through the personal-information rules as a file or API trade
-# does, and never reaches the sandbox exemption (R6) until the exchange can show its output is anonymised.
+# The exchange's delivery modes as the engine's delivery values. The sandbox is taken as "results only"; its output
+# as anonymised (R6) only for a product revision whose anonymisation assessment an officer accepted
+# (`sandbox_output_anonymised`): the thresholds alone (settlements.sandbox: at least N individuals per output row,
+# differencing checks) do not stop every combination of queries from revealing one person's value
+# (docs/architecture.md, "Sandbox"), so whether a dataset's sandbox answers are anonymised is a reviewed decision.
 DELIVERY = {"file": "file", "api": "api", "sandbox": "sandbox_results_only"}
+ANONYMISATION = EvidenceKind.ANONYMISATION_ASSESSMENT.value
+
+
+def sandbox_output_anonymised(*, product: DataProduct, revision: Revision, destination: str, day: date) -> bool:
+    """Whether the sandbox's output on this revision is taken as anonymised for a buyer in `destination`: an
+    accepted anonymisation assessment of the revision, in force on `day`, covers it. Revoked or lapsed, the
+    exporter's exports are decided again (settlements.subscribers.recheck_entitlements) without it."""
+    _on_file, missing = evidence_check(
+        evidence=[{"kind": ANONYMISATION}],
+        exporter=product.provider,
+        product=product,
+        revision=revision,
+        destination=destination,
+        day=day,
+    )
+    return not missing
 
 
 def export_increment(*, exporter: MemberFirm, year: int, product: DataProduct, revision: Revision) -> tuple[int, int]:
@@ -222,8 +238,10 @@ def engine_input(
     buyer_type: str = "commercial",
     buyer_restricted: bool = False,
     ftz: FtzInputs | None = None,
+    anonymised_output: bool = False,
 ) -> dict[str, Any]:
-    """The specification's input object, gathered from the exchange's records.
+    """The specification's input object, gathered from the exchange's records (`anonymised_output`: a sandbox
+    trade's, `sandbox_output_anonymised`).
 
     The product's counts are the revision's own (the engine must see that personal information leaves, even
     when these people were already counted this year: R13 is "no PI", not "no new PI"). The exporter's are
@@ -246,7 +264,7 @@ def engine_input(
             "sensitive_personal_info_subjects": revision.sensitive_personal_info_subjects,
             "origin": revision.origin,
             "origin_regimes": origin_regimes(revision.origin_countries),
-            "anonymised_output": False,
+            "anonymised_output": anonymised_output and delivery == "sandbox",
         },
         "exporter": {
             "country": str(exporter.country),
@@ -336,6 +354,10 @@ def trade_inputs(
         buyer_type=buyer_type_of(buyer_firm),
         buyer_restricted=firm_is_restricted(buyer_firm),
         ftz=ftz,
+        anonymised_output=delivery == "sandbox"
+        and sandbox_output_anonymised(
+            product=product, revision=revision, destination=str(buyer_firm.country), day=as_of
+        ),
     )
     return raw, revision, counter, increment, ftz
 
@@ -481,6 +503,9 @@ def required_evidence(decision: dict[str, Any]) -> list[dict[str, Any]]:
     evidence = list(decision["evidence"])
     if settings.COMPLIANCE_REPORT_REQUIRED and decision["decision"] != "prohibited":
         evidence.append({"kind": EvidenceKind.COMPLIANCE_REPORT.value, "validity": "policy"})
+    if decision["rules"][:1] == ["R6"]:
+        # The sandbox exemption stands on the accepted anonymisation assessment: recorded as relied on.
+        evidence.append({"kind": ANONYMISATION, "validity": "per product revision"})
     return evidence
 
 
@@ -620,15 +645,18 @@ def listing_decide(
     counter, increment, ftz = _exporter_inputs(product=product, revision=revision, day=day, counter=counter)
     results = []
     for destination in listing_destinations(revision):
+        delivery = delivery_for(revision)
         raw = engine_input(
             revision=revision,
             exporter=exporter,
             buyer_country=destination,
-            delivery=delivery_for(revision),
+            delivery=delivery,
             as_of=day,
             counter=counter,
             increment=increment,
             ftz=ftz,
+            anonymised_output=delivery == "sandbox"
+            and sandbox_output_anonymised(product=product, revision=revision, destination=destination, day=day),
         )
         decision = rules.assess(raw, policy_from_settings())
         results.append(ListingDecision(destination, raw, decision, ftz.list_label if ftz else ""))

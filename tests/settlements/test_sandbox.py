@@ -756,9 +756,9 @@ def test_a_threshold_below_the_platform_minimum_is_refused():
 def test_a_sandbox_trade_abroad_of_personal_information_waits_for_its_filings_as_a_file_does(
     provider, reviewer, international, clerk
 ):
-    # The sandbox's output is not taken as anonymised (R6) while a combination of queries can still reveal one
-    # person's value (docs/architecture.md, "Sandbox"): an export of personal information without its filings on
-    # record is held either way.
+    # Without an accepted anonymisation assessment the sandbox's output is not taken as anonymised (R6): the
+    # thresholds alone do not stop every combination of queries (docs/architecture.md, "Sandbox"), so an export of
+    # personal information without its filings on record is held either way.
     product = listed_product(provider, reviewer, title_en="Trader flows", delivery_modes=["file", "sandbox"])
     revision: Revision = product.listed_revision
     assert revision.contains_personal_info and revision.sandbox_enforced
@@ -767,6 +767,36 @@ def test_a_sandbox_trade_abroad_of_personal_information_waits_for_its_filings_as
     by_sandbox = place(international, product, one_off(product), delivery_mode="sandbox")
     assert by_file.status == by_sandbox.status == "compliance_hold"
     assert "R6" not in by_sandbox.snapshot["compliance"]["rules"]
+
+
+def test_an_accepted_anonymisation_assessment_clears_the_sandbox_abroad_while_the_file_waits_and_its_revocation_ends_it(
+    provider, reviewer, officer, international, clerk
+):
+    from compliance.models import EvidenceKind, Filing
+    from compliance.selectors import trade_precheck
+    from compliance.services import filing_revoke
+    from exchange.outbox import outbox_relay
+    from tests.compliance.factories import filing
+
+    product = listed_product(provider, reviewer, title_en="Trader flows", delivery_modes=["file", "sandbox"])
+    assessment = filing(provider, EvidenceKind.ANONYMISATION_ASSESSMENT, products=[product], accepted_by=officer)
+    fund(international, clerk)
+    by_file = place(international, product, one_off(product), delivery_mode="file")
+    by_sandbox = place(international, product, one_off(product), delivery_mode="sandbox")
+    assert by_file.status == "compliance_hold"
+    assert by_sandbox.status == "released" and by_sandbox.snapshot["compliance"]["rules"][:1] == ["R6"]
+    assert by_sandbox.snapshot["compliance"]["decision"] == "exempt"
+    relied = trade_precheck(product=product, buyer_firm=international.membership.firm, delivery="sandbox")
+    assert relied.cleared and [(row["kind"], row["filing"]) for row in relied.on_file] == [
+        ("anonymisation_assessment", assessment.pk)
+    ]
+    entitlement = by_sandbox.entitlement
+    assert entitlement.status == "active"
+    # the officer revokes the assessment: the exporter's exports are decided again, and the sandbox one ends
+    filing_revoke(filing=Filing.objects.get(pk=assessment.pk), actor=officer, reason="The dimensions identify people.")
+    outbox_relay()
+    entitlement.refresh_from_db()
+    assert entitlement.status == "ended" and entitlement.end_reason == "compliance"
 
 
 def test_the_products_api_takes_and_shows_the_sandbox_rules(provider):
