@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"P12 sandbox: {args.rows:,} rows generated in {time.perf_counter() - started:.1f}s", flush=True)
         settings.SANDBOX_INDEX_DIR = os.path.join(work, "index")
         started = time.perf_counter()
-        index = person_index(path, RULES.identifier, RULES.dimensions)
+        index = person_index(path, RULES.identifier, RULES.dimensions, wait=True)
         if index is None:
             print("P12 sandbox: the person index could not be made", file=sys.stderr)
             return 1

@@ -576,6 +576,10 @@ SANDBOX_INDEX_DIR = os.environ.get("SANDBOX_INDEX_DIR", str(Path(LISTING_DATASET
 # The most memory a query's bitmaps of individuals may take (settlements.sandbox.bitmap_plan_fits); a query that
 # would need more counts its individuals by COUNT(DISTINCT), with the same answer.
 SANDBOX_BITMAP_BYTES = env_int("SANDBOX_BITMAP_BYTES", 128 * 1024 * 1024)
+# A missing person index is made in a thread beside the requests (false) or in the request that needs it (true);
+# a failed build is tried again after SANDBOX_INDEX_RETRY_SECONDS.
+SANDBOX_INDEX_INLINE = env_bool("SANDBOX_INDEX_INLINE", False)
+SANDBOX_INDEX_RETRY_SECONDS = env_int("SANDBOX_INDEX_RETRY_SECONDS", 600)
 # The exchange's bank accounts that members pay their deposits into, per currency, shown on the portal's deposit
 # instructions: a JSON object {"CNY": {"bank": ..., "bank_zh": ..., "account_name": ..., "account_name_zh": ...,
 # "account_number": ..., "swift": ...}, "USD": {...}}. The defaults are the demo's (marked as such on the page):

@@ -29,9 +29,12 @@ What an answer protects (AWS Clean Rooms' aggregation analysis rule, and more; d
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -48,6 +51,8 @@ from listings.models import FieldType, Revision, SandboxRole
 from listings.validation import check_text
 
 from .sandbox_index import PERSON, WEIGHT, PersonIndex, weight_of
+
+logger = logging.getLogger(__name__)
 
 FUNCTIONS = ("count", "count_distinct", "sum", "avg", "min", "max")
 NUMERIC = frozenset({FieldType.INTEGER, FieldType.DECIMAL})
@@ -437,11 +442,14 @@ def _aggregate(measure: Measure, where: str) -> str:
     if measure.field is None:
         return f"COUNT(*){condition}"
     column = quote(measure.field)
+    if measure.fn == "avg":
+        # The exact sum over the count, as a DOUBLE: what the rollup plans answer from their sub-cells' exact sums,
+        # to the last digit (AVG's own running mean rounds otherwise, and a plan must not show in the digits).
+        return f"CAST(SUM({column}){condition} AS DOUBLE) / NULLIF(COUNT({column}){condition}, 0)"
     sql = {
         "count": f"COUNT({column})",
         "count_distinct": f"COUNT(DISTINCT {column})",
         "sum": f"SUM({column})",
-        "avg": f"AVG({column})",
     }[measure.fn]
     return sql + condition
 
@@ -568,7 +576,11 @@ def bitmap_plan_fits(query: Query, index: PersonIndex | None) -> bool:
         if name not in index.distinct:
             return False
         cells *= index.distinct[name] * 1.25 + 2  # HyperLogLog's error, and NULL
-    return cells * (index.persons / 8 + 64) <= settings.SANDBOX_BITMAP_BYTES
+    # Each thread keeps its own partial bitmap of every sub-cell, merged into one; each cell then ORs one bitmap per
+    # check (the individuals kept, those all the filters remove, those each filter removes).
+    checks = 1 + (1 + len(query.filters) if query.filters else 0)
+    copies = settings.SANDBOX_THREADS + 1 + checks
+    return cells * (index.persons / 8 + 64) * copies <= settings.SANDBOX_BITMAP_BYTES
 
 
 def build_rollup_sql(
@@ -705,22 +717,44 @@ def _out(value: Any) -> Any:
     return value
 
 
+def _run_on_index(
+    query: Query,
+    rules: Rules,
+    index: PersonIndex,
+    exact_by_bitmaps: bool,
+    execute: Callable[..., duckdb.DuckDBPyConnection],
+) -> None:
+    """Make `final` on the person index: the bounds settle the cells they can; every cell they do not settle as
+    published (suppressed, or left open) is then counted exactly, from its own rows alone. So whether the exact
+    count runs says no more than the answer does (some cell is suppressed, or close to N): the cost of a query
+    never tells apart two suppressed cells, e.g. one of fewer than N rows and one of fewer than N people."""
+    execute(*build_rollup_sql(query, rules, index, exact=False))
+    row = execute('SELECT COUNT(*) FROM final WHERE "ok#" IS NOT TRUE').fetchone()
+    if not row or not row[0]:
+        return
+    groups = ", ".join(quote(f"g#{i}") for i in range(len(query.group_by))) or "1"
+    execute(f'CREATE TEMP TABLE {OPEN_CELLS} AS SELECT {groups} FROM final WHERE "ok#" IS NOT TRUE')  # noqa: S608
+    execute("ALTER TABLE final RENAME TO settled")
+    if exact_by_bitmaps:
+        execute(*build_rollup_sql(query, rules, index, exact=True, within_open=True))
+    else:
+        execute(*build_sql(query, rules, index.path, within_open=True))
+    execute('INSERT INTO final SELECT * FROM settled WHERE "ok#"')
+
+
 def run(query: Query, rules: Rules, path: str, index: PersonIndex | None = None) -> Answer:
     """Run a checked query on the Parquet file at `path`: the cells that may be published, how many were not.
 
     With the file's person index (settlements.sandbox_index) a query of COUNT, SUM and AVG is answered by the
-    bounds (`build_rollup_sql(exact=False)`), and only where they leave a cell open by an exact plan: the bitmaps
-    where they fit, else `COUNT(DISTINCT)` (`build_sql`), which answers every other query. The answer is the
-    same whichever plan gave it; a cell no plan settled would be suppressed, never published."""
+    bounds (`build_rollup_sql(exact=False)`), and the cells they do not settle as published by an exact plan: the
+    bitmaps where they fit, else `COUNT(DISTINCT)` (`build_sql`), which answers every other query, and any query
+    whose plan on the index fails (out of memory, an overflow). The answer is the same whichever plan gave it; a
+    cell no plan settled would be suppressed, never published. Past `SANDBOX_QUERY_SECONDS` the query is stopped:
+    `QueryRefused`, `query_too_slow`."""
     started = time.monotonic()
+    deadline = started + settings.SANDBOX_QUERY_SECONDS
     bounds = index is not None and index.persons > 0 and rolls_up(query)
     exact_by_bitmaps = bitmap_plan_fits(query, index)
-
-    def exact(within_open: bool) -> tuple[str, list[Any]]:
-        if exact_by_bitmaps:
-            assert index is not None
-            return build_rollup_sql(query, rules, index, exact=True, within_open=within_open)
-        return build_sql(query, rules, path, within_open=within_open)
 
     columns = [{"name": g, "kind": "group", "type": rules.types[g]} for g in query.group_by] + [
         {"name": m.name, "kind": "measure", "type": m.fn} for m in query.measures
@@ -729,26 +763,37 @@ def run(query: Query, rules: Rules, path: str, index: PersonIndex | None = None)
         quote(f"m#{i}") for i in range(len(query.measures))
     ]
     connection = _connect()
+
+    def interrupt() -> None:
+        with contextlib.suppress(duckdb.Error):  # closed meanwhile: the query ended
+            connection.interrupt()
+
+    def execute(sql: str, params: list[Any] | None = None) -> duckdb.DuckDBPyConnection:
+        if time.monotonic() > deadline:  # an interrupt between two statements is lost: the deadline is not
+            raise duckdb.InterruptException("the sandbox's time limit")
+        return connection.execute(sql, params)
+
     # A query that runs too long is stopped (DuckDB's interrupt, from a timer thread): it would hold a web worker.
-    timer = threading.Timer(settings.SANDBOX_QUERY_SECONDS, connection.interrupt)
+    timer = threading.Timer(settings.SANDBOX_QUERY_SECONDS, interrupt)
     timer.daemon = True
     timer.start()
     try:
+        answered = False
         if bounds:
             assert index is not None
-            connection.execute(*build_rollup_sql(query, rules, index, exact=False))
-            opened = connection.execute('SELECT COUNT(*) FROM final WHERE "ok#" IS NULL').fetchone()
-            if opened and opened[0]:
-                # The cells the bounds left open are counted exactly, from their own rows only.
-                groups = ", ".join(quote(f"g#{i}") for i in range(len(query.group_by))) or "1"
-                connection.execute(
-                    f'CREATE TEMP TABLE {OPEN_CELLS} AS SELECT {groups} FROM final WHERE "ok#" IS NULL'  # noqa: S608
-                )
-                connection.execute("ALTER TABLE final RENAME TO settled")
-                connection.execute(*exact(within_open=True))
-                connection.execute('INSERT INTO final SELECT * FROM settled WHERE "ok#" IS NOT NULL')
-        else:
-            connection.execute(*exact(within_open=False))
+            try:
+                _run_on_index(query, rules, index, exact_by_bitmaps, execute)
+                answered = True
+            except duckdb.InterruptException:
+                raise
+            except duckdb.Error:
+                # Out of memory (the bitmaps), an overflow of a sum the filters would have left out: the
+                # COUNT(DISTINCT) plan answers instead, on the rows alone.
+                logger.warning("the sandbox's plan on the person index failed; counting distinct", exc_info=True)
+                for table in ("final", "settled", OPEN_CELLS):
+                    execute(f"DROP TABLE IF EXISTS {table}")
+        if not answered:
+            execute(*build_sql(query, rules, path))
         suppressed, total = connection.execute(
             'SELECT COUNT(*) FILTER (WHERE "ok#" IS NOT TRUE), COUNT(*) FILTER (WHERE "ok#") FROM final'
         ).fetchone() or (0, 0)

@@ -23,6 +23,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -35,8 +36,13 @@ PERSON = "person#"  # not a dictionary name: those are identifiers without "#" (
 WEIGHT = "weight#"  # 1 / the individual's rows: a set of rows holds at least the sum of its weights in individuals
 VERSION = 4  # of the index's layout: a change makes new names, never reads an old file as new
 
+STALE_PART_SECONDS = 6 * 3600  # a builder's half-written file older than this is a dead builder's
+
 _memo: dict[str, PersonIndex] = {}
-_lock = threading.Lock()
+_locks: dict[str, threading.Lock] = {}  # one per index: a build holds up only the queries waiting for that one
+_failed: dict[str, float] = {}  # index -> when its build failed (monotonic)
+_builders: dict[str, threading.Thread] = {}
+_lock = threading.Lock()  # guards the dicts above
 
 
 @dataclass(frozen=True)
@@ -132,6 +138,8 @@ def _build(path: str, identifier: str, fields: tuple[str, ...], parquet: str, me
             distinct={c: int(v or 0) for c, v in zip(counted, row[1:], strict=True)},
             weighted=frozenset(fields),
         )
+        with open(scratch, "rb") as written:  # on disk before it takes the name: a crash never leaves half an index
+            os.fsync(written.fileno())
         os.replace(scratch, parquet)
     except BaseException:
         if os.path.exists(scratch):
@@ -154,10 +162,56 @@ def _build(path: str, identifier: str, fields: tuple[str, ...], parquet: str, me
     return index
 
 
-def person_index(path: str, identifier: str, fields: Iterable[str] = ()) -> PersonIndex | None:
+def _make(path: str, identifier: str, wanted: tuple[str, ...], parquet: str, meta: str) -> PersonIndex | None:
+    """Read the index, or build it (one builder per index in this process; another process's builder only ever
+    replaces a whole file); a failure is logged and remembered for SANDBOX_INDEX_RETRY_SECONDS."""
+    with _lock:
+        lock = _locks.setdefault(parquet, threading.Lock())
+    with lock:
+        index = _read(parquet, meta)
+        if index is None:
+            failed_at = _failed.get(parquet)
+            if failed_at is not None and time.monotonic() - failed_at < settings.SANDBOX_INDEX_RETRY_SECONDS:
+                return None
+            _sweep(os.path.dirname(parquet))
+            try:
+                index = _build(path, identifier, wanted, parquet, meta)
+            except (duckdb.Error, OSError):
+                logger.exception("the sandbox's person index of %s could not be made", path)
+                _failed[parquet] = time.monotonic()
+                return None
+        _failed.pop(parquet, None)
+        _memo[parquet] = index
+        return index
+
+
+def _sweep(directory: str) -> None:
+    """Remove the half-written files of builders that died (a worker killed mid-build leaves its `.part`)."""
+    cutoff = time.time() - STALE_PART_SECONDS
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if name.endswith(".part"):
+            full = os.path.join(directory, name)
+            try:
+                if os.path.getmtime(full) < cutoff:
+                    os.unlink(full)
+            except OSError:
+                pass
+
+
+def person_index(
+    path: str, identifier: str, fields: Iterable[str] = (), *, wait: bool | None = None
+) -> PersonIndex | None:
     """The person index of the columnar copy at `path` for `identifier`, with a weight of their own for `fields`
-    (the rules' dimensions), made if it is missing; None when it cannot be made now (logged: the sandbox then counts
-    individuals the slow way, with the same answers)."""
+    (the rules' dimensions); None when it is not there (yet) or cannot be made: the sandbox then counts
+    individuals the slow way, with the same answers.
+
+    A missing index is made in a thread of its own and the query goes on without it (`wait` false, the default
+    unless SANDBOX_INDEX_INLINE): sorting a large dataset takes longer than a request may (a 20-million-row dataset
+    about a minute). `wait` makes it in the caller's thread (tests, the benchmark)."""
     wanted = tuple(sorted(set(fields) - {identifier}))
     try:
         parquet, meta = _names(path, identifier, wanted)
@@ -166,13 +220,18 @@ def person_index(path: str, identifier: str, fields: Iterable[str] = ()) -> Pers
     index = _memo.get(parquet)
     if index is not None and os.path.exists(index.path):
         return index
-    with _lock:  # one builder per process; another process's builder only ever replaces a whole file
-        index = _read(parquet, meta)
-        if index is None:
-            try:
-                index = _build(path, identifier, wanted, parquet, meta)
-            except (duckdb.Error, OSError):
-                logger.exception("the sandbox's person index of %s could not be made", path)
-                return None
+    if settings.SANDBOX_INDEX_INLINE if wait is None else wait:
+        return _make(path, identifier, wanted, parquet, meta)
+    index = _read(parquet, meta)  # made by another process
+    if index is not None:
         _memo[parquet] = index
         return index
+    with _lock:
+        builder = _builders.get(parquet)
+        if builder is None or not builder.is_alive():
+            builder = threading.Thread(
+                target=_make, args=(path, identifier, wanted, parquet, meta), name="sandbox-index", daemon=True
+            )
+            _builders[parquet] = builder
+            builder.start()
+    return None

@@ -139,8 +139,11 @@ def _sandbox_index_dir(tmp_path_factory) -> str:
 
 @pytest.fixture(autouse=True)
 def _sandbox_index(settings, _sandbox_index_dir) -> None:
-    # The sandbox's person indexes (a local cache) in the test run's own directory, not the checkout's var/.
+    # The sandbox's person indexes (a local cache) in the test run's own directory, not the checkout's var/, made
+    # in the request that needs one (in production a thread makes it beside the requests: tested where it is the
+    # subject, tests/settlements/test_sandbox.py).
     settings.SANDBOX_INDEX_DIR = _sandbox_index_dir
+    settings.SANDBOX_INDEX_INLINE = True
 
 
 @pytest.fixture(autouse=True)
