@@ -580,6 +580,8 @@ SANDBOX_BITMAP_BYTES = env_int("SANDBOX_BITMAP_BYTES", 128 * 1024 * 1024)
 # a failed build is tried again after SANDBOX_INDEX_RETRY_SECONDS.
 SANDBOX_INDEX_INLINE = env_bool("SANDBOX_INDEX_INLINE", False)
 SANDBOX_INDEX_RETRY_SECONDS = env_int("SANDBOX_INDEX_RETRY_SECONDS", 600)
+# An index no query has used for this many days is removed (made again if needed).
+SANDBOX_INDEX_KEEP_DAYS = env_int("SANDBOX_INDEX_KEEP_DAYS", 30)
 # The exchange's bank accounts that members pay their deposits into, per currency, shown on the portal's deposit
 # instructions: a JSON object {"CNY": {"bank": ..., "bank_zh": ..., "account_name": ..., "account_name_zh": ...,
 # "account_number": ..., "swift": ...}, "USD": {...}}. The defaults are the demo's (marked as such on the page):

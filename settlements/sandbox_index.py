@@ -17,6 +17,7 @@ any time: an index missing is made again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -42,6 +43,7 @@ _memo: dict[str, PersonIndex] = {}
 _locks: dict[str, threading.Lock] = {}  # one per index: a build holds up only the queries waiting for that one
 _failed: dict[str, float] = {}  # index -> when its build failed (monotonic)
 _builders: dict[str, threading.Thread] = {}
+_touched: dict[str, float] = {}  # index -> when this process last marked it used
 _lock = threading.Lock()  # guards the dicts above
 
 
@@ -186,20 +188,38 @@ def _make(path: str, identifier: str, wanted: tuple[str, ...], parquet: str, met
 
 
 def _sweep(directory: str) -> None:
-    """Remove the half-written files of builders that died (a worker killed mid-build leaves its `.part`)."""
-    cutoff = time.time() - STALE_PART_SECONDS
+    """Remove the half-written files of builders that died (a worker killed mid-build leaves its `.part`), and the
+    indexes no query has used for SANDBOX_INDEX_KEEP_DAYS (a use touches its file once a day: `_touch`); one
+    removed while a query reads it stays readable to that query, and the next makes it again."""
+    now = time.time()
+    part_cutoff = now - STALE_PART_SECONDS
+    unused_cutoff = now - settings.SANDBOX_INDEX_KEEP_DAYS * 86400
     try:
         names = os.listdir(directory)
     except OSError:
         return
     for name in names:
+        full = os.path.join(directory, name)
         if name.endswith(".part"):
-            full = os.path.join(directory, name)
-            try:
-                if os.path.getmtime(full) < cutoff:
-                    os.unlink(full)
-            except OSError:
-                pass
+            cutoff = part_cutoff
+        elif name.endswith((".parquet", ".json")):
+            cutoff = unused_cutoff
+        else:
+            continue
+        with contextlib.suppress(OSError):
+            if os.path.getmtime(full) < cutoff:
+                os.unlink(full)
+
+
+def _touch(index: PersonIndex) -> None:
+    """Mark the index used (its file's time), at most once a day per process: the sweep keeps what is used."""
+    now = time.time()
+    if now - _touched.get(index.path, 0.0) < 86400:
+        return
+    _touched[index.path] = now
+    with contextlib.suppress(OSError):
+        os.utime(index.path)
+        os.utime(os.path.splitext(index.path)[0] + ".json")
 
 
 def person_index(
@@ -219,6 +239,7 @@ def person_index(
         return None
     index = _memo.get(parquet)
     if index is not None and os.path.exists(index.path):
+        _touch(index)
         return index
     if settings.SANDBOX_INDEX_INLINE if wait is None else wait:
         return _make(path, identifier, wanted, parquet, meta)

@@ -527,13 +527,16 @@ class TestBitmapPlan:
         dead = tmp_path / "index" / "x.parquet.part"  # a builder killed mid-way, long ago
         dead.write_bytes(b"half")
         os.utime(dead, (0, 0))
+        unused = tmp_path / "index" / "y.parquet"  # an index no query used for a year
+        unused.write_bytes(b"old")
+        os.utime(unused, (time.time() - 365 * 86400,) * 2)
         settings.SANDBOX_INDEX_INLINE = False
         path = parquet(THRESHOLD_ROWS)
         assert person_index(path, "person_id") is None  # the query goes on by COUNT(DISTINCT)
         for builder in list(sandbox_index._builders.values()):
             builder.join(timeout=30)
         index = person_index(path, "person_id")
-        assert index is not None and index.persons == 3 * N and not dead.exists()
+        assert index is not None and index.persons == 3 * N and not dead.exists() and not unused.exists()
 
 
 # --- The service and its doors ------------------------------------------------------------------------------------
