@@ -342,7 +342,20 @@ class Filing(models.Model):
         if not self.all_products and product.pk not in {p.pk for p in self.products.all()}:
             return False
         if self.kind in PER_REVISION_KINDS and revision is not None and revision.submitted_at is not None:
-            return self.submitted_at >= revision.submitted_at
+            if self.submitted_at < revision.submitted_at:
+                return False
+            if self.kind == EvidenceKind.ANONYMISATION_ASSESSMENT:
+                # The revision it assessed: the product's newest submitted when it was filed, and none other (an
+                # assessment of a revision in review does not speak for the one listed, nor for a later one).
+                return (
+                    not type(revision)
+                    .objects.filter(
+                        product_id=revision.product_id,
+                        submitted_at__gt=revision.submitted_at,
+                        submitted_at__lte=self.submitted_at,
+                    )
+                    .exists()
+                )
         return True
 
     @property

@@ -191,7 +191,9 @@ DELIVERY = {"file": "file", "api": "api", "sandbox": "sandbox_results_only"}
 ANONYMISATION = EvidenceKind.ANONYMISATION_ASSESSMENT.value
 
 
-def sandbox_output_anonymised(*, product: DataProduct, revision: Revision, destination: str, day: date) -> bool:
+def sandbox_output_anonymised(
+    *, product: DataProduct, revision: Revision, destination: str, day: date, filings: list[Filing] | None = None
+) -> bool:
     """Whether the sandbox's output on this revision is taken as anonymised for a buyer in `destination`: an
     accepted anonymisation assessment of the revision, in force on `day`, covers it. Revoked or lapsed, the
     exporter's exports are decided again (settlements.subscribers.recheck_entitlements) without it."""
@@ -202,6 +204,7 @@ def sandbox_output_anonymised(*, product: DataProduct, revision: Revision, desti
         revision=revision,
         destination=destination,
         day=day,
+        filings=filings,
     )
     return not missing
 
@@ -333,14 +336,22 @@ def trade_revision(*, product: DataProduct, buyer_firm: MemberFirm, delivery: st
 
 
 def trade_inputs(
-    *, product: DataProduct, buyer_firm: MemberFirm, delivery: str, as_of: date, counter: ExportCounter | None = None
+    *,
+    product: DataProduct,
+    buyer_firm: MemberFirm,
+    delivery: str,
+    as_of: date,
+    counter: ExportCounter | None = None,
+    revision: Revision | None = None,
 ) -> tuple[dict[str, Any], Revision, ExportCounter, tuple[int, int], FtzInputs | None]:
-    """The engine's input for a trade of the product's listed revision, from the records.
+    """The engine's input for a trade of the product's listed revision (or of `revision`, one bought before: the
+    check of what an entitlement delivers), from the records.
 
     `counter` is the exporter's counter for the year when the caller holds it locked (a decision that will be
     recorded, compliance.services.trade_assess); without it, the counter is read as it stands (a pre-check).
     """
-    revision = trade_revision(product=product, buyer_firm=buyer_firm, delivery=delivery)
+    if revision is None:
+        revision = trade_revision(product=product, buyer_firm=buyer_firm, delivery=delivery)
     exporter = product.provider
     counter, increment, ftz = _exporter_inputs(product=product, revision=revision, day=as_of, counter=counter)
     raw = engine_input(
@@ -584,12 +595,18 @@ def prohibited_by_r2(decision: dict[str, Any]) -> bool:
 
 
 def trade_precheck(
-    *, product: DataProduct, buyer_firm: MemberFirm, delivery: str, as_of: date | None = None
+    *,
+    product: DataProduct,
+    buyer_firm: MemberFirm,
+    delivery: str,
+    as_of: date | None = None,
+    revision: Revision | None = None,
 ) -> Clearance:
-    """Would this trade be cleared on `as_of` (today in Shanghai by default)? Writes nothing."""
+    """Would this trade be cleared on `as_of` (today in Shanghai by default)? Of the product's listed revision, or
+    of `revision` (what an entitlement delivers). Writes nothing."""
     day = as_of or timezone.localdate(timezone=SHANGHAI)
     raw, revision, _counter, _increment, _ftz = trade_inputs(
-        product=product, buyer_firm=buyer_firm, delivery=delivery, as_of=day
+        product=product, buyer_firm=buyer_firm, delivery=delivery, as_of=day, revision=revision
     )
     destination = str(buyer_firm.country)
     decision = rules.assess(raw, policy_from_settings())
@@ -644,8 +661,9 @@ def listing_decide(
     exporter = product.provider
     counter, increment, ftz = _exporter_inputs(product=product, revision=revision, day=day, counter=counter)
     results = []
+    delivery = delivery_for(revision)
+    assessments = filings_on_record(exporter=exporter, kinds={ANONYMISATION}) if delivery == "sandbox" else []
     for destination in listing_destinations(revision):
-        delivery = delivery_for(revision)
         raw = engine_input(
             revision=revision,
             exporter=exporter,
@@ -656,7 +674,9 @@ def listing_decide(
             increment=increment,
             ftz=ftz,
             anonymised_output=delivery == "sandbox"
-            and sandbox_output_anonymised(product=product, revision=revision, destination=destination, day=day),
+            and sandbox_output_anonymised(
+                product=product, revision=revision, destination=destination, day=day, filings=assessments
+            ),
         )
         decision = rules.assess(raw, policy_from_settings())
         results.append(ListingDecision(destination, raw, decision, ftz.list_label if ftz else ""))

@@ -388,7 +388,8 @@ class Revision(models.Model):
     def sandbox_enforced(self) -> bool:
         """Sandbox delivery under the exchange's thresholds: every output is an aggregate of at least
         `sandbox_min_individuals` (>= the platform's minimum) distinct individuals, counted on the identifier. The
-        compliance gate takes such output as anonymised (rule R6)."""
+        compliance gate takes such output as anonymised (rule R6) only with an accepted anonymisation assessment of
+        the revision (compliance.selectors.sandbox_output_anonymised)."""
         return (
             DeliveryMode.SANDBOX in self.delivery_modes
             and not self.sandbox_rules_missing()

@@ -50,7 +50,7 @@ from listings.datasets import DUCKDB_TYPES
 from listings.models import FieldType, Revision, SandboxRole
 from listings.validation import check_text
 
-from .sandbox_index import PERSON, WEIGHT, PersonIndex, weight_of
+from .sandbox_index import PERSON, WEIGHT, PersonIndex, forget_index, weight_of
 
 logger = logging.getLogger(__name__)
 
@@ -764,18 +764,25 @@ def run(query: Query, rules: Rules, path: str, index: PersonIndex | None = None)
     ]
     connection = _connect()
 
+    finished = threading.Event()
+
     def interrupt() -> None:
-        with contextlib.suppress(duckdb.Error):  # closed meanwhile: the query ended
-            connection.interrupt()
+        # Past the deadline, interrupt again and again until the query ends: DuckDB drops an interrupt that comes
+        # while no statement runs (between two, or while one is parsed).
+        if finished.wait(settings.SANDBOX_QUERY_SECONDS):
+            return
+        while not finished.is_set():
+            with contextlib.suppress(duckdb.Error):  # closed meanwhile: the query ended
+                connection.interrupt()
+            finished.wait(0.05)
 
     def execute(sql: str, params: list[Any] | None = None) -> duckdb.DuckDBPyConnection:
         if time.monotonic() > deadline:  # an interrupt between two statements is lost: the deadline is not
             raise duckdb.InterruptException("the sandbox's time limit")
         return connection.execute(sql, params)
 
-    # A query that runs too long is stopped (DuckDB's interrupt, from a timer thread): it would hold a web worker.
-    timer = threading.Timer(settings.SANDBOX_QUERY_SECONDS, interrupt)
-    timer.daemon = True
+    # A query that runs too long is stopped (DuckDB's interrupt, from a thread): it would hold a web worker.
+    timer = threading.Thread(target=interrupt, name="sandbox-deadline", daemon=True)
     timer.start()
     try:
         answered = False
@@ -786,15 +793,17 @@ def run(query: Query, rules: Rules, path: str, index: PersonIndex | None = None)
                 answered = True
             except duckdb.InterruptException:
                 raise
-            except duckdb.Error:
+            except duckdb.Error as exc:
                 # Out of memory (the bitmaps), an overflow of a sum the filters would have left out: the
-                # COUNT(DISTINCT) plan answers instead, on the rows alone.
+                # COUNT(DISTINCT) plan answers instead, on the rows alone. An index that cannot be read is dropped.
                 logger.warning("the sandbox's plan on the person index failed; counting distinct", exc_info=True)
+                if isinstance(exc, (duckdb.IOException, duckdb.InvalidInputException)):
+                    forget_index(index)
                 for table in ("final", "settled", OPEN_CELLS):
                     execute(f"DROP TABLE IF EXISTS {table}")
         if not answered:
             execute(*build_sql(query, rules, path))
-        suppressed, total = connection.execute(
+        suppressed, total = execute(
             'SELECT COUNT(*) FILTER (WHERE "ok#" IS NOT TRUE), COUNT(*) FILTER (WHERE "ok#") FROM final'
         ).fetchone() or (0, 0)
         position = {c["name"]: i for i, c in enumerate(columns)}
@@ -802,7 +811,7 @@ def run(query: Query, rules: Rules, path: str, index: PersonIndex | None = None)
         order += [f"{names[i]} ASC NULLS LAST" for i in range(len(query.group_by))]  # a stable answer
         order_clause = f" ORDER BY {', '.join(order)}" if order else ""
         published = f'SELECT {", ".join(names)} FROM final WHERE "ok#"{order_clause} LIMIT ?'  # noqa: S608
-        rows = connection.execute(published, [query.limit]).fetchall()
+        rows = execute(published, [query.limit]).fetchall()
     except duckdb.InterruptException:
         raise QueryRefused(
             _(
@@ -814,7 +823,8 @@ def run(query: Query, rules: Rules, path: str, index: PersonIndex | None = None)
             at="query",
         ) from None
     finally:
-        timer.cancel()
+        finished.set()
+        timer.join()
         connection.close()
     return Answer(
         columns=columns,

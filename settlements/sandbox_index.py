@@ -18,6 +18,7 @@ any time: an index missing is made again.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -37,14 +38,13 @@ PERSON = "person#"  # not a dictionary name: those are identifiers without "#" (
 WEIGHT = "weight#"  # 1 / the individual's rows: a set of rows holds at least the sum of its weights in individuals
 VERSION = 4  # of the index's layout: a change makes new names, never reads an old file as new
 
-STALE_PART_SECONDS = 6 * 3600  # a builder's half-written file older than this is a dead builder's
 
 _memo: dict[str, PersonIndex] = {}
-_locks: dict[str, threading.Lock] = {}  # one per index: a build holds up only the queries waiting for that one
 _failed: dict[str, float] = {}  # index -> when its build failed (monotonic)
 _builders: dict[str, threading.Thread] = {}
 _touched: dict[str, float] = {}  # index -> when this process last marked it used
 _lock = threading.Lock()  # guards the dicts above
+_build_lock = threading.Lock()  # one build at a time in this process (and the file lock: on the machine)
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def _read(parquet: str, meta: str) -> PersonIndex | None:
             data = json.load(handle)
     except (OSError, ValueError):
         return None
-    if not os.path.exists(parquet):
+    if not os.path.exists(parquet) or not isinstance(data, dict) or {"persons", "distinct", "weighted"} - set(data):
         return None
     return PersonIndex(
         path=parquet,
@@ -165,35 +165,62 @@ def _build(path: str, identifier: str, fields: tuple[str, ...], parquet: str, me
 
 
 def _make(path: str, identifier: str, wanted: tuple[str, ...], parquet: str, meta: str) -> PersonIndex | None:
-    """Read the index, or build it (one builder per index in this process; another process's builder only ever
-    replaces a whole file); a failure is logged and remembered for SANDBOX_INDEX_RETRY_SECONDS."""
-    with _lock:
-        lock = _locks.setdefault(parquet, threading.Lock())
-    with lock:
+    """Read the index, or build it; a failure is logged and remembered for SANDBOX_INDEX_RETRY_SECONDS.
+
+    One build at a time on the machine (an exclusive lock on a file of SANDBOX_INDEX_DIR, across processes, and
+    one in this process): each build takes up to SANDBOX_MEMORY_LIMIT beside the queries, and every worker would
+    otherwise build its own copy of the same index. Holding the lock, no build is under way, so the half-written
+    files left are dead builders' and are swept."""
+    with _build_lock:
         index = _read(parquet, meta)
-        if index is None:
-            failed_at = _failed.get(parquet)
-            if failed_at is not None and time.monotonic() - failed_at < settings.SANDBOX_INDEX_RETRY_SECONDS:
-                return None
-            _sweep(os.path.dirname(parquet))
-            try:
-                index = _build(path, identifier, wanted, parquet, meta)
-            except (duckdb.Error, OSError):
-                logger.exception("the sandbox's person index of %s could not be made", path)
-                _failed[parquet] = time.monotonic()
-                return None
-        _failed.pop(parquet, None)
-        _memo[parquet] = index
+        if index is not None:
+            _remember(parquet, index)
+            return index
+        if _failed_recently(parquet):
+            return None
+        directory = os.path.dirname(parquet)
+        try:
+            os.makedirs(directory, exist_ok=True)
+            with open(os.path.join(directory, ".build.lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+                index = _read(parquet, meta)  # another process may have made it meanwhile
+                if index is None:
+                    _sweep(directory)
+                    index = _build(path, identifier, wanted, parquet, meta)
+        except Exception:  # noqa: BLE001 - a build that fails must never fail the query that asked for it
+            logger.exception("the sandbox's person index of %s could not be made", path)
+            _failed[parquet] = time.monotonic()
+            return None
+        _remember(parquet, index)
         return index
 
 
+def _remember(parquet: str, index: PersonIndex) -> None:
+    _failed.pop(parquet, None)
+    _memo[parquet] = index
+
+
+def _failed_recently(parquet: str) -> bool:
+    failed_at = _failed.get(parquet)
+    return failed_at is not None and time.monotonic() - failed_at < settings.SANDBOX_INDEX_RETRY_SECONDS
+
+
+def forget_index(index: PersonIndex) -> None:
+    """Drop an index a query could not read (truncated, removed): it is made again."""
+    with _lock:
+        for key, known in list(_memo.items()):
+            if known.path == index.path:
+                del _memo[key]
+    for name in (index.path, os.path.splitext(index.path)[0] + ".json"):
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+
+
 def _sweep(directory: str) -> None:
-    """Remove the half-written files of builders that died (a worker killed mid-build leaves its `.part`), and the
-    indexes no query has used for SANDBOX_INDEX_KEEP_DAYS (a use touches its file once a day: `_touch`); one
+    """Remove the half-written files of builders that died (a worker killed mid-build leaves its `.part`: called
+    under the build lock, when no build is under way), and the indexes no query has used for SANDBOX_INDEX_KEEP_DAYS (a use touches its file once a day: `_touch`); one
     removed while a query reads it stays readable to that query, and the next makes it again."""
-    now = time.time()
-    part_cutoff = now - STALE_PART_SECONDS
-    unused_cutoff = now - settings.SANDBOX_INDEX_KEEP_DAYS * 86400
+    unused_cutoff = time.time() - settings.SANDBOX_INDEX_KEEP_DAYS * 86400
     try:
         names = os.listdir(directory)
     except OSError:
@@ -201,7 +228,7 @@ def _sweep(directory: str) -> None:
     for name in names:
         full = os.path.join(directory, name)
         if name.endswith(".part"):
-            cutoff = part_cutoff
+            cutoff = float("inf")  # called under the build lock: no build is writing one
         elif name.endswith((".parquet", ".json")):
             cutoff = unused_cutoff
         else:
@@ -243,10 +270,15 @@ def person_index(
         return index
     if settings.SANDBOX_INDEX_INLINE if wait is None else wait:
         return _make(path, identifier, wanted, parquet, meta)
-    index = _read(parquet, meta)  # made by another process
+    try:
+        index = _read(parquet, meta)  # made by another process
+    except Exception:  # noqa: BLE001 - unreadable: made again by the builder
+        index = None
     if index is not None:
         _memo[parquet] = index
         return index
+    if _failed_recently(parquet):
+        return None
     with _lock:
         builder = _builders.get(parquet)
         if builder is None or not builder.is_alive():

@@ -12,18 +12,18 @@ from typing import Any
 from dateutil.relativedelta import relativedelta
 from django.conf import settings
 from django.db import connection, models
-from django.db.models import F, Prefetch, Q, QuerySet, Sum, prefetch_related_objects
+from django.db.models import F, Prefetch, Q, QuerySet, Subquery, Sum, prefetch_related_objects
 from django.db.models.functions import Coalesce, Round
 from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from compliance.selectors import firm_is_restricted
+from compliance.selectors import firm_is_restricted, sandbox_output_anonymised
 from exchange.exceptions import ApplicationError, NotAllowed
 from exchange.models import Board, MemberFirm, Membership
 from exchange.money import bps_of, is_quantized, quantize
 from exchange.selectors import board_access, firm_get_by_public_code, user_membership
-from listings.models import DataProduct, ListingStatus, PricePlan, Revision
+from listings.models import DataProduct, Dataset, DeliveryMode, ListingStatus, PricePlan, Revision
 from listings.selectors import plans_visible_q, product_get_for_user
 
 from .models import (
@@ -968,3 +968,41 @@ def account_change_after(*, account: Account, posting_id: int) -> Decimal:
 def sandbox_query_list(*, entitlement: Entitlement) -> QuerySet[SandboxQuery]:
     """The queries asked under an entitlement, newest first (its buyer firm's to read; the caller scoped it)."""
     return SandboxQuery.objects.filter(entitlement=entitlement).select_related("user").order_by("-id")
+
+
+def deliverable_dataset(entitlement: Entitlement) -> Dataset | None:
+    """The file an entitlement delivers now: its revision's valid dataset; a subscription's, that of the newest
+    revision listed after it (the one listed now, or one it superseded) that has a valid dataset and is offered the
+    entitlement's way: a revision no longer offered by the sandbox has no sandbox rules, one no longer offered by
+    the API was not meant for the gateway, so the subscription keeps the newest that was. One query."""
+    own = Q(revision_id=entitlement.revision_id)
+    if entitlement.follows_revisions and entitlement.product.listed_revision_id:
+        number = Revision.objects.filter(pk=entitlement.revision_id).values("number")
+        own |= Q(
+            Q(revision_id=entitlement.product.listed_revision_id) | Q(revision__status=Revision.Status.SUPERSEDED),
+            revision__product_id=entitlement.product_id,
+            revision__number__gt=Subquery(number),
+        )
+    found = Dataset.objects.filter(own, status=Dataset.Status.VALID).select_related("revision")
+    for dataset in found.order_by("-revision__number"):
+        if dataset.revision_id == entitlement.revision_id:
+            return dataset
+        if entitlement.delivery_mode in dataset.revision.delivery_modes and _follows_cleared(entitlement, dataset):
+            return dataset
+    return None
+
+
+def _follows_cleared(entitlement: Entitlement, dataset: Dataset) -> bool:
+    """Whether a later revision is cleared for the subscription the way its own was: a sandbox subscription the
+    gate cleared as anonymised output (R6) follows only a revision whose own anonymisation assessment is in force
+    for the buyer's country (an assessment speaks for one revision's data and rules)."""
+    if entitlement.delivery_mode != DeliveryMode.SANDBOX:
+        return True
+    if entitlement.order.snapshot.get("compliance", {}).get("rules", [])[:1] != ["R6"]:
+        return True
+    return sandbox_output_anonymised(
+        product=entitlement.product,
+        revision=dataset.revision,
+        destination=str(entitlement.buyer_firm.country),
+        day=timezone.localdate(),
+    )

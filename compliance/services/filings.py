@@ -204,6 +204,10 @@ def filing_submit(
         _problem(problems, "products", message, "products_required")
     elif all_products and products:
         _problem(problems, "products", _("Either all products or a list, not both."), "products_and_all")
+    elif kind == EvidenceKind.ANONYMISATION_ASSESSMENT and (all_products or len(products) != 1):
+        # It assesses one dataset and its sandbox rules: the revision of one product (Filing.covers).
+        message = _("An anonymisation assessment names the one product it assessed.")
+        _problem(problems, "products", message, "one_product_required")
     if kind == EvidenceKind.PRC_APPROVAL and buyer_firm is None:
         message = _("A PRC approval answers one request: name the authority it was given for.")
         _problem(problems, "buyer_firm", message, "buyer_firm_required")
@@ -437,5 +441,3 @@ def filings_expire(*, today: date) -> list[int]:
                 continue  # decided meanwhile (revoked): nothing to expire
             expired.append(filing.pk)
     return expired
-
-

@@ -16,17 +16,16 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
-from django.db.models import Q, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from exchange.exceptions import ApplicationError, NotAllowed
 from exchange.models import User
 from exchange.selectors import user_membership
-from listings.models import Dataset, DeliveryMode, PricePlan, Revision
+from listings.models import Dataset, DeliveryMode, PricePlan
 
 from ..models import Download, Entitlement
-from ..selectors import entitlement_usable
+from ..selectors import deliverable_dataset, entitlement_usable
 from .orders import order_delivered_by_download
 
 SALT = "settlements.download"
@@ -37,29 +36,6 @@ class DownloadLink:
     token: str
     expires_at: datetime
     dataset: Dataset
-
-
-def deliverable_dataset(entitlement: Entitlement) -> Dataset | None:
-    """The file an entitlement delivers now: its revision's valid dataset; a subscription's, that of the newest
-    revision listed after it (the one listed now, or one it superseded) that has a valid dataset and is offered the
-    entitlement's way: a revision no longer offered by the sandbox has no sandbox rules, one no longer offered by
-    the API was not meant for the gateway, so the subscription keeps the newest that was. One query."""
-    own = Q(revision_id=entitlement.revision_id)
-    if entitlement.follows_revisions and entitlement.product.listed_revision_id:
-        number = Revision.objects.filter(pk=entitlement.revision_id).values("number")
-        own |= Q(
-            Q(revision_id=entitlement.product.listed_revision_id) | Q(revision__status=Revision.Status.SUPERSEDED),
-            revision__product_id=entitlement.product_id,
-            revision__number__gt=Subquery(number),
-        )
-    found = Dataset.objects.filter(own, status=Dataset.Status.VALID).select_related("revision")
-    for dataset in found.order_by("-revision__number"):
-        if (
-            dataset.revision_id == entitlement.revision_id
-            or entitlement.delivery_mode in dataset.revision.delivery_modes
-        ):
-            return dataset
-    return None
 
 
 def require_usable(entitlement: Entitlement, mode: str) -> None:

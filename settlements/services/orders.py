@@ -41,7 +41,15 @@ from listings.models import ListingStatus, PricePlan
 
 from ..models import AccessRequest, Account, Charge, Entitlement, JournalEntry, Order, OrderEvent, Usage
 from ..permissions import require_entitlement_revoker, require_refund_clerk
-from ..selectors import OrderTerms, currency_not_held, fee_schedule_in_force, fees_for, order_terms, period_end
+from ..selectors import (
+    OrderTerms,
+    currency_not_held,
+    deliverable_dataset,
+    fee_schedule_in_force,
+    fees_for,
+    order_terms,
+    period_end,
+)
 from .entitlements import (
     day_end,
     entitlement_end,
@@ -1010,9 +1018,18 @@ def entitlements_recheck_exporter(*, exporter_id: int) -> list[int]:
     )
     for entitlement in candidates:
         try:
+            if entitlement.product.listing_status != ListingStatus.LISTED:
+                continue  # its suspension or delisting ends what was bought of it
+
+            # The revision it delivers now: a one-off's own, a subscription's newest it may follow (a later one
+            # nobody cleared for it is not what it delivers: downloads.deliverable_dataset).
+            delivered = deliverable_dataset(entitlement)
             cleared = (
                 trade_precheck(
-                    product=entitlement.product, buyer_firm=entitlement.buyer_firm, delivery=entitlement.delivery_mode
+                    product=entitlement.product,
+                    buyer_firm=entitlement.buyer_firm,
+                    delivery=entitlement.delivery_mode,
+                    revision=delivered.revision if delivered is not None else entitlement.revision,
                 ).status
                 == CLEARED
             )

@@ -383,7 +383,9 @@ class TestBitmapPlan:
             max_size=3, unique_by=lambda f: f["field"],
         ),
     )  # fmt: skip
-    def test_the_plans_on_the_index_answer_as_the_distinct_count_does(self, parquet, rows, n, measures, group_by, filters):
+    def test_the_plans_on_the_index_answer_as_the_distinct_count_does(
+        self, parquet, rows, n, measures, group_by, filters
+    ):
         path = parquet([list(row[:5]) for row in rows for _copy in range(row[5])])
         rules = engine.Rules(**{**RULES.__dict__, "min_individuals": n})
         checked = engine.query_check({"measures": measures, "group_by": group_by, "filters": filters}, rules)
@@ -431,7 +433,9 @@ class TestBitmapPlan:
     def test_a_field_s_own_weights_settle_cells_of_people_whose_rows_spread_over_its_values(self, parquet):
         # 40 people with one row in each of three HS codes: a cell by HS code holds 40 rows of 40 people. Their
         # weights over all their rows (1/3 each) add up to 13.3, short of N = 20; within the HS code (1 each), 40.
-        path = parquet([row for hs in ("8471", "8703", "9999") for row in rows_for("DE", 40, prefix="p", hs=hs, per_person=1)])
+        path = parquet(
+            [row for hs in ("8471", "8703", "9999") for row in rows_for("DE", 40, prefix="p", hs=hs, per_person=1)]
+        )
         rules = engine.Rules(**{**RULES.__dict__, "min_individuals": 20})
         checked = engine.query_check({"measures": [{"fn": "count"}], "group_by": ["hs_code"]}, rules)
         plain = person_index(path, "person_id")
@@ -444,7 +448,9 @@ class TestBitmapPlan:
         assert settled == {(hs,): ([40], True) for hs in ("8471", "8703", "9999")}
         # filtered on the month, each sub-cell (HS code, month) is settled by the larger of its fields' weights
         months = {"field": "month", "op": "eq", "value": "2026-01-01"}
-        filtered = engine.query_check({"measures": [{"fn": "count"}], "group_by": ["hs_code"], "filters": [months]}, rules)
+        filtered = engine.query_check(
+            {"measures": [{"fn": "count"}], "group_by": ["hs_code"], "filters": [months]}, rules
+        )
         assert {ok for _m, ok in final_of(engine.build_rollup_sql(filtered, rules, by_field, exact=False), 1).values()} == {
             True
         }  # fmt: skip
@@ -482,10 +488,14 @@ class TestBitmapPlan:
         path = parquet(rows_for("CN", 3, prefix="a") + [["8471", "2026-01-01", "1", "DE", ""]])
         index = person_index(path, "person_id")
         assert index is not None and index.persons == 3
-        numbered = duckdb.connect().execute(
-            f'SELECT person_id, list(DISTINCT "{PERSON}") FROM read_parquet(?) GROUP BY person_id ORDER BY 1',
-            [index.path],
-        ).fetchall()
+        numbered = (
+            duckdb.connect()
+            .execute(
+                f'SELECT person_id, list(DISTINCT "{PERSON}") FROM read_parquet(?) GROUP BY person_id ORDER BY 1',
+                [index.path],
+            )
+            .fetchall()
+        )
         assert numbered == [("a0", [0]), ("a1", [1]), ("a2", [2]), (None, [None])]
         assert index.distinct["origin"] == 2
 
@@ -510,14 +520,36 @@ class TestBitmapPlan:
         blocked.write_text("not a directory")
         settings.SANDBOX_INDEX_DIR = str(blocked / "index")
         assert person_index(parquet(THRESHOLD_ROWS), "person_id") is None
-        # the failure is remembered: the next queries do not pay for another attempt until the retry is due
+        # a failed build is remembered: the next queries do not pay for another attempt until the retry is due
         from settlements import sandbox_index
 
-        monkeypatch.setattr(sandbox_index, "_build", lambda *a: pytest.fail("tried again at once"))
+        settings.SANDBOX_INDEX_DIR = str(tmp_path / "index")
+        attempts = []
+
+        def failing(*args):
+            attempts.append(args)
+            raise duckdb.IOException("disk full")
+
+        monkeypatch.setattr(sandbox_index, "_build", failing)
         assert person_index(parquet(THRESHOLD_ROWS), "person_id") is None
+        assert person_index(parquet(THRESHOLD_ROWS), "person_id") is None
+        assert len(attempts) == 1
         settings.SANDBOX_INDEX_RETRY_SECONDS = 0
-        with pytest.raises(pytest.fail.Exception):
-            person_index(parquet(THRESHOLD_ROWS), "person_id")
+        assert person_index(parquet(THRESHOLD_ROWS), "person_id") is None
+        assert len(attempts) == 2
+
+    def test_an_index_that_cannot_be_read_is_dropped_and_the_answer_stands(self, parquet, settings, tmp_path):
+        settings.SANDBOX_INDEX_DIR = str(tmp_path / "index")
+        path = parquet(THRESHOLD_ROWS)
+        index = person_index(path, "person_id", RULES.dimensions)
+        with open(index.path, "wb") as truncated:
+            truncated.write(b"PAR1 half a file")
+        answer = engine.run(
+            engine.query_check({"measures": [{"fn": "count"}], "group_by": ["origin"]}, RULES), RULES, path, index
+        )
+        assert cells(answer) == {"DE": [2 * N], "JP": [2 * (N + 1)]}
+        assert not os.path.exists(index.path)
+        assert person_index(path, "person_id", RULES.dimensions).persons == 3 * N  # made again
 
     def test_a_missing_index_is_made_beside_the_queries_which_go_on_without_it(self, parquet, settings, tmp_path):
         from settlements import sandbox_index
@@ -885,3 +917,116 @@ def test_text_that_is_not_unicode_and_infinite_numbers_are_refused_and_logged(ra
     assert response.json()["error"]["code"] == "query_malformed"
     logged = SandboxQuery.objects.get()
     assert logged.outcome == "refused" and logged.error_code == "query_malformed"
+
+
+class TestAnonymisationAssessment:
+    """An assessment speaks for one revision of one product (found in review: it covered every earlier revision,
+    every product with `all products`, and subscriptions followed later revisions nobody assessed)."""
+
+    @pytest.fixture
+    def product(self, provider, reviewer):
+        return listed_product(provider, reviewer, title_en="Trader flows", delivery_modes=["file", "sandbox"])
+
+    def newer_revision(self, product, provider, *, listed: bool):
+        from listings.models import DataProduct
+        from tests.factories import SANDBOX_DATASET_CSV, SANDBOX_SAMPLE_CSV, RevisionFactory
+
+        old = product.listed_revision
+        newer = RevisionFactory(
+            product=product,
+            number=old.number + 1,
+            created_by=provider,
+            status="listed" if listed else "in_review",
+            delivery_modes=["sandbox"],
+            dictionary=old.dictionary,
+            sample_content=SANDBOX_SAMPLE_CSV,
+            contains_personal_info=True,
+            personal_info_subjects=old.personal_info_subjects,
+            now=timezone.now() + timedelta(seconds=5),
+        )
+        valid_dataset(newer, uploaded_by=provider, content=SANDBOX_DATASET_CSV)
+        if listed:
+            Revision.objects.filter(pk=old.pk).update(status="superseded")
+            DataProduct.objects.filter(pk=product.pk).update(listed_revision=newer)
+            product.refresh_from_db()
+        return newer
+
+    def assess(self, provider, officer, product, *, after=None):
+        from compliance.models import EvidenceKind, Filing
+        from tests.compliance.factories import filing
+
+        made = filing(provider, EvidenceKind.ANONYMISATION_ASSESSMENT, products=[product], accepted_by=officer)
+        if after is not None:
+            Filing.objects.filter(pk=made.pk).update(submitted_at=after.submitted_at + timedelta(seconds=1))
+        return Filing.objects.get(pk=made.pk)
+
+    def anonymised(self, product, revision) -> bool:
+        from compliance.selectors import sandbox_output_anonymised
+
+        return sandbox_output_anonymised(product=product, revision=revision, destination="US", day=timezone.localdate())
+
+    def test_it_covers_the_revision_newest_when_filed_not_an_earlier_or_a_later_one(self, product, provider, officer):
+        r1 = product.listed_revision
+        self.assess(provider, officer, product)
+        assert self.anonymised(product, r1)
+        r2 = self.newer_revision(product, provider, listed=False)
+        assert not self.anonymised(product, r2)  # filed before r2: it did not assess r2's data and rules
+        self.assess(provider, officer, product, after=r2)
+        assert self.anonymised(product, r2)
+
+    def test_one_for_a_revision_in_review_does_not_clear_the_listed_one(
+        self, product, provider, officer, international, clerk
+    ):
+        r2 = self.newer_revision(product, provider, listed=False)
+        self.assess(provider, officer, product, after=r2)
+        assert not self.anonymised(product, product.listed_revision)
+        fund(international, clerk)
+        assert place(international, product, one_off(product), delivery_mode="sandbox").status == "compliance_hold"
+
+    def test_it_names_its_one_product(self, product, provider, reviewer):
+        from compliance.models import EvidenceKind
+        from tests.compliance.factories import filing
+
+        other = listed_product(provider, reviewer, title_en="Other flows", delivery_modes=["file", "sandbox"])
+        for products in (None, [product, other]):
+            with pytest.raises(ValidationError) as refused:
+                filing(provider, EvidenceKind.ANONYMISATION_ASSESSMENT, products=products)
+            assert [e.code for e in refused.value.error_dict["products"]] == ["one_product_required"]
+
+    def test_a_subscription_keeps_the_assessed_revision_until_the_newer_one_is_assessed(
+        self, product, provider, officer, international, clerk
+    ):
+        from settlements.services.downloads import deliverable_dataset
+        from tests.factories import PricePlanFactory
+
+        self.assess(provider, officer, product)
+        fund(international, clerk)
+        plan = PricePlanFactory(
+            product=product, kind="subscription", period="month", currency="CNY", amount=Decimal("10")
+        )
+        entitlement = place(international, product, plan, delivery_mode="sandbox").entitlement
+        assert entitlement.order.snapshot["compliance"]["rules"][:1] == ["R6"]
+        r1 = entitlement.revision
+        r2 = self.newer_revision(product, provider, listed=True)
+        entitlement.refresh_from_db()
+        assert deliverable_dataset(entitlement).revision == r1
+        self.assess(provider, officer, product, after=r2)
+        assert deliverable_dataset(entitlement).revision == r2
+
+    def test_revoking_another_filing_leaves_a_sandbox_entitlement_its_assessment_still_clears(
+        self, product, provider, officer, international, clerk
+    ):
+        from compliance.models import EvidenceKind, Filing
+        from compliance.services import filing_revoke
+        from exchange.outbox import outbox_relay
+        from tests.compliance.factories import filing
+
+        self.assess(provider, officer, product)
+        other = filing(provider, EvidenceKind.FTZ_REGISTRATION, products=[product], accepted_by=officer)
+        fund(international, clerk)
+        entitlement = place(international, product, one_off(product), delivery_mode="sandbox").entitlement
+        self.newer_revision(product, provider, listed=True)  # not assessed: the one-off keeps r1, assessed
+        filing_revoke(filing=Filing.objects.get(pk=other.pk), actor=officer, reason="Unrelated.")
+        outbox_relay()
+        entitlement.refresh_from_db()
+        assert entitlement.status == "active"
