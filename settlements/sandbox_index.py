@@ -218,8 +218,9 @@ def forget_index(index: PersonIndex) -> None:
 
 def _sweep(directory: str) -> None:
     """Remove the half-written files of builders that died (a worker killed mid-build leaves its `.part`: called
-    under the build lock, when no build is under way), and the indexes no query has used for SANDBOX_INDEX_KEEP_DAYS (a use touches its file once a day: `_touch`); one
-    removed while a query reads it stays readable to that query, and the next makes it again."""
+    under the build lock, when no build is under way), and the indexes no query has used for
+    SANDBOX_INDEX_KEEP_DAYS (a use touches its file once a day: `_touch`); one removed while a query reads it stays
+    readable to that query, and the next makes it again."""
     unused_cutoff = time.time() - settings.SANDBOX_INDEX_KEEP_DAYS * 86400
     try:
         names = os.listdir(directory)
