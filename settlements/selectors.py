@@ -974,7 +974,8 @@ def deliverable_dataset(entitlement: Entitlement) -> Dataset | None:
     """The file an entitlement delivers now: its revision's valid dataset; a subscription's, that of the newest
     revision listed after it (the one listed now, or one it superseded) that has a valid dataset and is offered the
     entitlement's way: a revision no longer offered by the sandbox has no sandbox rules, one no longer offered by
-    the API was not meant for the gateway, so the subscription keeps the newest that was. One query."""
+    the API was not meant for the gateway, so the subscription keeps the newest that was. One query (and the
+    assessment's, for a sandbox subscription cleared as anonymised output: `_follows_cleared`)."""
     own = Q(revision_id=entitlement.revision_id)
     if entitlement.follows_revisions and entitlement.product.listed_revision_id:
         number = Revision.objects.filter(pk=entitlement.revision_id).values("number")

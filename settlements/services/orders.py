@@ -1005,10 +1005,10 @@ def entitlements_end_for_product(*, product_id: int, reason: str) -> list[int]:
 
 def entitlements_recheck_exporter(*, exporter_id: int) -> list[int]:
     """A filing of the exporter was revoked or lapsed: every entitlement to its data that is an export is decided
-    again by the compliance gate as of today (a trade of the product's listed revision: the exporter's evidence is
-    what changed, not the data), and ends unless it is still cleared (an outbox subscriber). A trade the gate can
-    no longer decide (the listed revision no longer offers the delivery or the destination) ends too: fail closed.
-    A product not listed is left: its suspension or delisting ends what was bought of it."""
+    again by the compliance gate as of today, as a trade of the revision it delivers now (a one-off's own, a
+    subscription's newest it follows: settlements.selectors.deliverable_dataset), and ends unless it is still
+    cleared (an outbox subscriber). A trade the gate can no longer decide ends too: fail closed. A product not
+    listed is left: its suspension or delisting ends what was bought of it."""
     ended = []
     candidates = (
         Entitlement.objects.filter(product__provider_id=exporter_id, status__in=Entitlement.LIVE)
