@@ -316,6 +316,11 @@ def trade_revision(*, product: DataProduct, buyer_firm: MemberFirm, delivery: st
     if revision is None or product.listing_status != "listed":
         # The product's state (in review, in public notice, delisted), which may change: a conflict.
         raise ApplicationError(_("Only a listed product can be traded."), code="not_listed", status_code=409)
+    return revision_offered(revision=revision, buyer_firm=buyer_firm, delivery=delivery)
+
+
+def revision_offered(*, revision: Revision, buyer_firm: MemberFirm, delivery: str) -> Revision:
+    """The revision, if it is offered this way to this buyer's country; else an ApplicationError saying why not."""
     if delivery not in DELIVERY:
         raise ApplicationError(
             _("Unknown delivery mode."), code="delivery_invalid", details={"delivery": [_("Unknown delivery mode.")]}
@@ -352,6 +357,8 @@ def trade_inputs(
     """
     if revision is None:
         revision = trade_revision(product=product, buyer_firm=buyer_firm, delivery=delivery)
+    else:
+        revision = revision_offered(revision=revision, buyer_firm=buyer_firm, delivery=delivery)
     exporter = product.provider
     counter, increment, ftz = _exporter_inputs(product=product, revision=revision, day=as_of, counter=counter)
     raw = engine_input(
