@@ -515,7 +515,7 @@ def build_sql(query: Query, rules: Rules, source: str, *, within_open: bool = Fa
             return f" LEFT JOIN {table} ON TRUE"
         return f" LEFT JOIN {table} ON " + " AND ".join(f"cells.{a} IS NOT DISTINCT FROM {table}.{a}" for a in aliases)
 
-    fine_fields = [f.field for f in query.filters if f.field not in query.group_by]
+    fine_fields = _fine_fields(query)
     fine_ok = "TRUE"
     if fine_fields:
         # The finer grain: the cell's groups and every filtered field's value; the smallest non-empty sub-cell.
